@@ -1,0 +1,61 @@
+"""
+zerfoo-cloud: turn any OpenAI-compatible inference app into a multi-tenant
+managed service.
+
+The names below are the public API; everything else may change without
+notice. See ``docs/`` for the concepts and how to deploy.
+"""
+
+from __future__ import annotations
+
+from zerfoo_cloud.errors import (
+    CloudError,
+    CorruptRecordError,
+    InvalidConfigError,
+    ModelNotLoadedError,
+    ModelTooLargeError,
+    SAMLError,
+    SchemaMismatchError,
+    StoreError,
+    StoreFullError,
+    TenantExistsError,
+    TenantNotFoundError,
+)
+from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
+from zerfoo_cloud.tenants import (
+    Admission,
+    Tenant,
+    TenantConfig,
+    TenantManager,
+    TenantRecord,
+    generate_api_key,
+    hash_api_key,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Admission",
+    "BucketState",
+    "CloudError",
+    "CorruptRecordError",
+    "Decision",
+    "InvalidConfigError",
+    "ModelNotLoadedError",
+    "ModelTooLargeError",
+    "Rate",
+    "RateLimiter",
+    "SAMLError",
+    "SchemaMismatchError",
+    "StoreError",
+    "StoreFullError",
+    "Tenant",
+    "TenantConfig",
+    "TenantExistsError",
+    "TenantManager",
+    "TenantNotFoundError",
+    "TenantRecord",
+    "__version__",
+    "generate_api_key",
+    "hash_api_key",
+]

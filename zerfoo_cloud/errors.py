@@ -1,0 +1,173 @@
+"""
+Exceptions raised by zerfoo-cloud.
+
+Every exception the library raises on purpose derives from `CloudError`, so
+one ``except CloudError`` catches them all. Where a builtin fits, a class
+also derives from it, so code that knows nothing of zerfoo-cloud still
+handles it sensibly::
+
+    CloudError
+    ├── InvalidConfigError (ValueError)      bad limits, empty id or key, bad option
+    ├── TenantNotFoundError (LookupError)    no tenant with that id or key
+    ├── TenantExistsError                    duplicate tenant id or API key
+    ├── StoreError                           a store failed; the message says what to do
+    │   ├── CorruptRecordError               a stored record cannot be decoded
+    │   ├── SchemaMismatchError              the store was written by another schema version
+    │   └── StoreFullError                   disk or map full; nothing was written
+    ├── ModelTooLargeError                   a model exceeds the whole memory budget
+    ├── ModelNotLoadedError (LookupError)    the model is not loaded
+    └── SAMLError                            a SAML document or assertion was rejected
+
+Each exception builds its own message and keeps its data as attributes.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CloudError",
+    "CorruptRecordError",
+    "InvalidConfigError",
+    "ModelNotLoadedError",
+    "ModelTooLargeError",
+    "SAMLError",
+    "SchemaMismatchError",
+    "StoreError",
+    "StoreFullError",
+    "TenantExistsError",
+    "TenantNotFoundError",
+]
+
+
+class CloudError(Exception):
+    """
+    Base class of every error zerfoo-cloud raises on purpose.
+    """
+
+
+class InvalidConfigError(CloudError, ValueError):
+    """
+    A configuration value is out of range or missing.
+
+    *field* names the offending setting when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TenantNotFoundError(CloudError, LookupError):
+    """
+    No tenant has the given id (or API key).
+
+    *tenant_id* is ``None`` when the lookup was by API key: the key itself is
+    never kept on the exception, so it cannot end up in a log.
+    """
+
+    def __init__(self, tenant_id: str | None) -> None:
+        self.tenant_id = tenant_id
+        if tenant_id is None:
+            msg = "no tenant has this API key"
+        else:
+            msg = f"tenant {tenant_id!r} not found"
+        super().__init__(msg)
+
+
+class TenantExistsError(CloudError):
+    """
+    A tenant with the same id, or the same API key, already exists.
+
+    *field* is ``"id"`` or ``"api_key"``.
+    """
+
+    def __init__(self, tenant_id: str, *, field: str = "id") -> None:
+        self.tenant_id = tenant_id
+        self.field = field
+        if field == "api_key":
+            msg = f"another tenant already uses the API key given for {tenant_id!r}"
+        else:
+            msg = f"tenant {tenant_id!r} already exists"
+        super().__init__(msg)
+
+
+class StoreError(CloudError):
+    """
+    A store could not do what was asked.
+
+    The message says what failed and what to do about it; the original
+    backend exception is chained as ``__cause__``.
+    """
+
+
+class CorruptRecordError(StoreError):
+    """
+    A stored record cannot be decoded.
+
+    *store* names the store (``"lmdb:tenants"``) and *key* the record, so an
+    operator can find and repair or delete it. Corrupt records are never
+    skipped silently.
+    """
+
+    def __init__(self, store: str, key: str, reason: str) -> None:
+        self.store = store
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"corrupt record {key!r} in {store}: {reason}; restore it from a "
+            "backup or delete it with the zerfoo-cloud command"
+        )
+
+
+class SchemaMismatchError(StoreError):
+    """
+    The store was written by a schema version this library cannot read.
+    """
+
+    def __init__(self, path: str, found: int, expected: int) -> None:
+        self.path = path
+        self.found = found
+        self.expected = expected
+        super().__init__(
+            f"store {path!r} has schema version {found}, this zerfoo-cloud "
+            f"reads version {expected}; upgrade zerfoo-cloud or point it at "
+            "another store"
+        )
+
+
+class StoreFullError(StoreError):
+    """
+    The disk or the store's size limit is full; the write did not happen.
+    """
+
+
+class ModelTooLargeError(CloudError):
+    """
+    A model needs more memory than the whole budget.
+    """
+
+    def __init__(self, model_id: str, vram_bytes: int, budget_bytes: int) -> None:
+        self.model_id = model_id
+        self.vram_bytes = vram_bytes
+        self.budget_bytes = budget_bytes
+        super().__init__(
+            f"model {model_id!r} needs {vram_bytes} bytes, more than the whole "
+            f"budget of {budget_bytes} bytes"
+        )
+
+
+class ModelNotLoadedError(CloudError, LookupError):
+    """
+    The model is not loaded.
+    """
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        super().__init__(f"model {model_id!r} is not loaded")
+
+
+class SAMLError(CloudError):
+    """
+    A SAML document was rejected. Subclasses in `zerfoo_cloud.sso` say why.
+    """

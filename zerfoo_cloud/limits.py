@@ -1,0 +1,241 @@
+"""
+Continuously refilling rate limits (token buckets) over a `LimiterStore`.
+
+A limit of *limit* units per *period* seconds is a bucket that holds at most
+*limit* units and refills at ``limit / period`` units per second, all the
+time: there is no window that resets at once, so no more than
+``limit + rate * t`` units ever pass in any interval of *t* seconds, and a
+full period's quota may be spent as one burst.
+
+Spending is all or nothing (`RateLimiter.acquire`), returning units only
+tops the bucket up to its capacity (`RateLimiter.refund`), and charging after
+the fact may drive a bucket into debt (`RateLimiter.deduct`): later requests
+then wait until the debt is repaid by the refill.
+
+Every decision says when it would next succeed (`Decision.retry_after`) and
+when the bucket is full again (`Decision.reset_after`), which is what the
+HTTP ``Retry-After`` and ``x-ratelimit-*`` headers report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import attrs
+
+from zerfoo_cloud.errors import InvalidConfigError
+
+if TYPE_CHECKING:
+    from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.stores.protocols import LimiterStore
+
+__all__ = ["BucketState", "Decision", "Rate", "RateLimiter"]
+
+#: Limits are kept in doubles: integers up to this are exact.
+MAX_LIMIT = 2**53
+
+
+class BucketState(NamedTuple):
+    """
+    The stored state of one bucket.
+
+    *level* units were available at Unix time *updated*; a negative level is
+    debt. The bucket refills from there.
+
+    .. versionadded:: 0.1.0
+    """
+
+    level: float
+    updated: float
+
+
+@attrs.frozen
+class Rate:
+    """
+    *limit* units per *period* seconds; *limit* is also the largest burst.
+
+    .. versionadded:: 0.1.0
+    """
+
+    limit: int
+    period: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            msg = f"a rate limit must be an integer, not {self.limit!r}"
+            raise InvalidConfigError(msg, field="limit")
+        if not 0 < self.limit <= MAX_LIMIT:
+            msg = f"a rate limit must be between 1 and {MAX_LIMIT}, not {self.limit}"
+            raise InvalidConfigError(msg, field="limit")
+        if not (math.isfinite(self.period) and self.period > 0):
+            msg = f"a rate period must be a positive number of seconds, not {self.period!r}"
+            raise InvalidConfigError(msg, field="period")
+
+    @property
+    def per_second(self) -> float:
+        """
+        Units refilled per second.
+        """
+        return self.limit / self.period
+
+
+@attrs.frozen
+class Decision:
+    """
+    The outcome of asking one bucket for units.
+
+    Attributes:
+        allowed: whether the units were granted.
+        limit: the bucket's capacity.
+        remaining: whole units left after this decision (never negative).
+        retry_after: seconds until the same request would be granted;
+            ``0.0`` when granted, ``math.inf`` when it asks for more than the
+            capacity and can never be granted.
+        reset_after: seconds until the bucket is full again.
+
+    .. versionadded:: 0.1.0
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    reset_after: float
+
+
+def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
+    """
+    Return the units in a bucket at time *now* (full if never used).
+
+    A clock that went backwards (another host's, another process's) adds
+    nothing and takes nothing.
+    """
+    if state is None:
+        return float(rate.limit)
+    elapsed = now - state.updated
+    if elapsed <= 0:
+        return min(float(rate.limit), state.level)
+    return min(float(rate.limit), state.level + elapsed * rate.per_second)
+
+
+def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
+    per_second = rate.per_second
+    if allowed:
+        retry_after = 0.0
+    elif cost > rate.limit:
+        retry_after = math.inf
+    else:
+        retry_after = (cost - level) / per_second
+    return Decision(
+        allowed,
+        rate.limit,
+        max(0, math.floor(level + 1e-9)),
+        retry_after,
+        max(0.0, (rate.limit - level) / per_second),
+    )
+
+
+class RateLimiter:
+    """
+    Token-bucket limits over a `LimiterStore`.
+
+    Keys name buckets (``"tenant-a\\x00req"``); the *rate* of a bucket is given
+    on each call, so a changed limit applies at once.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, store: LimiterStore, *, clock: Clock = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
+        """
+        Take *cost* units from bucket *key* if it holds them all; else take none.
+        """
+        return self.acquire_many(((key, rate, cost),))[0]
+
+    def acquire_many(
+        self, requests: Sequence[tuple[str, Rate, int]]
+    ) -> tuple[Decision, ...]:
+        """
+        Take units from several buckets at once: from all of them, or from none.
+
+        Returns one decision per bucket; the request passed if every decision
+        is allowed. When it did not, ``remaining`` shows the untouched levels.
+        """
+        now = self.clock()
+        keys = [key for key, _, _ in requests]
+
+        def change(
+            states: list[BucketState | None],
+        ) -> tuple[list[BucketState | None] | None, tuple[Decision, ...]]:
+            levels = [
+                level_at(state, rate, now)
+                for state, (_, rate, _) in zip(states, requests)
+            ]
+            ok = all(
+                level >= cost for level, (_, _, cost) in zip(levels, requests)
+            )
+            if not ok:
+                return None, tuple(
+                    _decision(False, level, rate, cost)
+                    if level < cost
+                    else _decision(True, level, rate, cost)
+                    for level, (_, rate, cost) in zip(levels, requests)
+                )
+            new_states: list[BucketState | None] = []
+            decisions = []
+            for state, level, (_, rate, cost) in zip(states, levels, requests):
+                left = level - cost
+                stamp = now if state is None or now > state.updated else state.updated
+                new_states.append(BucketState(left, stamp))
+                decisions.append(_decision(True, left, rate, cost))
+            return new_states, tuple(decisions)
+
+        return self.store.update(keys, change)
+
+    def refund(self, key: str, rate: Rate, units: int) -> Decision:
+        """
+        Give *units* back to bucket *key*, never above its capacity.
+        """
+        return self._adjust(key, rate, units, cap=True)
+
+    def deduct(self, key: str, rate: Rate, units: int) -> Decision:
+        """
+        Take *units* from bucket *key* unconditionally; it may go into debt.
+        """
+        return self._adjust(key, rate, -units, cap=False)
+
+    def peek(self, key: str, rate: Rate) -> Decision:
+        """
+        Report bucket *key* without changing it (as a request of one unit).
+        """
+        level = level_at(self.store.get(key), rate, self.clock())
+        return _decision(level >= 1, level, rate, 1)
+
+    def _adjust(self, key: str, rate: Rate, delta: int, *, cap: bool) -> Decision:
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            msg = f"units must be an integer, not {delta!r}"
+            raise InvalidConfigError(msg, field="units")
+        if (delta < 0) == cap:
+            msg = f"units must not be negative, not {delta if cap else -delta}"
+            raise InvalidConfigError(msg, field="units")
+        if delta == 0:
+            return self.peek(key, rate)
+        now = self.clock()
+
+        def change(
+            states: list[BucketState | None],
+        ) -> tuple[list[BucketState | None], Decision]:
+            state = states[0]
+            level = level_at(state, rate, now) + delta
+            if cap:
+                level = min(float(rate.limit), level)
+            stamp = now if state is None or now > state.updated else state.updated
+            return [BucketState(level, stamp)], _decision(level >= 1, level, rate, 1)
+
+        return self.store.update((key,), change)

@@ -1,0 +1,10 @@
+"""
+Storage backends.
+
+Every store is a `typing.Protocol` in `zerfoo_cloud.stores.protocols`, with an
+in-memory implementation (`zerfoo_cloud.stores.memory`, for tests and one
+process) and an LMDB implementation (`zerfoo_cloud.stores.lmdb`, the embedded
+default: crash-safe and shared by every process of one host).
+"""
+
+from __future__ import annotations

@@ -1,0 +1,178 @@
+"""
+The LMDB limiter store.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from zerfoo_cloud.errors import CorruptRecordError
+from zerfoo_cloud.limits import BucketState
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores._lmdb_env import Environment
+
+__all__ = ["LMDBLimiterStore"]
+
+T = TypeVar("T")
+
+_BUCKET = struct.Struct("<dd")
+_COUNT = struct.Struct("<q")
+_PID = struct.Struct(">q")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process
+        return True
+    return True
+
+
+class LMDBLimiterStore:
+    """
+    A `zerfoo_cloud.stores.protocols.LimiterStore` in LMDB: limits hold across
+    every process of the host. Get it from `zerfoo_cloud.stores.lmdb.LMDBStores`.
+
+    Bucket states are two little-endian doubles. Concurrency slots are
+    counted per process (key, NUL, big-endian pid); slots of processes that
+    no longer exist are dropped when slots are next counted, so a killed
+    worker never leaks them.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._db = env.dbs["buckets"]
+        self._slots = env.dbs["slots"]
+
+    def _decode(self, key: bytes, raw: bytes | None) -> BucketState | None:
+        if raw is None:
+            return None
+        if len(raw) != _BUCKET.size:
+            raise CorruptRecordError(
+                "lmdb:buckets",
+                key.decode("utf-8", "backslashreplace"),
+                f"{len(raw)} bytes instead of {_BUCKET.size}",
+            )
+        return BucketState(*_BUCKET.unpack(raw))
+
+    def update(
+        self,
+        keys: Sequence[str],
+        change: Callable[
+            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
+        ],
+    ) -> T:
+        """
+        Atomically read, change and write the states of *keys*.
+        """
+        raw_keys = [k.encode("utf-8", "surrogatepass") for k in keys]
+        db = self._db
+        decode = self._decode
+
+        def write(txn: Any) -> T:
+            new, result = change([decode(k, txn.get(k, db=db)) for k in raw_keys])
+            if new is not None:
+                for key, state in zip(raw_keys, new):
+                    if state is None:
+                        txn.delete(key, db=db)
+                    else:
+                        txn.put(key, _BUCKET.pack(*state), db=db)
+            return result
+
+        return self._env.write(write)
+
+    def get(self, key: str) -> BucketState | None:
+        """
+        Return the state of *key*, or ``None``.
+        """
+        raw_key = key.encode("utf-8", "surrogatepass")
+        return self._env.read(
+            lambda txn: self._decode(raw_key, txn.get(raw_key, db=self._db))
+        )
+
+    def _count(self, txn: Any, prefix: bytes, *, prune: bool) -> int:
+        total = 0
+        dead = []
+        with txn.cursor(db=self._slots) as cursor:
+            if cursor.set_range(prefix):
+                for k, v in cursor:
+                    if not k.startswith(prefix):
+                        break
+                    pid = _PID.unpack(k[len(prefix) :])[0]
+                    if prune and pid != os.getpid() and not _alive(pid):
+                        dead.append(k)
+                        continue
+                    total += _COUNT.unpack(v)[0]
+        for k in dead:
+            txn.delete(k, db=self._slots)
+        return total
+
+    def acquire_slot(self, key: str, limit: int) -> bool:
+        """
+        Take a slot of *key* if fewer than *limit* are taken by live processes.
+        """
+        prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
+        own = prefix + _PID.pack(os.getpid())
+
+        def write(txn: Any) -> bool:
+            if self._count(txn, prefix, prune=True) >= limit:
+                return False
+            raw = txn.get(own, db=self._slots)
+            mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+            txn.put(own, _COUNT.pack(mine + 1), db=self._slots)
+            return True
+
+        return self._env.write(write)
+
+    def release_slot(self, key: str) -> None:
+        """
+        Give back a slot of *key* taken by this process.
+        """
+        own = key.encode("utf-8", "surrogatepass") + b"\x00" + _PID.pack(os.getpid())
+
+        def write(txn: Any) -> None:
+            raw = txn.get(own, db=self._slots)
+            mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+            if mine <= 1:
+                txn.delete(own, db=self._slots)
+            else:
+                txn.put(own, _COUNT.pack(mine - 1), db=self._slots)
+
+        self._env.write(write)
+
+    def slots_in_use(self, key: str) -> int:
+        """
+        Return how many slots of *key* live processes hold.
+        """
+        prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
+        return self._env.write(lambda txn: self._count(txn, prefix, prune=True))
+
+    def clear(self, prefix: str) -> None:
+        """
+        Drop every state and slot whose key starts with *prefix*.
+        """
+        raw = prefix.encode("utf-8", "surrogatepass")
+
+        def write(txn: Any) -> None:
+            for db in (self._db, self._slots):
+                with txn.cursor(db=db) as cursor:
+                    if not cursor.set_range(raw):
+                        continue
+                    while cursor.key().startswith(raw):
+                        if not cursor.delete():
+                            break
+
+        self._env.write(write)
+
+    def close(self) -> None:
+        """
+        Nothing to release: `LMDBStores.close` closes the environment.
+        """

@@ -1,0 +1,202 @@
+"""
+In-memory stores: for tests, development and single-process servers.
+
+They hold within one process only and are lost when it exits; use
+`zerfoo_cloud.stores.lmdb.LMDBStores` to share state between worker
+processes or keep it across restarts. Every store is safe for many threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from zerfoo_cloud.errors import (
+    InvalidConfigError,
+    TenantExistsError,
+    TenantNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.limits import BucketState
+    from zerfoo_cloud.tenants import TenantRecord
+
+__all__ = [
+    "MemoryLimiterStore",
+    "MemoryTenantStore",
+]
+
+T = TypeVar("T")
+
+
+class MemoryTenantStore:
+    """
+    A `zerfoo_cloud.stores.protocols.TenantStore` in a dict.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, TenantRecord] = {}
+        self._by_hash: dict[str, str] = {}
+
+    def create(self, record: TenantRecord) -> None:
+        """
+        Store a new record (see the protocol).
+        """
+        with self._lock:
+            if record.id in self._by_id:
+                raise TenantExistsError(record.id)
+            if record.key_hash in self._by_hash:
+                raise TenantExistsError(record.id, field="api_key")
+            self._by_id[record.id] = record
+            self._by_hash[record.key_hash] = record.id
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        """
+        Return the record with this id, or ``None``.
+        """
+        return self._by_id.get(tenant_id)
+
+    def get_by_key_hash(self, key_hash: str) -> TenantRecord | None:
+        """
+        Return the record with this key hash, or ``None``.
+        """
+        with self._lock:
+            tenant_id = self._by_hash.get(key_hash)
+            return None if tenant_id is None else self._by_id.get(tenant_id)
+
+    def update(
+        self, tenant_id: str, change: Callable[[TenantRecord], TenantRecord]
+    ) -> TenantRecord:
+        """
+        Atomically replace a record by ``change(old)`` (see the protocol).
+        """
+        with self._lock:
+            old = self._by_id.get(tenant_id)
+            if old is None:
+                raise TenantNotFoundError(tenant_id)
+            new = change(old)
+            if new.id != old.id:
+                msg = "a tenant's id cannot change"
+                raise InvalidConfigError(msg, field="id")
+            if new.key_hash != old.key_hash:
+                if new.key_hash in self._by_hash:
+                    raise TenantExistsError(tenant_id, field="api_key")
+                del self._by_hash[old.key_hash]
+                self._by_hash[new.key_hash] = tenant_id
+            self._by_id[tenant_id] = new
+            return new
+
+    def delete(self, tenant_id: str) -> None:
+        """
+        Remove a record and its key (see the protocol).
+        """
+        with self._lock:
+            old = self._by_id.pop(tenant_id, None)
+            if old is None:
+                raise TenantNotFoundError(tenant_id)
+            self._by_hash.pop(old.key_hash, None)
+
+    def list(self) -> list[TenantRecord]:
+        """
+        Return every record, ordered by id.
+        """
+        with self._lock:
+            return [self._by_id[k] for k in sorted(self._by_id)]
+
+    def all(self) -> list[TenantRecord]:
+        """
+        Return a copy of everything stored (same as `list`).
+        """
+        return self.list()
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """
+
+
+class MemoryLimiterStore:
+    """
+    A `zerfoo_cloud.stores.protocols.LimiterStore` in a dict: limits hold
+    within this process.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[str, BucketState] = {}
+        self._slots: dict[str, int] = {}
+
+    def update(
+        self,
+        keys: Sequence[str],
+        change: Callable[
+            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
+        ],
+    ) -> T:
+        """
+        Atomically read, change and write the states of *keys*.
+        """
+        buckets = self._buckets
+        with self._lock:
+            new, result = change([buckets.get(k) for k in keys])
+            if new is not None:
+                for key, state in zip(keys, new):
+                    if state is None:
+                        buckets.pop(key, None)
+                    else:
+                        buckets[key] = state
+            return result
+
+    def get(self, key: str) -> BucketState | None:
+        """
+        Return the state of *key*, or ``None``.
+        """
+        return self._buckets.get(key)
+
+    def acquire_slot(self, key: str, limit: int) -> bool:
+        """
+        Take a slot of *key* if fewer than *limit* are taken.
+        """
+        with self._lock:
+            taken = self._slots.get(key, 0)
+            if taken >= limit:
+                return False
+            self._slots[key] = taken + 1
+            return True
+
+    def release_slot(self, key: str) -> None:
+        """
+        Give back a slot of *key*.
+        """
+        with self._lock:
+            taken = self._slots.get(key, 0)
+            if taken <= 1:
+                self._slots.pop(key, None)
+            else:
+                self._slots[key] = taken - 1
+
+    def slots_in_use(self, key: str) -> int:
+        """
+        Return how many slots of *key* are taken.
+        """
+        return self._slots.get(key, 0)
+
+    def clear(self, prefix: str) -> None:
+        """
+        Drop every state and slot whose key starts with *prefix*.
+        """
+        with self._lock:
+            for table in (self._buckets, self._slots):
+                for key in [k for k in table if k.startswith(prefix)]:
+                    del table[key]
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """

@@ -1,0 +1,181 @@
+"""
+The contracts every store implements.
+
+A store written outside zerfoo-cloud needs no base class: it only has to
+provide these methods. The conformance suite in ``tests/stores`` runs the same
+tests against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.limits import BucketState
+    from zerfoo_cloud.tenants import TenantRecord
+
+__all__ = [
+    "LimiterStore",
+    "ReplayCache",
+    "TenantStore",
+]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class TenantStore(Protocol):
+    """
+    **Protocol**: Where `zerfoo_cloud.TenantManager` keeps tenant records.
+
+    Records hold the SHA-256 hash of the API key, never the key. Lookups by
+    id and by key hash are O(1) (or O(log n)); every method sees writes made
+    by other users of the same store (other threads, and for shared backends
+    other processes) as soon as they return.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def create(self, record: TenantRecord) -> None:
+        """
+        Store a new record.
+
+        Raises:
+            TenantExistsError: the id, or the key hash, is already stored
+                (``field`` says which). Nothing is written.
+        """
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        """
+        Return the record with id *tenant_id*, or ``None``.
+        """
+
+    def get_by_key_hash(self, key_hash: str) -> TenantRecord | None:
+        """
+        Return the record whose key hash is *key_hash*, or ``None``.
+        """
+
+    def update(
+        self, tenant_id: str, change: Callable[[TenantRecord], TenantRecord]
+    ) -> TenantRecord:
+        """
+        Atomically replace a record by ``change(old)`` and return the new one.
+
+        *change* must not alter the id. A new key hash replaces the old one in
+        the key index in the same step, so the old key stops working at once.
+
+        Raises:
+            TenantNotFoundError: no record has id *tenant_id*.
+            TenantExistsError: the new key hash belongs to another tenant.
+        """
+
+    def delete(self, tenant_id: str) -> None:
+        """
+        Remove a record and its key index entry, even a corrupt one.
+
+        Raises:
+            TenantNotFoundError: no record has id *tenant_id*.
+        """
+
+    def list(self) -> list[TenantRecord]:
+        """
+        Return every record, ordered by id.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class LimiterStore(Protocol):
+    """
+    **Protocol**: Atomic state for rate limits and concurrency limits.
+
+    The limit algorithm lives in `zerfoo_cloud.limits`; a store only has to
+    read, transform and write a few small states atomically. With a store
+    shared between processes, limits hold across all of them.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def update(
+        self,
+        keys: Sequence[str],
+        change: Callable[
+            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
+        ],
+    ) -> T:
+        """
+        Atomically read the states of *keys*, call *change*, store its result.
+
+        *change* gets the current states (``None`` for a key never written)
+        and returns ``(new_states, result)``: *new_states* is ``None`` to write
+        nothing, else one state (or ``None`` to delete) per key. No other
+        update of any of the keys may interleave. *change* is pure and fast;
+        it may be called more than once if the store retries.
+        """
+
+    def get(self, key: str) -> BucketState | None:
+        """
+        Return the state of *key*, or ``None`` if it was never written.
+        """
+
+    def acquire_slot(self, key: str, limit: int) -> bool:
+        """
+        Take one of *limit* concurrency slots of *key*; ``False`` if all are taken.
+
+        Slots held by a process that died are given back by shared stores.
+        """
+
+    def release_slot(self, key: str) -> None:
+        """
+        Give back a slot taken by `acquire_slot`. Never goes below zero.
+        """
+
+    def slots_in_use(self, key: str) -> int:
+        """
+        Return how many slots of *key* are taken.
+        """
+
+    def clear(self, prefix: str) -> None:
+        """
+        Drop every state and slot whose key starts with *prefix*.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class ReplayCache(Protocol):
+    """
+    **Protocol**: A set of seen ids, each kept until it expires.
+
+    `zerfoo_cloud.SAMLProvider` records each accepted assertion id here so
+    that the same assertion cannot be used twice, in any process sharing the
+    cache.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def add(self, key: str, expires_at: float, now: float) -> bool:
+        """
+        Record *key* until *expires_at* (Unix seconds); *now* is the caller's clock.
+
+        Entries whose *expires_at* is at or before *now* count as gone and may
+        be purged.
+
+        Returns:
+            ``True`` if *key* was new (or had expired), ``False`` if it is
+            already recorded: a replay. Check and insert are one atomic step.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
+        """
