@@ -175,21 +175,24 @@ class RateLimiter:
         ) -> tuple[list[BucketState | None] | None, tuple[Decision, ...]]:
             levels = [
                 level_at(state, rate, now)
-                for state, (_, rate, _) in zip(states, requests)
+                for state, (_, rate, _) in zip(states, requests, strict=True)
             ]
             ok = all(
-                level >= cost for level, (_, _, cost) in zip(levels, requests)
+                level >= cost
+                for level, (_, _, cost) in zip(levels, requests, strict=True)
             )
             if not ok:
                 return None, tuple(
                     _decision(False, level, rate, cost)
                     if level < cost
                     else _decision(True, level, rate, cost)
-                    for level, (_, rate, cost) in zip(levels, requests)
+                    for level, (_, rate, cost) in zip(levels, requests, strict=True)
                 )
             new_states: list[BucketState | None] = []
             decisions = []
-            for state, level, (_, rate, cost) in zip(states, levels, requests):
+            for state, level, (_, rate, cost) in zip(
+                states, levels, requests, strict=True
+            ):
                 left = level - cost
                 stamp = now if state is None or now > state.updated else state.updated
                 new_states.append(BucketState(left, stamp))

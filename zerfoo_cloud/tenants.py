@@ -17,6 +17,7 @@ writing the LMDB file while a server runs) takes effect at once.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -502,7 +503,9 @@ def _check_models(models: object) -> tuple[str, ...]:
         raise InvalidConfigError(msg, field="model_allow_list")
     result = tuple(models)
     if len(result) > MAX_ALLOW_LIST:
-        msg = f"model_allow_list holds at most {MAX_ALLOW_LIST} models, not {len(result)}"
+        msg = (
+            f"model_allow_list holds at most {MAX_ALLOW_LIST} models, not {len(result)}"
+        )
         raise InvalidConfigError(msg, field="model_allow_list")
     for m in result:
         if not isinstance(m, str) or not 0 < len(m) <= MAX_MODEL_NAME:
@@ -621,7 +624,7 @@ class TenantManager:
         """
         return [record.config() for record in self.store.list()]
 
-    def records(self) -> list[TenantRecord]:
+    def records(self) -> builtins.list[TenantRecord]:
         """
         Return every stored record (key hashes, timestamps), ordered by id.
         """
@@ -663,9 +666,7 @@ class TenantManager:
         if model_allow_list is not None:
             changes["model_allow_list"] = _check_models(model_allow_list)
         changes["updated_at"] = self.clock()
-        record = self.store.update(
-            tenant_id, lambda old: attrs.evolve(old, **changes)
-        )
+        record = self.store.update(tenant_id, lambda old: attrs.evolve(old, **changes))
         return self._tenant(record)
 
     def rotate_key(self, tenant_id: str) -> str:

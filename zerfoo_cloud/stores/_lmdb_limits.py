@@ -80,7 +80,7 @@ class LMDBLimiterStore:
         def write(txn: Any) -> T:
             new, result = change([decode(k, txn.get(k, db=db)) for k in raw_keys])
             if new is not None:
-                for key, state in zip(raw_keys, new):
+                for key, state in zip(raw_keys, new, strict=True):
                     if state is None:
                         txn.delete(key, db=db)
                     else:

@@ -141,8 +141,8 @@ class LMDBStores:
         key = (st.st_dev, st.st_ino)
         with cls._registry_lock:
             existing = cls._registry.get(key)
-            if existing is not None and existing._refs > 0:
-                existing._refs += 1
+            if existing is not None and existing._refs > 0:  # noqa: SLF001
+                existing._refs += 1  # noqa: SLF001
                 return existing
             stores = cls(folder, map_size=map_size, max_map_size=max_map_size)
             stores._key = key
@@ -218,7 +218,7 @@ class LMDBStores:
         """
         return self._refs <= 0
 
-    def __enter__(self) -> LMDBStores:
+    def __enter__(self) -> LMDBStores:  # noqa: PYI034
         return self
 
     def __exit__(

@@ -8,6 +8,7 @@ processes or keep it across restarts. Every store is safe for many threads.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -107,7 +108,7 @@ class MemoryTenantStore:
         with self._lock:
             return [self._by_id[k] for k in sorted(self._by_id)]
 
-    def all(self) -> list[TenantRecord]:
+    def all(self) -> builtins.list[TenantRecord]:
         """
         Return a copy of everything stored (same as `list`).
         """
@@ -146,7 +147,7 @@ class MemoryLimiterStore:
         with self._lock:
             new, result = change([buckets.get(k) for k in keys])
             if new is not None:
-                for key, state in zip(keys, new):
+                for key, state in zip(keys, new, strict=True):
                     if state is None:
                         buckets.pop(key, None)
                     else:
