@@ -8,6 +8,7 @@ notice. See ``docs/`` for the concepts and how to deploy.
 
 from __future__ import annotations
 
+from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditLogger, AuditResult
 from zerfoo_cloud.errors import (
     CloudError,
     CorruptRecordError,
@@ -22,6 +23,13 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
 )
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
+from zerfoo_cloud.metering import (
+    BillingRecord,
+    NDJSONRecorder,
+    TokenMeter,
+    UsageEvent,
+    UsageRecorder,
+)
 from zerfoo_cloud.tenants import (
     Admission,
     Tenant,
@@ -36,6 +44,11 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Admission",
+    "AuditAction",
+    "AuditEntry",
+    "AuditLogger",
+    "AuditResult",
+    "BillingRecord",
     "BucketState",
     "CloudError",
     "CorruptRecordError",
@@ -43,6 +56,7 @@ __all__ = [
     "InvalidConfigError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "NDJSONRecorder",
     "Rate",
     "RateLimiter",
     "SAMLError",
@@ -55,6 +69,9 @@ __all__ = [
     "TenantManager",
     "TenantNotFoundError",
     "TenantRecord",
+    "TokenMeter",
+    "UsageEvent",
+    "UsageRecorder",
     "__version__",
     "generate_api_key",
     "hash_api_key",

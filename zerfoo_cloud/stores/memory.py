@@ -20,10 +20,16 @@ from zerfoo_cloud.errors import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from zerfoo_cloud.audit import AuditEntry
     from zerfoo_cloud.limits import BucketState
+    from zerfoo_cloud.metering import BillingRecord
     from zerfoo_cloud.tenants import TenantRecord
 
 __all__ = [
+    "MemoryAuditStore",
+    "MemoryBillingStore",
     "MemoryLimiterStore",
     "MemoryTenantStore",
 ]
@@ -196,6 +202,113 @@ class MemoryLimiterStore:
             for table in (self._buckets, self._slots):
                 for key in [k for k in table if k.startswith(prefix)]:
                     del table[key]
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """
+
+
+class MemoryBillingStore:
+    """
+    A `zerfoo_cloud.stores.protocols.BillingStore` in a list.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[BillingRecord] = []
+        self._ids: set[str] = set()
+
+    def add(self, records: Sequence[BillingRecord]) -> int:
+        """
+        Store the records whose request id is new; return how many.
+        """
+        added = 0
+        with self._lock:
+            for record in records:
+                if record.request_id in self._ids:
+                    continue
+                self._ids.add(record.request_id)
+                self._records.append(record)
+                added += 1
+        return added
+
+    def store(self, record: BillingRecord) -> None:
+        """
+        Store one record (the seed's name for `add`).
+        """
+        self.add([record])
+
+    def query(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> builtins.list[BillingRecord]:
+        """
+        Return the tenant's records in ``[start, end]``, oldest first.
+        """
+        with self._lock:
+            found = [
+                r
+                for r in self._records
+                if r.tenant_id == tenant_id and start <= r.timestamp <= end
+            ]
+        return sorted(found, key=lambda r: r.timestamp)
+
+    def all(self) -> builtins.list[BillingRecord]:
+        """
+        Return a copy of everything stored, in insertion order.
+        """
+        with self._lock:
+            return list(self._records)
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """
+
+
+class MemoryAuditStore:
+    """
+    A `zerfoo_cloud.stores.protocols.AuditStore` in a list.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[AuditEntry] = []
+
+    def append(self, entry: AuditEntry) -> AuditEntry:
+        """
+        Store *entry* and return it.
+        """
+        with self._lock:
+            self._entries.append(entry)
+        return entry
+
+    def query(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> builtins.list[AuditEntry]:
+        """
+        Return the tenant's entries in ``[start, end]``, oldest first.
+        """
+        with self._lock:
+            found = [
+                e
+                for e in self._entries
+                if e.tenant_id == tenant_id
+                and e.timestamp is not None
+                and start <= e.timestamp <= end
+            ]
+        return sorted(found, key=lambda e: e.timestamp or start)
+
+    def all(self) -> builtins.list[AuditEntry]:
+        """
+        Return a copy of everything stored, in insertion order.
+        """
+        with self._lock:
+            return list(self._entries)
 
     def close(self) -> None:
         """

@@ -12,10 +12,16 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from zerfoo_cloud.audit import AuditEntry
     from zerfoo_cloud.limits import BucketState
+    from zerfoo_cloud.metering import BillingRecord
     from zerfoo_cloud.tenants import TenantRecord
 
 __all__ = [
+    "AuditStore",
+    "BillingStore",
     "LimiterStore",
     "ReplayCache",
     "TenantStore",
@@ -173,6 +179,61 @@ class ReplayCache(Protocol):
         Returns:
             ``True`` if *key* was new (or had expired), ``False`` if it is
             already recorded: a replay. Check and insert are one atomic step.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class BillingStore(Protocol):
+    """
+    **Protocol**: Where `zerfoo_cloud.TokenMeter` keeps billing records.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def add(self, records: Sequence[BillingRecord]) -> int:
+        """
+        Store *records* in one atomic step; return how many were new.
+
+        A record whose ``request_id`` is already stored is skipped, so a
+        retried write never charges twice.
+        """
+
+    def query(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> list[BillingRecord]:
+        """
+        Return the tenant's records with ``start <= timestamp <= end``,
+        oldest first.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """
+    **Protocol**: Where `zerfoo_cloud.AuditLogger` keeps audit entries.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def append(self, entry: AuditEntry) -> AuditEntry:
+        """
+        Store *entry* (its timestamp is set) and return what was stored.
+        """
+
+    def query(self, tenant_id: str, start: datetime, end: datetime) -> list[AuditEntry]:
+        """
+        Return the tenant's entries with ``start <= timestamp <= end``,
+        oldest first.
         """
 
     def close(self) -> None:
