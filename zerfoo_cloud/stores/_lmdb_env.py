@@ -8,7 +8,7 @@ this module takes care of them:
   open. Every transaction passes a gate (a counter under a lock); a resize
   waits until the gate is empty.
 - An environment must not be used in a child after ``fork()``. A fork hook
-  marks every environment stale and the child opens its own on first use.
+  drops the inherited handle and the child opens its own on first use.
 - An environment must not be opened twice in one process (LMDB's locks are
   per process). `zerfoo_cloud.stores.lmdb.LMDBStores.open` keeps a registry.
 """
@@ -39,10 +39,6 @@ MAX_DBS = 32
 MAX_READERS = 1024
 
 _ENVIRONMENTS: weakref.WeakSet[Environment] = weakref.WeakSet()
-# Handles inherited through fork() are never closed in the child (closing
-# them there is undefined in LMDB); they are kept here so that their
-# destructors never run.
-_ABANDONED: list[Any] = []
 
 
 def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
@@ -166,12 +162,19 @@ class Environment:
             msg = f"cannot open the databases of LMDB store {self.path!r}: {exc}"
             raise StoreError(msg) from exc
         self._env = env
-        self.dbs = dbs
-        self._pid = os.getpid()
+        # Updated in place: stores keep a reference to this dict and look
+        # handles up per call, so a reopened environment (after fork) serves
+        # them without their knowing.
+        self.dbs.clear()
+        self.dbs.update(dbs)
 
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
+        # The child must not use the parent's handle. Closing it here only
+        # unmaps and closes file descriptors: reader slots and file locks
+        # belong to the parent's pid and stay untouched.
         if self._env is not None:
-            _ABANDONED.append(self._env)
+            with contextlib.suppress(lmdb.Error):
+                self._env.close()
         self._env = None
         self._gate = _Gate()
         self._open_lock = threading.Lock()

@@ -18,6 +18,7 @@ from zerfoo_cloud.errors import (
     TenantExistsError,
     TenantNotFoundError,
 )
+from zerfoo_cloud.limits import take_from
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -165,6 +166,21 @@ class MemoryLimiterStore:
         Return the state of *key*, or ``None``.
         """
         return self._buckets.get(key)
+
+    def take(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, float]:
+        """
+        Take *cost* units from bucket *key* if it holds them (the fast path).
+        """
+        buckets = self._buckets
+        with self._lock:
+            state, allowed, level = take_from(
+                buckets.get(key), capacity, per_second, cost, now
+            )
+            if state is not None:
+                buckets[key] = state
+        return allowed, level
 
     def acquire_slot(self, key: str, limit: int) -> bool:
         """

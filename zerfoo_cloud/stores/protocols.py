@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditStore",
     "BillingStore",
+    "BucketStore",
     "LimiterStore",
     "ReplayCache",
     "TenantStore",
@@ -154,6 +155,30 @@ class LimiterStore(Protocol):
     def close(self) -> None:
         """
         Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class BucketStore(Protocol):
+    """
+    **Protocol**: An optional fast path of a `LimiterStore`.
+
+    A limiter store that also has `take` serves single-bucket decisions
+    without the generic `LimiterStore.update` callback. `RateLimiter` checks
+    for it when it is made.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def take(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, float]:
+        """
+        Atomically take *cost* units from bucket *key* if it holds them.
+
+        Use `zerfoo_cloud.limits.take_from` for the arithmetic. Returns
+        ``(allowed, level)``: whether the units were taken, and the units
+        left (or, when refused, available).
         """
 
 
