@@ -22,6 +22,13 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
 )
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
+from zerfoo_cloud.sso import (
+    SAMLMetadata,
+    SAMLProvider,
+    SSOIdentity,
+    SSOProvider,
+    parse_saml_metadata,
+)
 from zerfoo_cloud.tenants import (
     Admission,
     Tenant,
@@ -46,6 +53,10 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "SAMLError",
+    "SAMLMetadata",
+    "SAMLProvider",
+    "SSOIdentity",
+    "SSOProvider",
     "SchemaMismatchError",
     "StoreError",
     "StoreFullError",
@@ -58,4 +69,5 @@ __all__ = [
     "__version__",
     "generate_api_key",
     "hash_api_key",
+    "parse_saml_metadata",
 ]
