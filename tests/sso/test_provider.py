@@ -678,6 +678,8 @@ def test_depth_limit_is_exact() -> None:
         parse_xml(nested(DEFAULT_MAX_DEPTH + 1))
     with pytest.raises(SAMLParseError, match="depth"):
         parse_xml(nested(1000))
+    with pytest.raises(SAMLParseError, match="larger than the limit of 9"):
+        parse_xml(b"<a>12345</a>", max_size=9)
 
 
 @pytest.mark.parametrize(
@@ -1214,3 +1216,82 @@ def test_replay_is_caught_by_a_second_process_sharing_lmdb(
         )
     # And this (third) process, sharing the same folder, sees it too.
     assert validate_with_lmdb(**args) == "SAMLReplayError"
+
+
+def test_second_response_inside_the_first_is_refused(
+    make_provider: Factory, idp_keys: KeyPair
+) -> None:
+    """
+    A Response smuggled inside another (with fresh IDs) is refused.
+    """
+    root = signed(idp_keys, response=True)
+    inner = build_response(include_assertion=False)
+    extensions = etree.SubElement(root, q(SAMLP, "Extensions"))
+    extensions.append(inner)
+    with pytest.raises(SAMLStructureError, match="2 Responses"):
+        _validate(make_provider(), root)
+
+
+def test_encrypted_assertion_hiding_another_is_refused(
+    make_provider: Factory, idp_keys: KeyPair, sp_keys: KeyPair
+) -> None:
+    """
+    An assertion found inside the decrypted plaintext counts like any other.
+    """
+    root = build_response()
+    assertion = assertion_of(root)
+    advice = etree.SubElement(assertion, q(SAML, "Advice"))
+    hidden = copy.deepcopy(assertion)
+    hidden.remove(hidden.find(q(SAML, "Advice")))  # type: ignore[arg-type]
+    hidden.set("ID", "_hidden")
+    advice.append(hidden)
+    encrypt_assertion(root, sp_keys)
+    sign(root, idp_keys)
+    with pytest.raises(SAMLStructureError, match="2 assertions"):
+        _validate(make_provider(sp_private_key=sp_keys.key_pem), root)
+
+
+def test_unreadable_key_info_hint_is_ignored(
+    make_provider: Factory, idp_keys: KeyPair, attacker_keys: KeyPair
+) -> None:
+    """
+    A KeyInfo certificate that is not base64 is no hint; the pinned keys are still tried.
+    """
+    root = signed(idp_keys)
+    cert = root.find(f".//{{{DS}}}X509Certificate")
+    assert cert is not None
+    cert.text = "%%% not base64 %%%"
+    assert _validate(make_provider(keys=(attacker_keys, idp_keys)), root).subject
+
+
+def test_identity_takes_single_strings_as_one_value() -> None:
+    """
+    SSOIdentity stores an attribute given as one string as a one-value tuple.
+    """
+    identity = SSOIdentity("s", "t", "", {"a": "x", "b": ["y", "z"]}, 0.0)
+    assert identity.attributes == {"a": ("x",), "b": ("y", "z")}
+
+
+def test_decryptor_repr_hides_the_key(sp_keys: KeyPair) -> None:
+    """
+    The decryptor's repr never shows the private key.
+    """
+    from zerfoo_cloud.sso._encryption import Decryptor
+
+    assert "PRIVATE" not in repr(Decryptor(sp_keys.key_pem))
+
+
+def test_unsigned_in_response_to_cannot_answer_a_request(
+    make_provider: Factory, idp_keys: KeyPair
+) -> None:
+    """
+    An unsolicited signed assertion in an unsigned Response claiming InResponseTo is refused.
+    """
+    root = signed(idp_keys, in_response_to=None)
+    root.set("InResponseTo", REQUEST_ID)
+    with pytest.raises(SAMLInResponseToError, match="unsolicited"):
+        _validate(make_provider(), root)
+    covered = build_response(in_response_to=None)
+    covered.set("InResponseTo", REQUEST_ID)
+    sign(covered, idp_keys)
+    assert _validate(make_provider(), covered).subject

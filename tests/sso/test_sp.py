@@ -236,3 +236,15 @@ def test_metadata_roundtrip_of_an_idp(idp_keys: KeyPair) -> None:
     """
     with pytest.raises(Exception, match="no IDPSSODescriptor"):
         parse_saml_metadata(_provider(idp_keys).sp_metadata())
+
+
+def test_sp_metadata_announces_the_name_id_format() -> None:
+    """
+    A NameIDFormat given to the SP metadata is published.
+    """
+    from zerfoo_cloud.sso import build_sp_metadata
+
+    xml = build_sp_metadata(
+        sp_entity_id="sp", acs_url="https://a", name_id_format="urn:f"
+    )
+    assert etree.fromstring(xml).findtext(f".//{{{MD}}}NameIDFormat") == "urn:f"

@@ -38,11 +38,14 @@ def test_expired_entries_are_purged(lmdb_stores: LMDBStores) -> None:
 
 def test_replaced_entry_leaves_no_stale_index(lmdb_stores: LMDBStores) -> None:
     """
-    Re-adding an expired key replaces its index entry too.
+    Re-adding an expired key not yet purged replaces its index entry too.
     """
     cache = lmdb_stores.replay
-    cache.add("k", NOW + 1, NOW)
-    cache.add("k", NOW + 10, NOW + 5)
+    for i in range(PURGE_BATCH):
+        cache.add(f"old{i}", NOW + 1, NOW)
+    cache.add("k", NOW + 2, NOW)
+    # The purge of this add takes the PURGE_BATCH oldest; "k" is re-added.
+    assert cache.add("k", NOW + 10, NOW + 5)
     assert lmdb_stores.durable.stat("replay_expiry")["entries"] == 1
     assert not cache.add("k", NOW + 10, NOW + 9)
 

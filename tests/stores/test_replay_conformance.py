@@ -136,3 +136,19 @@ def test_close_twice_is_harmless(replay_cache: ReplayCache) -> None:
     """
     replay_cache.close()
     replay_cache.close()
+
+
+def test_memory_cache_purges_and_validates_its_interval() -> None:
+    """
+    The memory cache sweeps expired entries every purge_interval adds; 0 is refused.
+    """
+    from zerfoo_cloud.errors import InvalidConfigError
+
+    cache = MemoryReplayCache(purge_interval=2)
+    cache.add("a", NOW + 1, NOW)
+    cache.add("b", NOW + 100, NOW + 5)
+    assert cache.all() == {"b": NOW + 100}
+    assert len(cache) == 1
+    with pytest.raises(InvalidConfigError):
+        MemoryReplayCache(purge_interval=0)
+    assert MemoryReplayCache(purge_interval=1).add("a", NOW + 1, NOW)

@@ -182,7 +182,7 @@ class PinnedKeys:
         Refuse every signature that is not the one shape SAML uses; return the
         transforms to enable in xmlsec (signature level, reference level).
         """
-        if signature.getparent() is not signed:
+        if signature.getparent() is not signed:  # pragma: no cover - callers ensure it
             msg = "the signature is not a direct child of the element it signs"
             raise SAMLSignatureError(msg)
         _only_children(
