@@ -220,11 +220,13 @@ def sign(
     *,
     method: Any = C.TransformRsaSha256,
     digest: Any = C.TransformSha256,
+    transform: Any = C.TransformExclC14N,
     include_cert: bool = True,
 ) -> etree._Element:
     """
     Sign *element* in place with an enveloped signature placed right after
-    its Issuer; return the ``ds:Signature``.
+    its Issuer (reference transforms: enveloped, then *transform*); return
+    the ``ds:Signature``.
     """
     signature = xmlsec.template.create(element, C.TransformExclC14N, method, ns="ds")
     issuer = element.find(q(SAML, "Issuer"))
@@ -234,7 +236,7 @@ def sign(
         signature, digest, uri="#" + element.get("ID", "")
     )
     xmlsec.template.add_transform(reference, C.TransformEnveloped)
-    xmlsec.template.add_transform(reference, C.TransformExclC14N)
+    xmlsec.template.add_transform(reference, transform)
     key = xmlsec.Key.from_memory(keys.key_pem, C.KeyDataFormatPem)
     if include_cert:
         key_info = xmlsec.template.ensure_key_info(signature)

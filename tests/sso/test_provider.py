@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import xmlsec
 from lxml import etree
 
 from tests.sso._idp import (
@@ -370,25 +369,6 @@ def test_stronger_algorithms_are_accepted(
     assert _validate(make_provider(), root).subject
 
 
-def _resign_with_transform(root: etree._Element, keys: KeyPair, transform: Any) -> None:
-    assertion = assertion_of(root)
-    signature = xmlsec.template.create(
-        assertion, C.TransformExclC14N, C.TransformRsaSha256, ns="ds"
-    )
-    issuer = assertion.find(q(SAML, "Issuer"))
-    assert issuer is not None
-    issuer.addnext(signature)
-    reference = xmlsec.template.add_reference(
-        signature, C.TransformSha256, uri="#" + assertion.get("ID", "")
-    )
-    xmlsec.template.add_transform(reference, C.TransformEnveloped)
-    xmlsec.template.add_transform(reference, transform)
-    xmlsec.tree.add_ids(root, ["ID"])
-    ctx = xmlsec.SignatureContext()
-    ctx.key = xmlsec.Key.from_memory(keys.key_pem, C.KeyDataFormatPem)
-    ctx.sign(signature)
-
-
 def test_inclusive_c14n_transform_is_refused(
     make_provider: Factory, idp_keys: KeyPair
 ) -> None:
@@ -396,7 +376,7 @@ def test_inclusive_c14n_transform_is_refused(
     A reference transform other than enveloped and exclusive C14N is refused.
     """
     root = build_response()
-    _resign_with_transform(root, idp_keys, C.TransformInclC14N)
+    sign(assertion_of(root), idp_keys, transform=C.TransformInclC14N)
     with pytest.raises(SAMLAlgorithmError, match="Transform"):
         _validate(make_provider(), root)
 
@@ -1295,3 +1275,33 @@ def test_unsigned_in_response_to_cannot_answer_a_request(
     covered.set("InResponseTo", REQUEST_ID)
     sign(covered, idp_keys)
     assert _validate(make_provider(), covered).subject
+
+
+def test_one_provider_serves_many_threads(
+    make_provider: Factory, idp_keys: KeyPair, sp_keys: KeyPair
+) -> None:
+    """
+    Four threads validating different responses on one provider all succeed, each once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider = make_provider(sp_private_key=sp_keys.key_pem)
+    documents = []
+    for i in range(24):
+        root = signed(idp_keys, subject=f"user{i}@example.com")
+        if i % 3 == 0:
+            encrypt_assertion(root, sp_keys)
+        documents.append(to_bytes(root))
+    with ThreadPoolExecutor(4) as pool:
+        subjects = list(pool.map(lambda d: _validate(provider, d).subject, documents))
+    assert subjects == [f"user{i}@example.com" for i in range(24)]
+    with ThreadPoolExecutor(4) as pool:
+        again = list(pool.map(lambda d: _outcome_name(provider, d), documents))
+    assert again == ["SAMLReplayError"] * 24
+
+
+def _outcome_name(provider: SAMLProvider, data: bytes) -> str:
+    try:
+        return _validate(provider, data).subject
+    except SAMLError as exc:
+        return type(exc).__name__
