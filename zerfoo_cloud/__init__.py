@@ -30,6 +30,13 @@ from zerfoo_cloud.metering import (
     UsageEvent,
     UsageRecorder,
 )
+from zerfoo_cloud.sso import (
+    SAMLMetadata,
+    SAMLProvider,
+    SSOIdentity,
+    SSOProvider,
+    parse_saml_metadata,
+)
 from zerfoo_cloud.tenants import (
     Admission,
     Tenant,
@@ -60,6 +67,10 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "SAMLError",
+    "SAMLMetadata",
+    "SAMLProvider",
+    "SSOIdentity",
+    "SSOProvider",
     "SchemaMismatchError",
     "StoreError",
     "StoreFullError",
@@ -75,4 +86,5 @@ __all__ = [
     "__version__",
     "generate_api_key",
     "hash_api_key",
+    "parse_saml_metadata",
 ]

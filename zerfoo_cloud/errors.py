@@ -17,6 +17,25 @@ handles it sensibly::
     ├── ModelTooLargeError                   a model exceeds the whole memory budget
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
     └── SAMLError                            a SAML document or assertion was rejected
+        │   (defined in `zerfoo_cloud.sso.errors`, one per check)
+        ├── SAMLParseError                   not XML or base64, too large or deep
+        │   └── SAMLUnsafeXMLError           a DOCTYPE or entity (XXE, billion laughs)
+        ├── SAMLMetadataError                unusable IdP metadata
+        ├── SAMLStructureError               duplicate IDs, several assertions, ...
+        ├── SAMLSignatureError               no trusted signature covers the assertion
+        │   └── SAMLAlgorithmError           SHA-1 while off, HMAC, other transforms
+        ├── SAMLDecryptionError              an EncryptedAssertion cannot be decrypted
+        ├── SAMLStatusError                  the IdP's status is not Success
+        ├── SAMLIssuerError                  the Issuer is not the IdP
+        ├── SAMLDestinationError             the Destination is not the ACS URL
+        ├── SAMLSubjectConfirmationError     no usable bearer confirmation
+        │   └── SAMLRecipientError           its Recipient is not the ACS URL
+        ├── SAMLInResponseToError            not the answer to the SP's request
+        ├── SAMLAudienceError                the SP is not an Audience
+        ├── SAMLTimeError                    outside the validity window
+        │   ├── SAMLExpiredError
+        │   └── SAMLNotYetValidError
+        └── SAMLReplayError                  the assertion was already used
 
 Each exception builds its own message and keeps its data as attributes.
 

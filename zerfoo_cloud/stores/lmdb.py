@@ -40,12 +40,19 @@ from zerfoo_cloud.stores._lmdb_env import (
     Environment,
 )
 from zerfoo_cloud.stores._lmdb_limits import LMDBLimiterStore
+from zerfoo_cloud.stores._lmdb_replay import LMDBReplayCache
 from zerfoo_cloud.stores._lmdb_tenants import LMDBTenantStore
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["SCHEMA_VERSION", "LMDBLimiterStore", "LMDBStores", "LMDBTenantStore"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "LMDBLimiterStore",
+    "LMDBReplayCache",
+    "LMDBStores",
+    "LMDBTenantStore",
+]
 
 #: The version of the record layout this library writes and reads.
 SCHEMA_VERSION = 1
@@ -54,6 +61,8 @@ _DURABLE_DBS = (
     "meta",
     "tenants",
     "tenant_keys",
+    "replay",
+    "replay_expiry",
 )
 _VOLATILE_DBS = ("buckets", "slots", "meta")
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -104,6 +113,7 @@ class LMDBStores:
             raise
         self.tenants = LMDBTenantStore(self.durable)
         self.limits = LMDBLimiterStore(self.volatile)
+        self.replay = LMDBReplayCache(self.durable)
 
     @classmethod
     def open(

@@ -32,6 +32,7 @@ __all__ = [
     "MemoryAuditStore",
     "MemoryBillingStore",
     "MemoryLimiterStore",
+    "MemoryReplayCache",
     "MemoryTenantStore",
 ]
 
@@ -325,6 +326,65 @@ class MemoryAuditStore:
         """
         with self._lock:
             return list(self._entries)
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """
+
+
+class MemoryReplayCache:
+    """
+    A `zerfoo_cloud.stores.protocols.ReplayCache` in a dict: replays are
+    caught within this process.
+
+    Expired entries are purged as the cache is used (a full sweep at most
+    once every *purge_interval* calls of `add`), so its size stays bounded by
+    the ids seen within their lifetimes.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, *, purge_interval: int = 1024) -> None:
+        if purge_interval < 1:
+            msg = f"purge_interval must be at least 1, not {purge_interval}"
+            raise InvalidConfigError(msg, field="purge_interval")
+        self._lock = threading.Lock()
+        self._entries: dict[str, float] = {}
+        self._purge_interval = purge_interval
+        self._adds = 0
+
+    def add(self, key: str, expires_at: float, now: float) -> bool:
+        """
+        Record *key* until *expires_at*; ``False`` if it is already recorded.
+        """
+        with self._lock:
+            self._adds += 1
+            if self._adds >= self._purge_interval:
+                self._adds = 0
+                self._purge(now)
+            current = self._entries.get(key)
+            if current is not None and current > now:
+                return False
+            self._entries[key] = expires_at
+            return True
+
+    def _purge(self, now: float) -> None:
+        for key in [k for k, at in self._entries.items() if at <= now]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        """
+        Return how many entries are held (expired ones not yet purged included).
+        """
+        return len(self._entries)
+
+    def all(self) -> dict[str, float]:
+        """
+        Return a copy of every entry: key to expiry time.
+        """
+        with self._lock:
+            return dict(self._entries)
 
     def close(self) -> None:
         """
