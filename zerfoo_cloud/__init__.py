@@ -11,9 +11,12 @@ from __future__ import annotations
 from zerfoo_cloud.errors import (
     CloudError,
     CorruptRecordError,
+    GPUUnavailableError,
     InvalidConfigError,
+    ModelFormatError,
     ModelNotLoadedError,
     ModelTooLargeError,
+    ResourceBusyError,
     SAMLError,
     SchemaMismatchError,
     StoreError,
@@ -22,6 +25,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
 )
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
+from zerfoo_cloud.resources import ModelInfo, ResourceManager
 from zerfoo_cloud.tenants import (
     Admission,
     Tenant,
@@ -40,11 +44,16 @@ __all__ = [
     "CloudError",
     "CorruptRecordError",
     "Decision",
+    "GPUUnavailableError",
     "InvalidConfigError",
+    "ModelFormatError",
+    "ModelInfo",
     "ModelNotLoadedError",
     "ModelTooLargeError",
     "Rate",
     "RateLimiter",
+    "ResourceBusyError",
+    "ResourceManager",
     "SAMLError",
     "SchemaMismatchError",
     "StoreError",
