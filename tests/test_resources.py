@@ -5,13 +5,12 @@ The ResourceManager's bookkeeping: budget, LRU order, pinning and evict callback
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 
 import attrs
 import pytest
 
+from tests._resources_support import JOIN, Gate, ids, join_all, start
 from tests.conftest import FakeClock
 from zerfoo_cloud import (
     CloudError,
@@ -24,24 +23,11 @@ from zerfoo_cloud import (
 )
 from zerfoo_cloud.resources import ResourceUsage
 
-#: Bound on every wait for a helper thread, so a deadlock fails the test.
-JOIN = 10.0
-
-
-def ids(rm: ResourceManager) -> list[str]:
-    return [m.model_id for m in rm.loaded_models()]
-
 
 def evictions(rm: ResourceManager) -> list[str]:
     seen: list[str] = []
     rm.set_evict_callback(seen.append)
     return seen
-
-
-def run_in_thread(fn: Callable[[], object]) -> threading.Thread:
-    t = threading.Thread(target=fn, daemon=True)
-    t.start()
-    return t
 
 
 # -- construction and validation ---------------------------------------------
@@ -358,24 +344,21 @@ def test_load_waits_for_a_model_in_use_when_given_a_timeout() -> None:
     rm = ResourceManager(100)
     seen = evictions(rm)
     rm.load("a", 80)
-    entered = threading.Event()
-    release = threading.Event()
+    gate = Gate()
 
     def request() -> None:
         with rm.use("a"):
-            entered.set()
-            release.wait(JOIN)
+            gate()
 
-    worker = run_in_thread(request)
-    assert entered.wait(JOIN)
+    threads = start(request)
+    gate.wait_entered()
     result: list[bool] = []
-    loader = run_in_thread(lambda: result.append(rm.load("b", 50, timeout=JOIN)))
+    threads += start(lambda: result.append(rm.load("b", 50, timeout=JOIN)))
     time.sleep(0.05)
     assert result == []  # still waiting
     assert seen == []
-    release.set()
-    loader.join(JOIN)
-    worker.join(JOIN)
+    gate.open()
+    join_all(threads)
     assert result == [True]
     assert seen == ["a"]
     assert ids(rm) == ["b"]
@@ -414,9 +397,7 @@ def test_evict_callback_runs_outside_the_lock() -> None:
     rm.set_evict_callback(callback)
     rm.load("a", 50)
     rm.load("b", 40)
-    worker = run_in_thread(lambda: rm.load("c", 50))
-    worker.join(JOIN)
-    assert not worker.is_alive(), "the callback deadlocked"
+    join_all(start(lambda: rm.load("c", 50)))  # fails if the callback deadlocked
     # c already holds a's bytes: a load evicting for itself owns them.
     assert calls[0] == ("a", (90, 100, 2), False)
     assert calls[1] == ["c", "b"]
@@ -491,26 +472,19 @@ def test_callback_can_be_removed() -> None:
 def test_evicted_bytes_stay_booked_until_the_callback_returns() -> None:
     """A load needing memory still being freed by a callback waits for the callback."""
     rm = ResourceManager(100)
-    in_callback = threading.Event()
-    finish = threading.Event()
-
-    def callback(model_id: str) -> None:
-        in_callback.set()
-        finish.wait(JOIN)
-
-    rm.set_evict_callback(callback)
+    gate = Gate()
+    rm.set_evict_callback(gate)
     rm.load("a", 100)
-    evictor = run_in_thread(lambda: rm.evict("a"))
-    assert in_callback.wait(JOIN)
+    threads = start(lambda: rm.evict("a"))
+    gate.wait_entered()
     assert rm.usage() == ResourceUsage(100, 0, 0, 0, 100)
     assert rm.stats() == (0, 100, 0)
     result: list[bool] = []
-    loader = run_in_thread(lambda: result.append(rm.load("b", 60)))
+    threads += start(lambda: result.append(rm.load("b", 60)))
     time.sleep(0.05)
     assert result == []  # memory not free yet
-    finish.set()
-    evictor.join(JOIN)
-    loader.join(JOIN)
+    gate.open()
+    join_all(threads)
     assert result == [True]
     assert rm.usage() == ResourceUsage(100, 60, 0, 0, 0)
 
@@ -519,29 +493,26 @@ def test_reloading_a_model_being_evicted_waits_for_its_callback() -> None:
     """Loading a model whose eviction is still running waits, so the callback cannot unload the new copy."""
     rm = ResourceManager(100)
     order: list[str] = []
-    in_callback = threading.Event()
-    finish = threading.Event()
+    gate = Gate()
 
     def callback(model_id: str) -> None:
-        in_callback.set()
-        finish.wait(JOIN)
+        gate()
         order.append("unloaded")
 
     rm.set_evict_callback(callback)
     rm.load("a", 10)
-    evictor = run_in_thread(lambda: rm.evict("a"))
-    assert in_callback.wait(JOIN)
+    threads = start(lambda: rm.evict("a"))
+    gate.wait_entered()
 
     def reload() -> None:
         rm.load("a", 10)
         order.append("reloaded")
 
-    loader = run_in_thread(reload)
+    threads += start(reload)
     time.sleep(0.05)
     assert order == []
-    finish.set()
-    evictor.join(JOIN)
-    loader.join(JOIN)
+    gate.open()
+    join_all(threads)
     assert order == ["unloaded", "reloaded"]
     assert ids(rm) == ["a"]
 
@@ -563,9 +534,7 @@ def test_load_from_inside_a_callback_does_not_wait_for_evictions() -> None:
 
     rm.set_evict_callback(callback)
     rm.load("a", 100)
-    worker = run_in_thread(lambda: rm.evict("a"))
-    worker.join(JOIN)
-    assert not worker.is_alive(), "the callback deadlocked"
+    join_all(start(lambda: rm.evict("a")))  # fails if the callback deadlocked
     assert len(errors) == 2
     assert "still being evicted" in str(errors[1])
     assert rm.usage() == ResourceUsage(100, 0, 0, 0, 0)

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from tests._resources_support import JOIN, Gate, ids, join_all, settled, start
 from tests.conftest import FakeClock
 from zerfoo_cloud import (
     ModelInfo,
@@ -33,35 +34,6 @@ from zerfoo_cloud import (
     ResourceManager,
 )
 from zerfoo_cloud.resources import ResourceUsage
-
-JOIN = 10.0
-
-
-def settled(rm: ResourceManager) -> None:
-    """Check the books of a manager nobody is using any more."""
-    usage = rm.usage()
-    models = rm.loaded_models()
-    assert usage == ResourceUsage(
-        rm.budget_bytes, sum(m.vram_bytes for m in models), 0, 0, 0
-    )
-    assert usage.used <= usage.budget
-    assert all(m.in_use == 0 for m in models)
-    assert rm._flights == {}
-    assert rm._releases == {}
-
-
-def start_all(targets: list[object]) -> list[threading.Thread]:
-    threads = [threading.Thread(target=t, daemon=True) for t in targets]  # type: ignore[arg-type]
-    for t in threads:
-        t.start()
-    return threads
-
-
-def join_all(threads: list[threading.Thread]) -> None:
-    for t in threads:
-        t.join(JOIN)
-        assert not t.is_alive(), "a thread is stuck"
-
 
 # -- single flight -------------------------------------------------------------
 
@@ -83,7 +55,7 @@ def test_concurrent_callers_for_a_cold_model_run_one_loader() -> None:
         barrier.wait(JOIN)
         results.append(rm.ensure_loaded("m", 60, loader))
 
-    join_all(start_all([caller] * 8))
+    join_all(start(*[caller] * 8))
     assert runs["m"] == 1
     assert len(results) == 8
     assert all(r is results[0] for r in results)
@@ -114,7 +86,7 @@ def test_a_failing_loader_is_shared_and_books_nothing() -> None:
         except OSError as exc:
             errors.append(exc)
 
-    join_all(start_all([caller] * 6))
+    join_all(start(*[caller] * 6))
     assert runs == 1
     assert len(errors) == 6
     assert all(e is errors[0] for e in errors)
@@ -194,25 +166,23 @@ def test_loaded_pins_the_model_for_the_block() -> None:
             assert rm.loaded_models()[0].in_use == 2
     settled(rm)
     rm.load("b", 50)
-    assert [m.model_id for m in rm.loaded_models()] == ["b"]
+    assert ids(rm) == ["b"]
 
 
 def test_load_during_a_loader_run_merges_into_one_booking() -> None:
     """A plain load of a model whose loader is running ends as one booking, within budget."""
     rm = ResourceManager(100)
-    started = threading.Event()
-    finish = threading.Event()
+    gate = Gate()
 
     def loader() -> str:
-        started.set()
-        finish.wait(JOIN)
+        gate()
         return "h"
 
-    worker = start_all([lambda: rm.ensure_loaded("m", 40, loader)])
-    assert started.wait(JOIN)
+    worker = start(lambda: rm.ensure_loaded("m", 40, loader))
+    gate.wait_entered()
     rm.load("m", 30)
     assert rm.usage() == ResourceUsage(100, 30, 0, 40, 0)
-    finish.set()
+    gate.open()
     join_all(worker)
     assert rm.stats() == (40, 100, 1)
     settled(rm)
@@ -261,6 +231,33 @@ def test_async_loader_runs_after_the_evict_callbacks() -> None:
 
     asyncio.run(main())
     assert order == ["load a", "evict a", "load b"]
+    settled(rm)
+
+
+def test_async_loader_waits_for_memory_in_use() -> None:
+    """ensure_loaded_async waits (with a timeout) for a model in use, or fails at once without one."""
+    rm = ResourceManager(100)
+    rm.load("a", 80)
+
+    async def loader() -> str:
+        return "b"
+
+    async def request(hold: float) -> None:
+        async with rm.use_async("a"):
+            await asyncio.sleep(hold)
+
+    async def main() -> str:
+        req = asyncio.create_task(request(0.03))
+        await asyncio.sleep(0)
+        with pytest.raises(ResourceBusyError):
+            await rm.ensure_loaded_async("b", 50, loader)
+        assert rm._flights == {}
+        handle = await rm.ensure_loaded_async("b", 50, loader, timeout=JOIN)
+        assert req.done()
+        return handle
+
+    assert asyncio.run(main()) == "b"
+    assert ids(rm) == ["b"]
     settled(rm)
 
 
@@ -341,7 +338,7 @@ def test_async_load_waits_without_blocking_the_loop() -> None:
     assert ticks == 5
     assert callback_threads
     assert callback_threads[0] != threading.get_ident()
-    assert [m.model_id for m in rm.loaded_models()] == ["b"]
+    assert ids(rm) == ["b"]
     settled(rm)
 
 
@@ -384,25 +381,23 @@ def test_async_evict_and_loaded_async() -> None:
 def test_async_caller_waits_for_a_thread_loader() -> None:
     """An async caller waits on a loader run by a thread and gets its handle."""
     rm = ResourceManager(100)
-    started = threading.Event()
-    finish = threading.Event()
+    gate = Gate()
 
     def loader() -> str:
-        started.set()
-        finish.wait(JOIN)
+        gate()
         return "from-thread"
 
     async def never() -> str:  # pragma: no cover - the thread's run is shared
         raise AssertionError
 
-    worker = start_all([lambda: rm.ensure_loaded("m", 40, loader)])
-    assert started.wait(JOIN)
+    worker = start(lambda: rm.ensure_loaded("m", 40, loader))
+    gate.wait_entered()
 
     async def main() -> str:
         task = asyncio.create_task(rm.ensure_loaded_async("m", 40, never))
         await asyncio.sleep(0.02)
         assert not task.done()
-        finish.set()
+        gate.open()
         return await task
 
     assert asyncio.run(main()) == "from-thread"
@@ -413,23 +408,17 @@ def test_async_caller_waits_for_a_thread_loader() -> None:
 def test_async_waiter_on_a_pending_eviction() -> None:
     """load_async of memory being freed by an evict callback waits for the callback."""
     rm = ResourceManager(100)
-    in_callback = threading.Event()
-    finish = threading.Event()
-
-    def callback(model_id: str) -> None:
-        in_callback.set()
-        finish.wait(JOIN)
-
-    rm.set_evict_callback(callback)
+    gate = Gate()
+    rm.set_evict_callback(gate)
     rm.load("a", 100)
-    evictor = start_all([lambda: rm.evict("a")])
-    assert in_callback.wait(JOIN)
+    evictor = start(lambda: rm.evict("a"))
+    gate.wait_entered()
 
     async def main() -> bool:
         task = asyncio.create_task(rm.load_async("b", 100))
         await asyncio.sleep(0.02)
         assert not task.done()
-        finish.set()
+        gate.open()
         return await task
 
     assert asyncio.run(main()) is True
@@ -487,8 +476,8 @@ def test_threads_loading_touching_pinning_and_evicting_lose_no_bytes() -> None:
             if u.used + u.loading + u.releasing > budget or u.in_use > u.used:
                 overruns.append(u)
 
-    watcher = start_all([monitor])
-    join_all(start_all([lambda s=s: _hammer(rm, s, booked, lock) for s in range(4)]))
+    watcher = start(monitor)
+    join_all(start(*[lambda s=s: _hammer(rm, s, booked, lock) for s in range(4)]))
     stop.set()
     join_all(watcher)
     assert overruns == []
@@ -528,7 +517,7 @@ def test_threads_with_single_flight_and_evictions_balance() -> None:
             except ResourceBusyError:
                 pass
 
-    join_all(start_all([lambda s=s: worker(s) for s in range(4)]))
+    join_all(start(*[lambda s=s: worker(s) for s in range(4)]))
     settled(rm)
     loaded = Counter(m.model_id for m in rm.loaded_models())
     for name in (f"m{i}" for i in range(6)):

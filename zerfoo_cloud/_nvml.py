@@ -32,7 +32,8 @@ class GPUMemory:
         index: the NVML device index (the order of ``nvidia-smi``).
         name: the device name, e.g. ``"NVIDIA H100 80GB HBM3"``.
         total: the device's memory.
-        used: memory allocated by every process on the device.
+        used: total minus free: what every process allocated plus what
+            the driver reserves for itself.
         free: memory not allocated.
 
     .. versionadded:: 0.1.0

@@ -155,9 +155,26 @@ class _Flight:
     One run of a model's loader, which concurrent callers wait on.
     """
 
-    __slots__ = ("done", "error", "reserved", "warm")
+    __slots__ = (
+        "deadline",
+        "done",
+        "error",
+        "model_id",
+        "pin",
+        "reserved",
+        "vram_bytes",
+        "warm",
+    )
 
-    def __init__(self) -> None:
+    def __init__(
+        self, model_id: str, vram_bytes: int, deadline: float | None, *, pin: bool
+    ) -> None:
+        #: What the caller running the loader asked for; callers joining
+        #: the flight share its booking.
+        self.model_id = model_id
+        self.vram_bytes = vram_bytes
+        self.deadline = deadline
+        self.pin = pin
         self.done = False
         #: The loader's exception, shared with every caller waiting.
         self.error: Exception | None = None
@@ -530,11 +547,8 @@ class ResourceManager:
 
         .. versionadded:: 0.1.0
         """
-        info = self._pin(model_id)
-        try:
+        with self.use(model_id) as info:
             yield info
-        finally:
-            self._unpin(model_id)
 
     # -- single-flight loading ---------------------------------------------
 
@@ -874,7 +888,7 @@ class ResourceManager:
             self._unpin_locked(model_id)
 
     def _join_locked(
-        self, model_id: str, *, pin: bool
+        self, model_id: str, vram_bytes: int, deadline: float | None, *, pin: bool
     ) -> tuple[_Flight | None, bool, object]:
         """
         Return ``(None, False, handle)`` for a loaded model (pinned if *pin*),
@@ -892,24 +906,28 @@ class ResourceManager:
         flight = self._flights.get(model_id)
         if flight is not None:
             return flight, False, None
-        flight = self._flights[model_id] = _Flight()
+        flight = _Flight(model_id, vram_bytes, deadline, pin=pin)
+        self._flights[model_id] = flight
         return flight, True, None
 
     def _reserve_locked(
-        self,
-        model_id: str,
-        vram_bytes: int,
-        deadline: float | None,
-        flight: _Flight,
-        *,
-        may_wait: bool,
+        self, flight: _Flight, *, may_wait: bool
     ) -> list[tuple[str, int]]:
         """
         Make room and hold it for *flight*'s loader; return the victims.
+
+        A failure other than having to wait ends the flight with that error.
         """
-        victims = self._make_room_locked(
-            model_id, vram_bytes, deadline, may_wait=may_wait
-        )
+        model_id, vram_bytes = flight.model_id, flight.vram_bytes
+        try:
+            victims = self._make_room_locked(
+                model_id, vram_bytes, flight.deadline, may_wait=may_wait
+            )
+        except _WouldBlockError:
+            raise
+        except BaseException as exc:
+            self._settle_locked(flight, None, exc)
+            raise
         entry = self._models.get(model_id)
         if entry is None:
             self._loading += vram_bytes
@@ -921,31 +939,39 @@ class ResourceManager:
         return victims
 
     def _settle_locked(
-        self,
-        model_id: str,
-        flight: _Flight,
-        vram_bytes: int,
-        handle: object,
-        error: BaseException | None,
-        *,
-        pin: bool,
+        self, flight: _Flight, handle: object, error: BaseException | None
     ) -> None:
         """
-        End *flight*: book the model on success, release what it held, wake waiters.
+        End *flight* (once): book the model on success, release what it held,
+        wake the waiters.
         """
+        if flight.done:
+            return
+        model_id = flight.model_id
         self._loading -= flight.reserved
         flight.reserved = 0
         if flight.warm:
             self._unpin_locked(model_id)
         if error is None:
-            self._book_locked(model_id, vram_bytes, handle)
-            if pin:
+            self._book_locked(model_id, flight.vram_bytes, handle)
+            if flight.pin:
                 self._pin_locked(model_id, self._models[model_id])
         elif isinstance(error, Exception):
             flight.error = error
         del self._flights[model_id]
         flight.done = True
         self._notify_locked()
+
+    def _settle(
+        self, flight: _Flight, handle: object, error: BaseException | None
+    ) -> None:
+        with self._lock:
+            self._settle_locked(flight, handle, error)
+
+    @staticmethod
+    def _check_done(flight: _Flight) -> None:
+        if not flight.done:
+            raise _WouldBlockError(None)
 
     def _ensure(
         self,
@@ -959,36 +985,29 @@ class ResourceManager:
         self._check_load(model_id, vram_bytes)
         deadline = _deadline(timeout)
         while True:
+            victims: list[tuple[str, int]] = []
             with self._lock:
-                flight, leader, handle = self._join_locked(model_id, pin=pin)
-                if flight is None:
-                    return cast("_T", handle)
-                if not leader:
+                flight, leader, handle = self._join_locked(
+                    model_id, vram_bytes, deadline, pin=pin
+                )
+                if flight is not None and leader:
+                    victims = self._reserve_locked(flight, may_wait=True)
+                elif flight is not None:
                     while not flight.done:
                         self._changed.wait()
-                    if flight.error is not None:
-                        raise flight.error
-                    continue
-                try:
-                    victims = self._reserve_locked(
-                        model_id, vram_bytes, deadline, flight, may_wait=True
-                    )
-                except BaseException as exc:
-                    self._settle_locked(
-                        model_id, flight, vram_bytes, None, exc, pin=pin
-                    )
-                    raise
+            if flight is None:
+                return cast("_T", handle)
+            if not leader:
+                if flight.error is not None:
+                    raise flight.error
+                continue  # the model is loaded now, or its loader was interrupted
             try:
                 self._run_callbacks(victims)
                 result = loader()
             except BaseException as exc:
-                with self._lock:
-                    self._settle_locked(
-                        model_id, flight, vram_bytes, None, exc, pin=pin
-                    )
+                self._settle(flight, None, exc)
                 raise
-            with self._lock:
-                self._settle_locked(model_id, flight, vram_bytes, result, None, pin=pin)
+            self._settle(flight, result, None)
             return result
 
     async def _ensure_async(
@@ -1004,46 +1023,26 @@ class ResourceManager:
         deadline = _deadline(timeout)
         while True:
             with self._lock:
-                flight, leader, handle = self._join_locked(model_id, pin=pin)
+                flight, leader, handle = self._join_locked(
+                    model_id, vram_bytes, deadline, pin=pin
+                )
             if flight is None:
                 return cast("_T", handle)
-            if leader:
-                return await self._lead_async(
-                    model_id, vram_bytes, loader, deadline, flight, pin=pin
+            if not leader:
+                await self._locked_async(functools.partial(self._check_done, flight))
+                if flight.error is not None:
+                    raise flight.error
+                continue
+            try:
+                victims = await self._locked_async(
+                    functools.partial(self._reserve_locked, flight, may_wait=False)
                 )
-            await self._locked_async(functools.partial(self._check_done, flight))
-            if flight.error is not None:
-                raise flight.error
-
-    @staticmethod
-    def _check_done(flight: _Flight) -> None:
-        if not flight.done:
-            raise _WouldBlockError(None)
-
-    async def _lead_async(
-        self,
-        model_id: str,
-        vram_bytes: int,
-        loader: Callable[[], Awaitable[_T]],
-        deadline: float | None,
-        flight: _Flight,
-        *,
-        pin: bool,
-    ) -> _T:
-        try:
-            victims = await self._locked_async(
-                lambda: self._reserve_locked(
-                    model_id, vram_bytes, deadline, flight, may_wait=False
-                )
-            )
-            if victims:
-                # A worker thread finishes the callbacks even if we are cancelled.
-                await asyncio.to_thread(self._run_callbacks, victims)
-            result = await loader()
-        except BaseException as exc:
-            with self._lock:
-                self._settle_locked(model_id, flight, vram_bytes, None, exc, pin=pin)
-            raise
-        with self._lock:
-            self._settle_locked(model_id, flight, vram_bytes, result, None, pin=pin)
-        return result
+                if victims:
+                    # A worker thread finishes the callbacks even if we are cancelled.
+                    await asyncio.to_thread(self._run_callbacks, victims)
+                result = await loader()
+            except BaseException as exc:
+                self._settle(flight, None, exc)
+                raise
+            self._settle(flight, result, None)
+            return result
