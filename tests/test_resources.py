@@ -517,6 +517,34 @@ def test_reloading_a_model_being_evicted_waits_for_its_callback() -> None:
     assert ids(rm) == ["a"]
 
 
+def test_reloading_a_model_evicted_by_a_load_waits_for_its_callback() -> None:
+    """A model displaced by another load is loaded again only after its callback returns."""
+    rm = ResourceManager(100)
+    order: list[str] = []
+    gate = Gate()
+
+    def callback(model_id: str) -> None:
+        gate()
+        order.append(f"unloaded {model_id}")
+
+    rm.set_evict_callback(callback)
+    rm.load("a", 60)
+    threads = start(lambda: rm.load("c", 60))
+    gate.wait_entered()
+
+    def reload() -> None:
+        rm.load("a", 10)  # fits in what is free, yet waits
+        order.append("reloaded a")
+
+    threads += start(reload)
+    time.sleep(0.05)
+    assert order == []
+    gate.open()
+    join_all(threads)
+    assert order == ["unloaded a", "reloaded a"]
+    assert sorted(ids(rm)) == ["a", "c"]
+
+
 def test_load_from_inside_a_callback_does_not_wait_for_evictions() -> None:
     """A callback that loads a model needing not-yet-freed memory gets ResourceBusyError, not a deadlock."""
     rm = ResourceManager(100)

@@ -153,6 +153,30 @@ def test_ensure_loaded_too_large_or_busy_fails_before_the_loader() -> None:
     settled(rm)
 
 
+def test_loader_loading_its_own_model_fails_instead_of_hanging() -> None:
+    """A loader that asks for its own model, or a blocking call from the loop running it, gets ResourceBusyError."""
+    rm = ResourceManager(100)
+
+    def recursive() -> object:
+        return rm.ensure_loaded("m", 10, recursive)
+
+    with pytest.raises(ResourceBusyError, match="this same thread"):
+        rm.ensure_loaded("m", 10, recursive)
+    settled(rm)
+
+    async def blocking_inside() -> str:
+        with pytest.raises(ResourceBusyError, match="this same thread"):
+            rm.ensure_loaded("n", 10, lambda: "sync")
+        return "async"
+
+    async def main() -> str:
+        return await rm.ensure_loaded_async("n", 10, blocking_inside)
+
+    assert asyncio.run(main()) == "async"
+    assert rm.stats() == (10, 100, 1)
+    settled(rm)
+
+
 def test_loaded_pins_the_model_for_the_block() -> None:
     """rm.loaded loads a cold model and keeps it pinned for the with block."""
     rm = ResourceManager(100)

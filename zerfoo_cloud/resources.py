@@ -162,6 +162,7 @@ class _Flight:
         "model_id",
         "pin",
         "reserved",
+        "thread",
         "vram_bytes",
         "warm",
     )
@@ -175,6 +176,8 @@ class _Flight:
         self.vram_bytes = vram_bytes
         self.deadline = deadline
         self.pin = pin
+        #: The thread that started it, which must never wait for it.
+        self.thread = threading.get_ident()
         self.done = False
         #: The loader's exception, shared with every caller waiting.
         self.error: Exception | None = None
@@ -567,8 +570,9 @@ class ResourceManager:
         books the memory (evicting as `load` does, callbacks first), runs
         *loader*, and books the model with the value it returns as its
         handle; the others wait for it and return that handle, or raise the
-        same exception. A loader that raises leaves nothing booked, and the
-        next call runs a loader again. A model booked by `load` has no handle
+        same exception (and share its booking, whatever *vram_bytes* they
+        passed). A loader that raises leaves nothing booked, and the next
+        call runs a loader again. A model booked by `load` has no handle
         yet, so its loader runs once too, the model pinned meanwhile.
 
         Args:
@@ -580,7 +584,9 @@ class ResourceManager:
 
         Raises:
             ModelTooLargeError: *vram_bytes* is over the whole budget.
-            ResourceBusyError: as for `load`.
+            ResourceBusyError: as for `load`; also when this thread is the
+                one running the model's loader (a loader loading its own
+                model), as waiting for it would never end.
             Exception: whatever *loader* raised.
 
         .. versionadded:: 0.1.0
@@ -694,9 +700,11 @@ class ResourceManager:
         """
         Evict idle models until *vram_bytes* for *model_id* fit, or wait, or fail.
 
-        Returns the evicted ``(id, bytes)``, already moved to ``_releasing``;
-        the caller books the model in the same lock hold and then runs
-        `_run_callbacks` on them outside the lock.
+        Returns the evicted ``(id, bytes)``, already off the books and in
+        ``_releases``; the caller books the model in the same lock hold and
+        then runs `_run_callbacks` on them outside the lock. Evictions under
+        way are always waited for (they end when their callback returns);
+        models in use and loads in progress only until *deadline*.
         """
         while True:
             entry = self._models.get(model_id)
@@ -716,7 +724,7 @@ class ResourceManager:
             in_callback = getattr(self._local, "depth", 0) > 0
             remaining = None if deadline is None else deadline - time.monotonic()
             if (
-                self._releasing
+                self._releases
                 and not in_callback
                 and (remaining is None or remaining > 0)
             ) or (remaining is not None and remaining > 0):
@@ -968,6 +976,14 @@ class ResourceManager:
         with self._lock:
             self._settle_locked(flight, handle, error)
 
+    def _self_wait_error(self, model_id: str) -> ResourceBusyError:
+        msg = (
+            f"model {model_id!r} is being loaded by this same thread (a loader "
+            "that loads its own model, or a blocking call from the event loop "
+            "running its async loader); waiting for it would never end"
+        )
+        return ResourceBusyError(model_id, msg, budget_bytes=self._budget)
+
     @staticmethod
     def _check_done(flight: _Flight) -> None:
         if not flight.done:
@@ -993,6 +1009,8 @@ class ResourceManager:
                 if flight is not None and leader:
                     victims = self._reserve_locked(flight, may_wait=True)
                 elif flight is not None:
+                    if flight.thread == threading.get_ident():
+                        raise self._self_wait_error(model_id)
                     while not flight.done:
                         self._changed.wait()
             if flight is None:
