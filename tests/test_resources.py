@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import attrs
 import pytest
@@ -489,36 +490,17 @@ def test_evicted_bytes_stay_booked_until_the_callback_returns() -> None:
     assert rm.usage() == ResourceUsage(100, 60, 0, 0, 0)
 
 
-def test_reloading_a_model_being_evicted_waits_for_its_callback() -> None:
+@pytest.mark.parametrize(
+    ("evict_a", "loaded_after"),
+    [
+        pytest.param(lambda rm: rm.evict("a"), ["a"], id="evict"),
+        pytest.param(lambda rm: rm.load("c", 60), ["a", "c"], id="displaced-by-load"),
+    ],
+)
+def test_reloading_a_model_being_evicted_waits_for_its_callback(
+    evict_a: Callable[[ResourceManager], object], loaded_after: list[str]
+) -> None:
     """Loading a model whose eviction is still running waits, so the callback cannot unload the new copy."""
-    rm = ResourceManager(100)
-    order: list[str] = []
-    gate = Gate()
-
-    def callback(model_id: str) -> None:
-        gate()
-        order.append("unloaded")
-
-    rm.set_evict_callback(callback)
-    rm.load("a", 10)
-    threads = start(lambda: rm.evict("a"))
-    gate.wait_entered()
-
-    def reload() -> None:
-        rm.load("a", 10)
-        order.append("reloaded")
-
-    threads += start(reload)
-    time.sleep(0.05)
-    assert order == []
-    gate.open()
-    join_all(threads)
-    assert order == ["unloaded", "reloaded"]
-    assert ids(rm) == ["a"]
-
-
-def test_reloading_a_model_evicted_by_a_load_waits_for_its_callback() -> None:
-    """A model displaced by another load is loaded again only after its callback returns."""
     rm = ResourceManager(100)
     order: list[str] = []
     gate = Gate()
@@ -529,7 +511,7 @@ def test_reloading_a_model_evicted_by_a_load_waits_for_its_callback() -> None:
 
     rm.set_evict_callback(callback)
     rm.load("a", 60)
-    threads = start(lambda: rm.load("c", 60))
+    threads = start(lambda: evict_a(rm))
     gate.wait_entered()
 
     def reload() -> None:
@@ -542,7 +524,7 @@ def test_reloading_a_model_evicted_by_a_load_waits_for_its_callback() -> None:
     gate.open()
     join_all(threads)
     assert order == ["unloaded a", "reloaded a"]
-    assert sorted(ids(rm)) == ["a", "c"]
+    assert sorted(ids(rm)) == loaded_after
 
 
 def test_load_from_inside_a_callback_does_not_wait_for_evictions() -> None:
