@@ -12,9 +12,12 @@ from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditLogger, AuditResult
 from zerfoo_cloud.errors import (
     CloudError,
     CorruptRecordError,
+    GPUUnavailableError,
     InvalidConfigError,
+    ModelFormatError,
     ModelNotLoadedError,
     ModelTooLargeError,
+    ResourceBusyError,
     SAMLError,
     SchemaMismatchError,
     StoreError,
@@ -30,6 +33,7 @@ from zerfoo_cloud.metering import (
     UsageEvent,
     UsageRecorder,
 )
+from zerfoo_cloud.resources import ModelInfo, ResourceManager
 from zerfoo_cloud.sso import (
     SAMLMetadata,
     SAMLProvider,
@@ -60,12 +64,17 @@ __all__ = [
     "CloudError",
     "CorruptRecordError",
     "Decision",
+    "GPUUnavailableError",
     "InvalidConfigError",
+    "ModelFormatError",
+    "ModelInfo",
     "ModelNotLoadedError",
     "ModelTooLargeError",
     "NDJSONRecorder",
     "Rate",
     "RateLimiter",
+    "ResourceBusyError",
+    "ResourceManager",
     "SAMLError",
     "SAMLMetadata",
     "SAMLProvider",

@@ -8,6 +8,7 @@ handles it sensibly::
 
     CloudError
     ├── InvalidConfigError (ValueError)      bad limits, empty id or key, bad option
+    │   └── ModelFormatError                 a model file's header is unreadable or hostile
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
     ├── StoreError                           a store failed; the message says what to do
@@ -16,6 +17,8 @@ handles it sensibly::
     │   └── StoreFullError                   disk or map full; nothing was written
     ├── ModelTooLargeError                   a model exceeds the whole memory budget
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
+    ├── ResourceBusyError                    the memory needed is held by models in use
+    ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -47,9 +50,12 @@ from __future__ import annotations
 __all__ = [
     "CloudError",
     "CorruptRecordError",
+    "GPUUnavailableError",
     "InvalidConfigError",
+    "ModelFormatError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "ResourceBusyError",
     "SAMLError",
     "SchemaMismatchError",
     "StoreError",
@@ -184,6 +190,68 @@ class ModelNotLoadedError(CloudError, LookupError):
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
         super().__init__(f"model {model_id!r} is not loaded")
+
+
+class ModelFormatError(InvalidConfigError):
+    """
+    A model file cannot be read as what it claims to be.
+
+    Raised by `zerfoo_cloud.resources.estimate_vram_bytes` for a missing
+    path, a folder without weights, or a safetensors header that is
+    truncated, too large, not JSON, or describes tensors outside the file.
+    *path* is the offending file and *reason* says what is wrong with it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}", field="path")
+
+
+class ResourceBusyError(CloudError):
+    """
+    The memory a request needs is held by models that may not be evicted now.
+
+    Models in use (pinned by `zerfoo_cloud.ResourceManager.use`), models
+    being loaded, and models whose eviction is still being carried out are
+    never taken away, so a load that only fits by evicting them fails with
+    this error (or waits for them, when given a timeout), and so does an
+    explicit eviction of a model in use. Nothing was changed.
+
+    *model_id* is the model asked for, *vram_bytes* what it needs (0 for an
+    eviction), *busy_bytes* the bytes held by models that could not be
+    evicted, and *budget_bytes* the whole budget.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        message: str,
+        *,
+        vram_bytes: int = 0,
+        busy_bytes: int = 0,
+        budget_bytes: int = 0,
+    ) -> None:
+        self.model_id = model_id
+        self.vram_bytes = vram_bytes
+        self.busy_bytes = busy_bytes
+        self.budget_bytes = budget_bytes
+        super().__init__(message)
+
+
+class GPUUnavailableError(CloudError):
+    """
+    GPU memory could not be read: no nvidia-ml-py, no NVIDIA driver, or no
+    such device.
+
+    The message says which, and the NVML error is chained as ``__cause__``.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class SAMLError(CloudError):
