@@ -19,6 +19,7 @@ handles it sensibly::
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
     ├── ResourceBusyError                    the memory needed is held by models in use
     ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
+    ├── SessionError                         a session token is malformed, forged or expired
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -58,6 +59,7 @@ __all__ = [
     "ResourceBusyError",
     "SAMLError",
     "SchemaMismatchError",
+    "SessionError",
     "StoreError",
     "StoreFullError",
     "TenantExistsError",
@@ -252,6 +254,21 @@ class GPUUnavailableError(CloudError):
 
     .. versionadded:: 0.1.0
     """
+
+
+class SessionError(CloudError):
+    """
+    A session token was refused: malformed, signed with another key, or expired.
+
+    *reason* is ``"malformed"``, ``"signature"`` or ``"expired"``. The token
+    itself is never kept on the exception, so it cannot end up in a log.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SAMLError(CloudError):

@@ -1,0 +1,306 @@
+"""
+SAML login for tenant admins: the login redirect, the ACS and SP metadata.
+
+The pending login (the AuthnRequest id, a RelayState nonce and where to go
+afterwards) lives in a signed cookie that lasts `SSO_REQUEST_TTL` seconds,
+so any worker process can finish a login another one started. The IdP posts
+its answer cross-site, so that cookie is ``SameSite=None`` and scoped to the
+tenant's ``/sso/saml/<tenant>/`` path; the session cookie it leads to is
+``SameSite=Lax``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from zerfoo_cloud.audit import AuditAction, AuditEntry
+from zerfoo_cloud.errors import InvalidConfigError, SAMLError, SessionError
+from zerfoo_cloud.http._admin_http import (
+    HTTPProblem,
+    Request,
+    Response,
+    audit_result,
+    empty_response,
+    json_response,
+    parse_form,
+    parse_query,
+    set_cookie,
+)
+from zerfoo_cloud.http._sessions import SessionSigner, _state_codec
+from zerfoo_cloud.sso import SAMLInResponseToError, SAMLReplayError
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.sso import SAMLProvider
+
+__all__ = [
+    "REQUEST_COOKIE",
+    "SESSION_COOKIE",
+    "SSO_REQUEST_TTL",
+    "SAMLLogin",
+    "check_providers",
+]
+
+#: The cookie holding a tenant admin's session token.
+SESSION_COOKIE = "zc_session"
+#: The cookie holding a pending SAML login.
+REQUEST_COOKIE = "zc_saml_request"
+#: Seconds a user has to sign in at the IdP.
+SSO_REQUEST_TTL = 600
+#: The longest ``next`` target kept for after the login.
+MAX_NEXT_LENGTH = 512
+
+_ENDPOINTS = {"login": "GET", "acs": "POST", "metadata": "GET"}
+_REFUSED = (SAMLReplayError, SAMLInResponseToError)
+_NEXT = re.compile(r"/(?:[\x21-\x2e\x30-\x5b\x5d-\x7e][\x21-\x7e]*)?")
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def check_providers(
+    providers: Mapping[str, SAMLProvider], sessions: SessionSigner | None
+) -> dict[str, SAMLProvider]:
+    """
+    Check the SSO settings when the app is made, not on the first login.
+
+    Raises:
+        InvalidConfigError: no *sessions*, a provider filed under another
+            tenant than its own, or one that cannot build AuthnRequests.
+    """
+    if providers and sessions is None:
+        msg = "SSO login issues sessions: pass sessions=SessionSigner(secret)"
+        raise InvalidConfigError(msg, field="sessions")
+    checked: dict[str, SAMLProvider] = {}
+    for tenant_id, provider in providers.items():
+        if provider.tenant_id != tenant_id:
+            msg = (
+                f"the SSO provider under {tenant_id!r} is for tenant "
+                f"{provider.tenant_id!r}"
+            )
+            raise InvalidConfigError(msg, field="sso")
+        # Raises InvalidConfigError for a missing SP entity id or ACS URL,
+        # or for an IdP that wants signed requests without an SP key.
+        provider.authn_request()
+        checked[tenant_id] = provider
+    return checked
+
+
+def _error_code(exc: SAMLError) -> str:
+    name = type(exc).__name__.removeprefix("SAML").removesuffix("Error")
+    return "saml_" + _CAMEL.sub("_", name).lower() if name else "saml"
+
+
+class SAMLLogin:
+    """
+    The ``/sso/saml/<tenant>/{login,acs,metadata}`` endpoints.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, SAMLProvider],
+        sessions: SessionSigner,
+        *,
+        audit: Callable[[AuditEntry], None],
+    ) -> None:
+        self.providers = providers
+        self.sessions = sessions
+        self._audit = audit
+        self._state = _state_codec(sessions, "saml-request")
+
+    def route(self, request: Request) -> tuple[str, SAMLProvider]:
+        """
+        The endpoint and provider *request* is for.
+
+        Raises:
+            HTTPProblem: 404 for an unknown endpoint or a tenant without
+                SSO, 405 for a wrong method.
+        """
+        segments = request.segments
+        if len(segments) != 4 or segments[3] not in _ENDPOINTS:  # noqa: PLR2004
+            raise HTTPProblem(404, "not_found", "no such SSO endpoint")
+        provider = self.providers.get(segments[2])
+        if provider is None:
+            msg = "single sign-on is not set up for this tenant"
+            raise HTTPProblem(404, "sso_not_configured", msg)
+        method = _ENDPOINTS[segments[3]]
+        if request.method != method:
+            msg = f"use {method} for this endpoint"
+            raise HTTPProblem(
+                405, "method_not_allowed", msg, headers=[("allow", method)]
+            )
+        return segments[3], provider
+
+    def metadata(self, provider: SAMLProvider) -> Response:
+        """
+        The SP metadata XML to give to the IdP.
+        """
+        return Response(
+            200,
+            (("content-type", "application/samlmetadata+xml"),),
+            provider.sp_metadata(),
+        )
+
+    def login(self, request: Request, provider: SAMLProvider) -> Response:
+        """
+        Redirect to the IdP with an AuthnRequest; remember it in a cookie.
+
+        Raises:
+            HTTPProblem: 400 for a bad ``next``.
+        """
+        params = parse_query(request, ("next",))
+        target = params.get("next", "")
+        if target and (len(target) > MAX_NEXT_LENGTH or not _NEXT.fullmatch(target)):
+            msg = (
+                f"next must be a path on this server (starting with one '/', "
+                f"at most {MAX_NEXT_LENGTH} characters)"
+            )
+            raise HTTPProblem(400, "invalid_parameter", msg, param="next")
+        nonce = secrets.token_urlsafe(16)
+        redirect = provider.authn_request(relay_state=nonce)
+        state = self._state.dumps(
+            {
+                "t": provider.tenant_id,
+                "r": redirect.id,
+                "s": nonce,
+                "n": target,
+                "e": self._state.clock() + SSO_REQUEST_TTL,
+            }
+        )
+        return empty_response(
+            302,
+            headers=[
+                ("location", redirect.url),
+                set_cookie(
+                    REQUEST_COOKIE,
+                    state,
+                    max_age=SSO_REQUEST_TTL,
+                    path=_cookie_path(provider.tenant_id),
+                    same_site="None",
+                ),
+            ],
+        )
+
+    def acs(self, request: Request, provider: SAMLProvider, body: bytes) -> Response:
+        """
+        Check the IdP's answer and issue a session; audit the outcome.
+        """
+        subject = ""
+        try:
+            response, subject = self._accept(request, provider, body)
+        except HTTPProblem as problem:
+            response = problem.response()
+        return self.audited(request, provider, response, subject)
+
+    def audited(
+        self,
+        request: Request,
+        provider: SAMLProvider,
+        response: Response,
+        subject: str = "",
+    ) -> Response:
+        """
+        Audit an ACS *response* as an ``auth`` event of the tenant; return it.
+        """
+        tenant_id = provider.tenant_id
+        who = f" by sso:{subject}" if subject else ""
+        self._audit(
+            AuditEntry(
+                tenant_id=tenant_id,
+                action=AuditAction.AUTH,
+                result=audit_result(response.status),
+                resource=f"session/{tenant_id}{who}",
+                status_code=response.status,
+                method=request.method,
+                path=f"/sso/saml/{tenant_id}/acs",
+                remote_addr=request.client,
+            )
+        )
+        return response
+
+    def _pending(self, request: Request, tenant_id: str) -> dict[str, object]:
+        start = f"start again at /sso/saml/{tenant_id}/login"
+        cookie = request.cookie(REQUEST_COOKIE)
+        if not cookie:
+            msg = f"no sign-in is pending in this browser; {start}"
+            raise HTTPProblem(401, "no_pending_login", msg)
+        try:
+            state = self._state.loads(cookie)
+        except SessionError as exc:
+            if exc.reason == "expired":
+                msg = f"the sign-in took too long; {start}"
+            else:
+                msg = f"the pending sign-in is not valid; {start}"
+            raise HTTPProblem(401, "no_pending_login", msg) from exc
+        if state.get("t") != tenant_id:
+            msg = f"the pending sign-in is for another tenant; {start}"
+            raise HTTPProblem(403, "wrong_tenant", msg)
+        return state
+
+    def _accept(
+        self, request: Request, provider: SAMLProvider, body: bytes
+    ) -> tuple[Response, str]:
+        tenant_id = provider.tenant_id
+        form = parse_form(body)
+        saml_response = form.get("SAMLResponse", "")
+        if not saml_response:
+            msg = "the form has no SAMLResponse"
+            raise HTTPProblem(400, "invalid_request", msg, param="SAMLResponse")
+        state = self._pending(request, tenant_id)
+        nonce = str(state.get("s", ""))
+        if not hmac.compare_digest(form.get("RelayState", "").encode(), nonce.encode()):
+            msg = (
+                "the RelayState does not belong to the sign-in pending in this browser"
+            )
+            raise HTTPProblem(403, "relay_state_mismatch", msg, param="RelayState")
+        try:
+            identity = provider.validate_assertion(
+                saml_response, request_id=str(state.get("r", ""))
+            )
+        except SAMLError as exc:
+            status = 403 if isinstance(exc, _REFUSED) else 401
+            raise HTTPProblem(status, _error_code(exc), str(exc)) from exc
+        try:
+            token = self.sessions.issue(
+                tenant_id, identity.subject, expires_at=identity.session_expires_at
+            )
+        except InvalidConfigError as exc:
+            raise HTTPProblem(403, "invalid_subject", str(exc)) from exc
+        session = self.sessions.verify(token)
+        now = self.sessions.clock()
+        max_age = max(1, math.ceil(session.expires_at - now))
+        headers = [
+            set_cookie(
+                SESSION_COOKIE, token, max_age=max_age, path="/", same_site="Lax"
+            ),
+            set_cookie(
+                REQUEST_COOKIE,
+                "",
+                max_age=0,
+                path=_cookie_path(tenant_id),
+                same_site="None",
+            ),
+        ]
+        target = str(state.get("n", ""))
+        if target:
+            headers.append(("location", target))
+        body_json = {
+            "object": "session",
+            "token": token,
+            "token_type": "bearer",
+            "tenant_id": tenant_id,
+            "subject": identity.subject,
+            "email": identity.email,
+            "expires_at": datetime.fromtimestamp(session.expires_at, timezone.utc),
+            "expires_in": max_age,
+        }
+        return json_response(303 if target else 200, body_json, headers=headers), (
+            identity.subject
+        )
+
+
+def _cookie_path(tenant_id: str) -> str:
+    return f"/sso/saml/{tenant_id}/"

@@ -1,0 +1,276 @@
+"""
+Signed, short-lived session tokens for tenant admins.
+
+A token is ``v1.<payload>.<signature>``: the payload is compact JSON in
+URL-safe base64 (no padding), the signature an HMAC-SHA256 over
+``v1.<payload>`` with a key derived from the secret and the token's purpose,
+so a token made for one purpose (a session) is never accepted for another
+(the state of a pending SAML login). Tokens carry their expiry; nothing is
+stored on the server, so every worker process that shares the secret accepts
+them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from zerfoo_cloud.errors import InvalidConfigError, SessionError
+from zerfoo_cloud.tenants import TENANT_ID_PATTERN
+
+if TYPE_CHECKING:
+    from zerfoo_cloud._clock import Clock
+
+__all__ = [
+    "MAX_SESSION_TTL",
+    "MAX_SUBJECT_LENGTH",
+    "MAX_TOKEN_LENGTH",
+    "MIN_SECRET_BYTES",
+    "Session",
+    "SessionSigner",
+]
+
+#: A session secret has at least this many bytes (256 bits).
+MIN_SECRET_BYTES = 32
+#: Sessions last at most this many seconds (one day).
+MAX_SESSION_TTL = 86_400
+#: A session's subject (the SAML NameID) has at most this many characters.
+MAX_SUBJECT_LENGTH = 512
+#: Longer tokens are refused unread; every token this module makes is shorter.
+MAX_TOKEN_LENGTH = 4096
+
+_VERSION = "v1"
+_B64 = re.compile(r"[A-Za-z0-9_-]+")
+_SESSION_PURPOSE = "session"
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    if not _B64.fullmatch(text):
+        msg = "the session token is malformed"
+        raise SessionError(msg, reason="malformed")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        msg = "the session token is malformed"
+        raise SessionError(msg, reason="malformed") from exc
+    if _b64encode(raw) != text:
+        # Only the canonical encoding is accepted: no two tokens mean the same.
+        msg = "the session token is malformed"
+        raise SessionError(msg, reason="malformed")
+    return raw
+
+
+def _check_secret(secret: object) -> bytes:
+    if not isinstance(secret, bytes):
+        msg = "the session secret must be bytes"
+        raise InvalidConfigError(msg, field="secret")
+    if len(secret) < MIN_SECRET_BYTES:
+        msg = (
+            f"the session secret must have at least {MIN_SECRET_BYTES} bytes, "
+            f"not {len(secret)}; make one with secrets.token_bytes(32)"
+        )
+        raise InvalidConfigError(msg, field="secret")
+    return secret
+
+
+class _TokenCodec:
+    """
+    Signs and checks payloads for one purpose, with one current key and
+    any number of previous ones (accepted, never used to sign).
+    """
+
+    __slots__ = ("_keys", "clock")
+
+    def __init__(self, secrets: Iterable[bytes], purpose: str, clock: Clock) -> None:
+        label = b"zerfoo-cloud/" + purpose.encode("ascii")
+        self._keys = [hmac.digest(s, label, "sha256") for s in secrets]
+        self.clock = clock
+
+    def _sign(self, key: bytes, message: bytes) -> bytes:
+        return hmac.digest(key, message, "sha256")
+
+    def dumps(self, payload: Mapping[str, Any]) -> str:
+        raw = json.dumps(
+            payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False
+        ).encode("utf-8")
+        head = f"{_VERSION}.{_b64encode(raw)}"
+        return f"{head}.{_b64encode(self._sign(self._keys[0], head.encode()))}"
+
+    def loads(self, token: object) -> dict[str, Any]:
+        """
+        Return the payload of *token*, checking its signature and expiry
+        (the ``e`` field, Unix seconds).
+        """
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+            msg = "the session token is malformed"
+            raise SessionError(msg, reason="malformed")
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != _VERSION:  # noqa: PLR2004 - v.payload.sig
+            msg = "the session token is malformed"
+            raise SessionError(msg, reason="malformed")
+        signature = _b64decode(parts[2])
+        raw = _b64decode(parts[1])
+        message = f"{parts[0]}.{parts[1]}".encode("ascii")
+        valid = False
+        # Every key is tried, so the time taken says nothing about which matched.
+        for key in self._keys:
+            valid |= hmac.compare_digest(self._sign(key, message), signature)
+        if not valid:
+            msg = "the session token's signature is invalid"
+            raise SessionError(msg, reason="signature")
+        try:
+            payload = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # pragma: no cover
+            # Only a holder of the key could sign such a payload.
+            msg = "the session token is malformed"
+            raise SessionError(msg, reason="malformed") from exc
+        expires_at = payload.get("e") if isinstance(payload, dict) else None
+        if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)):
+            msg = "the session token is malformed"  # pragma: no cover - signed
+            raise SessionError(msg, reason="malformed")  # pragma: no cover
+        if self.clock() >= expires_at:
+            msg = "the session has expired; sign in again"
+            raise SessionError(msg, reason="expired")
+        assert isinstance(payload, dict)
+        return payload
+
+
+@attrs.frozen
+class Session:
+    """
+    A verified tenant-admin session.
+
+    Attributes:
+        tenant_id: the only tenant this session may see.
+        subject: who signed in (the SAML NameID).
+        expires_at: when the session ends, Unix seconds.
+
+    .. versionadded:: 0.1.0
+    """
+
+    tenant_id: str
+    subject: str
+    expires_at: float
+
+
+class SessionSigner:
+    """
+    Issues and verifies signed, short-lived tenant-admin sessions.
+
+    Tokens are HMAC-SHA256 signed and carry their tenant, subject and
+    expiry; the server keeps no session state, so every process given the
+    same *secret* accepts the same tokens. Verification compares in
+    constant time and refuses expired, altered and foreign tokens.
+
+    Args:
+        secret: at least `MIN_SECRET_BYTES` random bytes
+            (``secrets.token_bytes(32)``). Never shown in a repr.
+        ttl: seconds a session lasts, more than 0 and at most
+            `MAX_SESSION_TTL`.
+        clock: the time source, Unix seconds.
+        previous_secrets: older secrets still accepted (never used to
+            sign), so the secret can be rotated without ending every
+            session at once.
+
+    Raises:
+        InvalidConfigError: a secret that is not bytes or is too short, or a
+            *ttl* out of range.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        ttl: float = 3600,
+        clock: Clock = time.time,
+        previous_secrets: Iterable[bytes] = (),
+    ) -> None:
+        secrets = [_check_secret(secret), *map(_check_secret, previous_secrets)]
+        if (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, (int, float))
+            or not 0 < ttl <= MAX_SESSION_TTL
+        ):
+            msg = f"ttl must be more than 0 and at most {MAX_SESSION_TTL} seconds, not {ttl!r}"
+            raise InvalidConfigError(msg, field="ttl")
+        self.ttl = float(ttl)
+        self.clock = clock
+        self._secrets = tuple(secrets)
+        self._codec = _TokenCodec(secrets, _SESSION_PURPOSE, clock)
+
+    def __repr__(self) -> str:
+        return f"<SessionSigner ttl={self.ttl:g}s keys={len(self._secrets)}>"
+
+    def issue(
+        self, tenant_id: str, subject: str, *, expires_at: float | None = None
+    ) -> str:
+        """
+        Return a new session token for *subject*, valid for `ttl` seconds,
+        that may see only tenant *tenant_id*.
+
+        Args:
+            tenant_id: the only tenant the session may see.
+            subject: who signed in.
+            expires_at: end the session at this Unix time instead, if that
+                is sooner (the IdP's ``SessionNotOnOrAfter``).
+
+        Raises:
+            InvalidConfigError: a malformed tenant id, or an empty subject or
+                one over `MAX_SUBJECT_LENGTH` characters.
+        """
+        if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
+            msg = f"tenant id {tenant_id!r} is invalid"
+            raise InvalidConfigError(msg, field="tenant_id")
+        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
+            msg = f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
+            raise InvalidConfigError(msg, field="subject")
+        end = self.clock() + self.ttl
+        if expires_at is not None:
+            end = min(end, expires_at)
+        return self._codec.dumps({"t": tenant_id, "s": subject, "e": end})
+
+    def verify(self, token: str) -> Session:
+        """
+        Return the session *token* stands for.
+
+        Raises:
+            SessionError: the token is malformed (``reason="malformed"``),
+                not signed by this signer's secrets (``"signature"``), or
+                expired (``"expired"``: at or after its ``expires_at``).
+        """
+        payload = self._codec.loads(token)
+        tenant_id, subject = payload.get("t"), payload.get("s")
+        if not isinstance(tenant_id, str) or not isinstance(subject, str):
+            msg = "the session token is malformed"  # pragma: no cover - signed
+            raise SessionError(msg, reason="malformed")  # pragma: no cover
+        return Session(tenant_id, subject, float(payload["e"]))
+
+
+def _state_codec(signer: SessionSigner, purpose: str) -> _TokenCodec:
+    """
+    A codec for other short-lived state (a pending SAML login) that shares
+    *signer*'s secrets under another purpose, so neither kind of token is
+    accepted as the other.
+    """
+    if purpose == _SESSION_PURPOSE:
+        msg = "choose another purpose than the sessions'"
+        raise InvalidConfigError(msg, field="purpose")
+    return _TokenCodec(
+        signer._secrets,  # noqa: SLF001 - the codec shares the signer's keys
+        purpose,
+        signer.clock,
+    )
