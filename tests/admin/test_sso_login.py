@@ -104,6 +104,26 @@ def post_acs(
     return client.post(f"/sso/saml/{tenant}/acs", data=form, headers=headers)
 
 
+def answer(
+    client: Client,
+    keys: KeyPair,
+    pending: Pending,
+    *,
+    subject: str = "alice@example.com",
+    session_not_on_or_after: float | None = None,
+) -> httpx.Response:
+    """
+    The IdP signs an answer to *pending* and the browser posts it with its cookie.
+    """
+    saml_response = idp_answer(
+        keys,
+        pending.request_id,
+        subject=subject,
+        session_not_on_or_after=session_not_on_or_after,
+    )
+    return post_acs(client, saml_response, pending.relay_state, pending.cookie)
+
+
 def cookies(response: httpx.Response) -> dict[str, str]:
     """
     The Set-Cookie headers of *response*, by cookie name.
@@ -142,12 +162,7 @@ def test_login_end_to_end_issues_a_session_for_that_tenant_only(
 ) -> None:
     """The IdP's signed answer to the issued request yields a session cookie and token for acme only."""
     pending = start(client)
-    response = post_acs(
-        client,
-        idp_answer(idp_keys, pending.request_id),
-        pending.relay_state,
-        pending.cookie,
-    )
+    response = answer(client, idp_keys, pending)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "session"
@@ -283,12 +298,7 @@ def test_a_forged_signature_is_401(client: Client) -> None:
     """An answer signed by a key the metadata does not pin is refused with 401 naming the check."""
     attacker = make_keypair("idp.example.test")
     pending = start(client)
-    response = post_acs(
-        client,
-        idp_answer(attacker, pending.request_id),
-        pending.relay_state,
-        pending.cookie,
-    )
+    response = answer(client, attacker, pending)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "saml_signature"
     garbage = post_acs(client, "not base64!", pending.relay_state, pending.cookie)
@@ -302,12 +312,7 @@ def test_pending_login_expires_after_ten_minutes(
     """The request cookie is honoured for 600 seconds and refused from then on."""
     pending = start(client)
     clock.advance(600)
-    response = post_acs(
-        client,
-        idp_answer(idp_keys, pending.request_id),
-        pending.relay_state,
-        pending.cookie,
-    )
+    response = answer(client, idp_keys, pending)
     assert response.status_code == 401
     assert "took too long" in response.json()["error"]["message"]
 
@@ -338,12 +343,7 @@ def test_pending_login_of_one_tenant_is_refused_at_another(
 def test_next_redirects_after_login(client: Client, idp_keys: KeyPair) -> None:
     """With next= at login, the ACS answers 303 to that path, cookie and body included."""
     pending = start(client, next="/admin/tenants/acme")
-    response = post_acs(
-        client,
-        idp_answer(idp_keys, pending.request_id),
-        pending.relay_state,
-        pending.cookie,
-    )
+    response = answer(client, idp_keys, pending)
     assert response.status_code == 303
     assert response.headers["location"] == "/admin/tenants/acme"
     assert "zc_session" in cookies(response)
@@ -378,12 +378,7 @@ def test_session_ends_with_the_idps_session(
 ) -> None:
     """An IdP SessionNotOnOrAfter sooner than the ttl ends the session then."""
     pending = start(client)
-    response = post_acs(
-        client,
-        idp_answer(idp_keys, pending.request_id, session_not_on_or_after=NOW + 120),
-        pending.relay_state,
-        pending.cookie,
-    )
+    response = answer(client, idp_keys, pending, session_not_on_or_after=NOW + 120)
     assert response.json()["expires_in"] == 120
     assert sessions.verify(response.json()["token"]).expires_at == NOW + 120
     assert "Max-Age=120;" in cookies(response)["zc_session"]
@@ -392,12 +387,7 @@ def test_session_ends_with_the_idps_session(
 def test_overlong_subject_is_refused(client: Client, idp_keys: KeyPair) -> None:
     """A NameID longer than a session can carry is refused with 403."""
     pending = start(client)
-    response = post_acs(
-        client,
-        idp_answer(idp_keys, pending.request_id, subject="a" * 600),
-        pending.relay_state,
-        pending.cookie,
-    )
+    response = answer(client, idp_keys, pending, subject="a" * 600)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "invalid_subject"
 

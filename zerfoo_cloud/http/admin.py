@@ -894,26 +894,40 @@ class AdminAPI:
             },
         )
 
+    def _range(
+        self, op: _Op, request: Request, extra: str, store: object, missing: str
+    ) -> tuple[str, dict[str, str], datetime, datetime]:
+        """
+        The tenant, query parameters and time range of a usage or audit
+        query; 404 when *store* is not configured or the tenant is unknown.
+        """
+        assert op.tenant is not None
+        params = parse_query(request, ("since", "until", extra))
+        since, until = _time_range(params, _when(self.clock()))
+        if store is None:
+            raise HTTPProblem(
+                404, f"{missing}_not_configured", f"no {missing} store is configured"
+            )
+        self.tenants.get(op.tenant)
+        return op.tenant, params, since, until
+
     def _usage(
         self, op: _Op, request: Request, body: bytes, record: _Audit
     ) -> Response:
-        assert op.tenant is not None
-        params = parse_query(request, ("since", "until", "by"))
-        since, until = _time_range(params, _when(self.clock()))
+        tenant_id, params, since, until = self._range(
+            op, request, "by", self.meter, "usage"
+        )
         by = _group_by(params)
-        if self.meter is None:
-            msg = "usage is not recorded by this server"
-            raise HTTPProblem(404, "usage_not_configured", msg)
-        self.tenants.get(op.tenant)
         if since > until:
             rows = []
         elif self._summarizer is not None:
             rows = [
                 _row(r.model, r.day, r.input_tokens, r.output_tokens, r.requests)
-                for r in self._summarizer.summary(op.tenant, since, until, by)
+                for r in self._summarizer.summary(tenant_id, since, until, by)
             ]
         else:
-            rows = _summarize(self.meter.query(op.tenant, since, until), by)
+            assert self.meter is not None
+            rows = _summarize(self.meter.query(tenant_id, since, until), by)
         totals = _row(
             None,
             None,
@@ -926,7 +940,7 @@ class AdminAPI:
             200,
             {
                 "object": "usage",
-                "tenant_id": op.tenant,
+                "tenant_id": tenant_id,
                 "since": since,
                 "until": until,
                 "by": list(by),
@@ -938,20 +952,17 @@ class AdminAPI:
     def _audit_query(
         self, op: _Op, request: Request, body: bytes, record: _Audit
     ) -> Response:
-        assert op.tenant is not None
-        params = parse_query(request, ("since", "until", "limit"))
-        since, until = _time_range(params, _when(self.clock()))
+        tenant_id, params, since, until = self._range(
+            op, request, "limit", self.audit, "audit"
+        )
         limit = _limit(params)
-        if self.audit is None:
-            msg = "this server keeps no audit log"
-            raise HTTPProblem(404, "audit_not_configured", msg)
-        self.tenants.get(op.tenant)
-        entries = self.audit.query(op.tenant, since, until) if since <= until else []
+        assert self.audit is not None
+        entries = self.audit.query(tenant_id, since, until) if since <= until else []
         return json_response(
             200,
             {
                 "object": "list",
-                "tenant_id": op.tenant,
+                "tenant_id": tenant_id,
                 "since": since,
                 "until": until,
                 "data": [_entry_json(e) for e in entries[-limit:]],
