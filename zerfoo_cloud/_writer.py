@@ -71,7 +71,8 @@ class BatchWriter(Generic[T]):
             thread (for in-memory stores, which never block); a failure then
             raises from `submit` and the item is not kept.
         max_batch: at most this many items per commit.
-        max_pending: at most this many items waiting; `submit` refuses more.
+        max_pending: at most this many items not yet durable (queued or
+            being committed); `submit` refuses more.
         retry_interval: seconds between retries of a failed commit.
         logger: where failures and recoveries are logged.
     """
@@ -103,7 +104,8 @@ class BatchWriter(Generic[T]):
         _WRITERS.add(self)
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._pending: collections.deque[T] = collections.deque()
         self._submitted = 0  # items accepted, ever
         self._done = 0  # items made durable, ever
@@ -132,20 +134,20 @@ class BatchWriter(Generic[T]):
         if not self.background:
             self._commit_now(item)
             return
-        cond = self._cond
-        with cond:
+        # The bare lock, not the condition: entering a Condition costs a
+        # Python-level call, and this runs once per request.
+        with self._lock:
             if self._closed:
                 msg = f"the {self.name} is closed; nothing was recorded"
                 raise StoreError(msg)
-            pending = self._pending
-            if len(pending) >= self.max_pending:
+            if self._submitted - self._done >= self.max_pending:
                 raise self._backlogged()
-            pending.append(item)
+            self._pending.append(item)
             self._submitted += 1
             if self._thread is None:
                 self._start()
             elif self._idle:
-                cond.notify()
+                self._cond.notify()
 
     def _commit_now(self, item: T) -> None:
         with self._cond:
@@ -162,7 +164,7 @@ class BatchWriter(Generic[T]):
     def _backlogged(self) -> StoreError:
         reason = f": {self._error}" if self._error is not None else ""
         return StoreError(
-            f"the {self.name} already has {len(self._pending)} {self.noun} "
+            f"the {self.name} already has {self.pending} {self.noun} "
             f"waiting to be written, its limit{reason}; this one was not "
             "recorded"
         )

@@ -606,6 +606,7 @@ class TokenMeter:
         )
         self._summarizer = store if isinstance(store, SummarizingBillingStore) else None
         self._recorder_failures = 0
+        self._failures_lock = threading.Lock()
         self._events: BatchWriter[UsageEvent] | None = None
         if recorder is not None:
             self._events = BatchWriter(
@@ -675,12 +676,14 @@ class TokenMeter:
             self._recorder_failed(type(exc).__name__)
 
     def _recorder_failed(self, why: str) -> None:
-        self._recorder_failures += 1
+        with self._failures_lock:
+            self._recorder_failures += 1
+            count = self._recorder_failures
         _log.warning(
             "usage recorder %s failed (%s); %d failures so far",
             type(self.recorder).__name__,
             why,
-            self._recorder_failures,
+            count,
         )
 
     @property

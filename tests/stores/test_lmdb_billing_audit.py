@@ -5,6 +5,7 @@ records, tampering with the file, full maps, and what lands on disk.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -18,6 +19,8 @@ from zerfoo_cloud.audit import (
     AuditLogger,
     AuditProblem,
     AuditResult,
+    ChainLink,
+    link_entry,
 )
 from zerfoo_cloud.errors import (
     AuditChainError,
@@ -251,6 +254,23 @@ def test_verify_finds_tampering_in_the_file(
     with pytest.raises(AuditChainError) as info:
         report.check()
     assert (info.value.seq, info.value.problem) == (seq, problem.value)
+    audit.close()
+
+
+def test_entry_added_past_the_head_is_noticed(stores: LMDBStores) -> None:
+    """A well-formed entry written after the head by someone holding the secret is reported as inserted."""
+    audit = _logged(stores, 3)
+    (last,) = audit.query("acme", T0 + 2 * US, T0 + 2 * US)
+    forged = link_entry(
+        ChainLink(3, last.hash), AuditEntry(T0 + 3 * US, "acme"), SECRET
+    )
+    _raw(
+        stores,
+        "audit",
+        partial(_put, _seq_key(4), json.dumps(forged.to_dict()).encode()),
+    )
+    report = audit.verify()
+    assert (report.seq, report.problem, report.checked) == (4, AuditProblem.INSERTED, 4)
     audit.close()
 
 
