@@ -20,20 +20,27 @@ interpreter exit every writer is closed, so queued records are written.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 
-__all__ = ["BatchWriter"]
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+__all__ = ["BatchWriter", "QueuedWriting", "in_background"]
 
 T = TypeVar("T")
 
@@ -47,6 +54,16 @@ DEFAULT_RETRY_INTERVAL = 1.0
 _EXIT_TIMEOUT = 10.0
 
 _WRITERS: weakref.WeakSet[BatchWriter[Any]] = weakref.WeakSet()
+
+
+def in_background(store: object, background: bool | None) -> bool:
+    """
+    Whether to write to *store* from a writer thread: *background* if given,
+    else unless the store says it lives in memory (``in_memory``).
+    """
+    if background is None:
+        return not getattr(store, "in_memory", False)
+    return background
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -350,6 +367,84 @@ class BatchWriter(Generic[T]):
         )
         error.__cause__ = exc
         return error
+
+
+class QueuedWriting:
+    """
+    What `TokenMeter` and `AuditLogger` share: the flush, close and status
+    methods over their writers.
+
+    Subclasses set ``_writers``: the store's writer first, then any other
+    (the usage recorder's).
+    """
+
+    _writers: tuple[BatchWriter[Any], ...]
+
+    @property
+    def pending(self) -> int:
+        """
+        How many records (or entries) are not durable yet.
+        """
+        return self._writers[0].pending
+
+    @property
+    def error(self) -> StoreError | None:
+        """
+        Why the last write to the store failed, or ``None`` if it worked.
+        """
+        return self._writers[0].error
+
+    def _settle(self) -> None:
+        # Read your own writes: wait for the store's queue first. A failing
+        # store does not stop a read.
+        with contextlib.suppress(StoreError):
+            self._writers[0].flush()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """
+        Return once everything recorded before the call is durable.
+
+        Raises:
+            StoreError: the store failed (`StoreFullError`: the disk or map
+                is full); what was recorded is kept and retried, so call it
+                again later. Also raised when *timeout* seconds pass first.
+        """
+        for writer in self._writers:
+            writer.flush(timeout)
+
+    async def aflush(self) -> None:
+        """
+        Like `flush`, but waits without blocking the event loop.
+
+        Raises:
+            StoreError: as `flush`.
+        """
+        for future in [w.flush_future() for w in self._writers]:
+            await asyncio.wrap_future(future)
+
+    def close(self, timeout: float | None = None) -> None:
+        """
+        Flush, then stop the writer threads; recording afterwards raises.
+
+        The store (and a recorder) stay open: their owner closes them.
+
+        Raises:
+            StoreError: as `flush`; everything is still kept, and `close`
+                may be called again.
+        """
+        for writer in self._writers:
+            writer.close(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _copy(error: StoreError) -> StoreError:

@@ -24,8 +24,6 @@ outside the store) for evidence that holds against them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 import hashlib
 import hmac
@@ -45,17 +43,16 @@ from zerfoo_cloud._writer import (
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
+    QueuedWriting,
+    in_background,
 )
 from zerfoo_cloud.errors import (
     AuditChainError,
     InvalidConfigError,
-    StoreError,
 )
 from zerfoo_cloud.stores.protocols import ChainedAuditStore
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.stores.protocols import AuditStore
 
@@ -601,7 +598,7 @@ def _secret_key(secret: str | bytes | None) -> bytes | None:
     return key
 
 
-class AuditLogger:
+class AuditLogger(QueuedWriting):
     """
     Records audit entries in an `AuditStore`, queries, verifies and purges them.
 
@@ -651,18 +648,17 @@ class AuditLogger:
         self.clock = clock
         self._key = _secret_key(secret)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
-        if background is None:
-            background = not getattr(store, "in_memory", False)
         self._writer: BatchWriter[AuditEntry] = BatchWriter(
             self._append_chained if self._chained is not None else self._append_each,
             name="audit logger",
             noun="audit entries",
-            background=background,
+            background=in_background(store, background),
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
             logger=_log,
         )
+        self._writers = (self._writer,)
 
     def __repr__(self) -> str:
         keyed = "keyed" if self._key is not None else "unkeyed"
@@ -709,10 +705,6 @@ class AuditLogger:
             entry = attrs.evolve(entry, timestamp=stamp, seq=0, prev_hash="", hash="")
         self._writer.submit(entry)
         return entry
-
-    def _settle(self) -> None:
-        with contextlib.suppress(StoreError):
-            self._writer.flush()
 
     def _chain_store(self, what: str) -> ChainedAuditStore:
         if self._chained is None:
@@ -783,58 +775,6 @@ class AuditLogger:
         store = self._chain_store("purge")
         self._settle()
         return store.purge(before)
-
-    @property
-    def pending(self) -> int:
-        """
-        How many logged entries are not durable yet.
-        """
-        return self._writer.pending
-
-    @property
-    def error(self) -> StoreError | None:
-        """
-        Why the last write to the store failed, or ``None`` if it worked.
-        """
-        return self._writer.error
-
-    def flush(self, timeout: float | None = None) -> None:
-        """
-        Return once every entry logged before the call is durable.
-
-        Raises:
-            StoreError: the store failed; the entries are kept and retried.
-                Also raised when *timeout* seconds pass first.
-        """
-        self._writer.flush(timeout)
-
-    async def aflush(self) -> None:
-        """
-        Like `flush`, but waits without blocking the event loop.
-        """
-        await asyncio.wrap_future(self._writer.flush_future())
-
-    def close(self, timeout: float | None = None) -> None:
-        """
-        Flush, then stop the writer thread. Later `log` calls raise.
-
-        The store stays open: its owner closes it.
-
-        Raises:
-            StoreError: as `flush`; `close` may be called again.
-        """
-        self._writer.close(timeout)
-
-    def __enter__(self) -> AuditLogger:  # noqa: PYI034
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _aware(ts: datetime) -> datetime:

@@ -17,7 +17,6 @@ on disk: after that, even a ``SIGKILL`` of the process loses none of it. See
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -37,13 +36,13 @@ from zerfoo_cloud._writer import (
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
+    QueuedWriting,
+    in_background,
 )
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 from zerfoo_cloud.stores.protocols import SummarizingBillingStore
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.stores.protocols import BillingStore
 
@@ -537,7 +536,7 @@ class NDJSONFileRecorder:
                 self._fd = -1
 
 
-class TokenMeter:
+class TokenMeter(QueuedWriting):
     """
     Records the token use of requests in a `BillingStore`.
 
@@ -559,7 +558,8 @@ class TokenMeter:
     Usage events go to *recorder* from another background thread, never from
     the caller's; a recorder that raises is logged (its type and the
     exception's type only, never a message that could hold a secret) and
-    counted in `recorder_failures`, and never affects billing.
+    counted in `recorder_failures`, and never affects billing. `flush` also
+    waits until the recorder was handed every earlier event.
 
     Args:
         store: where billing records go.
@@ -592,18 +592,17 @@ class TokenMeter:
         self.store = store
         self.recorder = recorder
         self.clock = clock
-        if background is None:
-            background = not getattr(store, "in_memory", False)
         self._writer: BatchWriter[BillingRecord] = BatchWriter(
             store.add,
             name="token meter",
             noun="billing records",
-            background=background,
+            background=in_background(store, background),
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
             logger=_log,
         )
+        self._writers = (self._writer,)
         self._summarizer = store if isinstance(store, SummarizingBillingStore) else None
         self._recorder_failures = 0
         self._failures_lock = threading.Lock()
@@ -617,6 +616,7 @@ class TokenMeter:
                 max_pending=max_pending,
                 logger=_log,
             )
+            self._writers = (self._writer, self._events)
 
     def record(
         self,
@@ -694,26 +694,6 @@ class TokenMeter:
         """
         return self._recorder_failures
 
-    @property
-    def pending(self) -> int:
-        """
-        How many recorded billing records are not durable yet.
-        """
-        return self._writer.pending
-
-    @property
-    def error(self) -> StoreError | None:
-        """
-        Why the last write to the store failed, or ``None`` if it worked.
-        """
-        return self._writer.error
-
-    def _settle(self) -> None:
-        # Read your own writes: wait for this meter's queue first. A failing
-        # store does not stop a read.
-        with contextlib.suppress(StoreError):
-            self._writer.flush()
-
     def query(
         self, tenant_id: str, start: datetime, end: datetime
     ) -> list[BillingRecord]:
@@ -763,57 +743,3 @@ class TokenMeter:
         if self._summarizer is not None:
             return self._summarizer.summary(tenant_id, start, end, keys)
         return summarize(self.store.query(tenant_id, start, end), keys)
-
-    def flush(self, timeout: float | None = None) -> None:
-        """
-        Return once every record made before the call is durable.
-
-        Also waits until the recorder was handed the usage events made
-        before the call (its failures are counted, not raised).
-
-        Raises:
-            StoreError: the store failed (`StoreFullError`: the disk or map
-                is full); the records are kept and retried, so call it again
-                later. Also raised when *timeout* seconds pass first.
-        """
-        self._writer.flush(timeout)
-        if self._events is not None:
-            self._events.flush(timeout)
-
-    async def aflush(self) -> None:
-        """
-        Like `flush`, but waits without blocking the event loop.
-
-        Raises:
-            StoreError: as `flush`.
-        """
-        futures = [self._writer.flush_future()]
-        if self._events is not None:
-            futures.append(self._events.flush_future())
-        for future in futures:
-            await asyncio.wrap_future(future)
-
-    def close(self, timeout: float | None = None) -> None:
-        """
-        Flush, then stop the writer threads. Later `record` calls raise.
-
-        The store and the recorder stay open: their owner closes them.
-
-        Raises:
-            StoreError: as `flush`; the records are still kept, and `close`
-                may be called again.
-        """
-        self._writer.close(timeout)
-        if self._events is not None:
-            self._events.close(timeout)
-
-    def __enter__(self) -> TokenMeter:  # noqa: PYI034
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
