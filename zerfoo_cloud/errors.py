@@ -15,6 +15,7 @@ handles it sensibly::
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
     │   └── StoreFullError                   disk or map full; nothing was written
+    ├── AuditChainError                      the audit log's hash chain is broken
     ├── ModelTooLargeError                   a model exceeds the whole memory budget
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
     ├── ResourceBusyError                    the memory needed is held by models in use
@@ -48,6 +49,7 @@ Each exception builds its own message and keeps its data as attributes.
 from __future__ import annotations
 
 __all__ = [
+    "AuditChainError",
     "CloudError",
     "CorruptRecordError",
     "GPUUnavailableError",
@@ -165,6 +167,25 @@ class StoreFullError(StoreError):
     """
     The disk or the store's size limit is full; the write did not happen.
     """
+
+
+class AuditChainError(CloudError):
+    """
+    The audit log's hash chain is broken: an entry was altered, removed,
+    inserted or moved.
+
+    *seq* is the position (sequence number) where the log first stops being a
+    valid chain and *problem* the kind of break (an
+    `zerfoo_cloud.audit.AuditProblem` value); the message says what was found.
+    Raised by `zerfoo_cloud.audit.AuditVerification.check`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, seq: int, problem: str) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.problem = problem
 
 
 class ModelTooLargeError(CloudError):
