@@ -32,6 +32,7 @@ from zerfoo_cloud.errors import (
     StoreFullError,
     TenantExistsError,
     TenantNotFoundError,
+    UpstreamError,
 )
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
 from zerfoo_cloud.metering import (
@@ -104,6 +105,7 @@ __all__ = [
     "TenantNotFoundError",
     "TenantRecord",
     "TokenMeter",
+    "UpstreamError",
     "UsageEvent",
     "UsageRecorder",
     "UsageSummary",

@@ -20,6 +20,7 @@ handles it sensibly::
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
     ├── ResourceBusyError                    the memory needed is held by models in use
     ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
+    ├── UpstreamError                        a proxied upstream failed mid-response
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -64,6 +65,7 @@ __all__ = [
     "StoreFullError",
     "TenantExistsError",
     "TenantNotFoundError",
+    "UpstreamError",
 ]
 
 
@@ -273,6 +275,31 @@ class GPUUnavailableError(CloudError):
 
     .. versionadded:: 0.1.0
     """
+
+
+class UpstreamError(CloudError):
+    """
+    The upstream server behind `zerfoo_cloud.http.proxy.UpstreamProxy` failed
+    after the response to the client had started, so the response was cut
+    short.
+
+    *code* is the failure (``"upstream_unavailable"``, ``"upstream_timeout"``
+    or ``"upstream_invalid_response"``) and *bytes_sent* how many body bytes
+    had reached the client. The proxy raises it so the server closes the
+    connection and the client sees a truncated response, not a complete one;
+    a middleware around the proxy sees it too and can account for what was
+    sent. The transport error is chained as ``__cause__``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, code: str, bytes_sent: int) -> None:
+        self.code = code
+        self.bytes_sent = bytes_sent
+        super().__init__(
+            f"the upstream server failed ({code}) after {bytes_sent} bytes of "
+            "the response were sent; the response was cut short"
+        )
 
 
 class SAMLError(CloudError):
