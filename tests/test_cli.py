@@ -206,3 +206,108 @@ def test_render_table_aligns_columns() -> None:
     """Columns are padded to their widest cell."""
     text = render_table(["A", "LONG"], [["xyz", "1"], ["q", "22"]])
     assert text.splitlines() == ["A    LONG", "---  ----", "xyz  1", "q    22"]
+
+
+def seed_usage(db: Path) -> None:
+    """
+    Write five billing records and three audit entries for tenant acme.
+    """
+    from zerfoo_cloud import AuditEntry, AuditLogger, TokenMeter
+
+    with LMDBStores.open(db) as stores:
+        manager = TenantManager(stores.tenants, limits=stores.limits)
+        manager.create(
+            __import__("zerfoo_cloud").TenantConfig("acme", "acme-key", 1, 1)
+        )
+        meter = TokenMeter(stores.billing)
+        logger = AuditLogger(stores.audit)
+        for i in range(5):
+            meter.record("acme", 10 + i, 20, model="llama" if i % 2 else "qwen")
+        for _ in range(3):
+            logger.log(
+                AuditEntry(
+                    tenant_id="acme",
+                    status_code=200,
+                    method="POST",
+                    path="/v1/chat/completions",
+                )
+            )
+        meter.close()
+        logger.close()
+
+
+def test_usage_report_formats(tmp_path: Path) -> None:
+    """usage report totals per model and day as a table, CSV and JSON."""
+    db = tmp_path / "db"
+    seed_usage(db)
+    code, out = run(db, "usage", "report")
+    assert code == 0, out
+    assert "llama" in out
+    assert "qwen" in out
+    code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
+    assert out.splitlines() == [
+        "tenant,requests,input_tokens,output_tokens,total_tokens",
+        "acme,5,60,100,160",
+    ]
+    code, out = run(db, "usage", "report", "--by", "model", "--format", "json")
+    rows = json.loads(out)
+    assert {r["model"]: r["requests"] for r in rows} == {"llama": 2, "qwen": 3}
+    code, out = run(
+        db, "usage", "report", "--since", "2000-01-01", "--until", "2000-01-02"
+    )
+    assert "no usage" in out
+    code, out = run(
+        db, "usage", "report", "--since", "2000-01-02", "--until", "2000-01-01"
+    )
+    assert code == 2
+    assert "after --until" in out
+
+
+def test_usage_export_to_a_file(tmp_path: Path) -> None:
+    """usage export writes every record once, with one CSV header."""
+    db = tmp_path / "db"
+    seed_usage(db)
+    target = tmp_path / "out.csv"
+    code, out = run(db, "usage", "export", "--format", "csv", "--output", str(target))
+    assert code == 0, out
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("timestamp,tenant_id")
+    assert len(lines) == 6
+    code, out = run(db, "usage", "export")
+    assert len([line for line in out.splitlines() if line.startswith("{")]) == 5
+
+
+def test_audit_query_verify_export(tmp_path: Path) -> None:
+    """audit query lists entries, verify passes an intact chain, export writes it all."""
+    db = tmp_path / "db"
+    seed_usage(db)
+    code, out = run(db, "audit", "query", "--tenant", "acme")
+    assert code == 0
+    assert out.count("/v1/chat/completions") == 3
+    code, out = run(db, "audit", "query", "--tenant", "acme", "--format", "json")
+    assert len(json.loads(out)) == 3
+    code, out = run(db, "audit", "verify")
+    assert code == 0
+    assert "intact: 3 entries" in out
+    code, out = run(db, "audit", "export", "--format", "csv")
+    assert code == 0
+    assert out.splitlines()[0].startswith("timestamp,")
+    code, out = run(db, "audit", "query", "--tenant", "ghost")
+    assert "no audit entries" in out
+
+
+def test_audit_verify_fails_on_a_tampered_log(tmp_path: Path) -> None:
+    """A changed entry makes audit verify exit 1 naming the broken position."""
+    import lmdb
+
+    db = tmp_path / "db"
+    seed_usage(db)
+    env = lmdb.open(str(db), max_dbs=32)
+    handle = env.open_db(b"audit")
+    with env.begin(write=True) as txn:
+        key, value = next(iter(txn.cursor(db=handle)))
+        txn.put(key, value.replace(b"POST", b"GET!"), db=handle)
+    env.close()
+    code, out = run(db, "audit", "verify")
+    assert code == 1
+    assert "BROKEN at entry 1" in out

@@ -8,8 +8,16 @@ notice. See ``docs/`` for the concepts and how to deploy.
 
 from __future__ import annotations
 
-from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditLogger, AuditResult
+from zerfoo_cloud.audit import (
+    AuditAction,
+    AuditEntry,
+    AuditLogger,
+    AuditProblem,
+    AuditResult,
+    AuditVerification,
+)
 from zerfoo_cloud.errors import (
+    AuditChainError,
     CloudError,
     CorruptRecordError,
     GPUUnavailableError,
@@ -25,14 +33,17 @@ from zerfoo_cloud.errors import (
     StoreFullError,
     TenantExistsError,
     TenantNotFoundError,
+    UpstreamError,
 )
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
 from zerfoo_cloud.metering import (
     BillingRecord,
+    NDJSONFileRecorder,
     NDJSONRecorder,
     TokenMeter,
     UsageEvent,
     UsageRecorder,
+    UsageSummary,
 )
 from zerfoo_cloud.resources import ModelInfo, ResourceManager
 from zerfoo_cloud.sso import (
@@ -57,9 +68,12 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Admission",
     "AuditAction",
+    "AuditChainError",
     "AuditEntry",
     "AuditLogger",
+    "AuditProblem",
     "AuditResult",
+    "AuditVerification",
     "BillingRecord",
     "BucketState",
     "CloudError",
@@ -71,6 +85,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "NDJSONFileRecorder",
     "NDJSONRecorder",
     "Rate",
     "RateLimiter",
@@ -92,8 +107,10 @@ __all__ = [
     "TenantNotFoundError",
     "TenantRecord",
     "TokenMeter",
+    "UpstreamError",
     "UsageEvent",
     "UsageRecorder",
+    "UsageSummary",
     "__version__",
     "generate_api_key",
     "hash_api_key",

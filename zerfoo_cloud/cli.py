@@ -13,12 +13,13 @@ never print a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import click
 
@@ -26,7 +27,7 @@ from zerfoo_cloud.errors import CloudError
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.tenants import TenantConfig, TenantManager, TenantRecord
 
-__all__ = ["DB_ENV", "main"]
+__all__ = ["AUDIT_SECRET_ENV", "DB_ENV", "main", "render_table"]
 
 #: The environment variable naming the store folder when ``--db`` is absent.
 DB_ENV = "ZERFOO_CLOUD_DB"
@@ -352,6 +353,400 @@ def tenant_rotate_key(obj: _Context, tenant_id: str, as_json: bool) -> None:
         f"new API key for {tenant_id!r} (shown once; store it now): {key}\n"
         "the old key no longer works",
     )
+
+
+# -- usage and audit ------------------------------------------------------
+
+#: The environment variable holding the audit chain's HMAC secret, if any.
+AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
+#: Reports cover this many days back when ``--since`` is absent.
+DEFAULT_REPORT_DAYS = 30
+
+_TIME_FORMATS = [
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%d %H:%M:%S",
+]
+
+
+def _window(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime, datetime]:
+    """
+    Return the aware UTC window ``[since, until]``; naive times are UTC.
+    """
+    now = datetime.now(timezone.utc)
+    end = now if until is None else _aware(until)
+    start = (
+        end - timedelta(days=DEFAULT_REPORT_DAYS) if since is None else _aware(since)
+    )
+    if start > end:
+        msg = f"--since ({start.isoformat()}) is after --until ({end.isoformat()})"
+        raise click.UsageError(msg)
+    return start, end
+
+
+def _aware(ts: datetime) -> datetime:
+    return (
+        ts.replace(tzinfo=timezone.utc)
+        if ts.tzinfo is None
+        else ts.astimezone(timezone.utc)
+    )
+
+
+def _window_options(fn: F) -> F:
+    fn = click.option(
+        "--until",
+        type=click.DateTime(_TIME_FORMATS),
+        help="Last instant included (UTC unless an offset is given; default: now).",
+    )(fn)
+    return click.option(
+        "--since",
+        type=click.DateTime(_TIME_FORMATS),
+        help=f"First instant included (default: {DEFAULT_REPORT_DAYS} days before --until).",
+    )(fn)
+
+
+def _tenant_ids(stores: LMDBStores, chosen: tuple[str, ...]) -> list[str]:
+    if chosen:
+        return list(chosen)
+    return [r.id for r in stores.tenants.list()]
+
+
+def _progress(items: Sequence[str], label: str) -> Any:
+    """
+    A progress bar on standard error when it is a terminal, else the items.
+    """
+    return (
+        click.progressbar(items, label=label, file=sys.stderr, show_pos=True)
+        if sys.stderr.isatty() and len(items) > 1
+        else _NoProgress(items)
+    )
+
+
+class _NoProgress:
+    def __init__(self, items: Sequence[str]) -> None:
+        self.items = items
+
+    def __enter__(self) -> Sequence[str]:
+        return self.items
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@cli.group()
+def usage() -> None:
+    """
+    Report and export token usage (billing records).
+    """
+
+
+@usage.command("report")
+@click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    metavar="ID",
+    help="A tenant (repeat; default: all).",
+)
+@_window_options
+@click.option(
+    "--by",
+    type=click.Choice(["model,day", "model", "day", "total"]),
+    default="model,day",
+    show_default=True,
+    help="How to group the totals.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_obj
+@_handle_errors
+def usage_report(
+    obj: _Context,
+    tenants: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    by: str,
+    fmt: str,
+) -> None:
+    """
+    Total input and output tokens and requests per tenant, model and UTC day.
+    """
+    from zerfoo_cloud.metering import TokenMeter
+
+    start, end = _window(since, until)
+    keys = () if by == "total" else tuple(by.split(","))
+    rows: list[dict[str, Any]] = []
+    with obj.stores() as stores:
+        meter = TokenMeter(stores.billing, background=False)
+        ids = _tenant_ids(stores, tenants)
+        with _progress(ids, "summing usage") as progress:
+            for tenant_id in progress:
+                rows.extend(
+                    {
+                        "tenant": tenant_id,
+                        "model": row.model,
+                        "day": None if row.day is None else row.day.isoformat(),
+                        "requests": row.requests,
+                        "input_tokens": row.input_tokens,
+                        "output_tokens": row.output_tokens,
+                        "total_tokens": row.total_tokens,
+                    }
+                    for row in meter.summary(tenant_id, start, end, by=keys)
+                )
+        meter.close()
+    columns = [
+        "tenant",
+        *(k for k in ("model", "day") if k in keys),
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+    ]
+    if fmt == "json":
+        click.echo(json.dumps([{c: r[c] for c in columns} for r in rows], indent=2))
+    elif fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in rows)
+        click.echo(buf.getvalue(), nl=False)
+    elif not rows:
+        click.echo(f"no usage between {start.isoformat()} and {end.isoformat()}")
+    else:
+        click.echo(
+            render_table(
+                [c.upper() for c in columns],
+                [[_cell(r[c]) for c in columns] for r in rows],
+            )
+        )
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+@contextmanager
+def _export_target(output: str | None) -> Iterator[IO[str]]:
+    if output is None or output == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with Path(output).open("w", encoding="utf-8", newline="") as out:
+        yield out
+
+
+@usage.command("export")
+@click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    metavar="ID",
+    help="A tenant (repeat; default: all).",
+)
+@_window_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "csv"]),
+    default="ndjson",
+    show_default=True,
+)
+@click.option(
+    "--output", "-o", metavar="FILE", help="Write here instead of standard output."
+)
+@click.pass_obj
+@_handle_errors
+def usage_export(
+    obj: _Context,
+    tenants: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """
+    Export billing records as NDJSON or CSV, oldest first per tenant.
+    """
+    from zerfoo_cloud.export import export_billing
+
+    start, end = _window(since, until)
+    count = 0
+    with obj.stores() as stores:
+        ids = _tenant_ids(stores, tenants)
+        with (
+            _export_target(output) as out,
+            _progress(ids, "exporting billing records") as progress,
+        ):
+            for i, tenant_id in enumerate(progress):
+                records = stores.billing.query(tenant_id, start, end)
+                if fmt == "csv" and i:
+                    # One header for the whole file.
+                    count += _export_rows_without_header(records, out)
+                else:
+                    count += export_billing(records, out, fmt=_format(fmt))
+    click.echo(f"exported {count} billing records", err=True)
+
+
+def _format(fmt: str) -> Literal["ndjson", "csv"]:
+    return "csv" if fmt == "csv" else "ndjson"
+
+
+def _export_rows_without_header(records: Sequence[Any], out: Any) -> int:
+    import io
+
+    from zerfoo_cloud.export import export_billing
+
+    buf = io.StringIO()
+    n = export_billing(records, buf, fmt="csv")
+    out.write(buf.getvalue().split("\n", 1)[1] if n else "")
+    return n
+
+
+@cli.group()
+def audit() -> None:
+    """
+    Query, verify and export the SOC 2 audit log.
+    """
+
+
+def _audit_logger(stores: LMDBStores) -> Any:
+    from zerfoo_cloud.audit import AuditLogger
+
+    secret = os.environ.get(AUDIT_SECRET_ENV) or None
+    return AuditLogger(stores.audit, secret=secret, background=False)
+
+
+@audit.command("query")
+@click.option(
+    "--tenant",
+    "tenant_id",
+    required=True,
+    metavar="ID",
+    help="The tenant whose entries to show.",
+)
+@_window_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_obj
+@_handle_errors
+def audit_query(
+    obj: _Context,
+    tenant_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+) -> None:
+    """
+    Show a tenant's audit entries, oldest first.
+    """
+    start, end = _window(since, until)
+    with obj.stores() as stores:
+        logger = _audit_logger(stores)
+        entries = logger.query(tenant_id, start, end)
+        logger.close()
+    if fmt == "json":
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2, default=str))
+        return
+    if not entries:
+        click.echo(f"no audit entries for {tenant_id!r} in that window")
+        return
+    click.echo(
+        render_table(
+            [
+                "TIME",
+                "ACTION",
+                "RESULT",
+                "STATUS",
+                "METHOD",
+                "PATH",
+                "RESOURCE",
+                "FROM",
+            ],
+            [
+                [
+                    e.timestamp.isoformat(timespec="seconds") if e.timestamp else "",
+                    e.action.value,
+                    e.result.value,
+                    str(e.status_code),
+                    e.method,
+                    e.path,
+                    e.resource,
+                    e.remote_addr,
+                ]
+                for e in entries
+            ],
+        )
+    )
+
+
+@audit.command("verify")
+@click.pass_obj
+@_handle_errors
+def audit_verify(obj: _Context) -> None:
+    """
+    Walk the whole audit log and check its hash chain (exit 1 if broken).
+
+    Set ZERFOO_CLOUD_AUDIT_SECRET when the log is keyed.
+    """
+    with obj.stores() as stores:
+        logger = _audit_logger(stores)
+        result = logger.verify()
+        logger.close()
+    if result.ok:
+        click.echo(
+            f"audit log intact: {result.checked} entries, head {result.head.hash[:16]}…"
+        )
+        return
+    msg = f"audit log BROKEN at entry {result.seq} ({result.problem.value if result.problem else '?'}): {result.message}"
+    raise click.ClickException(msg)
+
+
+@audit.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "csv"]),
+    default="ndjson",
+    show_default=True,
+)
+@click.option(
+    "--output", "-o", metavar="FILE", help="Write here instead of standard output."
+)
+@click.pass_obj
+@_handle_errors
+def audit_export(obj: _Context, fmt: str, output: str | None) -> None:
+    """
+    Export the whole audit log, in chain order, with its hashes.
+    """
+    from zerfoo_cloud.export import export_audit
+
+    with obj.stores() as stores, _export_target(output) as out:
+
+        def visit(anchor: Any, head: Any, entries: Any) -> int:
+            return export_audit(
+                (e for _, e in entries if e is not None), out, fmt=_format(fmt)
+            )
+
+        count = stores.audit.walk(visit)
+    click.echo(f"exported {count} audit entries", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,11 +15,13 @@ handles it sensibly::
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
     │   └── StoreFullError                   disk or map full; nothing was written
+    ├── AuditChainError                      the audit log's hash chain is broken
     ├── ModelTooLargeError                   a model exceeds the whole memory budget
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
     ├── ResourceBusyError                    the memory needed is held by models in use
     ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
     ├── SessionError                         a session token is malformed, forged or expired
+    ├── UpstreamError                        a proxied upstream failed mid-response
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -49,6 +51,7 @@ Each exception builds its own message and keeps its data as attributes.
 from __future__ import annotations
 
 __all__ = [
+    "AuditChainError",
     "CloudError",
     "CorruptRecordError",
     "GPUUnavailableError",
@@ -64,6 +67,7 @@ __all__ = [
     "StoreFullError",
     "TenantExistsError",
     "TenantNotFoundError",
+    "UpstreamError",
 ]
 
 
@@ -169,6 +173,25 @@ class StoreFullError(StoreError):
     """
 
 
+class AuditChainError(CloudError):
+    """
+    The audit log's hash chain is broken: an entry was altered, removed,
+    inserted or moved.
+
+    *seq* is the position (sequence number) where the log first stops being a
+    valid chain and *problem* the kind of break (an
+    `zerfoo_cloud.audit.AuditProblem` value); the message says what was found.
+    Raised by `zerfoo_cloud.audit.AuditVerification.check`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, seq: int, problem: str) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.problem = problem
+
+
 class ModelTooLargeError(CloudError):
     """
     A model needs more memory than the whole budget.
@@ -269,6 +292,31 @@ class SessionError(CloudError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class UpstreamError(CloudError):
+    """
+    The upstream server behind `zerfoo_cloud.http.proxy.UpstreamProxy` failed
+    after the response to the client had started, so the response was cut
+    short.
+
+    *code* is the failure (``"upstream_unavailable"``, ``"upstream_timeout"``
+    or ``"upstream_invalid_response"``) and *bytes_sent* how many body bytes
+    had reached the client. The proxy raises it so the server closes the
+    connection and the client sees a truncated response, not a complete one;
+    a middleware around the proxy sees it too and can account for what was
+    sent. The transport error is chained as ``__cause__``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, code: str, bytes_sent: int) -> None:
+        self.code = code
+        self.bytes_sent = bytes_sent
+        super().__init__(
+            f"the upstream server failed ({code}) after {bytes_sent} bytes of "
+            "the response were sent; the response was cut short"
+        )
 
 
 class SAMLError(CloudError):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from zerfoo_cloud import (
     Tenant,
     TenantManager,
     TenantNotFoundError,
+    UsageSummary,
     hash_api_key,
 )
 from zerfoo_cloud.http.admin import (
@@ -40,6 +41,7 @@ from zerfoo_cloud.http.admin import (
     MAX_AUDIT_LIMIT,
     AdminAPI,
     SessionSigner,
+    UsageMeter,
 )
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryAuditStore
@@ -666,35 +668,21 @@ def test_too_many_query_fields_are_400(client: Client) -> None:
     )
 
 
-def test_usage_uses_the_meters_summary_when_it_has_one(
+def test_a_meter_of_ones_own_gets_the_parsed_range_and_grouping(
     make_api: Callable[..., AdminAPI], clock: FakeClock
 ) -> None:
-    """A meter with summary() is asked for the totals with the range and grouping."""
-    from datetime import date
-
-    import attrs
-
-    @attrs.frozen
-    class Row:
-        model: str | None
-        day: date | None
-        input_tokens: int
-        output_tokens: int
-        requests: int
-
+    """Any UsageMeter is asked for totals with the range and grouping read from the query."""
     calls: list[tuple[object, ...]] = []
 
-    class SummaryMeter:
-        def query(self, tenant_id: str, start: datetime, end: datetime) -> list[object]:
-            raise AssertionError("summary() is used instead")
-
+    class OwnMeter:
         def summary(
-            self, tenant_id: str, start: datetime, end: datetime, by: tuple[str, ...]
-        ) -> list[Row]:
-            calls.append((tenant_id, start, end, by))
-            return [Row("m", date(2024, 5, 1), 3, 4, 2)]
+            self, tenant_id: str, start: datetime, end: datetime, by: Sequence[str]
+        ) -> list[UsageSummary]:
+            calls.append((tenant_id, start, end, tuple(by)))
+            return [UsageSummary("m", date(2024, 5, 1), 3, 4, 2)]
 
-    client = Client(make_api(meter=SummaryMeter()))
+    meter: UsageMeter = OwnMeter()
+    client = Client(make_api(meter=meter))
     usage = client.get("/admin/tenants/acme/usage?by=day,model", headers=ADMIN).json()
     assert usage["data"] == [
         {

@@ -4,6 +4,8 @@ Checked by mypy only: every backend satisfies its Protocol.
 
 from __future__ import annotations
 
+from zerfoo_cloud.metrics import ResourceStats
+from zerfoo_cloud.resources import ResourceManager
 from zerfoo_cloud.stores.lmdb import LMDBLimiterStore, LMDBStores, LMDBTenantStore
 from zerfoo_cloud.stores.memory import (
     MemoryAuditStore,
@@ -29,6 +31,7 @@ def check(stores: LMDBStores) -> None:
     audit_stores: list[AuditStore] = [MemoryAuditStore()]
     lmdb_tenants: LMDBTenantStore = stores.tenants
     lmdb_limits: LMDBLimiterStore = stores.limits
+    resource_stats: ResourceStats = ResourceManager(1)
     del (
         tenant_stores,
         limiter_stores,
@@ -36,4 +39,5 @@ def check(stores: LMDBStores) -> None:
         audit_stores,
         lmdb_tenants,
         lmdb_limits,
+        resource_stats,
     )

@@ -66,7 +66,7 @@ from zerfoo_cloud.tenants import (
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.audit import AuditLogger
-    from zerfoo_cloud.metering import BillingRecord
+    from zerfoo_cloud.metering import UsageSummary
     from zerfoo_cloud.sso import SAMLProvider
     from zerfoo_cloud.tenants import TenantManager, TenantRecord
 
@@ -127,39 +127,16 @@ class UsageMeter(Protocol):
     """
     **Protocol**: What the admin API needs of a `zerfoo_cloud.TokenMeter`.
 
-    A meter that also has ``summary(tenant_id, start, end, by)`` (returning
-    rows with ``model``, ``day``, ``input_tokens``, ``output_tokens`` and
-    ``requests``) is asked for totals directly; otherwise the records from
-    `query` are totalled.
-
     .. versionadded:: 0.1.0
     """
 
-    def query(
-        self, tenant_id: str, start: datetime, end: datetime
-    ) -> Sequence[BillingRecord]:
-        """
-        Return the tenant's records with ``start <= timestamp <= end``.
-        """
-
-
-class _SummaryRow(Protocol):
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def day(self) -> date | None: ...
-    @property
-    def input_tokens(self) -> int: ...
-    @property
-    def output_tokens(self) -> int: ...
-    @property
-    def requests(self) -> int: ...
-
-
-class _Summarizer(Protocol):
     def summary(
         self, tenant_id: str, start: datetime, end: datetime, by: Sequence[str]
-    ) -> Sequence[_SummaryRow]: ...
+    ) -> Sequence[UsageSummary]:
+        """
+        Total the tenant's tokens and requests in ``[start, end]``, grouped
+        by the keys in *by* (``"model"``, ``"day"``).
+        """
 
 
 @attrs.frozen
@@ -374,27 +351,6 @@ def _limit(params: Mapping[str, str]) -> int:
     return int(text)
 
 
-def _summarize(
-    records: Iterable[BillingRecord], by: Sequence[str]
-) -> list[dict[str, Any]]:
-    totals: dict[tuple[str | None, date | None], list[int]] = {}
-    for r in records:
-        key = (
-            r.model if "model" in by else None,
-            r.timestamp.date() if "day" in by else None,
-        )
-        t = totals.setdefault(key, [0, 0, 0])
-        t[0] += r.input_tokens
-        t[1] += r.output_tokens
-        t[2] += 1
-    return [
-        _row(model, day, *t)
-        for (model, day), t in sorted(
-            totals.items(), key=lambda i: (i[0][1] or date.min, i[0][0] or "")
-        )
-    ]
-
-
 def _row(
     model: str | None, day: date | None, input_tokens: int, output_tokens: int, n: int
 ) -> dict[str, Any]:
@@ -484,8 +440,8 @@ class AdminAPI:
 
     Args:
         tenants: the tenant manager the API changes.
-        meter: where usage comes from (a `zerfoo_cloud.TokenMeter`); without
-            it the usage route answers 404.
+        meter: where usage totals come from (a `zerfoo_cloud.TokenMeter`);
+            without it the usage route answers 404.
         audit: where calls are audited; without it nothing is audited and
             the audit route answers 404.
         admin_key_hashes: SHA-256 hex digests of the admin keys
@@ -546,9 +502,6 @@ class AdminAPI:
         self.clock = clock
         self.max_body = max_body
         self._admin_hashes = tuple(hashes)
-        self._summarizer: _Summarizer | None = (
-            meter if callable(getattr(meter, "summary", None)) else None  # type: ignore[assignment]
-        )
         providers = check_providers(sso or {}, sessions)
         self._sso = (
             SAMLLogin(providers, sessions, audit=self._log)
@@ -920,14 +873,12 @@ class AdminAPI:
         by = _group_by(params)
         if since > until:
             rows = []
-        elif self._summarizer is not None:
-            rows = [
-                _row(r.model, r.day, r.input_tokens, r.output_tokens, r.requests)
-                for r in self._summarizer.summary(tenant_id, since, until, by)
-            ]
         else:
             assert self.meter is not None
-            rows = _summarize(self.meter.query(tenant_id, since, until), by)
+            rows = [
+                _row(r.model, r.day, r.input_tokens, r.output_tokens, r.requests)
+                for r in self.meter.summary(tenant_id, since, until, by)
+            ]
         totals = _row(
             None,
             None,

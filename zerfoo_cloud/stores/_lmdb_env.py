@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
@@ -89,12 +91,30 @@ class _Gate:
                 self._cond.notify_all()
 
 
+#: With less free space than this, a failed write counts as a full disk.
+_LOW_SPACE = 1 << 20
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     code = getattr(exc, "errno", None)
     if code in {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}:
         return True
     text = str(exc)
     return "No space left" in text or "File too large" in text
+
+
+def _out_of_space(path: str) -> bool:
+    # LMDB turns a short write (what a full disk or the file size limit
+    # gives) into EIO; tell that case apart by looking at the space left.
+    try:
+        st = os.statvfs(path)
+        size = Path(path, "data.mdb").stat().st_size
+    except OSError:  # pragma: no cover - the folder vanished
+        return False
+    if st.f_bavail * st.f_frsize < _LOW_SPACE:
+        return True  # pragma: no cover - needs a nearly full file system
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return soft != resource.RLIM_INFINITY and size + _LOW_SPACE > soft
 
 
 class Environment:
@@ -117,8 +137,9 @@ class Environment:
         self.path = path
         self.durable = durable
         self._names = tuple(names)
-        self._initial_map_size = map_size
-        self.max_map_size = max(max_map_size, map_size)
+        # A size limit below the initial size wins: the map starts at the limit.
+        self._initial_map_size = min(map_size, max_map_size)
+        self.max_map_size = max_map_size
         self._gate = _Gate()
         self._open_lock = threading.Lock()
         self._closed = False
@@ -310,7 +331,9 @@ class Environment:
                 raise self._wrap(exc) from exc
 
     def _wrap(self, exc: BaseException) -> StoreError:
-        if _is_disk_full(exc):
+        if _is_disk_full(exc) or (
+            "Input/output error" in str(exc) and _out_of_space(self.path)
+        ):
             return StoreFullError(
                 f"the disk holding LMDB store {self.path!r} is full ({exc}); free "
                 "space and retry: nothing was written"

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zerfoo_cloud.errors import SchemaMismatchError, StoreError
+from zerfoo_cloud.stores._lmdb_audit import LMDBAuditStore
+from zerfoo_cloud.stores._lmdb_billing import LMDBBillingStore
 from zerfoo_cloud.stores._lmdb_env import (
     DEFAULT_MAP_SIZE,
     DEFAULT_MAX_MAP_SIZE,
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "LMDBAuditStore",
+    "LMDBBillingStore",
     "LMDBLimiterStore",
     "LMDBReplayCache",
     "LMDBStores",
@@ -63,6 +67,11 @@ _DURABLE_DBS = (
     "tenant_keys",
     "replay",
     "replay_expiry",
+    "billing",
+    "billing_ids",
+    "audit",
+    "audit_time",
+    "audit_meta",
 )
 _VOLATILE_DBS = ("buckets", "slots", "meta")
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -114,6 +123,8 @@ class LMDBStores:
         self.tenants = LMDBTenantStore(self.durable)
         self.limits = LMDBLimiterStore(self.volatile)
         self.replay = LMDBReplayCache(self.durable)
+        self.billing = LMDBBillingStore(self.durable)
+        self.audit = LMDBAuditStore(self.durable)
 
     @classmethod
     def open(

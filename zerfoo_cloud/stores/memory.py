@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from zerfoo_cloud.audit import GENESIS, ChainLink, link_entry
 from zerfoo_cloud.errors import (
     InvalidConfigError,
     TenantExistsError,
@@ -233,6 +234,9 @@ class MemoryBillingStore:
     .. versionadded:: 0.1.0
     """
 
+    #: `zerfoo_cloud.TokenMeter` stores into it from the caller's thread.
+    in_memory: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: list[BillingRecord] = []
@@ -262,7 +266,8 @@ class MemoryBillingStore:
         self, tenant_id: str, start: datetime, end: datetime
     ) -> builtins.list[BillingRecord]:
         """
-        Return the tenant's records in ``[start, end]``, oldest first.
+        Return the tenant's records in ``[start, end]``, oldest first (ties by
+        request id).
         """
         with self._lock:
             found = [
@@ -270,7 +275,7 @@ class MemoryBillingStore:
                 for r in self._records
                 if r.tenant_id == tenant_id and start <= r.timestamp <= end
             ]
-        return sorted(found, key=lambda r: r.timestamp)
+        return sorted(found, key=lambda r: (r.timestamp, r.request_id))
 
     def all(self) -> builtins.list[BillingRecord]:
         """
@@ -287,22 +292,73 @@ class MemoryBillingStore:
 
 class MemoryAuditStore:
     """
-    A `zerfoo_cloud.stores.protocols.AuditStore` in a list.
+    A `zerfoo_cloud.stores.protocols.ChainedAuditStore` in a list.
 
     .. versionadded:: 0.1.0
     """
 
+    #: `zerfoo_cloud.AuditLogger` stores into it from the caller's thread.
+    in_memory: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[AuditEntry] = []
+        self._anchor = GENESIS
+        self._head = GENESIS
 
     def append(self, entry: AuditEntry) -> AuditEntry:
         """
-        Store *entry* and return it.
+        Store *entry*, chained with unkeyed SHA-256, and return what was stored.
+        """
+        return self.append_linked([entry], link_entry)[0]
+
+    def append_linked(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+    ) -> builtins.list[AuditEntry]:
+        """
+        Atomically append *entries*, each linked after the one before.
         """
         with self._lock:
-            self._entries.append(entry)
-        return entry
+            prev = self._head
+            stored = []
+            for entry in entries:
+                linked = link(prev, entry)
+                stored.append(linked)
+                prev = ChainLink(linked.seq, linked.hash)
+            self._entries.extend(stored)
+            self._head = prev
+        return stored
+
+    def walk(
+        self,
+        visit: Callable[
+            [ChainLink, ChainLink, Iterator[tuple[int, AuditEntry | None]]], T
+        ],
+    ) -> T:
+        """
+        Call ``visit(anchor, head, entries)`` with the store locked.
+        """
+        with self._lock:
+            return visit(self._anchor, self._head, ((e.seq, e) for e in self._entries))
+
+    def purge(self, before: datetime) -> int:
+        """
+        Drop the oldest entries while they are older than *before*.
+        """
+        with self._lock:
+            entries = self._entries
+            count = 0
+            for entry in entries:
+                if entry.timestamp is not None and entry.timestamp >= before:
+                    break
+                count += 1
+            if count:
+                last = entries[count - 1]
+                self._anchor = ChainLink(last.seq, last.hash)
+                del entries[:count]
+        return count
 
     def query(
         self, tenant_id: str, start: datetime, end: datetime
@@ -318,7 +374,7 @@ class MemoryAuditStore:
                 and e.timestamp is not None
                 and start <= e.timestamp <= end
             ]
-        return sorted(found, key=lambda e: e.timestamp or start)
+        return sorted(found, key=lambda e: (e.timestamp or start, e.seq))
 
     def all(self) -> builtins.list[AuditEntry]:
         """
