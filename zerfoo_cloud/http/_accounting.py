@@ -1,0 +1,220 @@
+"""
+Accounting of finished requests, off the event loop.
+
+Each finished request becomes one job: one billing record (`TokenMeter`),
+one usage event (the server's `UsageRecorder`, when it has its own) and one
+audit entry (`AuditLogger`). The ASGI adapter hands jobs to one background
+thread per process, so the event loop never waits on a store, a file or a
+broker; the WSGI adapter runs them in the request's own thread. A job that
+fails is logged on the ``zerfoo_cloud.http`` logger and counted, and never
+disturbs the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from zerfoo_cloud.http._policy import Finished, audit_entry
+from zerfoo_cloud.metering import UsageEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.metering import TokenMeter, UsageRecorder
+
+__all__ = ["Accounting"]
+
+_log = logging.getLogger("zerfoo_cloud.http")
+#: How long the exit hook waits for queued accounting to be written.
+_EXIT_DRAIN_SECONDS = 10.0
+
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+_Job = tuple["Callable[..., None]", tuple[Any, ...], _Waiter | None]
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Worker:
+    """
+    One daemon thread that runs jobs in order; restarted in a forked child,
+    drained at interpreter exit.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Job | None] | None = None
+        self._pid = 0
+
+    def put(self, job: _Job) -> None:
+        q = self._queue
+        if q is None or self._pid != os.getpid():
+            q = self._start()
+        q.put(job)
+
+    def _start(self) -> queue.SimpleQueue[_Job | None]:
+        with self._lock:
+            pid = os.getpid()
+            if self._queue is not None and self._pid == pid:
+                return self._queue
+            q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._run, args=(q,), name="zerfoo-cloud-accounting", daemon=True
+            )
+            thread.start()
+            self._queue, self._pid = q, pid
+            atexit.register(self.drain, _EXIT_DRAIN_SECONDS)
+            return q
+
+    @staticmethod
+    def _run(q: queue.SimpleQueue[_Job | None]) -> None:
+        while True:
+            job = q.get()
+            if job is None:
+                return
+            fn, args, waiter = job
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 # pragma: no cover - jobs catch their own
+                _log.exception("accounting job failed")
+            finally:
+                if waiter is not None:
+                    loop, fut = waiter
+                    # The loop may have closed meanwhile: nobody waits then.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_resolve, fut)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """
+        Wait until every job queued before the call has run; ``False`` on timeout.
+        """
+        if self._queue is None or self._pid != os.getpid():
+            return True
+        done = threading.Event()
+        self._queue.put((done.set, (), None))
+        return done.wait(timeout)
+
+
+class Accounting:
+    """
+    Records each finished request: billing, usage event, audit entry.
+
+    Args:
+        meter: where billing records go (``None``: none are made).
+        audit: where audit entries go (``None``: none are made).
+        recorder: publish one `UsageEvent` per request here too, unless it is
+            the meter's own recorder (which already gets one).
+        clock: the time source of usage events.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        meter: TokenMeter | None,
+        *,
+        audit: AuditLogger | None = None,
+        recorder: UsageRecorder | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.meter = meter
+        self.audit = audit
+        own = getattr(meter, "recorder", None)
+        self.recorder = None if recorder is None or recorder is own else recorder
+        self.clock = clock
+        self.failures = 0
+        self._worker = _Worker()
+
+    def account(self, finished: Finished) -> None:
+        """
+        Record one request now, in this thread: its billing record and usage
+        event (admitted requests only) and its audit entry.
+        """
+        usage = finished.usage
+        if usage is not None:
+            if self.meter is not None:
+                try:
+                    self.meter.record(
+                        finished.tenant_id,
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        model=finished.model,
+                    )
+                except Exception:  # noqa: BLE001 - logged and counted; the response goes on
+                    self._failed("billing record")
+            if self.recorder is not None:
+                event = UsageEvent(
+                    finished.tenant_id,
+                    finished.model,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    int(self.clock()),
+                )
+                try:
+                    self.recorder.record(event)
+                except Exception:  # noqa: BLE001 - logged and counted
+                    self._failed("usage event")
+        if self.audit is not None:
+            try:
+                self.audit.log(audit_entry(finished))
+            except Exception:  # noqa: BLE001 - logged and counted
+                self._failed("audit entry")
+
+    def _failed(self, what: str) -> None:
+        self.failures += 1
+        _log.exception("could not write the %s of a request", what)
+
+    def submit(self, finished: Finished) -> None:
+        """
+        Queue `account` for the background thread.
+        """
+        self._worker.put((self.account, (finished,), None))
+
+    async def submit_durable(self, finished: Finished) -> None:
+        """
+        Queue `account` and return once its billing record is durable,
+        without blocking the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._worker.put((self.account, (finished,), (loop, fut)))
+        await fut
+        await self.aflush()
+
+    async def aflush(self) -> None:
+        """
+        Wait until the meter's records are durable, off the event loop.
+        """
+        meter = self.meter
+        if meter is None:
+            return
+        aflush = getattr(meter, "aflush", None)
+        if aflush is not None:
+            await aflush()
+        else:
+            await asyncio.to_thread(meter.flush)
+
+    def flush_now(self) -> None:
+        """
+        Make the meter's records durable, blocking this thread.
+        """
+        if self.meter is not None:
+            self.meter.flush()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """
+        Wait until every queued request has been recorded; ``False`` on timeout.
+        """
+        return self._worker.drain(timeout)
