@@ -194,6 +194,7 @@ def make_app(*, report: bool = False, token_delay: float = 0.0) -> ASGIApp:
             if request.get("stream") is True:
                 await _stream(
                     scope,
+                    receive,
                     send,
                     request,
                     chat=chat,
@@ -295,6 +296,7 @@ async def _chunks(
 
 async def _stream(
     scope: Scope,
+    receive: Receive,
     send: Send,
     request: dict[str, Any],
     *,
@@ -316,8 +318,19 @@ async def _stream(
         }
     )
     sent = [0]
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        # Stop generating as soon as the client goes away.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
     try:
         async for chunk in _chunks(request, chat, token_delay, sent):
+            if gone.is_set():
+                return
             if include_usage:
                 chunk["usage"] = None
             data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
@@ -340,6 +353,7 @@ async def _stream(
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
     finally:
+        watcher.cancel()
         # Exact even when the client went away mid-stream.
         if report:
             report_usage(scope, prompt_tokens, sent[0])

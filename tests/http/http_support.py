@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 import waitress
+from waitress import wasyncore
 
 from zerfoo_cloud import (
     AuditEntry,
@@ -163,9 +164,11 @@ def serve_wsgi(app: Any, *, threads: int = 8) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.close()
-        server.task_dispatcher.shutdown()
+        # Close every channel (keep-alive ones too) from the loop's own thread;
+        # the loop ends when nothing is left in its map.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(10)
+        server.task_dispatcher.shutdown()
         assert not thread.is_alive()
 
 

@@ -34,8 +34,8 @@ from zerfoo_cloud import (
     TokenMeter,
     billing_middleware,
 )
-from zerfoo_cloud.http import CloudMiddleware
-from zerfoo_cloud.http._types import ASGIApp, Message, Receive, Scope, Send
+from zerfoo_cloud.http import BillingMiddleware, CloudMiddleware
+from zerfoo_cloud.http._types import Message, Receive, Scope, Send
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 
 T = TypeVar("T")
@@ -634,7 +634,8 @@ def test_billing_middleware_alone_and_inside_a_cloud_server(stack: Stack) -> Non
     stack.tenant()
     stream = io.StringIO()
     wrap = billing_middleware(NDJSONRecorder(stream), tenant_id=lambda scope: "anon")
-    metered: ASGIApp = wrap(make_app())
+    metered = wrap(make_app())
+    assert isinstance(metered, BillingMiddleware)
     server = stack.server(metered)
 
     async def go() -> None:
@@ -648,7 +649,7 @@ def test_billing_middleware_alone_and_inside_a_cloud_server(stack: Stack) -> Non
 
     run(go())
     assert server.close(5)
-    assert wrap(make_app()).accounting.drain(5)
+    assert metered.accounting.drain(5)
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [
         (e["tenant_id"], e["prompt_tokens"], e["completion_tokens"]) for e in events

@@ -150,6 +150,14 @@ def test_sse_parser_drops_exactly_the_usage_only_event(
     assert out == b"".join(kept)
 
 
+def test_sse_parser_keeps_a_split_crlf_inside_a_held_event() -> None:
+    """The LF of a CRLF split inside an event being held back is passed on with it."""
+    parser = SSEUsageParser(drop_usage_only=True)
+    out = parser.feed(b"data: {}\r")
+    out += parser.feed(b"\n\r\ndata: [DONE]\r\n\r\n")
+    assert out == b"data: {}\r\n\r\ndata: [DONE]\r\n\r\n"
+
+
 def test_sse_parser_joins_multi_line_data() -> None:
     """Several data lines of one event are joined with a newline before decoding."""
     parser = SSEUsageParser()

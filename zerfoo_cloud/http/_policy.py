@@ -28,9 +28,11 @@ large request waits for a full budget instead of failing forever.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import uuid
+import os
+import secrets
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import attrs
@@ -71,6 +73,7 @@ __all__ = [
     "fallback_usage",
     "format_duration",
     "inspect_request",
+    "new_request_id",
     "rate_limit_headers",
     "status_for",
 ]
@@ -438,6 +441,30 @@ def fallback_usage(info: RequestInfo, status: int, streamed_events: int) -> Usag
     )
 
 
+class _RequestIds:
+    """
+    Unique request ids without a system call each: a random 64-bit prefix per
+    process and a counter (32 hex digits, like a UUID).
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._prefix = secrets.token_hex(8)
+            self._counter = itertools.count()
+            self._pid = pid
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+#: Return a new request id, unique across processes and restarts.
+new_request_id = _RequestIds()
+
+
 class Ticket:
     """
     One admitted request: what it reserved and holds until it is settled.
@@ -468,7 +495,7 @@ class Ticket:
         self.reserved = reserved
         self.headers = headers
         self.pin = pin
-        self.request_id = uuid.uuid4().hex
+        self.request_id = new_request_id()
         self.settled = False
 
 
@@ -659,6 +686,7 @@ class Finished(NamedTuple):
     path: str
     remote_addr: str
     authenticated: bool = True
+    request_id: str | None = None
 
 
 def audit_entry(finished: Finished) -> AuditEntry:

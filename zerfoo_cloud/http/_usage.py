@@ -284,8 +284,23 @@ class SSEUsageParser:
         Parse *chunk*; return the bytes to pass on (all of *chunk* unless
         dropping usage-only events).
         """
+        if (
+            chunk[-2:] == b"\n\n"
+            and chunk[:6] == b"data: "
+            and not (self._partial or self._data or self._held or self._skip_lf)
+            and chunk.count(b"\n") == 2  # noqa: PLR2004 - one data line, one blank
+            and b"\r" not in chunk
+        ):
+            # The common case, one whole single-line event: no line splitting.
+            drop = self._event(chunk[6:-2])
+            self._after_block = True
+            self._block_dropped = drop
+            return b"" if drop else chunk
         out: list[bytes] = []
-        pos = block_start = self._resume(chunk, out)
+        pos = self._resume(chunk, out)
+        # Raw bytes of the current block start at 0, unless the skipped LF
+        # belonged to a block already decided.
+        block_start = pos if self._after_block else 0
         partial = self._partial
         size = len(chunk)
         for match in _EOL.finditer(chunk, pos):
@@ -371,7 +386,10 @@ class SSEUsageParser:
     def _dispatch(self) -> bool:
         parts = self._data
         self._data = []
-        data = parts[0] if len(parts) == 1 else b"\n".join(parts)
+        return self._event(parts[0] if len(parts) == 1 else b"\n".join(parts))
+
+    def _event(self, data: bytes) -> bool:
+        """Read one event's data; return whether to drop the event."""
         if data == _DONE:
             return False
         mentions = data.count(_USAGE_KEY_BYTES)

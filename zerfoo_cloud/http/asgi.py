@@ -301,7 +301,16 @@ class CloudMiddleware:
         def finish(status: int, meter: ResponseMeter) -> Finished:
             usage = slot.get() or meter.usage()
             billed = policy.settle(ticket, usage, status, meter.streamed_events)
-            return Finished(tenant.id, billed, model, status, method, path, remote)
+            return Finished(
+                tenant.id,
+                billed,
+                model,
+                status,
+                method,
+                path,
+                remote,
+                request_id=ticket.request_id,
+            )
 
         exchange = _Exchange(
             receive,

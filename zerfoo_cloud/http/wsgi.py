@@ -174,9 +174,11 @@ class _Exchange:
         except Exception as exc:  # noqa: BLE001 - logged, answered with a 500
             _log.exception("the app raised an exception")
             failure = error_response(exc, self.extra_headers)
+            # A second start_response call must carry exc_info (PEP 3333).
+            exc_info = sys.exc_info() if self.status else None
             self.status = 500
             self.settle(flush=False)
-            self.start_response(_status_line(500), failure.headers, sys.exc_info())
+            self.start_response(_status_line(500), failure.headers, exc_info)
             return [failure.body]
         except BaseException:
             self.settle(flush=False)
@@ -334,7 +336,16 @@ class WSGICloudMiddleware:
         def finish(status: int, meter: ResponseMeter) -> Finished:
             usage = slot.get() or meter.usage()
             billed = policy.settle(ticket, usage, status, meter.streamed_events)
-            return Finished(tenant.id, billed, model, status, method, path, remote)
+            return Finished(
+                tenant.id,
+                billed,
+                model,
+                status,
+                method,
+                path,
+                remote,
+                request_id=ticket.request_id,
+            )
 
         _prepare(environ, info)
         exchange = _Exchange(
