@@ -8,16 +8,27 @@ notice. See ``docs/`` for the concepts and how to deploy.
 
 from __future__ import annotations
 
-from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditLogger, AuditResult
+from zerfoo_cloud.audit import (
+    AuditAction,
+    AuditEntry,
+    AuditLogger,
+    AuditProblem,
+    AuditResult,
+    AuditVerification,
+)
 from zerfoo_cloud.errors import (
+    AuditChainError,
     CloudError,
     CorruptRecordError,
+    GPUUnavailableError,
     InvalidConfigError,
+    ModelFormatError,
     ModelNotAllowedError,
     ModelNotLoadedError,
     ModelTooLargeError,
     RateLimitedError,
     RequestTooLargeError,
+    ResourceBusyError,
     SAMLError,
     SchemaMismatchError,
     StoreError,
@@ -25,15 +36,26 @@ from zerfoo_cloud.errors import (
     TenantExistsError,
     TenantNotFoundError,
     UnauthorizedError,
+    UpstreamError,
 )
 from zerfoo_cloud.http import CloudServer, billing_middleware, report_usage
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
 from zerfoo_cloud.metering import (
     BillingRecord,
+    NDJSONFileRecorder,
     NDJSONRecorder,
     TokenMeter,
     UsageEvent,
     UsageRecorder,
+    UsageSummary,
+)
+from zerfoo_cloud.resources import ModelInfo, ResourceManager
+from zerfoo_cloud.sso import (
+    SAMLMetadata,
+    SAMLProvider,
+    SSOIdentity,
+    SSOProvider,
+    parse_saml_metadata,
 )
 from zerfoo_cloud.tenants import (
     Admission,
@@ -50,25 +72,38 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Admission",
     "AuditAction",
+    "AuditChainError",
     "AuditEntry",
     "AuditLogger",
+    "AuditProblem",
     "AuditResult",
+    "AuditVerification",
     "BillingRecord",
     "BucketState",
     "CloudError",
     "CloudServer",
     "CorruptRecordError",
     "Decision",
+    "GPUUnavailableError",
     "InvalidConfigError",
+    "ModelFormatError",
+    "ModelInfo",
     "ModelNotAllowedError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "NDJSONFileRecorder",
     "NDJSONRecorder",
     "Rate",
     "RateLimitedError",
     "RateLimiter",
     "RequestTooLargeError",
+    "ResourceBusyError",
+    "ResourceManager",
     "SAMLError",
+    "SAMLMetadata",
+    "SAMLProvider",
+    "SSOIdentity",
+    "SSOProvider",
     "SchemaMismatchError",
     "StoreError",
     "StoreFullError",
@@ -80,11 +115,14 @@ __all__ = [
     "TenantRecord",
     "TokenMeter",
     "UnauthorizedError",
+    "UpstreamError",
     "UsageEvent",
     "UsageRecorder",
+    "UsageSummary",
     "__version__",
     "billing_middleware",
     "generate_api_key",
     "hash_api_key",
+    "parse_saml_metadata",
     "report_usage",
 ]

@@ -1,27 +1,105 @@
 """
-SOC 2 audit logging.
+SOC 2 audit logging: a tamper-evident log of who did what.
 
 `AuditLogger` stores one `AuditEntry` per auditable event in an
 `AuditStore`. Entries never hold API keys, request or response bodies, or
-query strings: the logger strips the query from every path it is given.
+query strings: an entry has no field for headers or bodies, and its
+converters clean what it does hold (see `AuditEntry`).
+
+**Hash chain.** In a store that keeps a chain (memory and LMDB do: the
+`zerfoo_cloud.stores.protocols.ChainedAuditStore` capability) every entry
+carries a sequence number *seq*, the hash of the entry before it
+(*prev_hash*) and its own *hash*: SHA-256 over its content and *prev_hash*,
+or HMAC-SHA256 keyed with the logger's *secret* when one is set. The store
+links entries inside its write transaction, so several processes appending
+at once still form one chain. `AuditLogger.verify` walks the log and reports
+the first entry that was altered, removed, inserted or moved;
+`AuditLogger.purge` drops old entries and keeps an *anchor* (the last
+dropped entry's seq and hash), so the rest stays verifiable.
+
+Without a secret the chain catches accidental damage and naive edits, but
+whoever can write the store can rebuild every hash: set a secret (kept
+outside the store) for evidence that holds against them.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import json
+import logging
+import re
 import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud._writer import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_RETRY_INTERVAL,
+    BatchWriter,
+    QueuedWriting,
+    in_background,
+)
+from zerfoo_cloud.errors import (
+    AuditChainError,
+    InvalidConfigError,
+)
+from zerfoo_cloud.stores.protocols import ChainedAuditStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.stores.protocols import AuditStore
 
-__all__ = ["AuditAction", "AuditEntry", "AuditLogger", "AuditResult"]
+__all__ = [
+    "GENESIS",
+    "INVALID",
+    "MAX_PATH_LENGTH",
+    "MAX_RESOURCE_LENGTH",
+    "MAX_TENANT_ID_BYTES",
+    "MIN_SECRET_BYTES",
+    "REDACTED",
+    "AuditAction",
+    "AuditEntry",
+    "AuditLogger",
+    "AuditProblem",
+    "AuditResult",
+    "AuditVerification",
+    "ChainLink",
+    "entry_hash",
+    "link_entry",
+    "strip_query",
+    "verify_chain",
+]
+
+_log = logging.getLogger("zerfoo_cloud.audit")
+
+#: What replaces anything in an entry that looks like an API key.
+REDACTED = "<redacted>"
+#: What replaces a method or address that is not one.
+INVALID = "<invalid>"
+#: Paths longer than this are cut to this length (the last character "…").
+MAX_PATH_LENGTH = 1024
+#: Resources longer than this are cut to this length (the last character "…").
+MAX_RESOURCE_LENGTH = 256
+#: A tenant id in an entry is at most this many bytes of UTF-8.
+MAX_TENANT_ID_BYTES = 256
+#: A chain secret has at least this many bytes.
+MIN_SECRET_BYTES = 16
+
+# API keys of this library ("zc-") and of OpenAI-style services ("sk-"):
+# the prefix, not glued to a word before it, and 16 or more key characters.
+_SECRET = re.compile(r"(?<![A-Za-z0-9])(?:zc|sk)-[A-Za-z0-9_\-]{16,}", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_METHOD = re.compile(r"[A-Z0-9!#$%&'*+.^_`|~-]{1,16}")
+_ADDRESS = re.compile(r"[A-Za-z0-9.:%\[\]-]{1,255}")
+_MAX_CLEAN_ROUNDS = 8
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
 
 
 class AuditAction(str, enum.Enum):
@@ -56,8 +134,8 @@ class AuditResult(str, enum.Enum):
 def _optional_utc(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
-    if ts.tzinfo is None:
-        msg = "timestamps must be timezone-aware (UTC)"
+    if not isinstance(ts, datetime) or ts.tzinfo is None:
+        msg = "timestamps must be timezone-aware datetimes (UTC)"
         raise InvalidConfigError(msg, field="timestamp")
     return ts.astimezone(timezone.utc)
 
@@ -73,6 +151,96 @@ def strip_query(path: str) -> str:
     return path
 
 
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        msg = f"{name} must be a string, not {type(value).__name__}"
+        raise InvalidConfigError(msg, field=name)
+    return value
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _has_secret(text: str) -> bool:
+    if _SECRET.search(text):
+        return True
+    return "%" in text and bool(
+        _SECRET.search(urllib.parse.unquote(text, errors="replace"))
+    )
+
+
+def _clean_path_once(path: str) -> str:
+    path = strip_query(path)
+    while "://" in path[:16] or path.startswith("//"):
+        # An absolute URL (or a scheme-relative one): drop the scheme and the
+        # authority, which may hold "user:key@".
+        rest = path.split("//", 1)[1]
+        cut = rest.find("/")
+        path = "/" if cut < 0 else rest[cut:]
+    segments = [s.split(";", 1)[0] for s in path.split("/")]
+    path = "/".join(REDACTED if _has_secret(s) else s for s in segments)
+    return _cut(_CONTROL.sub("\ufffd", path), MAX_PATH_LENGTH)
+
+
+def _clean_path(value: object) -> str:
+    path = _text("path", value)
+    if (
+        _PLAIN_PATH.fullmatch(path)
+        and not path.startswith("//")
+        and len(path) <= MAX_PATH_LENGTH
+        and not _SECRET.search(path)
+    ):
+        return path  # the common case: nothing to clean
+    # Each step only shortens the path (or swaps a control character), so
+    # repeating it reaches a fixed point: a clean path stays as it is.
+    for _ in range(_MAX_CLEAN_ROUNDS):
+        cleaned = _clean_path_once(path)
+        if cleaned == path:
+            break
+        path = cleaned
+    return path
+
+
+def _clean_resource(value: object) -> str:
+    text = _SECRET.sub(REDACTED, _text("resource", value))
+    if _has_secret(text):
+        text = REDACTED
+    if _CONTROL.search(text):
+        text = _CONTROL.sub("\ufffd", text)
+    return _cut(text, MAX_RESOURCE_LENGTH)
+
+
+def _clean_method(value: object) -> str:
+    method = _text("method", value).upper()
+    return method if not method or _METHOD.fullmatch(method) else INVALID
+
+
+def _clean_address(value: object) -> str:
+    address = _text("remote_addr", value)
+    if not address or address in {REDACTED, INVALID}:
+        return address
+    if _has_secret(address):
+        return REDACTED
+    return address if _ADDRESS.fullmatch(address) else INVALID
+
+
+def _check_status(instance: object, attribute: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 999:  # noqa: PLR2004
+        msg = f"status_code must be an integer from 0 to 999, not {value!r}"
+        raise InvalidConfigError(msg, field="status_code")
+
+
+def _check_seq(instance: object, attribute: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"seq must be a non-negative integer, not {value!r}"
+        raise InvalidConfigError(msg, field="seq")
+
+
+def _str_field(instance: object, attribute: Any, value: object) -> None:
+    _text(attribute.name, value)
+
+
 @attrs.frozen
 class AuditEntry:
     """
@@ -80,59 +248,538 @@ class AuditEntry:
 
     *timestamp* ``None`` means "now": `AuditLogger.log` stamps it.
 
+    The fields are cleaned when the entry is made, so no caller can put a
+    secret in by mistake: *path* loses its query string, fragment, ``;``
+    parameters and any scheme and authority (``https://user:key@host``);
+    a path segment, *resource* or *remote_addr* that holds something shaped
+    like an API key (``zc-…``, ``sk-…``, also percent-encoded) becomes
+    `REDACTED`; a *method* or *remote_addr* that is not one becomes
+    `INVALID`; control characters become U+FFFD and over-long paths and
+    resources are cut. Cleaning a clean entry changes nothing.
+
+    *seq*, *prev_hash* and *hash* are the entry's place in the hash chain
+    (see the module docstring). They are set by the store; on an entry made
+    by the caller (or kept by a store without a chain) they are ``0``,
+    ``""`` and ``""``, and `AuditLogger.log` ignores what the caller set.
+
+    Raises:
+        InvalidConfigError: a field has the wrong type, *status_code* is
+            not 0 to 999, or *timestamp* is naive.
+
     .. versionadded:: 0.1.0
     """
 
     timestamp: datetime | None = attrs.field(default=None, converter=_optional_utc)
-    tenant_id: str = ""
+    tenant_id: str = attrs.field(default="", validator=_str_field)
     action: AuditAction = attrs.field(
         default=AuditAction.INFERENCE, converter=AuditAction
     )
     result: AuditResult = attrs.field(
         default=AuditResult.SUCCESS, converter=AuditResult
     )
-    resource: str = ""
-    status_code: int = 0
-    method: str = ""
-    path: str = attrs.field(default="", converter=strip_query)
-    remote_addr: str = ""
+    resource: str = attrs.field(default="", converter=_clean_resource)
+    status_code: int = attrs.field(default=0, validator=_check_status)
+    method: str = attrs.field(default="", converter=_clean_method)
+    path: str = attrs.field(default="", converter=_clean_path)
+    remote_addr: str = attrs.field(default="", converter=_clean_address)
+    seq: int = attrs.field(default=0, kw_only=True, validator=_check_seq)
+    prev_hash: str = attrs.field(default="", kw_only=True, validator=_str_field)
+    hash: str = attrs.field(default="", kw_only=True, validator=_str_field)
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Return the entry as JSON-ready data: the form stored, hashed and exported.
+        """
+        ts = self.timestamp
+        return {
+            "timestamp": None if ts is None else ts.isoformat(timespec="microseconds"),
+            "tenant_id": self.tenant_id,
+            "action": self.action.value,
+            "result": self.result.value,
+            "resource": self.resource,
+            "status_code": self.status_code,
+            "method": self.method,
+            "path": self.path,
+            "remote_addr": self.remote_addr,
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> AuditEntry:
+        """
+        Rebuild an entry from `to_dict`'s form.
+
+        Raises:
+            ValueError: *data* is not such a form; the message says why.
+        """
+        if not isinstance(data, dict) or set(data) != _FIELDS:
+            msg = "not an audit entry (wrong fields)"
+            raise ValueError(msg)
+        ts = data["timestamp"]
+        try:
+            stamp = None if ts is None else datetime.fromisoformat(ts)
+            return cls(
+                stamp,
+                data["tenant_id"],
+                data["action"],
+                data["result"],
+                data["resource"],
+                data["status_code"],
+                data["method"],
+                data["path"],
+                data["remote_addr"],
+                seq=data["seq"],
+                prev_hash=data["prev_hash"],
+                hash=data["hash"],
+            )
+        except (TypeError, ValueError) as exc:
+            msg = f"not an audit entry ({exc})"
+            raise ValueError(msg) from exc
+
+    def unchained(self) -> AuditEntry:
+        """
+        Return the entry without its chain fields (as the caller logged it).
+        """
+        return attrs.evolve(self, seq=0, prev_hash="", hash="")
 
 
-class AuditLogger:
+_FIELDS = frozenset(AuditEntry().to_dict())
+_ENTRY_FIELDS = tuple(
+    f.name
+    for f in attrs.fields(AuditEntry)
+    if f.name not in {"seq", "prev_hash", "hash"}
+)
+
+
+def _with_chain(entry: AuditEntry, seq: int, prev_hash: str, digest: str) -> AuditEntry:
+    # A copy with new chain fields. The other fields are clean already, so
+    # the converters are skipped: this runs once per stored entry.
+    copy: AuditEntry = object.__new__(AuditEntry)
+    for name in _ENTRY_FIELDS:
+        object.__setattr__(copy, name, getattr(entry, name))
+    object.__setattr__(copy, "seq", seq)
+    object.__setattr__(copy, "prev_hash", prev_hash)
+    object.__setattr__(copy, "hash", digest)
+    return copy
+
+
+@attrs.frozen
+class ChainLink:
     """
-    Records audit entries in an `AuditStore` and queries them.
+    A point of the hash chain: an entry's *seq* and *hash*.
+
+    A store's *head* is its last entry; its *anchor* the last entry purged
+    (`GENESIS` if none). Copy the head elsewhere now and then: an entry
+    removed from the end of the log can only be noticed against it.
 
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, store: AuditStore, *, clock: Clock = time.time) -> None:
+    seq: int
+    hash: str
+
+
+#: The chain's start: the link before entry 1.
+GENESIS = ChainLink(0, "0" * 64)
+
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+).encode
+
+
+def _canonical(data: dict[str, Any]) -> bytes:
+    return _CANONICAL(data).encode()
+
+
+def _digest(data: dict[str, Any], key: bytes | None) -> str:
+    # *data* is an entry's to_dict() without "hash".
+    payload = _canonical(data)
+    if key is None:
+        return hashlib.sha256(payload).hexdigest()
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def entry_hash(entry: AuditEntry, key: bytes | None = None) -> str:
+    """
+    Return the hash *entry* should carry: SHA-256 (HMAC-SHA256 with *key*) of
+    its canonical JSON form, every field but *hash* included.
+
+    .. versionadded:: 0.1.0
+    """
+    data = entry.to_dict()
+    del data["hash"]
+    return _digest(data, key)
+
+
+def link_entry(
+    prev: ChainLink, entry: AuditEntry, key: bytes | None = None
+) -> AuditEntry:
+    """
+    Return *entry* chained after *prev*: its seq, prev_hash and hash set.
+
+    Stores call this (or the logger's keyed variant) inside their write
+    transaction with their current head.
+
+    .. versionadded:: 0.1.0
+    """
+    seq = prev.seq + 1
+    data = entry.to_dict()
+    del data["hash"]
+    data["seq"] = seq
+    data["prev_hash"] = prev.hash
+    return _with_chain(entry, seq, prev.hash, _digest(data, key))
+
+
+class AuditProblem(str, enum.Enum):
+    """
+    How the hash chain was found broken.
+
+    .. versionadded:: 0.1.0
+    """
+
+    #: The entry's content does not match its hash, or cannot be decoded.
+    ALTERED = "altered"
+    #: Entries are missing (from the middle, or from the end before the head).
+    REMOVED = "removed"
+    #: The entry does not follow its predecessor, or lies past the head.
+    INSERTED = "inserted"
+    #: The entry is not where its sequence number says it belongs.
+    REORDERED = "reordered"
+
+
+@attrs.frozen
+class AuditVerification:
+    """
+    What `AuditLogger.verify` found.
+
+    Attributes:
+        ok: the whole log is one valid chain from *anchor* to *head*.
+        checked: how many entries were found intact before the first problem.
+        anchor: where the log starts (the last purged entry, or `GENESIS`).
+        head: where the store says the log ends.
+        seq: the position where the chain first breaks (``None`` if ok).
+        problem: how it breaks (``None`` if ok).
+        message: what was found, for people.
+
+    .. versionadded:: 0.1.0
+    """
+
+    ok: bool
+    checked: int
+    anchor: ChainLink
+    head: ChainLink
+    seq: int | None = None
+    problem: AuditProblem | None = None
+    message: str = "the audit log is intact"
+
+    def check(self) -> None:
+        """
+        Raise `AuditChainError` if the chain is broken.
+        """
+        if not self.ok:
+            assert self.seq is not None
+            assert self.problem is not None
+            raise AuditChainError(
+                self.message, seq=self.seq, problem=self.problem.value
+            )
+
+
+_Break = tuple[int, AuditProblem, str]
+
+
+def _check_entry(  # noqa: PLR0911 - one return per kind of break
+    position: int, entry: AuditEntry | None, expected: int, prev: str, key: bytes | None
+) -> _Break | None:
+    if position > expected:
+        return expected, AuditProblem.REMOVED, "is missing: it was removed or moved"
+    if position < expected:
+        return (
+            expected,
+            AuditProblem.REORDERED,
+            f"is followed by another entry {position}: entries were copied or moved",
+        )
+    if entry is None:
+        return position, AuditProblem.ALTERED, "cannot be decoded: it was altered"
+    if entry.seq != position:
+        return (
+            position,
+            AuditProblem.REORDERED,
+            f"holds entry {entry.seq}: entries were moved",
+        )
+    if entry.prev_hash != prev:
+        return (
+            position,
+            AuditProblem.INSERTED,
+            "does not follow the entry before it: an entry was inserted or replaced",
+        )
+    if entry_hash(entry, key) != entry.hash:
+        return position, AuditProblem.ALTERED, "does not match its hash: it was altered"
+    return None
+
+
+def _check_end(last: ChainLink, head: ChainLink) -> _Break | None:
+    if last.seq < head.seq:
+        return (
+            last.seq + 1,
+            AuditProblem.REMOVED,
+            f"to {head.seq} (the head) are missing: they were removed",
+        )
+    if last.seq > head.seq:
+        return (
+            head.seq + 1,
+            AuditProblem.INSERTED,
+            "lies past the head: it was inserted",
+        )
+    if last.hash != head.hash:
+        return (
+            last.seq,
+            AuditProblem.ALTERED,
+            "does not match the head's hash: it was altered",
+        )
+    return None
+
+
+def verify_chain(
+    anchor: ChainLink,
+    head: ChainLink,
+    entries: Iterable[tuple[int, AuditEntry | None]],
+    key: bytes | None = None,
+) -> AuditVerification:
+    """
+    Check that *entries* form one chain from *anchor* to *head*.
+
+    *entries* yields ``(position, entry)`` in position order, the entry
+    ``None`` where a stored record cannot be decoded. Stores hand their
+    entries to this through `ChainedAuditStore.walk`.
+
+    Returns:
+        The verdict, naming the first position where the chain breaks.
+
+    .. versionadded:: 0.1.0
+    """
+    expected = anchor.seq + 1
+    prev = anchor.hash
+    found: _Break | None = None
+    for position, entry in entries:
+        found = _check_entry(position, entry, expected, prev, key)
+        if found is not None:
+            break
+        assert entry is not None
+        prev = entry.hash
+        expected += 1
+    else:
+        found = _check_end(ChainLink(expected - 1, prev), head)
+    if found is None:
+        return AuditVerification(
+            ok=True, checked=expected - 1 - anchor.seq, anchor=anchor, head=head
+        )
+    seq, problem, what = found
+    return AuditVerification(
+        ok=False,
+        checked=expected - 1 - anchor.seq,
+        anchor=anchor,
+        head=head,
+        seq=seq,
+        problem=problem,
+        message=f"audit entry {seq} {what}",
+    )
+
+
+def _secret_key(secret: str | bytes | None) -> bytes | None:
+    if secret is None:
+        return None
+    key = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if len(key) < MIN_SECRET_BYTES:
+        msg = f"the audit chain secret must have at least {MIN_SECRET_BYTES} bytes"
+        raise InvalidConfigError(msg, field="secret")
+    return key
+
+
+class AuditLogger(QueuedWriting):
+    """
+    Records audit entries in an `AuditStore`, queries, verifies and purges them.
+
+    **Guarantees.** `log` never waits for a disk: with a store that is not in
+    memory it checks and stamps the entry and queues it; a background thread
+    appends the queue in batches (with LMDB, one fsynced transaction per
+    batch, the hash chain extended inside it). `flush` (or ``await
+    aflush()``) returns once every entry logged before it is durable; `close`
+    flushes. A failing store loses nothing: entries stay queued and are
+    retried, and `flush` raises `StoreError` until they are written. With an
+    in-memory store (``in_memory`` true) entries are stored at once.
+
+    With a store that keeps a chain (`ChainedAuditStore`: memory and LMDB)
+    every entry is chained to the one before (HMAC-SHA256 keyed with
+    *secret* when given, else SHA-256), `verify` checks the chain and `purge`
+    drops old entries. Other stores keep entries unchained.
+
+    Args:
+        store: where entries go.
+        secret: the chain key, at least `MIN_SECRET_BYTES` bytes; keep it
+            outside the store. It is never logged or shown in a repr.
+        clock: the time source, Unix seconds.
+        background: queue entries for a writer thread (``True``) or store
+            them in the caller's thread (``False``); ``None`` picks by store.
+        max_batch: at most this many entries per transaction.
+        max_pending: at most this many entries queued; past it `log` raises.
+        retry_interval: seconds between retries after a store failure.
+
+    Raises:
+        InvalidConfigError: a bad option (a short secret).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        secret: str | bytes | None = None,
+        clock: Clock = time.time,
+        background: bool | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self._key = _secret_key(secret)
+        self._chained = store if isinstance(store, ChainedAuditStore) else None
+        self._writer: BatchWriter[AuditEntry] = BatchWriter(
+            self._append_chained if self._chained is not None else self._append_each,
+            name="audit logger",
+            noun="audit entries",
+            background=in_background(store, background),
+            max_batch=max_batch,
+            max_pending=max_pending,
+            retry_interval=retry_interval,
+            logger=_log,
+        )
+        self._writers = (self._writer,)
+
+    def __repr__(self) -> str:
+        keyed = "keyed" if self._key is not None else "unkeyed"
+        return f"<AuditLogger {type(self.store).__name__} {keyed}>"
+
+    def _link(self, prev: ChainLink, entry: AuditEntry) -> AuditEntry:
+        return link_entry(prev, entry, self._key)
+
+    def _append_chained(self, batch: list[AuditEntry]) -> None:
+        assert self._chained is not None
+        self._chained.append_linked(batch, self._link)
+
+    def _append_each(self, batch: list[AuditEntry]) -> None:
+        # A plain store appends one at a time: drop each from the batch as
+        # it is stored, so a failure retries only the rest.
+        while batch:
+            self.store.append(batch[0])
+            del batch[0]
 
     def log(self, entry: AuditEntry) -> AuditEntry:
         """
-        Store *entry* (stamped with the clock if it has no timestamp); return
-        what was stored.
+        Queue *entry* (stamped with the clock if it has no timestamp).
+
+        Returns:
+            The entry as it will be stored, without its chain fields (the
+            store sets them; `query` returns them).
+
+        Raises:
+            InvalidConfigError: *entry* is not an `AuditEntry`, or its
+                tenant id is longer than `MAX_TENANT_ID_BYTES`.
+            StoreError: nothing was logged: the logger is closed, or
+                *max_pending* entries already wait for a failing store.
         """
-        if entry.timestamp is None:
-            entry = attrs.evolve(
-                entry, timestamp=datetime.fromtimestamp(self.clock(), timezone.utc)
+        if not isinstance(entry, AuditEntry):
+            msg = f"log() takes an AuditEntry, not {type(entry).__name__}"
+            raise InvalidConfigError(msg, field="entry")
+        if len(entry.tenant_id.encode("utf-8", "surrogatepass")) > MAX_TENANT_ID_BYTES:
+            msg = f"tenant_id is longer than {MAX_TENANT_ID_BYTES} bytes of UTF-8"
+            raise InvalidConfigError(msg, field="tenant_id")
+        if entry.timestamp is None or entry.seq or entry.prev_hash or entry.hash:
+            stamp = entry.timestamp or datetime.fromtimestamp(
+                self.clock(), timezone.utc
             )
-        return self.store.append(entry)
+            entry = attrs.evolve(entry, timestamp=stamp, seq=0, prev_hash="", hash="")
+        self._writer.submit(entry)
+        return entry
+
+    def _chain_store(self, what: str) -> ChainedAuditStore:
+        if self._chained is None:
+            msg = (
+                f"{type(self.store).__name__} keeps no hash chain, so it cannot "
+                f"{what}; use a memory or LMDB audit store"
+            )
+            raise InvalidConfigError(msg, field="store")
+        return self._chained
 
     def query(self, tenant_id: str, start: datetime, end: datetime) -> list[AuditEntry]:
         """
         Return the tenant's entries with ``start <= timestamp <= end``, oldest first.
+
+        First waits until this logger's queued entries are written.
+
+        Raises:
+            InvalidConfigError: *start* or *end* is not an aware datetime.
         """
+        start, end = _aware(start), _aware(end)
+        self._settle()
         return self.store.query(tenant_id, start, end)
 
-    def flush(self) -> None:
+    def verify(self) -> AuditVerification:
         """
-        Return once every entry logged before the call is durable.
-        """
+        Walk the whole log and check its hash chain.
 
-    def close(self) -> None:
+        Returns:
+            An `AuditVerification`: ``ok``, or the first position where an
+            entry was altered, removed, inserted or moved (call its
+            ``check()`` to raise `AuditChainError` instead). Entries logged
+            with another secret (or none) show as altered.
+
+        Raises:
+            InvalidConfigError: the store keeps no chain.
+            StoreError: the store cannot be read.
         """
-        Flush and release resources.
+        store = self._chain_store("be verified")
+        self._settle()
+        key = self._key
+
+        def visit(
+            anchor: ChainLink,
+            head: ChainLink,
+            entries: Iterator[tuple[int, AuditEntry | None]],
+        ) -> AuditVerification:
+            return verify_chain(anchor, head, entries, key)
+
+        return store.walk(visit)
+
+    def purge(self, before: datetime) -> int:
         """
-        self.flush()
+        Drop the oldest entries, in chain order, while they are older than *before*.
+
+        Stops at the first entry at or after *before*, so what is left is an
+        unbroken tail of the chain; its anchor (the last entry dropped) keeps
+        it verifiable.
+
+        Returns:
+            How many entries were dropped.
+
+        Raises:
+            InvalidConfigError: *before* is not an aware datetime, or the
+                store keeps no chain.
+            StoreError: the store failed.
+        """
+        before = _aware(before)
+        store = self._chain_store("purge")
+        self._settle()
+        return store.purge(before)
+
+
+def _aware(ts: datetime) -> datetime:
+    stamp = _optional_utc(ts)
+    if stamp is None:
+        msg = "a datetime is required"
+        raise InvalidConfigError(msg, field="timestamp")
+    return stamp

@@ -8,19 +8,43 @@ handles it sensibly::
 
     CloudError
     ├── InvalidConfigError (ValueError)      bad limits, empty id or key, bad option
+    │   └── ModelFormatError                 a model file's header is unreadable or hostile
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
     ├── StoreError                           a store failed; the message says what to do
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
     │   └── StoreFullError                   disk or map full; nothing was written
+    ├── AuditChainError                      the audit log's hash chain is broken
     ├── ModelTooLargeError                   a model exceeds the whole memory budget
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
-    ├── SAMLError                            a SAML document or assertion was rejected
+    ├── ResourceBusyError                    the memory needed is held by models in use
+    ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
+    ├── UpstreamError                        a proxied upstream failed mid-response
     ├── UnauthorizedError                    HTTP 401: no API key, or an unknown one
     ├── ModelNotAllowedError (PermissionError)  HTTP 403: model not in the allow list
     ├── RequestTooLargeError                 HTTP 413: request body over the limit
-    └── RateLimitedError                     HTTP 429: request, token or concurrency limit
+    ├── RateLimitedError                     HTTP 429: request, token or concurrency limit
+    └── SAMLError                            a SAML document or assertion was rejected
+        │   (defined in `zerfoo_cloud.sso.errors`, one per check)
+        ├── SAMLParseError                   not XML or base64, too large or deep
+        │   └── SAMLUnsafeXMLError           a DOCTYPE or entity (XXE, billion laughs)
+        ├── SAMLMetadataError                unusable IdP metadata
+        ├── SAMLStructureError               duplicate IDs, several assertions, ...
+        ├── SAMLSignatureError               no trusted signature covers the assertion
+        │   └── SAMLAlgorithmError           SHA-1 while off, HMAC, other transforms
+        ├── SAMLDecryptionError              an EncryptedAssertion cannot be decrypted
+        ├── SAMLStatusError                  the IdP's status is not Success
+        ├── SAMLIssuerError                  the Issuer is not the IdP
+        ├── SAMLDestinationError             the Destination is not the ACS URL
+        ├── SAMLSubjectConfirmationError     no usable bearer confirmation
+        │   └── SAMLRecipientError           its Recipient is not the ACS URL
+        ├── SAMLInResponseToError            not the answer to the SP's request
+        ├── SAMLAudienceError                the SP is not an Audience
+        ├── SAMLTimeError                    outside the validity window
+        │   ├── SAMLExpiredError
+        │   └── SAMLNotYetValidError
+        └── SAMLReplayError                  the assertion was already used
 
 Each exception builds its own message and keeps its data as attributes.
 
@@ -35,14 +59,18 @@ if TYPE_CHECKING:
     from zerfoo_cloud.limits import Decision
 
 __all__ = [
+    "AuditChainError",
     "CloudError",
     "CorruptRecordError",
+    "GPUUnavailableError",
     "InvalidConfigError",
+    "ModelFormatError",
     "ModelNotAllowedError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
     "RateLimitedError",
     "RequestTooLargeError",
+    "ResourceBusyError",
     "SAMLError",
     "SchemaMismatchError",
     "StoreError",
@@ -50,6 +78,7 @@ __all__ = [
     "TenantExistsError",
     "TenantNotFoundError",
     "UnauthorizedError",
+    "UpstreamError",
 ]
 
 
@@ -155,6 +184,25 @@ class StoreFullError(StoreError):
     """
 
 
+class AuditChainError(CloudError):
+    """
+    The audit log's hash chain is broken: an entry was altered, removed,
+    inserted or moved.
+
+    *seq* is the position (sequence number) where the log first stops being a
+    valid chain and *problem* the kind of break (an
+    `zerfoo_cloud.audit.AuditProblem` value); the message says what was found.
+    Raised by `zerfoo_cloud.audit.AuditVerification.check`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, seq: int, problem: str) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.problem = problem
+
+
 class ModelTooLargeError(CloudError):
     """
     A model needs more memory than the whole budget.
@@ -178,6 +226,93 @@ class ModelNotLoadedError(CloudError, LookupError):
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
         super().__init__(f"model {model_id!r} is not loaded")
+
+
+class ModelFormatError(InvalidConfigError):
+    """
+    A model file cannot be read as what it claims to be.
+
+    Raised by `zerfoo_cloud.resources.estimate_vram_bytes` for a missing
+    path, a folder without weights, or a safetensors header that is
+    truncated, too large, not JSON, or describes tensors outside the file.
+    *path* is the offending file and *reason* says what is wrong with it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}", field="path")
+
+
+class ResourceBusyError(CloudError):
+    """
+    The memory a request needs is held by models that may not be evicted now.
+
+    Models in use (pinned by `zerfoo_cloud.ResourceManager.use`), models
+    being loaded, and models whose eviction is still being carried out are
+    never taken away, so a load that only fits by evicting them fails with
+    this error (or waits for them, when given a timeout), and so does an
+    explicit eviction of a model in use. Nothing was changed.
+
+    *model_id* is the model asked for, *vram_bytes* what it needs (0 for an
+    eviction), *busy_bytes* the bytes held by models that could not be
+    evicted, and *budget_bytes* the whole budget.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        message: str,
+        *,
+        vram_bytes: int = 0,
+        busy_bytes: int = 0,
+        budget_bytes: int = 0,
+    ) -> None:
+        self.model_id = model_id
+        self.vram_bytes = vram_bytes
+        self.busy_bytes = busy_bytes
+        self.budget_bytes = budget_bytes
+        super().__init__(message)
+
+
+class GPUUnavailableError(CloudError):
+    """
+    GPU memory could not be read: no nvidia-ml-py, no NVIDIA driver, or no
+    such device.
+
+    The message says which, and the NVML error is chained as ``__cause__``.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class UpstreamError(CloudError):
+    """
+    The upstream server behind `zerfoo_cloud.http.proxy.UpstreamProxy` failed
+    after the response to the client had started, so the response was cut
+    short.
+
+    *code* is the failure (``"upstream_unavailable"``, ``"upstream_timeout"``
+    or ``"upstream_invalid_response"``) and *bytes_sent* how many body bytes
+    had reached the client. The proxy raises it so the server closes the
+    connection and the client sees a truncated response, not a complete one;
+    a middleware around the proxy sees it too and can account for what was
+    sent. The transport error is chained as ``__cause__``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, code: str, bytes_sent: int) -> None:
+        self.code = code
+        self.bytes_sent = bytes_sent
+        super().__init__(
+            f"the upstream server failed ({code}) after {bytes_sent} bytes of "
+            "the response were sent; the response was cut short"
+        )
 
 
 class SAMLError(CloudError):

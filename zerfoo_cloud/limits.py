@@ -32,10 +32,13 @@ if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.stores.protocols import LimiterStore
 
-__all__ = ["BucketState", "Decision", "Rate", "RateLimiter"]
+__all__ = ["BucketState", "Decision", "Rate", "RateLimiter", "level_at", "take_from"]
 
 #: Limits are kept in doubles: integers up to this are exact.
 MAX_LIMIT = 2**53
+#: Levels within this of a cost count as enough: waiting exactly
+#: ``retry_after`` must pass even where Unix times in doubles round down.
+EPSILON = 1e-6
 
 
 class BucketState(NamedTuple):
@@ -62,6 +65,10 @@ class Rate:
 
     limit: int
     period: float = 60.0
+    #: Units refilled per second (derived).
+    per_second: float = attrs.field(init=False, repr=False, eq=False)
+    #: The limit as a float (derived).
+    capacity: float = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int):
@@ -73,17 +80,11 @@ class Rate:
         if not (math.isfinite(self.period) and self.period > 0):
             msg = f"a rate period must be a positive number of seconds, not {self.period!r}"
             raise InvalidConfigError(msg, field="period")
-
-    @property
-    def per_second(self) -> float:
-        """
-        Units refilled per second.
-        """
-        return self.limit / self.period
+        object.__setattr__(self, "per_second", self.limit / self.period)
+        object.__setattr__(self, "capacity", float(self.limit))
 
 
-@attrs.frozen
-class Decision:
+class Decision(NamedTuple):
     """
     The outcome of asking one bucket for units.
 
@@ -104,6 +105,33 @@ class Decision:
     remaining: int
     retry_after: float
     reset_after: float
+
+
+def take_from(
+    state: BucketState | None, capacity: float, per_second: float, cost: int, now: float
+) -> tuple[BucketState | None, bool, float]:
+    """
+    Take *cost* units from a bucket in *state* at time *now*, if it holds them.
+
+    Returns ``(new_state, allowed, level)``: *new_state* is ``None`` when
+    nothing changes, *level* the units left (or available, if refused). The
+    shared arithmetic of every `BucketStore` implementation.
+    """
+    if state is None:
+        level = capacity
+        stamp = now
+    else:
+        level, stamp = state
+        elapsed = now - stamp
+        if elapsed > 0:
+            level = min(capacity, level + elapsed * per_second)
+            stamp = now
+        elif level > capacity:
+            level = capacity
+    if level + EPSILON < cost:
+        return None, False, level
+    level -= cost
+    return BucketState(level, stamp), True, level
 
 
 def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
@@ -132,7 +160,7 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
     return Decision(
         allowed,
         rate.limit,
-        max(0, math.floor(level + 1e-9)),
+        max(0, math.floor(level + EPSILON)),
         retry_after,
         max(0.0, (rate.limit - level) / per_second),
     )
@@ -151,12 +179,31 @@ class RateLimiter:
     def __init__(self, store: LimiterStore, *, clock: Clock = time.time) -> None:
         self.store = store
         self.clock = clock
+        # Stores that can take from one bucket natively skip the generic
+        # read-modify-write callback: the hot path of every request.
+        from zerfoo_cloud.stores.protocols import BucketStore
+
+        self._take = store.take if isinstance(store, BucketStore) else None
 
     def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
         """
         Take *cost* units from bucket *key* if it holds them all; else take none.
         """
-        return self.acquire_many(((key, rate, cost),))[0]
+        take = self._take
+        if take is None:
+            return self.acquire_many(((key, rate, cost),))[0]
+        capacity = rate.capacity
+        allowed, level = take(key, capacity, rate.per_second, cost, self.clock())
+        if allowed:
+            left = int(level + EPSILON)
+            return Decision(
+                True,
+                rate.limit,
+                max(0, left),
+                0.0,
+                (capacity - level) / rate.per_second,
+            )
+        return _decision(False, level, rate, cost)
 
     def acquire_many(
         self, requests: Sequence[tuple[str, Rate, int]]
@@ -178,13 +225,13 @@ class RateLimiter:
                 for state, (_, rate, _) in zip(states, requests, strict=True)
             ]
             ok = all(
-                level >= cost
+                level + EPSILON >= cost
                 for level, (_, _, cost) in zip(levels, requests, strict=True)
             )
             if not ok:
                 return None, tuple(
                     _decision(False, level, rate, cost)
-                    if level < cost
+                    if level + EPSILON < cost
                     else _decision(True, level, rate, cost)
                     for level, (_, rate, cost) in zip(levels, requests, strict=True)
                 )
@@ -205,28 +252,29 @@ class RateLimiter:
         """
         Give *units* back to bucket *key*, never above its capacity.
         """
-        return self._adjust(key, rate, units, cap=True)
+        return self._adjust(key, rate, units, refund=True)
 
     def deduct(self, key: str, rate: Rate, units: int) -> Decision:
         """
         Take *units* from bucket *key* unconditionally; it may go into debt.
         """
-        return self._adjust(key, rate, -units, cap=False)
+        return self._adjust(key, rate, units, refund=False)
 
     def peek(self, key: str, rate: Rate) -> Decision:
         """
         Report bucket *key* without changing it (as a request of one unit).
         """
         level = level_at(self.store.get(key), rate, self.clock())
-        return _decision(level >= 1, level, rate, 1)
+        return _decision(level + EPSILON >= 1, level, rate, 1)
 
-    def _adjust(self, key: str, rate: Rate, delta: int, *, cap: bool) -> Decision:
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            msg = f"units must be an integer, not {delta!r}"
+    def _adjust(self, key: str, rate: Rate, units: int, *, refund: bool) -> Decision:
+        if isinstance(units, bool) or not isinstance(units, int):
+            msg = f"units must be an integer, not {units!r}"
             raise InvalidConfigError(msg, field="units")
-        if (delta < 0) == cap:
-            msg = f"units must not be negative, not {delta if cap else -delta}"
+        if units < 0:
+            msg = f"units must not be negative, not {units}"
             raise InvalidConfigError(msg, field="units")
+        delta = units if refund else -units
         if delta == 0:
             return self.peek(key, rate)
         now = self.clock()
@@ -236,9 +284,11 @@ class RateLimiter:
         ) -> tuple[list[BucketState | None], Decision]:
             state = states[0]
             level = level_at(state, rate, now) + delta
-            if cap:
+            if refund:
                 level = min(float(rate.limit), level)
             stamp = now if state is None or now > state.updated else state.updated
-            return [BucketState(level, stamp)], _decision(level >= 1, level, rate, 1)
+            return [BucketState(level, stamp)], _decision(
+                level + EPSILON >= 1, level, rate, 1
+            )
 
         return self.store.update((key,), change)

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from http_support import (
+from toy_openai_app import make_app
+
+from tests.http._support import (
     KEY,
     OTHER_KEY,
     Stack,
@@ -24,13 +26,12 @@ from http_support import (
     send_json,
     sse_events,
 )
-from toy_openai_app import make_app
-
 from zerfoo_cloud import (
     AuditAction,
     AuditResult,
     CloudServer,
     NDJSONRecorder,
+    ResourceManager,
     TokenMeter,
     billing_middleware,
 )
@@ -541,16 +542,24 @@ class _OrderedMeter(TokenMeter):
         super().__init__(MemoryBillingStore())
         self.log = log
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         self.log.append("flush")
+        super().flush(timeout)
+
+
+class _SyncOrderedMeter(_OrderedMeter):
+    """A meter without aflush, as a meter written elsewhere may be."""
+
+    aflush = None  # type: ignore[assignment]
 
 
 class _AsyncOrderedMeter(_OrderedMeter):
     async def aflush(self) -> None:
         self.log.append("aflush")
+        await super().aflush()
 
 
-@pytest.mark.parametrize("meter_class", [_OrderedMeter, _AsyncOrderedMeter])
+@pytest.mark.parametrize("meter_class", [_SyncOrderedMeter, _AsyncOrderedMeter])
 def test_durable_mode_sends_the_last_byte_after_the_flush(
     stack: Stack, meter_class: type[_OrderedMeter]
 ) -> None:
@@ -627,6 +636,31 @@ def test_the_model_is_touched_and_pinned_while_the_request_runs(stack: Stack) ->
     run(go())
     assert during == [{"toy-1": 1}, {"toy-1": 0}, {"toy-1": 0}]
     assert resources.touched == ["toy-1"]
+
+
+def test_a_real_resource_manager_pins_the_model_during_the_request(
+    stack: Stack,
+) -> None:
+    """With a ResourceManager the model is in use while the request runs, then idle."""
+    stack.tenant()
+    resources = ResourceManager(1000)
+    resources.load("toy-1", 100)
+    during: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        during.extend(m.in_use for m in resources.loaded_models())
+        await send_json(send)
+
+    server = stack.server(app, resources=resources)
+
+    async def go() -> None:
+        async with client(server) as c:
+            r = await c.post(CHAT, json=chat(), headers=AUTH)
+            assert r.status_code == 200
+
+    run(go())
+    assert during == [1]
+    assert [m.in_use for m in resources.loaded_models()] == [0]
 
 
 def test_billing_middleware_alone_and_inside_a_cloud_server(stack: Stack) -> None:

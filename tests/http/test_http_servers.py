@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 import pytest
-from http_support import (
+from toy_openai_app import count_tokens, make_app
+
+from tests.http._support import (
     KEY,
     Stack,
     asgi_sse_app,
@@ -27,8 +29,6 @@ from http_support import (
     sse_events,
     wait_until,
 )
-from toy_openai_app import count_tokens, make_app
-
 from zerfoo_cloud.http import CloudMiddleware
 
 if TYPE_CHECKING:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_support import free_port
 
+from tests.http._support import free_port
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 pytestmark = pytest.mark.slow
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             sys.executable,
             "-m",
             "uvicorn",
-            "http_workers_app:app",
+            "tests.http._workers_app:app",
             "--app-dir",
-            str(HERE),
+            str(ROOT),
             "--workers",
             "2",
             "--host",

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from http_support import (
+
+from tests.http._support import (
     KEY,
     Stack,
     json_body,
     sse_events,
     wsgi_json_app,
 )
-
 from zerfoo_cloud import (
     AuditResult,
     CloudServer,
@@ -28,7 +28,7 @@ from zerfoo_cloud import (
     billing_middleware,
     report_usage,
 )
-from zerfoo_cloud.http import WSGICloudMiddleware
+from zerfoo_cloud.http import WSGIBillingMiddleware, WSGICloudMiddleware
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 
 if TYPE_CHECKING:
@@ -280,8 +280,9 @@ class _OrderedMeter(TokenMeter):
         super().__init__(MemoryBillingStore())
         self.log = log
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         self.log.append("flush")
+        super().flush(timeout)
 
 
 @pytest.mark.parametrize("announced", [True, False])
@@ -320,12 +321,16 @@ def test_billing_middleware_for_wsgi(stack: Stack) -> None:
     stream = io.StringIO()
     wrap = billing_middleware(NDJSONRecorder(stream))
     app = wsgi_json_app(json_body({"prompt_tokens": 4, "completion_tokens": 5}))
-    metered: WSGIApp = wrap(app)
+    metered = wrap(app)
+    assert isinstance(metered, WSGIBillingMiddleware)
     with httpx.Client(transport=httpx.WSGITransport(metered), base_url="http://t") as c:
         assert c.post(CHAT, json=chat()).status_code == 200
-    server = stack.server(wrap(app))
+    inner = wrap(app)
+    server = stack.server(inner)
     with client(server) as c:
         assert c.post(CHAT, json=chat(), headers=AUTH).status_code == 200
+    assert metered.accounting.drain(5)
+    assert inner.accounting.drain(5)
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [
         (e["tenant_id"], e["prompt_tokens"], e["completion_tokens"]) for e in events
@@ -338,4 +343,5 @@ def test_billing_middleware_for_wsgi(stack: Stack) -> None:
     )
     with httpx.Client(transport=httpx.WSGITransport(named), base_url="http://t") as c:
         c.post(CHAT, json=chat())
+    assert named.accounting.drain(5)
     assert json.loads(stream.getvalue().splitlines()[-1])["tenant_id"] == "anon"

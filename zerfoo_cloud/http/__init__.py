@@ -1,9 +1,12 @@
 """
-The HTTP layer: wrap any OpenAI-compatible ASGI or WSGI app.
+The HTTP layer of zerfoo-cloud: wrap any OpenAI-compatible ASGI or WSGI app.
 
 `CloudServer` adds API keys, limits, metering and audit to an app;
 `billing_middleware` adds metering alone; apps report exact token use with
 `report_usage`. See ``docs/http.md``.
+
+`zerfoo_cloud.http.proxy.UpstreamProxy` forwards requests to a remote
+OpenAI-compatible server. See ``docs/proxy.md``.
 """
 
 from __future__ import annotations

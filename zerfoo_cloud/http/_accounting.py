@@ -1,11 +1,13 @@
 """
-Accounting of finished requests, off the event loop.
+Accounting of finished requests, never waiting on a disk or a broker.
 
-Each finished request becomes one job: one billing record (`TokenMeter`),
-one usage event (the server's `UsageRecorder`, when it has its own) and one
-audit entry (`AuditLogger`). The ASGI adapter hands jobs to one background
-thread per process, so the event loop never waits on a store, a file or a
-broker; the WSGI adapter runs them in the request's own thread. A job that
+Each finished request becomes one billing record (`TokenMeter.record`), one
+usage event (the server's own `UsageRecorder`, when it has one) and one audit
+entry (`AuditLogger.log`). The meter and the logger only queue what they are
+given (their writer threads commit it in batches), so they are called in
+place, on the event loop too. The recorder may be slow (a file, a broker): it
+is called from one background thread per process, fed through a deque, so
+queueing an event costs no system call and no thread switch. A write that
 fails is logged on the ``zerfoo_cloud.http`` logger and counted, and never
 disturbs the response.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
-import contextlib
 import logging
 import os
 import threading
@@ -42,13 +43,7 @@ _EXIT_DRAIN_SECONDS = 10.0
 _MIN_PAUSE = 0.005
 _MAX_PAUSE = 0.1
 
-_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
-_Job = tuple["Callable[..., None]", tuple[Any, ...], _Waiter | None]
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+_Job = tuple["Callable[..., None]", tuple[Any, ...]]
 
 
 class _Worker:
@@ -85,7 +80,7 @@ class _Worker:
             thread = threading.Thread(
                 target=self._run,
                 args=(self._jobs, self._wake),
-                name="zerfoo-cloud-accounting",
+                name="zerfoo-cloud-usage-events",
                 daemon=True,
             )
             thread.start()
@@ -100,17 +95,11 @@ class _Worker:
             wake.clear()
             pause = _MIN_PAUSE if jobs else min(pause * 2, _MAX_PAUSE)
             while jobs:
-                fn, args, waiter = jobs.popleft()
+                fn, args = jobs.popleft()
                 try:
                     fn(*args)
                 except Exception:  # noqa: BLE001 # pragma: no cover - jobs catch their own
                     _log.exception("accounting job failed")
-                finally:
-                    if waiter is not None:
-                        loop, fut = waiter
-                        # The loop may have closed meanwhile: nobody waits then.
-                        with contextlib.suppress(RuntimeError):
-                            loop.call_soon_threadsafe(_resolve, fut)
 
     def drain(self, timeout: float | None = None) -> bool:
         """
@@ -119,7 +108,7 @@ class _Worker:
         if self._pid != os.getpid():
             return True
         done = threading.Event()
-        self.put((done.set, (), None), urgent=True)
+        self.put((done.set, ()), urgent=True)
         return done.wait(timeout)
 
 
@@ -155,8 +144,8 @@ class Accounting:
 
     def account(self, finished: Finished) -> None:
         """
-        Record one request now, in this thread: its billing record and usage
-        event (admitted requests only) and its audit entry.
+        Record one request: its billing record and usage event (admitted
+        requests only) and its audit entry. Never waits on a disk.
         """
         usage = finished.usage
         if usage is not None:
@@ -179,15 +168,19 @@ class Accounting:
                     usage.completion_tokens,
                     int(self.clock()),
                 )
-                try:
-                    self.recorder.record(event)
-                except Exception:  # noqa: BLE001 - logged and counted
-                    self._failed("usage event")
+                self._worker.put((self._publish, (event,)))
         if self.audit is not None:
             try:
                 self.audit.log(audit_entry(finished))
             except Exception:  # noqa: BLE001 - logged and counted
                 self._failed("audit entry")
+
+    def _publish(self, event: UsageEvent) -> None:
+        assert self.recorder is not None
+        try:
+            self.recorder.record(event)
+        except Exception:  # noqa: BLE001 - logged and counted
+            self._failed("usage event")
 
     def _failed(self, what: str) -> None:
         self.failures += 1
@@ -195,19 +188,16 @@ class Accounting:
 
     def submit(self, finished: Finished) -> None:
         """
-        Queue `account` for the background thread.
+        `account` (kept as the ASGI adapter's name for it).
         """
-        self._worker.put((self.account, (finished,), None))
+        self.account(finished)
 
     async def submit_durable(self, finished: Finished) -> None:
         """
-        Queue `account` and return once its billing record is durable,
-        without blocking the event loop.
+        `account`, then wait until the billing record is durable without
+        blocking the event loop.
         """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._worker.put((self.account, (finished,), (loop, fut)), urgent=True)
-        await fut
+        self.account(finished)
         await self.aflush()
 
     async def aflush(self) -> None:
@@ -232,6 +222,7 @@ class Accounting:
 
     def drain(self, timeout: float | None = None) -> bool:
         """
-        Wait until every queued request has been recorded; ``False`` on timeout.
+        Wait until every queued usage event has been published; ``False`` on
+        timeout.
         """
         return self._worker.drain(timeout)

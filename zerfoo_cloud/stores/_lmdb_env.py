@@ -8,7 +8,7 @@ this module takes care of them:
   open. Every transaction passes a gate (a counter under a lock); a resize
   waits until the gate is empty.
 - An environment must not be used in a child after ``fork()``. A fork hook
-  marks every environment stale and the child opens its own on first use.
+  drops the inherited handle and the child opens its own on first use.
 - An environment must not be opened twice in one process (LMDB's locks are
   per process). `zerfoo_cloud.stores.lmdb.LMDBStores.open` keeps a registry.
 """
@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
@@ -39,10 +41,6 @@ MAX_DBS = 32
 MAX_READERS = 1024
 
 _ENVIRONMENTS: weakref.WeakSet[Environment] = weakref.WeakSet()
-# Handles inherited through fork() are never closed in the child (closing
-# them there is undefined in LMDB); they are kept here so that their
-# destructors never run.
-_ABANDONED: list[Any] = []
 
 
 def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
@@ -93,12 +91,30 @@ class _Gate:
                 self._cond.notify_all()
 
 
+#: With less free space than this, a failed write counts as a full disk.
+_LOW_SPACE = 1 << 20
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     code = getattr(exc, "errno", None)
     if code in {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}:
         return True
     text = str(exc)
     return "No space left" in text or "File too large" in text
+
+
+def _out_of_space(path: str) -> bool:
+    # LMDB turns a short write (what a full disk or the file size limit
+    # gives) into EIO; tell that case apart by looking at the space left.
+    try:
+        st = os.statvfs(path)
+        size = Path(path, "data.mdb").stat().st_size
+    except OSError:  # pragma: no cover - the folder vanished
+        return False
+    if st.f_bavail * st.f_frsize < _LOW_SPACE:
+        return True  # pragma: no cover - needs a nearly full file system
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return soft != resource.RLIM_INFINITY and size + _LOW_SPACE > soft
 
 
 class Environment:
@@ -121,8 +137,9 @@ class Environment:
         self.path = path
         self.durable = durable
         self._names = tuple(names)
-        self._initial_map_size = map_size
-        self.max_map_size = max(max_map_size, map_size)
+        # A size limit below the initial size wins: the map starts at the limit.
+        self._initial_map_size = min(map_size, max_map_size)
+        self.max_map_size = max_map_size
         self._gate = _Gate()
         self._open_lock = threading.Lock()
         self._closed = False
@@ -166,12 +183,19 @@ class Environment:
             msg = f"cannot open the databases of LMDB store {self.path!r}: {exc}"
             raise StoreError(msg) from exc
         self._env = env
-        self.dbs = dbs
-        self._pid = os.getpid()
+        # Updated in place: stores keep a reference to this dict and look
+        # handles up per call, so a reopened environment (after fork) serves
+        # them without their knowing.
+        self.dbs.clear()
+        self.dbs.update(dbs)
 
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
+        # The child must not use the parent's handle. Closing it here only
+        # unmaps and closes file descriptors: reader slots and file locks
+        # belong to the parent's pid and stay untouched.
         if self._env is not None:
-            _ABANDONED.append(self._env)
+            with contextlib.suppress(lmdb.Error):
+                self._env.close()
         self._env = None
         self._gate = _Gate()
         self._open_lock = threading.Lock()
@@ -307,7 +331,9 @@ class Environment:
                 raise self._wrap(exc) from exc
 
     def _wrap(self, exc: BaseException) -> StoreError:
-        if _is_disk_full(exc):
+        if _is_disk_full(exc) or (
+            "Input/output error" in str(exc) and _out_of_space(self.path)
+        ):
             return StoreFullError(
                 f"the disk holding LMDB store {self.path!r} is full ({exc}); free "
                 "space and retry: nothing was written"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zerfoo_cloud.errors import CorruptRecordError
-from zerfoo_cloud.limits import BucketState
+from zerfoo_cloud.limits import BucketState, take_from
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores._lmdb_env import Environment
@@ -49,8 +49,15 @@ class LMDBLimiterStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._db = env.dbs["buckets"]
-        self._slots = env.dbs["slots"]
+        self._dbs = env.dbs
+
+    @property
+    def _db(self) -> Any:
+        return self._dbs["buckets"]
+
+    @property
+    def _slots(self) -> Any:
+        return self._dbs["slots"]
 
     def _decode(self, key: bytes, raw: bytes | None) -> BucketState | None:
         if raw is None:
@@ -74,10 +81,10 @@ class LMDBLimiterStore:
         Atomically read, change and write the states of *keys*.
         """
         raw_keys = [k.encode("utf-8", "surrogatepass") for k in keys]
-        db = self._db
         decode = self._decode
 
         def write(txn: Any) -> T:
+            db = self._db
             new, result = change([decode(k, txn.get(k, db=db)) for k in raw_keys])
             if new is not None:
                 for key, state in zip(raw_keys, new, strict=True):
@@ -86,6 +93,29 @@ class LMDBLimiterStore:
                     else:
                         txn.put(key, _BUCKET.pack(*state), db=db)
             return result
+
+        return self._env.write(write)
+
+    def take(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, float]:
+        """
+        Take *cost* units from bucket *key* if it holds them (the fast path).
+        """
+        raw_key = key.encode("utf-8", "surrogatepass")
+
+        def write(txn: Any) -> tuple[bool, float]:
+            db = self._db
+            state, allowed, level = take_from(
+                self._decode(raw_key, txn.get(raw_key, db=db)),
+                capacity,
+                per_second,
+                cost,
+                now,
+            )
+            if state is not None:
+                txn.put(raw_key, _BUCKET.pack(*state), db=db)
+            return allowed, level
 
         return self._env.write(write)
 

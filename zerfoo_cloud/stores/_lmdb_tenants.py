@@ -34,8 +34,15 @@ class LMDBTenantStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._db = env.dbs["tenants"]
-        self._keys = env.dbs["tenant_keys"]
+        self._dbs = env.dbs
+
+    @property
+    def _db(self) -> Any:
+        return self._dbs["tenants"]
+
+    @property
+    def _keys(self) -> Any:
+        return self._dbs["tenant_keys"]
 
     def _decode(self, key: bytes, raw: bytes) -> TenantRecord:
         name = key.decode("utf-8", "backslashreplace")

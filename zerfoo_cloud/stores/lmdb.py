@@ -34,18 +34,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zerfoo_cloud.errors import SchemaMismatchError, StoreError
+from zerfoo_cloud.stores._lmdb_audit import LMDBAuditStore
+from zerfoo_cloud.stores._lmdb_billing import LMDBBillingStore
 from zerfoo_cloud.stores._lmdb_env import (
     DEFAULT_MAP_SIZE,
     DEFAULT_MAX_MAP_SIZE,
     Environment,
 )
 from zerfoo_cloud.stores._lmdb_limits import LMDBLimiterStore
+from zerfoo_cloud.stores._lmdb_replay import LMDBReplayCache
 from zerfoo_cloud.stores._lmdb_tenants import LMDBTenantStore
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["SCHEMA_VERSION", "LMDBLimiterStore", "LMDBStores", "LMDBTenantStore"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "LMDBAuditStore",
+    "LMDBBillingStore",
+    "LMDBLimiterStore",
+    "LMDBReplayCache",
+    "LMDBStores",
+    "LMDBTenantStore",
+]
 
 #: The version of the record layout this library writes and reads.
 SCHEMA_VERSION = 1
@@ -54,6 +65,13 @@ _DURABLE_DBS = (
     "meta",
     "tenants",
     "tenant_keys",
+    "replay",
+    "replay_expiry",
+    "billing",
+    "billing_ids",
+    "audit",
+    "audit_time",
+    "audit_meta",
 )
 _VOLATILE_DBS = ("buckets", "slots", "meta")
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -104,6 +122,9 @@ class LMDBStores:
             raise
         self.tenants = LMDBTenantStore(self.durable)
         self.limits = LMDBLimiterStore(self.volatile)
+        self.replay = LMDBReplayCache(self.durable)
+        self.billing = LMDBBillingStore(self.durable)
+        self.audit = LMDBAuditStore(self.durable)
 
     @classmethod
     def open(

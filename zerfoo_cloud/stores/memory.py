@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from zerfoo_cloud.audit import GENESIS, ChainLink, link_entry
 from zerfoo_cloud.errors import (
     InvalidConfigError,
     TenantExistsError,
     TenantNotFoundError,
 )
+from zerfoo_cloud.limits import take_from
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -31,6 +33,7 @@ __all__ = [
     "MemoryAuditStore",
     "MemoryBillingStore",
     "MemoryLimiterStore",
+    "MemoryReplayCache",
     "MemoryTenantStore",
 ]
 
@@ -166,6 +169,21 @@ class MemoryLimiterStore:
         """
         return self._buckets.get(key)
 
+    def take(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, float]:
+        """
+        Take *cost* units from bucket *key* if it holds them (the fast path).
+        """
+        buckets = self._buckets
+        with self._lock:
+            state, allowed, level = take_from(
+                buckets.get(key), capacity, per_second, cost, now
+            )
+            if state is not None:
+                buckets[key] = state
+        return allowed, level
+
     def acquire_slot(self, key: str, limit: int) -> bool:
         """
         Take a slot of *key* if fewer than *limit* are taken.
@@ -216,6 +234,9 @@ class MemoryBillingStore:
     .. versionadded:: 0.1.0
     """
 
+    #: `zerfoo_cloud.TokenMeter` stores into it from the caller's thread.
+    in_memory: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: list[BillingRecord] = []
@@ -245,7 +266,8 @@ class MemoryBillingStore:
         self, tenant_id: str, start: datetime, end: datetime
     ) -> builtins.list[BillingRecord]:
         """
-        Return the tenant's records in ``[start, end]``, oldest first.
+        Return the tenant's records in ``[start, end]``, oldest first (ties by
+        request id).
         """
         with self._lock:
             found = [
@@ -253,7 +275,7 @@ class MemoryBillingStore:
                 for r in self._records
                 if r.tenant_id == tenant_id and start <= r.timestamp <= end
             ]
-        return sorted(found, key=lambda r: r.timestamp)
+        return sorted(found, key=lambda r: (r.timestamp, r.request_id))
 
     def all(self) -> builtins.list[BillingRecord]:
         """
@@ -270,22 +292,73 @@ class MemoryBillingStore:
 
 class MemoryAuditStore:
     """
-    A `zerfoo_cloud.stores.protocols.AuditStore` in a list.
+    A `zerfoo_cloud.stores.protocols.ChainedAuditStore` in a list.
 
     .. versionadded:: 0.1.0
     """
 
+    #: `zerfoo_cloud.AuditLogger` stores into it from the caller's thread.
+    in_memory: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[AuditEntry] = []
+        self._anchor = GENESIS
+        self._head = GENESIS
 
     def append(self, entry: AuditEntry) -> AuditEntry:
         """
-        Store *entry* and return it.
+        Store *entry*, chained with unkeyed SHA-256, and return what was stored.
+        """
+        return self.append_linked([entry], link_entry)[0]
+
+    def append_linked(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+    ) -> builtins.list[AuditEntry]:
+        """
+        Atomically append *entries*, each linked after the one before.
         """
         with self._lock:
-            self._entries.append(entry)
-        return entry
+            prev = self._head
+            stored = []
+            for entry in entries:
+                linked = link(prev, entry)
+                stored.append(linked)
+                prev = ChainLink(linked.seq, linked.hash)
+            self._entries.extend(stored)
+            self._head = prev
+        return stored
+
+    def walk(
+        self,
+        visit: Callable[
+            [ChainLink, ChainLink, Iterator[tuple[int, AuditEntry | None]]], T
+        ],
+    ) -> T:
+        """
+        Call ``visit(anchor, head, entries)`` with the store locked.
+        """
+        with self._lock:
+            return visit(self._anchor, self._head, ((e.seq, e) for e in self._entries))
+
+    def purge(self, before: datetime) -> int:
+        """
+        Drop the oldest entries while they are older than *before*.
+        """
+        with self._lock:
+            entries = self._entries
+            count = 0
+            for entry in entries:
+                if entry.timestamp is not None and entry.timestamp >= before:
+                    break
+                count += 1
+            if count:
+                last = entries[count - 1]
+                self._anchor = ChainLink(last.seq, last.hash)
+                del entries[:count]
+        return count
 
     def query(
         self, tenant_id: str, start: datetime, end: datetime
@@ -301,7 +374,7 @@ class MemoryAuditStore:
                 and e.timestamp is not None
                 and start <= e.timestamp <= end
             ]
-        return sorted(found, key=lambda e: e.timestamp or start)
+        return sorted(found, key=lambda e: (e.timestamp or start, e.seq))
 
     def all(self) -> builtins.list[AuditEntry]:
         """
@@ -309,6 +382,65 @@ class MemoryAuditStore:
         """
         with self._lock:
             return list(self._entries)
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """
+
+
+class MemoryReplayCache:
+    """
+    A `zerfoo_cloud.stores.protocols.ReplayCache` in a dict: replays are
+    caught within this process.
+
+    Expired entries are purged as the cache is used (a full sweep at most
+    once every *purge_interval* calls of `add`), so its size stays bounded by
+    the ids seen within their lifetimes.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, *, purge_interval: int = 1024) -> None:
+        if purge_interval < 1:
+            msg = f"purge_interval must be at least 1, not {purge_interval}"
+            raise InvalidConfigError(msg, field="purge_interval")
+        self._lock = threading.Lock()
+        self._entries: dict[str, float] = {}
+        self._purge_interval = purge_interval
+        self._adds = 0
+
+    def add(self, key: str, expires_at: float, now: float) -> bool:
+        """
+        Record *key* until *expires_at*; ``False`` if it is already recorded.
+        """
+        with self._lock:
+            self._adds += 1
+            if self._adds >= self._purge_interval:
+                self._adds = 0
+                self._purge(now)
+            current = self._entries.get(key)
+            if current is not None and current > now:
+                return False
+            self._entries[key] = expires_at
+            return True
+
+    def _purge(self, now: float) -> None:
+        for key in [k for k, at in self._entries.items() if at <= now]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        """
+        Return how many entries are held (expired ones not yet purged included).
+        """
+        return len(self._entries)
+
+    def all(self) -> dict[str, float]:
+        """
+        Return a copy of every entry: key to expiry time.
+        """
+        with self._lock:
+            return dict(self._entries)
 
     def close(self) -> None:
         """

@@ -8,22 +8,25 @@ tests against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit import AuditEntry
+    from zerfoo_cloud.audit import AuditEntry, ChainLink
     from zerfoo_cloud.limits import BucketState
-    from zerfoo_cloud.metering import BillingRecord
+    from zerfoo_cloud.metering import BillingRecord, UsageSummary
     from zerfoo_cloud.tenants import TenantRecord
 
 __all__ = [
     "AuditStore",
     "BillingStore",
+    "BucketStore",
+    "ChainedAuditStore",
     "LimiterStore",
     "ReplayCache",
+    "SummarizingBillingStore",
     "TenantStore",
 ]
 
@@ -158,6 +161,30 @@ class LimiterStore(Protocol):
 
 
 @runtime_checkable
+class BucketStore(Protocol):
+    """
+    **Protocol**: An optional fast path of a `LimiterStore`.
+
+    A limiter store that also has `take` serves single-bucket decisions
+    without the generic `LimiterStore.update` callback. `RateLimiter` checks
+    for it when it is made.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def take(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, float]:
+        """
+        Atomically take *cost* units from bucket *key* if it holds them.
+
+        Use `zerfoo_cloud.limits.take_from` for the arithmetic. Returns
+        ``(allowed, level)``: whether the units were taken, and the units
+        left (or, when refused, available).
+        """
+
+
+@runtime_checkable
 class ReplayCache(Protocol):
     """
     **Protocol**: A set of seen ids, each kept until it expires.
@@ -192,6 +219,12 @@ class BillingStore(Protocol):
     """
     **Protocol**: Where `zerfoo_cloud.TokenMeter` keeps billing records.
 
+    `zerfoo_cloud.TokenMeter` calls `add` from one writer thread per meter,
+    with batches of records; `query` may run at the same time in other
+    threads. A store is told whether it lives in memory by an ``in_memory``
+    attribute (absent means no): the meter then calls it from the caller's
+    thread, which must never block.
+
     .. versionadded:: 0.1.0
     """
 
@@ -199,8 +232,10 @@ class BillingStore(Protocol):
         """
         Store *records* in one atomic step; return how many were new.
 
-        A record whose ``request_id`` is already stored is skipped, so a
-        retried write never charges twice.
+        A record whose ``request_id`` is already stored (or comes earlier in
+        *records*) is skipped, so a retried write never charges twice. When
+        it returns, the records are durable (for a durable store); when it
+        raises, none of them was stored.
         """
 
     def query(
@@ -208,12 +243,34 @@ class BillingStore(Protocol):
     ) -> list[BillingRecord]:
         """
         Return the tenant's records with ``start <= timestamp <= end``,
-        oldest first.
+        oldest first; records with the same timestamp by request id.
+
+        *start* and *end* are aware datetimes.
         """
 
     def close(self) -> None:
         """
         Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class SummarizingBillingStore(BillingStore, Protocol):
+    """
+    **Protocol**: A `BillingStore` that totals records itself (faster than
+    `zerfoo_cloud.TokenMeter.summary` totalling what `query` returns).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def summary(
+        self, tenant_id: str, start: datetime, end: datetime, by: Sequence[str]
+    ) -> list[UsageSummary]:
+        """
+        Total the tenant's records in ``[start, end]``, grouped by *by*.
+
+        *by* holds ``"model"`` and/or ``"day"`` (checked by the caller). The
+        result must equal ``zerfoo_cloud.metering.summarize(query(...), by)``.
         """
 
 
@@ -239,4 +296,54 @@ class AuditStore(Protocol):
     def close(self) -> None:
         """
         Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class ChainedAuditStore(AuditStore, Protocol):
+    """
+    **Protocol**: An `AuditStore` that keeps its entries in a hash chain.
+
+    The store numbers entries 1, 2, 3, ... (*seq*) and remembers its *head*
+    (the last entry's seq and hash) and its *anchor* (the last purged
+    entry's, `zerfoo_cloud.audit.GENESIS` before any purge). It links
+    entries inside its own write transaction, so writers in several threads
+    or processes still form one chain. Plain `append` links with unkeyed
+    SHA-256 (`zerfoo_cloud.audit.link_entry`).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def append_linked(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+    ) -> list[AuditEntry]:
+        """
+        Atomically append *entries*, each as ``link(previous_link, entry)``.
+
+        The first previous link is the head (the anchor if the log is empty,
+        `zerfoo_cloud.audit.GENESIS` if it never held anything); then each
+        stored entry's own. *link* is pure and may be called again if the
+        store retries. Returns what was stored; on error nothing was.
+        """
+
+    def walk(
+        self,
+        visit: Callable[
+            [ChainLink, ChainLink, Iterator[tuple[int, AuditEntry | None]]], T
+        ],
+    ) -> T:
+        """
+        Call ``visit(anchor, head, entries)`` on one consistent snapshot.
+
+        *entries* yields ``(seq, entry)`` in seq order, *seq* being where
+        the entry is stored and *entry* ``None`` if it cannot be decoded.
+        """
+
+    def purge(self, before: datetime) -> int:
+        """
+        Drop entries in seq order while their timestamp is before *before*.
+
+        The last one dropped becomes the anchor. Returns how many were dropped.
         """

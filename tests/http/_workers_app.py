@@ -1,5 +1,5 @@
 """
-The app served by ``uvicorn --workers 2`` in test_http_workers.py: every
+The app served by ``uvicorn --workers 2`` in ``test_http_workers.py``: every
 worker opens the same LMDB folder (``ZC_TEST_DB``).
 """
 

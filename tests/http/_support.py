@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from zerfoo_cloud.http._types import ASGIApp, Receive, Scope, Send
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
 
 KEY = "zc-test-key-0123456789"
 OTHER_KEY = "zc-other-key-0123456789"

@@ -1,0 +1,52 @@
+"""
+Functions run in child processes by the multi-process tests (spawn context).
+"""
+
+from __future__ import annotations
+
+import multiprocessing.synchronize
+import time
+from pathlib import Path
+
+from zerfoo_cloud import TenantManager
+from zerfoo_cloud.stores.lmdb import LMDBStores
+
+
+def hammer_requests(
+    path: str,
+    api_key: str,
+    attempts: int,
+    start: multiprocessing.synchronize.Event,
+    results: multiprocessing.Queue[int],
+    now: float,
+) -> None:
+    """
+    Try *attempts* requests as the tenant with *api_key*; report how many passed.
+
+    Every process reads the same frozen time *now*, so no refill happens
+    while they race and exactly the quota may pass.
+    """
+    stores = LMDBStores.open(Path(path))
+    manager = TenantManager(stores.tenants, limits=stores.limits, clock=lambda: now)
+    tenant = manager.get_by_api_key(api_key)
+    start.wait(30)
+    allowed = sum(tenant.allow_request() for _ in range(attempts))
+    stores.close()
+    results.put(allowed)
+
+
+def hold_slots(
+    path: str,
+    api_key: str,
+    count: int,
+    ready: multiprocessing.synchronize.Event,
+) -> None:
+    """
+    Take *count* concurrency slots, signal *ready*, then sleep until killed.
+    """
+    stores = LMDBStores.open(Path(path))
+    tenant = TenantManager(stores.tenants, limits=stores.limits).get_by_api_key(api_key)
+    for _ in range(count):
+        assert tenant.allow_concurrent()
+    ready.set()
+    time.sleep(60)

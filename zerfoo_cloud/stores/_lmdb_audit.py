@@ -1,0 +1,240 @@
+"""
+The LMDB audit store.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from zerfoo_cloud.audit import GENESIS, AuditEntry, ChainLink, link_entry
+from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
+from zerfoo_cloud.stores._lmdb_keys import TIME, micros, scan, tenant_prefix, time_key
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores._lmdb_env import Environment
+
+__all__ = ["LMDBAuditStore"]
+
+T = TypeVar("T")
+
+_HEAD = b"head"
+_ANCHOR = b"anchor"
+#: Entries purged per transaction, so a large purge never holds the write
+#: lock for long.
+PURGE_CHUNK = 10_000
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _encode(entry: AuditEntry) -> bytes:
+    return _JSON(entry.to_dict()).encode()
+
+
+def _decode(seq: int, raw: bytes) -> AuditEntry:
+    try:
+        return AuditEntry.from_dict(json.loads(raw))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptRecordError("lmdb:audit", f"entry {seq}", str(exc)) from exc
+
+
+def _seq(key: bytes) -> int:
+    return int.from_bytes(key, "big")
+
+
+def _encode_link(link: ChainLink) -> bytes:
+    return TIME.pack(link.seq) + link.hash.encode()
+
+
+def _read_link(txn: Any, db: Any, name: bytes) -> ChainLink | None:
+    raw = txn.get(name, db=db)
+    if raw is None:
+        return None
+    try:
+        return ChainLink(TIME.unpack_from(raw)[0], raw[TIME.size :].decode("ascii"))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CorruptRecordError("lmdb:audit_meta", name.decode(), str(exc)) from exc
+
+
+class LMDBAuditStore:
+    """
+    A `zerfoo_cloud.stores.protocols.ChainedAuditStore` in LMDB, durable and
+    shared by every process of the host. Get it from
+    `zerfoo_cloud.stores.lmdb.LMDBStores`.
+
+    Three databases, changed together in one transaction: ``audit`` maps the
+    sequence number (eight bytes, big-endian) to the entry as JSON;
+    ``audit_time`` indexes (tenant, time, seq) for time-range queries; and
+    ``audit_meta`` holds the chain's head and anchor. Appends read the head
+    and write the new entries inside one write transaction, which LMDB
+    serialises across processes: concurrent writers still form one chain.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._db = env.dbs["audit"]
+        self._index = env.dbs["audit_time"]
+        self._meta = env.dbs["audit_meta"]
+
+    def append(self, entry: AuditEntry) -> AuditEntry:
+        """
+        Store *entry*, chained with unkeyed SHA-256, and return what was stored.
+        """
+        return self.append_linked([entry], link_entry)[0]
+
+    def append_linked(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+    ) -> list[AuditEntry]:
+        """
+        Atomically append *entries* after the head, in one fsynced transaction.
+
+        Raises:
+            InvalidConfigError: an entry has no timestamp, or a tenant id
+                longer than 256 bytes; nothing was stored.
+            CorruptRecordError: an entry past the head already exists.
+        """
+        places = []
+        for entry in entries:
+            prefix = tenant_prefix(entry.tenant_id)
+            if entry.timestamp is None or prefix is None:
+                msg = "audit entries need a timestamp and a tenant id of at most 256 bytes"
+                raise InvalidConfigError(msg, field="entry")
+            places.append(time_key(prefix, micros(entry.timestamp)))
+        if not places:
+            return []
+        db, index, meta = self._db, self._index, self._meta
+
+        def write(txn: Any) -> list[AuditEntry]:
+            prev = _read_link(txn, meta, _HEAD) or GENESIS
+            stored = []
+            for entry, place in zip(entries, places, strict=True):
+                linked = link(prev, entry)
+                key = TIME.pack(linked.seq)
+                if not txn.put(key, _encode(linked), db=db, overwrite=False):
+                    raise CorruptRecordError(
+                        "lmdb:audit", f"entry {linked.seq}", "exists past the head"
+                    )
+                txn.put(place + key, b"", db=index)
+                stored.append(linked)
+                prev = ChainLink(linked.seq, linked.hash)
+            txn.put(_HEAD, _encode_link(prev), db=meta)
+            return stored
+
+        return self._env.write(write)
+
+    def query(self, tenant_id: str, start: datetime, end: datetime) -> list[AuditEntry]:
+        """
+        Return the tenant's entries in ``[start, end]``, oldest first (ties by
+        seq): one range scan of the time index.
+
+        Raises:
+            InvalidConfigError: *start* or *end* is not aware.
+            CorruptRecordError: an entry in the range cannot be decoded, or
+                the index points to a missing entry.
+        """
+        first, last = micros(start), micros(end)
+        prefix = tenant_prefix(tenant_id)
+        if prefix is None:
+            return []
+        db, index = self._db, self._index
+
+        def read(txn: Any) -> list[AuditEntry]:
+            found = []
+            for key, _ in scan(txn, index, prefix, first, last):
+                seq_key = key[-TIME.size :]
+                raw = txn.get(seq_key, db=db)
+                if raw is None:
+                    raise CorruptRecordError(
+                        "lmdb:audit_time",
+                        f"{tenant_id}/{_seq(seq_key)}",
+                        "points to a missing entry",
+                    )
+                found.append(_decode(_seq(seq_key), raw))
+            return found
+
+        return self._env.read(read)
+
+    def walk(
+        self,
+        visit: Callable[
+            [ChainLink, ChainLink, Iterator[tuple[int, AuditEntry | None]]], T
+        ],
+    ) -> T:
+        """
+        Call ``visit(anchor, head, entries)`` inside one read transaction.
+        """
+        db, meta = self._db, self._meta
+
+        def read(txn: Any) -> T:
+            anchor = _read_link(txn, meta, _ANCHOR) or GENESIS
+            head = _read_link(txn, meta, _HEAD) or anchor
+
+            def entries() -> Iterator[tuple[int, AuditEntry | None]]:
+                with txn.cursor(db=db) as cursor:
+                    for key, raw in cursor:
+                        seq = _seq(key)
+                        try:
+                            yield seq, _decode(seq, raw)
+                        except CorruptRecordError:
+                            yield seq, None
+
+            return visit(anchor, head, entries())
+
+        return self._env.read(read)
+
+    def purge(self, before: datetime) -> int:
+        """
+        Drop the oldest entries, in seq order, while they are older than
+        *before*; the last dropped becomes the anchor.
+
+        Works in transactions of `PURGE_CHUNK` entries, each one atomic.
+
+        Raises:
+            InvalidConfigError: *before* is not aware.
+            CorruptRecordError: an entry to inspect cannot be decoded.
+        """
+        limit = micros(before)
+        db, index, meta = self._db, self._index, self._meta
+
+        def write(txn: Any) -> int:
+            count = 0
+            last: AuditEntry | None = None
+            with txn.cursor(db=db) as cursor:
+                found = cursor.first()
+                while found and count < PURGE_CHUNK:
+                    key = cursor.key()
+                    entry = _decode(_seq(key), cursor.value())
+                    assert entry.timestamp is not None
+                    if micros(entry.timestamp) >= limit:
+                        break
+                    prefix = tenant_prefix(entry.tenant_id) or b""
+                    txn.delete(
+                        time_key(prefix, micros(entry.timestamp)) + key, db=index
+                    )
+                    found = cursor.delete()
+                    found = found and bool(cursor.key())
+                    last = entry
+                    count += 1
+            if last is not None:
+                txn.put(_ANCHOR, _encode_link(ChainLink(last.seq, last.hash)), db=meta)
+            return count
+
+        total = 0
+        while True:
+            count = self._env.write(write)
+            total += count
+            if count < PURGE_CHUNK:
+                return total
+
+    def close(self) -> None:
+        """
+        Nothing to release: `LMDBStores.close` closes the environment.
+        """

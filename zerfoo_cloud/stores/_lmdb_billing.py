@@ -1,0 +1,230 @@
+"""
+The LMDB billing store.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
+from zerfoo_cloud.metering import BillingRecord, UsageSummary, summary_rows
+from zerfoo_cloud.stores._lmdb_keys import (
+    key_time,
+    micros,
+    scan,
+    split_key,
+    stamp,
+    tenant_prefix,
+    time_key,
+)
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores._lmdb_env import Environment
+
+__all__ = ["LMDBBillingStore"]
+
+# Value: format version, input tokens, output tokens; then the model (UTF-8).
+_VALUE = struct.Struct(">BQQ")
+_FORMAT = 1
+_US_PER_DAY = 86_400_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_STORE = "lmdb:billing"
+
+
+def _name(key: bytes) -> str:
+    # How an operator finds the record: tenant/time/request id, or the raw key.
+    try:
+        tenant, us, rest = split_key(key)
+        return f"{tenant}/{stamp(us).isoformat()}/{rest.decode('ascii')}"
+    except (ValueError, OverflowError):
+        return key.hex()
+
+
+def _counts(key: bytes, value: bytes) -> tuple[int, int]:
+    try:
+        version, input_tokens, output_tokens = _VALUE.unpack_from(value)
+    except struct.error as exc:
+        raise CorruptRecordError(
+            _STORE, _name(key), f"value too short ({exc})"
+        ) from exc
+    if version != _FORMAT:
+        raise CorruptRecordError(_STORE, _name(key), f"unknown format {version}")
+    return input_tokens, output_tokens
+
+
+class _KnownRequestIdError(Exception):
+    pass
+
+
+class LMDBBillingStore:
+    """
+    A `zerfoo_cloud.stores.protocols.SummarizingBillingStore` in LMDB, durable
+    and shared by every process of the host. Get it from
+    `zerfoo_cloud.stores.lmdb.LMDBStores`.
+
+    Two databases, changed together in one transaction: ``billing`` maps
+    (tenant, time, request id) to the token counts and model, ordered so
+    that a tenant's time range is one cursor scan; ``billing_ids`` maps each
+    request id to its record's key, so a request id is stored once.
+    Timestamps are kept to the microsecond.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._db = env.dbs["billing"]
+        self._ids = env.dbs["billing_ids"]
+
+    @staticmethod
+    def _encode(records: Sequence[BillingRecord]) -> list[tuple[bytes, bytes, bytes]]:
+        prefixes: dict[str, bytes] = {}
+        pack = _VALUE.pack
+        rows = []
+        for record in records:
+            tenant_id = record.tenant_id
+            prefix = prefixes.get(tenant_id)
+            if prefix is None:
+                prefix = tenant_prefix(tenant_id)
+                if prefix is None:  # pragma: no cover - BillingRecord checks it
+                    msg = "tenant_id is too long"
+                    raise InvalidConfigError(msg, field="tenant_id")
+                prefixes[tenant_id] = prefix
+            request_id = record.request_id.encode()
+            rows.append(
+                (
+                    request_id,
+                    time_key(prefix, micros(record.timestamp)) + request_id,
+                    pack(_FORMAT, record.input_tokens, record.output_tokens)
+                    + record.model.encode(),
+                )
+            )
+        return rows
+
+    def _decode(self, key: bytes, value: bytes) -> BillingRecord:
+        input_tokens, output_tokens = _counts(key, value)
+        try:
+            tenant, us, request_id = split_key(key)
+            return BillingRecord(
+                tenant,
+                input_tokens,
+                output_tokens,
+                stamp(us),
+                value[_VALUE.size :].decode(),
+                request_id.decode("ascii"),
+            )
+        except (ValueError, OverflowError) as exc:
+            raise CorruptRecordError(_STORE, _name(key), str(exc)) from exc
+
+    def add(self, records: Sequence[BillingRecord]) -> int:
+        """
+        Store the records whose request id is new, in one fsynced transaction;
+        return how many.
+        """
+        rows = self._encode(records)
+        if not rows:
+            return 0
+        db = self._db
+        ids = self._ids
+
+        def write_new(txn: Any) -> int:
+            # The common case, all request ids new: two bulk inserts. A known
+            # id aborts the transaction and the careful path runs instead.
+            _, added = txn.cursor(db=ids).putmulti(
+                [(rid, key) for rid, key, _ in rows], overwrite=False
+            )
+            if added != len(rows):
+                raise _KnownRequestIdError
+            txn.cursor(db=db).putmulti([(key, value) for _, key, value in rows])
+            return len(rows)
+
+        def write_each(txn: Any) -> int:
+            put = txn.put
+            added = 0
+            for request_id, key, value in rows:
+                if put(request_id, key, db=ids, overwrite=False):
+                    put(key, value, db=db)
+                    added += 1
+            return added
+
+        try:
+            return self._env.write(write_new)
+        except _KnownRequestIdError:
+            return self._env.write(write_each)
+
+    def query(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> list[BillingRecord]:
+        """
+        Return the tenant's records in ``[start, end]``, oldest first (ties by
+        request id): one range scan.
+
+        Raises:
+            InvalidConfigError: *start* or *end* is not aware.
+            CorruptRecordError: a record in the range cannot be decoded (it
+                is named).
+        """
+        first, last = micros(start), micros(end)
+        prefix = tenant_prefix(tenant_id)
+        if prefix is None:
+            return []
+        db = self._db
+        decode = self._decode
+
+        def read(txn: Any) -> list[BillingRecord]:
+            return [decode(k, v) for k, v in scan(txn, db, prefix, first, last)]
+
+        return self._env.read(read)
+
+    def summary(
+        self, tenant_id: str, start: datetime, end: datetime, by: Sequence[str]
+    ) -> list[UsageSummary]:
+        """
+        Total the tenant's records in ``[start, end]`` by model and/or day,
+        in one range scan that decodes only what it totals.
+        """
+        first, last = micros(start), micros(end)
+        prefix = tenant_prefix(tenant_id)
+        if prefix is None:
+            return []
+        by_model = "model" in by
+        by_day = "day" in by
+        at_time = len(prefix)
+        db = self._db
+        skip = _VALUE.size
+
+        def read(txn: Any) -> dict[tuple[bytes | None, int | None], list[Any]]:
+            totals: dict[tuple[bytes | None, int | None], list[Any]] = {}
+            for key, value in scan(txn, db, prefix, first, last):
+                input_tokens, output_tokens = _counts(key, value)
+                group = (
+                    value[skip:] if by_model else None,
+                    _EPOCH_ORDINAL + key_time(key, at_time) // _US_PER_DAY
+                    if by_day
+                    else None,
+                )
+                t = totals.get(group)
+                if t is None:
+                    totals[group] = [input_tokens, output_tokens, 1, key]
+                else:
+                    t[0] += input_tokens
+                    t[1] += output_tokens
+                    t[2] += 1
+            return totals
+
+        rows: dict[tuple[str | None, date | None], list[Any]] = {}
+        for (model, day), t in self._env.read(read).items():
+            try:
+                name = None if model is None else model.decode()
+            except UnicodeDecodeError as exc:
+                raise CorruptRecordError(_STORE, _name(t[3]), str(exc)) from exc
+            rows[name, None if day is None else date.fromordinal(day)] = t
+        return summary_rows(rows)
+
+    def close(self) -> None:
+        """
+        Nothing to release: `LMDBStores.close` closes the environment.
+        """
