@@ -22,7 +22,6 @@ from toy_openai_app import MODELS, count_tokens, generate
 
 from zerfoo_cloud import CloudServer, TenantManager, TokenMeter, report_usage
 from zerfoo_cloud.stores.lmdb import LMDBStores
-from zerfoo_cloud.stores.memory import MemoryBillingStore
 
 api = FastAPI(title="toy inference")
 
@@ -63,4 +62,4 @@ async def chat_completions(request: Request) -> dict[str, Any]:
 
 stores = LMDBStores.open(os.environ.get("ZERFOO_DB", "/tmp/zerfoo-cloud"))
 tenants = TenantManager(stores.tenants, limits=stores.limits)
-app = CloudServer(api, tenants, TokenMeter(MemoryBillingStore())).handler()
+app = CloudServer(api, tenants, TokenMeter(stores.billing)).handler()
