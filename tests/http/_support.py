@@ -37,6 +37,18 @@ if TYPE_CHECKING:
 
 KEY = "zc-test-key-0123456789"
 OTHER_KEY = "zc-other-key-0123456789"
+AUTH = {"authorization": f"Bearer {KEY}"}
+CHAT = "/v1/chat/completions"
+
+
+def chat(max_tokens: int = 10, **extra: Any) -> dict[str, Any]:
+    """A chat completion request body (prompt estimate: 11 tokens)."""
+    return {
+        "model": "toy-1",
+        "messages": [{"role": "user", "content": "one two three"}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
 
 
 class Stack:
@@ -100,6 +112,19 @@ class Stack:
         """Close the stores."""
         if self.stores is not None:
             self.stores.close()
+
+
+class OrderedMeter(TokenMeter):
+    """A real TokenMeter (memory store) that logs each flush in *log*."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(MemoryBillingStore())
+        self.log = log
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Log, then flush."""
+        self.log.append("flush")
+        super().flush(timeout)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -17,11 +17,15 @@ import pytest
 from toy_openai_app import make_app
 
 from tests.http._support import (
+    AUTH,
+    CHAT,
     KEY,
     OTHER_KEY,
+    OrderedMeter,
     Stack,
     asgi_json_app,
     asgi_sse_app,
+    chat,
     json_body,
     send_json,
     sse_events,
@@ -40,20 +44,10 @@ from zerfoo_cloud.http._types import Message, Receive, Scope, Send
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 
 T = TypeVar("T")
-AUTH = {"authorization": f"Bearer {KEY}"}
-CHAT = "/v1/chat/completions"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-@pytest.fixture
-def stack(clock: Any) -> Iterator[Stack]:
-    """A memory stack on a frozen clock."""
-    s = Stack(clock=clock)
-    yield s
-    s.close()
 
 
 def _handler(server: CloudServer) -> CloudMiddleware:
@@ -69,15 +63,6 @@ async def client(server: CloudServer) -> AsyncIterator[httpx.AsyncClient]:
         transport=transport, base_url="http://testserver"
     ) as c:
         yield c
-
-
-def chat(max_tokens: int = 10, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "toy-1",
-        "messages": [{"role": "user", "content": "one two three"}],
-        "max_tokens": max_tokens,
-        **extra,
-    }
 
 
 def test_healthz_needs_no_key_and_reports_health(stack: Stack) -> None:
@@ -213,6 +198,28 @@ def test_token_budget_refusal_keeps_the_request_quota(stack: Stack, clock: Any) 
     # Refilled to 10 by the minute that passed, then one spent.
     assert stack.tenants.get("acme").request_quota().remaining == 9
     assert stack.records(server) == [("acme", 30, 30), ("acme", 30, 30)]
+
+
+def test_token_budget_at_the_limit_and_past_it(stack: Stack) -> None:
+    """A reservation of exactly the tokens left passes; one token more gets 429."""
+    stack.tenant(token_budget=100)
+    app = asgi_json_app(json_body({"prompt_tokens": 20, "completion_tokens": 30}))
+    server = stack.server(app)
+
+    async def go() -> None:
+        async with client(server) as c:
+            # Each chat() reserves 11 prompt tokens plus max_tokens.
+            r = await c.post(CHAT, json=chat(max_tokens=39), headers=AUTH)
+            assert r.status_code == 200
+            r = await c.post(CHAT, json=chat(max_tokens=40), headers=AUTH)
+            assert r.status_code == 429
+            assert r.headers["x-ratelimit-remaining-tokens"] == "50"
+            r = await c.post(CHAT, json=chat(max_tokens=39), headers=AUTH)
+            assert r.status_code == 200
+            assert r.headers["x-ratelimit-remaining-tokens"] == "0"
+
+    run(go())
+    assert stack.records(server) == [("acme", 20, 30), ("acme", 20, 30)]
 
 
 def test_remaining_tokens_fall_by_real_use(stack: Stack) -> None:
@@ -535,25 +542,13 @@ def test_app_that_never_responds_is_accounted_as_500(stack: Stack) -> None:
     assert stack.audits(server)[0].status_code == 500
 
 
-class _OrderedMeter(TokenMeter):
-    """A real TokenMeter that logs when its records become durable."""
-
-    def __init__(self, log: list[str]) -> None:
-        super().__init__(MemoryBillingStore())
-        self.log = log
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.log.append("flush")
-        super().flush(timeout)
-
-
-class _SyncOrderedMeter(_OrderedMeter):
+class _SyncOrderedMeter(OrderedMeter):
     """A meter without aflush, as a meter written elsewhere may be."""
 
     aflush = None  # type: ignore[assignment]
 
 
-class _AsyncOrderedMeter(_OrderedMeter):
+class _AsyncOrderedMeter(OrderedMeter):
     async def aflush(self) -> None:
         self.log.append("aflush")
         await super().aflush()
@@ -561,7 +556,7 @@ class _AsyncOrderedMeter(_OrderedMeter):
 
 @pytest.mark.parametrize("meter_class", [_SyncOrderedMeter, _AsyncOrderedMeter])
 def test_durable_mode_sends_the_last_byte_after_the_flush(
-    stack: Stack, meter_class: type[_OrderedMeter]
+    stack: Stack, meter_class: type[OrderedMeter]
 ) -> None:
     """In durable mode the final body message follows the meter's flush."""
     stack.tenant()

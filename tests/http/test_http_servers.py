@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -317,5 +318,16 @@ def test_examples_fastapi_is_wrapped_in_three_lines(
         assert r.status_code == 200
         assert r.headers["x-ratelimit-remaining-requests"] == "9"
         assert isinstance(module.app, CloudMiddleware)
+        meter = module.app.accounting.meter
+        assert meter is not None
+        meter.close()
+        records = meter.query(
+            "acme",
+            datetime(2000, 1, 1, tzinfo=timezone.utc),
+            datetime.now(timezone.utc),
+        )
+        assert [(r.input_tokens, r.output_tokens) for r in records] == [
+            (count_tokens(PROMPT), 3)
+        ]
     finally:
         module.stores.close()

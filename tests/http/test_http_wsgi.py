@@ -14,8 +14,12 @@ import httpx
 import pytest
 
 from tests.http._support import (
+    AUTH,
+    CHAT,
     KEY,
+    OrderedMeter,
     Stack,
+    chat,
     json_body,
     sse_events,
     wsgi_json_app,
@@ -24,27 +28,15 @@ from zerfoo_cloud import (
     AuditResult,
     CloudServer,
     NDJSONRecorder,
-    TokenMeter,
     billing_middleware,
     report_usage,
 )
 from zerfoo_cloud.http import WSGIBillingMiddleware, WSGICloudMiddleware
-from zerfoo_cloud.stores.memory import MemoryBillingStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-AUTH = {"authorization": f"Bearer {KEY}"}
-CHAT = "/v1/chat/completions"
 WSGIApp = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
-
-
-@pytest.fixture
-def stack(clock: Any) -> Iterator[Stack]:
-    """A memory stack on a frozen clock."""
-    s = Stack(clock=clock)
-    yield s
-    s.close()
 
 
 def _handler(server: CloudServer) -> WSGICloudMiddleware:
@@ -57,15 +49,6 @@ def client(server: CloudServer) -> httpx.Client:
     return httpx.Client(
         transport=httpx.WSGITransport(_handler(server)), base_url="http://testserver"
     )
-
-
-def chat(max_tokens: int = 10, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "toy-1",
-        "messages": [{"role": "user", "content": "one two three"}],
-        "max_tokens": max_tokens,
-        **extra,
-    }
 
 
 class _Body:
@@ -275,16 +258,6 @@ def test_report_usage_and_write_callable(stack: Stack) -> None:
     assert stack.records(server) == [("acme", 40, 2), ("acme", 1, 1)]
 
 
-class _OrderedMeter(TokenMeter):
-    def __init__(self, log: list[str]) -> None:
-        super().__init__(MemoryBillingStore())
-        self.log = log
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.log.append("flush")
-        super().flush(timeout)
-
-
 @pytest.mark.parametrize("announced", [True, False])
 def test_durable_mode_sends_the_last_chunk_after_the_flush(
     stack: Stack, *, announced: bool
@@ -302,7 +275,7 @@ def test_durable_mode_sends_the_last_chunk_after_the_flush(
         start_response("200 OK", headers)
         return iter(chunks)
 
-    server = CloudServer(app, stack.tenants, _OrderedMeter(log), durable=True)
+    server = CloudServer(app, stack.tenants, OrderedMeter(log), durable=True)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/x", "HTTP_X_API_KEY": KEY}
     result = _handler(server)(environ, lambda status, headers, exc_info=None: print)
     received = []

@@ -51,8 +51,10 @@ from zerfoo_cloud.errors import (
 from zerfoo_cloud.http._usage import Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
+    from zerfoo_cloud.http._usage import ResponseMeter, UsageSlot
     from zerfoo_cloud.limits import Decision
     from zerfoo_cloud.tenants import Tenant, TenantManager
 
@@ -73,6 +75,7 @@ __all__ = [
     "fallback_usage",
     "format_duration",
     "inspect_request",
+    "metering_finisher",
     "new_request_id",
     "rate_limit_headers",
     "status_for",
@@ -636,6 +639,57 @@ class Policy:
                 headers = []
         return error_response(exc, headers)
 
+    def refuse(
+        self,
+        exc: BaseException,
+        tenant: Tenant | None,
+        request: tuple[str, str, str, str],
+    ) -> tuple[ErrorResponse, Finished]:
+        """
+        The response refusing a request with *exc*, and the record of it.
+
+        *request* is ``(model, method, path, remote_addr)``.
+        """
+        refusal = self.refusal(exc, tenant)
+        model, method, path, remote = request
+        finished = Finished(
+            "" if tenant is None else tenant.id,
+            None,
+            model,
+            refusal.status,
+            method,
+            path,
+            remote,
+            tenant is not None,
+        )
+        return refusal, finished
+
+    def finisher(
+        self, ticket: Ticket, slot: UsageSlot, request: tuple[str, str, str]
+    ) -> Callable[[int, ResponseMeter], Finished]:
+        """
+        Return ``finish(status, meter)``: settles *ticket* with the usage the
+        app reported in *slot*, else the one *meter* saw, and returns the
+        record of the request. *request* is ``(method, path, remote_addr)``.
+        """
+        method, path, remote = request
+
+        def finish(status: int, meter: ResponseMeter) -> Finished:
+            usage = slot.get() or meter.usage()
+            billed = self.settle(ticket, usage, status, meter.streamed_events)
+            return Finished(
+                ticket.tenant.id,
+                billed,
+                ticket.info.model,
+                status,
+                method,
+                path,
+                remote,
+                request_id=ticket.request_id,
+            )
+
+        return finish
+
     def settle(
         self, ticket: Ticket, usage: Usage | None, status: int, streamed_events: int
     ) -> Usage:
@@ -687,6 +741,29 @@ class Finished(NamedTuple):
     remote_addr: str
     authenticated: bool = True
     request_id: str | None = None
+
+
+def metering_finisher(
+    info: RequestInfo, slot: UsageSlot, tenant_id: str, request: tuple[str, str, str]
+) -> Callable[[int, ResponseMeter], Finished]:
+    """
+    Return ``finish(status, meter)`` for metering without limits: the usage
+    reported in *slot*, else the one *meter* saw, else `fallback_usage`.
+    *request* is ``(method, path, remote_addr)``.
+
+    .. versionadded:: 0.1.0
+    """
+    method, path, remote = request
+
+    def finish(status: int, meter: ResponseMeter) -> Finished:
+        usage = (
+            slot.get()
+            or meter.usage()
+            or fallback_usage(info, status, meter.streamed_events)
+        )
+        return Finished(tenant_id, usage, info.model, status, method, path, remote)
+
+    return finish
 
 
 def audit_entry(finished: Finished) -> AuditEntry:

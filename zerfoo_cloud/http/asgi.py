@@ -22,8 +22,8 @@ from zerfoo_cloud.http._policy import (
     PolicyOptions,
     api_key_from,
     error_response,
-    fallback_usage,
     inspect_request,
+    metering_finisher,
 )
 from zerfoo_cloud.http._usage import (
     TENANT_KEY,
@@ -276,19 +276,10 @@ class CloudMiddleware:
             model = info.model
             ticket = policy.admit(tenant, info)
         except CloudError as exc:
-            refusal = policy.refusal(exc, tenant)
-            accounting.submit(
-                Finished(
-                    "" if tenant is None else tenant.id,
-                    None,
-                    model,
-                    refusal.status,
-                    method,
-                    path,
-                    remote,
-                    tenant is not None,
-                )
+            refusal, finished = policy.refuse(
+                exc, tenant, (model, method, path, remote)
             )
+            accounting.submit(finished)
             await _respond(send, refusal.status, _encode(refusal.headers), refusal.body)
             return
         state = _request_state(scope)
@@ -297,21 +288,7 @@ class CloudMiddleware:
         state[TENANT_KEY] = tenant.id
         if info.rewritten:
             _with_content_length(scope, len(info.body))
-
-        def finish(status: int, meter: ResponseMeter) -> Finished:
-            usage = slot.get() or meter.usage()
-            billed = policy.settle(ticket, usage, status, meter.streamed_events)
-            return Finished(
-                tenant.id,
-                billed,
-                model,
-                status,
-                method,
-                path,
-                remote,
-                request_id=ticket.request_id,
-            )
-
+        finish = policy.finisher(ticket, slot, (method, path, remote))
         exchange = _Exchange(
             receive,
             send,
@@ -375,16 +352,7 @@ class BillingMiddleware:
             _with_content_length(scope, len(info.body))
         client = scope.get("client")
         remote = client[0] if client else ""
-        reported = slot
-
-        def finish(status: int, meter: ResponseMeter) -> Finished:
-            usage = (
-                reported.get()
-                or meter.usage()
-                or fallback_usage(info, status, meter.streamed_events)
-            )
-            return Finished(tenant_id, usage, info.model, status, method, path, remote)
-
+        finish = metering_finisher(info, slot, tenant_id, (method, path, remote))
         exchange = _Exchange(
             receive, send, info, [], finish, accounting=self.accounting, durable=False
         )

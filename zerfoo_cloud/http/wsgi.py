@@ -26,8 +26,8 @@ from zerfoo_cloud.http._policy import (
     PolicyOptions,
     api_key_from,
     error_response,
-    fallback_usage,
     inspect_request,
+    metering_finisher,
 )
 from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, ResponseMeter, UsageSlot
 
@@ -314,39 +314,16 @@ class WSGICloudMiddleware:
             model = info.model
             ticket = policy.admit(tenant, info)
         except CloudError as exc:
-            refusal = policy.refusal(exc, tenant)
-            accounting.account(
-                Finished(
-                    "" if tenant is None else tenant.id,
-                    None,
-                    model,
-                    refusal.status,
-                    method,
-                    path,
-                    remote,
-                    tenant is not None,
-                )
+            refusal, finished = policy.refuse(
+                exc, tenant, (model, method, path, remote)
             )
+            accounting.account(finished)
             start_response(_status_line(refusal.status), refusal.headers)
             return [refusal.body]
         slot = UsageSlot()
         environ[USAGE_KEY] = slot
         environ[TENANT_KEY] = tenant.id
-
-        def finish(status: int, meter: ResponseMeter) -> Finished:
-            usage = slot.get() or meter.usage()
-            billed = policy.settle(ticket, usage, status, meter.streamed_events)
-            return Finished(
-                tenant.id,
-                billed,
-                model,
-                status,
-                method,
-                path,
-                remote,
-                request_id=ticket.request_id,
-            )
-
+        finish = policy.finisher(ticket, slot, (method, path, remote))
         _prepare(environ, info)
         exchange = _Exchange(
             start_response,
@@ -398,16 +375,7 @@ class WSGIBillingMiddleware:
         if not isinstance(tenant, str) and self.tenant_id is not None:
             tenant_id = self.tenant_id(environ)
         remote: str = environ.get("REMOTE_ADDR", "")
-        reported = slot
-
-        def finish(status: int, meter: ResponseMeter) -> Finished:
-            usage = (
-                reported.get()
-                or meter.usage()
-                or fallback_usage(info, status, meter.streamed_events)
-            )
-            return Finished(tenant_id, usage, info.model, status, method, path, remote)
-
+        finish = metering_finisher(info, slot, tenant_id, (method, path, remote))
         _prepare(environ, info)
         exchange = _Exchange(
             start_response, info, [], finish, self.accounting, durable=False
