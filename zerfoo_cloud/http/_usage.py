@@ -360,13 +360,10 @@ class SSEUsageParser:
             self._line(self._partial)
             self._partial = b""
         if self._data:
-            self._filter_off()
+            self._filter = False  # an unterminated event is passed on as it is
             self._dispatch()
         held, self._held = self._held, b""
         return held
-
-    def _filter_off(self) -> None:
-        self._filter = False
 
     def _line(self, line: bytes) -> None:
         if line[0] == _COLON:  # a comment
