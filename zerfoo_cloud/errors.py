@@ -22,6 +22,10 @@ handles it sensibly::
     ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
+    ├── UnauthorizedError                    HTTP 401: no API key, or an unknown one
+    ├── ModelNotAllowedError (PermissionError)  HTTP 403: model not in the allow list
+    ├── RequestTooLargeError                 HTTP 413: request body over the limit
+    ├── RateLimitedError                     HTTP 429: request, token or concurrency limit
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -50,6 +54,11 @@ Each exception builds its own message and keeps its data as attributes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.limits import Decision
+
 __all__ = [
     "AuditChainError",
     "CloudError",
@@ -57,8 +66,11 @@ __all__ = [
     "GPUUnavailableError",
     "InvalidConfigError",
     "ModelFormatError",
+    "ModelNotAllowedError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "RateLimitedError",
+    "RequestTooLargeError",
     "ResourceBusyError",
     "SAMLError",
     "SchemaMismatchError",
@@ -67,6 +79,7 @@ __all__ = [
     "StoreFullError",
     "TenantExistsError",
     "TenantNotFoundError",
+    "UnauthorizedError",
     "UpstreamError",
 ]
 
@@ -323,3 +336,100 @@ class SAMLError(CloudError):
     """
     A SAML document was rejected. Subclasses in `zerfoo_cloud.sso` say why.
     """
+
+
+class UnauthorizedError(CloudError):
+    """
+    The request carries no API key, or a key no tenant has (HTTP 401).
+
+    *reason* is ``"missing"`` or ``"invalid"``. The key itself is never kept.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, reason: str = "invalid") -> None:
+        self.reason = reason
+        if reason == "missing":
+            msg = (
+                "You didn't provide an API key. Send it in the Authorization "
+                "header as 'Bearer <key>', or in the x-api-key header."
+            )
+        else:
+            msg = "Incorrect API key provided."
+        super().__init__(msg)
+
+
+class ModelNotAllowedError(CloudError, PermissionError):
+    """
+    The tenant may not use the requested model (HTTP 403).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, tenant_id: str, model: str) -> None:
+        self.tenant_id = tenant_id
+        self.model = model
+        super().__init__(f"The model {model!r} is not allowed for this API key.")
+
+
+class RequestTooLargeError(CloudError):
+    """
+    The request body exceeds the size limit (HTTP 413).
+
+    *size* is the announced ``Content-Length``, or the bytes read when the
+    limit was passed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, limit: int, size: int) -> None:
+        self.limit = limit
+        self.size = size
+        super().__init__(
+            f"The request body is too large: at least {size} bytes, the limit "
+            f"is {limit} bytes."
+        )
+
+
+class RateLimitedError(CloudError):
+    """
+    A request, token or concurrency limit refused the request (HTTP 429).
+
+    Attributes:
+        tenant_id: the tenant refused.
+        limit: ``"requests"``, ``"tokens"`` or ``"concurrency"``.
+        retry_after: seconds until the same request would pass.
+        requests: the request-quota decision, when known.
+        tokens: the token-budget decision, when known.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        tenant_id: str,
+        limit: str,
+        retry_after: float,
+        *,
+        requests: Decision | None = None,
+        tokens: Decision | None = None,
+        requested: int = 1,
+        capacity: int = 0,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.limit = limit
+        self.retry_after = retry_after
+        self.requests = requests
+        self.tokens = tokens
+        if limit == "concurrency":
+            msg = (
+                f"Too many requests in flight: the limit is {capacity} at once. "
+                "Retry when one has finished."
+            )
+        else:
+            unit = "requests" if limit == "requests" else "tokens"
+            msg = (
+                f"Rate limit reached for {unit} per minute: limit {capacity}, "
+                f"requested {requested}. Please try again in {retry_after:.3g}s."
+            )
+        super().__init__(msg)

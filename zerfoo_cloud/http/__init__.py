@@ -1,5 +1,9 @@
 """
-The HTTP layer of zerfoo-cloud.
+The HTTP layer of zerfoo-cloud: wrap any OpenAI-compatible ASGI or WSGI app.
+
+`CloudServer` adds API keys, limits, metering and audit to an app;
+`billing_middleware` adds metering alone; apps report exact token use with
+`report_usage`. See ``docs/http.md``.
 
 `zerfoo_cloud.http.proxy.UpstreamProxy` forwards requests to a remote
 OpenAI-compatible server. See ``docs/proxy.md``.
@@ -8,3 +12,32 @@ tenant admins. See ``docs/admin.md``.
 """
 
 from __future__ import annotations
+
+from zerfoo_cloud.http._policy import (
+    EXCEPTION_STATUS,
+    PolicyOptions,
+    ResourcePinner,
+    format_duration,
+)
+from zerfoo_cloud.http._server import CloudServer, billing_middleware, detect_interface
+from zerfoo_cloud.http._usage import USAGE_KEY, Usage, UsageSlot, report_usage
+from zerfoo_cloud.http.asgi import BillingMiddleware, CloudMiddleware
+from zerfoo_cloud.http.wsgi import WSGIBillingMiddleware, WSGICloudMiddleware
+
+__all__ = [
+    "EXCEPTION_STATUS",
+    "USAGE_KEY",
+    "BillingMiddleware",
+    "CloudMiddleware",
+    "CloudServer",
+    "PolicyOptions",
+    "ResourcePinner",
+    "Usage",
+    "UsageSlot",
+    "WSGIBillingMiddleware",
+    "WSGICloudMiddleware",
+    "billing_middleware",
+    "detect_interface",
+    "format_duration",
+    "report_usage",
+]

@@ -1,0 +1,492 @@
+"""
+The cost of the HTTP layer: in-process overhead per request, and throughput
+through uvicorn, each against the bare app in the same run.
+
+1. In process, no server: the full stack (authentication, request, token and
+   concurrency limits in LMDB, usage parsing, the billing record, the audit
+   entry; billing and audit stores in LMDB when `LMDBStores` has them, else
+   in memory) around a minimal app, against the same app bare. ASGI and
+   WSGI, a JSON response and a 100-chunk SSE stream. The time includes
+   writing the accounting (the background queue is drained inside the
+   measurement). Target: under 50 µs added per non-streaming request.
+2. Through uvicorn (one worker process) with a keep-alive load generator in a
+   second process: requests per second wrapped against bare, for a minimal
+   app (the harshest case: the app costs almost nothing), the toy OpenAI app
+   of ``examples/`` (JSON in and out, a toy model), and the minimal app
+   behind a 5 ms model call that keeps the CPU free, as a GPU does. Target:
+   at least 85 % of bare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from zerfoo_cloud import (
+    AuditLogger,
+    CloudServer,
+    TenantConfig,
+    TenantManager,
+    TokenMeter,
+)
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
+
+KEY = "zc-bench-key-00000000000000000000"
+#: How long the simulated model of `model_app` takes per request.
+MODEL_SECONDS = 0.005
+ROOT = Path(__file__).resolve().parents[1]
+CHUNKS = 100
+REQUEST = json.dumps(
+    {
+        "model": "toy-1",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 64,
+    }
+).encode()
+STREAM_REQUEST = json.dumps({**json.loads(REQUEST), "stream": True}).encode()
+RESPONSE = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "toy-1",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris is the capital."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 14, "completion_tokens": 6, "total_tokens": 20},
+    }
+).encode()
+
+
+def _sse_events() -> list[bytes]:
+    base = {"id": "c", "object": "chat.completion.chunk", "model": "toy-1"}
+    events = [
+        b"data: "
+        + json.dumps(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {"content": "tok "}}],
+                "usage": None,
+            }
+        ).encode()
+        + b"\n\n"
+        for _ in range(CHUNKS)
+    ]
+    usage = {
+        "prompt_tokens": 14,
+        "completion_tokens": CHUNKS,
+        "total_tokens": 14 + CHUNKS,
+    }
+    events.append(
+        b"data: "
+        + json.dumps({**base, "choices": [], "usage": usage}).encode()
+        + b"\n\n"
+    )
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+SSE_EVENTS = _sse_events()
+JSON_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(RESPONSE)).encode()),
+]
+SSE_HEADERS = [(b"content-type", b"text/event-stream")]
+
+
+# -- bare apps ------------------------------------------------------------------
+
+
+async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    """A minimal OpenAI-like ASGI app: JSON, or SSE when the body asks to stream."""
+    body = (await receive())["body"]
+    if b'"stream": true' in body:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS}
+        )
+        for event in SSE_EVENTS:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+    await send({"type": "http.response.body", "body": RESPONSE})
+
+
+async def model_app(scope: Any, receive: Any, send: Any) -> None:
+    """`asgi_app` behind a model call that takes `MODEL_SECONDS` off the CPU (a GPU)."""
+    await asyncio.sleep(MODEL_SECONDS)
+    await asgi_app(scope, receive, send)
+
+
+def wsgi_app(environ: Any, start_response: Any) -> Iterable[bytes]:
+    """The WSGI twin of `asgi_app`."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    if b'"stream": true' in body:
+        start_response("200 OK", [("content-type", "text/event-stream")])
+        return SSE_EVENTS
+    start_response(
+        "200 OK",
+        [("content-type", "application/json"), ("content-length", str(len(RESPONSE)))],
+    )
+    return [RESPONSE]
+
+
+# -- the stack ------------------------------------------------------------------
+
+
+def build(app: Any, folder: Path) -> tuple[CloudServer, LMDBStores, str]:
+    """Wrap *app* with every part enabled; LMDB stores where they exist."""
+    stores = LMDBStores.open(folder)
+    tenants = TenantManager(stores.tenants, limits=stores.limits)
+    if not any(c.id == "bench" for c in tenants.list()):
+        tenants.create(
+            TenantConfig(
+                "bench",
+                KEY,
+                rate_limit=10**12,
+                token_budget=10**15,
+                max_concurrent_requests=10**6,
+            )
+        )
+    billing = getattr(stores, "billing", None)
+    audit = getattr(stores, "audit", None)
+    kind = "lmdb" if billing is not None and audit is not None else "memory"
+    meter = TokenMeter(billing if billing is not None else MemoryBillingStore())
+    logger = AuditLogger(audit if audit is not None else MemoryAuditStore())
+    return CloudServer(app, tenants, meter, audit=logger), stores, kind
+
+
+# -- in process -----------------------------------------------------------------
+
+
+def _asgi_per_request(app: Any, body: bytes, n: int, drain: Callable[[], Any]) -> float:
+    template = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {KEY}".encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    message = {"type": "http.request", "body": body, "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def run() -> float:
+        for _ in range(min(200, n)):  # warm up
+            await app(dict(template), receive, send)
+        drain()
+        start = time.perf_counter()
+        for _ in range(n):
+            await app(dict(template), receive, send)
+        drain()
+        return (time.perf_counter() - start) / n
+
+    return asyncio.run(run())
+
+
+def _wsgi_per_request(app: Any, body: bytes, n: int, drain: Callable[[], Any]) -> float:
+    import io
+
+    template: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/chat/completions",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_AUTHORIZATION": f"Bearer {KEY}",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "8000",
+        "wsgi.url_scheme": "http",
+    }
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        return None
+
+    def once() -> None:
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO(body)
+        result = app(environ, start_response)
+        for _ in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+    for _ in range(min(200, n)):
+        once()
+    drain()
+    start = time.perf_counter()
+    for _ in range(n):
+        once()
+    drain()
+    return (time.perf_counter() - start) / n
+
+
+def _each(fn: Callable[[], Any], n: int = 3000) -> float:
+    for _ in range(200):
+        fn()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def store_costs(folder: Path) -> None:
+    """Print what each LMDB tenant and limit operation of a request costs."""
+    server, stores, _ = build(asgi_app, folder)
+    try:
+        tenants = server.tenants
+        tenant = tenants.get_by_api_key(KEY)
+
+        def slot() -> None:
+            tenant.allow_concurrent()
+            tenant.release_concurrent()
+
+        costs = {
+            "key lookup": _each(lambda: tenants.get_by_api_key(KEY)),
+            "slot take + give back": _each(slot),
+            "request + token reservation": _each(lambda: tenant.admit(10)),
+            "token refund": _each(lambda: tenant.refund_tokens(1)),
+        }
+    finally:
+        server.close()
+        stores.close()
+    for name, micros in costs.items():
+        print(f"  {name:27}{micros:9.1f} µs")
+    print(f"  {'sum':27}{sum(costs.values()):9.1f} µs")
+
+
+def build_light(app: Any) -> CloudServer:
+    """Wrap *app* with memory stores and a tenant without limits: the
+    middleware's own cost (authentication, body reading, usage parsing,
+    records) without store round trips."""
+    tenants = TenantManager()
+    tenants.create(TenantConfig("bench", KEY, rate_limit=0, token_budget=0))
+    meter = TokenMeter(MemoryBillingStore())
+    return CloudServer(app, tenants, meter, audit=AuditLogger(MemoryAuditStore()))
+
+
+def middleware_only() -> None:
+    """Print the middleware's own cost per JSON request."""
+    for interface, bare, measure in (
+        ("asgi", asgi_app, _asgi_per_request),
+        ("wsgi", wsgi_app, _wsgi_per_request),
+    ):
+        server = build_light(bare)
+        base = measure(bare, REQUEST, 3000, lambda: None)
+        wrapped = measure(server.handler(), REQUEST, 3000, server.close)
+        server.close()
+        print(
+            f"{interface + ' json':27}{base * 1e6:9.1f}{wrapped * 1e6:12.1f}"
+            f"{(wrapped - base) * 1e6:10.1f}{wrapped / base:7.2f}"
+        )
+
+
+def in_process(folder: Path) -> str:
+    """Print the per-request overhead table; return the store kind used."""
+    kind = "memory"
+    print(f"{'':27}{'bare µs':>9}{'wrapped µs':>12}{'added µs':>10}{'ratio':>7}")
+    for interface, bare, measure in (
+        ("asgi", asgi_app, _asgi_per_request),
+        ("wsgi", wsgi_app, _wsgi_per_request),
+    ):
+        server, stores, kind = build(bare, folder)
+        try:
+            for label, body, n in (
+                ("json", REQUEST, 3000),
+                (f"sse {CHUNKS} chunks", STREAM_REQUEST, 300),
+            ):
+                base = measure(bare, body, n, lambda: None)
+                wrapped = measure(server.handler(), body, n, server.close)
+                print(
+                    f"{interface + ' ' + label:27}{base * 1e6:9.1f}{wrapped * 1e6:12.1f}"
+                    f"{(wrapped - base) * 1e6:10.1f}{wrapped / base:7.2f}"
+                )
+        finally:
+            server.close()
+            stores.close()
+    return kind
+
+
+# -- through uvicorn --------------------------------------------------------------
+
+
+def served_app() -> Any:
+    """The app uvicorn serves (``--factory``): bare or wrapped, by environment."""
+    app: Any = asgi_app
+    if os.environ.get("ZC_BENCH_APP") == "model":
+        app = model_app
+    elif os.environ.get("ZC_BENCH_APP") == "toy":
+        sys.path.insert(0, str(ROOT / "examples"))
+        from toy_openai_app import make_app
+
+        app = make_app()
+    if os.environ.get("ZC_BENCH_MODE") == "bare":
+        return app
+    server, _, _ = build(app, Path(os.environ["ZC_BENCH_DB"]))
+    return server.handler()
+
+
+def _load(port: int, connections: int, warmup: float, seconds: float, out: Any) -> None:
+    """Keep-alive HTTP/1.1 load: count responses completed in *seconds*."""
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+        + f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(REQUEST)}\r\n\r\n".encode()
+        + REQUEST
+    )
+
+    async def worker(
+        counts: list[int], stop: list[bool], measuring: list[bool]
+    ) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not stop[0]:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(head[:40])
+            if measuring[0]:
+                counts[0] += 1
+        writer.close()
+
+    async def main() -> int:
+        counts, stop, measuring = [0], [False], [False]
+        tasks = [
+            asyncio.create_task(worker(counts, stop, measuring))
+            for _ in range(connections)
+        ]
+        await asyncio.sleep(warmup)
+        measuring[0] = True
+        await asyncio.sleep(seconds)
+        measuring[0] = False
+        stop[0] = True
+        await asyncio.gather(*tasks)
+        return counts[0]
+
+    out.put(asyncio.run(main()) / seconds)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def throughput(app: str, mode: str, folder: Path, seconds: float = 3.0) -> float:
+    """Requests per second through one uvicorn worker serving *app* in *mode*."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ZC_BENCH_APP": app,
+        "ZC_BENCH_MODE": mode,
+        "ZC_BENCH_DB": str(folder),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "benchmarks.bench_http:served_app",
+            "--app-dir",
+            str(ROOT),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        loader = ctx.Process(target=_load, args=(port, 16, 1.0, seconds, out))
+        loader.start()
+        rate: float = out.get(timeout=seconds + 60)
+        loader.join(10)
+        return rate
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+def main() -> None:
+    """Print both measurements and their ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "db"
+        print("In-process overhead per request (full stack vs bare app):")
+        kind = in_process(folder)
+        print(f"  stores: tenants and limits in LMDB; billing and audit in {kind}")
+        print("Of which LMDB tenant and limit operations, each once per request:")
+        store_costs(folder)
+        print("The middleware alone (memory stores, a tenant without limits):")
+        middleware_only()
+        print("Throughput through uvicorn, one worker, 16 keep-alive connections:")
+        print(f"{'':27}{'bare req/s':>11}{'wrapped req/s':>15}{'ratio':>7}")
+        for app, label in (
+            ("minimal", "minimal app (json)"),
+            ("toy", "toy OpenAI app (chat)"),
+            ("model", f"model call {MODEL_SECONDS * 1000:.0f} ms"),
+        ):
+            bare = throughput(app, "bare", folder)
+            wrapped = throughput(app, "wrapped", folder)
+            print(f"{label:27}{bare:11.0f}{wrapped:15.0f}{wrapped / bare:7.2f}")
+        print("  target: ratio >= 0.85")
+
+
+if __name__ == "__main__":
+    main()

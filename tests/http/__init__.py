@@ -1,0 +1,3 @@
+"""
+Tests of the HTTP layer: CloudServer, the ASGI and WSGI middleware.
+"""

@@ -1,0 +1,228 @@
+"""
+Accounting of finished requests, never waiting on a disk or a broker.
+
+Each finished request becomes one billing record (`TokenMeter.record`), one
+usage event (the server's own `UsageRecorder`, when it has one) and one audit
+entry (`AuditLogger.log`). The meter and the logger only queue what they are
+given (their writer threads commit it in batches), so they are called in
+place, on the event loop too. The recorder may be slow (a file, a broker): it
+is called from one background thread per process, fed through a deque, so
+queueing an event costs no system call and no thread switch. A write that
+fails is logged on the ``zerfoo_cloud.http`` logger and counted, and never
+disturbs the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from zerfoo_cloud.http._policy import Finished, audit_entry
+from zerfoo_cloud.metering import UsageEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.metering import TokenMeter, UsageRecorder
+
+__all__ = ["Accounting"]
+
+_log = logging.getLogger("zerfoo_cloud.http")
+#: How long the exit hook waits for queued accounting to be written.
+_EXIT_DRAIN_SECONDS = 10.0
+#: The accounting thread looks for work this often while busy, and backs
+#: off to `_MAX_PAUSE` while idle; callers that wait wake it at once.
+_MIN_PAUSE = 0.005
+_MAX_PAUSE = 0.1
+
+_Job = tuple["Callable[..., None]", tuple[Any, ...]]
+
+
+class _Worker:
+    """
+    One daemon thread that runs jobs in order; restarted in a forked child,
+    drained at interpreter exit.
+
+    Jobs are appended to a deque that the thread drains every few
+    milliseconds (sooner when a caller waits), so queueing a job costs no
+    system call and no thread switch per request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._wake = threading.Event()
+        self._pid = 0
+
+    def put(self, job: _Job, *, urgent: bool = False) -> None:
+        if self._pid != os.getpid():
+            self._start()
+        self._jobs.append(job)
+        if urgent:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            if self._pid == pid:
+                return
+            # Jobs inherited from a parent process are the parent's to run.
+            self._jobs = collections.deque()
+            self._wake = threading.Event()
+            thread = threading.Thread(
+                target=self._run,
+                args=(self._jobs, self._wake),
+                name="zerfoo-cloud-usage-events",
+                daemon=True,
+            )
+            thread.start()
+            self._pid = pid
+            atexit.register(self.drain, _EXIT_DRAIN_SECONDS)
+
+    @staticmethod
+    def _run(jobs: collections.deque[_Job], wake: threading.Event) -> None:
+        pause = _MIN_PAUSE
+        while True:
+            wake.wait(pause)
+            wake.clear()
+            pause = _MIN_PAUSE if jobs else min(pause * 2, _MAX_PAUSE)
+            while jobs:
+                fn, args = jobs.popleft()
+                try:
+                    fn(*args)
+                except Exception:  # noqa: BLE001 # pragma: no cover - jobs catch their own
+                    _log.exception("accounting job failed")
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """
+        Wait until every job queued before the call has run; ``False`` on timeout.
+        """
+        if self._pid != os.getpid():
+            return True
+        done = threading.Event()
+        self.put((done.set, ()), urgent=True)
+        return done.wait(timeout)
+
+
+class Accounting:
+    """
+    Records each finished request: billing, usage event, audit entry.
+
+    Args:
+        meter: where billing records go (``None``: none are made).
+        audit: where audit entries go (``None``: none are made).
+        recorder: publish one `UsageEvent` per request here too, unless it is
+            the meter's own recorder (which already gets one).
+        clock: the time source of usage events.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        meter: TokenMeter | None,
+        *,
+        audit: AuditLogger | None = None,
+        recorder: UsageRecorder | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.meter = meter
+        self.audit = audit
+        own = getattr(meter, "recorder", None)
+        self.recorder = None if recorder is None or recorder is own else recorder
+        self.clock = clock
+        self.failures = 0
+        self._worker = _Worker()
+
+    def account(self, finished: Finished) -> None:
+        """
+        Record one request: its billing record and usage event (admitted
+        requests only) and its audit entry. Never waits on a disk.
+        """
+        usage = finished.usage
+        if usage is not None:
+            if self.meter is not None:
+                try:
+                    self.meter.record(
+                        finished.tenant_id,
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        model=finished.model,
+                        request_id=finished.request_id,
+                    )
+                except Exception:  # noqa: BLE001 - logged and counted; the response goes on
+                    self._failed("billing record")
+            if self.recorder is not None:
+                event = UsageEvent(
+                    finished.tenant_id,
+                    finished.model,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    int(self.clock()),
+                )
+                self._worker.put((self._publish, (event,)))
+        if self.audit is not None:
+            try:
+                self.audit.log(audit_entry(finished))
+            except Exception:  # noqa: BLE001 - logged and counted
+                self._failed("audit entry")
+
+    def _publish(self, event: UsageEvent) -> None:
+        assert self.recorder is not None
+        try:
+            self.recorder.record(event)
+        except Exception:  # noqa: BLE001 - logged and counted
+            self._failed("usage event")
+
+    def _failed(self, what: str) -> None:
+        self.failures += 1
+        _log.exception("could not write the %s of a request", what)
+
+    def submit(self, finished: Finished) -> None:
+        """
+        `account` (kept as the ASGI adapter's name for it).
+        """
+        self.account(finished)
+
+    async def submit_durable(self, finished: Finished) -> None:
+        """
+        `account`, then wait until the billing record is durable without
+        blocking the event loop.
+        """
+        self.account(finished)
+        await self.aflush()
+
+    async def aflush(self) -> None:
+        """
+        Wait until the meter's records are durable, off the event loop.
+        """
+        meter = self.meter
+        if meter is None:
+            return
+        aflush = getattr(meter, "aflush", None)
+        if aflush is not None:
+            await aflush()
+        else:
+            await asyncio.to_thread(meter.flush)
+
+    def flush_now(self) -> None:
+        """
+        Make the meter's records durable, blocking this thread.
+        """
+        if self.meter is not None:
+            self.meter.flush()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """
+        Wait until every queued usage event has been published; ``False`` on
+        timeout.
+        """
+        return self._worker.drain(timeout)
