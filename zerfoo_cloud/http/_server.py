@@ -4,24 +4,35 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.errors import (
+    InvalidConfigError,
+    ModelNotAllowedError,
+    RateLimitedError,
+    RequestTooLargeError,
+)
 from zerfoo_cloud.http._accounting import Accounting
-from zerfoo_cloud.http._policy import Policy, PolicyOptions
+from zerfoo_cloud.http._policy import Finished, Policy, PolicyOptions, audit_result
 from zerfoo_cloud.http.asgi import BillingMiddleware, CloudMiddleware
 from zerfoo_cloud.http.wsgi import WSGIBillingMiddleware, WSGICloudMiddleware
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.audit import AuditLogger
-    from zerfoo_cloud.http._policy import ResourcePinner
+    from zerfoo_cloud.http._policy import RequestInfo, ResourcePinner, Ticket
+    from zerfoo_cloud.http._types import Receive, Scope, Send
+    from zerfoo_cloud.http.admin import AdminAPI
     from zerfoo_cloud.metering import TokenMeter, UsageRecorder
-    from zerfoo_cloud.tenants import TenantManager
+    from zerfoo_cloud.metrics import InFlight, Metrics
+    from zerfoo_cloud.tenants import Tenant, TenantManager
 
 __all__ = ["CloudServer", "billing_middleware", "detect_interface"]
 
@@ -57,6 +68,166 @@ def _interface(app: object, interface: str | None) -> Interface:
     return "asgi" if interface == "asgi" else "wsgi"
 
 
+# The in-flight token of the request being served: set when it is admitted,
+# finished when it is accounted (same task, or same WSGI thread).
+_FLIGHT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
+    "zerfoo_cloud_flight", default=None
+)
+_STARTED: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "zerfoo_cloud_started", default=0.0
+)
+
+
+def _limit_of(exc: BaseException) -> str | None:
+    if isinstance(exc, RateLimitedError):
+        return exc.limit
+    if isinstance(exc, ModelNotAllowedError):
+        return "model"
+    if isinstance(exc, RequestTooLargeError):
+        return "body_size"
+    return None
+
+
+class _MeteredPolicy(Policy):
+    """
+    The policy, also counting admissions and refusals in `Metrics`.
+    """
+
+    def __init__(
+        self,
+        tenants: TenantManager,
+        options: PolicyOptions,
+        *,
+        resources: ResourcePinner | None,
+        metrics: Metrics,
+    ) -> None:
+        super().__init__(tenants, options, resources=resources)
+        self.metrics = metrics
+
+    def authenticate(self, api_key: str | None) -> Tenant:
+        _STARTED.set(time.perf_counter())
+        return super().authenticate(api_key)
+
+    def admit(self, tenant: Tenant, info: RequestInfo) -> Ticket:
+        ticket = super().admit(tenant, info)
+        stale = _FLIGHT.get()
+        if stale is not None:  # a request of this thread that never finished
+            stale.release()
+        _FLIGHT.set(self.metrics.request_started(tenant.id))
+        return ticket
+
+    def refuse(
+        self,
+        exc: BaseException,
+        tenant: Tenant | None,
+        request: tuple[str, str, str, str],
+    ) -> tuple[Any, Finished]:
+        out = super().refuse(exc, tenant, request)
+        limit = _limit_of(exc)
+        if limit is not None:
+            self.metrics.rejected(None if tenant is None else tenant.id, limit)
+        return out
+
+
+class _MeteredAccounting(Accounting):
+    """
+    The accounting, also counting every finished request in `Metrics`.
+    """
+
+    def __init__(self, meter: TokenMeter, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(meter, **kwargs)
+        self.metrics = metrics
+
+    def account(self, finished: Finished) -> None:
+        super().account(finished)
+        result = audit_result(finished.status).value
+        usage = finished.usage
+        prompt, completion = (
+            (0, 0)
+            if usage is None
+            else (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+        )
+        flight = _FLIGHT.get() if usage is not None else None
+        if flight is not None:
+            _FLIGHT.set(None)
+            flight.finish(finished.model, result, prompt, completion)
+            return
+        started = _STARTED.get()
+        self.metrics.request_finished(
+            finished.tenant_id or None,
+            finished.model or None,
+            result,
+            time.perf_counter() - started if started else 0.0,
+            prompt,
+            completion,
+        )
+
+
+class _Front:
+    """
+    Routes the admin API and ``/metrics`` before the tenant policy (ASGI).
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        admin: AdminAPI | None,
+        metrics: Any,
+        metrics_path: str,
+    ) -> None:
+        self.handler = handler
+        self.admin = admin
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if self.metrics is not None and path == self.metrics_path:
+                await self.metrics(scope, receive, send)
+                return
+            if self.admin is not None and self.admin.handles(path):
+                await self.admin(scope, receive, send)
+                return
+        await self.handler(scope, receive, send)
+
+
+class _WSGIFront:
+    """
+    Serves ``/metrics`` before the tenant policy (WSGI).
+    """
+
+    def __init__(self, handler: Any, metrics: Metrics, metrics_path: str) -> None:
+        self.handler = handler
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == self.metrics_path:
+            from zerfoo_cloud.metrics import CONTENT_TYPE
+
+            if environ.get("REQUEST_METHOD") not in {"GET", "HEAD"}:
+                start_response(
+                    "405 Method Not Allowed",
+                    [("Allow", "GET, HEAD"), ("Content-Length", "0")],
+                )
+                return [b""]
+            body = self.metrics.render()
+            start_response(
+                "200 OK",
+                [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))],
+            )
+            return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
+        result: Iterable[bytes] = self.handler(environ, start_response)
+        return result
+
+
 class CloudServer:
     """
     Wraps an inference app (ASGI or WSGI) into a multi-tenant service.
@@ -83,6 +254,12 @@ class CloudServer:
         durable: send the last byte of each response only once its billing
             record is durable.
         health_path: the path answered with the health status, no key needed.
+        admin: a `zerfoo_cloud.http.admin.AdminAPI` served at ``/admin/...``
+            and ``/sso/...`` (ASGI apps only).
+        metrics: a `zerfoo_cloud.metrics.Metrics` that counts every request
+            and is served at *metrics_path* (no key needed: expose that path
+            only to your Prometheus).
+        metrics_path: where *metrics* is served.
         clock: the time source of usage events.
 
     Raises:
@@ -107,11 +284,22 @@ class CloudServer:
         include_usage: bool = True,
         durable: bool = False,
         health_path: str = "/healthz",
+        admin: AdminAPI | None = None,
+        metrics: Metrics | None = None,
+        metrics_path: str = "/metrics",
         clock: Clock = time.time,
     ) -> None:
         self.app = app
         self.interface: Interface = _interface(app, interface)
+        if admin is not None and self.interface != "asgi":
+            msg = (
+                "the admin API is an ASGI app: serve a WSGI app through an "
+                "ASGI adapter (zerfoo-cloud serve does) to use it"
+            )
+            raise InvalidConfigError(msg, field="admin")
         self.audit = audit
+        self.admin = admin
+        self.metrics = metrics
         self.options = PolicyOptions(
             max_body_bytes=max_body_bytes,
             default_estimate=default_estimate,
@@ -120,13 +308,38 @@ class CloudServer:
             durable=durable,
             health_path=health_path,
         )
-        self.policy = Policy(tenants, self.options, resources=resources)
-        self.accounting = Accounting(meter, audit=audit, recorder=recorder, clock=clock)
-        self._handler: CloudMiddleware | WSGICloudMiddleware
-        if self.interface == "asgi":
-            self._handler = CloudMiddleware(app, self.policy, self.accounting)
+        if metrics is None:
+            self.policy = Policy(tenants, self.options, resources=resources)
+            self.accounting = Accounting(
+                meter, audit=audit, recorder=recorder, clock=clock
+            )
         else:
-            self._handler = WSGICloudMiddleware(app, self.policy, self.accounting)
+            self.policy = _MeteredPolicy(
+                tenants, self.options, resources=resources, metrics=metrics
+            )
+            self.accounting = _MeteredAccounting(
+                meter, metrics, audit=audit, recorder=recorder, clock=clock
+            )
+            if resources is not None and hasattr(resources, "stats"):
+                metrics.track_resources(resources)  # type: ignore[arg-type]
+        self._handler: Any
+        if self.interface == "asgi":
+            handler: Any = CloudMiddleware(app, self.policy, self.accounting)
+            if admin is not None or metrics is not None:
+                from zerfoo_cloud.metrics import metrics_app
+
+                handler = _Front(
+                    handler,
+                    admin=admin,
+                    metrics=None if metrics is None else metrics_app(metrics),
+                    metrics_path=metrics_path,
+                )
+            self._handler = handler
+        else:
+            wsgi: Any = WSGICloudMiddleware(app, self.policy, self.accounting)
+            if metrics is not None:
+                wsgi = _WSGIFront(wsgi, metrics, metrics_path)
+            self._handler = wsgi
 
     @property
     def tenants(self) -> TenantManager:
@@ -158,7 +371,7 @@ class CloudServer:
         """
         self.policy.healthy = bool(healthy)
 
-    def handler(self) -> CloudMiddleware | WSGICloudMiddleware:
+    def handler(self) -> Any:
         """
         Return the wrapped app: an ASGI app for an ASGI app, a WSGI app for a
         WSGI app. Serve it with any server (uvicorn, hypercorn, gunicorn,
