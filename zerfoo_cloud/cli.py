@@ -749,6 +749,137 @@ def audit_export(obj: _Context, fmt: str, output: str | None) -> None:
     click.echo(f"exported {count} audit entries", err=True)
 
 
+# -- serve ------------------------------------------------------------------
+
+
+def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        tenant_id, sep, path = value.partition("=")
+        if not sep or not tenant_id or not path:
+            msg = f"--saml-metadata takes TENANT=FILE, not {value!r}"
+            raise click.UsageError(msg)
+        if not Path(path).is_file():
+            msg = f"--saml-metadata: no file {path!r} for tenant {tenant_id!r}"
+            raise click.UsageError(msg)
+        pairs[tenant_id] = path
+    return pairs
+
+
+@cli.command()
+@click.argument("app", required=False, metavar="[MODULE:APP]")
+@click.option(
+    "--upstream",
+    metavar="URL",
+    help="Proxy to this OpenAI-compatible server instead of an app.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option(
+    "--durable",
+    is_flag=True,
+    help="Send each response's last byte only once it is billed durably.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(0),
+    default=32 * 1024 * 1024,
+    show_default=True,
+    help="Larger request bodies get 413 (0: no limit).",
+)
+@click.option(
+    "--metrics/--no-metrics", default=True, show_default=True, help="Serve /metrics."
+)
+@click.option(
+    "--saml-metadata",
+    "saml",
+    multiple=True,
+    metavar="TENANT=FILE",
+    help="IdP metadata for a tenant's admin login (repeat).",
+)
+@click.option(
+    "--public-url", metavar="URL", help="This service's external URL (needed for SAML)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@click.pass_obj
+@_handle_errors
+def serve(
+    obj: _Context,
+    app: str | None,
+    upstream: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    durable: bool,
+    max_body_bytes: int,
+    metrics: bool,
+    saml: tuple[str, ...],
+    public_url: str | None,
+    log_level: str,
+) -> None:
+    """
+    Serve MODULE:APP (an ASGI or WSGI app) or --upstream URL as a multi-tenant service.
+
+    Secrets come from the environment, never from flags: ZERFOO_CLOUD_ADMIN_KEY
+    (or ZERFOO_CLOUD_ADMIN_KEY_HASH) for /admin, ZERFOO_CLOUD_UPSTREAM_KEY for
+    the upstream, ZERFOO_CLOUD_SESSION_SECRET for SAML sessions and
+    ZERFOO_CLOUD_AUDIT_SECRET for the audit chain.
+    """
+    from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
+
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - installed with the server extra
+        msg = "serving needs uvicorn: pip install 'zerfoo-cloud[server]'"
+        raise click.ClickException(msg) from None
+    if not obj.db:
+        msg = f"no store given: pass --db PATH or set {DB_ENV}"
+        raise click.UsageError(msg)
+    if upstream is not None and not upstream.startswith(("http://", "https://")):
+        msg = f"--upstream must be an http:// or https:// URL, not {upstream!r}"
+        raise click.UsageError(msg)
+    config = ServeConfig(
+        db=str(Path(obj.db).resolve()),
+        app=app,
+        upstream=upstream,
+        durable=durable,
+        max_body_bytes=max_body_bytes,
+        metrics=metrics,
+        saml=_saml_pairs(saml),
+        public_url=public_url,
+    )
+    if app is not None:
+        sys.path.insert(0, str(Path.cwd()))
+        load_app(app)  # fail here, with a clear message, not in every worker
+    os.environ[CONFIG_ENV] = config.to_env()
+    if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="zerfoo-metrics-"
+        )
+    LMDBStores.open(config.db).close()  # fail here if the store cannot be opened
+    click.echo(
+        f"serving {app or upstream} on http://{host}:{port} with {workers} worker(s); store {config.db}",
+        err=True,
+    )
+    uvicorn.run(
+        "zerfoo_cloud.serve:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        lifespan="on",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Run the command line with *argv* (default: ``sys.argv[1:]``); return the exit status.

@@ -1,0 +1,307 @@
+"""
+`zerfoo-cloud serve` as a real process: the CLI, the server and the reverse proxy together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from zerfoo_cloud import InvalidConfigError, TokenMeter
+from zerfoo_cloud.serve import ServeConfig, load_app
+from zerfoo_cloud.stores.lmdb import LMDBStores
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """
+    A TCP port nothing listens on now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """
+    Run the zerfoo-cloud command as a subprocess.
+    """
+    return subprocess.run(
+        [str(BIN / "zerfoo-cloud"), "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextmanager
+def running(
+    args: list[str], port: int, *, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """
+    Start a server process, wait until /healthz (or any answer) responds, stop it after.
+    """
+    log = (cwd / f".server-{port}.log").open("w+")
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"server did not start: {log.read()}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+def chat(url: str, key: str, **kw: object) -> httpx.Response:
+    """
+    One small chat completion request.
+    """
+    body = {
+        "model": "toy-1",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 4,
+        **kw,
+    }
+    return httpx.post(
+        url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json=body,
+        timeout=30,
+    )
+
+
+def billing(db: Path, tenant_id: str) -> list[tuple[int, int]]:
+    """
+    The (input, output) tokens of every billing record of the tenant.
+    """
+    with LMDBStores.open(db) as stores:
+        now = datetime.now(timezone.utc)
+        records = TokenMeter(stores.billing).query(
+            tenant_id, now - timedelta(hours=1), now + timedelta(hours=1)
+        )
+    return [(r.input_tokens, r.output_tokens) for r in records]
+
+
+def test_tenants_created_and_deleted_by_the_cli_while_serving(tmp_path: Path) -> None:
+    """A tenant created by the CLI can call the running server at once; a deleted one cannot."""
+    db = tmp_path / "db"
+    assert cli(db, "tenant", "create", "seed").returncode == 0
+    port = free_port()
+    args = [
+        str(BIN / "zerfoo-cloud"),
+        "--db",
+        str(db),
+        "serve",
+        "toy_openai_app:app",
+        "--port",
+        str(port),
+    ]
+    with running(args, port, cwd=ROOT / "examples") as url:
+        created = cli(db, "tenant", "create", "acme", "--rate-limit", "100", "--json")
+        key = json.loads(created.stdout)["api_key"]
+        response = chat(url, key)
+        assert response.status_code == 200, response.text
+        usage = response.json()["usage"]
+        assert cli(db, "tenant", "delete", "acme", "--yes").returncode == 0
+        deadline = time.monotonic() + 1.0
+        while chat(url, key).status_code != 401:
+            assert time.monotonic() < deadline, (
+                "a deleted key kept working for over a second"
+            )
+            time.sleep(0.05)
+    assert billing(db, "acme") == [(usage["prompt_tokens"], usage["completion_tokens"])]
+    report = cli(
+        db, "usage", "report", "--tenant", "acme", "--by", "total", "--format", "json"
+    )
+    assert json.loads(report.stdout)[0]["requests"] == 1
+    verified = cli(db, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_reverse_proxy_streams_and_bills(tmp_path: Path) -> None:
+    """serve --upstream streams a real upstream's answer and bills the usage the client saw."""
+    db = tmp_path / "db"
+    key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
+    up_port, port = free_port(), free_port()
+    upstream = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "toy_openai_app:app",
+        "--port",
+        str(up_port),
+        "--log-level",
+        "warning",
+    ]
+    server = [
+        str(BIN / "zerfoo-cloud"),
+        "--db",
+        str(db),
+        "serve",
+        "--upstream",
+        f"http://127.0.0.1:{up_port}/v1",
+        "--port",
+        str(port),
+    ]
+    with (
+        running(upstream, up_port, cwd=ROOT / "examples"),
+        running(server, port, cwd=tmp_path) as url,
+    ):
+        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+        stream = client.chat.completions.create(
+            model="toy-1",
+            messages=[{"role": "user", "content": "tell me a story"}],
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        usage = chunks[-1].usage
+        assert usage is not None
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(
+                base_url=url + "/v1", api_key="wrong", max_retries=0
+            ).models.list()
+    assert billing(db, "acme") == [(usage.prompt_tokens, usage.completion_tokens)]
+
+
+def test_upstream_dying_mid_stream_is_billed_for_what_was_sent(tmp_path: Path) -> None:
+    """An upstream that dies mid-stream ends the client's stream with an error and bills what it sent."""
+    db = tmp_path / "db"
+    key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
+    up_port, port = free_port(), free_port()
+    upstream = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests._dying_upstream:app",
+        "--port",
+        str(up_port),
+        "--log-level",
+        "critical",
+    ]
+    server = [
+        str(BIN / "zerfoo-cloud"),
+        "--db",
+        str(db),
+        "serve",
+        "--upstream",
+        f"http://127.0.0.1:{up_port}",
+        "--port",
+        str(port),
+        "--log-level",
+        "critical",
+    ]
+    with (
+        running(upstream, up_port, cwd=ROOT),
+        running(server, port, cwd=tmp_path) as url,
+    ):
+        received: list[str] = []
+        request = {
+            "model": "toy-1",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        }
+        headers = {"Authorization": f"Bearer {key}"}
+        with pytest.raises(httpx.HTTPError):  # noqa: PT012, SIM117 - it fails mid-iteration
+            with httpx.stream(
+                "POST",
+                url + "/v1/chat/completions",
+                headers=headers,
+                json=request,
+                timeout=30,
+            ) as response:
+                assert response.status_code == 200
+                received.extend(
+                    line for line in response.iter_lines() if line.startswith("data:")
+                )
+        assert len(received) == 3
+        time.sleep(0.5)
+    records = billing(db, "acme")
+    assert len(records) == 1
+    assert records[0][1] == 3, "one completion token per streamed chunk sent"
+
+
+def test_serve_config_is_checked() -> None:
+    """ServeConfig needs exactly one of app and upstream, and SAML needs a public URL."""
+    with pytest.raises(InvalidConfigError):
+        ServeConfig(db="x")
+    with pytest.raises(InvalidConfigError):
+        ServeConfig(db="x", app="a:b", upstream="http://u")
+    with pytest.raises(InvalidConfigError):
+        ServeConfig(db="x", app="a:b", saml={"acme": "m.xml"})
+    config = ServeConfig(
+        db="x", upstream="http://u", saml={"acme": "m.xml"}, public_url="https://p"
+    )
+    assert (
+        ServeConfig.from_env({"ZERFOO_CLOUD_SERVE_CONFIG": config.to_env()}) == config
+    )
+    with pytest.raises(InvalidConfigError):
+        ServeConfig.from_env({})
+    with pytest.raises(InvalidConfigError):
+        ServeConfig.from_env({"ZERFOO_CLOUD_SERVE_CONFIG": "{"})
+
+
+@pytest.mark.parametrize(
+    "spec", ["nocolon", "no_such_module_xyz:app", "json:no_such_attr", ":x"]
+)
+def test_load_app_errors(spec: str) -> None:
+    """Bad app specs give InvalidConfigError with a clear message."""
+    with pytest.raises(InvalidConfigError):
+        load_app(spec)
+
+
+def test_serve_refuses_bad_input(tmp_path: Path) -> None:
+    """serve without an app, with a bad upstream URL or a bad import fails fast with one line."""
+    db = tmp_path / "db"
+    cli(db, "tenant", "create", "acme")
+    done = cli(db, "serve")
+    assert done.returncode != 0
+    assert "not both or neither" in done.stderr
+    done = cli(db, "serve", "--upstream", "ftp://x")
+    assert "http:// or https://" in done.stderr
+    done = cli(db, "serve", "no_such_module_xyz:app")
+    assert "cannot import module" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,299 @@
+"""
+The service ``zerfoo-cloud serve`` runs: a CloudServer on an LMDB store.
+
+`ServeConfig` says what to serve; `build_app` turns it into one ASGI app
+(the inference app or an `UpstreamProxy`, wrapped by `CloudServer`, with the
+admin API, SAML login and ``/metrics``). uvicorn starts one per worker
+process through `create_app`, which reads the configuration from the
+environment (`ServeConfig.to_env` writes it there), so every worker builds
+the same service on the same store.
+
+On shutdown (ASGI lifespan, and at interpreter exit) every queued billing
+record and audit entry is flushed before the store is closed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from zerfoo_cloud.errors import InvalidConfigError
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.http._types import Receive, Scope, Send
+
+__all__ = [
+    "ADMIN_KEY_ENV",
+    "CONFIG_ENV",
+    "SESSION_SECRET_ENV",
+    "UPSTREAM_KEY_ENV",
+    "ServeConfig",
+    "build_app",
+    "create_app",
+    "load_app",
+]
+
+#: The environment variable that carries the serialized `ServeConfig`.
+CONFIG_ENV = "ZERFOO_CLOUD_SERVE_CONFIG"
+#: The raw admin key (hashed at start, never stored) ...
+ADMIN_KEY_ENV = "ZERFOO_CLOUD_ADMIN_KEY"
+#: ... or its SHA-256 hash(es), comma-separated.
+ADMIN_KEY_HASH_ENV = "ZERFOO_CLOUD_ADMIN_KEY_HASH"
+#: The key sent to the upstream server, if it wants one.
+UPSTREAM_KEY_ENV = "ZERFOO_CLOUD_UPSTREAM_KEY"
+#: The secret that signs tenant-admin sessions (at least 32 bytes).
+SESSION_SECRET_ENV = "ZERFOO_CLOUD_SESSION_SECRET"  # noqa: S105 - a variable name
+#: The audit chain's HMAC secret, if any.
+AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
+
+
+def _str_dict(pairs: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in pairs.items()}
+
+
+@attrs.frozen
+class ServeConfig:
+    """
+    What `build_app` serves.
+
+    Attributes:
+        db: the LMDB store folder.
+        app: the inference app as ``module:attribute`` (ASGI or WSGI), or
+            ``None`` with *upstream*.
+        upstream: the base URL of a remote OpenAI-compatible server.
+        durable: send each response's last byte only once it is billed durably.
+        max_body_bytes: larger request bodies get 413.
+        metrics: serve ``/metrics``.
+        saml: tenant id to IdP metadata file, for tenant-admin SAML login.
+        public_url: this service's external base URL (the SAML SP entity id
+            and ACS URLs are derived from it).
+
+    .. versionadded:: 0.1.0
+    """
+
+    db: str
+    app: str | None = None
+    upstream: str | None = None
+    durable: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024
+    metrics: bool = True
+    saml: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
+    public_url: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.app is None) == (self.upstream is None):
+            msg = "serve either an app (module:attribute) or an --upstream URL, not both or neither"
+            raise InvalidConfigError(msg, field="app")
+        if self.saml and not self.public_url:
+            msg = "SAML login needs --public-url (the address IdPs post back to)"
+            raise InvalidConfigError(msg, field="public_url")
+
+    def to_env(self) -> str:
+        """
+        Serialize for `CONFIG_ENV`.
+        """
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeConfig:
+        """
+        Read the configuration `to_env` wrote.
+
+        Raises:
+            InvalidConfigError: it is missing or malformed.
+        """
+        raw = (os.environ if environ is None else environ).get(CONFIG_ENV)
+        if not raw:
+            msg = (
+                f"{CONFIG_ENV} is not set: start the service with 'zerfoo-cloud serve'"
+            )
+            raise InvalidConfigError(msg)
+        try:
+            return cls(**json.loads(raw))
+        except (TypeError, ValueError) as exc:
+            msg = f"{CONFIG_ENV} is malformed: {exc}"
+            raise InvalidConfigError(msg) from exc
+
+
+def load_app(spec: str) -> Any:
+    """
+    Import ``module:attribute`` (``attribute`` may be dotted) and return it.
+
+    Raises:
+        InvalidConfigError: the module or attribute cannot be found.
+
+    .. versionadded:: 0.1.0
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        msg = f"the app must be given as module:attribute, not {spec!r}"
+        raise InvalidConfigError(msg, field="app")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"cannot import module {module_name!r}: {exc}"
+        raise InvalidConfigError(msg, field="app") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:  # noqa: PERF203 - runs once at start
+            msg = f"module {module_name!r} has no attribute {attr!r}"
+            raise InvalidConfigError(msg, field="app") from None
+    return target
+
+
+def _admin_hashes(environ: Mapping[str, str]) -> list[str]:
+    from zerfoo_cloud.tenants import hash_api_key
+
+    hashes = [
+        h.strip() for h in environ.get(ADMIN_KEY_HASH_ENV, "").split(",") if h.strip()
+    ]
+    raw = environ.get(ADMIN_KEY_ENV)
+    if raw:
+        hashes.append(hash_api_key(raw))
+    return hashes
+
+
+class _Service:
+    """
+    The served ASGI app: runs the inner app's lifespan, then closes our parts.
+    """
+
+    def __init__(self, handler: Any, closers: list[Any]) -> None:
+        self.handler = handler
+        self.closers = closers
+        self.closed = False
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for close in self.closers:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.handler(scope, receive, send)
+            return
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.close()
+            await send(message)
+
+        await self.handler(scope, receive, send_wrapper)
+
+
+def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> Any:
+    """
+    Build the service of *config*: one ASGI app.
+
+    Secrets come from *environ* (default: the process environment): the admin
+    key (`ADMIN_KEY_ENV` or `ADMIN_KEY_HASH_ENV`), the upstream key
+    (`UPSTREAM_KEY_ENV`), the session secret (`SESSION_SECRET_ENV`) and the
+    audit secret (`AUDIT_SECRET_ENV`).
+
+    Raises:
+        InvalidConfigError: the app cannot be loaded, or an option is bad.
+        StoreError: the store cannot be opened.
+
+    .. versionadded:: 0.1.0
+    """
+    from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.http._server import CloudServer, detect_interface
+    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+    from zerfoo_cloud.metering import TokenMeter
+    from zerfoo_cloud.stores.lmdb import LMDBStores
+    from zerfoo_cloud.tenants import TenantManager
+
+    env = os.environ if environ is None else environ
+    closers: list[Any] = []
+    if config.upstream is not None:
+        from zerfoo_cloud.http.proxy import UpstreamProxy
+
+        proxy = UpstreamProxy(
+            config.upstream, api_key=env.get(UPSTREAM_KEY_ENV) or None
+        )
+        app: Any = proxy
+        closers.append(proxy.aclose)
+    else:
+        assert config.app is not None
+        app = load_app(config.app)
+        if detect_interface(app) == "wsgi":
+            from a2wsgi import WSGIMiddleware
+
+            app = WSGIMiddleware(app)
+    stores = LMDBStores.open(config.db)
+    tenants = TenantManager(stores.tenants, limits=stores.limits)
+    meter = TokenMeter(stores.billing)
+    audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
+    sso: dict[str, Any] = {}
+    sessions = None
+    if config.saml:
+        from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
+
+        secret = env.get(SESSION_SECRET_ENV, "")
+        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
+            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            raise InvalidConfigError(msg, field="session_secret")
+        sessions = SessionSigner(secret.encode())
+        base = (config.public_url or "").rstrip("/")
+        for tenant_id, path in config.saml.items():
+            metadata = parse_saml_metadata(Path(path).read_bytes())
+            sso[tenant_id] = SAMLProvider(
+                metadata,
+                tenant_id,
+                sp_entity_id=f"{base}/sso/saml/{tenant_id}/metadata",
+                acs_url=f"{base}/sso/saml/{tenant_id}/acs",
+                replay_cache=stores.replay,
+            )
+    admin = AdminAPI(
+        tenants,
+        meter=meter,
+        audit=audit,
+        admin_key_hashes=_admin_hashes(env),
+        sessions=sessions,
+        sso=sso or None,
+    )
+    metrics = None
+    if config.metrics:
+        from zerfoo_cloud.metrics import Metrics
+
+        metrics = Metrics()
+    server = CloudServer(
+        app,
+        tenants,
+        meter,
+        audit=audit,
+        interface="asgi",
+        durable=config.durable,
+        max_body_bytes=config.max_body_bytes,
+        admin=admin,
+        metrics=metrics,
+    )
+
+    def close_all() -> None:
+        server.close()
+        meter.close()
+        audit.close()
+        stores.close()
+
+    closers.append(close_all)
+    return _Service(server.handler(), closers)
+
+
+def create_app() -> Any:
+    """
+    The uvicorn factory: `build_app` of `ServeConfig.from_env`.
+
+    .. versionadded:: 0.1.0
+    """
+    return build_app(ServeConfig.from_env())
