@@ -1,107 +1,238 @@
 """
-The zerfoo-cloud demo: tenants and their limits on the embedded LMDB store.
+The zerfoo-cloud demo: a real multi-tenant server in under a minute.
 
-Run it with ``make demo``. It creates a store in a temporary folder, adds two
-tenants, and shows each limit at work: the request rate, the token budget
-(reserve, then reconcile with the real usage), concurrency, the model allow
-list, and key rotation. A second process sharing the same store shows that
-limits hold across worker processes.
+``make demo`` runs this. It makes an LMDB store in a temporary folder,
+creates two tenants with the ``zerfoo-cloud`` command, starts
+``zerfoo-cloud serve`` in front of the toy OpenAI-compatible app in
+``examples/toy_openai_app.py``, and talks to it with the official ``openai``
+client: a plain and a streamed chat completion, one request over the
+tenant's rate limit, one for a model it may not use and one with a wrong
+key. Then it stops the server, prints the usage report and verifies the
+audit chain.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
-from zerfoo_cloud import (
-    TenantConfig,
-    TenantManager,
-    TenantNotFoundError,
-    generate_api_key,
-)
-from zerfoo_cloud.stores.lmdb import LMDBStores
+import httpx
+import openai
+from openai.types.chat import ChatCompletionMessageParam
+
+HERE = Path(__file__).resolve().parent
+CLI = str(Path(sys.executable).parent / "zerfoo-cloud")
+ADMIN_KEY = "demo-admin-key-" + os.urandom(8).hex()
 
 
-def spend_in_another_process(path: str, api_key: str, attempts: int) -> int:
+def zc(db: Path, *args: str) -> str:
     """
-    Open the same store in a new process and try *attempts* requests.
+    Run the zerfoo-cloud command and return what it printed.
     """
-    with LMDBStores.open(path) as stores:
-        manager = TenantManager(stores.tenants, limits=stores.limits)
-        tenant = manager.get_by_api_key(api_key)
-        return sum(tenant.allow_request() for _ in range(attempts))
+    done = subprocess.run(
+        [CLI, "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+def free_port() -> int:
+    """
+    A free TCP port on 127.0.0.1.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def step(title: str) -> None:
+    """
+    Print a section title.
+    """
+    print(f"\n== {title}")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """
+    Wait until the server answers /healthz.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = "the server exited; see its output above"
+            raise SystemExit(msg)
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    msg = "the server did not start within 30 s"
+    raise SystemExit(msg)
+
+
+def requests(url: str, acme: str, globex: str) -> None:
+    """
+    Send the demo's requests with the official openai client and print each outcome.
+    """
+    client = openai.OpenAI(base_url=url + "/v1", api_key=acme, max_retries=0)
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Say something about tenants."}
+    ]
+
+    step("acme: a plain chat completion (toy-1)")
+    reply = client.chat.completions.create(
+        model="toy-1", messages=messages, max_tokens=8
+    )
+    usage = reply.usage
+    assert usage is not None
+    print(f"reply: {reply.choices[0].message.content!r}")
+    print(
+        f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
+    )
+
+    step("acme: a streamed chat completion")
+    stream = client.chat.completions.create(
+        model="toy-1",
+        messages=messages,
+        max_tokens=8,
+        stream=True,
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    print(f"streamed {len(pieces)} chunks: {''.join(pieces)!r}")
+
+    step("acme: a third request (its limit is 3 per minute), then one too many")
+    raw = client.chat.completions.with_raw_response.create(
+        model="toy-1",
+        messages=messages,
+        max_tokens=4,
+    )
+    print(
+        f"ok; x-ratelimit-remaining-requests: {raw.headers['x-ratelimit-remaining-requests']}"
+    )
+    try:
+        client.chat.completions.create(model="toy-1", messages=messages, max_tokens=4)
+    except openai.RateLimitError as exc:
+        print(
+            f"429 RateLimitError, Retry-After: {exc.response.headers['retry-after']} s"
+        )
+
+    step("acme: a model outside its allow list (toy-2)")
+    try:
+        client.chat.completions.create(model="toy-2", messages=messages, max_tokens=4)
+    except openai.PermissionDeniedError as exc:
+        print(f"403 PermissionDeniedError: {exc.body}")
+
+    step("globex: toy-2 is allowed for this tenant")
+    other = openai.OpenAI(base_url=url + "/v1", api_key=globex, max_retries=0)
+    reply = other.chat.completions.create(
+        model="toy-2", messages=messages, max_tokens=6
+    )
+    print(f"reply: {reply.choices[0].message.content!r}")
+    vectors = other.embeddings.create(model="toy-1", input=["hello", "world"])
+    print(
+        f"embeddings: {len(vectors.data)} vectors of {len(vectors.data[0].embedding)}"
+    )
+
+    step("a wrong key")
+    try:
+        openai.OpenAI(
+            base_url=url + "/v1", api_key="zc-wrong", max_retries=0
+        ).models.list()
+    except openai.AuthenticationError:
+        print("401 AuthenticationError")
+
+    step("the admin API (admin key from ZERFOO_CLOUD_ADMIN_KEY)")
+    listed = httpx.get(
+        url + "/admin/tenants", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    print(
+        f"GET /admin/tenants -> {listed.status_code}: {[t['id'] for t in listed.json()['data']]}"
+    )
+    metrics = httpx.get(url + "/metrics").text
+    ok = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("zerfoo_cloud_requests_total{")
+        and 'result="success"' in line
+    )
+    print(f"/metrics: {ok:.0f} successful requests counted")
 
 
 def main() -> None:
     """
-    Walk through every limit and print what happens.
+    Run the whole demo.
     """
-    folder = Path(tempfile.mkdtemp(prefix="zerfoo-demo-")) / "store"
-    print(f"store: {folder}")
-    with LMDBStores.open(folder) as stores:
-        manager = TenantManager(stores.tenants, limits=stores.limits)
-        acme_key, globex_key = generate_api_key(), generate_api_key()
-        manager.create(
-            TenantConfig(
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="zerfoo-demo-"))
+    db = folder / "store"
+    try:
+        step(f"two tenants in a new LMDB store ({db})")
+        acme = json.loads(
+            zc(
+                db,
+                "tenant",
+                "create",
                 "acme",
-                acme_key,
-                rate_limit=5,
-                token_budget=1_000,
-                max_concurrent_requests=2,
-                model_allow_list=["llama-3-8b"],
+                "--rate-limit",
+                "3",
+                "--token-budget",
+                "5000",
+                "--model",
+                "toy-1",
+                "--json",
             )
+        )["api_key"]
+        globex = json.loads(
+            zc(db, "tenant", "create", "globex", "--rate-limit", "100", "--json")
+        )["api_key"]
+        print(zc(db, "tenant", "list"), end="")
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        step(f"zerfoo-cloud serve toy_openai_app:app on {url}")
+        env = dict(os.environ, ZERFOO_CLOUD_ADMIN_KEY=ADMIN_KEY)
+        server = subprocess.Popen(
+            [
+                CLI,
+                "--db",
+                str(db),
+                "serve",
+                "toy_openai_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=HERE,
+            env=env,
         )
-        manager.create(TenantConfig("globex", globex_key, 100, 50_000))
-        print(f"tenants: {[c.id for c in manager.list()]} (keys stored as hashes only)")
-
-        acme = manager.get_by_api_key(acme_key)
-        print("\n-- request rate: 5 per minute, refilled continuously")
-        for i in range(7):
-            d = acme.acquire_request()
-            verdict = "ok" if d.allowed else f"refused, retry in {d.retry_after:.0f}s"
-            print(f"request {i + 1}: {verdict} (remaining {d.remaining})")
-
-        globex = manager.get_by_api_key(globex_key)
-        print("\n-- token budget: reserve before, reconcile after")
-        admission = globex.admit(2_000)
-        print(f"reserve 2000 tokens: allowed={admission.allowed}")
-        globex.refund_tokens(2_000 - 740)
-        print(f"used 740, refunded 1260: remaining {globex.token_quota().remaining}")
-        refused = globex.admit(60_000)
-        print(f"reserve 60000 (over the budget): refused by {refused.refused_by}")
-
-        print("\n-- concurrency: 2 in flight at most")
-        print(
-            [acme.allow_concurrent() for _ in range(3)], "in flight:", acme.in_flight()
-        )
-        acme.release_concurrent()
-        acme.release_concurrent()
-
-        print("\n-- model allow list")
-        for model in ("llama-3-8b", "gpt-4o"):
-            print(f"{model}: {'allowed' if acme.model_allowed(model) else 'denied'}")
-
-        print("\n-- key rotation")
-        new_key = manager.rotate_key("acme")
         try:
-            manager.get_by_api_key(acme_key)
-        except TenantNotFoundError:
-            print("old key: refused")
-        print(f"new key works: {manager.get_by_api_key(new_key).id}")
+            wait_ready(url, server)
+            requests(url, acme, globex)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+        step("server stopped; every billing record and audit entry was flushed")
 
-        print("\n-- limits hold across processes (globex: 100 per minute)")
-        left = globex.request_quota().remaining
-        spent_here = sum(globex.allow_request() for _ in range(60))
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(1) as pool:
-            spent_there = pool.apply(
-                spend_in_another_process, (str(folder), globex_key, 100)
-            )
-        print(
-            f"{left} requests left; this process spent {spent_here}, another "
-            f"process {spent_there}: together {spent_here + spent_there}"
-        )
+        step("zerfoo-cloud usage report")
+        print(zc(db, "usage", "report"), end="")
+        step("zerfoo-cloud audit verify")
+        print(zc(db, "audit", "verify"), end="")
+        print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
