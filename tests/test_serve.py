@@ -305,3 +305,75 @@ def test_serve_refuses_bad_input(tmp_path: Path) -> None:
     done = cli(db, "serve", "no_such_module_xyz:app")
     assert "cannot import module" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def idp_metadata_xml(cert_b64: str) -> str:
+    """
+    Minimal IdP metadata with one signing certificate and a redirect sign-on URL.
+    """
+    return (
+        '<md:EntityDescriptor entityID="https://idp.example.com" '
+        'xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+        'xmlns:ds="http://www.w3.org/2000/09/xmldsig#">'
+        '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+        '<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+        f"{cert_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+        '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" '
+        'Location="https://idp.example.com/sso"/>'
+        "</md:IDPSSODescriptor></md:EntityDescriptor>"
+    )
+
+
+def test_built_service_has_saml_login_admin_and_metrics(tmp_path: Path) -> None:
+    """build_app wires SAML login, the admin key from the environment and /metrics."""
+    import asyncio
+
+    from tests.sso._idp import make_keypair
+    from zerfoo_cloud.serve import build_app
+
+    keys = make_keypair("idp")
+    metadata = tmp_path / "idp.xml"
+    metadata.write_text(idp_metadata_xml(keys.cert_b64))
+    db = tmp_path / "db"
+    cli(db, "tenant", "create", "acme")
+    config = ServeConfig(
+        db=str(db),
+        upstream="http://127.0.0.1:9",
+        saml={"acme": str(metadata)},
+        public_url="https://api.example.com",
+        metrics=False,
+    )
+    env = {
+        "ZERFOO_CLOUD_SESSION_SECRET": "s" * 32,
+        "ZERFOO_CLOUD_ADMIN_KEY": "admin-key-for-the-test",
+    }
+    with pytest.raises(InvalidConfigError, match="SESSION_SECRET"):
+        build_app(config, {"ZERFOO_CLOUD_SESSION_SECRET": "short"})
+    app = build_app(config, env)
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test"
+        ) as client:
+            return [
+                await client.get("/sso/saml/acme/login"),
+                await client.get("/sso/saml/acme/metadata"),
+                await client.get(
+                    "/admin/tenants",
+                    headers={"Authorization": "Bearer admin-key-for-the-test"},
+                ),
+                await client.get(
+                    "/admin/tenants", headers={"Authorization": "Bearer wrong"}
+                ),
+            ]
+
+    login, sp_metadata, admin, denied = asyncio.run(calls())
+    assert login.status_code == 302
+    assert login.headers["location"].startswith(
+        "https://idp.example.com/sso?SAMLRequest="
+    )
+    assert b"https://api.example.com/sso/saml/acme/acs" in sp_metadata.content
+    assert admin.status_code == 200
+    assert denied.status_code == 401
+    asyncio.run(app.close())
