@@ -246,6 +246,9 @@ class Admission:
     ``allowed`` is true when both were granted; otherwise nothing was taken
     from either bucket, and the refused decision(s) say when to retry.
     ``requests`` and ``tokens`` are ``None`` for unlimited quotas.
+    ``concurrency_refused`` is true when `Tenant.begin_request` found every
+    concurrency slot taken (the decisions then report the quotas as they
+    are).
 
     .. versionadded:: 0.1.0
     """
@@ -253,6 +256,7 @@ class Admission:
     allowed: bool
     requests: Decision | None
     tokens: Decision | None
+    concurrency_refused: bool = False
 
     @property
     def retry_after(self) -> float:
@@ -269,8 +273,11 @@ class Admission:
     @property
     def refused_by(self) -> str | None:
         """
-        ``"requests"`` or ``"tokens"``: the limit that refused, or ``None``.
+        ``"concurrency"``, ``"requests"`` or ``"tokens"``: the limit that
+        refused, or ``None``.
         """
+        if self.concurrency_refused:
+            return "concurrency"
         if self.requests is not None and not self.requests.allowed:
             return "requests"
         if self.tokens is not None and not self.tokens.allowed:
@@ -290,7 +297,15 @@ class Tenant:
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_con_key", "_limiter", "_record", "_req_key", "_tok_key")
+    __slots__ = (
+        "_con_key",
+        "_limiter",
+        "_record",
+        "_req_key",
+        "_req_rate",
+        "_tok_key",
+        "_tok_rate",
+    )
 
     def __init__(self, record: TenantRecord, limiter: RateLimiter) -> None:
         self._record = record
@@ -298,6 +313,9 @@ class Tenant:
         self._req_key = record.id + "\x00req"
         self._tok_key = record.id + "\x00tok"
         self._con_key = record.id + "\x00con"
+        limit, budget = record.rate_limit, record.token_budget
+        self._req_rate = Rate(limit, PERIOD_SECONDS) if limit else None
+        self._tok_rate = Rate(budget, PERIOD_SECONDS) if budget else None
 
     def __repr__(self) -> str:
         r = self._record
@@ -329,13 +347,11 @@ class Tenant:
 
     @property
     def _request_rate(self) -> Rate | None:
-        limit = self._record.rate_limit
-        return Rate(limit, PERIOD_SECONDS) if limit else None
+        return self._req_rate
 
     @property
     def _token_rate(self) -> Rate | None:
-        limit = self._record.token_budget
-        return Rate(limit, PERIOD_SECONDS) if limit else None
+        return self._tok_rate
 
     # -- requests ---------------------------------------------------------
 
@@ -432,6 +448,55 @@ class Tenant:
         allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
         return Admission(allowed, req, tok)
 
+    # -- whole requests ---------------------------------------------------
+
+    def begin_request(self, tokens: int) -> Admission:
+        """
+        Take a concurrency slot, one request and *tokens* tokens: all or none.
+
+        A request refused for concurrency keeps its request and token quota;
+        one refused by a quota holds no slot. With a store that has the
+        `zerfoo_cloud.stores.protocols.AdmissionStore` fast path this is one
+        atomic store call. An allowed request must be finished with one
+        `end_request`.
+        """
+        _check_units(tokens)
+        req_rate, tok_rate = self._req_rate, self._tok_rate
+        asks: list[tuple[str, Rate, int]] = []
+        if req_rate is not None:
+            asks.append((self._req_key, req_rate, 1))
+        if tok_rate is not None:
+            asks.append((self._tok_key, tok_rate, tokens))
+        limit = self._record.max_concurrent_requests
+        slot = (self._con_key, limit) if limit else None
+        if slot is None and not asks:
+            return _ADMITTED
+        free, decisions = self._limiter.admit(slot, asks)
+        req = decisions[0] if req_rate is not None else None
+        tok = decisions[-1] if tok_rate is not None else None
+        if not free:
+            return Admission(False, req, tok, concurrency_refused=True)
+        allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
+        return Admission(allowed, req, tok)
+
+    def end_request(self, reserved: int, used: int) -> None:
+        """
+        Finish a request admitted by `begin_request`: refund the part of its
+        *reserved* tokens it did not use (or charge what it used beyond
+        them), and give its concurrency slot back, even if the token update
+        fails.
+        """
+        _check_units(reserved)
+        _check_units(used)
+        tok_rate = self._tok_rate
+        bucket = None
+        if tok_rate is not None and used != reserved:
+            bucket = (self._tok_key, tok_rate, reserved - used)
+        slot_key = self._con_key if self._record.max_concurrent_requests else None
+        if bucket is None and slot_key is None:
+            return
+        self._limiter.settle(slot_key, bucket)
+
     # -- concurrency ------------------------------------------------------
 
     def allow_concurrent(self) -> bool:
@@ -469,6 +534,7 @@ class Tenant:
 
 
 _UNLIMITED = Decision(True, 0, 0, 0.0, 0.0)
+_ADMITTED = Admission(True, None, None)
 
 
 def _check_units(n: int) -> None:

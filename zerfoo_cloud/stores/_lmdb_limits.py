@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zerfoo_cloud.errors import CorruptRecordError
-from zerfoo_cloud.limits import BucketState, take_from
+from zerfoo_cloud.limits import (
+    BucketState,
+    adjust_bucket,
+    refill,
+    take_all,
+    take_from,
+)
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores._lmdb_env import Environment
@@ -119,6 +125,93 @@ class LMDBLimiterStore:
 
         return self._env.write(write)
 
+    def admit(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        Take a slot and units from *buckets* in one transaction: all, or nothing.
+        """
+        raw_keys = [key.encode("utf-8", "surrogatepass") for key, _, _, _ in buckets]
+        asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+        if slot is not None:
+            prefix = slot[0].encode("utf-8", "surrogatepass") + b"\x00"
+            own = prefix + _PID.pack(os.getpid())
+            limit = slot[1]
+        decode = self._decode
+        pack = _BUCKET.pack
+        dbs = self._dbs
+
+        def write(txn: Any) -> tuple[bool, bool, list[float]]:
+            db = dbs["buckets"]
+            get = txn.get
+            states = [decode(k, get(k, db=db)) for k in raw_keys]
+            if slot is not None:
+                slots = dbs["slots"]
+                if self._count(txn, prefix, prune=True) >= limit:
+                    levels = [
+                        refill(state, capacity, rate, now)[0]
+                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
+                    ]
+                    return False, False, levels
+            new, levels = take_all(states, asks, now)
+            if new is None:
+                return True, False, levels
+            put = txn.put
+            for key, state in zip(raw_keys, new, strict=True):
+                put(key, pack(*state), db=db)
+            if slot is not None:
+                raw = get(own, db=slots)
+                mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+                put(own, _COUNT.pack(mine + 1), db=slots)
+            return True, True, levels
+
+        return self._env.write(write)
+
+    def settle(
+        self,
+        slot_key: str | None,
+        bucket: tuple[str, float, float, int] | None,
+        now: float,
+    ) -> None:
+        """
+        Give *delta* units to a bucket and a slot back, in one transaction.
+        """
+        change = None
+        if bucket is not None and bucket[3]:
+            key, capacity, rate, delta = bucket
+            raw_key = key.encode("utf-8", "surrogatepass")
+            change = (raw_key, capacity, rate, delta)
+        own = None
+        if slot_key is not None:
+            own = (
+                slot_key.encode("utf-8", "surrogatepass")
+                + b"\x00"
+                + _PID.pack(os.getpid())
+            )
+        if change is None and own is None:
+            return
+        dbs = self._dbs
+
+        def write(txn: Any) -> None:
+            if change is not None:
+                db = dbs["buckets"]
+                raw_key, capacity, rate, delta = change
+                state = adjust_bucket(
+                    self._decode(raw_key, txn.get(raw_key, db=db)),
+                    capacity,
+                    rate,
+                    delta,
+                    now,
+                )
+                txn.put(raw_key, _BUCKET.pack(*state), db=db)
+            if own is not None:
+                self._give_back(txn, own)
+
+        self._env.write(write)
+
     def get(self, key: str) -> BucketState | None:
         """
         Return the state of *key*, or ``None``.
@@ -167,16 +260,16 @@ class LMDBLimiterStore:
         Give back a slot of *key* taken by this process.
         """
         own = key.encode("utf-8", "surrogatepass") + b"\x00" + _PID.pack(os.getpid())
+        self._env.write(lambda txn: self._give_back(txn, own))
 
-        def write(txn: Any) -> None:
-            raw = txn.get(own, db=self._slots)
-            mine = 0 if raw is None else _COUNT.unpack(raw)[0]
-            if mine <= 1:
-                txn.delete(own, db=self._slots)
-            else:
-                txn.put(own, _COUNT.pack(mine - 1), db=self._slots)
-
-        self._env.write(write)
+    def _give_back(self, txn: Any, own: bytes) -> None:
+        slots = self._slots
+        raw = txn.get(own, db=slots)
+        mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+        if mine <= 1:
+            txn.delete(own, db=slots)
+        else:
+            txn.put(own, _COUNT.pack(mine - 1), db=slots)
 
     def slots_in_use(self, key: str) -> int:
         """
