@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zerfoo_cloud.audit import GENESIS, AuditEntry, ChainLink, link_entry
+from zerfoo_cloud.audit import GENESIS, AuditEntry, ChainLink, entry_json, link_entry
 from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
 from zerfoo_cloud.stores._lmdb_keys import TIME, micros, scan, tenant_prefix, time_key
 
@@ -26,13 +26,6 @@ _ANCHOR = b"anchor"
 #: Entries purged per transaction, so a large purge never holds the write
 #: lock for long.
 PURGE_CHUNK = 10_000
-
-
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _encode(entry: AuditEntry) -> bytes:
-    return _JSON(entry.to_dict()).encode()
 
 
 def _decode(seq: int, raw: bytes) -> AuditEntry:
@@ -118,7 +111,7 @@ class LMDBAuditStore:
             for entry, place in zip(entries, places, strict=True):
                 linked = link(prev, entry)
                 key = TIME.pack(linked.seq)
-                if not txn.put(key, _encode(linked), db=db, overwrite=False):
+                if not txn.put(key, entry_json(linked), db=db, overwrite=False):
                     raise CorruptRecordError(
                         "lmdb:audit", f"entry {linked.seq}", "exists past the head"
                     )
