@@ -17,6 +17,7 @@ from zerfoo_cloud.audit import (
     AuditEntry,
     AuditResult,
     ChainLink,
+    _Linker,
     entry_hash,
     entry_json,
     link_entry,
@@ -76,3 +77,15 @@ def test_timestamp_is_written_to_the_microsecond() -> None:
     stamp = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     entry = AuditEntry(stamp, "t")
     assert b'"timestamp":"2024-01-02T03:04:05.000006+00:00"' in entry_json(entry)
+
+
+@given(_entries, st.integers(0, 2**40), _text)
+def test_linker_stores_what_it_hashed(entry: AuditEntry, seq: int, prev: str) -> None:
+    """The logger's linker returns the keyed link_entry result and its entry_json."""
+    key = b"k" * 16
+    linker = _Linker(key)
+    linked, raw = linker.link_json(ChainLink(seq, prev), entry)
+    assert linked == link_entry(ChainLink(seq, prev), entry, key)
+    assert linker(ChainLink(seq, prev), entry) == linked
+    assert raw == entry_json(linked)
+    assert entry_hash(linked, key) == linked.hash

@@ -515,6 +515,32 @@ def link_entry(
     return _with_chain(entry, seq, prev.hash, _digest(head + tail, key))
 
 
+class _Linker:
+    """
+    `link_entry` with a fixed key, as a store's *link* callable. Stores that
+    write JSON may call `link_json` instead, to get the stored form made
+    from the same pieces as the hash.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: bytes | None) -> None:
+        self.key = key
+
+    def __call__(self, prev: ChainLink, entry: AuditEntry) -> AuditEntry:
+        return link_entry(prev, entry, self.key)
+
+    def link_json(self, prev: ChainLink, entry: AuditEntry) -> tuple[AuditEntry, bytes]:
+        """
+        Return ``(linked, entry_json(linked))`` for `link_entry`'s *linked*.
+        """
+        seq = prev.seq + 1
+        head, tail = _json_parts(entry, seq, prev.hash)
+        digest = _digest(head + tail, self.key)
+        stored = f'{head}"hash":"{digest}",{tail}'.encode()
+        return _with_chain(entry, seq, prev.hash, digest), stored
+
+
 class AuditProblem(str, enum.Enum):
     """
     How the hash chain was found broken.
@@ -729,6 +755,7 @@ class AuditLogger(QueuedWriting):
         self.store = store
         self.clock = clock
         self._key = _secret_key(secret)
+        self._linker = _Linker(self._key)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
         self._writer: BatchWriter[AuditEntry] = BatchWriter(
             self._append_chained if self._chained is not None else self._append_each,
@@ -746,12 +773,9 @@ class AuditLogger(QueuedWriting):
         keyed = "keyed" if self._key is not None else "unkeyed"
         return f"<AuditLogger {type(self.store).__name__} {keyed}>"
 
-    def _link(self, prev: ChainLink, entry: AuditEntry) -> AuditEntry:
-        return link_entry(prev, entry, self._key)
-
     def _append_chained(self, batch: list[AuditEntry]) -> None:
         assert self._chained is not None
-        self._chained.append_linked(batch, self._link)
+        self._chained.append_linked(batch, self._linker)
 
     def _append_each(self, batch: list[AuditEntry]) -> None:
         # A plain store appends one at a time: drop each from the batch as

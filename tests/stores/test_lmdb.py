@@ -273,6 +273,32 @@ def test_slots_of_a_dead_process_are_reclaimed(tmp_path: Path) -> None:
         assert tenant.allow_concurrent()
 
 
+def test_admission_at_the_limit_reclaims_slots_of_a_dead_process(
+    tmp_path: Path,
+) -> None:
+    """A request that finds every slot held by a killed worker gets one at once."""
+    path = tmp_path / "db"
+    with LMDBStores.open(path) as stores:
+        m = manager_for(stores)
+        m.create(TenantConfig("acme", "k", 0, 0, max_concurrent_requests=3))
+        ready = SPAWN.Event()
+        child = SPAWN.Process(
+            target=_workers.hold_slots, args=(str(path), "k", 3, ready)
+        )
+        child.start()
+        try:
+            assert ready.wait(60)
+            tenant = m.get("acme")
+            refused = tenant.begin_request(1)
+            assert refused.refused_by == "concurrency"
+        finally:
+            os.kill(child.pid or 0, signal.SIGKILL)
+            child.join(30)
+        assert tenant.begin_request(1).allowed
+        assert tenant.allow_concurrent()
+        assert tenant.in_flight() == 2
+
+
 @pytest.mark.slow
 def test_four_processes_admit_exactly_the_quota(tmp_path: Path) -> None:
     """Four processes sharing one LMDB folder together admit rate_limit requests, not 4x."""

@@ -451,16 +451,18 @@ class _RequestIds:
     """
 
     def __init__(self) -> None:
-        self._pid = -1
         self._prefix = ""
+        self._counter = itertools.count()
+        self._reset()
+        # A forked child must not repeat its parent's ids; checking the pid
+        # on every call would cost a system call.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = secrets.token_hex(8)
         self._counter = itertools.count()
 
     def __call__(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._prefix = secrets.token_hex(8)
-            self._counter = itertools.count()
-            self._pid = pid
         return f"{self._prefix}{next(self._counter):016x}"
 
 

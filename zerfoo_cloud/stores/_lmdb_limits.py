@@ -30,6 +30,29 @@ _COUNT = struct.Struct("<q")
 _PID = struct.Struct(">q")
 
 
+class _Pid:
+    """
+    This process's id and its packed form, refreshed after ``fork()``:
+    ``os.getpid()`` is a system call, and slots are keyed by it on every
+    request.
+    """
+
+    __slots__ = ("packed", "pid")
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.packed = b""
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.pid = os.getpid()
+        self.packed = _PID.pack(self.pid)
+
+
+_OWN = _Pid()
+os.register_at_fork(after_in_child=_OWN.refresh)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -138,7 +161,7 @@ class LMDBLimiterStore:
         asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
         if slot is not None:
             prefix = slot[0].encode("utf-8", "surrogatepass") + b"\x00"
-            own = prefix + _PID.pack(os.getpid())
+            own = prefix + _OWN.packed
             limit = slot[1]
         decode = self._decode
         pack = _BUCKET.pack
@@ -150,7 +173,7 @@ class LMDBLimiterStore:
             states = [decode(k, get(k, db=db)) for k in raw_keys]
             if slot is not None:
                 slots = dbs["slots"]
-                if self._count(txn, prefix, prune=True) >= limit:
+                if self._full(txn, prefix, limit):
                     levels = [
                         refill(state, capacity, rate, now)[0]
                         for state, (capacity, rate, _) in zip(states, asks, strict=True)
@@ -186,11 +209,7 @@ class LMDBLimiterStore:
             change = (raw_key, capacity, rate, delta)
         own = None
         if slot_key is not None:
-            own = (
-                slot_key.encode("utf-8", "surrogatepass")
-                + b"\x00"
-                + _PID.pack(os.getpid())
-            )
+            own = slot_key.encode("utf-8", "surrogatepass") + b"\x00" + _OWN.packed
         if change is None and own is None:
             return
         dbs = self._dbs
@@ -221,6 +240,14 @@ class LMDBLimiterStore:
             lambda txn: self._decode(raw_key, txn.get(raw_key, db=self._db))
         )
 
+    def _full(self, txn: Any, prefix: bytes, limit: int) -> bool:
+        # Slots of dead processes only matter when they fill the limit: only
+        # then are the holders checked (one signal 0 per other process).
+        return (
+            self._count(txn, prefix, prune=False) >= limit
+            and self._count(txn, prefix, prune=True) >= limit
+        )
+
     def _count(self, txn: Any, prefix: bytes, *, prune: bool) -> int:
         total = 0
         dead = []
@@ -230,7 +257,7 @@ class LMDBLimiterStore:
                     if not k.startswith(prefix):
                         break
                     pid = _PID.unpack(k[len(prefix) :])[0]
-                    if prune and pid != os.getpid() and not _alive(pid):
+                    if prune and pid != _OWN.pid and not _alive(pid):
                         dead.append(k)
                         continue
                     total += _COUNT.unpack(v)[0]
@@ -243,10 +270,10 @@ class LMDBLimiterStore:
         Take a slot of *key* if fewer than *limit* are taken by live processes.
         """
         prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
-        own = prefix + _PID.pack(os.getpid())
+        own = prefix + _OWN.packed
 
         def write(txn: Any) -> bool:
-            if self._count(txn, prefix, prune=True) >= limit:
+            if self._full(txn, prefix, limit):
                 return False
             raw = txn.get(own, db=self._slots)
             mine = 0 if raw is None else _COUNT.unpack(raw)[0]
@@ -259,7 +286,7 @@ class LMDBLimiterStore:
         """
         Give back a slot of *key* taken by this process.
         """
-        own = key.encode("utf-8", "surrogatepass") + b"\x00" + _PID.pack(os.getpid())
+        own = key.encode("utf-8", "surrogatepass") + b"\x00" + _OWN.packed
         self._env.write(lambda txn: self._give_back(txn, own))
 
     def _give_back(self, txn: Any, own: bytes) -> None:
