@@ -177,19 +177,32 @@ def take_all(
     in each bucket (or available, when nothing was taken). The shared
     arithmetic of every `zerfoo_cloud.stores.protocols.AdmissionStore`.
     """
+    if len(states) != len(asks):
+        msg = "one ask per bucket state is needed"
+        raise ValueError(msg)
     levels = []
     stamps = []
     enough = True
-    for state, (capacity, per_second, cost) in zip(states, asks, strict=True):
-        level, stamp = refill(state, capacity, per_second, now)
+    # `refill` written out: this runs on every request.
+    for state, (capacity, per_second, cost) in zip(states, asks):  # noqa: B905 - checked above
+        if state is None:
+            level = capacity
+            stamp = now
+        else:
+            level, stamp = state
+            elapsed = now - stamp
+            if elapsed > 0:
+                level += elapsed * per_second
+                stamp = now
+            level = min(level, capacity)
         if level + EPSILON < cost:
             enough = False
         levels.append(level)
         stamps.append(stamp)
     if not enough:
         return None, levels
-    left = [level - ask[2] for level, ask in zip(levels, asks, strict=True)]
-    return [BucketState(lv, st) for lv, st in zip(left, stamps, strict=True)], left
+    left = [level - ask[2] for level, ask in zip(levels, asks)]  # noqa: B905 - checked above
+    return [BucketState(lv, st) for lv, st in zip(left, stamps)], left  # noqa: B905 - same length
 
 
 def adjust_bucket(
