@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
+from tests.stores.test_pluggable import DictLimiterStore
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.errors import StoreError
 from zerfoo_cloud.limits import BucketState, Rate, RateLimiter
@@ -24,13 +25,14 @@ from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore, LimiterSt
 T = TypeVar("T")
 
 
-class GenericOnly:
+class GenericOnly(DictLimiterStore):
     """
-    A limiter store with only the generic methods (a third-party store).
+    A third-party limiter store (generic methods only) whose bucket updates
+    can be made to fail.
     """
 
-    def __init__(self, inner: MemoryLimiterStore) -> None:
-        self.inner = inner
+    def __init__(self) -> None:
+        super().__init__()
         self.fail_buckets = False
 
     def update(
@@ -43,25 +45,7 @@ class GenericOnly:
         if self.fail_buckets:
             msg = "the bucket store is down"
             raise StoreError(msg)
-        return self.inner.update(keys, change)
-
-    def get(self, key: str) -> BucketState | None:
-        return self.inner.get(key)
-
-    def acquire_slot(self, key: str, limit: int) -> bool:
-        return self.inner.acquire_slot(key, limit)
-
-    def release_slot(self, key: str) -> None:
-        self.inner.release_slot(key)
-
-    def slots_in_use(self, key: str) -> int:
-        return self.inner.slots_in_use(key)
-
-    def clear(self, prefix: str) -> None:
-        self.inner.clear(prefix)
-
-    def close(self) -> None:
-        self.inner.close()
+        return super().update(keys, change)
 
 
 class FailingSettle(MemoryLimiterStore):
@@ -81,7 +65,7 @@ class FailingSettle(MemoryLimiterStore):
 
 def test_generic_wrapper_has_no_fast_path() -> None:
     """The wrapper used below really takes the generic path."""
-    store = GenericOnly(MemoryLimiterStore())
+    store = GenericOnly()
     assert isinstance(store, LimiterStore)
     assert not isinstance(store, AdmissionStore)
     assert not isinstance(store, BucketStore)
@@ -105,7 +89,7 @@ def test_fast_path_decides_like_the_generic_path(
     """The AdmissionStore fast path and the generic methods give the same decisions and states."""
     clock_a, clock_b = FakeClock(), FakeClock()
     fast = RateLimiter(MemoryLimiterStore(), clock=clock_a)
-    plain_store = GenericOnly(MemoryLimiterStore())
+    plain_store = GenericOnly()
     plain = RateLimiter(plain_store, clock=clock_b)
     req, tok = Rate(5, 10.0), Rate(60, 10.0)
     for op, amount, with_slot in ops:
@@ -138,7 +122,7 @@ def manager(
         return TenantManager(
             lmdb_stores.tenants, limits=lmdb_stores.limits, clock=clock
         )
-    return TenantManager(limits=GenericOnly(MemoryLimiterStore()), clock=clock)
+    return TenantManager(limits=GenericOnly(), clock=clock)
 
 
 def test_begin_request_refused_for_concurrency_keeps_quotas(
@@ -202,7 +186,7 @@ def test_generic_end_request_frees_the_slot_when_the_refund_fails(
     clock: FakeClock,
 ) -> None:
     """With a generic store, a failing token refund still gives the slot back."""
-    store = GenericOnly(MemoryLimiterStore())
+    store = GenericOnly()
     m = TenantManager(limits=store, clock=clock)
     t = m.create(TenantConfig("acme", "k", 0, 100, max_concurrent_requests=1))
     assert t.begin_request(50).allowed

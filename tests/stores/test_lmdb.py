@@ -24,6 +24,7 @@ from zerfoo_cloud import (
     SchemaMismatchError,
     StoreError,
     StoreFullError,
+    Tenant,
     TenantConfig,
     TenantManager,
     TenantNotFoundError,
@@ -250,25 +251,33 @@ def test_limiter_state_survives_a_killed_process_but_not_a_reboot(
         assert (path / "limits.boot").read_text().strip() == lmdb_module._boot_id()
 
 
+def _full_of_slots_of_a_killed_child(stores: LMDBStores, path: Path) -> Tenant:
+    """
+    Create tenant "acme" with 3 slots, let a child process take all three
+    (checking that they are taken), kill it, and return the tenant.
+    """
+    m = manager_for(stores)
+    m.create(TenantConfig("acme", "k", 0, 0, max_concurrent_requests=3))
+    ready = SPAWN.Event()
+    child = SPAWN.Process(target=_workers.hold_slots, args=(str(path), "k", 3, ready))
+    child.start()
+    try:
+        assert ready.wait(60)
+        tenant = m.get("acme")
+        assert tenant.in_flight() == 3
+        assert tenant.begin_request(1).refused_by == "concurrency"
+        assert not tenant.allow_concurrent()
+    finally:
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(30)
+    return tenant
+
+
 def test_slots_of_a_dead_process_are_reclaimed(tmp_path: Path) -> None:
     """A worker killed while holding slots does not leak them."""
     path = tmp_path / "db"
     with LMDBStores.open(path) as stores:
-        m = manager_for(stores)
-        m.create(TenantConfig("acme", "k", 0, 0, max_concurrent_requests=3))
-        ready = SPAWN.Event()
-        child = SPAWN.Process(
-            target=_workers.hold_slots, args=(str(path), "k", 3, ready)
-        )
-        child.start()
-        try:
-            assert ready.wait(60)
-            tenant = m.get("acme")
-            assert tenant.in_flight() == 3
-            assert not tenant.allow_concurrent()
-        finally:
-            os.kill(child.pid or 0, signal.SIGKILL)
-            child.join(30)
+        tenant = _full_of_slots_of_a_killed_child(stores, path)
         assert tenant.in_flight() == 0
         assert tenant.allow_concurrent()
 
@@ -279,21 +288,7 @@ def test_admission_at_the_limit_reclaims_slots_of_a_dead_process(
     """A request that finds every slot held by a killed worker gets one at once."""
     path = tmp_path / "db"
     with LMDBStores.open(path) as stores:
-        m = manager_for(stores)
-        m.create(TenantConfig("acme", "k", 0, 0, max_concurrent_requests=3))
-        ready = SPAWN.Event()
-        child = SPAWN.Process(
-            target=_workers.hold_slots, args=(str(path), "k", 3, ready)
-        )
-        child.start()
-        try:
-            assert ready.wait(60)
-            tenant = m.get("acme")
-            refused = tenant.begin_request(1)
-            assert refused.refused_by == "concurrency"
-        finally:
-            os.kill(child.pid or 0, signal.SIGKILL)
-            child.join(30)
+        tenant = _full_of_slots_of_a_killed_child(stores, path)
         assert tenant.begin_request(1).allowed
         assert tenant.allow_concurrent()
         assert tenant.in_flight() == 2
