@@ -270,22 +270,23 @@ def store_costs(folder: Path) -> None:
         tenants = server.tenants
         tenant = tenants.get_by_api_key(KEY)
 
-        def slot() -> None:
-            tenant.allow_concurrent()
-            tenant.release_concurrent()
+        def admit() -> None:
+            tenant.begin_request(10)
+
+        def settle() -> None:
+            tenant.end_request(10, 9)
 
         costs = {
-            "key lookup": _each(lambda: tenants.get_by_api_key(KEY)),
-            "slot take + give back": _each(slot),
-            "request + token reservation": _each(lambda: tenant.admit(10)),
-            "token refund": _each(lambda: tenant.refund_tokens(1)),
+            "key lookup (cached)": _each(lambda: tenants.get_by_api_key(KEY)),
+            "admission (slot, request, tokens)": _each(admit),
+            "settlement (refund, slot)": _each(settle),
         }
     finally:
         server.close()
         stores.close()
     for name, micros in costs.items():
-        print(f"  {name:27}{micros:9.1f} µs")
-    print(f"  {'sum':27}{sum(costs.values()):9.1f} µs")
+        print(f"  {name:35}{micros:9.1f} µs")
+    print(f"  {'sum':35}{sum(costs.values()):9.1f} µs")
 
 
 def build_light(app: Any) -> CloudServer:

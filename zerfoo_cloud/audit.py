@@ -32,7 +32,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,7 @@ __all__ = [
     "AuditVerification",
     "ChainLink",
     "entry_hash",
+    "entry_json",
     "link_entry",
     "strip_query",
     "verify_chain",
@@ -225,6 +226,50 @@ def _clean_address(value: object) -> str:
     return address if _ADDRESS.fullmatch(address) else INVALID
 
 
+#: Cleaned values are remembered for inputs up to this long ...
+_MEMO_MAX_INPUT = 256
+#: ... and at most this many per field (then the memo starts over).
+_MEMO_SIZE = 1024
+
+
+def _remember(
+    memo: dict[str, str], clean: Callable[[object], str], value: object
+) -> str:
+    # Requests repeat the same paths, models, methods and addresses: clean
+    # each once. Cleaning is pure, so a remembered result is always right.
+    if type(value) is not str or len(value) > _MEMO_MAX_INPUT:
+        return clean(value)
+    found = memo.get(value)
+    if found is None:
+        found = clean(value)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[value] = found
+    return found
+
+
+_PATHS: dict[str, str] = {}
+_RESOURCES: dict[str, str] = {}
+_METHODS: dict[str, str] = {}
+_ADDRESSES: dict[str, str] = {}
+
+
+def _cleaned_path(value: object) -> str:
+    return _remember(_PATHS, _clean_path, value)
+
+
+def _cleaned_resource(value: object) -> str:
+    return _remember(_RESOURCES, _clean_resource, value)
+
+
+def _cleaned_method(value: object) -> str:
+    return _remember(_METHODS, _clean_method, value)
+
+
+def _cleaned_address(value: object) -> str:
+    return _remember(_ADDRESSES, _clean_address, value)
+
+
 def _check_status(instance: object, attribute: object, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 999:  # noqa: PLR2004
         msg = f"status_code must be an integer from 0 to 999, not {value!r}"
@@ -277,11 +322,11 @@ class AuditEntry:
     result: AuditResult = attrs.field(
         default=AuditResult.SUCCESS, converter=AuditResult
     )
-    resource: str = attrs.field(default="", converter=_clean_resource)
+    resource: str = attrs.field(default="", converter=_cleaned_resource)
     status_code: int = attrs.field(default=0, validator=_check_status)
-    method: str = attrs.field(default="", converter=_clean_method)
-    path: str = attrs.field(default="", converter=_clean_path)
-    remote_addr: str = attrs.field(default="", converter=_clean_address)
+    method: str = attrs.field(default="", converter=_cleaned_method)
+    path: str = attrs.field(default="", converter=_cleaned_path)
+    remote_addr: str = attrs.field(default="", converter=_cleaned_address)
     seq: int = attrs.field(default=0, kw_only=True, validator=_check_seq)
     prev_hash: str = attrs.field(default="", kw_only=True, validator=_str_field)
     hash: str = attrs.field(default="", kw_only=True, validator=_str_field)
@@ -353,15 +398,27 @@ _ENTRY_FIELDS = tuple(
 )
 
 
-def _with_chain(entry: AuditEntry, seq: int, prev_hash: str, digest: str) -> AuditEntry:
-    # A copy with new chain fields. The other fields are clean already, so
-    # the converters are skipped: this runs once per stored entry.
+_setattr = object.__setattr__
+
+
+def _with_chain(
+    entry: AuditEntry,
+    seq: int,
+    prev_hash: str,
+    digest: str,
+    timestamp: datetime | None = None,
+) -> AuditEntry:
+    # A copy with new chain fields (and a timestamp, if given). The other
+    # fields are clean already, so the converters are skipped: this runs
+    # once per stored entry.
     copy: AuditEntry = object.__new__(AuditEntry)
     for name in _ENTRY_FIELDS:
-        object.__setattr__(copy, name, getattr(entry, name))
-    object.__setattr__(copy, "seq", seq)
-    object.__setattr__(copy, "prev_hash", prev_hash)
-    object.__setattr__(copy, "hash", digest)
+        _setattr(copy, name, getattr(entry, name))
+    if timestamp is not None:
+        _setattr(copy, "timestamp", timestamp)
+    _setattr(copy, "seq", seq)
+    _setattr(copy, "prev_hash", prev_hash)
+    _setattr(copy, "hash", digest)
     return copy
 
 
@@ -385,33 +442,61 @@ class ChainLink:
 GENESIS = ChainLink(0, "0" * 64)
 
 
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False
-).encode
+#: JSON string literals as ``json.dumps(..., ensure_ascii=False)`` writes them.
+_quote = json.encoder.encode_basestring
 
 
-def _canonical(data: dict[str, Any]) -> bytes:
-    return _CANONICAL(data).encode()
+def _json_parts(entry: AuditEntry, seq: int, prev_hash: str) -> tuple[str, str]:
+    """
+    The canonical JSON form of *entry* (keys sorted, no spaces, UTF-8 text
+    kept) with chain fields *seq* and *prev_hash*, split where ``"hash"``
+    belongs: ``head + tail`` is the hashed form (every field but the hash),
+    ``head + '"hash":"…",' + tail`` the stored one. Written out by hand, as
+    ``json.dumps(to_dict(), sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` would: it runs once per entry.
+    """
+    ts = entry.timestamp
+    stamp = "null" if ts is None else f'"{ts.isoformat(timespec="microseconds")}"'
+    # The enums are str subclasses holding their values.
+    head = f'{{"action":{_quote(entry.action)},'
+    tail = (
+        f'"method":{_quote(entry.method)},"path":{_quote(entry.path)},'
+        f'"prev_hash":{_quote(prev_hash)},"remote_addr":{_quote(entry.remote_addr)},'
+        f'"resource":{_quote(entry.resource)},"result":{_quote(entry.result)},'
+        f'"seq":{seq},"status_code":{entry.status_code},'
+        f'"tenant_id":{_quote(entry.tenant_id)},"timestamp":{stamp}}}'
+    )
+    return head, tail
 
 
-def _digest(data: dict[str, Any], key: bytes | None) -> str:
-    # *data* is an entry's to_dict() without "hash".
-    payload = _canonical(data)
+def _digest(payload: str, key: bytes | None) -> str:
+    data = payload.encode()
     if key is None:
-        return hashlib.sha256(payload).hexdigest()
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def entry_json(entry: AuditEntry) -> bytes:
+    """
+    Return *entry* as compact JSON with sorted keys: the form stores keep
+    (`AuditEntry.from_dict` of its parsed form gives the entry back).
+
+    .. versionadded:: 0.1.0
+    """
+    head, tail = _json_parts(entry, entry.seq, entry.prev_hash)
+    return f'{head}"hash":{_quote(entry.hash)},{tail}'.encode()
 
 
 def entry_hash(entry: AuditEntry, key: bytes | None = None) -> str:
     """
     Return the hash *entry* should carry: SHA-256 (HMAC-SHA256 with *key*) of
-    its canonical JSON form, every field but *hash* included.
+    its canonical JSON form (keys sorted, no spaces, UTF-8), every field but
+    *hash* included.
 
     .. versionadded:: 0.1.0
     """
-    data = entry.to_dict()
-    del data["hash"]
-    return _digest(data, key)
+    head, tail = _json_parts(entry, entry.seq, entry.prev_hash)
+    return _digest(head + tail, key)
 
 
 def link_entry(
@@ -426,11 +511,34 @@ def link_entry(
     .. versionadded:: 0.1.0
     """
     seq = prev.seq + 1
-    data = entry.to_dict()
-    del data["hash"]
-    data["seq"] = seq
-    data["prev_hash"] = prev.hash
-    return _with_chain(entry, seq, prev.hash, _digest(data, key))
+    head, tail = _json_parts(entry, seq, prev.hash)
+    return _with_chain(entry, seq, prev.hash, _digest(head + tail, key))
+
+
+class _Linker:
+    """
+    `link_entry` with a fixed key, as a store's *link* callable. Stores that
+    write JSON may call `link_json` instead, to get the stored form made
+    from the same pieces as the hash.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: bytes | None) -> None:
+        self.key = key
+
+    def __call__(self, prev: ChainLink, entry: AuditEntry) -> AuditEntry:
+        return link_entry(prev, entry, self.key)
+
+    def link_json(self, prev: ChainLink, entry: AuditEntry) -> tuple[AuditEntry, bytes]:
+        """
+        Return ``(linked, entry_json(linked))`` for `link_entry`'s *linked*.
+        """
+        seq = prev.seq + 1
+        head, tail = _json_parts(entry, seq, prev.hash)
+        digest = _digest(head + tail, self.key)
+        stored = f'{head}"hash":"{digest}",{tail}'.encode()
+        return _with_chain(entry, seq, prev.hash, digest), stored
 
 
 class AuditProblem(str, enum.Enum):
@@ -647,6 +755,7 @@ class AuditLogger(QueuedWriting):
         self.store = store
         self.clock = clock
         self._key = _secret_key(secret)
+        self._linker = _Linker(self._key)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
         self._writer: BatchWriter[AuditEntry] = BatchWriter(
             self._append_chained if self._chained is not None else self._append_each,
@@ -664,12 +773,9 @@ class AuditLogger(QueuedWriting):
         keyed = "keyed" if self._key is not None else "unkeyed"
         return f"<AuditLogger {type(self.store).__name__} {keyed}>"
 
-    def _link(self, prev: ChainLink, entry: AuditEntry) -> AuditEntry:
-        return link_entry(prev, entry, self._key)
-
     def _append_chained(self, batch: list[AuditEntry]) -> None:
         assert self._chained is not None
-        self._chained.append_linked(batch, self._link)
+        self._chained.append_linked(batch, self._linker)
 
     def _append_each(self, batch: list[AuditEntry]) -> None:
         # A plain store appends one at a time: drop each from the batch as
@@ -695,14 +801,18 @@ class AuditLogger(QueuedWriting):
         if not isinstance(entry, AuditEntry):
             msg = f"log() takes an AuditEntry, not {type(entry).__name__}"
             raise InvalidConfigError(msg, field="entry")
-        if len(entry.tenant_id.encode("utf-8", "surrogatepass")) > MAX_TENANT_ID_BYTES:
+        tenant_id = entry.tenant_id
+        if (
+            len(tenant_id) * 4 > MAX_TENANT_ID_BYTES
+            and len(tenant_id.encode("utf-8", "surrogatepass")) > MAX_TENANT_ID_BYTES
+        ):
             msg = f"tenant_id is longer than {MAX_TENANT_ID_BYTES} bytes of UTF-8"
             raise InvalidConfigError(msg, field="tenant_id")
         if entry.timestamp is None or entry.seq or entry.prev_hash or entry.hash:
             stamp = entry.timestamp or datetime.fromtimestamp(
                 self.clock(), timezone.utc
             )
-            entry = attrs.evolve(entry, timestamp=stamp, seq=0, prev_hash="", hash="")
+            entry = _with_chain(entry, 0, "", "", stamp)
         self._writer.submit(entry)
         return entry
 

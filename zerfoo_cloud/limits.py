@@ -19,6 +19,7 @@ HTTP ``Retry-After`` and ``x-ratelimit-*`` headers report.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -32,7 +33,17 @@ if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.stores.protocols import LimiterStore
 
-__all__ = ["BucketState", "Decision", "Rate", "RateLimiter", "level_at", "take_from"]
+__all__ = [
+    "BucketState",
+    "Decision",
+    "Rate",
+    "RateLimiter",
+    "adjust_bucket",
+    "level_at",
+    "refill",
+    "take_all",
+    "take_from",
+]
 
 #: Limits are kept in doubles: integers up to this are exact.
 MAX_LIMIT = 2**53
@@ -134,6 +145,85 @@ def take_from(
     return BucketState(level, stamp), True, level
 
 
+def refill(
+    state: BucketState | None, capacity: float, per_second: float, now: float
+) -> tuple[float, float]:
+    """
+    Return ``(level, stamp)``: the units in a bucket at time *now* (full if
+    never used) and the time they are counted from.
+
+    A clock that went backwards adds nothing and keeps the old stamp.
+    """
+    if state is None:
+        return capacity, now
+    level, stamp = state
+    elapsed = now - stamp
+    if elapsed > 0:
+        return min(capacity, level + elapsed * per_second), now
+    return min(capacity, level), stamp
+
+
+def take_all(
+    states: Sequence[BucketState | None],
+    asks: Sequence[tuple[float, float, int]],
+    now: float,
+) -> tuple[list[BucketState] | None, list[float]]:
+    """
+    Take units from several buckets at time *now*: from all of them, or from none.
+
+    *asks* holds ``(capacity, per_second, cost)`` per bucket, in the order
+    of *states*. Returns ``(new_states, levels)``: *new_states* is ``None``
+    when a bucket lacks its cost (nothing is taken), *levels* the units left
+    in each bucket (or available, when nothing was taken). The shared
+    arithmetic of every `zerfoo_cloud.stores.protocols.AdmissionStore`.
+    """
+    if len(states) != len(asks):
+        msg = "one ask per bucket state is needed"
+        raise ValueError(msg)
+    levels = []
+    stamps = []
+    enough = True
+    # `refill` written out: this runs on every request.
+    for state, (capacity, per_second, cost) in zip(states, asks):  # noqa: B905 - checked above
+        if state is None:
+            level = capacity
+            stamp = now
+        else:
+            level, stamp = state
+            elapsed = now - stamp
+            if elapsed > 0:
+                level += elapsed * per_second
+                stamp = now
+            level = min(level, capacity)
+        if level + EPSILON < cost:
+            enough = False
+        levels.append(level)
+        stamps.append(stamp)
+    if not enough:
+        return None, levels
+    left = [level - ask[2] for level, ask in zip(levels, asks)]  # noqa: B905 - checked above
+    return [BucketState(lv, st) for lv, st in zip(left, stamps)], left  # noqa: B905 - same length
+
+
+def adjust_bucket(
+    state: BucketState | None,
+    capacity: float,
+    per_second: float,
+    delta: int,
+    now: float,
+) -> BucketState:
+    """
+    Return the state of a bucket given *delta* units at time *now*: a refund
+    (positive, never above *capacity*) or a charge (negative, into debt if
+    need be).
+    """
+    level, stamp = refill(state, capacity, per_second, now)
+    level += delta
+    if delta > 0 and level > capacity:
+        level = capacity
+    return BucketState(level, stamp)
+
+
 def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
     """
     Return the units in a bucket at time *now* (full if never used).
@@ -147,6 +237,17 @@ def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
     if elapsed <= 0:
         return min(float(rate.limit), state.level)
     return min(float(rate.limit), state.level + elapsed * rate.per_second)
+
+
+def _granted(level: float, rate: Rate) -> Decision:
+    # The decision of a granted request that left *level* units.
+    return Decision(
+        True,
+        rate.limit,
+        max(0, int(level + EPSILON)),
+        0.0,
+        (rate.capacity - level) / rate.per_second,
+    )
 
 
 def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
@@ -181,9 +282,10 @@ class RateLimiter:
         self.clock = clock
         # Stores that can take from one bucket natively skip the generic
         # read-modify-write callback: the hot path of every request.
-        from zerfoo_cloud.stores.protocols import BucketStore
+        from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore
 
         self._take = store.take if isinstance(store, BucketStore) else None
+        self._admission = store if isinstance(store, AdmissionStore) else None
 
     def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
         """
@@ -195,14 +297,7 @@ class RateLimiter:
         capacity = rate.capacity
         allowed, level = take(key, capacity, rate.per_second, cost, self.clock())
         if allowed:
-            left = int(level + EPSILON)
-            return Decision(
-                True,
-                rate.limit,
-                max(0, left),
-                0.0,
-                (capacity - level) / rate.per_second,
-            )
+            return _granted(level, rate)
         return _decision(False, level, rate, cost)
 
     def acquire_many(
@@ -247,6 +342,97 @@ class RateLimiter:
             return new_states, tuple(decisions)
 
         return self.store.update(keys, change)
+
+    def admit(
+        self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
+    ) -> tuple[bool, tuple[Decision, ...]]:
+        """
+        Take a concurrency slot and units from several buckets: all, or nothing.
+
+        *slot* is ``(key, limit)``, or ``None`` for no concurrency limit;
+        *requests* as for `acquire_many`. A store with the
+        `zerfoo_cloud.stores.protocols.AdmissionStore` fast path does it in
+        one atomic step; any other takes the slot first and gives it back
+        if a bucket refuses.
+
+        Returns:
+            ``(slot_free, decisions)``: *slot_free* is ``False`` when every
+            slot was taken (then nothing was taken, and the decisions report
+            the buckets as `peek` does); otherwise one decision per bucket,
+            as `acquire_many` returns them.
+        """
+        fast = self._admission
+        if fast is not None:
+            now = self.clock()
+            free, allowed, levels = fast.admit(
+                slot,
+                [
+                    (key, rate.capacity, rate.per_second, cost)
+                    for key, rate, cost in requests
+                ],
+                now,
+            )
+            if not free:
+                return False, tuple(
+                    _decision(level + EPSILON >= 1, level, rate, 1)
+                    for level, (_, rate, _) in zip(levels, requests, strict=True)
+                )
+            return True, tuple(
+                _granted(level, rate)
+                if allowed
+                else _decision(level + EPSILON >= cost, level, rate, cost)
+                for level, (_, rate, cost) in zip(levels, requests, strict=True)
+            )
+        store = self.store
+        if slot is not None and not store.acquire_slot(*slot):
+            return False, tuple(self.peek(key, rate) for key, rate, _ in requests)
+        try:
+            decisions = self.acquire_many(requests) if requests else ()
+        except BaseException:
+            if slot is not None:
+                store.release_slot(slot[0])
+            raise
+        if slot is not None and not all(d.allowed for d in decisions):
+            store.release_slot(slot[0])
+        return True, decisions
+
+    def settle(
+        self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
+    ) -> None:
+        """
+        Finish what `admit` took: give ``(key, rate, delta)`` units back to
+        a bucket (*delta* positive: a refund, never above capacity) or charge
+        them (negative: possibly into debt), and give slot *slot_key* back.
+
+        A store with the `zerfoo_cloud.stores.protocols.AdmissionStore`
+        fast path does both in one atomic step; with any other, the slot is
+        given back even when the bucket update raises.
+        """
+        fast = self._admission
+        if fast is not None:
+            change = None
+            if bucket is not None:
+                key, rate, delta = bucket
+                change = (key, rate.capacity, rate.per_second, delta)
+            try:
+                fast.settle(slot_key, change, self.clock())
+            except BaseException:
+                # Nothing changed: still try to give the slot back.
+                if slot_key is not None:
+                    with contextlib.suppress(Exception):
+                        self.store.release_slot(slot_key)
+                raise
+            return
+        try:
+            if bucket is not None:
+                key, rate, delta = bucket
+                if delta > 0:
+                    self.refund(key, rate, delta)
+                elif delta < 0:
+                    self.deduct(key, rate, -delta)
+        finally:
+            if slot_key is not None:
+                self.store.release_slot(slot_key)
 
     def refund(self, key: str, rate: Rate, units: int) -> Decision:
         """

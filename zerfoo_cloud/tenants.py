@@ -10,19 +10,25 @@ compared in constant time. Keys from `generate_api_key` carry 256 bits of
 randomness, so their unsalted hash cannot be reversed; keys chosen by people
 should be as long and random.
 
-The manager reads the store on every lookup, so a tenant created, changed or
-deleted by another process sharing the store (the ``zerfoo-cloud`` command
-writing the LMDB file while a server runs) takes effect at once.
+A tenant created by another process sharing the store (the ``zerfoo-cloud``
+command writing the LMDB file while a server runs) can use its key at once.
+Lookups by key keep the tenants they found for a short time (`TenantManager`'s
+*cache_ttl*, half a second by default), so a key re-keyed or deleted by
+another process stops working, and new limits set by it apply, within that
+time; changes made through the same manager apply at once.
 """
 
 from __future__ import annotations
 
 import builtins
+import collections
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -62,6 +68,13 @@ MAX_MODEL_NAME = 256
 MAX_ALLOW_LIST = 1024
 #: The period of ``rate_limit`` and ``token_budget``: one minute.
 PERIOD_SECONDS = 60.0
+#: How long `TenantManager.get_by_api_key` keeps a tenant it found, by default.
+DEFAULT_CACHE_TTL = 0.5
+#: The longest *cache_ttl*: a key deleted by another process stops working
+#: within one second.
+MAX_CACHE_TTL = 1.0
+#: How many tenants `TenantManager.get_by_api_key` keeps, by default.
+DEFAULT_CACHE_SIZE = 10_000
 
 
 def generate_api_key(prefix: str = API_KEY_PREFIX) -> str:
@@ -233,6 +246,9 @@ class Admission:
     ``allowed`` is true when both were granted; otherwise nothing was taken
     from either bucket, and the refused decision(s) say when to retry.
     ``requests`` and ``tokens`` are ``None`` for unlimited quotas.
+    ``concurrency_refused`` is true when `Tenant.begin_request` found every
+    concurrency slot taken (the decisions then report the quotas as they
+    are).
 
     .. versionadded:: 0.1.0
     """
@@ -240,6 +256,7 @@ class Admission:
     allowed: bool
     requests: Decision | None
     tokens: Decision | None
+    concurrency_refused: bool = False
 
     @property
     def retry_after(self) -> float:
@@ -256,8 +273,11 @@ class Admission:
     @property
     def refused_by(self) -> str | None:
         """
-        ``"requests"`` or ``"tokens"``: the limit that refused, or ``None``.
+        ``"concurrency"``, ``"requests"`` or ``"tokens"``: the limit that
+        refused, or ``None``.
         """
+        if self.concurrency_refused:
+            return "concurrency"
         if self.requests is not None and not self.requests.allowed:
             return "requests"
         if self.tokens is not None and not self.tokens.allowed:
@@ -277,7 +297,15 @@ class Tenant:
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_con_key", "_limiter", "_record", "_req_key", "_tok_key")
+    __slots__ = (
+        "_con_key",
+        "_limiter",
+        "_record",
+        "_req_key",
+        "_req_rate",
+        "_tok_key",
+        "_tok_rate",
+    )
 
     def __init__(self, record: TenantRecord, limiter: RateLimiter) -> None:
         self._record = record
@@ -285,6 +313,9 @@ class Tenant:
         self._req_key = record.id + "\x00req"
         self._tok_key = record.id + "\x00tok"
         self._con_key = record.id + "\x00con"
+        limit, budget = record.rate_limit, record.token_budget
+        self._req_rate = Rate(limit, PERIOD_SECONDS) if limit else None
+        self._tok_rate = Rate(budget, PERIOD_SECONDS) if budget else None
 
     def __repr__(self) -> str:
         r = self._record
@@ -316,13 +347,11 @@ class Tenant:
 
     @property
     def _request_rate(self) -> Rate | None:
-        limit = self._record.rate_limit
-        return Rate(limit, PERIOD_SECONDS) if limit else None
+        return self._req_rate
 
     @property
     def _token_rate(self) -> Rate | None:
-        limit = self._record.token_budget
-        return Rate(limit, PERIOD_SECONDS) if limit else None
+        return self._tok_rate
 
     # -- requests ---------------------------------------------------------
 
@@ -419,6 +448,55 @@ class Tenant:
         allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
         return Admission(allowed, req, tok)
 
+    # -- whole requests ---------------------------------------------------
+
+    def begin_request(self, tokens: int) -> Admission:
+        """
+        Take a concurrency slot, one request and *tokens* tokens: all or none.
+
+        A request refused for concurrency keeps its request and token quota;
+        one refused by a quota holds no slot. With a store that has the
+        `zerfoo_cloud.stores.protocols.AdmissionStore` fast path this is one
+        atomic store call. An allowed request must be finished with one
+        `end_request`.
+        """
+        _check_units(tokens)
+        req_rate, tok_rate = self._req_rate, self._tok_rate
+        asks: list[tuple[str, Rate, int]] = []
+        if req_rate is not None:
+            asks.append((self._req_key, req_rate, 1))
+        if tok_rate is not None:
+            asks.append((self._tok_key, tok_rate, tokens))
+        limit = self._record.max_concurrent_requests
+        slot = (self._con_key, limit) if limit else None
+        if slot is None and not asks:
+            return _ADMITTED
+        free, decisions = self._limiter.admit(slot, asks)
+        req = decisions[0] if req_rate is not None else None
+        tok = decisions[-1] if tok_rate is not None else None
+        if not free:
+            return Admission(False, req, tok, concurrency_refused=True)
+        allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
+        return Admission(allowed, req, tok)
+
+    def end_request(self, reserved: int, used: int) -> None:
+        """
+        Finish a request admitted by `begin_request`: refund the part of its
+        *reserved* tokens it did not use (or charge what it used beyond
+        them), and give its concurrency slot back, even if the token update
+        fails.
+        """
+        _check_units(reserved)
+        _check_units(used)
+        tok_rate = self._tok_rate
+        bucket = None
+        if tok_rate is not None and used != reserved:
+            bucket = (self._tok_key, tok_rate, reserved - used)
+        slot_key = self._con_key if self._record.max_concurrent_requests else None
+        if bucket is None and slot_key is None:
+            return
+        self._limiter.settle(slot_key, bucket)
+
     # -- concurrency ------------------------------------------------------
 
     def allow_concurrent(self) -> bool:
@@ -456,6 +534,7 @@ class Tenant:
 
 
 _UNLIMITED = Decision(True, 0, 0, 0.0, 0.0)
+_ADMITTED = Admission(True, None, None)
 
 
 def _check_units(n: int) -> None:
@@ -474,6 +553,25 @@ def _check_limit(name: str, value: object) -> int:
     if not 0 <= value <= MAX_LIMIT:
         msg = f"{name} must be between 0 (unlimited) and {MAX_LIMIT}, not {value}"
         raise InvalidConfigError(msg, field=name)
+    return value
+
+
+def _check_ttl(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_CACHE_TTL
+    ):
+        msg = f"cache_ttl must be 0 to {MAX_CACHE_TTL} seconds, not {value!r}"
+        raise InvalidConfigError(msg, field="cache_ttl")
+    return float(value)
+
+
+def _check_cache_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"cache_size must be a positive integer, not {value!r}"
+        raise InvalidConfigError(msg, field="cache_size")
     return value
 
 
@@ -528,9 +626,21 @@ class TenantManager:
             processes.
         clock: the time source, Unix seconds.
         key_prefix: the prefix of keys made by `rotate_key`.
+        cache_ttl: seconds `get_by_api_key` keeps a tenant it found, 0 to
+            `MAX_CACHE_TTL` (0: read the store on every lookup).
+        cache_size: at most this many tenants are kept (the least recently
+            used go first).
 
-    Every method reads the store, so changes made by another process sharing
-    it are seen at once. Methods are safe to call from many threads.
+    Every method but `get_by_api_key` reads the store, so changes made by
+    another process sharing it are seen at once. `get_by_api_key` reads it
+    for keys it does not know (a new key works at once) and keeps what it
+    found for *cache_ttl* seconds: a key re-keyed or deleted by another
+    process stops working, and its new limits apply, within that time.
+    Changes made through this manager (`update`, `rotate_key`, `delete`)
+    apply at once. Methods are safe to call from many threads.
+
+    Raises:
+        InvalidConfigError: *cache_ttl* or *cache_size* is out of range.
 
     .. versionadded:: 0.1.0
     """
@@ -542,6 +652,8 @@ class TenantManager:
         limits: LimiterStore | None = None,
         clock: Clock = time.time,
         key_prefix: str = API_KEY_PREFIX,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if store is None or limits is None:
             from zerfoo_cloud.stores.memory import (
@@ -556,6 +668,17 @@ class TenantManager:
         self.clock = clock
         self.key_prefix = key_prefix
         self.limiter = RateLimiter(limits, clock=clock)
+        self.cache_ttl = _check_ttl(cache_ttl)
+        self.cache_size = _check_cache_size(cache_size)
+        # Key hash -> (when it was read, the handle); most recently used last.
+        self._cache: collections.OrderedDict[str, tuple[float, Tenant]] = (
+            collections.OrderedDict()
+        )
+        self._cache_lock = threading.Lock()
+
+    def _forget(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
     def _tenant(self, record: TenantRecord) -> Tenant:
         return Tenant(record, self.limiter)
@@ -604,7 +727,9 @@ class TenantManager:
         Return the tenant whose key is *api_key*.
 
         The key is hashed, looked up in O(1) and the hashes compared in
-        constant time; the key is never logged or kept.
+        constant time; the key is never logged or kept (the cache holds its
+        hash). A tenant found is kept for *cache_ttl* seconds; an unknown key
+        is looked up in the store every time.
 
         Raises:
             TenantNotFoundError: no tenant has this key (``tenant_id`` is
@@ -613,10 +738,28 @@ class TenantManager:
         if not isinstance(api_key, str) or not api_key:
             raise TenantNotFoundError(None)
         digest = hash_api_key(api_key)
+        ttl = self.cache_ttl
+        if ttl:
+            now = self.clock()
+            cache = self._cache
+            with self._cache_lock:
+                hit = cache.get(digest)
+                if hit is not None:
+                    # A clock that went backwards expires the entry too.
+                    if 0.0 <= now - hit[0] < ttl:
+                        cache.move_to_end(digest)
+                        return hit[1]
+                    del cache[digest]
         record = self.store.get_by_key_hash(digest)
         if record is None or not hmac.compare_digest(record.key_hash, digest):
             raise TenantNotFoundError(None)
-        return self._tenant(record)
+        tenant = self._tenant(record)
+        if ttl:
+            with self._cache_lock:
+                cache[digest] = (now, tenant)
+                if len(cache) > self.cache_size:
+                    cache.popitem(last=False)
+        return tenant
 
     def list(self) -> list[TenantConfig]:
         """
@@ -666,7 +809,12 @@ class TenantManager:
         if model_allow_list is not None:
             changes["model_allow_list"] = _check_models(model_allow_list)
         changes["updated_at"] = self.clock()
-        record = self.store.update(tenant_id, lambda old: attrs.evolve(old, **changes))
+        try:
+            record = self.store.update(
+                tenant_id, lambda old: attrs.evolve(old, **changes)
+            )
+        finally:
+            self._forget()
         return self._tenant(record)
 
     def rotate_key(self, tenant_id: str) -> str:
@@ -687,5 +835,8 @@ class TenantManager:
         Raises:
             TenantNotFoundError: no tenant has id *tenant_id*.
         """
-        self.store.delete(tenant_id)
+        try:
+            self.store.delete(tenant_id)
+        finally:
+            self._forget()
         self.limits.clear(tenant_id + "\x00")

@@ -5,11 +5,12 @@ The `LimiterStore` contract, run against every implementation.
 from __future__ import annotations
 
 import threading
+from typing import Protocol, cast
 
 import pytest
 
 from zerfoo_cloud.limits import BucketState
-from zerfoo_cloud.stores.protocols import BucketStore, LimiterStore
+from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore, LimiterStore
 
 
 def test_is_a_limiter_store(limiter_store: LimiterStore) -> None:
@@ -185,3 +186,99 @@ def test_take_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
     for t in threads:
         t.join(30)
     assert granted.count(True) == 300
+
+
+class _FastLimiterStore(LimiterStore, AdmissionStore, Protocol):
+    """A limiter store with the admission fast path."""
+
+
+def _admission(store: LimiterStore) -> _FastLimiterStore:
+    if not isinstance(store, AdmissionStore):
+        pytest.skip("this store has no admission fast path")
+    return cast("_FastLimiterStore", store)
+
+
+def test_admit_takes_slot_and_every_bucket(limiter_store: LimiterStore) -> None:
+    """An admitted request takes its slot and every cost; levels are what is left."""
+    store = _admission(limiter_store)
+    free, allowed, levels = store.admit(
+        ("c", 2), [("r", 10.0, 1.0, 1), ("t", 100.0, 1.0, 40)], 100.0
+    )
+    assert (free, allowed, levels) == (True, True, [9.0, 60.0])
+    assert store.get("r") == BucketState(9.0, 100.0)
+    assert store.get("t") == BucketState(60.0, 100.0)
+    assert store.slots_in_use("c") == 1
+
+
+def test_admit_refused_by_a_bucket_takes_nothing(limiter_store: LimiterStore) -> None:
+    """A bucket short of its cost refuses the whole request: no units, no slot."""
+    store = _admission(limiter_store)
+    store.admit(None, [("t", 100.0, 1.0, 90)], 100.0)
+    free, allowed, levels = store.admit(
+        ("c", 5), [("r", 10.0, 1.0, 1), ("t", 100.0, 1.0, 11)], 100.0
+    )
+    assert (free, allowed, levels) == (True, False, [10.0, 10.0])
+    assert store.get("r") is None
+    assert store.get("t") == BucketState(10.0, 100.0)
+    assert store.slots_in_use("c") == 0
+    # Exactly the level is still granted.
+    assert store.admit(("c", 5), [("t", 100.0, 1.0, 10)], 100.0)[1]
+
+
+def test_admit_at_and_past_the_slot_limit(limiter_store: LimiterStore) -> None:
+    """The last free slot is granted; past it nothing changes and levels are reported."""
+    store = _admission(limiter_store)
+    assert store.admit(("c", 2), [("r", 10.0, 1.0, 1)], 100.0)[:2] == (True, True)
+    assert store.admit(("c", 2), [("r", 10.0, 1.0, 1)], 100.0)[:2] == (True, True)
+    free, allowed, levels = store.admit(("c", 2), [("r", 10.0, 1.0, 1)], 101.0)
+    assert (free, allowed) == (False, False)
+    assert levels == [pytest.approx(9.0)]
+    assert store.get("r") == BucketState(8.0, 100.0)
+    assert store.slots_in_use("c") == 2
+
+
+def test_admit_without_limits(limiter_store: LimiterStore) -> None:
+    """No slot and no buckets is always admitted and changes nothing."""
+    store = _admission(limiter_store)
+    assert store.admit(None, [], 1.0) == (True, True, [])
+
+
+def test_settle_refunds_charges_and_gives_the_slot_back(
+    limiter_store: LimiterStore,
+) -> None:
+    """Settle refunds up to capacity, charges into debt, and frees one slot."""
+    store = _admission(limiter_store)
+    store.admit(("c", 3), [("t", 100.0, 1.0, 30)], 100.0)
+    store.admit(("c", 3), [("t", 100.0, 1.0, 30)], 100.0)
+    store.settle("c", ("t", 100.0, 1.0, 500), 100.0)
+    assert store.get("t") == BucketState(100.0, 100.0)
+    assert store.slots_in_use("c") == 1
+    store.settle("c", ("t", 100.0, 1.0, -150), 100.0)
+    assert store.get("t") == BucketState(-50.0, 100.0)
+    assert store.slots_in_use("c") == 0
+    store.settle("c", None, 100.0)
+    store.settle(None, None, 100.0)
+    assert store.slots_in_use("c") == 0
+
+
+def test_admit_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
+    """Threads admitting at once get exactly the slots and the units there are."""
+    store = _admission(limiter_store)
+    granted: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [
+            store.admit(("c", 250), [("r", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)
+        ]
+        with lock:
+            granted.extend(mine)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert granted.count(True) == 250
+    assert store.slots_in_use("c") == 250
+    assert store.get("r") == BucketState(50.0, 1.0)

@@ -8,7 +8,7 @@ functions and methods that take and return values:
 - `inspect_request`: the model, the prompt estimate, the token reservation,
   streaming, and the ``stream_options.include_usage`` rewrite.
 - `Policy.authenticate`, `Policy.admit` (allow list, then the concurrency
-  slot, then one request and the token reservation in one atomic step),
+  slot, one request and the token reservation in one atomic step),
   `Policy.settle` (reconcile the reservation with the real use, give the slot
   back).
 - `error_response`: OpenAI-shaped errors, status looked up in
@@ -451,16 +451,18 @@ class _RequestIds:
     """
 
     def __init__(self) -> None:
-        self._pid = -1
         self._prefix = ""
+        self._counter = itertools.count()
+        self._reset()
+        # A forked child must not repeat its parent's ids; checking the pid
+        # on every call would cost a system call.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = secrets.token_hex(8)
         self._counter = itertools.count()
 
     def __call__(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._prefix = secrets.token_hex(8)
-            self._counter = itertools.count()
-            self._pid = pid
         return f"{self._prefix}{next(self._counter):016x}"
 
 
@@ -553,9 +555,10 @@ class Policy:
         """
         Admit one request of *tenant*, or refuse it having taken nothing.
 
-        Order: the model allow list, then a concurrency slot, then one
-        request and the token reservation together (`Tenant.admit`). A
-        refusal by one limit leaves the others untouched.
+        Order: the model allow list, then a concurrency slot, one request
+        and the token reservation in one atomic step
+        (`Tenant.begin_request`). A refusal by one limit leaves the others
+        untouched.
 
         Raises:
             ModelNotAllowedError: the model is not in the allow list.
@@ -565,24 +568,19 @@ class Policy:
         if model and not tenant.model_allowed(model):
             raise ModelNotAllowedError(tenant.id, model)
         record = tenant.record
-        if not tenant.allow_concurrent():
+        budget = record.token_budget
+        reserve = min(info.reserve, budget) if budget else info.reserve
+        admission = tenant.begin_request(reserve)
+        if admission.concurrency_refused:
             raise RateLimitedError(
                 tenant.id,
                 "concurrency",
                 _CONCURRENCY_RETRY_AFTER,
-                requests=tenant.request_quota() if record.rate_limit else None,
-                tokens=tenant.token_quota() if record.token_budget else None,
+                requests=admission.requests,
+                tokens=admission.tokens,
                 capacity=record.max_concurrent_requests,
             )
-        budget = record.token_budget
-        reserve = min(info.reserve, budget) if budget else info.reserve
-        try:
-            admission = tenant.admit(reserve)
-        except BaseException:
-            tenant.release_concurrent()
-            raise
         if not admission.allowed:
-            tenant.release_concurrent()
             refused = admission.refused_by or "requests"
             by_requests = refused == "requests"
             raise RateLimitedError(
@@ -707,19 +705,11 @@ class Policy:
         if ticket.settled:
             return billed
         ticket.settled = True
-        tenant = ticket.tenant
         try:
-            used = billed.total_tokens
-            if used < ticket.reserved:
-                tenant.refund_tokens(ticket.reserved - used)
-            elif used > ticket.reserved:
-                tenant.deduct_tokens(used - ticket.reserved)
+            ticket.tenant.end_request(ticket.reserved, billed.total_tokens)
         finally:
-            try:
-                if ticket.pin is not None:
-                    ticket.pin.__exit__(None, None, None)
-            finally:
-                tenant.release_concurrent()
+            if ticket.pin is not None:
+                ticket.pin.__exit__(None, None, None)
         return billed
 
 

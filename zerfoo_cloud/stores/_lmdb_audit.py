@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zerfoo_cloud.audit import GENESIS, AuditEntry, ChainLink, link_entry
+from zerfoo_cloud.audit import GENESIS, AuditEntry, ChainLink, entry_json, link_entry
 from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
 from zerfoo_cloud.stores._lmdb_keys import TIME, micros, scan, tenant_prefix, time_key
 
@@ -28,11 +28,14 @@ _ANCHOR = b"anchor"
 PURGE_CHUNK = 10_000
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+def _link_json(
+    link: Callable[[ChainLink, AuditEntry], AuditEntry],
+) -> Callable[[ChainLink, AuditEntry], tuple[AuditEntry, bytes]]:
+    def link_json(prev: ChainLink, entry: AuditEntry) -> tuple[AuditEntry, bytes]:
+        linked = link(prev, entry)
+        return linked, entry_json(linked)
 
-
-def _encode(entry: AuditEntry) -> bytes:
-    return _JSON(entry.to_dict()).encode()
+    return link_json
 
 
 def _decode(seq: int, raw: bytes) -> AuditEntry:
@@ -112,13 +115,19 @@ class LMDBAuditStore:
             return []
         db, index, meta = self._db, self._index, self._meta
 
+        # The logger's linker also hands out the stored form, made from the
+        # same pieces as the hash.
+        link_json: Callable[[ChainLink, AuditEntry], tuple[AuditEntry, bytes]] = (
+            getattr(link, "link_json", None) or _link_json(link)
+        )
+
         def write(txn: Any) -> list[AuditEntry]:
             prev = _read_link(txn, meta, _HEAD) or GENESIS
             stored = []
             for entry, place in zip(entries, places, strict=True):
-                linked = link(prev, entry)
+                linked, raw = link_json(prev, entry)
                 key = TIME.pack(linked.seq)
-                if not txn.put(key, _encode(linked), db=db, overwrite=False):
+                if not txn.put(key, raw, db=db, overwrite=False):
                     raise CorruptRecordError(
                         "lmdb:audit", f"entry {linked.seq}", "exists past the head"
                     )

@@ -54,23 +54,31 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class _Gate:
     """
     Counts open transactions; `exclusive` waits until there are none.
+
+    `enter` and `leave` take the bare lock (a C-level context manager) and
+    touch the condition only while a resize is pending: they run around
+    every transaction.
     """
 
-    __slots__ = ("_active", "_cond", "_resizing")
+    __slots__ = ("_active", "_cond", "_lock", "_resizing")
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._resizing = False
 
     def enter(self) -> None:
-        with self._cond:
+        with self._lock:
+            if not self._resizing:
+                self._active += 1
+                return
             while self._resizing:
                 self._cond.wait()
             self._active += 1
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1
             if self._resizing and self._active == 0:
                 self._cond.notify_all()
@@ -123,6 +131,9 @@ class Environment:
 
     *durable* environments fsync every commit; volatile ones (limiter state)
     do not, and are rebuilt empty after a machine restart by their owner.
+    *writemap* writes through the memory map instead of ``write()`` calls:
+    a commit then costs no system call (for volatile environments, whose
+    commits are not fsynced).
     """
 
     def __init__(
@@ -133,9 +144,11 @@ class Environment:
         durable: bool,
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = DEFAULT_MAX_MAP_SIZE,
+        writemap: bool = False,
     ) -> None:
         self.path = path
         self.durable = durable
+        self.writemap = writemap
         self._names = tuple(names)
         # A size limit below the initial size wins: the map starts at the limit.
         self._initial_map_size = min(map_size, max_map_size)
@@ -162,6 +175,7 @@ class Environment:
                 sync=self.durable,
                 metasync=self.durable,
                 readahead=False,
+                writemap=self.writemap,
                 lock=True,
             )
         except lmdb.Error as exc:

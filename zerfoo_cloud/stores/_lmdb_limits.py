@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zerfoo_cloud.errors import CorruptRecordError
-from zerfoo_cloud.limits import BucketState, take_from
+from zerfoo_cloud.limits import (
+    BucketState,
+    adjust_bucket,
+    refill,
+    take_all,
+    take_from,
+)
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores._lmdb_env import Environment
@@ -22,6 +28,29 @@ T = TypeVar("T")
 _BUCKET = struct.Struct("<dd")
 _COUNT = struct.Struct("<q")
 _PID = struct.Struct(">q")
+
+
+class _Pid:
+    """
+    This process's id and its packed form, refreshed after ``fork()``:
+    ``os.getpid()`` is a system call, and slots are keyed by it on every
+    request.
+    """
+
+    __slots__ = ("packed", "pid")
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.packed = b""
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.pid = os.getpid()
+        self.packed = _PID.pack(self.pid)
+
+
+_OWN = _Pid()
+os.register_at_fork(after_in_child=_OWN.refresh)
 
 
 def _alive(pid: int) -> bool:
@@ -119,6 +148,89 @@ class LMDBLimiterStore:
 
         return self._env.write(write)
 
+    def admit(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        Take a slot and units from *buckets* in one transaction: all, or nothing.
+        """
+        raw_keys = [key.encode("utf-8", "surrogatepass") for key, _, _, _ in buckets]
+        asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+        if slot is not None:
+            prefix = slot[0].encode("utf-8", "surrogatepass") + b"\x00"
+            own = prefix + _OWN.packed
+            limit = slot[1]
+        decode = self._decode
+        pack = _BUCKET.pack
+        dbs = self._dbs
+
+        def write(txn: Any) -> tuple[bool, bool, list[float]]:
+            db = dbs["buckets"]
+            get = txn.get
+            states = [decode(k, get(k, db=db)) for k in raw_keys]
+            if slot is not None:
+                slots = dbs["slots"]
+                if self._full(txn, prefix, limit):
+                    levels = [
+                        refill(state, capacity, rate, now)[0]
+                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
+                    ]
+                    return False, False, levels
+            new, levels = take_all(states, asks, now)
+            if new is None:
+                return True, False, levels
+            put = txn.put
+            for key, state in zip(raw_keys, new, strict=True):
+                put(key, pack(*state), db=db)
+            if slot is not None:
+                raw = get(own, db=slots)
+                mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+                put(own, _COUNT.pack(mine + 1), db=slots)
+            return True, True, levels
+
+        return self._env.write(write)
+
+    def settle(
+        self,
+        slot_key: str | None,
+        bucket: tuple[str, float, float, int] | None,
+        now: float,
+    ) -> None:
+        """
+        Give *delta* units to a bucket and a slot back, in one transaction.
+        """
+        change = None
+        if bucket is not None and bucket[3]:
+            key, capacity, rate, delta = bucket
+            raw_key = key.encode("utf-8", "surrogatepass")
+            change = (raw_key, capacity, rate, delta)
+        own = None
+        if slot_key is not None:
+            own = slot_key.encode("utf-8", "surrogatepass") + b"\x00" + _OWN.packed
+        if change is None and own is None:
+            return
+        dbs = self._dbs
+
+        def write(txn: Any) -> None:
+            if change is not None:
+                db = dbs["buckets"]
+                raw_key, capacity, rate, delta = change
+                state = adjust_bucket(
+                    self._decode(raw_key, txn.get(raw_key, db=db)),
+                    capacity,
+                    rate,
+                    delta,
+                    now,
+                )
+                txn.put(raw_key, _BUCKET.pack(*state), db=db)
+            if own is not None:
+                self._give_back(txn, own)
+
+        self._env.write(write)
+
     def get(self, key: str) -> BucketState | None:
         """
         Return the state of *key*, or ``None``.
@@ -126,6 +238,14 @@ class LMDBLimiterStore:
         raw_key = key.encode("utf-8", "surrogatepass")
         return self._env.read(
             lambda txn: self._decode(raw_key, txn.get(raw_key, db=self._db))
+        )
+
+    def _full(self, txn: Any, prefix: bytes, limit: int) -> bool:
+        # Slots of dead processes only matter when they fill the limit: only
+        # then are the holders checked (one signal 0 per other process).
+        return (
+            self._count(txn, prefix, prune=False) >= limit
+            and self._count(txn, prefix, prune=True) >= limit
         )
 
     def _count(self, txn: Any, prefix: bytes, *, prune: bool) -> int:
@@ -137,7 +257,7 @@ class LMDBLimiterStore:
                     if not k.startswith(prefix):
                         break
                     pid = _PID.unpack(k[len(prefix) :])[0]
-                    if prune and pid != os.getpid() and not _alive(pid):
+                    if prune and pid != _OWN.pid and not _alive(pid):
                         dead.append(k)
                         continue
                     total += _COUNT.unpack(v)[0]
@@ -150,10 +270,10 @@ class LMDBLimiterStore:
         Take a slot of *key* if fewer than *limit* are taken by live processes.
         """
         prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
-        own = prefix + _PID.pack(os.getpid())
+        own = prefix + _OWN.packed
 
         def write(txn: Any) -> bool:
-            if self._count(txn, prefix, prune=True) >= limit:
+            if self._full(txn, prefix, limit):
                 return False
             raw = txn.get(own, db=self._slots)
             mine = 0 if raw is None else _COUNT.unpack(raw)[0]
@@ -166,17 +286,17 @@ class LMDBLimiterStore:
         """
         Give back a slot of *key* taken by this process.
         """
-        own = key.encode("utf-8", "surrogatepass") + b"\x00" + _PID.pack(os.getpid())
+        own = key.encode("utf-8", "surrogatepass") + b"\x00" + _OWN.packed
+        self._env.write(lambda txn: self._give_back(txn, own))
 
-        def write(txn: Any) -> None:
-            raw = txn.get(own, db=self._slots)
-            mine = 0 if raw is None else _COUNT.unpack(raw)[0]
-            if mine <= 1:
-                txn.delete(own, db=self._slots)
-            else:
-                txn.put(own, _COUNT.pack(mine - 1), db=self._slots)
-
-        self._env.write(write)
+    def _give_back(self, txn: Any, own: bytes) -> None:
+        slots = self._slots
+        raw = txn.get(own, db=slots)
+        mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+        if mine <= 1:
+            txn.delete(own, db=slots)
+        else:
+            txn.put(own, _COUNT.pack(mine - 1), db=slots)
 
     def slots_in_use(self, key: str) -> int:
         """

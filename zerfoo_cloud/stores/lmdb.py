@@ -213,6 +213,7 @@ class LMDBStores:
                 durable=False,
                 map_size=map_size,
                 max_map_size=max_map_size,
+                writemap=True,
             )
         finally:
             os.close(fd)

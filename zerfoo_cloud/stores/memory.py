@@ -19,7 +19,7 @@ from zerfoo_cloud.errors import (
     TenantExistsError,
     TenantNotFoundError,
 )
-from zerfoo_cloud.limits import take_from
+from zerfoo_cloud.limits import adjust_bucket, refill, take_all, take_from
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -184,6 +184,56 @@ class MemoryLimiterStore:
                 buckets[key] = state
         return allowed, level
 
+    def admit(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        Take a slot and units from *buckets* at once: all, or nothing.
+        """
+        table = self._buckets
+        with self._lock:
+            states = [table.get(key) for key, _, _, _ in buckets]
+            asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+            if slot is not None and self._slots.get(slot[0], 0) >= slot[1]:
+                return (
+                    False,
+                    False,
+                    [
+                        refill(state, capacity, rate, now)[0]
+                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
+                    ],
+                )
+            new, levels = take_all(states, asks, now)
+            if new is None:
+                return True, False, levels
+            for (key, _, _, _), state in zip(buckets, new, strict=True):
+                table[key] = state
+            if slot is not None:
+                self._slots[slot[0]] = self._slots.get(slot[0], 0) + 1
+            return True, True, levels
+
+    def settle(
+        self,
+        slot_key: str | None,
+        bucket: tuple[str, float, float, int] | None,
+        now: float,
+    ) -> None:
+        """
+        Give *delta* units to a bucket and a slot back, at once.
+        """
+        with self._lock:
+            if bucket is not None:
+                key, capacity, rate, delta = bucket
+                if delta:
+                    self._buckets[key] = adjust_bucket(
+                        self._buckets.get(key), capacity, rate, delta, now
+                    )
+            if slot_key is not None:
+                self._release(slot_key)
+
     def acquire_slot(self, key: str, limit: int) -> bool:
         """
         Take a slot of *key* if fewer than *limit* are taken.
@@ -200,11 +250,14 @@ class MemoryLimiterStore:
         Give back a slot of *key*.
         """
         with self._lock:
-            taken = self._slots.get(key, 0)
-            if taken <= 1:
-                self._slots.pop(key, None)
-            else:
-                self._slots[key] = taken - 1
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        taken = self._slots.get(key, 0)
+        if taken <= 1:
+            self._slots.pop(key, None)
+        else:
+            self._slots[key] = taken - 1
 
     def slots_in_use(self, key: str) -> int:
         """

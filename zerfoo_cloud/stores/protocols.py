@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.tenants import TenantRecord
 
 __all__ = [
+    "AdmissionStore",
     "AuditStore",
     "BillingStore",
     "BucketStore",
@@ -181,6 +182,61 @@ class BucketStore(Protocol):
         Use `zerfoo_cloud.limits.take_from` for the arithmetic. Returns
         ``(allowed, level)``: whether the units were taken, and the units
         left (or, when refused, available).
+        """
+
+
+@runtime_checkable
+class AdmissionStore(Protocol):
+    """
+    **Protocol**: An optional fast path of a `LimiterStore` for whole requests.
+
+    A limiter store that also has `admit` and `settle` admits a request (a
+    concurrency slot, one request and a token reservation) in one atomic
+    step, and settles it (the token reconciliation and the slot) in another,
+    instead of one store call per limit. `zerfoo_cloud.RateLimiter` checks
+    for it when it is made; stores without it are used through the generic
+    methods.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def admit(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        Atomically take a concurrency slot and units from *buckets*: all or nothing.
+
+        *slot* is ``(key, limit)`` as for `LimiterStore.acquire_slot`, or
+        ``None``; *buckets* holds ``(key, capacity, per_second, cost)``. Use
+        `zerfoo_cloud.limits.take_all` (and `zerfoo_cloud.limits.refill`)
+        for the arithmetic.
+
+        Returns:
+            ``(slot_free, allowed, levels)``. When all *limit* slots are
+            taken: ``(False, False, levels)`` with the units each bucket
+            holds; nothing changed. When a bucket lacks its cost:
+            ``(True, False, levels)`` with the units available; nothing
+            changed, no slot taken. Otherwise ``(True, True, levels)``: the
+            slot and every cost were taken, *levels* are what is left.
+        """
+
+    def settle(
+        self,
+        slot_key: str | None,
+        bucket: tuple[str, float, float, int] | None,
+        now: float,
+    ) -> None:
+        """
+        Atomically give *delta* units to a bucket and give a slot back.
+
+        *bucket* is ``(key, capacity, per_second, delta)``: a positive delta
+        is a refund (never above *capacity*), a negative one a charge (into
+        debt if need be; see `zerfoo_cloud.limits.adjust_bucket`).
+        *slot_key*, when given, loses one taken slot as with
+        `LimiterStore.release_slot`.
         """
 
 
