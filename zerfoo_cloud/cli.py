@@ -408,6 +408,15 @@ def _window_options(fn: F) -> F:
     )(fn)
 
 
+_tenants_option = click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    metavar="ID",
+    help="A tenant (repeat; default: all).",
+)
+
+
 def _tenant_ids(stores: LMDBStores, chosen: tuple[str, ...]) -> list[str]:
     if chosen:
         return list(chosen)
@@ -444,13 +453,7 @@ def usage() -> None:
 
 
 @usage.command("report")
-@click.option(
-    "--tenant",
-    "tenants",
-    multiple=True,
-    metavar="ID",
-    help="A tenant (repeat; default: all).",
-)
+@_tenants_option
 @_window_options
 @click.option(
     "--by",
@@ -549,13 +552,7 @@ def _export_target(output: str | None) -> Iterator[IO[str]]:
 
 
 @usage.command("export")
-@click.option(
-    "--tenant",
-    "tenants",
-    multiple=True,
-    metavar="ID",
-    help="A tenant (repeat; default: all).",
-)
+@_tenants_option
 @_window_options
 @click.option(
     "--format",

@@ -52,6 +52,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from zerfoo_cloud._asgi import acknowledge_lifespan
 from zerfoo_cloud.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -750,7 +751,7 @@ def metrics_app(metrics: Metrics) -> _ASGIApp:
 
     async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
             return
         if scope["type"] != "http":
             msg = f"metrics_app serves HTTP only, not {scope['type']!r}"
@@ -776,13 +777,3 @@ def metrics_app(metrics: Metrics) -> _ASGIApp:
         )
 
     return app
-
-
-async def _lifespan(receive: _Receive, send: _Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

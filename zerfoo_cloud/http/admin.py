@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
+from zerfoo_cloud._asgi import acknowledge_lifespan
 from zerfoo_cloud.audit import AuditAction, AuditEntry
 from zerfoo_cloud.errors import (
     CloudError,
@@ -384,16 +385,6 @@ def _entry_json(entry: AuditEntry) -> dict[str, Any]:
     return data
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 #: Status and error code of each library error an operation may raise,
 #: looked up along the exception's MRO.
 _ERROR_STATUS: dict[type[CloudError], tuple[int, str]] = {
@@ -542,7 +533,7 @@ class AdminAPI:
         """
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
             return
         if kind != "http":
             close: Message = {"type": "websocket.close", "code": 1008}
