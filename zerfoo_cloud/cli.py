@@ -551,19 +551,23 @@ def _export_target(output: str | None) -> Iterator[IO[str]]:
         yield out
 
 
+def _export_options(fn: F) -> F:
+    fn = click.option(
+        "--output", "-o", metavar="FILE", help="Write here instead of standard output."
+    )(fn)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["ndjson", "csv"]),
+        default="ndjson",
+        show_default=True,
+    )(fn)
+
+
 @usage.command("export")
 @_tenants_option
 @_window_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["ndjson", "csv"]),
-    default="ndjson",
-    show_default=True,
-)
-@click.option(
-    "--output", "-o", metavar="FILE", help="Write here instead of standard output."
-)
+@_export_options
 @click.pass_obj
 @_handle_errors
 def usage_export(
@@ -717,16 +721,7 @@ def audit_verify(obj: _Context) -> None:
 
 
 @audit.command("export")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["ndjson", "csv"]),
-    default="ndjson",
-    show_default=True,
-)
-@click.option(
-    "--output", "-o", metavar="FILE", help="Write here instead of standard output."
-)
+@_export_options
 @click.pass_obj
 @_handle_errors
 def audit_export(obj: _Context, fmt: str, output: str | None) -> None:
