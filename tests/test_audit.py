@@ -205,6 +205,44 @@ def test_log_stamps_and_returns_the_entry_without_chain_fields() -> None:
     assert logger.log(kept) is kept
 
 
+_fields = st.fixed_dictionaries(
+    {
+        "tenant_id": st.one_of(
+            _texts, st.just("é" * (MAX_TENANT_ID_BYTES // 2)), st.integers()
+        ),
+        "action": st.sampled_from(list(AuditAction) + [a.value for a in AuditAction]),
+        "result": st.sampled_from([*AuditResult, "nonsense"]),
+        "resource": _texts,
+        "status_code": st.one_of(st.integers(-2, 1001), st.booleans()),
+        "method": _texts,
+        "path": _texts,
+        "remote_addr": _texts,
+    }
+)
+
+
+@given(fields=_fields)
+def test_log_request_is_log_of_the_same_entry(fields: dict[str, Any]) -> None:
+    """log_request() stores and returns what log(AuditEntry(...)) would, or raises the same error."""
+    slow = AuditLogger(MemoryAuditStore(), clock=lambda: T0.timestamp())
+    fast = AuditLogger(MemoryAuditStore(), clock=lambda: T0.timestamp())
+    tenant_id, action, result = fields["tenant_id"], fields["action"], fields["result"]
+    rest = {
+        k: v for k, v in fields.items() if k not in {"tenant_id", "action", "result"}
+    }
+    try:
+        expected = slow.log(AuditEntry(None, tenant_id, action, result, **rest))
+    except (InvalidConfigError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            fast.log_request(tenant_id, action, result, **rest)
+        return
+    got = fast.log_request(tenant_id, action, result, **rest)
+    assert got == expected
+    assert fast.query(expected.tenant_id, *EVER) == slow.query(
+        expected.tenant_id, *EVER
+    )
+
+
 def test_tenant_id_at_and_past_its_limit() -> None:
     """A tenant id of MAX_TENANT_ID_BYTES bytes is logged; one more byte raises InvalidConfigError."""
     logger = AuditLogger(MemoryAuditStore())

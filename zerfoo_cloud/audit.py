@@ -270,8 +270,16 @@ def _cleaned_address(value: object) -> str:
     return _remember(_ADDRESSES, _clean_address, value)
 
 
+#: The largest status code an entry holds.
+_MAX_STATUS = 999
+
+
 def _check_status(instance: object, attribute: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 999:  # noqa: PLR2004
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= _MAX_STATUS
+    ):
         msg = f"status_code must be an integer from 0 to 999, not {value!r}"
         raise InvalidConfigError(msg, field="status_code")
 
@@ -813,6 +821,80 @@ class AuditLogger(QueuedWriting):
                 self.clock(), timezone.utc
             )
             entry = _with_chain(entry, 0, "", "", stamp)
+        self._writer.submit(entry)
+        return entry
+
+    def log_request(
+        self,
+        tenant_id: str,
+        action: AuditAction,
+        result: AuditResult,
+        *,
+        resource: str,
+        status_code: int,
+        method: str,
+        path: str,
+        remote_addr: str,
+    ) -> AuditEntry:
+        """
+        Queue the entry of one HTTP request, stamped with the clock now.
+
+        The same as ``log(AuditEntry(None, tenant_id, action, result,
+        resource, status_code, method, path, remote_addr))`` (the keyword
+        arguments are those fields), cleaning
+        included, in a fraction of the time: the entry is made once, and
+        the cleaning of repeated values is remembered. The HTTP layer calls
+        it once per request.
+
+        Returns:
+            The entry as it will be stored, without its chain fields.
+
+        Raises:
+            InvalidConfigError: a field has the wrong type or range, or the
+                tenant id is longer than `MAX_TENANT_ID_BYTES`.
+            StoreError: as `log`.
+        """
+        if (
+            type(tenant_id) is not str
+            or type(status_code) is not int
+            or not 0 <= status_code <= _MAX_STATUS
+            or len(tenant_id) * 4 > MAX_TENANT_ID_BYTES
+        ):
+            # The rare and the wrong: the full constructor checks and says why.
+            return self.log(
+                AuditEntry(
+                    None,
+                    tenant_id,
+                    action,
+                    result,
+                    resource,
+                    status_code,
+                    method,
+                    path,
+                    remote_addr,
+                )
+            )
+        entry: AuditEntry = object.__new__(AuditEntry)
+        _setattr(entry, "timestamp", datetime.fromtimestamp(self.clock(), timezone.utc))
+        _setattr(entry, "tenant_id", tenant_id)
+        _setattr(
+            entry,
+            "action",
+            action if type(action) is AuditAction else AuditAction(action),
+        )
+        _setattr(
+            entry,
+            "result",
+            result if type(result) is AuditResult else AuditResult(result),
+        )
+        _setattr(entry, "resource", _cleaned_resource(resource))
+        _setattr(entry, "status_code", status_code)
+        _setattr(entry, "method", _cleaned_method(method))
+        _setattr(entry, "path", _cleaned_path(path))
+        _setattr(entry, "remote_addr", _cleaned_address(remote_addr))
+        _setattr(entry, "seq", 0)
+        _setattr(entry, "prev_hash", "")
+        _setattr(entry, "hash", "")
         self._writer.submit(entry)
         return entry
 

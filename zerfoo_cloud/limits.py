@@ -20,9 +20,10 @@ HTTP ``Retry-After`` and ``x-ratelimit-*`` headers report.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
@@ -118,6 +119,13 @@ class Decision(NamedTuple):
     reset_after: float
 
 
+#: ``Decision(*fields)`` without the generated ``__new__``'s Python frame:
+#: decisions are made on every request.
+_new_decision: Callable[[tuple[bool, int, int, float, float]], Decision] = (
+    functools.partial(tuple.__new__, Decision)
+)
+
+
 def take_from(
     state: BucketState | None, capacity: float, per_second: float, cost: int, now: float
 ) -> tuple[BucketState | None, bool, float]:
@@ -148,7 +156,7 @@ def take_from(
 
 
 def refill(
-    state: BucketState | None, capacity: float, per_second: float, now: float
+    state: tuple[float, float] | None, capacity: float, per_second: float, now: float
 ) -> tuple[float, float]:
     """
     Return ``(level, stamp)``: the units in a bucket at time *now* (full if
@@ -166,18 +174,20 @@ def refill(
 
 
 def take_all(
-    states: Sequence[BucketState | None],
+    states: Sequence[tuple[float, float] | None],
     asks: Sequence[tuple[float, float, int]],
     now: float,
-) -> tuple[list[BucketState] | None, list[float]]:
+) -> tuple[list[tuple[float, float]] | None, list[float]]:
     """
     Take units from several buckets at time *now*: from all of them, or from none.
 
-    *asks* holds ``(capacity, per_second, cost)`` per bucket, in the order
-    of *states*. Returns ``(new_states, levels)``: *new_states* is ``None``
-    when a bucket lacks its cost (nothing is taken), *levels* the units left
-    in each bucket (or available, when nothing was taken). The shared
-    arithmetic of every `zerfoo_cloud.stores.protocols.AdmissionStore`.
+    *states* holds ``(level, stamp)`` per bucket (a `BucketState`, or
+    ``None`` for a bucket never used), *asks* ``(capacity, per_second,
+    cost)`` in the same order. Returns ``(new_states, levels)``:
+    *new_states* (``(level, stamp)`` pairs) is ``None`` when a bucket lacks
+    its cost (nothing is taken), *levels* the units left in each bucket (or
+    available, when nothing was taken). The shared arithmetic of every
+    `zerfoo_cloud.stores.protocols.AdmissionStore`.
     """
     if len(states) != len(asks):
         msg = "one ask per bucket state is needed"
@@ -186,7 +196,8 @@ def take_all(
     stamps = []
     enough = True
     # `refill` written out: this runs on every request.
-    for state, (capacity, per_second, cost) in zip(states, asks):  # noqa: B905 - checked above
+    for i, state in enumerate(states):
+        capacity, per_second, cost = asks[i]
         if state is None:
             level = capacity
             stamp = now
@@ -203,8 +214,12 @@ def take_all(
         stamps.append(stamp)
     if not enough:
         return None, levels
-    left = [level - ask[2] for level, ask in zip(levels, asks)]  # noqa: B905 - checked above
-    return [BucketState(lv, st) for lv, st in zip(left, stamps)], left  # noqa: B905 - same length
+    new = []
+    for i, level in enumerate(levels):
+        left = level - asks[i][2]
+        levels[i] = left
+        new.append((left, stamps[i]))
+    return new, levels
 
 
 def adjust_bucket(
@@ -238,12 +253,14 @@ def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
 
 def _granted(level: float, rate: Rate) -> Decision:
     # The decision of a granted request that left *level* units.
-    return Decision(
-        True,
-        rate.limit,
-        max(0, int(level + EPSILON)),
-        0.0,
-        (rate.capacity - level) / rate.per_second,
+    return _new_decision(
+        (
+            True,
+            rate.limit,
+            max(0, int(level + EPSILON)),
+            0.0,
+            (rate.capacity - level) / rate.per_second,
+        )
     )
 
 
@@ -255,12 +272,14 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
         retry_after = math.inf
     else:
         retry_after = (cost - level) / per_second
-    return Decision(
-        allowed,
-        rate.limit,
-        max(0, math.floor(level + EPSILON)),
-        retry_after,
-        max(0.0, (rate.limit - level) / per_second),
+    return _new_decision(
+        (
+            allowed,
+            rate.limit,
+            max(0, math.floor(level + EPSILON)),
+            retry_after,
+            max(0.0, (rate.limit - level) / per_second),
+        )
     )
 
 
@@ -374,11 +393,18 @@ class RateLimiter:
                     _decision(level + EPSILON >= 1, level, rate, 1)
                     for level, (_, rate, _) in zip(levels, requests, strict=True)
                 )
+            if allowed:
+                return True, tuple(
+                    [
+                        _granted(level, request[1])
+                        for level, request in zip(levels, requests, strict=True)
+                    ]
+                )
             return True, tuple(
-                _granted(level, rate)
-                if allowed
-                else _decision(level + EPSILON >= cost, level, rate, cost)
-                for level, (_, rate, cost) in zip(levels, requests, strict=True)
+                [
+                    _decision(level + EPSILON >= cost, level, rate, cost)
+                    for level, (_, rate, cost) in zip(levels, requests, strict=True)
+                ]
             )
         store = self.store
         if slot is not None and not store.acquire_slot(*slot):

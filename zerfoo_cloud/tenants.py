@@ -460,7 +460,8 @@ class Tenant:
         atomic store call. An allowed request must be finished with one
         `end_request`.
         """
-        _check_units(tokens)
+        if type(tokens) is not int or tokens < 0:
+            _check_units(tokens)  # raises
         req_rate, tok_rate = self._req_rate, self._tok_rate
         asks: list[tuple[str, Rate, int]] = []
         if req_rate is not None:
@@ -486,8 +487,13 @@ class Tenant:
         them), and give its concurrency slot back, even if the token update
         fails.
         """
-        _check_units(reserved)
-        _check_units(used)
+        if (
+            type(reserved) is not int
+            or type(used) is not int
+            or min(reserved, used) < 0
+        ):
+            _check_units(reserved)  # one of them raises
+            _check_units(used)
         tok_rate = self._tok_rate
         bucket = None
         if tok_rate is not None and used != reserved:

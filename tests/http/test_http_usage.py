@@ -20,6 +20,7 @@ from zerfoo_cloud.http._usage import (
     SSEUsageParser,
     Usage,
     UsageSlot,
+    parse_json,
     usage_from_mapping,
 )
 
@@ -336,3 +337,37 @@ def test_report_usage_without_a_middleware_is_harmless() -> None:
     assert info.value.field == "prompt_tokens"
     with pytest.raises(InvalidConfigError):
         report_usage({USAGE_KEY: UsageSlot()}, 0, 1.5)  # type: ignore[arg-type]
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(value=_json_values, encoding=st.sampled_from(["utf-8", "utf-16", "utf-8-sig"]))
+def test_parse_json_reads_what_json_loads_reads(value: Any, encoding: str) -> None:
+    """parse_json() returns what json.loads() returns, huge integers and UTF-16 included."""
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        data = text.encode(encoding)
+        assert parse_json(data) == json.loads(data)
+
+
+@pytest.mark.parametrize("data", [b"NaN", b'{"a": Infinity}', b"[1, 2", b"", b"\xff"])
+def test_parse_json_matches_json_loads_on_odd_input(data: bytes) -> None:
+    """parse_json() accepts the non-standard constants json.loads() accepts, and raises ValueError where it does."""
+    try:
+        expected = json.loads(data)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_json(data)
+        return
+    assert repr(parse_json(data)) == repr(expected)

@@ -23,7 +23,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud.http._policy import Finished, audit_entry
+from zerfoo_cloud.audit import AuditAction
+from zerfoo_cloud.http._policy import Finished, audit_result
 from zerfoo_cloud.metering import UsageEvent
 
 if TYPE_CHECKING:
@@ -169,9 +170,21 @@ class Accounting:
                     int(self.clock()),
                 )
                 self._worker.put((self._publish, (event,)))
-        if self.audit is not None:
+        audit = self.audit
+        if audit is not None:
             try:
-                self.audit.log(audit_entry(finished))
+                audit.log_request(
+                    finished.tenant_id,
+                    AuditAction.INFERENCE
+                    if finished.authenticated
+                    else AuditAction.AUTH,
+                    audit_result(finished.status),
+                    resource=finished.model or finished.path,
+                    status_code=finished.status,
+                    method=finished.method,
+                    path=finished.path,
+                    remote_addr=finished.remote_addr,
+                )
             except Exception:  # noqa: BLE001 - logged and counted
                 self._failed("audit entry")
 

@@ -48,7 +48,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
     UnauthorizedError,
 )
-from zerfoo_cloud.http._usage import Usage
+from zerfoo_cloud.http._usage import Usage, parse_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,6 +77,7 @@ __all__ = [
     "inspect_request",
     "metering_finisher",
     "new_request_id",
+    "rate_limit_header_bytes",
     "rate_limit_headers",
     "status_for",
 ]
@@ -282,7 +283,7 @@ def inspect_request(
     if not body:
         return RequestInfo(body=body)
     try:
-        doc = json.loads(body)
+        doc = parse_json(body)
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
@@ -331,6 +332,20 @@ def format_duration(seconds: float) -> str:
     return f"{sec}s"
 
 
+_HEADER_NAMES = {
+    quota: (
+        f"x-ratelimit-limit-{quota}",
+        f"x-ratelimit-remaining-{quota}",
+        f"x-ratelimit-reset-{quota}",
+    )
+    for quota in ("requests", "tokens")
+}
+_HEADER_NAME_BYTES = {
+    quota: tuple(name.encode() for name in names)
+    for quota, names in _HEADER_NAMES.items()
+}
+
+
 def rate_limit_headers(
     requests: Decision | None, tokens: Decision | None
 ) -> list[tuple[str, str]]:
@@ -341,14 +356,27 @@ def rate_limit_headers(
 
     .. versionadded:: 0.1.0
     """
-    headers: list[tuple[str, str]] = []
-    for name, decision in (("requests", requests), ("tokens", tokens)):
+    return [
+        (name.decode(), value.decode())
+        for name, value in rate_limit_header_bytes(requests, tokens)
+    ]
+
+
+def rate_limit_header_bytes(
+    requests: Decision | None, tokens: Decision | None
+) -> list[tuple[bytes, bytes]]:
+    """
+    `rate_limit_headers` as ASGI wants them: names and values in bytes.
+
+    .. versionadded:: 0.1.0
+    """
+    headers: list[tuple[bytes, bytes]] = []
+    for quota, decision in (("requests", requests), ("tokens", tokens)):
         if decision is not None:
-            headers.append((f"x-ratelimit-limit-{name}", str(decision.limit)))
-            headers.append((f"x-ratelimit-remaining-{name}", str(decision.remaining)))
-            headers.append(
-                (f"x-ratelimit-reset-{name}", format_duration(decision.reset_after))
-            )
+            limit, remaining, reset = _HEADER_NAME_BYTES[quota]
+            headers.append((limit, b"%d" % decision.limit))
+            headers.append((remaining, b"%d" % decision.remaining))
+            headers.append((reset, format_duration(decision.reset_after).encode()))
     return headers
 
 
@@ -474,34 +502,54 @@ class Ticket:
     """
     One admitted request: what it reserved and holds until it is settled.
 
+    *requests* and *tokens* are the quota decisions of its admission
+    (``None`` for an unlimited quota): its ``x-ratelimit-*`` headers.
+
     .. versionadded:: 0.1.0
     """
 
     __slots__ = (
-        "headers",
         "info",
         "pin",
         "request_id",
+        "requests",
         "reserved",
         "settled",
         "tenant",
+        "tokens",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - what an admission holds
         self,
         tenant: Tenant,
         info: RequestInfo,
         reserved: int,
-        headers: list[tuple[str, str]],
+        requests: Decision | None,
+        tokens: Decision | None,
         pin: AbstractContextManager[object] | None,
     ) -> None:
         self.tenant = tenant
         self.info = info
         self.reserved = reserved
-        self.headers = headers
+        self.requests = requests
+        self.tokens = tokens
         self.pin = pin
         self.request_id = new_request_id()
         self.settled = False
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """
+        The ``x-ratelimit-*`` headers of the admission.
+        """
+        return rate_limit_headers(self.requests, self.tokens)
+
+    @property
+    def header_bytes(self) -> list[tuple[bytes, bytes]]:
+        """
+        `headers` in bytes, for ASGI.
+        """
+        return rate_limit_header_bytes(self.requests, self.tokens)
 
 
 class Policy:
@@ -599,8 +647,7 @@ class Policy:
             except BaseException:
                 tenant.release_concurrent()
                 raise
-        headers = rate_limit_headers(admission.requests, admission.tokens)
-        return Ticket(tenant, info, reserve, headers, pin)
+        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
 
     def _pin(self, model: str) -> AbstractContextManager[object] | None:
         assert self.resources is not None

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import orjson
 
 from zerfoo_cloud.errors import InvalidConfigError
 
@@ -58,6 +59,24 @@ _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
 _DONE = b"[DONE]"
 _STRUCTURE = re.compile(rb'["{}\[\]:,]')
 _STRING_STOP = re.compile(rb'["\\]')
+
+
+def parse_json(data: bytes) -> Any:
+    """
+    Parse a JSON document given as bytes: what ``json.loads`` returns.
+
+    orjson parses it (several times faster: this runs for every request and
+    response body); what orjson refuses but ``json.loads`` takes (``NaN``,
+    integers past 64 bits, UTF-16 text) is handed to ``json.loads``.
+
+    Raises:
+        ValueError: *data* is not a JSON document.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
 
 _NONE = 0
 _JSON = 1
@@ -392,7 +411,7 @@ class SSEUsageParser:
         mentions = data.count(_USAGE_KEY_BYTES)
         if mentions and mentions != len(_USAGE_NULL.findall(data)):
             try:
-                obj = json.loads(data)
+                obj = parse_json(data)
             except ValueError:
                 obj = None
             if isinstance(obj, dict):
@@ -646,7 +665,7 @@ def _usage_of_document(parts: list[bytes]) -> tuple[int, int] | None:
         return None
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     try:
-        doc: Any = json.loads(body)
+        doc: Any = parse_json(body)
     except ValueError:
         return None
     if isinstance(doc, dict):

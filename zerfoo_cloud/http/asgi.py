@@ -293,7 +293,7 @@ class CloudMiddleware:
             receive,
             send,
             info,
-            _encode(ticket.headers),
+            ticket.header_bytes,
             finish,
             accounting=accounting,
             durable=options.durable,

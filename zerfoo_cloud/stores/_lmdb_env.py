@@ -276,8 +276,9 @@ class Environment:
         transaction is kept.
         """
         while True:
-            env = self._handle()
-            self._gate.enter()
+            env = self._env or self._handle()
+            gate = self._gate
+            gate.enter()
             try:
                 with env.begin(write=True) as txn:
                     return fn(txn)
@@ -290,7 +291,7 @@ class Environment:
             except OSError as exc:
                 raise self._wrap(exc) from exc
             finally:
-                self._gate.leave()
+                gate.leave()
             if size < 0:
                 self._adopt_new_size()
             else:

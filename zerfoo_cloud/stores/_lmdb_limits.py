@@ -28,6 +28,8 @@ T = TypeVar("T")
 _BUCKET = struct.Struct("<dd")
 _COUNT = struct.Struct("<q")
 _PID = struct.Struct(">q")
+#: At most this many encoded keys are remembered (then the memo starts over).
+_MAX_CACHED_KEYS = 4096
 
 
 class _Pid:
@@ -51,6 +53,14 @@ class _Pid:
 
 _OWN = _Pid()
 os.register_at_fork(after_in_child=_OWN.refresh)
+
+
+def _corrupt(key: bytes, raw: bytes) -> CorruptRecordError:
+    return CorruptRecordError(
+        "lmdb:buckets",
+        key.decode("utf-8", "backslashreplace"),
+        f"{len(raw)} bytes instead of {_BUCKET.size}",
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -79,6 +89,7 @@ class LMDBLimiterStore:
     def __init__(self, env: Environment) -> None:
         self._env = env
         self._dbs = env.dbs
+        self._raw_keys: dict[str, bytes] = {}
 
     @property
     def _db(self) -> Any:
@@ -92,11 +103,7 @@ class LMDBLimiterStore:
         if raw is None:
             return None
         if len(raw) != _BUCKET.size:
-            raise CorruptRecordError(
-                "lmdb:buckets",
-                key.decode("utf-8", "backslashreplace"),
-                f"{len(raw)} bytes instead of {_BUCKET.size}",
-            )
+            raise _corrupt(key, raw)
         return BucketState(*_BUCKET.unpack(raw))
 
     def update(
@@ -148,6 +155,16 @@ class LMDBLimiterStore:
 
         return self._env.write(write)
 
+    def _raw(self, key: str) -> bytes:
+        # Keys repeat on every request (one tenant, three buckets): encode
+        # each once.
+        raw = self._raw_keys.get(key)
+        if raw is None:
+            if len(self._raw_keys) >= _MAX_CACHED_KEYS:
+                self._raw_keys.clear()
+            raw = self._raw_keys[key] = key.encode("utf-8", "surrogatepass")
+        return raw
+
     def admit(
         self,
         slot: tuple[str, int] | None,
@@ -157,28 +174,37 @@ class LMDBLimiterStore:
         """
         Take a slot and units from *buckets* in one transaction: all, or nothing.
         """
-        raw_keys = [key.encode("utf-8", "surrogatepass") for key, _, _, _ in buckets]
+        raw = self._raw
+        raw_keys = [raw(key) for key, _, _, _ in buckets]
         asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+        prefix = own = b""
+        limit = 0
         if slot is not None:
-            prefix = slot[0].encode("utf-8", "surrogatepass") + b"\x00"
+            prefix = raw(slot[0]) + b"\x00"
             own = prefix + _OWN.packed
             limit = slot[1]
-        decode = self._decode
+        unpack = _BUCKET.unpack
         pack = _BUCKET.pack
         dbs = self._dbs
 
         def write(txn: Any) -> tuple[bool, bool, list[float]]:
             db = dbs["buckets"]
             get = txn.get
-            states = [decode(k, get(k, db=db)) for k in raw_keys]
-            if slot is not None:
-                slots = dbs["slots"]
-                if self._full(txn, prefix, limit):
-                    levels = [
-                        refill(state, capacity, rate, now)[0]
-                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
-                    ]
-                    return False, False, levels
+            states: list[tuple[float, float] | None] = []
+            for key in raw_keys:
+                value = get(key, db=db)
+                if value is None:
+                    states.append(None)
+                elif len(value) == _BUCKET.size:
+                    states.append(unpack(value))
+                else:
+                    raise _corrupt(key, value)
+            if slot is not None and self._full(txn, prefix, limit):
+                levels = [
+                    refill(state, capacity, rate, now)[0]
+                    for state, (capacity, rate, _) in zip(states, asks, strict=True)
+                ]
+                return False, False, levels
             new, levels = take_all(states, asks, now)
             if new is None:
                 return True, False, levels
@@ -186,8 +212,9 @@ class LMDBLimiterStore:
             for key, state in zip(raw_keys, new, strict=True):
                 put(key, pack(*state), db=db)
             if slot is not None:
-                raw = get(own, db=slots)
-                mine = 0 if raw is None else _COUNT.unpack(raw)[0]
+                slots = dbs["slots"]
+                value = get(own, db=slots)
+                mine = 0 if value is None else _COUNT.unpack(value)[0]
                 put(own, _COUNT.pack(mine + 1), db=slots)
             return True, True, levels
 
@@ -205,11 +232,10 @@ class LMDBLimiterStore:
         change = None
         if bucket is not None and bucket[3]:
             key, capacity, rate, delta = bucket
-            raw_key = key.encode("utf-8", "surrogatepass")
-            change = (raw_key, capacity, rate, delta)
+            change = (self._raw(key), capacity, rate, delta)
         own = None
         if slot_key is not None:
-            own = slot_key.encode("utf-8", "surrogatepass") + b"\x00" + _OWN.packed
+            own = self._raw(slot_key) + b"\x00" + _OWN.packed
         if change is None and own is None:
             return
         dbs = self._dbs

@@ -19,13 +19,18 @@ from zerfoo_cloud.errors import (
     TenantExistsError,
     TenantNotFoundError,
 )
-from zerfoo_cloud.limits import adjust_bucket, refill, take_all, take_from
+from zerfoo_cloud.limits import (
+    BucketState,
+    adjust_bucket,
+    refill,
+    take_all,
+    take_from,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from zerfoo_cloud.audit import AuditEntry
-    from zerfoo_cloud.limits import BucketState
     from zerfoo_cloud.metering import BillingRecord
     from zerfoo_cloud.tenants import TenantRecord
 
@@ -209,8 +214,8 @@ class MemoryLimiterStore:
             new, levels = take_all(states, asks, now)
             if new is None:
                 return True, False, levels
-            for (key, _, _, _), state in zip(buckets, new, strict=True):
-                table[key] = state
+            for (key, _, _, _), (level, stamp) in zip(buckets, new, strict=True):
+                table[key] = BucketState(level, stamp)
             if slot is not None:
                 self._slots[slot[0]] = self._slots.get(slot[0], 0) + 1
             return True, True, levels
