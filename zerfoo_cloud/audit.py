@@ -96,7 +96,8 @@ MIN_SECRET_BYTES = 16
 # API keys of this library ("zc-") and of OpenAI-style services ("sk-"):
 # the prefix, not glued to a word before it, and 16 or more key characters.
 _SECRET = re.compile(r"(?<![A-Za-z0-9])(?:zc|sk)-[A-Za-z0-9_\-]{16,}", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Control characters, and lone surrogates (text no store can encode).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _METHOD = re.compile(r"[A-Z0-9!#$%&'*+.^_`|~-]{1,16}")
 _ADDRESS = re.compile(r"[A-Za-z0-9.:%\[\]-]{1,255}")
 _MAX_CLEAN_ROUNDS = 8

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from tests.http._support import (
 )
 from zerfoo_cloud import (
     AuditAction,
+    AuditLogger,
     AuditResult,
     CloudServer,
     NDJSONRecorder,
@@ -41,9 +43,14 @@ from zerfoo_cloud import (
 )
 from zerfoo_cloud.http import BillingMiddleware, CloudMiddleware
 from zerfoo_cloud.http._types import Message, Receive, Scope, Send
+from zerfoo_cloud.metering import MAX_MODEL_LENGTH
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 
 T = TypeVar("T")
+EVER = (
+    datetime(2000, 1, 1, tzinfo=timezone.utc),
+    datetime(2100, 1, 1, tzinfo=timezone.utc),
+)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -139,6 +146,70 @@ def test_model_outside_the_allow_list_gets_403_and_spends_nothing(stack: Stack) 
     assert tenant.request_quota().remaining == 4
     assert stack.audits(server)[0].result is AuditResult.DENIED
     assert stack.records(server) == [("acme", 1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("model", "billed"),
+    [
+        ("m" * MAX_MODEL_LENGTH, "m" * MAX_MODEL_LENGTH),
+        ("m" * (MAX_MODEL_LENGTH + 1), "m" * MAX_MODEL_LENGTH),
+        ("bad\ud800name", "bad\ufffd\ufffd\ufffdname"),
+    ],
+)
+def test_any_model_name_is_billed_and_audited(
+    tmp_path: Path, model: str, billed: str
+) -> None:
+    """A model name at the length limit, past it, or with a lone surrogate is still billed and audited (LMDB)."""
+    stack = Stack(lmdb=tmp_path / "db")
+    stack.meter = TokenMeter(stack.stores.billing)  # type: ignore[union-attr]
+    stack.audit = AuditLogger(stack.stores.audit)  # type: ignore[union-attr]
+    stack.tenant()
+    server = stack.server(
+        asgi_json_app(json_body({"prompt_tokens": 3, "completion_tokens": 4}))
+    )
+
+    async def go() -> None:
+        async with client(server) as c:
+            r = await c.post(
+                CHAT,
+                content=json.dumps({**chat(), "model": model}).encode(),
+                headers={**AUTH, "content-type": "application/json"},
+            )
+            assert r.status_code == 200
+
+    try:
+        run(go())
+        assert server.close(10)
+        (record,) = stack.meter.query("acme", *EVER)
+        assert (record.model, record.input_tokens, record.output_tokens) == (
+            billed,
+            3,
+            4,
+        )
+        (entry,) = stack.audit.query("acme", *EVER)
+        assert entry.result is AuditResult.SUCCESS
+        assert "\ud800" not in entry.resource
+        assert stack.audit.verify().ok
+    finally:
+        stack.close()
+
+
+def test_a_mangled_model_name_is_never_in_an_allow_list(stack: Stack) -> None:
+    """A model name cut to the length limit gets 403 even when the cut name is allowed."""
+    allowed = "m" * MAX_MODEL_LENGTH
+    stack.tenant(model_allow_list=(allowed,))
+    server = stack.server(asgi_json_app(json_body(None)))
+
+    async def go() -> None:
+        async with client(server) as c:
+            r = await c.post(
+                CHAT, json={**chat(), "model": allowed + "x"}, headers=AUTH
+            )
+            assert r.status_code == 403
+            r = await c.post(CHAT, json={**chat(), "model": allowed}, headers=AUTH)
+            assert r.status_code == 200
+
+    run(go())
 
 
 def test_request_rate_at_the_limit_and_past_it(stack: Stack, clock: Any) -> None:

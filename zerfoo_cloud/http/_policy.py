@@ -49,6 +49,7 @@ from zerfoo_cloud.errors import (
     UnauthorizedError,
 )
 from zerfoo_cloud.http._usage import Usage, parse_json
+from zerfoo_cloud.metering import MAX_MODEL_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +71,7 @@ __all__ = [
     "api_key_from",
     "audit_entry",
     "audit_result",
+    "billable_model",
     "error_response",
     "estimate_prompt_tokens",
     "fallback_usage",
@@ -169,6 +171,9 @@ class RequestInfo:
             middleware, so the usage-only chunk must not reach the client.
         body: the body to give the app (rewritten when *drop_usage_only*).
         rewritten: *body* differs from what the client sent.
+        mangled: the request's model name was too long or not valid text,
+            and *model* is `billable_model` of it (such a name is never
+            in an allow list).
 
     .. versionadded:: 0.1.0
     """
@@ -180,6 +185,30 @@ class RequestInfo:
     drop_usage_only: bool = False
     body: bytes = b""
     rewritten: bool = False
+    mangled: bool = False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def billable_model(model: str) -> str:
+    """
+    Return *model* as billing records can hold it: lone surrogates (which
+    JSON escapes can carry) replaced by U+FFFD, cut to
+    `zerfoo_cloud.metering.MAX_MODEL_LENGTH` characters.
+
+    A request naming a model no record could hold is still billed, under
+    this name.
+
+    .. versionadded:: 0.1.0
+    """
+    clean = model.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return clean[:MAX_MODEL_LENGTH]
 
 
 def api_key_from(
@@ -290,6 +319,10 @@ def inspect_request(
         return RequestInfo(reserve=options.default_estimate, body=body)
     model = doc.get("model")
     model = model if isinstance(model, str) else ""
+    mangled = False
+    if len(model) > MAX_MODEL_LENGTH or not (model.isascii() or _encodable(model)):
+        model = billable_model(model)
+        mangled = True
     prompt = estimate_prompt_tokens(doc)
     completion = _max_tokens(doc)
     if completion is None:
@@ -306,7 +339,9 @@ def inspect_request(
             doc["stream_options"] = {**stream_options, "include_usage": True}
             body = json.dumps(doc, ensure_ascii=False).encode()
             drop = True
-    return RequestInfo(model, prompt, prompt + completion, stream, drop, body, drop)
+    return RequestInfo(
+        model, prompt, prompt + completion, stream, drop, body, drop, mangled
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -613,7 +648,10 @@ class Policy:
             RateLimitedError: a limit refused it.
         """
         model = info.model
-        if model and not tenant.model_allowed(model):
+        if model and (
+            not tenant.model_allowed(model)
+            or (info.mangled and tenant.record.model_allow_list)
+        ):
             raise ModelNotAllowedError(tenant.id, model)
         record = tenant.record
         budget = record.token_budget
