@@ -154,6 +154,9 @@ def _check_record(record: BillingRecord) -> None:
         raise InvalidConfigError(msg, field="request_id")
 
 
+_set = object.__setattr__
+
+
 def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="microseconds")
 
@@ -643,14 +646,20 @@ class TokenMeter(QueuedWriting):
                 failing store (or, for an in-memory store, it failed).
         """
         now = self.clock()
-        record = BillingRecord(
-            tenant_id,
-            input_tokens,
-            output_tokens,
-            datetime.fromtimestamp(now, timezone.utc),
-            model,
+        # BillingRecord(...) without its generated __init__: the timestamp is
+        # made aware here, and _check_record checks the rest.
+        record: BillingRecord = object.__new__(BillingRecord)
+        _set(record, "tenant_id", tenant_id)
+        _set(record, "input_tokens", input_tokens)
+        _set(record, "output_tokens", output_tokens)
+        _set(record, "timestamp", datetime.fromtimestamp(now, timezone.utc))
+        _set(record, "model", model)
+        _set(
+            record,
+            "request_id",
             new_request_id() if request_id is None else request_id,
         )
+        _check_record(record)
         self._writer.submit(record)
         if self._events is not None:
             event = UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))

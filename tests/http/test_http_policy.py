@@ -9,6 +9,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import zerfoo_cloud.errors
 from zerfoo_cloud import (
@@ -30,6 +32,7 @@ from zerfoo_cloud.http import EXCEPTION_STATUS, detect_interface, format_duratio
 from zerfoo_cloud.http._policy import (
     PolicyOptions,
     RequestInfo,
+    _api_key_from_any,
     api_key_from,
     audit_result,
     error_response,
@@ -277,3 +280,24 @@ def test_interface_detection() -> None:
     assert server.meter is meter
     wrap = billing_middleware(lambda event: None, interface="wsgi")  # type: ignore[arg-type]
     assert type(wrap(asgi)).__name__ == "WSGIBillingMiddleware"
+
+
+@given(
+    authorization=st.one_of(
+        st.none(),
+        st.binary(max_size=20),
+        st.builds(
+            lambda head, key: head + key,
+            st.sampled_from([b"Bearer ", b"bearer ", b" Bearer ", b"Bearer", b""]),
+            st.binary(max_size=20),
+        ),
+    ),
+    x_api_key=st.one_of(st.none(), st.binary(max_size=10)),
+)
+def test_api_key_fast_path_agrees_with_the_general_one(
+    authorization: bytes | None, x_api_key: bytes | None
+) -> None:
+    """The shortcut for `Bearer <key>` finds the key the general parser finds."""
+    assert api_key_from(authorization, x_api_key) == _api_key_from_any(
+        authorization, x_api_key
+    )

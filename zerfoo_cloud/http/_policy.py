@@ -33,7 +33,7 @@ import json
 import math
 import os
 import secrets
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
@@ -83,6 +83,8 @@ __all__ = [
     "rate_limit_headers",
     "status_for",
 ]
+
+H = TypeVar("H", str, bytes)
 
 #: HTTP status, OpenAI error ``type`` and ``code`` for each exception class,
 #: looked up along ``type(exc).__mro__`` (the most specific class wins).
@@ -156,8 +158,7 @@ class PolicyOptions:
     health_path: str = "/healthz"
 
 
-@attrs.frozen
-class RequestInfo:
+class RequestInfo(NamedTuple):
     """
     What the policy reads from a request body.
 
@@ -222,6 +223,17 @@ def api_key_from(
 
     .. versionadded:: 0.1.0
     """
+    if type(authorization) is bytes and authorization[:7] == b"Bearer ":
+        # The common form, without the general path's tuples and partition.
+        key = authorization[7:].decode("latin-1").strip()
+        if key:
+            return key
+    return _api_key_from_any(authorization, x_api_key)
+
+
+def _api_key_from_any(
+    authorization: str | bytes | None, x_api_key: str | bytes | None
+) -> str | None:
     for value, bearer in ((authorization, True), (x_api_key, False)):
         if not value:
             continue
@@ -376,9 +388,30 @@ _HEADER_NAMES = {
     for quota in ("requests", "tokens")
 }
 _HEADER_NAME_BYTES = {
-    quota: tuple(name.encode() for name in names)
-    for quota, names in _HEADER_NAMES.items()
+    quota: (limit.encode(), remaining.encode(), reset.encode())
+    for quota, (limit, remaining, reset) in _HEADER_NAMES.items()
 }
+
+
+def _quota_headers(
+    requests: Decision | None,
+    tokens: Decision | None,
+    names: dict[str, tuple[H, H, H]],
+    number: Callable[[int], H],
+    text: Callable[[str], H],
+) -> list[tuple[H, H]]:
+    headers: list[tuple[H, H]] = []
+    for quota, decision in (("requests", requests), ("tokens", tokens)):
+        if decision is not None:
+            limit, remaining, reset = names[quota]
+            headers.append((limit, number(decision.limit)))
+            headers.append((remaining, number(decision.remaining)))
+            headers.append((reset, text(format_duration(decision.reset_after))))
+    return headers
+
+
+def _text(value: str) -> str:
+    return value
 
 
 def rate_limit_headers(
@@ -391,10 +424,7 @@ def rate_limit_headers(
 
     .. versionadded:: 0.1.0
     """
-    return [
-        (name.decode(), value.decode())
-        for name, value in rate_limit_header_bytes(requests, tokens)
-    ]
+    return _quota_headers(requests, tokens, _HEADER_NAMES, str, _text)
 
 
 def rate_limit_header_bytes(
@@ -405,14 +435,9 @@ def rate_limit_header_bytes(
 
     .. versionadded:: 0.1.0
     """
-    headers: list[tuple[bytes, bytes]] = []
-    for quota, decision in (("requests", requests), ("tokens", tokens)):
-        if decision is not None:
-            limit, remaining, reset = _HEADER_NAME_BYTES[quota]
-            headers.append((limit, b"%d" % decision.limit))
-            headers.append((remaining, b"%d" % decision.remaining))
-            headers.append((reset, format_duration(decision.reset_after).encode()))
-    return headers
+    return _quota_headers(
+        requests, tokens, _HEADER_NAME_BYTES, b"%d".__mod__, str.encode
+    )
 
 
 def status_for(exc: BaseException) -> tuple[int, str, str | None]:
