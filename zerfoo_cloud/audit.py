@@ -734,21 +734,14 @@ class AuditLogger(QueuedWriting):
         max_batch: at most this many entries per transaction.
         max_pending: at most this many entries queued; past it `log` raises.
         retry_interval: seconds between retries after a store failure.
-        offload: append the batches from a writer process instead of the
-            writer thread (LMDB stores only). py-lmdb releases the GIL
-            around every call into LMDB, so a writer thread appending to
-            LMDB takes the GIL back and forth with the threads serving
-            requests; with a process, the thread only pickles each batch,
-            writes it to a pipe and waits for the answer. It costs one
-            process, started on the first append (about 0.2 s, in the
-            writer thread), and saves the serving threads tens of
-            microseconds per request under load. Nothing else changes: the
-            process chains the entries with the same secret (handed over
-            the pipe, never the command line or environment), a process
-            that dies is replaced and the batch sent again (the store
-            recognises it, so no entry is stored twice), and `query`,
-            `verify` and `purge` still run in this process. `close` stops
-            the process.
+        offload: append each batch from a writer process (LMDB stores
+            only), as `zerfoo_cloud.metering.TokenMeter`'s *offload* does:
+            one process and about 0.2 s at the first append buy the serving
+            threads tens of microseconds per request under load. The
+            process gets the secret over a pipe, never on its command line
+            or in its environment; a batch sent again after the process
+            died is recognised by the store, so no entry is stored twice;
+            `query`, `verify` and `purge` still run in this process.
 
     Raises:
         InvalidConfigError: a bad option (a short secret); ``offload=True``

@@ -571,19 +571,16 @@ class TokenMeter(QueuedWriting):
         max_pending: at most this many records queued; past it `record`
             raises `StoreError` (the store has been failing that long).
         retry_interval: seconds between retries after a store failure.
-        offload: commit the batches from a writer process instead of the
-            writer thread (LMDB stores only). py-lmdb releases the GIL
-            around every call into LMDB, so a writer thread committing into
-            LMDB takes the GIL back and forth with the threads serving
-            requests; with a process, the thread only pickles each batch,
-            writes it to a pipe and waits for the answer. It costs one
-            process, started on the first commit (about 0.2 s, in the writer
-            thread), and saves the serving threads tens of microseconds per
-            request under load. Nothing else changes: the guarantees above
-            hold, a writer process that dies is replaced and the batch sent
-            again (request ids keep it from counting twice), and `query`
-            and `summary` still read in this process. `close` stops the
-            process.
+        offload: commit each batch from a writer process (LMDB stores
+            only), so that the commits never take the GIL from the threads
+            serving requests (py-lmdb releases and retakes it around every
+            LMDB call). Under load that saves those threads tens of
+            microseconds per request; it costs one process, started at the
+            first commit (about 0.2 s, in the writer thread). The guarantees
+            above hold; a writer process that dies is replaced and its batch
+            sent again (request ids keep it from counting twice); `query`
+            and `summary` still read in this process; `close` stops it. See
+            ``docs/performance.md``.
 
     Raises:
         InvalidConfigError: a bad option; ``offload=True`` with a store that
