@@ -272,8 +272,16 @@ class _Channel:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._to_child = self._from_child = -1
+        if self._proc is not None:
+            # Kept, never waited for: not ours to reap, and dropped it would
+            # be polled by its pid, which may come to name a child of ours.
+            _INHERITED.append(self._proc)
         self._proc = None
         self._lock = threading.Lock()
+
+
+#: The parent's writer processes, as a forked child inherited them.
+_INHERITED: list[subprocess.Popen[bytes]] = []
 
 
 def _answer(reply: Any, batch: list[Any]) -> None:
