@@ -167,8 +167,12 @@ def build(app: Any, folder: Path) -> tuple[CloudServer, LMDBStores, str]:
     billing = getattr(stores, "billing", None)
     audit = getattr(stores, "audit", None)
     kind = "lmdb" if billing is not None and audit is not None else "memory"
-    meter = TokenMeter(billing if billing is not None else MemoryBillingStore())
-    logger = AuditLogger(audit if audit is not None else MemoryAuditStore())
+    if billing is not None and audit is not None:
+        meter = TokenMeter(billing, offload=True)
+        logger = AuditLogger(audit, offload=True)
+    else:
+        meter = TokenMeter(MemoryBillingStore())
+        logger = AuditLogger(MemoryAuditStore())
     return CloudServer(app, tenants, meter, audit=logger), stores, kind
 
 

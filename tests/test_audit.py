@@ -473,11 +473,15 @@ def test_plain_store_retries_only_what_failed() -> None:
             logger.purge(T0)
 
 
-@pytest.fixture
-def lmdb_logger(tmp_path: Path) -> Iterator[AuditLogger]:
-    """A keyed audit logger over a fresh LMDB store."""
+@pytest.fixture(params=[False, True], ids=["thread", "offload"])
+def lmdb_logger(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[AuditLogger]:
+    """A keyed audit logger over a fresh LMDB store, writing from its thread or a writer process."""
     with LMDBStores.open(tmp_path / "db") as stores:
-        logger = AuditLogger(stores.audit, secret=SECRET, max_batch=7)
+        logger = AuditLogger(
+            stores.audit, secret=SECRET, max_batch=7, offload=request.param
+        )
         yield logger
         logger.close()
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from zerfoo_cloud._offload import OffloadCommit
+
 __all__ = ["BatchWriter", "QueuedWriting", "in_background"]
 
 T = TypeVar("T")
@@ -397,10 +399,12 @@ class QueuedWriting:
     methods over their writers.
 
     Subclasses set ``_writers``: the store's writer first, then any other
-    (the usage recorder's).
+    (the usage recorder's); and ``_offload``, the store writer's commit when
+    it goes through a writer process.
     """
 
     _writers: tuple[BatchWriter[Any], ...]
+    _offload: OffloadCommit | None = None
 
     @property
     def pending(self) -> int:
@@ -446,7 +450,8 @@ class QueuedWriting:
 
     def close(self, timeout: float | None = None) -> None:
         """
-        Flush, then stop the writer threads; recording afterwards raises.
+        Flush, then stop the writer threads (and the writer process, with
+        ``offload``); recording afterwards raises.
 
         The store (and a recorder) stay open: their owner closes them.
 
@@ -456,6 +461,8 @@ class QueuedWriting:
         """
         for writer in self._writers:
             writer.close(timeout)
+        if self._offload is not None:
+            self._offload.close(timeout)
 
     def __enter__(self) -> Self:
         return self

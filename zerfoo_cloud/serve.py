@@ -233,8 +233,10 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
             app = WSGIMiddleware(app)
     stores = LMDBStores.open(config.db)
     tenants = TenantManager(stores.tenants, limits=stores.limits)
-    meter = TokenMeter(stores.billing)
-    audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
+    meter = TokenMeter(stores.billing, offload=True)
+    audit = AuditLogger(
+        stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None, offload=True
+    )
     sso: dict[str, Any] = {}
     sessions = None
     if config.saml:

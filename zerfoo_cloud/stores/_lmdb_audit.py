@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +24,12 @@ T = TypeVar("T")
 
 _HEAD = b"head"
 _ANCHOR = b"anchor"
+#: Batch markers: this prefix and a writer's id map to the number of its last
+#: committed batch and when it was written (Unix seconds).
+_BATCH = b"batch/"
+_MARKER = struct.Struct(">QQ")
+#: A writer's batch marker not written for this many seconds is dropped.
+MARKER_TTL = 86_400
 #: Entries purged per transaction, so a large purge never holds the write
 #: lock for long.
 PURGE_CHUNK = 10_000
@@ -49,6 +56,30 @@ def _seq(key: bytes) -> int:
     return int.from_bytes(key, "big")
 
 
+def _seen(txn: Any, meta: Any, writer: bytes, number: int) -> bool:
+    # Whether *writer*'s batch *number* was committed already; if not, record
+    # it, and drop the markers of writers silent for `MARKER_TTL`.
+    key = _BATCH + writer
+    raw = txn.get(key, db=meta)
+    if (
+        raw is not None
+        and len(raw) == _MARKER.size
+        and _MARKER.unpack(raw)[0] >= number
+    ):
+        return True
+    now = int(time.time())
+    with txn.cursor(db=meta) as cursor:
+        found = cursor.set_range(_BATCH)
+        while found and cursor.key().startswith(_BATCH):
+            raw = cursor.value()
+            if len(raw) == _MARKER.size and _MARKER.unpack(raw)[1] + MARKER_TTL < now:
+                found = cursor.delete()
+            else:
+                found = cursor.next()
+    txn.put(key, _MARKER.pack(number, now), db=meta)
+    return False
+
+
 def _encode_link(link: ChainLink) -> bytes:
     return TIME.pack(link.seq) + link.hash.encode()
 
@@ -72,9 +103,10 @@ class LMDBAuditStore:
     Three databases, changed together in one transaction: ``audit`` maps the
     sequence number (eight bytes, big-endian) to the entry as JSON;
     ``audit_time`` indexes (tenant, time, seq) for time-range queries; and
-    ``audit_meta`` holds the chain's head and anchor. Appends read the head
-    and write the new entries inside one write transaction, which LMDB
-    serialises across processes: concurrent writers still form one chain.
+    ``audit_meta`` holds the chain's head and anchor, and the batch markers
+    of `append_linked`. Appends read the head and write the new entries
+    inside one write transaction, which LMDB serialises across processes:
+    concurrent writers still form one chain.
 
     .. versionadded:: 0.1.0
     """
@@ -95,9 +127,22 @@ class LMDBAuditStore:
         self,
         entries: Sequence[AuditEntry],
         link: Callable[[ChainLink, AuditEntry], AuditEntry],
+        *,
+        batch: tuple[bytes, int] | None = None,
     ) -> list[AuditEntry]:
         """
         Atomically append *entries* after the head, in one fsynced transaction.
+
+        Args:
+            entries: what to append, in order.
+            link: chains an entry after a link (`link_entry` or a keyed one).
+            batch: ``(writer_id, number)`` makes a resent batch harmless:
+                inside the same transaction, the entries are skipped (and
+                ``[]`` returned) if that writer's last committed batch number
+                is *number* or more, and otherwise *number* is recorded as
+                its last. A writer numbers its batches upwards and sends a
+                batch it is unsure about again with the same number. Markers
+                of writers silent for `MARKER_TTL` seconds are dropped.
 
         Raises:
             InvalidConfigError: an entry has no timestamp, or a tenant id
@@ -122,6 +167,8 @@ class LMDBAuditStore:
         )
 
         def write(txn: Any) -> list[AuditEntry]:
+            if batch is not None and _seen(txn, meta, *batch):
+                return []
             prev = _read_link(txn, meta, _HEAD) or GENESIS
             stored = []
             for entry, place in zip(entries, places, strict=True):

@@ -203,6 +203,13 @@ class Environment:
         self.dbs.clear()
         self.dbs.update(dbs)
 
+    @property
+    def initial_map_size(self) -> int:
+        """
+        The map size the environment was opened with (before any growth).
+        """
+        return self._initial_map_size
+
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
         # The child must not use the parent's handle. Closing it here only
         # unmaps and closes file descriptors: reader slots and file locks

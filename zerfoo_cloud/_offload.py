@@ -1,0 +1,483 @@
+"""
+Commit billing records and audit entries from a writer process.
+
+py-lmdb releases the GIL around every call into LMDB (each put, get and
+commit), so a writer thread that commits into LMDB trades the GIL with the
+thread serving requests many times per batch, and each trade costs the
+server a context switch. With ``offload=True`` a `TokenMeter` or
+`AuditLogger` hands each batch to a child process instead: the writer
+thread pickles the batch as plain tuples, writes it to the child's stdin in
+one frame and blocks (the GIL released) until the child answers. The child
+rebuilds the records and commits them through the real LMDB store classes,
+so the stored format, the checks, the dedup by request id and the hash
+chain stay in one place.
+
+The protocol: length-prefixed pickled frames over the child's stdin and
+stdout. The first frame configures the child (its role, the store folder,
+the options it was opened with and, for audit, the chain secret); each later
+frame is ``(batch_number, items)``. Every frame gets one answer: ``None``
+(done) or ``(full, message, durable)`` (the store failed; *durable* items
+from the front of the batch were kept). Only this parent and its own child
+write to these pipes.
+
+A child that dies makes the commit raise `StoreError`; the `BatchWriter`
+keeps the batch and retries, which starts a new child. Billing records are
+stored once per request id, so sending a batch again is harmless; audit
+batches carry the writer's random id and a batch number, and the LMDB audit
+store skips a batch it committed already (see
+`zerfoo_cloud.stores.lmdb.LMDBAuditStore.append_linked`).
+
+The child ignores SIGINT and SIGTERM (they are sent to the whole process
+group, while the parent still flushes) and ends when its stdin closes: when
+the parent closes the meter or logger, exits, or is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import sysconfig
+import threading
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from zerfoo_cloud.audit import AuditEntry
+    from zerfoo_cloud.metering import BillingRecord
+    from zerfoo_cloud.stores._lmdb_env import Environment
+
+__all__ = ["AuditCommit", "BillingCommit", "OffloadCommit"]
+
+_LENGTH = struct.Struct(">I")
+_PROTOCOL = 5
+#: Seconds a closing channel waits for its child before killing it.
+_CLOSE_TIMEOUT = 10.0
+#: Seconds to wait for the exit status of a child whose pipe broke.
+_DEATH_TIMEOUT = 5.0
+#: The package's parent folder, put first on the child's PYTHONPATH.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+_SITE_PACKAGES = {
+    str(Path(sysconfig.get_paths()[name]).resolve()) for name in ("purelib", "platlib")
+}
+
+_BILLING_FIELDS = operator.attrgetter(
+    "tenant_id", "input_tokens", "output_tokens", "timestamp", "model", "request_id"
+)
+# In `AuditEntry`'s positional order; the enums as their values (plain str),
+# which pickle without a Python-level call.
+_AUDIT_FIELDS = operator.attrgetter(
+    "timestamp",
+    "tenant_id",
+    "action._value_",
+    "result._value_",
+    "resource",
+    "status_code",
+    "method",
+    "path",
+    "remote_addr",
+)
+
+# -- frames ----------------------------------------------------------------------
+
+
+def _write_frame(fd: int, message: object) -> None:
+    data = pickle.dumps(message, _PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise EOFError
+        data += more
+    return data
+
+
+def _read_frame(fd: int) -> Any:
+    (size,) = _LENGTH.unpack(_read_exact(fd, _LENGTH.size))
+    return pickle.loads(_read_exact(fd, size))  # noqa: S301 - our own child's pipe
+
+
+# -- the parent's side -------------------------------------------------------------
+
+
+def _lmdb_env(store: object, kind: str) -> Environment:
+    from zerfoo_cloud.stores.lmdb import LMDBAuditStore, LMDBBillingStore
+
+    cls = LMDBBillingStore if kind == "billing" else LMDBAuditStore
+    if not isinstance(store, cls):
+        msg = (
+            f"offload=True needs an LMDB {kind} store (from LMDBStores), "
+            f"not {type(store).__name__}"
+        )
+        raise InvalidConfigError(msg, field="offload")
+    env: Environment = store._env  # noqa: SLF001 - the store's own folder
+    return env
+
+
+class _Channel:
+    """
+    One writer child process and the pipes to it, started on first use.
+
+    Calls come from one `BatchWriter` (its thread, or its caller under its
+    lock); the lock only guards against `close` racing a call.
+    """
+
+    def __init__(
+        self, role: str, env: Environment, secret: bytes | None = None
+    ) -> None:
+        self._role = role
+        self._env = env
+        self._secret = secret  # never shown
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._to_child = -1
+        self._from_child = -1
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<offload channel {self._role} pid={self.pid}>"
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def _start(self) -> None:
+        environ = dict(os.environ)
+        if _ROOT not in _SITE_PACKAGES:
+            # A checkout: let the child import it. (Installed, the child
+            # finds it anyway, and site-packages must not go before the
+            # standard library.)
+            path = environ.get("PYTHONPATH")
+            environ["PYTHONPATH"] = _ROOT + (os.pathsep + path if path else "")
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "zerfoo_cloud._offload"],
+                stdin=child_in,
+                stdout=child_out,
+                env=environ,
+            )
+        except OSError as exc:
+            for fd in (to_child, from_child):
+                os.close(fd)
+            msg = f"cannot start the {self._role} writer process: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        self._proc = proc
+        self._to_child = to_child
+        self._from_child = from_child
+        # The store as this process has it now (a raised size limit too).
+        env = self._env
+        reply = self._exchange(
+            (
+                self._role,
+                env.path,
+                env.initial_map_size,
+                env.max_map_size,
+                self._secret,
+            )
+        )
+        if reply is not None:
+            self._stop(_CLOSE_TIMEOUT)
+            raise (StoreFullError if reply[0] else StoreError)(reply[1])
+
+    def call(self, message: object) -> Any:
+        """
+        Send *message*, return the answer; start the child first if needed.
+
+        Raises:
+            StoreError: the child could not be started, could not open the
+                store, or died (it is reaped; the next call starts a new one).
+        """
+        with self._lock:
+            if self._proc is None:
+                self._start()
+            return self._exchange(message)
+
+    def _exchange(self, message: object) -> Any:
+        try:
+            _write_frame(self._to_child, message)
+            return _read_frame(self._from_child)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            raise self._died() from exc
+
+    def _died(self) -> StoreError:
+        proc = self._detach()
+        assert proc is not None
+        try:
+            status = proc.wait(_DEATH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status = proc.wait()
+        how = (
+            f"was killed by signal {-status}"
+            if status < 0
+            else f"exited with status {status}"
+        )
+        return StoreError(
+            f"the {self._role} writer process (pid {proc.pid}) {how}; "
+            "a new one takes over"
+        )
+
+    def _detach(self) -> subprocess.Popen[bytes] | None:
+        proc, self._proc = self._proc, None
+        for fd in (self._to_child, self._from_child):
+            if fd >= 0:
+                os.close(fd)
+        self._to_child = self._from_child = -1
+        return proc
+
+    def close(self, timeout: float = _CLOSE_TIMEOUT) -> None:
+        """
+        Close the pipes and wait for the child to finish (then kill it).
+        """
+        with self._lock:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
+        proc = self._detach()
+        if proc is None:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _forked(self) -> None:  # pragma: no cover - runs in forked children
+        # The parent's child and pipes are the parent's: close the inherited
+        # descriptors (the parent's child still has its writer) and start a
+        # new child on first use.
+        for fd in (self._to_child, self._from_child):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._to_child = self._from_child = -1
+        if self._proc is not None:
+            # Kept, never waited for: not ours to reap, and dropped it would
+            # be polled by its pid, which may come to name a child of ours.
+            _INHERITED.append(self._proc)
+        self._proc = None
+        self._lock = threading.Lock()
+
+
+#: The parent's writer processes, as a forked child inherited them.
+_INHERITED: list[subprocess.Popen[bytes]] = []
+
+
+def _answer(reply: Any, batch: list[Any]) -> None:
+    # None: done. Else the store failed: drop what it kept, raise the rest.
+    if reply is None:
+        return
+    full, message, durable = reply
+    del batch[:durable]
+    raise (StoreFullError if full else StoreError)(message)
+
+
+class OffloadCommit:
+    """
+    A `BatchWriter` commit through a writer process: what the meter and the
+    logger hold to report and stop that process.
+    """
+
+    channel: _Channel
+
+    @property
+    def pid(self) -> int | None:
+        """
+        The writer process's pid, ``None`` while none runs.
+        """
+        return self.channel.pid
+
+    def close(self, timeout: float | None = None) -> None:
+        """
+        Stop the writer process; the next commit starts a new one.
+        """
+        self.channel.close(_CLOSE_TIMEOUT if timeout is None else timeout)
+
+    def _forked(self) -> None:  # pragma: no cover - runs in forked children
+        self.channel._forked()  # noqa: SLF001
+
+
+class BillingCommit(OffloadCommit):
+    """
+    Store billing records in an `LMDBBillingStore` through a writer process.
+
+    Raises:
+        InvalidConfigError: the store is not an LMDB billing store.
+    """
+
+    def __init__(self, store: object) -> None:
+        self.channel = _Channel("billing", _lmdb_env(store, "billing"))
+        _COMMITS.add(self)
+
+    def __call__(self, batch: list[BillingRecord]) -> None:
+        _answer(self.channel.call((0, list(map(_BILLING_FIELDS, batch)))), batch)
+
+
+class AuditCommit(OffloadCommit):
+    """
+    Append audit entries to an `LMDBAuditStore`, chained with *secret*,
+    through a writer process.
+
+    Batches are numbered; a batch whose fate is unknown (the child died
+    before answering) is sent again with its number, ahead of anything new,
+    and the store skips it if it was committed. A failed batch is retried
+    from the front of the writer's queue, so its entries are the first of
+    the next call.
+
+    Raises:
+        InvalidConfigError: the store is not an LMDB audit store.
+    """
+
+    def __init__(self, store: object, secret: bytes | None) -> None:
+        self.channel = _Channel("audit", _lmdb_env(store, "audit"), secret)
+        self._writer_id = os.urandom(16)
+        self._number = 0
+        self._unsure: tuple[int, int] | None = None
+        _COMMITS.add(self)
+
+    def __call__(self, batch: list[AuditEntry]) -> None:
+        unsure = self._unsure
+        if unsure is not None:
+            self._send(unsure[0], batch, unsure[1])
+            if not batch:
+                return
+        self._number += 1
+        self._send(self._number, batch, len(batch))
+
+    def _send(self, number: int, batch: list[AuditEntry], count: int) -> None:
+        part = batch if count == len(batch) else batch[:count]
+        try:
+            reply = self.channel.call(
+                (number, list(map(_AUDIT_FIELDS, part)), self._writer_id)
+            )
+        except StoreError:
+            self._unsure = (number, count)
+            raise
+        self._unsure = None
+        _answer(reply, batch)
+        del batch[:count]
+
+    def _forked(self) -> None:  # pragma: no cover - runs in forked children
+        # A new writer: the parent's numbers are the parent's.
+        super()._forked()
+        self._writer_id = os.urandom(16)
+        self._number = 0
+        self._unsure = None
+
+
+_COMMITS: weakref.WeakSet[OffloadCommit] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
+    for commit in list(_COMMITS):
+        commit._forked()  # noqa: SLF001
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- the child's side ----------------------------------------------------------
+
+
+def _failure(exc: Exception) -> tuple[bool, str, int]:
+    message = (
+        str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+    )
+    return (isinstance(exc, StoreFullError), message, 0)
+
+
+def _billing_writer(store: Any) -> Callable[[Any], object]:
+    from zerfoo_cloud.metering import BillingRecord
+
+    def write(frame: Any) -> object:
+        _, items = frame
+        return store.add([BillingRecord(*item) for item in items])
+
+    return write
+
+
+def _audit_writer(store: Any, secret: bytes | None) -> Callable[[Any], object]:
+    from zerfoo_cloud.audit import AuditEntry, _Linker
+
+    linker = _Linker(secret)
+
+    def write(frame: Any) -> object:
+        number, items, writer_id = frame
+        entries = [AuditEntry(*item) for item in items]
+        return store.append_linked(entries, linker, batch=(writer_id, number))
+
+    return write
+
+
+def _serve(fd_in: int, fd_out: int) -> None:
+    from zerfoo_cloud.stores.lmdb import LMDBStores
+
+    try:
+        config = _read_frame(fd_in)
+    except EOFError:
+        return
+    role, path, map_size, max_map_size, secret = config
+    try:
+        stores = LMDBStores.open(path, map_size=map_size, max_map_size=max_map_size)
+    except Exception as exc:  # noqa: BLE001 - sent to the parent
+        _write_frame(fd_out, _failure(exc))
+        return
+    try:
+        write = (
+            _billing_writer(stores.billing)
+            if role == "billing"
+            else _audit_writer(stores.audit, secret)
+        )
+        _write_frame(fd_out, None)
+        while True:
+            try:
+                frame = _read_frame(fd_in)
+            except EOFError:
+                return
+            try:
+                write(frame)
+            except Exception as exc:  # noqa: BLE001 - sent to the parent
+                _write_frame(fd_out, _failure(exc))
+            else:
+                _write_frame(fd_out, None)
+    finally:
+        stores.close()
+
+
+def main() -> None:
+    """
+    Run as the writer process: serve frames from stdin until it closes.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The answers get a descriptor of their own; whatever prints goes to
+    # stderr instead of into the protocol.
+    fd_out = os.dup(1)
+    os.dup2(2, 1)
+    with contextlib.suppress(BrokenPipeError):
+        _serve(0, fd_out)
+
+
+if __name__ == "__main__":
+    main()
