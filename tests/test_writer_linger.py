@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from zerfoo_cloud._writer import MAX_LINGER, BatchWriter
+from zerfoo_cloud import AuditLogger, TokenMeter
+from zerfoo_cloud._writer import DEFAULT_LINGER, MAX_LINGER, OFFLOAD_LINGER, BatchWriter
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.stores.lmdb import LMDBStores
 
 
 class Recorder:
@@ -65,3 +68,34 @@ def test_flush_and_close_do_not_wait_for_the_linger() -> None:
     writer.submit(2)
     writer.close(timeout=MAX_LINGER / 2)
     assert [n for batch in commit.batches for n in batch] == [1, 2]
+
+
+def test_meter_and_logger_take_a_linger(tmp_path: Path) -> None:
+    """TokenMeter and AuditLogger pass linger on, default to DEFAULT_LINGER (OFFLOAD_LINGER with offload) and refuse one past MAX_LINGER."""
+    stores = LMDBStores.open(tmp_path / "db")
+    try:
+        made: list[TokenMeter | AuditLogger] = [
+            TokenMeter(stores.billing),
+            AuditLogger(stores.audit),
+            TokenMeter(stores.billing, offload=True),
+            AuditLogger(stores.audit, offload=True),
+            TokenMeter(stores.billing, linger=MAX_LINGER),
+            AuditLogger(stores.audit, offload=True, linger=0),
+        ]
+        lingers = [m._writers[0].linger for m in made]
+        assert lingers == [
+            DEFAULT_LINGER,
+            DEFAULT_LINGER,
+            OFFLOAD_LINGER,
+            OFFLOAD_LINGER,
+            MAX_LINGER,
+            0,
+        ]
+        for m in made:
+            m.close()
+        for cls, store in ((TokenMeter, stores.billing), (AuditLogger, stores.audit)):
+            with pytest.raises(InvalidConfigError) as info:
+                cls(store, linger=MAX_LINGER + 0.001)  # type: ignore[arg-type]
+            assert info.value.field == "linger"
+    finally:
+        stores.close()

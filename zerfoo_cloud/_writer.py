@@ -55,6 +55,10 @@ DEFAULT_RETRY_INTERVAL = 1.0
 #: Default seconds the thread lets items gather before it commits them,
 #: unless a flush waits: fewer, larger commits cost less CPU per item.
 DEFAULT_LINGER = 0.005
+#: The default linger of writers that hand their batches to a writer process
+#: (``offload=True``): every batch costs the serving process a few thread
+#: wake-ups, so under load fewer, larger batches leave it more time.
+OFFLOAD_LINGER = 0.05
 #: The longest linger.
 MAX_LINGER = 1.0
 #: How long the exit hook waits for each writer to drain.

@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from zerfoo_cloud._writer import (
+    DEFAULT_LINGER,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
+    OFFLOAD_LINGER,
     BatchWriter,
     QueuedWriting,
     in_background,
@@ -751,6 +753,9 @@ class AuditLogger(QueuedWriting):
             or in its environment; a batch sent again after the process
             died is recognised by the store, so no entry is stored twice;
             `query`, `verify` and `purge` still run in this process.
+        linger: seconds the writer thread lets entries gather before it
+            appends a batch, as `zerfoo_cloud.metering.TokenMeter`'s
+            *linger*: by default 0.005, or 0.05 with *offload*.
 
     Raises:
         InvalidConfigError: a bad option (a short secret); ``offload=True``
@@ -771,6 +776,7 @@ class AuditLogger(QueuedWriting):
         max_pending: int = DEFAULT_MAX_PENDING,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         offload: bool = False,
+        linger: float | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -794,6 +800,9 @@ class AuditLogger(QueuedWriting):
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
+            linger=(OFFLOAD_LINGER if offload else DEFAULT_LINGER)
+            if linger is None
+            else linger,
             logger=_log,
         )
         self._writers = (self._writer,)

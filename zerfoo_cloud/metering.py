@@ -32,9 +32,11 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from zerfoo_cloud._writer import (
+    DEFAULT_LINGER,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
+    OFFLOAD_LINGER,
     BatchWriter,
     QueuedWriting,
     in_background,
@@ -575,15 +577,20 @@ class TokenMeter(QueuedWriting):
             raises `StoreError` (the store has been failing that long).
         retry_interval: seconds between retries after a store failure.
         offload: commit each batch from a writer process (LMDB stores
-            only), so that the commits never take the GIL from the threads
-            serving requests (py-lmdb releases and retakes it around every
-            LMDB call). Under load that saves those threads tens of
-            microseconds per request; it costs one process, started at the
+            only), so that the commits (the LMDB work, the fsync) never
+            compete with the threads serving requests for the GIL. Under
+            load that saves those threads tens of microseconds per request; it costs one process, started at the
             first commit (about 0.2 s, in the writer thread). The guarantees
             above hold; a writer process that dies is replaced and its batch
             sent again (request ids keep it from counting twice); `query`
             and `summary` still read in this process; `close` stops it. See
             ``docs/performance.md``.
+        linger: seconds the writer thread lets records gather before it
+            commits a batch (0 to `zerfoo_cloud._writer.MAX_LINGER`); by
+            default 0.005, or 0.05 with *offload*. Longer means fewer,
+            larger commits; records not yet flushed wait that much longer
+            to become durable. `flush`, `close` and the durable mode of
+            `zerfoo_cloud.CloudServer` never wait for it.
 
     Raises:
         InvalidConfigError: a bad option; ``offload=True`` with a store that
@@ -603,6 +610,7 @@ class TokenMeter(QueuedWriting):
         max_pending: int = DEFAULT_MAX_PENDING,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         offload: bool = False,
+        linger: float | None = None,
     ) -> None:
         self.store = store
         self.recorder = recorder
@@ -621,6 +629,9 @@ class TokenMeter(QueuedWriting):
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
+            linger=(OFFLOAD_LINGER if offload else DEFAULT_LINGER)
+            if linger is None
+            else linger,
             logger=_log,
         )
         self._writers = (self._writer,)
