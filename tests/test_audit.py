@@ -33,6 +33,7 @@ from zerfoo_cloud.audit import (
     AuditResult,
     ChainLink,
     entry_hash,
+    make_entry,
     strip_query,
     verify_chain,
 )
@@ -223,7 +224,7 @@ _fields = st.fixed_dictionaries(
 
 @given(fields=_fields)
 def test_log_request_is_log_of_the_same_entry(fields: dict[str, Any]) -> None:
-    """log_request() stores and returns what log(AuditEntry(...)) would, or raises the same error."""
+    """log_request() stores what log(AuditEntry(...)) would, or raises the same error."""
     slow = AuditLogger(MemoryAuditStore(), clock=lambda: T0.timestamp())
     fast = AuditLogger(MemoryAuditStore(), clock=lambda: T0.timestamp())
     tenant_id, action, result = fields["tenant_id"], fields["action"], fields["result"]
@@ -236,11 +237,91 @@ def test_log_request_is_log_of_the_same_entry(fields: dict[str, Any]) -> None:
         with pytest.raises(type(exc)):
             fast.log_request(tenant_id, action, result, **rest)
         return
-    got = fast.log_request(tenant_id, action, result, **rest)
-    assert got == expected
+    fast.log_request(tenant_id, action, result, **rest)
     assert fast.query(expected.tenant_id, *EVER) == slow.query(
         expected.tenant_id, *EVER
     )
+
+
+def test_offloaded_log_request_stores_what_log_stores(tmp_path: Path) -> None:
+    """Entries queued as fields for the writer process are stored as log() stores them, cleaning included."""
+    requests = [
+        ("acme", AuditAction.INFERENCE, AuditResult.SUCCESS, "toy-1", 200, "POST"),
+        ("acme", AuditAction.AUTH, AuditResult.UNAUTHORIZED, "/v1/x", 401, "get"),
+        (
+            "acme",
+            AuditAction.INFERENCE,
+            AuditResult.ERROR,
+            "m\ud800",
+            999,
+            "BAD METHOD",
+        ),
+        ("é" * (MAX_TENANT_ID_BYTES // 2), AuditAction.AUTH, "denied", "r", 0, "PUT"),
+    ]
+    paths = [f"/v1/chat?key={KEY}", f"/v1/{KEY}/x", "/v1/\x00\ud800", "/"]
+    results = []
+    for offload in (True, False):
+        stores = LMDBStores.open(tmp_path / str(offload))
+        logger = AuditLogger(
+            stores.audit, secret=SECRET, clock=lambda: T0.timestamp(), offload=offload
+        )
+        try:
+            for (tenant, action, result, resource, status, method), path in zip(
+                requests, paths, strict=True
+            ):
+                logger.log_request(
+                    tenant,
+                    action,
+                    result,  # type: ignore[arg-type]
+                    resource=resource,
+                    status_code=status,
+                    method=method,
+                    path=path,
+                    remote_addr="10.0.0.1",
+                )
+            assert logger.verify().ok
+            results.append(
+                [e for t in ("acme", "é" * 128) for e in logger.query(t, *EVER)]
+            )
+        finally:
+            logger.close()
+            stores.close()
+    assert len(results[0]) == len(requests)
+    assert [e.unchained() for e in results[0]] == [e.unchained() for e in results[1]]
+    assert all(KEY not in e.path for e in results[0])
+
+
+@given(
+    fields=_fields,
+    timestamp=st.one_of(
+        st.none(),
+        st.datetimes(timezones=st.just(timezone.utc)),
+        st.datetimes(timezones=st.just(timezone(timedelta(hours=5)))),
+        st.datetimes(),
+    ),
+)
+def test_make_entry_is_the_constructor(
+    fields: dict[str, Any], timestamp: datetime | None
+) -> None:
+    """make_entry() returns what AuditEntry() returns for the same fields, or raises the same error."""
+    args = (
+        timestamp,
+        fields["tenant_id"],
+        fields["action"],
+        fields["result"],
+        fields["resource"],
+        fields["status_code"],
+        fields["method"],
+        fields["path"],
+        fields["remote_addr"],
+    )
+    try:
+        expected = AuditEntry(*args)
+    except (InvalidConfigError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            make_entry(*args)
+        return
+    assert make_entry(*args) == expected
 
 
 def test_tenant_id_at_and_past_its_limit() -> None:

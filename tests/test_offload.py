@@ -387,3 +387,40 @@ def test_forked_child_records_through_its_own_writer_process(tmp_path: Path) -> 
         assert report.head.seq == 3
         meter.close()
         logger.close()
+
+
+def test_record_request_stores_what_record_stores(tmp_path: Path) -> None:
+    """record_request() with offload stores the record record() stores, and refuses bad fields before queueing."""
+    now = datetime(2025, 3, 1, tzinfo=timezone.utc).timestamp()
+    found = []
+    for offload in (True, False):
+        stores = LMDBStores.open(tmp_path / str(offload))
+        meter = TokenMeter(stores.billing, offload=offload, clock=lambda: now)
+        try:
+            meter.record_request("acme", 3, 4, model="toy-1", request_id="r1")
+            meter.record_request("acme", 0, 2**40, model="", request_id="r2")
+            for bad in (
+                {"input_tokens": -1},
+                {"model": "m" * 300},
+                {"request_id": "has space"},
+                {"tenant_id": ""},
+            ):
+                fields: dict[str, Any] = {
+                    "tenant_id": "acme",
+                    "input_tokens": 1,
+                    "output_tokens": 1,
+                    "request_id": "r3",
+                    **bad,
+                }
+                with pytest.raises(InvalidConfigError):
+                    meter.record_request(**fields)
+            meter.flush()
+            found.append(meter.query("acme", *EVER))
+        finally:
+            meter.close()
+            stores.close()
+    assert [(r.request_id, r.input_tokens, r.output_tokens) for r in found[0]] == [
+        ("r1", 3, 4),
+        ("r2", 0, 2**40),
+    ]
+    assert found[0] == found[1]

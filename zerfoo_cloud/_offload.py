@@ -53,8 +53,6 @@ from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from zerfoo_cloud.audit import AuditEntry
-    from zerfoo_cloud.metering import BillingRecord
     from zerfoo_cloud.stores._lmdb_env import Environment
 
 __all__ = ["AuditCommit", "BillingCommit", "OffloadCommit"]
@@ -330,8 +328,12 @@ class BillingCommit(OffloadCommit):
         self.channel = _Channel("billing", _lmdb_env(store, "billing"))
         _COMMITS.add(self)
 
-    def __call__(self, batch: list[BillingRecord]) -> None:
-        _answer(self.channel.call((0, list(map(_BILLING_FIELDS, batch)))), batch)
+    def __call__(self, batch: list[Any]) -> None:
+        # Records, or already their fields (`TokenMeter.record_request`).
+        items = [
+            item if type(item) is tuple else _BILLING_FIELDS(item) for item in batch
+        ]
+        _answer(self.channel.call((0, items)), batch)
 
 
 class AuditCommit(OffloadCommit):
@@ -356,7 +358,7 @@ class AuditCommit(OffloadCommit):
         self._unsure: tuple[int, int] | None = None
         _COMMITS.add(self)
 
-    def __call__(self, batch: list[AuditEntry]) -> None:
+    def __call__(self, batch: list[Any]) -> None:
         unsure = self._unsure
         if unsure is not None:
             self._send(unsure[0], batch, unsure[1])
@@ -365,11 +367,19 @@ class AuditCommit(OffloadCommit):
         self._number += 1
         self._send(self._number, batch, len(batch))
 
-    def _send(self, number: int, batch: list[AuditEntry], count: int) -> None:
+    def _send(self, number: int, batch: list[Any], count: int) -> None:
         part = batch if count == len(batch) else batch[:count]
         try:
             reply = self.channel.call(
-                (number, list(map(_AUDIT_FIELDS, part)), self._writer_id)
+                (
+                    number,
+                    # Entries, or already their fields (`log_request`).
+                    [
+                        item if type(item) is tuple else _AUDIT_FIELDS(item)
+                        for item in part
+                    ],
+                    self._writer_id,
+                )
             )
         except StoreError:
             self._unsure = (number, count)
@@ -418,13 +428,13 @@ def _billing_writer(store: Any) -> Callable[[Any], object]:
 
 
 def _audit_writer(store: Any, secret: bytes | None) -> Callable[[Any], object]:
-    from zerfoo_cloud.audit import AuditEntry, _Linker
+    from zerfoo_cloud.audit import _Linker, make_entry
 
     linker = _Linker(secret)
 
     def write(frame: Any) -> object:
         number, items, writer_id = frame
-        entries = [AuditEntry(*item) for item in items]
+        entries = [make_entry(*item) for item in items]
         return store.append_linked(entries, linker, batch=(writer_id, number))
 
     return write

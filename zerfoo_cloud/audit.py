@@ -76,6 +76,7 @@ __all__ = [
     "entry_hash",
     "entry_json",
     "link_entry",
+    "make_entry",
     "strip_query",
     "verify_chain",
 ]
@@ -431,6 +432,73 @@ def _with_chain(
     _setattr(copy, "prev_hash", prev_hash)
     _setattr(copy, "hash", digest)
     return copy
+
+
+def make_entry(  # noqa: PLR0917 - the fields of an entry, in order
+    timestamp: datetime | None,
+    tenant_id: str,
+    action: AuditAction | str,
+    result: AuditResult | str,
+    resource: str,
+    status_code: int,
+    method: str,
+    path: str,
+    remote_addr: str,
+) -> AuditEntry:
+    """
+    Return ``AuditEntry(timestamp, tenant_id, action, result, resource,
+    status_code, method, path, remote_addr)``, cleaned and checked the same
+    way, in a fraction of the time for the usual fields (an aware UTC
+    timestamp, text, a status code from 0 to 999): the converters and
+    validators are not called one by one, and the cleaning of repeated
+    values is remembered. Anything else goes through the constructor.
+
+    Raises:
+        InvalidConfigError: as `AuditEntry`.
+        ValueError: *action* or *result* is not one of its values.
+
+    .. versionadded:: 0.1.0
+    """
+    if (
+        type(timestamp) is not datetime
+        or timestamp.tzinfo is not timezone.utc
+        or type(tenant_id) is not str
+        or type(status_code) is not int
+        or not 0 <= status_code <= _MAX_STATUS
+    ):
+        return AuditEntry(
+            timestamp,
+            tenant_id,
+            action,
+            result,
+            resource,
+            status_code,
+            method,
+            path,
+            remote_addr,
+        )
+    entry: AuditEntry = object.__new__(AuditEntry)
+    _setattr(entry, "timestamp", timestamp)
+    _setattr(entry, "tenant_id", tenant_id)
+    _setattr(
+        entry,
+        "action",
+        action if type(action) is AuditAction else AuditAction(action),
+    )
+    _setattr(
+        entry,
+        "result",
+        result if type(result) is AuditResult else AuditResult(result),
+    )
+    _setattr(entry, "resource", _cleaned_resource(resource))
+    _setattr(entry, "status_code", status_code)
+    _setattr(entry, "method", _cleaned_method(method))
+    _setattr(entry, "path", _cleaned_path(path))
+    _setattr(entry, "remote_addr", _cleaned_address(remote_addr))
+    _setattr(entry, "seq", 0)
+    _setattr(entry, "prev_hash", "")
+    _setattr(entry, "hash", "")
+    return entry
 
 
 @attrs.frozen
@@ -865,38 +933,45 @@ class AuditLogger(QueuedWriting):
         method: str,
         path: str,
         remote_addr: str,
-    ) -> AuditEntry:
+    ) -> None:
         """
         Queue the entry of one HTTP request, stamped with the clock now.
 
         The same as ``log(AuditEntry(None, tenant_id, action, result,
         resource, status_code, method, path, remote_addr))`` (the keyword
-        arguments are those fields), cleaning
-        included, in a fraction of the time: the entry is made once, and
-        the cleaning of repeated values is remembered. The HTTP layer calls
-        it once per request.
-
-        Returns:
-            The entry as it will be stored, without its chain fields.
+        arguments are those fields), cleaning included, in a fraction of
+        the time: the entry is made once, with `make_entry`; with
+        ``offload=True`` the fields are checked here and the entry made in
+        the writer process. The HTTP layer calls it once per request.
 
         Raises:
             InvalidConfigError: a field has the wrong type or range, or the
                 tenant id is longer than `MAX_TENANT_ID_BYTES`.
+            ValueError: *action* or *result* is not one of its values.
             StoreError: as `log`.
         """
+        stamp = datetime.fromtimestamp(self.clock(), timezone.utc)
         if (
-            type(tenant_id) is not str
-            or type(status_code) is not int
-            or not 0 <= status_code <= _MAX_STATUS
-            or len(tenant_id) * 4 > MAX_TENANT_ID_BYTES
+            self._offload is not None
+            and type(action) is AuditAction
+            and type(result) is AuditResult
+            and type(tenant_id) is str
+            and len(tenant_id) * 4 <= MAX_TENANT_ID_BYTES
+            and type(status_code) is int
+            and 0 <= status_code <= _MAX_STATUS
+            and type(resource) is str
+            and type(method) is str
+            and type(path) is str
+            and type(remote_addr) is str
         ):
-            # The rare and the wrong: the full constructor checks and says why.
-            return self.log(
-                AuditEntry(
-                    None,
+            # Fields that make a valid entry: `make_entry` runs in the
+            # writer process (the fields in AuditEntry's order).
+            self._writer.submit(
+                (  # type: ignore[arg-type] # the writer process takes fields too
+                    stamp,
                     tenant_id,
-                    action,
-                    result,
+                    action._value_,
+                    result._value_,
                     resource,
                     status_code,
                     method,
@@ -904,29 +979,22 @@ class AuditLogger(QueuedWriting):
                     remote_addr,
                 )
             )
-        entry: AuditEntry = object.__new__(AuditEntry)
-        _setattr(entry, "timestamp", datetime.fromtimestamp(self.clock(), timezone.utc))
-        _setattr(entry, "tenant_id", tenant_id)
-        _setattr(
-            entry,
-            "action",
-            action if type(action) is AuditAction else AuditAction(action),
+            return
+        entry = make_entry(
+            stamp,
+            tenant_id,
+            action,
+            result,
+            resource,
+            status_code,
+            method,
+            path,
+            remote_addr,
         )
-        _setattr(
-            entry,
-            "result",
-            result if type(result) is AuditResult else AuditResult(result),
-        )
-        _setattr(entry, "resource", _cleaned_resource(resource))
-        _setattr(entry, "status_code", status_code)
-        _setattr(entry, "method", _cleaned_method(method))
-        _setattr(entry, "path", _cleaned_path(path))
-        _setattr(entry, "remote_addr", _cleaned_address(remote_addr))
-        _setattr(entry, "seq", 0)
-        _setattr(entry, "prev_hash", "")
-        _setattr(entry, "hash", "")
+        if len(tenant_id) * 4 > MAX_TENANT_ID_BYTES:
+            self.log(entry)  # checks the length in bytes
+            return
         self._writer.submit(entry)
-        return entry
 
     def _chain_store(self, what: str) -> ChainedAuditStore:
         if self._chained is None:

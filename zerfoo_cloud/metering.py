@@ -118,9 +118,24 @@ def _utf8_size(value: str) -> int:
 
 
 def _check_record(record: BillingRecord) -> None:
+    _check_fields(
+        record.tenant_id,
+        record.input_tokens,
+        record.output_tokens,
+        record.model,
+        record.request_id,
+    )
+
+
+def _check_fields(
+    tenant_id: object,
+    input_tokens: object,
+    output_tokens: object,
+    model: object,
+    request_id: object,
+) -> None:
     # One function instead of one validator per field: records are made on
     # every request, so this is on the hot path.
-    tenant_id = record.tenant_id
     if (
         type(tenant_id) is not str
         or not 0 < _utf8_size(tenant_id) <= MAX_TENANT_ID_BYTES
@@ -131,17 +146,15 @@ def _check_record(record: BillingRecord) -> None:
         )
         raise InvalidConfigError(msg, field="tenant_id")
     for name, value in (
-        ("input_tokens", record.input_tokens),
-        ("output_tokens", record.output_tokens),
+        ("input_tokens", input_tokens),
+        ("output_tokens", output_tokens),
     ):
         if type(value) is not int or not 0 <= value <= MAX_TOKENS:
             msg = f"{name} must be an integer from 0 to {MAX_TOKENS}, not {value!r}"
             raise InvalidConfigError(msg, field=name)
-    model = record.model
     if type(model) is not str or len(model) > MAX_MODEL_LENGTH or _utf8_size(model) < 0:
         msg = f"model must be valid text of at most {MAX_MODEL_LENGTH} characters"
         raise InvalidConfigError(msg, field="model")
-    request_id = record.request_id
     if (
         type(request_id) is not str
         or not 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
@@ -691,12 +704,72 @@ class TokenMeter(QueuedWriting):
         _check_record(record)
         self._writer.submit(record)
         if self._events is not None:
-            event = UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
-            try:
-                self._events.submit(event)
-            except StoreError:
-                self._recorder_failed("its queue is full")
+            self._publish(tenant_id, model, input_tokens, output_tokens, now)
         return record
+
+    def _publish(
+        self,
+        tenant_id: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        now: float,
+    ) -> None:
+        assert self._events is not None
+        event = UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
+        try:
+            self._events.submit(event)
+        except StoreError:
+            self._recorder_failed("its queue is full")
+
+    def record_request(
+        self,
+        tenant_id: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        model: str = "",
+        request_id: str | None = None,
+    ) -> None:
+        """
+        Record one request's tokens, as `record` does, without returning the
+        billing record.
+
+        With ``offload=True`` the record is checked here but made in the
+        writer process, which saves the caller about a microsecond: the
+        HTTP layer calls this once per request.
+
+        Raises:
+            InvalidConfigError: as `record`; nothing was recorded.
+            StoreError: as `record`.
+        """
+        if self._offload is None:
+            self.record(
+                tenant_id,
+                input_tokens,
+                output_tokens,
+                model=model,
+                request_id=request_id,
+            )
+            return
+        if request_id is None:
+            request_id = new_request_id()
+        _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
+        now = self.clock()
+        # The fields in BillingRecord's order: the writer process makes the
+        # record from them.
+        self._writer.submit(
+            (  # type: ignore[arg-type] # the writer process takes fields too
+                tenant_id,
+                input_tokens,
+                output_tokens,
+                datetime.fromtimestamp(now, timezone.utc),
+                model,
+                request_id,
+            )
+        )
+        if self._events is not None:
+            self._publish(tenant_id, model, input_tokens, output_tokens, now)
 
     def _deliver(self, events: list[UsageEvent]) -> None:
         # Runs in the usage writer thread; never raises, so never retries.

@@ -152,7 +152,7 @@ class Accounting:
         if usage is not None:
             if self.meter is not None:
                 try:
-                    self.meter.record(
+                    self.meter.record_request(
                         finished.tenant_id,
                         usage.prompt_tokens,
                         usage.completion_tokens,
