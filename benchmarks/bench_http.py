@@ -350,8 +350,8 @@ def in_process(folder: Path) -> None:
             server, stores = build(bare, folder, offload=offload)
             try:
                 for label, body, n in (
-                    ("json", REQUEST, 3000),
-                    (f"sse {CHUNKS} chunks", STREAM_REQUEST, 300),
+                    ("json", REQUEST, 10_000),
+                    (f"sse {CHUNKS} chunks", STREAM_REQUEST, 1_000),
                 ):
                     base, wrapped = _rounds(measure, bare, server, body, n)
                     print(

@@ -297,7 +297,9 @@ def test_interface_detection() -> None:
 def test_api_key_fast_path_agrees_with_the_general_one(
     authorization: bytes | None, x_api_key: bytes | None
 ) -> None:
-    """The shortcut for `Bearer <key>` finds the key the general parser finds."""
+    """The shortcut for `Bearer <key>` finds the key the general parser finds, in bytes (ASGI) and text (WSGI)."""
     assert api_key_from(authorization, x_api_key) == _api_key_from_any(
         authorization, x_api_key
     )
+    text = None if authorization is None else authorization.decode("latin-1")
+    assert api_key_from(text, x_api_key) == _api_key_from_any(text, x_api_key)

@@ -223,9 +223,13 @@ def api_key_from(
 
     .. versionadded:: 0.1.0
     """
+    # The common form, without the general path's tuples and partition.
     if type(authorization) is bytes and authorization[:7] == b"Bearer ":
-        # The common form, without the general path's tuples and partition.
         key = authorization[7:].decode("latin-1").strip()
+        if key:
+            return key
+    elif type(authorization) is str and authorization[:7] == "Bearer ":
+        key = authorization[7:].strip()
         if key:
             return key
     return _api_key_from_any(authorization, x_api_key)

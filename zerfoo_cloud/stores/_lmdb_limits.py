@@ -55,6 +55,23 @@ _OWN = _Pid()
 os.register_at_fork(after_in_child=_OWN.refresh)
 
 
+def _states(
+    get: Callable[..., bytes | None], db: Any, keys: list[bytes]
+) -> list[tuple[float, float] | None]:
+    # The bucket states of *keys*, as (level, stamp) pairs.
+    states: list[tuple[float, float] | None] = []
+    unpack = _BUCKET.unpack
+    for key in keys:
+        value = get(key, db=db)
+        if value is None:
+            states.append(None)
+        elif len(value) == _BUCKET.size:
+            states.append(unpack(value))
+        else:
+            raise _corrupt(key, value)
+    return states
+
+
 def _corrupt(key: bytes, raw: bytes) -> CorruptRecordError:
     return CorruptRecordError(
         "lmdb:buckets",
@@ -183,28 +200,22 @@ class LMDBLimiterStore:
             prefix = raw(slot[0]) + b"\x00"
             own = prefix + _OWN.packed
             limit = slot[1]
-        unpack = _BUCKET.unpack
         pack = _BUCKET.pack
         dbs = self._dbs
 
         def write(txn: Any) -> tuple[bool, bool, list[float]]:
             db = dbs["buckets"]
-            get = txn.get
-            states: list[tuple[float, float] | None] = []
-            for key in raw_keys:
-                value = get(key, db=db)
-                if value is None:
-                    states.append(None)
-                elif len(value) == _BUCKET.size:
-                    states.append(unpack(value))
-                else:
-                    raise _corrupt(key, value)
-            if slot is not None and self._full(txn, prefix, limit):
-                levels = [
-                    refill(state, capacity, rate, now)[0]
-                    for state, (capacity, rate, _) in zip(states, asks, strict=True)
-                ]
-                return False, False, levels
+            states = _states(txn.get, db, raw_keys)
+            mine = 0
+            if slot is not None:
+                taken = self._taken_by_me(txn, prefix, limit)
+                if taken is None:
+                    levels = [
+                        refill(state, capacity, rate, now)[0]
+                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
+                    ]
+                    return False, False, levels
+                mine = taken
             new, levels = take_all(states, asks, now)
             if new is None:
                 return True, False, levels
@@ -212,10 +223,7 @@ class LMDBLimiterStore:
             for key, state in zip(raw_keys, new, strict=True):
                 put(key, pack(*state), db=db)
             if slot is not None:
-                slots = dbs["slots"]
-                value = get(own, db=slots)
-                mine = 0 if value is None else _COUNT.unpack(value)[0]
-                put(own, _COUNT.pack(mine + 1), db=slots)
+                put(own, _COUNT.pack(mine + 1), db=dbs["slots"])
             return True, True, levels
 
         return self._env.write(write)
@@ -266,16 +274,24 @@ class LMDBLimiterStore:
             lambda txn: self._decode(raw_key, txn.get(raw_key, db=self._db))
         )
 
-    def _full(self, txn: Any, prefix: bytes, limit: int) -> bool:
+    def _taken_by_me(self, txn: Any, prefix: bytes, limit: int) -> int | None:
+        """
+        Return how many slots of *prefix* this process holds, or ``None``
+        when live processes hold *limit* or more.
+        """
         # Slots of dead processes only matter when they fill the limit: only
         # then are the holders checked (one signal 0 per other process).
-        return (
-            self._count(txn, prefix, prune=False) >= limit
-            and self._count(txn, prefix, prune=True) >= limit
-        )
+        total, mine = self._count(txn, prefix, prune=False)
+        if total >= limit:
+            total, mine = self._count(txn, prefix, prune=True)
+            if total >= limit:
+                return None
+        return mine
 
-    def _count(self, txn: Any, prefix: bytes, *, prune: bool) -> int:
-        total = 0
+    def _count(self, txn: Any, prefix: bytes, *, prune: bool) -> tuple[int, int]:
+        # (slots held by every process, slots held by this one)
+        total = mine = 0
+        own = _OWN.pid
         dead = []
         with txn.cursor(db=self._slots) as cursor:
             if cursor.set_range(prefix):
@@ -283,13 +299,16 @@ class LMDBLimiterStore:
                     if not k.startswith(prefix):
                         break
                     pid = _PID.unpack(k[len(prefix) :])[0]
-                    if prune and pid != _OWN.pid and not _alive(pid):
+                    if prune and pid != own and not _alive(pid):
                         dead.append(k)
                         continue
-                    total += _COUNT.unpack(v)[0]
+                    count = _COUNT.unpack(v)[0]
+                    total += count
+                    if pid == own:
+                        mine = count
         for k in dead:
             txn.delete(k, db=self._slots)
-        return total
+        return total, mine
 
     def acquire_slot(self, key: str, limit: int) -> bool:
         """
@@ -299,10 +318,9 @@ class LMDBLimiterStore:
         own = prefix + _OWN.packed
 
         def write(txn: Any) -> bool:
-            if self._full(txn, prefix, limit):
+            mine = self._taken_by_me(txn, prefix, limit)
+            if mine is None:
                 return False
-            raw = txn.get(own, db=self._slots)
-            mine = 0 if raw is None else _COUNT.unpack(raw)[0]
             txn.put(own, _COUNT.pack(mine + 1), db=self._slots)
             return True
 
@@ -329,7 +347,7 @@ class LMDBLimiterStore:
         Return how many slots of *key* live processes hold.
         """
         prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
-        return self._env.write(lambda txn: self._count(txn, prefix, prune=True))
+        return self._env.write(lambda txn: self._count(txn, prefix, prune=True)[0])
 
     def clear(self, prefix: str) -> None:
         """
