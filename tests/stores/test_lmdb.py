@@ -176,6 +176,9 @@ def test_corrupt_bucket_is_named(tmp_path: Path) -> None:
         with pytest.raises(CorruptRecordError) as info:
             m.get("acme").allow_request()
         assert "acme" in info.value.key
+        with pytest.raises(CorruptRecordError) as info:
+            m.get("acme").begin_request(1)  # the admission fast path
+        assert "acme" in info.value.key
 
 
 def test_schema_mismatch_refuses_to_open(tmp_path: Path) -> None:
