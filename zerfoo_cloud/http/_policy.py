@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
-from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditResult
+from zerfoo_cloud.audit import AuditResult
 from zerfoo_cloud.errors import (
     CloudError,
     InvalidConfigError,
@@ -69,7 +69,6 @@ __all__ = [
     "ResourcePinner",
     "Ticket",
     "api_key_from",
-    "audit_entry",
     "audit_result",
     "billable_model",
     "error_response",
@@ -868,23 +867,3 @@ def metering_finisher(
         return Finished(tenant_id, usage, info.model, status, method, path, remote)
 
     return finish
-
-
-def audit_entry(finished: Finished) -> AuditEntry:
-    """
-    The audit entry of one finished request: action ``inference`` (``auth``
-    when no tenant was authenticated), result from its status.
-
-    .. versionadded:: 0.1.0
-    """
-    return AuditEntry(
-        None,
-        finished.tenant_id,
-        AuditAction.INFERENCE if finished.authenticated else AuditAction.AUTH,
-        audit_result(finished.status),
-        finished.model or finished.path,
-        finished.status,
-        finished.method,
-        finished.path,
-        finished.remote_addr,
-    )
