@@ -361,9 +361,24 @@ def test_parse_json_reads_what_json_loads_reads(value: Any, encoding: str) -> No
         assert parse_json(data) == json.loads(data)
 
 
-@pytest.mark.parametrize("data", [b"NaN", b'{"a": Infinity}', b"[1, 2", b"", b"\xff"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"NaN",
+        b'{"a": Infinity}',
+        b"1e400",
+        b"[1, 2",
+        b"",
+        b"\xff",
+        b"-9223372036854775808",
+        b"-9223372036854775809",
+        b"18446744073709551615",
+        b"18446744073709551616",
+        b'{"max_tokens": 123456789012345678901234567890}',
+    ],
+)
 def test_parse_json_matches_json_loads_on_odd_input(data: bytes) -> None:
-    """parse_json() accepts the non-standard constants json.loads() accepts, and raises ValueError where it does."""
+    """parse_json() accepts the non-standard constants and huge numbers json.loads() accepts, as it reads them, and raises ValueError where it does."""
     try:
         expected = json.loads(data)
     except ValueError:

@@ -61,21 +61,28 @@ _STRUCTURE = re.compile(rb'["{}\[\]:,]')
 _STRING_STOP = re.compile(rb'["\\]')
 
 
+#: 19 digits in a row: an integer orjson may turn into a float (past 64 bits).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def parse_json(data: bytes) -> Any:
     """
     Parse a JSON document given as bytes: what ``json.loads`` returns.
 
     orjson parses it (several times faster: this runs for every request and
-    response body); what orjson refuses but ``json.loads`` takes (``NaN``,
-    integers past 64 bits, UTF-16 text) is handed to ``json.loads``.
+    response body). ``json.loads`` parses what orjson refuses (``NaN``,
+    ``1e400``, UTF-16 text) and any document with a run of 19 or more digits,
+    where orjson would read an integer past 64 bits as a float.
 
     Raises:
         ValueError: *data* is not a JSON document.
     """
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
 
 
 _NONE = 0
