@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud._offload import OffloadCommit
 
-__all__ = ["BatchWriter", "QueuedWriting", "in_background"]
+__all__ = ["BatchWriter", "QueuedWriting", "choose_linger", "in_background"]
 
 T = TypeVar("T")
 
@@ -75,6 +75,16 @@ def in_background(store: object, background: bool | None) -> bool:
     if background is None:
         return not getattr(store, "in_memory", False)
     return background
+
+
+def choose_linger(linger: float | None, *, offload: bool) -> float:
+    """
+    *linger* if given, else the default: `OFFLOAD_LINGER` for a writer that
+    hands its batches to a writer process, `DEFAULT_LINGER` otherwise.
+    """
+    if linger is not None:
+        return linger
+    return OFFLOAD_LINGER if offload else DEFAULT_LINGER
 
 
 def _positive_int(name: str, value: int) -> int:

@@ -39,13 +39,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from zerfoo_cloud._writer import (
-    DEFAULT_LINGER,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
-    OFFLOAD_LINGER,
     BatchWriter,
     QueuedWriting,
+    choose_linger,
     in_background,
 )
 from zerfoo_cloud.errors import (
@@ -868,9 +867,7 @@ class AuditLogger(QueuedWriting):
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
-            linger=(OFFLOAD_LINGER if offload else DEFAULT_LINGER)
-            if linger is None
-            else linger,
+            linger=choose_linger(linger, offload=offload),
             logger=_log,
         )
         self._writers = (self._writer,)

@@ -32,13 +32,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from zerfoo_cloud._writer import (
-    DEFAULT_LINGER,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
-    OFFLOAD_LINGER,
     BatchWriter,
     QueuedWriting,
+    choose_linger,
     in_background,
 )
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
@@ -642,9 +641,7 @@ class TokenMeter(QueuedWriting):
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
-            linger=(OFFLOAD_LINGER if offload else DEFAULT_LINGER)
-            if linger is None
-            else linger,
+            linger=choose_linger(linger, offload=offload),
             logger=_log,
         )
         self._writers = (self._writer,)
