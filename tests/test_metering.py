@@ -35,6 +35,7 @@ from zerfoo_cloud.metering import (
     TokenMeter,
     UsageEvent,
     UsageSummary,
+    billable_model,
     summarize,
 )
 from zerfoo_cloud.stores.lmdb import LMDBStores
@@ -803,3 +804,21 @@ def test_exit_hook_reports_what_it_could_not_write(
     assert meter.pending == 1
     gated.fail = 0
     meter.close()
+
+
+@given(
+    model=st.text(
+        alphabet=st.characters(categories=["Cs", "Ll", "Lo", "Nd"]),
+        max_size=MAX_MODEL_LENGTH + 20,
+    )
+)
+def test_billable_model_always_makes_a_valid_record(model: str) -> None:
+    """billable_model() keeps a valid name as it is and turns any other (too long, lone surrogates) into one a record holds."""
+    billed = billable_model(model)
+    BillingRecord("acme", 1, 1, T0, billed)
+    try:
+        model.encode()
+    except UnicodeEncodeError:
+        assert billed != model
+        return
+    assert (billed == model) == (len(model) <= MAX_MODEL_LENGTH)

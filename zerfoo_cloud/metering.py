@@ -60,6 +60,7 @@ __all__ = [
     "UsageEvent",
     "UsageRecorder",
     "UsageSummary",
+    "billable_model",
     "new_request_id",
     "summarize",
     "summary_rows",
@@ -114,6 +115,21 @@ def _utf8_size(value: str) -> int:
         return len(value.encode())
     except UnicodeEncodeError:
         return -1
+
+
+def billable_model(model: str) -> str:
+    """
+    Return *model* as billing records can hold it: lone surrogates (which
+    JSON escapes can carry) replaced by U+FFFD, cut to `MAX_MODEL_LENGTH`
+    characters.
+
+    A request naming a model no record could hold is still billed, under
+    this name.
+
+    .. versionadded:: 0.1.0
+    """
+    clean = model.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return clean[:MAX_MODEL_LENGTH]
 
 
 def _check_record(record: BillingRecord) -> None:

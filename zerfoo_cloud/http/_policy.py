@@ -49,7 +49,7 @@ from zerfoo_cloud.errors import (
     UnauthorizedError,
 )
 from zerfoo_cloud.http._usage import Usage, parse_json
-from zerfoo_cloud.metering import MAX_MODEL_LENGTH
+from zerfoo_cloud.metering import MAX_MODEL_LENGTH, billable_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,7 +70,6 @@ __all__ = [
     "Ticket",
     "api_key_from",
     "audit_result",
-    "billable_model",
     "error_response",
     "estimate_prompt_tokens",
     "fallback_usage",
@@ -186,29 +185,6 @@ class RequestInfo(NamedTuple):
     body: bytes = b""
     rewritten: bool = False
     mangled: bool = False
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def billable_model(model: str) -> str:
-    """
-    Return *model* as billing records can hold it: lone surrogates (which
-    JSON escapes can carry) replaced by U+FFFD, cut to
-    `zerfoo_cloud.metering.MAX_MODEL_LENGTH` characters.
-
-    A request naming a model no record could hold is still billed, under
-    this name.
-
-    .. versionadded:: 0.1.0
-    """
-    clean = model.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return clean[:MAX_MODEL_LENGTH]
 
 
 def api_key_from(
@@ -335,9 +311,10 @@ def inspect_request(
     model = doc.get("model")
     model = model if isinstance(model, str) else ""
     mangled = False
-    if len(model) > MAX_MODEL_LENGTH or not (model.isascii() or _encodable(model)):
-        model = billable_model(model)
-        mangled = True
+    if len(model) > MAX_MODEL_LENGTH or not model.isascii():
+        billed = billable_model(model)
+        mangled = billed != model
+        model = billed
     prompt = estimate_prompt_tokens(doc)
     completion = _max_tokens(doc)
     if completion is None:
