@@ -1,16 +1,17 @@
 """
 Commit billing records and audit entries from a writer process.
 
-py-lmdb releases the GIL around every call into LMDB (each put, get and
-commit), so a writer thread that commits into LMDB trades the GIL with the
-thread serving requests many times per batch, and each trade costs the
-server a context switch. With ``offload=True`` a `TokenMeter` or
+A writer thread that commits into LMDB does all of that work (the rows, the
+hash chain, the LMDB calls, the fsync) in the serving process, and competes
+with the threads serving requests for the GIL: under load that costs them
+tens of microseconds per request. With ``offload=True`` a `TokenMeter` or
 `AuditLogger` hands each batch to a child process instead: the writer
-thread pickles the batch as plain tuples, writes it to the child's stdin in
-one frame and blocks (the GIL released) until the child answers. The child
-rebuilds the records and commits them through the real LMDB store classes,
-so the stored format, the checks, the dedup by request id and the hash
-chain stay in one place.
+thread pickles the batch as plain tuples (`TokenMeter.record_request` and
+`AuditLogger.log_request` queue tuples already), writes it to the child's
+stdin in one frame and blocks (the GIL released) until the child answers.
+The child makes the records and commits them through the real LMDB store
+classes, so the stored format, the checks, the dedup by request id and the
+hash chain stay in one place.
 
 The protocol: length-prefixed pickled frames over the child's stdin and
 stdout. The first frame configures the child (its role, the store folder,
