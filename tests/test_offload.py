@@ -424,3 +424,45 @@ def test_record_request_stores_what_record_stores(tmp_path: Path) -> None:
         ("r2", 0, 2**40),
     ]
     assert found[0] == found[1]
+
+
+def test_writer_process_that_cannot_open_the_store_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """A writer process that cannot open the store (another schema) makes flush raise StoreError naming why; the records are kept and written once it can."""
+    with LMDBStores.open(tmp_path / "db") as stores:
+        meta = stores.durable.dbs["meta"]
+
+        def schema(value: bytes) -> None:
+            stores.durable.write(lambda txn: txn.put(b"schema_version", value, db=meta))
+
+        meter = TokenMeter(stores.billing, offload=True, retry_interval=60)
+        schema(b"99")
+        meter.record_request("acme", 1, 2, request_id="r1")
+        with pytest.raises(StoreError, match="schema"):
+            meter.flush(WAIT)
+        assert meter.pending == 1
+        assert meter._offload is not None
+        assert meter._offload.pid is None  # the failed process was reaped
+        schema(b"1")
+        meter.flush(WAIT)
+        assert [r.request_id for r in meter.query("acme", *EVER)] == ["r1"]
+        meter.close()
+
+
+def test_writer_process_that_cannot_start_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer process that cannot be started makes flush raise StoreError; the records are kept and written once it can."""
+    with LMDBStores.open(tmp_path / "db") as stores:
+        logger = AuditLogger(stores.audit, offload=True, retry_interval=60)
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+        logger.log(AuditEntry(tenant_id="acme"))
+        with pytest.raises(StoreError, match="cannot start"):
+            logger.flush(WAIT)
+        assert logger.pending == 1
+        monkeypatch.undo()
+        logger.flush(WAIT)
+        assert len(logger.query("acme", *EVER)) == 1
+        assert logger.verify().ok
+        logger.close()
