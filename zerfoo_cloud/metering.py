@@ -607,8 +607,9 @@ class TokenMeter(QueuedWriting):
         offload: commit each batch from a writer process (LMDB stores
             only), so that the commits (the LMDB work, the fsync) never
             compete with the threads serving requests for the GIL. Under
-            load that saves those threads tens of microseconds per request; it costs one process, started at the
-            first commit (about 0.2 s, in the writer thread). The guarantees
+            load that saves those threads tens of microseconds per request;
+            it costs one process, started at the first commit (about 0.2 s,
+            in the writer thread). The guarantees
             above hold; a writer process that dies is replaced and its batch
             sent again (request ids keep it from counting twice); `query`
             and `summary` still read in this process; `close` stops it. See
@@ -700,22 +701,52 @@ class TokenMeter(QueuedWriting):
                 because *max_pending* records are already waiting for a
                 failing store (or, for an in-memory store, it failed).
         """
-        now = self.clock()
-        # BillingRecord(...) without its generated __init__: the timestamp is
-        # made aware here, and _check_record checks the rest.
-        record: BillingRecord = object.__new__(BillingRecord)
-        _set(record, "tenant_id", tenant_id)
-        _set(record, "input_tokens", input_tokens)
-        _set(record, "output_tokens", output_tokens)
-        _set(record, "timestamp", datetime.fromtimestamp(now, timezone.utc))
-        _set(record, "model", model)
-        _set(
-            record,
-            "request_id",
-            new_request_id() if request_id is None else request_id,
+        record = self._queue(
+            tenant_id, input_tokens, output_tokens, model, request_id, fields=False
         )
-        _check_record(record)
-        self._writer.submit(record)
+        assert record is not None
+        return record
+
+    def _queue(
+        self,
+        tenant_id: str,
+        input_tokens: int,
+        output_tokens: int,
+        model: str,
+        request_id: str | None,
+        *,
+        fields: bool,
+    ) -> BillingRecord | None:
+        # Check, stamp and queue one record (or only its fields, for the
+        # writer process to make it from); publish its usage event.
+        if request_id is None:
+            request_id = new_request_id()
+        _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
+        now = self.clock()
+        stamp = datetime.fromtimestamp(now, timezone.utc)
+        record = None
+        if fields:
+            # In BillingRecord's order.
+            item: Any = (
+                tenant_id,
+                input_tokens,
+                output_tokens,
+                stamp,
+                model,
+                request_id,
+            )
+        else:
+            # BillingRecord(...) without its generated __init__: the fields
+            # are checked above.
+            record = object.__new__(BillingRecord)
+            _set(record, "tenant_id", tenant_id)
+            _set(record, "input_tokens", input_tokens)
+            _set(record, "output_tokens", output_tokens)
+            _set(record, "timestamp", stamp)
+            _set(record, "model", model)
+            _set(record, "request_id", request_id)
+            item = record
+        self._writer.submit(item)
         if self._events is not None:
             self._publish(tenant_id, model, input_tokens, output_tokens, now)
         return record
@@ -756,33 +787,14 @@ class TokenMeter(QueuedWriting):
             InvalidConfigError: as `record`; nothing was recorded.
             StoreError: as `record`.
         """
-        if self._offload is None:
-            self.record(
-                tenant_id,
-                input_tokens,
-                output_tokens,
-                model=model,
-                request_id=request_id,
-            )
-            return
-        if request_id is None:
-            request_id = new_request_id()
-        _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
-        now = self.clock()
-        # The fields in BillingRecord's order: the writer process makes the
-        # record from them.
-        self._writer.submit(
-            (  # type: ignore[arg-type] # the writer process takes fields too
-                tenant_id,
-                input_tokens,
-                output_tokens,
-                datetime.fromtimestamp(now, timezone.utc),
-                model,
-                request_id,
-            )
+        self._queue(
+            tenant_id,
+            input_tokens,
+            output_tokens,
+            model,
+            request_id,
+            fields=self._offload is not None,
         )
-        if self._events is not None:
-            self._publish(tenant_id, model, input_tokens, output_tokens, now)
 
     def _deliver(self, events: list[UsageEvent]) -> None:
         # Runs in the usage writer thread; never raises, so never retries.
