@@ -26,6 +26,7 @@ __all__ = ["LMDBLimiterStore"]
 T = TypeVar("T")
 
 _BUCKET = struct.Struct("<dd")
+_BUCKET_UNPACK = _BUCKET.unpack
 _COUNT = struct.Struct("<q")
 _PID = struct.Struct(">q")
 #: At most this many encoded keys are remembered (then the memo starts over).
@@ -59,17 +60,16 @@ def _states(
     get: Callable[..., bytes | None], db: Any, keys: list[bytes]
 ) -> list[tuple[float, float] | None]:
     # The bucket states of *keys*, as (level, stamp) pairs.
-    states: list[tuple[float, float] | None] = []
-    unpack = _BUCKET.unpack
-    for key in keys:
-        value = get(key, db=db)
-        if value is None:
-            states.append(None)
-        elif len(value) == _BUCKET.size:
-            states.append(unpack(value))
-        else:
-            raise _corrupt(key, value)
-    return states
+    return [_unpack(key, get(key, db=db)) for key in keys]
+
+
+def _unpack(key: bytes, raw: bytes | None) -> tuple[float, float] | None:
+    # A stored bucket state as (level, stamp); None if there is none.
+    if raw is None:
+        return None
+    if len(raw) != _BUCKET.size:
+        raise _corrupt(key, raw)
+    return _BUCKET_UNPACK(raw)
 
 
 def _corrupt(key: bytes, raw: bytes) -> CorruptRecordError:
@@ -117,11 +117,8 @@ class LMDBLimiterStore:
         return self._dbs["slots"]
 
     def _decode(self, key: bytes, raw: bytes | None) -> BucketState | None:
-        if raw is None:
-            return None
-        if len(raw) != _BUCKET.size:
-            raise _corrupt(key, raw)
-        return BucketState(*_BUCKET.unpack(raw))
+        state = _unpack(key, raw)
+        return None if state is None else BucketState(*state)
 
     def update(
         self,
@@ -133,7 +130,7 @@ class LMDBLimiterStore:
         """
         Atomically read, change and write the states of *keys*.
         """
-        raw_keys = [k.encode("utf-8", "surrogatepass") for k in keys]
+        raw_keys = [self._raw(k) for k in keys]
         decode = self._decode
 
         def write(txn: Any) -> T:
@@ -155,7 +152,7 @@ class LMDBLimiterStore:
         """
         Take *cost* units from bucket *key* if it holds them (the fast path).
         """
-        raw_key = key.encode("utf-8", "surrogatepass")
+        raw_key = self._raw(key)
 
         def write(txn: Any) -> tuple[bool, float]:
             db = self._db
@@ -269,7 +266,7 @@ class LMDBLimiterStore:
         """
         Return the state of *key*, or ``None``.
         """
-        raw_key = key.encode("utf-8", "surrogatepass")
+        raw_key = self._raw(key)
         return self._env.read(
             lambda txn: self._decode(raw_key, txn.get(raw_key, db=self._db))
         )
@@ -314,7 +311,7 @@ class LMDBLimiterStore:
         """
         Take a slot of *key* if fewer than *limit* are taken by live processes.
         """
-        prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
+        prefix = self._raw(key) + b"\x00"
         own = prefix + _OWN.packed
 
         def write(txn: Any) -> bool:
@@ -330,7 +327,7 @@ class LMDBLimiterStore:
         """
         Give back a slot of *key* taken by this process.
         """
-        own = key.encode("utf-8", "surrogatepass") + b"\x00" + _OWN.packed
+        own = self._raw(key) + b"\x00" + _OWN.packed
         self._env.write(lambda txn: self._give_back(txn, own))
 
     def _give_back(self, txn: Any, own: bytes) -> None:
@@ -346,7 +343,7 @@ class LMDBLimiterStore:
         """
         Return how many slots of *key* live processes hold.
         """
-        prefix = key.encode("utf-8", "surrogatepass") + b"\x00"
+        prefix = self._raw(key) + b"\x00"
         return self._env.write(lambda txn: self._count(txn, prefix, prune=True)[0])
 
     def clear(self, prefix: str) -> None:
