@@ -61,8 +61,12 @@ _STRUCTURE = re.compile(rb'["{}\[\]:,]')
 _STRING_STOP = re.compile(rb'["\\]')
 
 
-#: 19 digits in a row: an integer orjson may turn into a float (past 64 bits).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+#: Maps every digit to ``0`` (no other byte is ``0``): a run of 19 digits,
+#: an integer orjson may turn into a float (past 64 bits), becomes
+#: `_LONG_RUN`. ``translate`` and ``in`` find it several times faster than a
+#: regular expression.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
 
 
 def parse_json(data: bytes) -> Any:
@@ -77,7 +81,7 @@ def parse_json(data: bytes) -> Any:
     Raises:
         ValueError: *data* is not a JSON document.
     """
-    if _LONG_DIGITS.search(data) is None:
+    if _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
