@@ -212,7 +212,9 @@ _fields = st.fixed_dictionaries(
             _texts, st.just("é" * (MAX_TENANT_ID_BYTES // 2)), st.integers()
         ),
         "action": st.sampled_from(list(AuditAction) + [a.value for a in AuditAction]),
-        "result": st.sampled_from([*AuditResult, "nonsense"]),
+        "result": st.sampled_from(
+            [*AuditResult, *(r.value for r in AuditResult), "nonsense"]
+        ),
         "resource": _texts,
         "status_code": st.one_of(st.integers(-2, 1001), st.booleans()),
         "method": _texts,
@@ -322,6 +324,18 @@ def test_make_entry_is_the_constructor(
             make_entry(*args)
         return
     assert make_entry(*args) == expected
+
+
+@pytest.mark.parametrize("value", ["nonsense", "", ["success"], None, 3])
+def test_make_entry_refuses_what_the_constructor_refuses(value: object) -> None:
+    """make_entry() raises ValueError for an action or result that is no member's value, unhashable ones included, as AuditEntry() does."""
+    now = datetime.now(timezone.utc)
+    for action, result in ((value, AuditResult.SUCCESS), (AuditAction.AUTH, value)):
+        args = (now, "t", action, result, "m", 200, "GET", "/", "127.0.0.1")
+        with pytest.raises(ValueError, match="not a valid"):
+            AuditEntry(*args)
+        with pytest.raises(ValueError, match="not a valid"):
+            make_entry(*args)  # type: ignore[arg-type]
 
 
 def test_tenant_id_at_and_past_its_limit() -> None:

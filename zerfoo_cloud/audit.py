@@ -411,6 +411,21 @@ _ENTRY_FIELDS = tuple(
 
 _setattr = object.__setattr__
 
+#: The members by value: ``AuditAction(value)`` costs a microsecond, and the
+#: writer process makes every entry from the values.
+_ACTIONS = {a.value: a for a in AuditAction}
+_RESULTS = {r.value: r for r in AuditResult}
+
+
+def _as_action(value: str) -> AuditAction:
+    found = _ACTIONS.get(value) if type(value) is str else None
+    return AuditAction(value) if found is None else found
+
+
+def _as_result(value: str) -> AuditResult:
+    found = _RESULTS.get(value) if type(value) is str else None
+    return AuditResult(value) if found is None else found
+
 
 def _with_chain(
     entry: AuditEntry,
@@ -482,12 +497,12 @@ def make_entry(  # noqa: PLR0917 - the fields of an entry, in order
     _setattr(
         entry,
         "action",
-        action if type(action) is AuditAction else AuditAction(action),
+        action if type(action) is AuditAction else _as_action(action),
     )
     _setattr(
         entry,
         "result",
-        result if type(result) is AuditResult else AuditResult(result),
+        result if type(result) is AuditResult else _as_result(result),
     )
     _setattr(entry, "resource", _cleaned_resource(resource))
     _setattr(entry, "status_code", status_code)
