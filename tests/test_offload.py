@@ -18,8 +18,16 @@ from typing import Any
 
 import pytest
 
+from zerfoo_cloud._clock import MAX_PLAIN_STAMP
 from zerfoo_cloud._offload import AuditCommit
-from zerfoo_cloud.audit import AuditEntry, AuditLogger, entry_hash, link_entry
+from zerfoo_cloud.audit import (
+    AuditAction,
+    AuditEntry,
+    AuditLogger,
+    AuditResult,
+    entry_hash,
+    link_entry,
+)
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 from zerfoo_cloud.metering import TokenMeter
 from zerfoo_cloud.stores import _lmdb_audit
@@ -466,3 +474,77 @@ def test_writer_process_that_cannot_start_loses_nothing(
         assert len(logger.query("acme", *EVER)) == 1
         assert logger.verify().ok
         logger.close()
+
+
+#: Clock readings: plain floats (sent as they are), an int, and floats
+#: outside the plain range (made datetimes in the serving process).
+CLOCK_READINGS = [
+    T0.timestamp() + 0.123456,
+    0.0,
+    int(T0.timestamp()),
+    MAX_PLAIN_STAMP - 0.5,
+    MAX_PLAIN_STAMP + 0.5,
+    -1.25,
+]
+
+
+def test_offloaded_records_carry_the_clock_reading(tmp_path: Path) -> None:
+    """With offload, billing records and audit entries carry the same timestamps as without, whatever form the clock reading takes, and a clock reading no datetime can hold fails the caller."""
+    found = []
+    reading: list[float] = [0.0]
+
+    def clock() -> float:
+        return reading[0]
+
+    for offload in (True, False):
+        stores = LMDBStores.open(tmp_path / str(offload))
+        meter = TokenMeter(stores.billing, offload=offload, clock=clock)
+        logger = AuditLogger(stores.audit, secret=SECRET, offload=offload, clock=clock)
+        try:
+            for i, now in enumerate(CLOCK_READINGS):
+                reading[0] = now
+                meter.record_request("acme", 1, 2, model="m", request_id=f"r{i}")
+                logger.log_request(
+                    "acme",
+                    AuditAction.INFERENCE,
+                    AuditResult.SUCCESS,
+                    resource="m",
+                    status_code=200,
+                    method="POST",
+                    path=f"/v1/{i}",
+                    remote_addr="127.0.0.1",
+                )
+            reading[0] = float("nan")
+            with pytest.raises(ValueError, match="NaN"):
+                meter.record_request("acme", 1, 2, request_id="nan")
+            with pytest.raises(ValueError, match="NaN"):
+                logger.log_request(
+                    "acme",
+                    AuditAction.INFERENCE,
+                    AuditResult.SUCCESS,
+                    resource="m",
+                    status_code=200,
+                    method="POST",
+                    path="/",
+                    remote_addr="",
+                )
+            meter.flush()
+            logger.flush()
+            ever = (
+                datetime.min.replace(tzinfo=timezone.utc),
+                datetime.max.replace(tzinfo=timezone.utc),
+            )
+            records = sorted(
+                (r.request_id, r.timestamp) for r in meter.query("acme", *ever)
+            )
+            entries = [(e.path, e.timestamp) for e in logger.query("acme", *ever)]
+            assert logger.verify().ok
+            found.append((records, sorted(entries)))
+        finally:
+            meter.close()
+            logger.close()
+            stores.close()
+    expected = [datetime.fromtimestamp(now, timezone.utc) for now in CLOCK_READINGS]
+    assert [stamp for _, stamp in found[0][0]] == expected
+    assert [stamp for _, stamp in found[0][1]] == expected
+    assert found[0] == found[1]

@@ -49,6 +49,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._clock import utc_stamp
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 
 if TYPE_CHECKING:
@@ -423,7 +424,12 @@ def _billing_writer(store: Any) -> Callable[[Any], object]:
 
     def write(frame: Any) -> object:
         _, items = frame
-        return store.add([BillingRecord(*item) for item in items])
+        return store.add(
+            [
+                BillingRecord(tenant, prompt, completion, utc_stamp(stamp), model, rid)
+                for tenant, prompt, completion, stamp, model, rid in items
+            ]
+        )
 
     return write
 
@@ -435,7 +441,7 @@ def _audit_writer(store: Any, secret: bytes | None) -> Callable[[Any], object]:
 
     def write(frame: Any) -> object:
         number, items, writer_id = frame
-        entries = [make_entry(*item) for item in items]
+        entries = [make_entry(utc_stamp(item[0]), *item[1:]) for item in items]
         return store.append_linked(entries, linker, batch=(writer_id, number))
 
     return write

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from zerfoo_cloud._clock import MAX_PLAIN_STAMP
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -962,9 +963,11 @@ class AuditLogger(QueuedWriting):
             ValueError: *action* or *result* is not one of its values.
             StoreError: as `log`.
         """
-        stamp = datetime.fromtimestamp(self.clock(), timezone.utc)
+        now = self.clock()
         if (
             self._offload is not None
+            and type(now) is float
+            and 0.0 <= now < MAX_PLAIN_STAMP
             and type(action) is AuditAction
             and type(result) is AuditResult
             and type(tenant_id) is str
@@ -977,10 +980,11 @@ class AuditLogger(QueuedWriting):
             and type(remote_addr) is str
         ):
             # Fields that make a valid entry: `make_entry` runs in the
-            # writer process (the fields in AuditEntry's order).
+            # writer process (the fields in AuditEntry's order, the stamp as
+            # `MAX_PLAIN_STAMP` says).
             self._writer.submit(
                 (  # type: ignore[arg-type] # the writer process takes fields too
-                    stamp,
+                    now,
                     tenant_id,
                     action._value_,
                     result._value_,
@@ -993,7 +997,7 @@ class AuditLogger(QueuedWriting):
             )
             return
         entry = make_entry(
-            stamp,
+            datetime.fromtimestamp(now, timezone.utc),
             tenant_id,
             action,
             result,

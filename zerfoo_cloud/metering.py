@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from zerfoo_cloud._clock import MAX_PLAIN_STAMP
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -723,19 +724,21 @@ class TokenMeter(QueuedWriting):
             request_id = new_request_id()
         _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
         now = self.clock()
-        stamp = datetime.fromtimestamp(now, timezone.utc)
         record = None
         if fields:
-            # In BillingRecord's order.
+            # In BillingRecord's order, the stamp as `MAX_PLAIN_STAMP` says.
             item: Any = (
                 tenant_id,
                 input_tokens,
                 output_tokens,
-                stamp,
+                now
+                if type(now) is float and 0.0 <= now < MAX_PLAIN_STAMP
+                else datetime.fromtimestamp(now, timezone.utc),
                 model,
                 request_id,
             )
         else:
+            stamp = datetime.fromtimestamp(now, timezone.utc)
             # BillingRecord(...) without its generated __init__: the fields
             # are checked above.
             record = object.__new__(BillingRecord)
