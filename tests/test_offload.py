@@ -488,6 +488,19 @@ CLOCK_READINGS = [
 ]
 
 
+def _log_request(logger: AuditLogger, path: str) -> None:
+    logger.log_request(
+        "acme",
+        AuditAction.INFERENCE,
+        AuditResult.SUCCESS,
+        resource="m",
+        status_code=200,
+        method="POST",
+        path=path,
+        remote_addr="127.0.0.1",
+    )
+
+
 def test_offloaded_records_carry_the_clock_reading(tmp_path: Path) -> None:
     """With offload, billing records and audit entries carry the same timestamps as without, whatever form the clock reading takes, and a clock reading no datetime can hold fails the caller."""
     found = []
@@ -504,30 +517,12 @@ def test_offloaded_records_carry_the_clock_reading(tmp_path: Path) -> None:
             for i, now in enumerate(CLOCK_READINGS):
                 reading[0] = now
                 meter.record_request("acme", 1, 2, model="m", request_id=f"r{i}")
-                logger.log_request(
-                    "acme",
-                    AuditAction.INFERENCE,
-                    AuditResult.SUCCESS,
-                    resource="m",
-                    status_code=200,
-                    method="POST",
-                    path=f"/v1/{i}",
-                    remote_addr="127.0.0.1",
-                )
+                _log_request(logger, f"/v1/{i}")
             reading[0] = float("nan")
             with pytest.raises(ValueError, match="NaN"):
                 meter.record_request("acme", 1, 2, request_id="nan")
             with pytest.raises(ValueError, match="NaN"):
-                logger.log_request(
-                    "acme",
-                    AuditAction.INFERENCE,
-                    AuditResult.SUCCESS,
-                    resource="m",
-                    status_code=200,
-                    method="POST",
-                    path="/",
-                    remote_addr="",
-                )
+                _log_request(logger, "/")
             meter.flush()
             logger.flush()
             ever = (
