@@ -358,6 +358,7 @@ def build_light(app: Any) -> CloudServer:
 
 def middleware_only() -> None:
     """Print the middleware's own cost per JSON request."""
+    print(f"{'':27}{'bare µs':>9}{'wrapped µs':>12}{'added µs':>10}{'ratio':>7}")
     for interface, bare, measure in (
         ("asgi", asgi_app, _asgi_per_request),
         ("wsgi", wsgi_app, _wsgi_per_request),
@@ -415,7 +416,7 @@ def _rounds(
 def in_process(folder: Path) -> None:
     """Print the per-request overhead table, best and median of `ROUNDS`."""
     print(
-        f"{'':34}{'bare µs':>9}{'wrapped µs':>12}{'added µs':>10}"
+        f"{'':34}{'bare µs':>9}{'wrapped µs':>12}{'ratio':>7}{'added µs':>10}"
         f"{'median added':>14}{'writers CPU µs':>16}"
     )
     for offload, writers in ((True, "writer processes"), (False, "writer threads")):
@@ -434,7 +435,8 @@ def in_process(folder: Path) -> None:
                     shown = "" if cpu is None or not offload else f"{cpu:16.1f}"
                     print(
                         f"  {interface + ' ' + label:32}{min(base):9.1f}"
-                        f"{min(wrapped):12.1f}{min(wrapped) - min(base):10.1f}"
+                        f"{min(wrapped):12.1f}{min(wrapped) / min(base):7.1f}"
+                        f"{min(wrapped) - min(base):10.1f}"
                         f"{statistics.median(wrapped) - statistics.median(base):14.1f}"
                         f"{shown}"
                     )
