@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from zerfoo_cloud._clock import MAX_PLAIN_STAMP
+from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -966,8 +966,6 @@ class AuditLogger(QueuedWriting):
         now = self.clock()
         if (
             self._offload is not None
-            and type(now) is float
-            and 0.0 <= now < MAX_PLAIN_STAMP
             and type(action) is AuditAction
             and type(result) is AuditResult
             and type(tenant_id) is str
@@ -980,11 +978,10 @@ class AuditLogger(QueuedWriting):
             and type(remote_addr) is str
         ):
             # Fields that make a valid entry: `make_entry` runs in the
-            # writer process (the fields in AuditEntry's order, the stamp as
-            # `MAX_PLAIN_STAMP` says).
+            # writer process (the fields in AuditEntry's order).
             self._writer.submit(
                 (  # type: ignore[arg-type] # the writer process takes fields too
-                    now,
+                    wire_stamp(now),
                     tenant_id,
                     action._value_,
                     result._value_,

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from zerfoo_cloud._clock import MAX_PLAIN_STAMP
+from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -726,14 +726,12 @@ class TokenMeter(QueuedWriting):
         now = self.clock()
         record = None
         if fields:
-            # In BillingRecord's order, the stamp as `MAX_PLAIN_STAMP` says.
+            # In BillingRecord's order.
             item: Any = (
                 tenant_id,
                 input_tokens,
                 output_tokens,
-                now
-                if type(now) is float and 0.0 <= now < MAX_PLAIN_STAMP
-                else datetime.fromtimestamp(now, timezone.utc),
+                wire_stamp(now),
                 model,
                 request_id,
             )
