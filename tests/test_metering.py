@@ -50,6 +50,14 @@ EVER = (
 SECRET_WORD = "hunter2-very-secret"
 
 
+#: A failure count that outlasts any test: the store fails every add() until
+#: the test sets ``fail = 0``. A test that expects a flush to fail uses it
+#: rather than a count, since whether the writer's first commit runs before
+#: or after the flush asks is up to the scheduler, and a flush that asks
+#: after a failure makes the writer retry at once.
+FAIL_UNTIL_TOLD = 10**9
+
+
 class GatedStore:
     """
     A billing store that holds every add() until its gate opens and fails
@@ -155,16 +163,15 @@ def test_failed_commit_keeps_records_and_flush_raises(
     meter: TokenMeter, gated: GatedStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A failing store makes flush() raise StoreError; the records are kept and written on the next flush."""
-    gated.gate.clear()
-    gated.fail = 1
+    gated.fail = FAIL_UNTIL_TOLD
     records = [meter.record("acme", i, 0) for i in range(10)]
-    threading.Timer(0.05, gated.gate.set).start()
     with pytest.raises(StoreError, match="kept and retried") as info:
         meter.flush()
     assert SECRET_WORD not in str(info.value)
     assert isinstance(info.value.__cause__, OSError)
     assert meter.error is not None
     assert meter.pending == 10
+    gated.fail = 0
     meter.flush()
     assert meter.error is None
     assert sorted(gated.inner.all(), key=lambda r: r.input_tokens) == records
@@ -187,7 +194,7 @@ def test_failed_commit_is_retried_without_flush(gated: GatedStore) -> None:
 
 def test_max_pending_at_and_past_the_limit(gated: GatedStore) -> None:
     """With the store failing, max_pending records are kept and the next raises StoreError unrecorded."""
-    gated.fail = 1000
+    gated.fail = FAIL_UNTIL_TOLD
     meter = TokenMeter(gated, max_pending=3, retry_interval=60)
     for _ in range(3):
         meter.record("acme", 1, 1)
@@ -230,15 +237,14 @@ def test_close_flushes_and_refuses_new_records(gated: GatedStore) -> None:
 
 def test_close_can_be_retried_after_a_failure(gated: GatedStore) -> None:
     """A close() that cannot write raises, keeps the records, and a later close() writes them."""
-    gated.gate.clear()
-    gated.fail = 1
+    gated.fail = FAIL_UNTIL_TOLD
     meter = TokenMeter(gated, retry_interval=60)
     meter.record("acme", 1, 1)
-    threading.Timer(0.05, gated.gate.set).start()
     with pytest.raises(StoreError):
         meter.close()
     with pytest.raises(StoreError, match="closed"):
         meter.record("acme", 1, 1)
+    gated.fail = 0
     meter.close()
     assert len(gated.inner.all()) == 1
 
@@ -282,12 +288,11 @@ def test_aflush_waits_without_blocking_the_event_loop(
 
 def test_aflush_raises_store_errors(meter: TokenMeter, gated: GatedStore) -> None:
     """await aflush() raises StoreError when the store fails."""
-    gated.gate.clear()
-    gated.fail = 1
+    gated.fail = FAIL_UNTIL_TOLD
     meter.record("acme", 1, 1)
-    threading.Timer(0.05, gated.gate.set).start()
     with pytest.raises(StoreError):
         asyncio.run(meter.aflush())
+    gated.fail = 0
     asyncio.run(meter.aflush())
     assert len(gated.inner.all()) == 1
 
@@ -327,7 +332,7 @@ def test_query_still_reads_when_the_store_cannot_write(
     meter: TokenMeter, gated: GatedStore
 ) -> None:
     """A failing write does not stop query() from returning what is stored."""
-    gated.fail = 1000
+    gated.fail = FAIL_UNTIL_TOLD
     meter.record("acme", 1, 1)
     assert meter.query("acme", *EVER) == []
     gated.fail = 0
@@ -796,7 +801,7 @@ def test_exit_hook_reports_what_it_could_not_write(
     gated: GatedStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """At interpreter exit, records a failing store still holds are logged as unwritten."""
-    gated.fail = 1000
+    gated.fail = FAIL_UNTIL_TOLD
     meter = TokenMeter(gated, retry_interval=60)
     meter.record("acme", 1, 1)
     _writer_module._close_all()
