@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
+import time
 from pathlib import Path
 
 from zerfoo_cloud import (
@@ -23,12 +24,13 @@ from zerfoo_cloud import (
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 
-def spend_in_another_process(path: str, api_key: str, attempts: int) -> int:
+def spend_in_another_process(path: str, api_key: str, attempts: int, now: float) -> int:
     """
-    Open the same store in a new process and try *attempts* requests.
+    Open the same store in a new process and try *attempts* requests at the
+    instant *now*.
     """
     with LMDBStores.open(path) as stores:
-        manager = TenantManager(stores.tenants, limits=stores.limits)
+        manager = TenantManager(stores.tenants, limits=stores.limits, clock=lambda: now)
         tenant = manager.get_by_api_key(api_key)
         return sum(tenant.allow_request() for _ in range(attempts))
 
@@ -91,12 +93,18 @@ def main() -> None:
         print(f"new key works: {manager.get_by_api_key(new_key).id}")
 
         print("\n-- limits hold across processes (globex: 100 per minute)")
+        # Both processes read one frozen instant, so the bucket does not refill
+        # while the second one starts and the sum is exact. A server keeps the
+        # default clock, time.time.
+        now = time.time()
+        frozen = TenantManager(stores.tenants, limits=stores.limits, clock=lambda: now)
+        globex = frozen.get_by_api_key(globex_key)
         left = globex.request_quota().remaining
         spent_here = sum(globex.allow_request() for _ in range(60))
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
             spent_there = pool.apply(
-                spend_in_another_process, (str(folder), globex_key, 100)
+                spend_in_another_process, (str(folder), globex_key, 100, now)
             )
         print(
             f"{left} requests left; this process spent {spent_here}, another "
