@@ -191,23 +191,26 @@ def test_reverse_proxy_streams_and_bills(tmp_path: Path) -> None:
         running(upstream, up_port, cwd=ROOT / "examples"),
         running(server, port, cwd=tmp_path) as url,
     ):
-        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-        stream = client.chat.completions.create(
-            model="toy-1",
-            messages=[{"role": "user", "content": "tell me a story"}],
-            max_tokens=6,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        chunks = list(stream)
+        with openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0) as client:
+            stream = client.chat.completions.create(
+                model="toy-1",
+                messages=[{"role": "user", "content": "tell me a story"}],
+                max_tokens=6,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = list(stream)
         usage = chunks[-1].usage
         assert usage is not None
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text
-        with pytest.raises(openai.AuthenticationError):
+        with (
             openai.OpenAI(
                 base_url=url + "/v1", api_key="wrong", max_retries=0
-            ).models.list()
+            ) as wrong,
+            pytest.raises(openai.AuthenticationError),
+        ):
+            wrong.models.list()
     assert billing(db, "acme") == [(usage.prompt_tokens, usage.completion_tokens)]
 
 

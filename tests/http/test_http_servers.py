@@ -61,7 +61,12 @@ def _openai(base: str, key: str = KEY) -> openai.OpenAI:
 
 def _exercise_openai(base: str) -> list[tuple[str, int, int]]:
     """Chat (plain and streamed, with and without usage) and embeddings; return seen usages."""
-    client = _openai(base)
+    with _openai(base) as client:
+        return _exercise_client(client)
+
+
+def _exercise_client(client: openai.OpenAI) -> list[tuple[str, int, int]]:
+    """The calls of `_exercise_openai` through *client*."""
     seen = []
     reply = client.chat.completions.create(
         model="toy-1", messages=MESSAGES, max_tokens=7
@@ -98,15 +103,18 @@ def _exercise_openai(base: str) -> list[tuple[str, int, int]]:
 
 
 def _exercise_errors(base: str, stack: Stack) -> None:
-    with pytest.raises(openai.AuthenticationError):
-        _openai(base, "wrong-key").models.list()
-    with pytest.raises(openai.PermissionDeniedError):
-        _openai(base).chat.completions.create(model="toy-2", messages=MESSAGES)
+    with (
+        _openai(base, "wrong-key") as wrong,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        wrong.models.list()
+    with _openai(base) as client, pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="toy-2", messages=MESSAGES)
     stack.tenant("tiny", "tiny-key-000000000", rate_limit=1)
-    tiny = _openai(base, "tiny-key-000000000")
-    tiny.models.list()
-    with pytest.raises(openai.RateLimitError) as info:
+    with _openai(base, "tiny-key-000000000") as tiny:
         tiny.models.list()
+        with pytest.raises(openai.RateLimitError) as info:
+            tiny.models.list()
     assert info.value.response.headers["retry-after"] == "60"
     assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
 
@@ -126,8 +134,7 @@ def test_waitress_with_the_openai_client(stack: Stack) -> None:
     from flask_app import create_server
 
     server = create_server(stack.tenants, stack.meter, audit=stack.audit)
-    with serve_wsgi(server.handler()) as base:
-        client = _openai(base)
+    with serve_wsgi(server.handler()) as base, _openai(base) as client:
         reply = client.chat.completions.create(
             model="toy-1", messages=MESSAGES, max_tokens=6
         )
