@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.test_metering import FAIL_UNTIL_TOLD
 from zerfoo_cloud.audit import (
     GENESIS,
     INVALID,
@@ -507,9 +508,7 @@ def test_failing_store_keeps_entries_and_the_chain_stays_whole() -> None:
     """A store failure makes flush() raise; after recovery every entry is stored once, in one chain."""
     store = FlakyChainStore()
     logger = AuditLogger(store, secret=SECRET, retry_interval=60)
-    # Failing until told, not once: the flush may ask after the first
-    # failure, and then the writer retries at once.
-    store.fail = 10**9
+    store.fail = FAIL_UNTIL_TOLD
     for i in range(20):
         logger.log(AuditEntry(T0, "acme", path=f"/{i}"))
     with pytest.raises(StoreError, match="audit entries"):

@@ -62,44 +62,39 @@ def _openai(base: str, key: str = KEY) -> openai.OpenAI:
 def _exercise_openai(base: str) -> list[tuple[str, int, int]]:
     """Chat (plain and streamed, with and without usage) and embeddings; return seen usages."""
     with _openai(base) as client:
-        return _exercise_client(client)
-
-
-def _exercise_client(client: openai.OpenAI) -> list[tuple[str, int, int]]:
-    """The calls of `_exercise_openai` through *client*."""
-    seen = []
-    reply = client.chat.completions.create(
-        model="toy-1", messages=MESSAGES, max_tokens=7
-    )
-    assert reply.usage is not None
-    assert reply.choices[0].message.content
-    seen.append(("acme", reply.usage.prompt_tokens, reply.usage.completion_tokens))
-    stream = client.chat.completions.create(
-        model="toy-1",
-        messages=MESSAGES,
-        max_tokens=5,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    usage = chunks[-1].usage
-    assert usage is not None
-    assert chunks[-1].choices == []
-    seen.append(("acme", usage.prompt_tokens, usage.completion_tokens))
-    plain = client.chat.completions.create(
-        model="toy-1", messages=MESSAGES, max_tokens=4, stream=True
-    )
-    pieces = list(plain)
-    assert all(p.usage is None for p in pieces)
-    text = "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
-    assert count_tokens(text) == 4
-    seen.append(("acme", count_tokens(PROMPT), 4))
-    emb = client.embeddings.create(model="toy-1", input=["a b c", "d e"])
-    assert len(emb.data) == 2
-    seen.append(("acme", emb.usage.prompt_tokens, 0))
-    assert [m.id for m in client.models.list()] == ["toy-1", "toy-2"]
-    seen.append(("acme", 0, 0))
-    return seen
+        seen = []
+        reply = client.chat.completions.create(
+            model="toy-1", messages=MESSAGES, max_tokens=7
+        )
+        assert reply.usage is not None
+        assert reply.choices[0].message.content
+        seen.append(("acme", reply.usage.prompt_tokens, reply.usage.completion_tokens))
+        stream = client.chat.completions.create(
+            model="toy-1",
+            messages=MESSAGES,
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        usage = chunks[-1].usage
+        assert usage is not None
+        assert chunks[-1].choices == []
+        seen.append(("acme", usage.prompt_tokens, usage.completion_tokens))
+        plain = client.chat.completions.create(
+            model="toy-1", messages=MESSAGES, max_tokens=4, stream=True
+        )
+        pieces = list(plain)
+        assert all(p.usage is None for p in pieces)
+        text = "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
+        assert count_tokens(text) == 4
+        seen.append(("acme", count_tokens(PROMPT), 4))
+        emb = client.embeddings.create(model="toy-1", input=["a b c", "d e"])
+        assert len(emb.data) == 2
+        seen.append(("acme", emb.usage.prompt_tokens, 0))
+        assert [m.id for m in client.models.list()] == ["toy-1", "toy-2"]
+        seen.append(("acme", 0, 0))
+        return seen
 
 
 def _exercise_errors(base: str, stack: Stack) -> None:
