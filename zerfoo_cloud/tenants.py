@@ -52,6 +52,7 @@ __all__ = [
     "TenantRecord",
     "generate_api_key",
     "hash_api_key",
+    "new_incarnation",
 ]
 
 #: Every key made by `generate_api_key` starts with this, so leaked keys are
@@ -84,6 +85,16 @@ def generate_api_key(prefix: str = API_KEY_PREFIX) -> str:
     .. versionadded:: 0.1.0
     """
     return prefix + secrets.token_urlsafe(32)
+
+
+def new_incarnation() -> str:
+    """
+    Return a new, unguessable incarnation stamp (32 hex digits).
+
+    Every tenant created gets a new one, so a tenant deleted and created
+    again under the same id is told apart from its earlier self.
+    """
+    return secrets.token_hex(16)
 
 
 def hash_api_key(api_key: str) -> str:
@@ -137,6 +148,11 @@ class TenantRecord:
     """
     What a `TenantStore` keeps of a tenant: its settings and its key's hash.
 
+    *incarnation* is a stamp made when the tenant is created (see
+    `new_incarnation`) and kept through every update: a tenant deleted and
+    created again under the same id has another one, so whatever was bound
+    to the earlier tenant (an admin session) is not taken for the new one.
+
     .. versionadded:: 0.1.0
     """
 
@@ -148,6 +164,7 @@ class TenantRecord:
     model_allow_list: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
     created_at: float = 0.0
     updated_at: float = 0.0
+    incarnation: str = attrs.field(factory=new_incarnation)
 
     @property
     def key_id(self) -> str:
@@ -171,6 +188,7 @@ class TenantRecord:
                 "model_allow_list": list(self.model_allow_list),
                 "created_at": self.created_at,
                 "updated_at": self.updated_at,
+                "incarnation": self.incarnation,
             },
             separators=(",", ":"),
         ).encode()
@@ -207,6 +225,7 @@ class TenantRecord:
                 ),
                 created_at=float(_typed(data, "created_at", (int, float))),
                 updated_at=float(_typed(data, "updated_at", (int, float))),
+                incarnation=_stored_incarnation(data),
             )
         except KeyError as exc:
             msg = f"missing field {exc}"
@@ -228,6 +247,21 @@ class TenantRecord:
             max_concurrent_requests=self.max_concurrent_requests,
             model_allow_list=self.model_allow_list,
         )
+
+
+def _stored_incarnation(data: dict[str, Any]) -> str:
+    """
+    The incarnation of a stored record; records written before tenants had
+    one get a stable stamp derived from their creation time, which no tenant
+    created since can have.
+    """
+    if "incarnation" not in data:
+        return "legacy-" + float(_typed(data, "created_at", (int, float))).hex()
+    value = _typed(data, "incarnation", str)
+    if not value:
+        msg = "field 'incarnation' is empty"
+        raise ValueError(msg)
+    return str(value)
 
 
 def _typed(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -788,16 +822,20 @@ class TenantManager:
         token_budget: int | None = None,
         max_concurrent_requests: int | None = None,
         model_allow_list: Iterable[str] | None = None,
+        incarnation: str | None = None,
     ) -> Tenant:
         """
         Change any setting but the id; ``None`` keeps a setting as it is.
 
         A new *api_key* replaces the old one at once (see also `rotate_key`).
         New limits apply to the next request; the quota already spent stays
-        spent.
+        spent. With *incarnation*, the change is made only to the tenant
+        with that `TenantRecord.incarnation` (checked in the same store
+        transaction), never to a tenant created since under the same id.
 
         Raises:
-            TenantNotFoundError: no tenant has id *tenant_id*.
+            TenantNotFoundError: no tenant has id *tenant_id* (or, with
+                *incarnation*, none has it and that incarnation).
             InvalidConfigError: a value is out of range.
             TenantExistsError: *api_key* belongs to another tenant.
         """
@@ -815,23 +853,31 @@ class TenantManager:
         if model_allow_list is not None:
             changes["model_allow_list"] = _check_models(model_allow_list)
         changes["updated_at"] = self.clock()
+
+        def change(old: TenantRecord) -> TenantRecord:
+            if incarnation is not None and old.incarnation != incarnation:
+                raise TenantNotFoundError(tenant_id)
+            return attrs.evolve(old, **changes)
+
         try:
-            record = self.store.update(
-                tenant_id, lambda old: attrs.evolve(old, **changes)
-            )
+            record = self.store.update(tenant_id, change)
         finally:
             self._forget()
         return self._tenant(record)
 
-    def rotate_key(self, tenant_id: str) -> str:
+    def rotate_key(self, tenant_id: str, *, incarnation: str | None = None) -> str:
         """
         Issue a new key for the tenant and return it; the old key stops working.
 
+        With *incarnation*, only the tenant of that incarnation is re-keyed
+        (see `update`).
+
         Raises:
-            TenantNotFoundError: no tenant has id *tenant_id*.
+            TenantNotFoundError: no tenant has id *tenant_id* (and
+                *incarnation*).
         """
         key = generate_api_key(self.key_prefix)
-        self.update(tenant_id, api_key=key)
+        self.update(tenant_id, api_key=key, incarnation=incarnation)
         return key
 
     def delete(self, tenant_id: str) -> None:

@@ -39,6 +39,19 @@ def admin_headers(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def issue_session(
+    sessions: SessionSigner,
+    tenants: TenantManager,
+    tenant_id: str = "acme",
+    subject: str = "alice@example.com",
+) -> str:
+    """
+    A session token for *subject* bound to *tenant_id* as it is now.
+    """
+    incarnation = tenants.get(tenant_id).record.incarnation
+    return sessions.issue(tenant_id, subject, incarnation=incarnation)
+
+
 @pytest.fixture(scope="session")
 def idp_keys() -> KeyPair:
     """

@@ -20,6 +20,7 @@ from tests.admin.conftest import (
     GLOBEX_KEY,
     SECRET,
     admin_headers,
+    issue_session,
 )
 from tests.conftest import FakeClock
 from zerfoo_cloud import (
@@ -49,11 +50,13 @@ from zerfoo_cloud.stores.memory import MemoryAuditStore
 ADMIN = admin_headers()
 
 
-def session_headers(sessions: SessionSigner, tenant_id: str = "acme") -> dict[str, str]:
+def session_headers(
+    sessions: SessionSigner, tenants: TenantManager, tenant_id: str = "acme"
+) -> dict[str, str]:
     """
     The Authorization header of a fresh session for *tenant_id*.
     """
-    return {"Authorization": f"Bearer {sessions.issue(tenant_id, 'alice@example.com')}"}
+    return {"Authorization": f"Bearer {issue_session(sessions, tenants, tenant_id)}"}
 
 
 def last_entry(store: MemoryAuditStore) -> tuple[str, AuditAction, AuditResult, int]:
@@ -415,14 +418,17 @@ def test_a_single_hash_string_is_accepted(make_api: Callable[..., AdminAPI]) -> 
 
 
 def test_session_reads_its_own_tenant_only(
-    client: Client, sessions: SessionSigner, audit_store: MemoryAuditStore
+    client: Client,
+    sessions: SessionSigner,
+    audit_store: MemoryAuditStore,
+    tenants: TenantManager,
 ) -> None:
     """A session for acme reads acme (bearer or cookie) and is refused globex with 403, audited as denied."""
-    bearer = session_headers(sessions)
+    bearer = session_headers(sessions, tenants)
     assert client.get("/admin/tenants/acme", headers=bearer).status_code == 200
     entry = audit_store.all()[-1]
     assert entry.resource == "tenant/acme by sso:alice@example.com"
-    cookie = {"Cookie": f"zc_session={sessions.issue('acme', 'bob')}"}
+    cookie = {"Cookie": f"zc_session={issue_session(sessions, tenants, 'acme', 'bob')}"}
     assert client.get("/admin/tenants/acme", headers=cookie).status_code == 200
 
     for headers in (bearer, cookie):
@@ -463,7 +469,7 @@ def test_session_cannot_act_beyond_its_tenant(
     """Listing, creating, changing limits, deleting, and touching other tenants are 403 and change nothing."""
     before = tenants.records()
     response = client.request(
-        method, path, json=body, headers=session_headers(sessions)
+        method, path, json=body, headers=session_headers(sessions, tenants)
     )
     assert response.status_code == 403
     assert tenants.records() == before
@@ -474,7 +480,7 @@ def test_session_rotates_its_own_key_and_reads_its_usage_and_audit(
     client: Client, sessions: SessionSigner, tenants: TenantManager
 ) -> None:
     """A tenant admin may rotate its own key and read its usage and audit log."""
-    headers = session_headers(sessions)
+    headers = session_headers(sessions, tenants)
     rotated = client.post("/admin/tenants/acme/rotate-key", headers=headers)
     assert rotated.status_code == 200
     assert tenants.get_by_api_key(rotated.json()["api_key"]).id == "acme"
@@ -487,10 +493,10 @@ def test_session_rotates_its_own_key_and_reads_its_usage_and_audit(
 
 
 def test_expired_and_tampered_sessions_are_401(
-    client: Client, sessions: SessionSigner, clock: FakeClock
+    client: Client, sessions: SessionSigner, clock: FakeClock, tenants: TenantManager
 ) -> None:
     """A session past its ttl, altered, or signed with another secret is refused."""
-    token = sessions.issue("acme", "alice")
+    token = issue_session(sessions, tenants, "acme", "alice")
     clock.advance(899)
     assert (
         client.get(
@@ -509,9 +515,11 @@ def test_expired_and_tampered_sessions_are_401(
     )
     assert cookie.json()["error"]["code"] == "session_expired"
 
-    fresh = sessions.issue("acme", "alice")
+    fresh = issue_session(sessions, tenants, "acme", "alice")
     tampered = fresh[:-2] + ("AA" if fresh[-2:] != "AA" else "BB")
-    forged = SessionSigner(b"f" * 32, clock=clock).issue("acme", "alice")
+    forged = SessionSigner(b"f" * 32, clock=clock).issue(
+        "acme", "alice", incarnation=tenants.get("acme").record.incarnation
+    )
     for bad in (tampered, forged):
         response = client.get(
             "/admin/tenants/acme", headers={"Authorization": f"Bearer {bad}"}
@@ -521,13 +529,15 @@ def test_expired_and_tampered_sessions_are_401(
 
 
 def test_sessions_are_refused_without_a_signer(
-    make_api: Callable[..., AdminAPI], sessions: SessionSigner
+    make_api: Callable[..., AdminAPI], sessions: SessionSigner, tenants: TenantManager
 ) -> None:
     """An app without sessions accepts admin keys only."""
     client = Client(make_api(sessions=None, sso={}))
-    response = client.get("/admin/tenants/acme", headers=session_headers(sessions))
+    response = client.get(
+        "/admin/tenants/acme", headers=session_headers(sessions, tenants)
+    )
     assert response.status_code == 401
-    cookie = {"Cookie": f"zc_session={sessions.issue('acme', 'a')}"}
+    cookie = {"Cookie": f"zc_session={issue_session(sessions, tenants, 'acme', 'a')}"}
     assert client.get("/admin/tenants/acme", headers=cookie).status_code == 401
 
 
@@ -753,10 +763,11 @@ def test_no_key_token_or_body_reaches_the_audit_or_the_logs(
     sessions: SessionSigner,
     audit_store: MemoryAuditStore,
     caplog: pytest.LogCaptureFixture,
+    tenants: TenantManager,
 ) -> None:
     """Keys, session tokens and request bodies never appear in audit entries or log records."""
     caplog.set_level(logging.DEBUG)
-    token = sessions.issue("acme", "alice")
+    token = issue_session(sessions, tenants, "acme", "alice")
     secrets = [ADMIN_KEY, ACME_KEY, GLOBEX_KEY, token, "body-marker-7f3a"]
     created = client.post(
         "/admin/tenants",

@@ -52,14 +52,16 @@ def test_ttl_out_of_bounds_is_refused(ttl: object) -> None:
 def test_issue_and_verify_round_trip(clock: FakeClock) -> None:
     """A token verifies to its tenant, subject and expiry."""
     signer = SessionSigner(SECRET, ttl=600, clock=clock)
-    token = signer.issue("acme", "alice@example.com")
-    assert signer.verify(token) == Session("acme", "alice@example.com", clock.now + 600)
+    token = signer.issue("acme", "alice@example.com", incarnation="i1")
+    assert signer.verify(token) == Session(
+        "acme", "alice@example.com", clock.now + 600, "i1"
+    )
 
 
 def test_session_expires_at_its_expiry_and_not_before(clock: FakeClock) -> None:
     """A session is valid until just before expires_at and refused from then on."""
     signer = SessionSigner(SECRET, ttl=600, clock=clock)
-    token = signer.issue("acme", "alice")
+    token = signer.issue("acme", "alice", incarnation="i1")
     clock.advance(599.999)
     assert signer.verify(token).tenant_id == "acme"
     clock.advance(0.001)
@@ -71,9 +73,13 @@ def test_session_expires_at_its_expiry_and_not_before(clock: FakeClock) -> None:
 def test_expires_at_shortens_but_never_extends(clock: FakeClock) -> None:
     """An earlier expires_at (the IdP's session end) wins; a later one does not."""
     signer = SessionSigner(SECRET, ttl=600, clock=clock)
-    short = signer.verify(signer.issue("acme", "a", expires_at=clock.now + 60))
+    short = signer.verify(
+        signer.issue("acme", "a", incarnation="i1", expires_at=clock.now + 60)
+    )
     assert short.expires_at == clock.now + 60
-    long = signer.verify(signer.issue("acme", "a", expires_at=clock.now + 6000))
+    long = signer.verify(
+        signer.issue("acme", "a", incarnation="i1", expires_at=clock.now + 6000)
+    )
     assert long.expires_at == clock.now + 600
 
 
@@ -81,12 +87,12 @@ def test_subject_limits(clock: FakeClock) -> None:
     """Subjects of 1 to 512 characters (any script) are kept; empty or longer are refused."""
     signer = SessionSigner(SECRET, clock=clock)
     longest = "\U0001f600" * MAX_SUBJECT_LENGTH
-    token = signer.issue("acme", longest)
+    token = signer.issue("acme", longest, incarnation="i1")
     assert len(token) <= MAX_TOKEN_LENGTH
     assert signer.verify(token).subject == longest
     for bad in ["", "x" * (MAX_SUBJECT_LENGTH + 1)]:
         with pytest.raises(InvalidConfigError) as info:
-            signer.issue("acme", bad)
+            signer.issue("acme", bad, incarnation="i1")
         assert info.value.field == "subject"
 
 
@@ -94,7 +100,7 @@ def test_subject_limits(clock: FakeClock) -> None:
 def test_bad_tenant_ids_are_refused(tenant_id: str) -> None:
     """A session is only issued for a well-formed tenant id."""
     with pytest.raises(InvalidConfigError):
-        SessionSigner(SECRET).issue(tenant_id, "alice")
+        SessionSigner(SECRET).issue(tenant_id, "alice", incarnation="i1")
 
 
 def test_another_secret_is_refused_and_a_previous_one_accepted(
@@ -102,7 +108,7 @@ def test_another_secret_is_refused_and_a_previous_one_accepted(
 ) -> None:
     """Tokens of another secret fail the signature; previous secrets still verify."""
     old = SessionSigner(b"o" * 32, clock=clock)
-    token = old.issue("acme", "alice")
+    token = old.issue("acme", "alice", incarnation="i1")
     with pytest.raises(SessionError, match="signature") as info:
         SessionSigner(SECRET, clock=clock).verify(token)
     assert info.value.reason == "signature"
@@ -110,7 +116,7 @@ def test_another_secret_is_refused_and_a_previous_one_accepted(
     assert rotated.verify(token).subject == "alice"
     # The rotated signer signs with the new secret only.
     with pytest.raises(SessionError):
-        old.verify(rotated.issue("acme", "alice"))
+        old.verify(rotated.issue("acme", "alice", incarnation="i1"))
 
 
 def test_payload_edit_breaks_the_signature(clock: FakeClock) -> None:
@@ -119,7 +125,9 @@ def test_payload_edit_breaks_the_signature(clock: FakeClock) -> None:
     import json
 
     signer = SessionSigner(SECRET, clock=clock)
-    version, payload, signature = signer.issue("acme", "alice").split(".")
+    version, payload, signature = signer.issue("acme", "alice", incarnation="i1").split(
+        "."
+    )
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     data["t"] = "globex"
     forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
@@ -135,7 +143,7 @@ def test_any_single_character_change_is_refused(
     """Changing any one character of a token makes it invalid."""
     clock = FakeClock()
     signer = SessionSigner(SECRET, clock=clock)
-    token = signer.issue("acme", "alice@example.com")
+    token = signer.issue("acme", "alice@example.com", incarnation="i1")
     position %= len(token)
     if token[position] == replacement:
         return
@@ -180,7 +188,7 @@ def test_state_tokens_and_sessions_are_not_interchangeable(clock: FakeClock) -> 
     with pytest.raises(SessionError, match="signature"):
         signer.verify(other)
     with pytest.raises(SessionError, match="signature"):
-        state.loads(signer.issue("acme", "alice"))
+        state.loads(signer.issue("acme", "alice", incarnation="i1"))
     with pytest.raises(InvalidConfigError):
         _state_codec(signer, "session")
 

@@ -270,7 +270,7 @@ def test_unsolicited_and_foreign_answers_are_refused(
     )
     assert post_acs(client, answer, pending.relay_state, fake).status_code == 401
     # A session token is not a pending login.
-    token = SessionSigner(SECRET).issue("acme", "alice")
+    token = SessionSigner(SECRET).issue("acme", "alice", incarnation="i1")
     assert post_acs(client, answer, pending.relay_state, token).status_code == 401
 
 

@@ -89,7 +89,9 @@ def test_admin_api_over_a_real_server(
         assert [t["id"] for t in listed["data"]] == ["acme", "globex"]
 
         assert api.sessions is not None
-        cookie = {"Cookie": f"zc_session={api.sessions.issue('acme', 'alice')}"}
+        cookie = {
+            "Cookie": f"zc_session={api.sessions.issue('acme', 'alice', incarnation=api.tenants.get('acme').record.incarnation)}"
+        }
         assert http.get("/admin/tenants/acme", headers=cookie).status_code == 200
         assert http.get("/admin/tenants/globex", headers=cookie).status_code == 403
 

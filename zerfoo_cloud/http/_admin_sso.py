@@ -105,10 +105,12 @@ class SAMLLogin:
         sessions: SessionSigner,
         *,
         audit: Callable[[AuditEntry], None],
+        incarnation: Callable[[str], str | None],
     ) -> None:
         self.providers = providers
         self.sessions = sessions
         self._audit = audit
+        self._incarnation = incarnation
         self._state = _state_codec(sessions, "saml-request")
 
     def route(self, request: Request) -> tuple[str, SAMLProvider]:
@@ -263,9 +265,16 @@ class SAMLLogin:
         except SAMLError as exc:
             status = 403 if isinstance(exc, _REFUSED) else 401
             raise HTTPProblem(status, _error_code(exc), str(exc)) from exc
+        current = self._incarnation(tenant_id)
+        if current is None:
+            msg = f"tenant {tenant_id!r} does not exist; no session is issued"
+            raise HTTPProblem(404, "tenant_not_found", msg)
         try:
             token = self.sessions.issue(
-                tenant_id, identity.subject, expires_at=identity.session_expires_at
+                tenant_id,
+                identity.subject,
+                incarnation=current,
+                expires_at=identity.session_expires_at,
             )
         except InvalidConfigError as exc:
             raise HTTPProblem(403, "invalid_subject", str(exc)) from exc

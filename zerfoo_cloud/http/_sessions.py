@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
 
 __all__ = [
+    "MAX_INCARNATION_LENGTH",
     "MAX_SESSION_TTL",
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKEN_LENGTH",
@@ -44,6 +45,8 @@ MIN_SECRET_BYTES = 32
 MAX_SESSION_TTL = 86_400
 #: A session's subject (the SAML NameID) has at most this many characters.
 MAX_SUBJECT_LENGTH = 512
+#: A tenant incarnation stamp has at most this many characters.
+MAX_INCARNATION_LENGTH = 64
 #: Longer tokens are refused unread; every token this module makes is shorter.
 MAX_TOKEN_LENGTH = 4096
 
@@ -156,6 +159,11 @@ class Session:
         tenant_id: the only tenant this session may see.
         subject: who signed in (the SAML NameID).
         expires_at: when the session ends, Unix seconds.
+        incarnation: the ``TenantRecord.incarnation`` of the tenant when the
+            session was issued; the session is worth nothing once the tenant
+            is deleted, even if one with the same id is created again
+            (empty for tokens issued without one, which no admin API
+            accepts).
 
     .. versionadded:: 0.1.0
     """
@@ -163,6 +171,7 @@ class Session:
     tenant_id: str
     subject: str
     expires_at: float
+    incarnation: str = ""
 
 
 class SessionSigner:
@@ -216,21 +225,30 @@ class SessionSigner:
         return f"<SessionSigner ttl={self.ttl:g}s keys={len(self._secrets)}>"
 
     def issue(
-        self, tenant_id: str, subject: str, *, expires_at: float | None = None
+        self,
+        tenant_id: str,
+        subject: str,
+        *,
+        incarnation: str,
+        expires_at: float | None = None,
     ) -> str:
         """
         Return a new session token for *subject*, valid for `ttl` seconds,
-        that may see only tenant *tenant_id*.
+        that may see only tenant *tenant_id* as it is now.
 
         Args:
             tenant_id: the only tenant the session may see.
             subject: who signed in.
+            incarnation: the tenant's ``TenantRecord.incarnation``; the
+                admin API refuses the session once the tenant's differs
+                (it was deleted, and perhaps created again).
             expires_at: end the session at this Unix time instead, if that
                 is sooner (the IdP's ``SessionNotOnOrAfter``).
 
         Raises:
-            InvalidConfigError: a malformed tenant id, or an empty subject or
-                one over `MAX_SUBJECT_LENGTH` characters.
+            InvalidConfigError: a malformed tenant id, an empty subject or
+                one over `MAX_SUBJECT_LENGTH` characters, or an empty or
+                overlong incarnation.
         """
         if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
             msg = f"tenant id {tenant_id!r} is invalid"
@@ -238,10 +256,18 @@ class SessionSigner:
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
             msg = f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
             raise InvalidConfigError(msg, field="subject")
+        if (
+            not isinstance(incarnation, str)
+            or not 0 < len(incarnation) <= MAX_INCARNATION_LENGTH
+        ):
+            msg = f"the incarnation must be 1 to {MAX_INCARNATION_LENGTH} characters"
+            raise InvalidConfigError(msg, field="incarnation")
         end = self.clock() + self.ttl
         if expires_at is not None:
             end = min(end, expires_at)
-        return self._codec.dumps({"t": tenant_id, "s": subject, "e": end})
+        return self._codec.dumps(
+            {"t": tenant_id, "s": subject, "i": incarnation, "e": end}
+        )
 
     def verify(self, token: str) -> Session:
         """
@@ -254,10 +280,15 @@ class SessionSigner:
         """
         payload = self._codec.loads(token)
         tenant_id, subject = payload.get("t"), payload.get("s")
-        if not isinstance(tenant_id, str) or not isinstance(subject, str):
+        incarnation = payload.get("i", "")
+        if (
+            not isinstance(tenant_id, str)
+            or not isinstance(subject, str)
+            or not isinstance(incarnation, str)
+        ):
             msg = "the session token is malformed"  # pragma: no cover - signed
             raise SessionError(msg, reason="malformed")  # pragma: no cover
-        return Session(tenant_id, subject, float(payload["e"]))
+        return Session(tenant_id, subject, float(payload["e"]), incarnation)
 
 
 def _state_codec(signer: SessionSigner, purpose: str) -> _TokenCodec:

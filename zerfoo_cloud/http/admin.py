@@ -143,11 +143,13 @@ class UsageMeter(Protocol):
 @attrs.frozen
 class _Principal:
     """
-    Who is calling: an admin key (*tenant_id* ``None``) or a tenant session.
+    Who is calling: an admin key (*tenant_id* ``None``) or a tenant session
+    bound to one *incarnation* of its tenant.
     """
 
     tenant_id: str | None
     actor: str
+    incarnation: str = ""
 
 
 @attrs.frozen
@@ -495,7 +497,12 @@ class AdminAPI:
         self._admin_hashes = tuple(hashes)
         providers = check_providers(sso or {}, sessions)
         self._sso = (
-            SAMLLogin(providers, sessions, audit=self._log)
+            SAMLLogin(
+                providers,
+                sessions,
+                audit=self._log,
+                incarnation=self._incarnation_of,
+            )
             if providers and sessions is not None
             else None
         )
@@ -637,7 +644,9 @@ class AdminAPI:
                     401, "session_expired", str(exc), headers=[_CHALLENGE]
                 ) from exc
             raise _invalid_credentials() from exc
-        return _Principal(session.tenant_id, "sso:" + session.subject)
+        return _Principal(
+            session.tenant_id, "sso:" + session.subject, session.incarnation
+        )
 
     @staticmethod
     def _authorize(principal: _Principal, op: _Op) -> None:
@@ -668,6 +677,7 @@ class AdminAPI:
     ) -> Response:
         assert op.name is not None
         try:
+            self._check_incarnation(record.principal)
             response = self._ops[op.name](op, request, body, record)
         except HTTPProblem as problem:
             response = problem.response()
@@ -677,6 +687,36 @@ class AdminAPI:
             response = _problem_for(exc).response()
         self._record(request, record, response)
         return response
+
+    def _incarnation_of(self, tenant_id: str) -> str | None:
+        """
+        The current incarnation of *tenant_id*, ``None`` if there is no such
+        tenant (runs in a worker thread).
+        """
+        try:
+            record = self.tenants.store.get(tenant_id)
+        except StoreError as exc:
+            _log.error("admin API store failure: %s", exc)
+            raise _problem_for(exc) from exc
+        return None if record is None else record.incarnation
+
+    def _check_incarnation(self, principal: _Principal | None) -> None:
+        """
+        Refuse (401) a session whose tenant was deleted since it was issued,
+        whether or not a tenant of the same id was created again.
+        """
+        if principal is None or principal.tenant_id is None:
+            return
+        current = self.tenants.store.get(principal.tenant_id)
+        if (
+            current is None
+            or not principal.incarnation
+            or not hmac.compare_digest(
+                current.incarnation.encode(), principal.incarnation.encode()
+            )
+        ):
+            msg = "the session's tenant was deleted since it signed in; sign in again"
+            raise HTTPProblem(401, "session_revoked", msg, headers=[_CHALLENGE])
 
     def _record(self, request: Request, record: _Audit, response: Response) -> None:
         status = response.status
@@ -827,7 +867,15 @@ class AdminAPI:
         self, op: _Op, request: Request, body: bytes, record: _Audit
     ) -> Response:
         assert op.tenant is not None
-        key = self.tenants.rotate_key(op.tenant)
+        principal = record.principal
+        # A session re-keys only the incarnation it was issued for, checked in
+        # the store's transaction: never a tenant created again meanwhile.
+        incarnation = (
+            principal.incarnation
+            if principal is not None and principal.tenant_id is not None
+            else None
+        )
+        key = self.tenants.rotate_key(op.tenant, incarnation=incarnation)
         return json_response(
             200,
             {
