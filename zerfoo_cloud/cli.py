@@ -519,10 +519,13 @@ def usage_report(
         import csv
         import io
 
+        from zerfoo_cloud.csv_cells import write_csv_row
+
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(columns)
-        writer.writerows([r[c] for c in columns] for r in rows)
+        for r in rows:
+            write_csv_row(writer, (r[c] for c in columns))
         click.echo(buf.getvalue(), nl=False)
     elif not rows:
         click.echo(f"no usage between {start.isoformat()} and {end.isoformat()}")

@@ -11,9 +11,9 @@ job::
 
 NDJSON lines are the records' ``to_dict()`` forms (timestamps in ISO 8601,
 UTC, to the microsecond). CSV files have a header row with the same field
-names; a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
-carriage return gets a leading ``'``, so a spreadsheet shows it instead of
-running it as a formula.
+names; every cell goes through `zerfoo_cloud.csv_cells.csv_cell`, so text a
+spreadsheet could run as a formula gets a leading ``'`` and numbers stay
+numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from zerfoo_cloud.audit import AuditEntry
+from zerfoo_cloud.csv_cells import write_csv_row
 from zerfoo_cloud.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ BILLING_FIELDS = (
 AUDIT_FIELDS = tuple(AuditEntry().to_dict())
 #: The formats `export_billing` and `export_audit` write.
 ExportFormat = Literal["ndjson", "csv"]
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _sink(out: IO[str] | IO[bytes]) -> Callable[[str], object]:
@@ -66,12 +66,6 @@ class _Lines:
     # What csv.writer writes to.
     def __init__(self, write: Callable[[str], object]) -> None:
         self.write = write
-
-
-def _cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def _export(
@@ -93,7 +87,7 @@ def _export(
     writer = csv.writer(_Lines(write))
     writer.writerow(fields)
     for row in rows:
-        writer.writerow([_cell(row[f]) for f in fields])
+        write_csv_row(writer, (row[f] for f in fields))
         count += 1
     return count
 
