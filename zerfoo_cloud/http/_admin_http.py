@@ -19,6 +19,7 @@ import attrs
 from zerfoo_cloud.audit import AuditResult
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "Disconnected",
     "HTTPProblem",
     "Request",
@@ -41,6 +42,9 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 
+#: Headers that carry credentials: a request sending one twice is refused,
+#: since two readers could take different ones.
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 #: At most this many query parameters or form fields are read.
 MAX_FIELDS = 32
 #: JSON bodies may nest at most this deep.
@@ -98,7 +102,10 @@ class Request:
 
     *segments* are the path's percent-decoded segments (from ``raw_path``
     when the server gives it, so an encoded ``/`` stays inside a segment);
-    *headers* hold the first value of each header, names in lower case.
+    *headers* hold the first value of each header, names in lower case,
+    but ``cookie``, which joins every ``Cookie`` header with ``; `` (as
+    HTTP/2 allows them split); *repeated* names the headers of
+    `CREDENTIAL_HEADERS` sent more than once.
     """
 
     method: str
@@ -107,6 +114,7 @@ class Request:
     query_string: bytes
     headers: Mapping[str, str]
     client: str
+    repeated: tuple[str, ...] = ()
 
     @classmethod
     def from_scope(cls, scope: Scope) -> Request:
@@ -120,8 +128,19 @@ class Request:
             for part in raw.split(b"/")[1:]
         )
         headers: dict[str, str] = {}
-        for name, value in scope.get("headers", ()):
-            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        cookies: list[str] = []
+        repeated: list[str] = []
+        for raw_name, raw_value in scope.get("headers", ()):
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name == "cookie":
+                cookies.append(value)
+            elif name not in headers:
+                headers[name] = value
+            elif name in CREDENTIAL_HEADERS and name not in repeated:
+                repeated.append(name)
+        if cookies:
+            headers["cookie"] = "; ".join(cookies)
         client = scope.get("client") or ("", 0)
         return cls(
             method=scope.get("method", "GET").upper(),
@@ -130,17 +149,31 @@ class Request:
             query_string=scope.get("query_string", b""),
             headers=headers,
             client=str(client[0] or ""),
+            repeated=tuple(repeated),
         )
+
+    def _cookies(self) -> list[tuple[str, str]]:
+        found = []
+        for part in self.headers.get("cookie", "").split(";"):
+            key, sep, value = part.strip().partition("=")
+            if sep:
+                found.append((key, value.strip().strip('"')))
+        return found
 
     def cookie(self, name: str) -> str | None:
         """
-        The value of cookie *name*, or ``None``.
+        The value of cookie *name* (the first, if sent twice), or ``None``.
         """
-        for part in self.headers.get("cookie", "").split(";"):
-            key, sep, value = part.strip().partition("=")
-            if sep and key == name:
-                return value.strip().strip('"')
+        for key, value in self._cookies():
+            if key == name:
+                return value
         return None
+
+    def cookie_count(self, name: str) -> int:
+        """
+        How many times cookie *name* was sent.
+        """
+        return sum(1 for key, _ in self._cookies() if key == name)
 
 
 @attrs.frozen

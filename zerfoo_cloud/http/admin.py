@@ -55,7 +55,12 @@ from zerfoo_cloud.http._admin_http import (
     read_body,
     send_response,
 )
-from zerfoo_cloud.http._admin_sso import SESSION_COOKIE, SAMLLogin, check_providers
+from zerfoo_cloud.http._admin_sso import (
+    REQUEST_COOKIE,
+    SESSION_COOKIE,
+    SAMLLogin,
+    check_providers,
+)
 from zerfoo_cloud.http._sessions import Session, SessionSigner
 from zerfoo_cloud.tenants import (
     TENANT_ID_PATTERN,
@@ -566,6 +571,10 @@ class AdminAPI:
 
     async def _respond(self, request: Request, receive: Receive) -> Response:
         top = request.segments[:1]
+        if top in (("admin",), ("sso",)):
+            repeated = self._repeated_credential(request)
+            if repeated is not None:
+                return await asyncio.to_thread(self._refuse_repeated, request, repeated)
         if top == ("admin",):
             return await self._admin(request, receive)
         if top == ("sso",) and request.segments[1:2] == ("saml",) and self._sso:
@@ -605,6 +614,49 @@ class AdminAPI:
         return await asyncio.to_thread(self._execute, request, op, body, record)
 
     # -- authentication and authorization ---------------------------------
+
+    @staticmethod
+    def _repeated_credential(request: Request) -> str | None:
+        """
+        The credential *request* sends more than once (a header, or a
+        session or pending-login cookie), if any: readers that take the
+        first and readers that take the last would see different callers.
+        """
+        if request.repeated:
+            return request.repeated[0]
+        for name in (SESSION_COOKIE, REQUEST_COOKIE):
+            if request.cookie_count(name) > 1:
+                return f"cookie {name}"
+        return None
+
+    def _refuse_repeated(self, request: Request, what: str) -> Response:
+        """
+        Answer 400 to a request with a repeated credential, and audit it as
+        an ``auth`` error (runs in a worker thread).
+        """
+        response = error_response(
+            400,
+            "duplicate_credentials",
+            f"the request sends {what} more than once; send it exactly once",
+            param=what,
+        )
+        segments = request.segments
+        tenant = _valid_tenant(segments[2]) if len(segments) > 2 else None  # noqa: PLR2004
+        if tenant is not None and self._secret(tenant):
+            tenant = None
+        self._log(
+            AuditEntry(
+                tenant_id=tenant or "",
+                action=AuditAction.AUTH,
+                result=audit_result(400),
+                resource="credentials",
+                status_code=400,
+                method=request.method,
+                path=self._audit_path(request),
+                remote_addr=request.client,
+            )
+        )
+        return response
 
     def _authenticate(self, request: Request) -> _Principal:
         header = request.headers.get("authorization")
