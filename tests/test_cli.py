@@ -246,8 +246,8 @@ def test_usage_report_formats(tmp_path: Path) -> None:
     assert "qwen" in out
     code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
     assert out.splitlines() == [
-        "tenant,requests,input_tokens,output_tokens,total_tokens",
-        "acme,5,60,100,160",
+        "tenant,deleted,requests,input_tokens,output_tokens,total_tokens",
+        "acme,false,5,60,100,160",
     ]
     code, out = run(db, "usage", "report", "--by", "model", "--format", "json")
     rows = json.loads(out)
@@ -261,6 +261,39 @@ def test_usage_report_formats(tmp_path: Path) -> None:
     )
     assert code == 2
     assert "after --until" in out
+
+
+def test_deleted_tenants_stay_in_usage_reports_and_exports(tmp_path: Path) -> None:
+    """Bill acme, delete acme: report (table, CSV, JSON) and export still show its usage, marked deleted."""
+    db = tmp_path / "db"
+    seed_usage(db)
+    code, out = run(db, "tenant", "create", "beta")
+    assert code == 0
+    code, out = run(db, "tenant", "delete", "acme", "--yes")
+    assert code == 0, out
+    code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
+    assert code == 0, out
+    assert out.splitlines() == [
+        "tenant,deleted,requests,input_tokens,output_tokens,total_tokens",
+        "acme,true,5,60,100,160",
+    ]
+    code, out = run(db, "usage", "report", "--by", "model", "--format", "json")
+    rows = json.loads(out)
+    assert {(r["tenant"], r["deleted"], r["model"]) for r in rows} == {
+        ("acme", True, "llama"),
+        ("acme", True, "qwen"),
+    }
+    code, out = run(db, "usage", "report", "--by", "total")
+    assert out.splitlines()[0].split()[:2] == ["TENANT", "DELETED"]
+    assert out.splitlines()[2].split()[:2] == ["acme", "yes"]
+    result = CliRunner().invoke(cli, ["--db", str(db), "usage", "export"])
+    assert result.exit_code == 0
+    assert len([line for line in result.stdout.splitlines() if "acme" in line]) == 5
+    assert "deleted tenants included: acme" in result.stderr
+    # Re-created under the same id, the tenant is current again: not deleted.
+    code, out = run(db, "tenant", "create", "acme")
+    code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
+    assert out.splitlines()[1] == "acme,false,5,60,100,160"
 
 
 def test_usage_export_to_a_file(tmp_path: Path) -> None:

@@ -418,9 +418,22 @@ _tenants_option = click.option(
 
 
 def _tenant_ids(stores: LMDBStores, chosen: tuple[str, ...]) -> list[str]:
+    """
+    The tenants chosen, or every tenant: the current ones and the deleted
+    ones whose billing records are kept, so no usage is left out.
+    """
     if chosen:
         return list(chosen)
-    return [r.id for r in stores.tenants.list()]
+    current = {r.id for r in stores.tenants.list()}
+    return sorted(current.union(stores.billing.tenant_ids()))
+
+
+def _deleted(stores: LMDBStores, ids: Sequence[str]) -> set[str]:
+    """
+    Which of *ids* name no current tenant.
+    """
+    current = {r.id for r in stores.tenants.list()}
+    return {i for i in ids if i not in current}
 
 
 def _progress(items: Sequence[str], label: str) -> Any:
@@ -481,6 +494,9 @@ def usage_report(
 ) -> None:
     """
     Total input and output tokens and requests per tenant, model and UTC day.
+
+    Every tenant with usage is reported, deleted ones too (marked in the
+    DELETED column / "deleted" field), so invoices miss nothing.
     """
     from zerfoo_cloud.metering import TokenMeter
 
@@ -490,11 +506,13 @@ def usage_report(
     with obj.stores() as stores:
         meter = TokenMeter(stores.billing, background=False)
         ids = _tenant_ids(stores, tenants)
+        deleted = _deleted(stores, ids)
         with _progress(ids, "summing usage") as progress:
             for tenant_id in progress:
                 rows.extend(
                     {
                         "tenant": tenant_id,
+                        "deleted": tenant_id in deleted,
                         "model": row.model,
                         "day": None if row.day is None else row.day.isoformat(),
                         "requests": row.requests,
@@ -507,6 +525,7 @@ def usage_report(
         meter.close()
     columns = [
         "tenant",
+        "deleted",
         *(k for k in ("model", "day") if k in keys),
         "requests",
         "input_tokens",
@@ -525,7 +544,10 @@ def usage_report(
         writer = csv.writer(buf)
         writer.writerow(columns)
         for r in rows:
-            write_csv_row(writer, (r[c] for c in columns))
+            write_csv_row(
+                writer,
+                (str(r[c]).lower() if c == "deleted" else r[c] for c in columns),
+            )
         click.echo(buf.getvalue(), nl=False)
     elif not rows:
         click.echo(f"no usage between {start.isoformat()} and {end.isoformat()}")
@@ -539,6 +561,8 @@ def usage_report(
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, int):
         return f"{value:,}"
     return "" if value is None else str(value)
@@ -583,6 +607,8 @@ def usage_export(
 ) -> None:
     """
     Export billing records as NDJSON or CSV, oldest first per tenant.
+
+    Deleted tenants' records are exported too; standard error names them.
     """
     from zerfoo_cloud.export import export_billing
 
@@ -590,6 +616,7 @@ def usage_export(
     count = 0
     with obj.stores() as stores:
         ids = _tenant_ids(stores, tenants)
+        deleted = sorted(_deleted(stores, ids))
         with (
             _export_target(output) as out,
             _progress(ids, "exporting billing records") as progress,
@@ -602,6 +629,8 @@ def usage_export(
                 else:
                     count += export_billing(records, out, fmt=_format(fmt))
     click.echo(f"exported {count} billing records", err=True)
+    if deleted:
+        click.echo(f"deleted tenants included: {', '.join(deleted)}", err=True)
 
 
 def _format(fmt: str) -> Literal["ndjson", "csv"]:

@@ -62,6 +62,7 @@ from zerfoo_cloud.http._admin_sso import (
     check_providers,
 )
 from zerfoo_cloud.http._sessions import Session, SessionSigner
+from zerfoo_cloud.stores.protocols import TenantListingBillingStore
 from zerfoo_cloud.tenants import (
     TENANT_ID_PATTERN,
     TenantConfig,
@@ -940,10 +941,11 @@ class AdminAPI:
 
     def _range(
         self, op: _Op, request: Request, extra: str, store: object, missing: str
-    ) -> tuple[str, dict[str, str], datetime, datetime]:
+    ) -> tuple[str, dict[str, str], datetime, datetime, bool]:
         """
-        The tenant, query parameters and time range of a usage or audit
-        query; 404 when *store* is not configured or the tenant is unknown.
+        The tenant, query parameters, time range and whether the tenant was
+        deleted, of a usage or audit query; 404 when *store* is not
+        configured or the tenant is unknown (neither current nor billed).
         """
         assert op.tenant is not None
         params = parse_query(request, ("since", "until", extra))
@@ -952,13 +954,25 @@ class AdminAPI:
             raise HTTPProblem(
                 404, f"{missing}_not_configured", f"no {missing} store is configured"
             )
-        self.tenants.get(op.tenant)
-        return op.tenant, params, since, until
+        deleted = self.tenants.store.get(op.tenant) is None
+        if deleted and op.tenant not in self._billed_tenants():
+            raise TenantNotFoundError(op.tenant)
+        return op.tenant, params, since, until, deleted
+
+    def _billed_tenants(self) -> list[str]:
+        """
+        Every tenant the meter's store holds records of (deleted ones too),
+        when the store can name them.
+        """
+        billing = getattr(self.meter, "store", None)
+        if isinstance(billing, TenantListingBillingStore):
+            return billing.tenant_ids()
+        return []
 
     def _usage(
         self, op: _Op, request: Request, body: bytes, record: _Audit
     ) -> Response:
-        tenant_id, params, since, until = self._range(
+        tenant_id, params, since, until, deleted = self._range(
             op, request, "by", self.meter, "usage"
         )
         by = _group_by(params)
@@ -983,6 +997,7 @@ class AdminAPI:
             {
                 "object": "usage",
                 "tenant_id": tenant_id,
+                "deleted": deleted,
                 "since": since,
                 "until": until,
                 "by": list(by),
@@ -994,7 +1009,7 @@ class AdminAPI:
     def _audit_query(
         self, op: _Op, request: Request, body: bytes, record: _Audit
     ) -> Response:
-        tenant_id, params, since, until = self._range(
+        tenant_id, params, since, until, deleted = self._range(
             op, request, "limit", self.audit, "audit"
         )
         limit = _limit(params)
@@ -1005,6 +1020,7 @@ class AdminAPI:
             {
                 "object": "list",
                 "tenant_id": tenant_id,
+                "deleted": deleted,
                 "since": since,
                 "until": until,
                 "data": [_entry_json(e) for e in entries[-limit:]],

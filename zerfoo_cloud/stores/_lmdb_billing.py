@@ -224,6 +224,36 @@ class LMDBBillingStore:
             rows[name, None if day is None else date.fromordinal(day)] = t
         return summary_rows(rows)
 
+    def tenant_ids(self) -> list[str]:
+        """
+        Return the id of every tenant with at least one record, sorted by
+        their stored form: one cursor jump per tenant, not a full scan.
+
+        Raises:
+            CorruptRecordError: a key that is not of the billing layout.
+        """
+        db = self._db
+
+        def read(txn: Any) -> list[str]:
+            found: list[str] = []
+            with txn.cursor(db=db) as cursor:
+                more = cursor.first()
+                while more:
+                    key = cursor.key()
+                    try:
+                        tenant, _, _ = split_key(key)
+                    except ValueError as exc:
+                        raise CorruptRecordError(_STORE, _name(key), str(exc)) from exc
+                    found.append(tenant)
+                    prefix = tenant_prefix(tenant)
+                    assert prefix is not None  # it was stored
+                    # Past every key of this tenant: its time field is all ones
+                    # at most, and a request id never starts with 0xff.
+                    more = cursor.set_range(prefix + b"\xff" * 9)
+            return found
+
+        return sorted(self._env.read(read))
+
     def close(self) -> None:
         """
         Nothing to release: `LMDBStores.close` closes the environment.

@@ -342,6 +342,13 @@ class MemoryBillingStore:
         with self._lock:
             return list(self._records)
 
+    def tenant_ids(self) -> builtins.list[str]:
+        """
+        Return the id of every tenant with at least one record, sorted.
+        """
+        with self._lock:
+            return sorted({r.tenant_id for r in self._records})
+
     def close(self) -> None:
         """
         Nothing to release.

@@ -28,6 +28,7 @@ __all__ = [
     "LimiterStore",
     "ReplayCache",
     "SummarizingBillingStore",
+    "TenantListingBillingStore",
     "TenantStore",
 ]
 
@@ -327,6 +328,21 @@ class SummarizingBillingStore(BillingStore, Protocol):
 
         *by* holds ``"model"`` and/or ``"day"`` (checked by the caller). The
         result must equal ``zerfoo_cloud.metering.summarize(query(...), by)``.
+        """
+
+
+@runtime_checkable
+class TenantListingBillingStore(BillingStore, Protocol):
+    """
+    **Protocol**: A `BillingStore` that names every tenant it holds records
+    of, so reports can include tenants deleted since they were billed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def tenant_ids(self) -> list[str]:
+        """
+        Return the id of every tenant with at least one record, sorted.
         """
 
 
