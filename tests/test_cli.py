@@ -64,6 +64,20 @@ def test_create_prints_the_key_once_and_stores_only_its_hash(tmp_path: Path) -> 
     assert key.encode() not in blob
 
 
+def test_create_help_shows_the_default_limits(tmp_path: Path) -> None:
+    """tenant create --help names the 60 req/min and 100,000 tokens/min a tenant gets without flags."""
+    code, out = run(tmp_path / "db", "tenant", "create", "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "Requests per minute (0: unlimited). [default: 60;" in flat
+    assert "Tokens per minute (0: unlimited). [default: 100000;" in flat
+    code, out = run(tmp_path / "db", "tenant", "update", "--help")
+    assert "default" not in out
+    code, out = run(tmp_path / "db", "tenant", "create", "gamma", "--json")
+    data = json.loads(out)
+    assert (data["rate_limit"], data["token_budget"]) == (60, 100_000)
+
+
 def test_defaults_and_table_output(tmp_path: Path) -> None:
     """Without limits a tenant gets the documented defaults, shown as a table."""
     code, out = run(tmp_path / "db", "tenant", "create", "beta")

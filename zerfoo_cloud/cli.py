@@ -27,7 +27,14 @@ from zerfoo_cloud.errors import CloudError
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.tenants import TenantConfig, TenantManager, TenantRecord
 
-__all__ = ["AUDIT_SECRET_ENV", "DB_ENV", "main", "render_table"]
+__all__ = [
+    "AUDIT_SECRET_ENV",
+    "DB_ENV",
+    "DEFAULT_RATE_LIMIT",
+    "DEFAULT_TOKEN_BUDGET",
+    "main",
+    "render_table",
+]
 
 #: The environment variable naming the store folder when ``--db`` is absent.
 DB_ENV = "ZERFOO_CLOUD_DB"
@@ -169,7 +176,17 @@ def tenant() -> None:
     """
 
 
-def _limits_options(fn: F) -> F:
+#: Requests per minute of a tenant created without --rate-limit.
+DEFAULT_RATE_LIMIT = 60
+#: Tokens per minute of a tenant created without --token-budget.
+DEFAULT_TOKEN_BUDGET = 100_000
+
+
+def _limits_options(fn: F, *, create: bool = False) -> F:
+    """
+    The limit options of ``tenant create`` (with their defaults, shown in
+    --help) and ``tenant update`` (no defaults: absent means unchanged).
+    """
     fn = click.option(
         "--model",
         "models",
@@ -185,26 +202,34 @@ def _limits_options(fn: F) -> F:
     fn = click.option(
         "--token-budget",
         type=click.IntRange(min=0),
+        default=DEFAULT_TOKEN_BUDGET if create else None,
+        show_default=create,
         help="Tokens per minute (0: unlimited).",
     )(fn)
     return click.option(
         "--rate-limit",
         type=click.IntRange(min=0),
+        default=DEFAULT_RATE_LIMIT if create else None,
+        show_default=create,
         help="Requests per minute (0: unlimited).",
     )(fn)
 
 
+def _create_options(fn: F) -> F:
+    return _limits_options(fn, create=True)
+
+
 @tenant.command("create")
 @click.argument("tenant_id")
-@_limits_options
+@_create_options
 @_json_option
 @click.pass_obj
 @_handle_errors
 def tenant_create(
     obj: _Context,
     tenant_id: str,
-    rate_limit: int | None,
-    token_budget: int | None,
+    rate_limit: int,
+    token_budget: int,
     max_concurrent: int | None,
     models: tuple[str, ...],
     as_json: bool,
@@ -220,8 +245,8 @@ def tenant_create(
             TenantConfig(
                 tenant_id,
                 key,
-                rate_limit=60 if rate_limit is None else rate_limit,
-                token_budget=100_000 if token_budget is None else token_budget,
+                rate_limit=rate_limit,
+                token_budget=token_budget,
                 max_concurrent_requests=max_concurrent or 0,
                 model_allow_list=models,
             )
