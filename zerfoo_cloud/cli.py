@@ -550,12 +550,12 @@ def usage_report(
         meter.close()
     columns = [
         "tenant",
-        "deleted",
         *(k for k in ("model", "day") if k in keys),
         "requests",
         "input_tokens",
         "output_tokens",
         "total_tokens",
+        "deleted",
     ]
     if fmt == "json":
         click.echo(json.dumps([{c: r[c] for c in columns} for r in rows], indent=2))
