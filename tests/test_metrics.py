@@ -672,3 +672,17 @@ def test_two_worker_processes_are_aggregated(tmp_path: Path) -> None:
     assert value(after, NS + "in_flight_requests", tenant="acme") == 2
     assert label_values(after, NS + "gpu_memory_used_bytes", "pid") == {str(pids[1])}
     assert requests(after, "acme", "llama", "success") == 7
+
+
+def test_tenant_labels_can_be_hidden() -> None:
+    """Finding 8: with tenant_labels=False no series names a tenant."""
+    metrics = Metrics(tenant_labels=False)
+    with metrics.request_started("acme") as flight:
+        flight.finish("toy-1", "success", 3, 4)
+    metrics.rejected("globex", "tokens")
+    metrics.request_finished("globex", "toy-1", "rate_limited", 0.001)
+    text = metrics.render().decode()
+    assert "acme" not in text
+    assert "globex" not in text
+    assert 'requests_total{model="toy-1",result="success",tenant="all"} 1.0' in text
+    assert 'limiter_rejections_total{limit="tokens",tenant="all"} 1.0' in text

@@ -838,7 +838,43 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
     help="Larger request bodies get 413 (0: no limit).",
 )
 @click.option(
-    "--metrics/--no-metrics", default=True, show_default=True, help="Serve /metrics."
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Count metrics and serve them on --metrics-port, or on the serving "
+    "port's /metrics to holders of ZERFOO_CLOUD_METRICS_TOKEN (else nowhere).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /metrics on this port of --metrics-host, not the serving port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address --metrics-port is bound to.",
+)
+@click.option(
+    "--metrics-tenant-labels",
+    is_flag=True,
+    help="Label metrics with tenant ids (off: no tenant id in any metric).",
+)
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(1),
+    default=64 * 1024,
+    show_default=True,
+    help="A longer request head (request line and headers) gets 431.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request head; "
+    "slower connections are closed (0: no limit).",
 )
 @click.option(
     "--saml-metadata",
@@ -868,6 +904,11 @@ def serve(
     durable: bool,
     max_body_bytes: int,
     metrics: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_tenant_labels: bool,
+    max_header_bytes: int,
+    header_timeout: float,
     saml: tuple[str, ...],
     public_url: str | None,
     log_level: str,
@@ -878,8 +919,15 @@ def serve(
     Secrets come from the environment, never from flags: ZERFOO_CLOUD_ADMIN_KEY
     (or ZERFOO_CLOUD_ADMIN_KEY_HASH) for /admin, ZERFOO_CLOUD_UPSTREAM_KEY for
     the upstream, ZERFOO_CLOUD_SESSION_SECRET for SAML sessions and
-    ZERFOO_CLOUD_AUDIT_SECRET for the audit chain.
+    ZERFOO_CLOUD_AUDIT_SECRET for the audit chain, ZERFOO_CLOUD_METRICS_TOKEN
+    for /metrics.
+
+    /healthz answers while the process lives; /readyz answers 200 only while
+    the store (and the upstream) can serve. No log line carries a key: query
+    values and key-like path segments are logged as [redacted].
     """
+    from zerfoo_cloud._access_log import log_config, redact_text
+    from zerfoo_cloud._metrics_endpoint import metrics_token
     from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
 
     try:
@@ -893,21 +941,29 @@ def serve(
     if upstream is not None and not upstream.startswith(("http://", "https://")):
         msg = f"--upstream must be an http:// or https:// URL, not {upstream!r}"
         raise click.UsageError(msg)
+    token = metrics_token()
+    exposed = metrics and (metrics_port is not None or token is not None)
     config = ServeConfig(
         db=str(Path(obj.db).resolve()),
         app=app,
         upstream=upstream,
         durable=durable,
         max_body_bytes=max_body_bytes,
-        metrics=metrics,
+        metrics=exposed,
         saml=_saml_pairs(saml),
         public_url=public_url,
+        max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
+        metrics_port=metrics_port if exposed else None,
+        metrics_host=metrics_host,
+        metrics_tenant_labels=metrics_tenant_labels,
     )
     if app is not None:
         sys.path.insert(0, str(Path.cwd()))
         load_app(app)  # fail here, with a clear message, not in every worker
     os.environ[CONFIG_ENV] = config.to_env()
-    if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    multiprocess = workers > 1 or config.metrics_port is not None
+    if exposed and multiprocess and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
@@ -915,18 +971,50 @@ def serve(
         )
     LMDBStores.open(config.db).close()  # fail here if the store cannot be opened
     click.echo(
-        f"serving {app or upstream} on http://{host}:{port} with {workers} worker(s); store {config.db}",
+        redact_text(
+            f"serving {app or upstream} on http://{host}:{port} with {workers} "
+            f"worker(s); store {config.db}"
+        ),
         err=True,
     )
-    uvicorn.run(
-        "zerfoo_cloud.serve:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        lifespan="on",
-    )
+    metrics_server = None
+    if config.metrics_port is not None:
+        from zerfoo_cloud._metrics_endpoint import MetricsPortServer
+        from zerfoo_cloud.metrics import CONTENT_TYPE, render_multiprocess
+
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        metrics_server = MetricsPortServer(
+            metrics_host,
+            config.metrics_port,
+            lambda: render_multiprocess(folder),
+            CONTENT_TYPE,
+            token,
+        )
+        metrics_server.start()
+        click.echo(
+            f"metrics on http://{metrics_host}:{metrics_server.port}/metrics", err=True
+        )
+    elif metrics and not exposed:
+        click.echo(
+            "metrics are off: pass --metrics-port or set ZERFOO_CLOUD_METRICS_TOKEN",
+            err=True,
+        )
+    try:
+        uvicorn.run(
+            "zerfoo_cloud.serve:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config(),
+            lifespan="on",
+            http="zerfoo_cloud._http_limits:ServeProtocol",
+            h11_max_incomplete_event_size=max_header_bytes,
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,6 +69,7 @@ __all__ = [
     "MULTIPROC_DIR_ENV",
     "OTHER",
     "RESULTS",
+    "TENANTS_HIDDEN",
     "UNKNOWN",
     "InFlight",
     "Metrics",
@@ -112,6 +113,9 @@ UNKNOWN = "unknown"
 
 #: The label value that stands for every model (or tenant) past the cap.
 OTHER = "other"
+
+#: The ``tenant`` label value of every request when tenant labels are off.
+TENANTS_HIDDEN = "all"
 
 #: Longer label values are cut to this many characters.
 MAX_LABEL_LENGTH = 64
@@ -401,6 +405,8 @@ class Metrics:
             ``other``.
         max_tenants: distinct tenant label values before the rest count as
             ``other``.
+        tenant_labels: label series with tenant ids; when false, every
+            ``tenant`` label is `TENANTS_HIDDEN`, so a scrape names no tenant.
 
     Raises:
         InvalidConfigError: a bad namespace, buckets or cap, names already
@@ -418,6 +424,7 @@ class Metrics:
         buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         max_models: int = 100,
         max_tenants: int = 10_000,
+        tenant_labels: bool = True,
     ) -> None:
         if namespace and not _NAMESPACE.fullmatch(namespace):
             msg = f"namespace {namespace!r} is not a valid Prometheus name"
@@ -437,6 +444,7 @@ class Metrics:
         if self.multiprocess_dir is not None:
             _check_multiprocess(self.multiprocess_dir)
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.tenant_labels = tenant_labels
         self._prefix = f"{namespace}_" if namespace else ""
         self._models = _LabelCap(max_models)
         self._tenants = _LabelCap(max_tenants)
@@ -514,6 +522,8 @@ class Metrics:
             A token whose `InFlight.finish` counts the request; use it as a
             context manager so the gauge always comes back down.
         """
+        if not self.tenant_labels:
+            tenant = TENANTS_HIDDEN
         gauge = self._in_flight.get(tenant)
         if gauge is None:
             label = self._tenants(tenant)
@@ -558,6 +568,8 @@ class Metrics:
         """
         if not (duration_s >= 0 and prompt_tokens >= 0 and completion_tokens >= 0):
             _negative(duration_s, prompt_tokens, completion_tokens)
+        if not self.tenant_labels:
+            tenant = TENANTS_HIDDEN
         key = (tenant, model, result)
         children = self._finished.get(key)
         if children is None:
@@ -608,6 +620,8 @@ class Metrics:
         Raises:
             InvalidConfigError: an unknown *limit*; nothing is counted.
         """
+        if not self.tenant_labels:
+            tenant = TENANTS_HIDDEN
         counter = self._rejections.get((tenant, limit))
         if counter is None:
             limit_label = _fixed(limit, LIMITS, "limit")

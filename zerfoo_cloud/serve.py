@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -73,6 +74,14 @@ class ServeConfig:
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
         public_url: this service's external base URL (the SAML SP entity id
             and ACS URLs are derived from it).
+        max_header_bytes: a longer request head (request line and headers)
+            gets 431.
+        header_timeout: seconds a client has to send a whole request head
+            (0: no limit).
+        metrics_port: serve ``/metrics`` on this port of *metrics_host*
+            (in the ``serve`` process) instead of the serving port.
+        metrics_host: the address the metrics port is bound to.
+        metrics_tenant_labels: label metrics with tenant ids.
 
     .. versionadded:: 0.1.0
     """
@@ -85,6 +94,11 @@ class ServeConfig:
     metrics: bool = True
     saml: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
     public_url: str | None = None
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_tenant_labels: bool = False
 
     def __attrs_post_init__(self) -> None:
         if (self.app is None) == (self.upstream is None):
@@ -93,6 +107,12 @@ class ServeConfig:
         if self.saml and not self.public_url:
             msg = "SAML login needs --public-url (the address IdPs post back to)"
             raise InvalidConfigError(msg, field="public_url")
+        if self.max_header_bytes < 1:
+            msg = f"max_header_bytes must be at least 1, not {self.max_header_bytes}"
+            raise InvalidConfigError(msg, field="max_header_bytes")
+        if not self.header_timeout >= 0:
+            msg = f"header_timeout must be zero or more, not {self.header_timeout}"
+            raise InvalidConfigError(msg, field="header_timeout")
 
     def to_env(self) -> str:
         """
@@ -162,12 +182,16 @@ def _admin_hashes(environ: Mapping[str, str]) -> list[str]:
 
 class _Service:
     """
-    The served ASGI app: runs the inner app's lifespan, then closes our parts.
+    The served ASGI app: answers the serve layer's own paths (``/readyz``,
+    ``/metrics``), runs the inner app's lifespan, then closes our parts.
     """
 
-    def __init__(self, handler: Any, closers: list[Any]) -> None:
+    def __init__(
+        self, handler: Any, closers: list[Any], routes: Mapping[str, Any]
+    ) -> None:
         self.handler = handler
         self.closers = closers
+        self.routes = dict(routes)
         self.closed = False
 
     async def close(self) -> None:
@@ -181,7 +205,8 @@ class _Service:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
-            await self.handler(scope, receive, send)
+            route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+            await (route or self.handler)(scope, receive, send)
             return
 
         async def send_wrapper(message: dict[str, Any]) -> None:
@@ -216,6 +241,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
 
     env = os.environ if environ is None else environ
     closers: list[Any] = []
+    proxy: Any = None
     if config.upstream is not None:
         from zerfoo_cloud.http.proxy import UpstreamProxy
 
@@ -269,7 +295,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     if config.metrics:
         from zerfoo_cloud.metrics import Metrics
 
-        metrics = Metrics()
+        metrics = Metrics(tenant_labels=config.metrics_tenant_labels)
     server = CloudServer(
         app,
         tenants,
@@ -289,7 +315,49 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         stores.close()
 
     closers.append(close_all)
-    return _Service(server.handler(), closers)
+    return _Service(
+        server.handler(),
+        closers,
+        _routes(config, env, stores, proxy, metrics),
+    )
+
+
+def _routes(
+    config: ServeConfig,
+    env: Mapping[str, str],
+    stores: Any,
+    proxy: Any,
+    metrics: Any,
+) -> dict[str, Any]:
+    """
+    The paths the serve layer answers before the service: readiness, and
+    ``/metrics`` (only with the metrics token; else a 404).
+    """
+    import anyio.to_thread
+
+    from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+    from zerfoo_cloud._readiness import Readiness
+
+    def read_store() -> bool:
+        stores.tenants.get("\x00readiness-probe")
+        return True
+
+    async def store() -> bool:
+        return await anyio.to_thread.run_sync(read_store)
+
+    checks: dict[str, Any] = {"store": store}
+    if proxy is not None:
+        checks["upstream"] = proxy.health
+    token = metrics_token(dict(env))
+    if metrics is None:
+        endpoint = metrics_endpoint(lambda: b"", "text/plain", None)
+    else:
+        from zerfoo_cloud.metrics import CONTENT_TYPE
+
+        endpoint = metrics_endpoint(
+            metrics.render, CONTENT_TYPE, token if config.metrics_port is None else None
+        )
+    return {"/readyz": Readiness(checks), "/metrics": endpoint}
 
 
 def create_app() -> Any:
