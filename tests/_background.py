@@ -27,25 +27,24 @@ def serving(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    shell: bool = False,
 ) -> Iterator[str]:
     """
     Start *args*, wait until it listens and answers ``/healthz``, yield its base URL.
 
-    The process is stopped (SIGTERM, then SIGKILL) when the block ends. If it
+    The process runs in a session of its own, and its process group is
+    stopped (SIGTERM, then SIGKILL) when the block ends. If it
     exits or stays silent for `START_TIMEOUT` seconds, the test fails with its
     output.
     """
     log_path = cwd / f".server-{time.monotonic_ns()}.log"
     with log_path.open("w+") as log:
         proc = subprocess.Popen(
-            args[0] if shell else list(args),
+            list(args),
             cwd=cwd,
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
-            shell=shell,
             start_new_session=True,
         )
         try:
