@@ -332,4 +332,5 @@ def test_examples_fastapi_is_wrapped_in_three_lines(
             (count_tokens(PROMPT), 3)
         ]
     finally:
+        module.audit.close()
         module.stores.close()
