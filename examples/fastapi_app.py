@@ -1,27 +1,47 @@
 """
-A FastAPI app made multi-tenant by zerfoo-cloud in three lines.
+A FastAPI app made multi-tenant by zerfoo-cloud in four lines.
 
-The app knows nothing of tenants, keys or billing; the three lines at the
-bottom (open the stores, make the tenant manager, wrap) add all of it.
-Limits and tenants live in an LMDB folder, so every worker process of the
-host shares them::
+The app (`api`) knows nothing of tenants, keys or billing; the lines at the
+bottom (open the stores, make the tenant manager, the meter and the audit
+logger, wrap) add API keys, limits, billing, audit and ``/healthz``. Chat
+completions are answered whole or streamed as server-sent events, with a
+``usage`` chunk last when ``stream_options.include_usage`` is set.
 
-    ZERFOO_DB=/tmp/zerfoo uvicorn --app-dir examples fastapi_app:app --workers 4
+It uses the store that ``zerfoo-cloud serve`` and the ``zerfoo-cloud``
+command use, named by ``ZERFOO_CLOUD_DB``, and stops if that is unset::
 
-Create tenants with the ``zerfoo-cloud`` command or `TenantManager.create`.
+    export ZERFOO_CLOUD_DB=/tmp/zerfoo-cloud
+    zerfoo-cloud tenant create acme --rate-limit 600 --token-budget 200000
+    uvicorn --app-dir examples fastapi_app:app --workers 4
+
+For ``/metrics`` and the admin API too, let the command wrap `api`:
+``zerfoo-cloud serve fastapi_app:api`` (run from ``examples/``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from toy_openai_app import MODELS, count_tokens, generate
 
-from zerfoo_cloud import CloudServer, TenantManager, TokenMeter, report_usage
+from zerfoo_cloud import (
+    AuditLogger,
+    CloudServer,
+    TenantManager,
+    TokenMeter,
+    report_usage,
+)
 from zerfoo_cloud.stores.lmdb import LMDBStores
+
+#: The environment variable naming the store folder, as for ``zerfoo-cloud``.
+DB_ENV = "ZERFOO_CLOUD_DB"
 
 api = FastAPI(title="toy inference")
 
@@ -32,34 +52,74 @@ async def models() -> dict[str, Any]:
     return {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]}
 
 
-@api.post("/v1/chat/completions")
-async def chat_completions(request: Request) -> dict[str, Any]:
-    """Answer a chat (not streamed)."""
-    body = await request.json()
-    prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
-    words = generate(prompt, int(body.get("max_tokens") or 16))
-    prompt_tokens = count_tokens(prompt)
-    report_usage(request, prompt_tokens, len(words))
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {
-        "id": "chat-toy",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.get("model", MODELS[0]),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(words)},
-                "finish_reason": "length",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
-        },
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     }
 
 
-stores = LMDBStores.open(os.environ.get("ZERFOO_DB", "/tmp/zerfoo-cloud"))
+@api.post("/v1/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
+    """Answer a chat, whole or streamed (``"stream": true``)."""
+    body = await request.json()
+    prompt = "\n".join(
+        str(m.get("content", ""))
+        for m in body.get("messages", [])
+        if isinstance(m, dict)
+    )
+    words = generate(prompt, int(body.get("max_tokens") or 16))
+    prompt_tokens = count_tokens(prompt)
+    base = {
+        "id": "chat-toy",
+        "created": int(time.time()),
+        "model": body.get("model", MODELS[0]),
+    }
+    if body.get("stream"):
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage")
+        events = _events(request, base, words, prompt_tokens, bool(include_usage))
+        return StreamingResponse(events, media_type="text/event-stream")
+    report_usage(request, prompt_tokens, len(words))
+    message = {"role": "assistant", "content": "".join(words)}
+    return {
+        **base,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+        "usage": _usage(prompt_tokens, len(words)),
+    }
+
+
+async def _events(
+    request: Request,
+    base: dict[str, Any],
+    words: list[str],
+    prompt_tokens: int,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    """The SSE chunks of a streamed chat; the usage is reported even if cut short."""
+    chunk: dict[str, Any] = {**base, "object": "chat.completion.chunk"}
+    sent = 0
+    try:
+        for word in words:
+            sent += 1
+            delta = {"index": 0, "delta": {"content": word}}
+            yield f"data: {json.dumps({**chunk, 'choices': [delta]})}\n\n"
+        last = {"index": 0, "delta": {}, "finish_reason": "length"}
+        yield f"data: {json.dumps({**chunk, 'choices': [last]})}\n\n"
+        if include_usage:
+            usage = _usage(prompt_tokens, sent)
+            final = {**chunk, "choices": [], "usage": usage}
+            yield f"data: {json.dumps(final)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        report_usage(request, prompt_tokens, sent)
+
+
+if not os.environ.get(DB_ENV):
+    sys.exit(f"set {DB_ENV} to the store folder (the one zerfoo-cloud uses)")
+stores = LMDBStores.open(os.environ[DB_ENV])
 tenants = TenantManager(stores.tenants, limits=stores.limits)
-app = CloudServer(api, tenants, TokenMeter(stores.billing)).handler()
+meter, audit = TokenMeter(stores.billing), AuditLogger(stores.audit)
+app = CloudServer(api, tenants, meter, audit=audit).handler()

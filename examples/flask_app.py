@@ -3,6 +3,8 @@ A Flask (WSGI) OpenAI-compatible app, made multi-tenant by zerfoo-cloud.
 
 The routes use the toy model of ``toy_openai_app.py``; they report exact
 usage with `zerfoo_cloud.report_usage`, which also covers streams cut short.
+Streamed chats end with a ``usage`` chunk when ``stream_options.include_usage``
+is set, as OpenAI's do.
 
 Run it (waitress serves it; any WSGI server will do)::
 
@@ -39,6 +41,14 @@ def _prompt(body: dict[str, Any]) -> str:
         for m in body.get("messages", [])
         if isinstance(m, dict)
     )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 @app.get("/v1/models")
@@ -90,26 +100,29 @@ def chat_completions() -> Response:
     }
     if not body.get("stream"):
         report_usage(request, prompt_tokens, len(words))
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
-        }
+        usage = _usage(prompt_tokens, len(words))
         message = {"role": "assistant", "content": "".join(words)}
         choice = {"index": 0, "message": message, "finish_reason": "length"}
         return jsonify(
             {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
         )
     environ = request.environ
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
 
     def events() -> Iterator[str]:
+        chunk = {**base, "object": "chat.completion.chunk"}
         sent = 0
         try:
             for word in words:
-                chunk = {**base, "object": "chat.completion.chunk"}
-                chunk["choices"] = [{"index": 0, "delta": {"content": word}}]
                 sent += 1
-                yield f"data: {json.dumps(chunk)}\n\n"
+                delta = {"index": 0, "delta": {"content": word}}
+                yield f"data: {json.dumps({**chunk, 'choices': [delta]})}\n\n"
+            last = {"index": 0, "delta": {}, "finish_reason": "length"}
+            yield f"data: {json.dumps({**chunk, 'choices': [last]})}\n\n"
+            if include_usage:
+                final = {**chunk, "choices": [], "usage": _usage(prompt_tokens, sent)}
+                yield f"data: {json.dumps(final)}\n\n"
             yield "data: [DONE]\n\n"
         finally:
             report_usage(environ, prompt_tokens, sent)

@@ -299,7 +299,7 @@ def test_examples_fastapi_is_wrapped_in_three_lines(
 
     from zerfoo_cloud import TenantConfig
 
-    monkeypatch.setenv("ZERFOO_DB", str(tmp_path / "db"))
+    monkeypatch.setenv("ZERFOO_CLOUD_DB", str(tmp_path / "db"))
     sys.modules.pop("fastapi_app", None)
     module = importlib.import_module("fastapi_app")
     try:
@@ -332,4 +332,5 @@ def test_examples_fastapi_is_wrapped_in_three_lines(
             (count_tokens(PROMPT), 3)
         ]
     finally:
+        module.audit.close()
         module.stores.close()
