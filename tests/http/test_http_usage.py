@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zerfoo_cloud import InvalidConfigError, report_usage
+from zerfoo_cloud.http._json import parse_json
 from zerfoo_cloud.http._usage import (
     JSON_BUFFER_LIMIT,
     USAGE_KEY,
@@ -20,7 +21,6 @@ from zerfoo_cloud.http._usage import (
     SSEUsageParser,
     Usage,
     UsageSlot,
-    parse_json,
     usage_from_mapping,
 )
 
