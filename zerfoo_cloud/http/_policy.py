@@ -18,12 +18,23 @@ functions and methods that take and return values:
 Prompt estimate: ``ceil(characters / 4)`` of the text of ``messages``
 (plus 4 tokens per message and 3 for the reply), ``prompt`` or ``input``
 (strings, lists of strings, token-id lists: one token per id); non-text
-message parts count 85 tokens each. The reservation adds ``max_tokens``,
-``max_completion_tokens`` or ``max_output_tokens`` (else
-``default_max_tokens``; nothing for embeddings). A body that is not a JSON
-object reserves ``default_estimate``; a request without a body reserves
-nothing. A reservation never exceeds the tenant's whole token budget, so a
-large request waits for a full budget instead of failing forever.
+message parts count 85 tokens each. The reservation adds the largest of
+``max_tokens``, ``max_completion_tokens`` and ``max_output_tokens`` (else
+``default_max_tokens``; nothing for embeddings and moderations); each must be
+an integer from 0 to `MAX_TOKENS_LIMIT`.
+
+No request the policy cannot fully read reaches the app. The body is parsed
+once by `zerfoo_cloud.http._json.parse_json` (bounded depth, size and number
+length), and `InvalidRequestError` (400) refuses: on ``POST`` to a
+chat/completions, completions, embeddings or responses path, a body that is
+not a JSON object or a missing, empty or non-string ``model``; on a
+moderations path the model may be omitted (`RequestInfo.default_model`),
+except for a tenant with an allow list; on any path, a body that starts like
+JSON and cannot be read, or a ``model`` that is not a string. A body that is
+not JSON on another path (an upload) passes unchanged and reserves
+``default_estimate``; a request without a body reserves nothing. A
+reservation larger than the tenant's whole token budget is refused at once
+with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 """
 
 from __future__ import annotations
