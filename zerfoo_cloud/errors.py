@@ -24,8 +24,10 @@ handles it sensibly::
     ├── UpstreamError                        a proxied upstream failed mid-response
     ├── UnauthorizedError                    HTTP 401: no API key, or an unknown one
     ├── ModelNotAllowedError (PermissionError)  HTTP 403: model not in the allow list
+    ├── InvalidRequestError (ValueError)     HTTP 400: a body the policy cannot fully read
     ├── RequestTooLargeError                 HTTP 413: request body over the limit
     ├── RateLimitedError                     HTTP 429: request, token or concurrency limit
+    ├── RequestOverBudgetError               HTTP 429: reservation above the whole token budget
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -65,11 +67,13 @@ __all__ = [
     "CorruptRecordError",
     "GPUUnavailableError",
     "InvalidConfigError",
+    "InvalidRequestError",
     "ModelFormatError",
     "ModelNotAllowedError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
     "RateLimitedError",
+    "RequestOverBudgetError",
     "RequestTooLargeError",
     "ResourceBusyError",
     "SAMLError",
@@ -370,6 +374,49 @@ class ModelNotAllowedError(CloudError, PermissionError):
         self.tenant_id = tenant_id
         self.model = model
         super().__init__(f"The model {model!r} is not allowed for this API key.")
+
+
+class InvalidRequestError(CloudError, ValueError):
+    """
+    The policy could not fully read the request, so it never reaches the app
+    (HTTP 400, type ``invalid_request_error``).
+
+    Attributes:
+        code: the OpenAI error ``code``: ``invalid_json``, ``invalid_body``,
+            ``missing_model``, ``invalid_model``, ``invalid_type``,
+            ``integer_below_min_value`` or ``integer_above_max_value``.
+        param: the body member at fault (``"model"``, ``"max_tokens"``), or
+            ``None`` for the body as a whole.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        self.code = code
+        self.param = param
+        super().__init__(message)
+
+
+class RequestOverBudgetError(CloudError):
+    """
+    The request's token reservation exceeds the tenant's whole per-minute
+    token budget, so no wait would let it pass (HTTP 429, type ``tokens``,
+    code ``rate_limit_exceeded``, no ``Retry-After``), as OpenAI answers it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, tenant_id: str, model: str, limit: int, requested: int) -> None:
+        self.tenant_id = tenant_id
+        self.model = model
+        self.limit = limit
+        self.requested = requested
+        target = f"{model} " if model else ""
+        super().__init__(
+            f"Request too large for {target}on tokens per min: Limit {limit}, "
+            f"Requested {requested}. The input or output tokens must be reduced "
+            "in order to run successfully."
+        )
 
 
 class RequestTooLargeError(CloudError):

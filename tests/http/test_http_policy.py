@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,10 +19,13 @@ from zerfoo_cloud import (
     CloudError,
     CloudServer,
     InvalidConfigError,
+    InvalidRequestError,
     ModelNotAllowedError,
     RateLimitedError,
+    RequestOverBudgetError,
     RequestTooLargeError,
     StoreError,
+    TenantConfig,
     TenantManager,
     TenantNotFoundError,
     TokenMeter,
@@ -29,7 +33,10 @@ from zerfoo_cloud import (
     billing_middleware,
 )
 from zerfoo_cloud.http import EXCEPTION_STATUS, detect_interface, format_duration
+from zerfoo_cloud.http._json import MAX_JSON_DEPTH
 from zerfoo_cloud.http._policy import (
+    MAX_TOKENS_LIMIT,
+    Policy,
     PolicyOptions,
     RequestInfo,
     _api_key_from_any,
@@ -110,20 +117,20 @@ def test_inspect_request_reserves_prompt_and_completion() -> None:
     info = inspect_request("POST", "/v1/completions", body, OPTIONS)
     assert info == RequestInfo("m", 2, 12, body=body)
     body = json.dumps(
-        {"prompt": "abcd", "max_completion_tokens": 7, "max_tokens": 9}
+        {"model": "m", "prompt": "abcd", "max_completion_tokens": 7, "max_tokens": 9}
     ).encode()
-    assert inspect_request("POST", "/v1/completions", body, OPTIONS).reserve == 8
-    body = json.dumps({"model": 3, "prompt": "abcd"}).encode()
-    info = inspect_request("POST", "/v1/completions", body, OPTIONS)
-    assert (info.model, info.reserve) == ("", 51)
-    body = json.dumps({"input": "abcd"}).encode()
+    # Upstreams differ on which field wins (vLLM ignores a 0): reserve the larger.
+    assert inspect_request("POST", "/v1/completions", body, OPTIONS).reserve == 10
+    body = json.dumps({"model": "m", "prompt": "abcd", "max_tokens": None}).encode()
+    assert inspect_request("POST", "/v1/completions", body, OPTIONS).reserve == 51
+    body = json.dumps({"model": "e", "input": "abcd"}).encode()
     assert inspect_request("POST", "/v1/embeddings", body, OPTIONS).reserve == 1
 
 
 def test_inspect_request_without_json_uses_the_default_estimate() -> None:
-    """Malformed or non-object bodies pass unchanged with the default estimate."""
-    for body in (b"{not json", b"[1, 2]", b"\xff\xfe"):
-        info = inspect_request("POST", "/v1/chat/completions", body, OPTIONS)
+    """Bodies that are not JSON, on endpoints that take no model, pass unchanged."""
+    for body in (b"--boundary\r\n", b"[1, 2]", b"\xff\xfe", b"plain text"):
+        info = inspect_request("POST", "/v1/audio/transcriptions", body, OPTIONS)
         assert info == RequestInfo(reserve=100, body=body)
     assert inspect_request("GET", "/v1/models", b"", OPTIONS) == RequestInfo()
 
@@ -146,7 +153,7 @@ def test_inspect_request_asks_streams_for_usage() -> None:
     raw = json.dumps(body).encode()
     assert inspect_request("POST", "/v1/chat/completions", raw, off).body == raw
     assert inspect_request("POST", "/v1/other", raw, OPTIONS).body == raw
-    bad = json.dumps({"stream": True, "stream_options": "yes"}).encode()
+    bad = json.dumps({"model": "m", "stream": True, "stream_options": "yes"}).encode()
     info = inspect_request("POST", "/v1/chat/completions", bad, OPTIONS)
     assert json.loads(info.body)["stream_options"] == {"include_usage": True}
 
@@ -303,3 +310,184 @@ def test_api_key_fast_path_agrees_with_the_general_one(
     )
     text = None if authorization is None else authorization.decode("latin-1")
     assert api_key_from(text, x_api_key) == _api_key_from_any(text, x_api_key)
+
+
+# -- requests the policy cannot fully read (findings 2 and 3) -----------------
+
+_DEEP = b"[" * 5000 + b"1" + b"]" * 5000
+
+
+def _refusal(path: str, body: bytes) -> InvalidRequestError:
+    with pytest.raises(InvalidRequestError) as info:
+        inspect_request("POST", path, body, OPTIONS)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        (b'{"model": "toy-1", oops', "invalid_json", None),
+        (b"", "invalid_json", None),
+        (b"not json", "invalid_json", None),
+        (b'{"model": ' + _DEEP + b"}", "invalid_json", None),
+        (b'{"model": "m", "n": ' + b"1" * 4301 + b"}", "invalid_json", None),
+        (b'{"model": "m", "stream": true, "prompt": "\\\\udc00"}', None, None),
+        (b'{"model": "m", "stream": true, "prompt": "\\udc00"}', "invalid_json", None),
+        (b'[{"model": "m"}]', "invalid_body", None),
+        (b'"m"', "invalid_body", None),
+        (b'{"prompt": "x"}', "missing_model", "model"),
+        (b'{"model": null}', "missing_model", "model"),
+        (b'{"model": ""}', "missing_model", "model"),
+        (b'{"model": 3}', "invalid_model", "model"),
+        (b'{"model": ["toy-2"]}', "invalid_model", "model"),
+        (b'{"model": {"id": "toy-2"}}', "invalid_model", "model"),
+        (b'{"model": true}', "invalid_model", "model"),
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses/"],
+)
+def test_model_endpoints_refuse_bodies_they_cannot_fully_read(
+    path: str, body: bytes, code: str | None, param: str | None
+) -> None:
+    """Unparsable JSON, non-objects and a missing or non-string model are 400s."""
+    if code is None:
+        info = inspect_request("POST", path, body, OPTIONS)
+        assert info.model == "m"
+        return
+    exc = _refusal(path, body)
+    assert (exc.code, exc.param) == (code, param)
+    response = error_response(exc)
+    assert response.status == 400
+    error = json.loads(response.body)["error"]
+    assert error == {
+        "message": str(exc),
+        "type": "invalid_request_error",
+        "param": param,
+        "code": code,
+    }
+
+
+def test_moderations_may_omit_the_model() -> None:
+    """OpenAI's moderations default the model: allowed, and flagged for the allow list."""
+    body = b'{"input": "abcd"}'
+    info = inspect_request("POST", "/v1/moderations", body, OPTIONS)
+    assert (info.model, info.default_model, info.reserve) == ("", True, 1)
+    assert _refusal("/v1/moderations", b'{"model": 3}').code == "invalid_model"
+    assert _refusal("/v1/moderations", b"{oops").code == "invalid_json"
+    named = inspect_request("POST", "/v1/moderations", b'{"model": "x"}', OPTIONS)
+    assert (named.model, named.default_model) == ("x", False)
+
+
+def test_other_endpoints_refuse_what_looks_like_json_and_does_not_parse() -> None:
+    """Elsewhere a body starting like JSON must parse, and a model must be a string."""
+    path = "/v1/images/generations"
+    for body in (b'  {"prompt": "x", oops', b"[" * 200 + b"]" * 200, _DEEP):
+        assert _refusal(path, body).code == "invalid_json"
+    assert _refusal(path, b'{"model": [1]}').code == "invalid_model"
+    info = inspect_request("POST", path, b'{"prompt": "abcd"}', OPTIONS)
+    assert (info.model, info.reserve) == ("", 51)
+
+
+def test_the_usage_rewrite_never_fails_on_a_body_that_was_read() -> None:
+    """Depth at the limit, big integers and NaN re-encode; the body is read once."""
+    nested = b"[" * (MAX_JSON_DEPTH - 1) + b"1" + b"]" * (MAX_JSON_DEPTH - 1)
+    body = (
+        b'{"model": "m", "stream": true, "x": '
+        + nested
+        + b', "seed": 123456789012345678901234567890, "t": NaN, "p": "\\u00e9"}'
+    )
+    info = inspect_request("POST", CHAT_PATH, body, OPTIONS)
+    assert info.rewritten
+    doc = json.loads(info.body)
+    assert doc["seed"] == 123456789012345678901234567890
+    assert doc["stream_options"] == {"include_usage": True}
+    assert doc["p"] == "\u00e9"
+    plain = b'{"model": "m", "messages": []}'
+    assert inspect_request("POST", CHAT_PATH, plain, OPTIONS).body is plain
+
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    "name", ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+)
+def test_max_tokens_at_the_bound_and_past_it(name: str) -> None:
+    """Non-negative integers up to MAX_TOKENS_LIMIT are reserved; others are 400s."""
+    assert MAX_TOKENS_LIMIT == 2**31 - 1
+    for good in (0, MAX_TOKENS_LIMIT):
+        body = json.dumps({"model": "m", name: good}).encode()
+        info = inspect_request("POST", CHAT_PATH, body, OPTIONS)
+        assert info.reserve == good
+    cases = [
+        (MAX_TOKENS_LIMIT + 1, "integer_above_max_value"),
+        (2**64, "integer_above_max_value"),
+        (-1, "integer_below_min_value"),
+        (1.5, "invalid_type"),
+        (10.0, "invalid_type"),
+        ("10", "invalid_type"),
+        (True, "invalid_type"),
+        ([10], "invalid_type"),
+    ]
+    for bad, code in cases:
+        body = json.dumps({"model": "m", name: bad}).encode()
+        exc = _refusal(CHAT_PATH, body)
+        assert (exc.code, exc.param) == (code, name)
+        assert json.loads(error_response(exc).body)["error"]["param"] == name
+
+
+def _policy(budget: int, allow: tuple[str, ...] = ()) -> tuple[Policy, Any]:
+    tenants = TenantManager()
+    tenants.create(
+        TenantConfig("t", "zc-key-0123456789", 0, budget, model_allow_list=allow)
+    )
+    return Policy(tenants, OPTIONS), tenants.get("t")
+
+
+def _info(max_tokens: int, path: str = CHAT_PATH) -> RequestInfo:
+    body = json.dumps({"model": "m", "max_tokens": max_tokens}).encode()
+    return inspect_request("POST", path, body, OPTIONS)
+
+
+def test_a_reservation_at_the_whole_budget_passes_and_one_more_is_refused() -> None:
+    """Reservation == budget is admitted; budget + 1 is a 429 no wait can cure."""
+    policy, tenant = _policy(1000)
+    at_limit = _info(1000)  # no prompt: the reservation is max_tokens
+    assert at_limit.reserve == 1000
+    ticket = policy.admit(tenant, at_limit)
+    policy.settle(ticket, None, 200, 0)
+    policy, tenant = _policy(1000)
+    with pytest.raises(RequestOverBudgetError) as info:
+        policy.admit(tenant, _info(1001))
+    exc = info.value
+    assert (exc.limit, exc.requested) == (1000, 1001)
+    assert tenant.token_quota().remaining == 1000
+    assert tenant.request_quota().remaining >= 0
+    with pytest.raises(RequestOverBudgetError) as info:
+        policy.admit(tenant, _info(50_000))
+    response = policy.refusal(info.value, tenant)
+    assert response.status == 429
+    assert "retry-after" not in dict(response.headers)
+    assert json.loads(response.body)["error"] == {
+        "message": "Request too large for m on tokens per min: Limit 1000, "
+        "Requested 50000. The input or output tokens must be reduced in order "
+        "to run successfully.",
+        "type": "tokens",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
+    assert audit_result(response.status) == AuditResult.RATE_LIMITED
+
+
+def test_a_default_model_needs_no_allow_list() -> None:
+    """A request that lets the app choose its model is refused under an allow list."""
+    body = b'{"input": "x"}'
+    info = inspect_request("POST", "/v1/moderations", body, OPTIONS)
+    policy, tenant = _policy(0, ("toy-2",))
+    with pytest.raises(InvalidRequestError) as raised:
+        policy.admit(tenant, info)
+    assert (raised.value.code, raised.value.param) == ("missing_model", "model")
+    policy, tenant = _policy(0)
+    policy.settle(policy.admit(tenant, info), None, 200, 0)

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zerfoo_cloud import InvalidConfigError, report_usage
+from zerfoo_cloud.http._json import parse_json
 from zerfoo_cloud.http._usage import (
     JSON_BUFFER_LIMIT,
     USAGE_KEY,
@@ -20,7 +21,6 @@ from zerfoo_cloud.http._usage import (
     SSEUsageParser,
     Usage,
     UsageSlot,
-    parse_json,
     usage_from_mapping,
 )
 
@@ -386,3 +386,106 @@ def test_parse_json_matches_json_loads_on_odd_input(data: bytes) -> None:
             parse_json(data)
         return
     assert repr(parse_json(data)) == repr(expected)
+
+
+# -- totality: no response makes usage extraction raise ------------------------
+
+_DEEP_MODEL = b"[" * 968 + b"1234567890123456789" + b"]" * 968
+
+
+@pytest.mark.parametrize("depth", [968, 5000])
+def test_a_deeply_nested_response_shows_no_usage_and_raises_nothing(
+    depth: int,
+) -> None:
+    """The echoed 968-deep model of the issue: no usage, so the reservation is billed."""
+    deep = b"[" * depth + b"1234567890123456789" + b"]" * depth
+    body = b'{"model": ' + deep + b', "usage": {"prompt_tokens": 1}}'
+    meter = ResponseMeter()
+    meter.start("application/json")
+    assert meter.feed(body) == body
+    assert meter.close() == b""
+    assert meter.usage() is None
+    sse = ResponseMeter()
+    sse.start(b"text/event-stream")
+    event = b"data: " + body + b"\n\n"
+    assert sse.feed(event) == event
+    assert sse.close() == b""
+    assert sse.usage() is None
+
+
+def test_a_deep_usage_value_past_the_buffer_limit_raises_nothing() -> None:
+    """The incremental scanner reads a deep top-level usage within its limits."""
+    usage = b"[" * 30_000 + b"1" + b"]" * 30_000
+    scanner = JSONUsageScanner()
+    scanner.feed(b'{"usage": ' + usage + b', "x": 1}')
+    assert scanner.usage is None
+    meter = ResponseMeter()
+    meter.start("application/json")
+    meter.feed(b" " * JSON_BUFFER_LIMIT + b'{"usage": ' + _DEEP_MODEL + b"}")
+    assert meter.usage() is None
+
+
+def test_a_content_type_outside_latin_1_raises_nothing() -> None:
+    """A WSGI app's str header with any character is read, not raised on."""
+    meter = ResponseMeter()
+    meter.start("application/json; charset=\u2603")
+    meter.feed(b'{"usage": {"prompt_tokens": 2, "completion_tokens": 3}}')
+    assert meter.usage() == Usage(2, 3, "json")
+
+
+_hostile_piece = st.sampled_from(
+    [
+        b"data: ",
+        b"data:",
+        b"\n",
+        b"\r",
+        b"\r\n",
+        b":",
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b'"',
+        b"\\",
+        b'"usage"',
+        b'"usage":',
+        b'"choices":[]',
+        b'{"prompt_tokens": 1}',
+        b"1234567890123456789",
+        b"[DONE]",
+        b"\\udc00",
+        b"\xff",
+        b"NaN",
+        b",",
+    ]
+)
+
+
+@given(
+    pieces=st.lists(st.one_of(_hostile_piece, st.binary(max_size=8)), max_size=60),
+    cuts=st.lists(st.integers(0, 10_000), max_size=6),
+    content_type=st.sampled_from(
+        [b"application/json", b"text/event-stream", b"text/plain", None]
+    ),
+    drop=st.booleans(),
+    scanner=st.booleans(),
+)
+def test_response_meter_never_raises_on_any_body(
+    pieces: list[bytes],
+    cuts: list[int],
+    content_type: bytes | None,
+    drop: bool,
+    scanner: bool,
+) -> None:
+    """Any bytes, cut anywhere, under any content type: usage or None, no exception."""
+    body = b"".join(pieces)
+    meter = ResponseMeter(drop_usage_only=drop)
+    meter.start(content_type)
+    if scanner:
+        meter.feed(b" " * (JSON_BUFFER_LIMIT + 1))
+    for piece in _split(body, cuts):
+        meter.feed(piece)
+    meter.close()
+    usage = meter.usage()
+    assert usage is None or usage.total_tokens >= 0
+    assert meter.streamed_events >= 0

@@ -18,12 +18,23 @@ functions and methods that take and return values:
 Prompt estimate: ``ceil(characters / 4)`` of the text of ``messages``
 (plus 4 tokens per message and 3 for the reply), ``prompt`` or ``input``
 (strings, lists of strings, token-id lists: one token per id); non-text
-message parts count 85 tokens each. The reservation adds ``max_tokens``,
-``max_completion_tokens`` or ``max_output_tokens`` (else
-``default_max_tokens``; nothing for embeddings). A body that is not a JSON
-object reserves ``default_estimate``; a request without a body reserves
-nothing. A reservation never exceeds the tenant's whole token budget, so a
-large request waits for a full budget instead of failing forever.
+message parts count 85 tokens each. The reservation adds the largest of
+``max_tokens``, ``max_completion_tokens`` and ``max_output_tokens`` (else
+``default_max_tokens``; nothing for embeddings and moderations); each must be
+an integer from 0 to `MAX_TOKENS_LIMIT`.
+
+No request the policy cannot fully read reaches the app. The body is parsed
+once by `zerfoo_cloud.http._json.parse_json` (bounded depth, size and number
+length), and `InvalidRequestError` (400) refuses: on ``POST`` to a
+chat/completions, completions, embeddings or responses path, a body that is
+not a JSON object or a missing, empty or non-string ``model``; on a
+moderations path the model may be omitted (`RequestInfo.default_model`),
+except for a tenant with an allow list; on any path, a body that starts like
+JSON and cannot be read, or a ``model`` that is not a string. A body that is
+not JSON on another path (an upload) passes unchanged and reserves
+``default_estimate``; a request without a body reserves nothing. A
+reservation larger than the tenant's whole token budget is refused at once
+with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import itertools
 import json
 import math
 import os
+import re
 import secrets
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -41,14 +53,17 @@ from zerfoo_cloud.audit import AuditResult
 from zerfoo_cloud.errors import (
     CloudError,
     InvalidConfigError,
+    InvalidRequestError,
     ModelNotAllowedError,
     RateLimitedError,
+    RequestOverBudgetError,
     RequestTooLargeError,
     StoreError,
     TenantNotFoundError,
     UnauthorizedError,
 )
-from zerfoo_cloud.http._usage import Usage, parse_json
+from zerfoo_cloud.http._json import MAX_JSON_BYTES, parse_json
+from zerfoo_cloud.http._usage import Usage
 from zerfoo_cloud.metering import MAX_MODEL_LENGTH, billable_model
 
 if TYPE_CHECKING:
@@ -61,6 +76,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXCEPTION_STATUS",
+    "MAX_TOKENS_LIMIT",
     "ErrorResponse",
     "Finished",
     "Policy",
@@ -74,6 +90,7 @@ __all__ = [
     "estimate_prompt_tokens",
     "fallback_usage",
     "format_duration",
+    "inspect_for_metering",
     "inspect_request",
     "metering_finisher",
     "new_request_id",
@@ -89,9 +106,11 @@ H = TypeVar("H", str, bytes)
 EXCEPTION_STATUS: dict[type[BaseException], tuple[int, str, str | None]] = {
     UnauthorizedError: (401, "invalid_request_error", "invalid_api_key"),
     TenantNotFoundError: (401, "invalid_request_error", "invalid_api_key"),
+    InvalidRequestError: (400, "invalid_request_error", "invalid_request"),
     ModelNotAllowedError: (403, "invalid_request_error", "model_not_allowed"),
     RequestTooLargeError: (413, "invalid_request_error", "request_too_large"),
     RateLimitedError: (429, "requests", "rate_limit_exceeded"),
+    RequestOverBudgetError: (429, "tokens", "rate_limit_exceeded"),
     StoreError: (503, "server_error", "service_unavailable"),
     CloudError: (500, "server_error", "internal_error"),
     Exception: (500, "server_error", "internal_error"),
@@ -99,7 +118,21 @@ EXCEPTION_STATUS: dict[type[BaseException], tuple[int, str, str | None]] = {
 
 #: The message of errors that are not the library's own (no internals leak).
 _SERVER_ERROR_MESSAGE = "The server had an error while processing your request."
+#: The largest ``max_tokens`` (``max_completion_tokens``,
+#: ``max_output_tokens``) accepted: the largest signed 32-bit integer.
+MAX_TOKENS_LIMIT = 2**31 - 1
+_MAX_TOKENS_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _GENERATION_SUFFIXES = ("/chat/completions", "/completions")
+_MODEL_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
+_OPTIONAL_MODEL_SUFFIXES = ("/moderations",)
+_OTHER_ENDPOINT = 0
+_MODEL_ENDPOINT = 1
+_OPTIONAL_MODEL_ENDPOINT = 2
+#: A body that starts like JSON (an object or array, maybe after a byte
+#: order mark or in UTF-16/32) is JSON, whatever its endpoint.
+_JSON_START = re.compile(
+    rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff|\x00)?[ \t\r\n]*[\[{]|.?\x00"
+)
 _NO_COMPLETION_SUFFIXES = ("/embeddings", "/moderations")
 _TOKENS_PER_MESSAGE = 4
 _TOKENS_PER_REPLY = 3
@@ -173,6 +206,8 @@ class RequestInfo(NamedTuple):
         mangled: the request's model name was too long or not valid text,
             and *model* is `billable_model` of it (such a name is never
             in an allow list).
+        default_model: the body names no model and the app chooses one
+            (moderations); refused for a tenant with an allow list.
 
     .. versionadded:: 0.1.0
     """
@@ -185,6 +220,7 @@ class RequestInfo(NamedTuple):
     body: bytes = b""
     rewritten: bool = False
     mangled: bool = False
+    default_model: bool = False
 
 
 def api_key_from(
@@ -279,37 +315,115 @@ def estimate_prompt_tokens(doc: dict[str, Any]) -> int:
 
 
 def _max_tokens(doc: dict[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+    """
+    The largest completion allowance the body names, or ``None``.
+
+    Upstreams differ on which of the fields wins (vLLM ignores a 0), so the
+    reservation covers the largest.
+
+    Raises:
+        InvalidRequestError: a field is set (not ``null``) to something else
+            than an integer from 0 to `MAX_TOKENS_LIMIT`.
+    """
+    found: int | None = None
+    for name in _MAX_TOKENS_FIELDS:
         value = doc.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            msg = f"Invalid type for '{name}': expected an integer."
+            raise InvalidRequestError(msg, code="invalid_type", param=name)
+        if value < 0:
+            msg = f"Invalid '{name}': expected a value >= 0, but got {value}."
+            raise InvalidRequestError(msg, code="integer_below_min_value", param=name)
+        if value > MAX_TOKENS_LIMIT:
+            msg = (
+                f"Invalid '{name}': expected a value <= {MAX_TOKENS_LIMIT}, "
+                f"but got {value}."
+            )
+            raise InvalidRequestError(msg, code="integer_above_max_value", param=name)
+        found = value if found is None else max(found, value)
+    return found
+
+
+def _endpoint(method: str, path: str) -> int:
+    """Whether the request must name its model, may omit it, or neither."""
+    if method != "POST":
+        return _OTHER_ENDPOINT
+    path = path.rstrip("/")
+    if path.endswith(_MODEL_SUFFIXES):
+        return _MODEL_ENDPOINT
+    if path.endswith(_OPTIONAL_MODEL_SUFFIXES):
+        return _OPTIONAL_MODEL_ENDPOINT
+    return _OTHER_ENDPOINT
+
+
+def _read_body(body: bytes, endpoint: int) -> dict[str, Any] | None:
+    """
+    The JSON object of *body*, or ``None`` for a body that is not JSON on an
+    endpoint that takes no model.
+    """
+    if len(body) > MAX_JSON_BYTES:
+        raise RequestTooLargeError(MAX_JSON_BYTES, len(body))
+    try:
+        doc = parse_json(body)
+    except ValueError as exc:
+        if endpoint == _OTHER_ENDPOINT and not _JSON_START.match(body):
+            return None
+        msg = f"We could not parse the JSON body of your request: {exc}"
+        raise InvalidRequestError(msg, code="invalid_json") from None
+    if isinstance(doc, dict):
+        return doc
+    if endpoint == _OTHER_ENDPOINT:
+        return None
+    msg = "The body of your request must be a JSON object."
+    raise InvalidRequestError(msg, code="invalid_body")
+
+
+def _model_of(doc: dict[str, Any], endpoint: int) -> str:
+    model = doc.get("model")
+    if isinstance(model, str) and model:
+        return model
+    if model is not None and not isinstance(model, str):
+        msg = (
+            f"Invalid type for 'model': expected a string, not {type(model).__name__}."
+        )
+        raise InvalidRequestError(msg, code="invalid_model", param="model")
+    if endpoint == _MODEL_ENDPOINT:
+        msg = "You must provide a model parameter."
+        raise InvalidRequestError(msg, code="missing_model", param="model")
+    return ""
 
 
 def inspect_request(
     method: str, path: str, body: bytes, options: PolicyOptions
 ) -> RequestInfo:
     """
-    Read the model, the token estimate and the streaming flags from a body.
+    Read the model, the token estimate and the streaming flags from a body,
+    or refuse a body the policy cannot fully read (see the module doc).
 
-    A body that is not a JSON object passes unchanged and reserves
-    ``options.default_estimate``; an empty body reserves nothing. For a
-    streamed ``…/chat/completions`` or ``…/completions`` request without
-    ``stream_options.include_usage``, and ``options.include_usage`` on, the
-    body is rewritten to ask for it and *drop_usage_only* is set.
+    A body that is not JSON, on an endpoint that takes no model, passes
+    unchanged and reserves ``options.default_estimate``; an empty body there
+    reserves nothing. For a streamed ``…/chat/completions`` or
+    ``…/completions`` request without ``stream_options.include_usage``, and
+    ``options.include_usage`` on, the body is rewritten to ask for it and
+    *drop_usage_only* is set; otherwise *body* is the very object given.
+
+    Raises:
+        InvalidRequestError: the body is not JSON the policy can read, a
+            model is missing or not a string, or a completion allowance is
+            not an integer from 0 to `MAX_TOKENS_LIMIT`.
+        RequestTooLargeError: the body is JSON larger than ``MAX_JSON_BYTES``.
 
     .. versionadded:: 0.1.0
     """
-    if not body:
+    endpoint = _endpoint(method, path)
+    if not body and endpoint == _OTHER_ENDPOINT:
         return RequestInfo(body=body)
-    try:
-        doc = parse_json(body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
+    doc = _read_body(body, endpoint)
+    if doc is None:
         return RequestInfo(reserve=options.default_estimate, body=body)
-    model = doc.get("model")
-    model = model if isinstance(model, str) else ""
+    model = _model_of(doc, endpoint)
     mangled = False
     if len(model) > MAX_MODEL_LENGTH or not model.isascii():
         billed = billable_model(model)
@@ -329,11 +443,36 @@ def inspect_request(
             stream_options = {}
         if stream_options.get("include_usage") is not True:
             doc["stream_options"] = {**stream_options, "include_usage": True}
+            # parse_json's limits (depth, valid Unicode) make this total.
             body = json.dumps(doc, ensure_ascii=False).encode()
             drop = True
     return RequestInfo(
-        model, prompt, prompt + completion, stream, drop, body, drop, mangled
+        model,
+        prompt,
+        prompt + completion,
+        stream,
+        drop,
+        body,
+        drop,
+        mangled,
+        default_model=not model,
     )
+
+
+def inspect_for_metering(
+    method: str, path: str, body: bytes, options: PolicyOptions
+) -> RequestInfo:
+    """
+    `inspect_request` for middleware that only meters and refuses nothing:
+    a body the policy cannot read goes to the app unchanged, with
+    ``options.default_estimate``. Never raises.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        return inspect_request(method, path, body, options)
+    except (InvalidRequestError, RequestTooLargeError):
+        return RequestInfo(reserve=options.default_estimate, body=body)
 
 
 def format_duration(seconds: float) -> str:
@@ -452,7 +591,8 @@ def error_response(
     """
     Build the OpenAI-shaped response for *exc*.
 
-    The body is ``{"error": {"message", "type", "param", "code"}}``; a
+    The body is ``{"error": {"message", "type", "param", "code"}}`` (an
+    `InvalidRequestError` gives its own ``code`` and ``param``); a
     `RateLimitedError` adds ``Retry-After`` in whole seconds (at least 1).
     *headers* (the ``x-ratelimit-*`` ones) are added.
 
@@ -460,6 +600,9 @@ def error_response(
     """
     status, kind, code = status_for(exc)
     message = str(exc) if isinstance(exc, CloudError) else _SERVER_ERROR_MESSAGE
+    param = None
+    if isinstance(exc, InvalidRequestError):
+        code, param = exc.code, exc.param
     out = [("content-type", "application/json")]
     if isinstance(exc, RateLimitedError):
         kind = exc.limit
@@ -469,7 +612,7 @@ def error_response(
     if headers:
         out.extend(headers)
     body = json.dumps(
-        {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}
     ).encode()
     out.append(("content-length", str(len(body))))
     return ErrorResponse(status, out, body)
@@ -643,24 +786,35 @@ class Policy:
         """
         Admit one request of *tenant*, or refuse it having taken nothing.
 
-        Order: the model allow list, then a concurrency slot, one request
-        and the token reservation in one atomic step
-        (`Tenant.begin_request`). A refusal by one limit leaves the others
-        untouched.
+        Order: the model allow list, then the reservation against the whole
+        token budget, then a concurrency slot, one request and the token
+        reservation in one atomic step (`Tenant.begin_request`). A refusal
+        by one limit leaves the others untouched.
 
         Raises:
+            InvalidRequestError: the request lets the app choose its model
+                and the tenant has an allow list.
             ModelNotAllowedError: the model is not in the allow list.
+            RequestOverBudgetError: the reservation exceeds the tenant's
+                whole token budget (no wait would let it pass).
             RateLimitedError: a limit refused it.
         """
         model = info.model
+        record = tenant.record
+        if info.default_model and record.model_allow_list:
+            msg = (
+                "You must provide a model parameter: this key may use only some models."
+            )
+            raise InvalidRequestError(msg, code="missing_model", param="model")
         if model and (
             not tenant.model_allowed(model)
-            or (info.mangled and tenant.record.model_allow_list)
+            or (info.mangled and record.model_allow_list)
         ):
             raise ModelNotAllowedError(tenant.id, model)
-        record = tenant.record
         budget = record.token_budget
-        reserve = min(info.reserve, budget) if budget else info.reserve
+        reserve = info.reserve
+        if budget and reserve > budget:
+            raise RequestOverBudgetError(tenant.id, model, budget, reserve)
         admission = tenant.begin_request(reserve)
         if admission.concurrency_refused:
             raise RateLimitedError(

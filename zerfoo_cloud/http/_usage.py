@@ -15,20 +15,23 @@ In order of trust:
    CRLF, LF or CR line ends, comments and multi-line data, and that can drop
    the usage-only chunk a client did not ask for.
 
-Everything here is sans-IO: bytes in, bytes and numbers out.
+Everything here is sans-IO: bytes in, bytes and numbers out. Reading is
+total: no response, however malformed, deep or large, makes these classes
+raise; a body they cannot read shows no usage, and the caller bills the
+reservation (`zerfoo_cloud.http._policy.fallback_usage`). JSON is read by
+`zerfoo_cloud.http._json.parse_json`, within its limits.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import orjson
 
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.http._json import parse_json
 
 __all__ = [
     "JSON_BUFFER_LIMIT",
@@ -59,34 +62,6 @@ _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
 _DONE = b"[DONE]"
 _STRUCTURE = re.compile(rb'["{}\[\]:,]')
 _STRING_STOP = re.compile(rb'["\\]')
-
-
-#: Maps every digit to ``0`` (no other byte is ``0``): a run of 19 digits,
-#: an integer orjson may turn into a float (past 64 bits), becomes
-#: `_LONG_RUN`. ``translate`` and ``in`` find it several times faster than a
-#: regular expression.
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19
-
-
-def parse_json(data: bytes) -> Any:
-    """
-    Parse a JSON document given as bytes: what ``json.loads`` returns.
-
-    orjson parses it (several times faster: this runs for every request and
-    response body). ``json.loads`` parses what orjson refuses (``NaN``,
-    ``1e400``, UTF-16 text) and any document with a run of 19 or more digits,
-    where orjson would read an integer past 64 bits as a float.
-
-    Raises:
-        ValueError: *data* is not a JSON document.
-    """
-    if _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
 
 
 _NONE = 0
@@ -556,7 +531,7 @@ class JSONUsageScanner:
         assert self._capture is not None
         self._capture += tail
         try:
-            value = json.loads(bytes(self._capture))
+            value = parse_json(bytes(self._capture))
         except ValueError:
             value = None
         self._capture = None
@@ -606,7 +581,7 @@ class ResponseMeter:
         if content_type is None:
             return
         if isinstance(content_type, str):
-            content_type = content_type.encode("latin-1")
+            content_type = content_type.encode("latin-1", "replace")
         self._kind = _content_kind(content_type)
         if self._kind == _SSE:
             self._sse = SSEUsageParser(drop_usage_only=self.drop_usage_only)

@@ -22,7 +22,7 @@ from zerfoo_cloud.http._policy import (
     PolicyOptions,
     api_key_from,
     error_response,
-    inspect_request,
+    inspect_for_metering,
     metering_finisher,
 )
 from zerfoo_cloud.http._usage import (
@@ -339,7 +339,7 @@ class BillingMiddleware:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        info = inspect_request(method, path, body, self.options)
+        info = inspect_for_metering(method, path, body, self.options)
         state = _request_state(scope)
         slot = state.get(USAGE_KEY)
         if not isinstance(slot, UsageSlot):

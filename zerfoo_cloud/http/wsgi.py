@@ -26,7 +26,7 @@ from zerfoo_cloud.http._policy import (
     PolicyOptions,
     api_key_from,
     error_response,
-    inspect_request,
+    inspect_for_metering,
     metering_finisher,
 )
 from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, ResponseMeter, UsageSlot
@@ -366,7 +366,7 @@ class WSGIBillingMiddleware:
         """
         method: str = environ.get("REQUEST_METHOD", "GET")
         path: str = environ.get("PATH_INFO", "")
-        info = inspect_request(method, path, _read_body(environ, 0), self.options)
+        info = inspect_for_metering(method, path, _read_body(environ, 0), self.options)
         slot = environ.get(USAGE_KEY)
         if not isinstance(slot, UsageSlot):
             slot = environ[USAGE_KEY] = UsageSlot()
