@@ -28,11 +28,8 @@ large request waits for a full budget instead of failing forever.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
-import secrets
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
@@ -49,7 +46,7 @@ from zerfoo_cloud.errors import (
     UnauthorizedError,
 )
 from zerfoo_cloud.http._usage import Usage, parse_json
-from zerfoo_cloud.metering import MAX_MODEL_LENGTH, billable_model
+from zerfoo_cloud.metering import MAX_MODEL_LENGTH, billable_model, new_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -510,32 +507,6 @@ def fallback_usage(info: RequestInfo, status: int, streamed_events: int) -> Usag
     return Usage(
         info.prompt_tokens, max(0, info.reserve - info.prompt_tokens), "estimate"
     )
-
-
-class _RequestIds:
-    """
-    Unique request ids without a system call each: a random 64-bit prefix per
-    process and a counter (32 hex digits, like a UUID).
-    """
-
-    def __init__(self) -> None:
-        self._prefix = ""
-        self._counter = itertools.count()
-        self._reset()
-        # A forked child must not repeat its parent's ids; checking the pid
-        # on every call would cost a system call.
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._prefix = secrets.token_hex(8)
-        self._counter = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
-
-
-#: Return a new request id, unique across processes and restarts.
-new_request_id = _RequestIds()
 
 
 class Ticket:
