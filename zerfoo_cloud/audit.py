@@ -134,6 +134,9 @@ class AuditResult(str, enum.Enum):
     RATE_LIMITED = "rate_limited"
     ERROR = "error"
     UNAUTHORIZED = "unauthorized"
+    #: The request was served, but the usage the app reported was more than
+    #: a billing record holds; it was billed the most a record holds.
+    USAGE_CLAMPED = "usage_clamped"
 
 
 def _optional_utc(ts: datetime | None) -> datetime | None:

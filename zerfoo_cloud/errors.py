@@ -22,9 +22,11 @@ handles it sensibly::
     ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
+    ├── DuplicateHeaderError                 HTTP 400: a credential header sent twice
     ├── UnauthorizedError                    HTTP 401: no API key, or an unknown one
     ├── ModelNotAllowedError (PermissionError)  HTTP 403: model not in the allow list
     ├── InvalidRequestError (ValueError)     HTTP 400: a body the policy cannot fully read
+    ├── ModelNotFoundError (LookupError)     HTTP 404: no such model for this key
     ├── RequestTooLargeError                 HTTP 413: request body over the limit
     ├── RateLimitedError                     HTTP 429: request, token or concurrency limit
     ├── RequestOverBudgetError               HTTP 429: reservation above the whole token budget
@@ -65,11 +67,13 @@ __all__ = [
     "AuditChainError",
     "CloudError",
     "CorruptRecordError",
+    "DuplicateHeaderError",
     "GPUUnavailableError",
     "InvalidConfigError",
     "InvalidRequestError",
     "ModelFormatError",
     "ModelNotAllowedError",
+    "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
     "RateLimitedError",
@@ -342,6 +346,21 @@ class SAMLError(CloudError):
     """
 
 
+class DuplicateHeaderError(CloudError):
+    """
+    The request carries a header that must appear once several times
+    (HTTP 400): two ``Authorization`` or two ``x-api-key`` headers (or, from
+    a WSGI server, which joins repeated headers with commas, one holding a
+    comma). Which one counts would be a guess, so neither does.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+        super().__init__(f"The {header} header may be sent only once.")
+
+
 class UnauthorizedError(CloudError):
     """
     The request carries no API key, or a key no tenant has (HTTP 401).
@@ -416,6 +435,22 @@ class RequestOverBudgetError(CloudError):
             f"Request too large for {target}on tokens per min: Limit {limit}, "
             f"Requested {requested}. The input or output tokens must be reduced "
             "in order to run successfully."
+        )
+
+
+class ModelNotFoundError(CloudError, LookupError):
+    """
+    ``GET …/models/{id}`` of a model the tenant may not use (HTTP 404), as
+    OpenAI answers for a model that does not exist: the allow list is not
+    revealed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"The model {model!r} does not exist or you do not have access to it."
         )
 
 

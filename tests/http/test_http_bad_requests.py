@@ -154,6 +154,7 @@ def test_unreadable_requests_never_reach_the_app(
                 "type": kind,
                 "param": param,
                 "code": code,
+                "request_id": r.headers["x-request-id"],
             }
         }
         assert "retry-after" not in r.headers

@@ -23,8 +23,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud.audit import AuditAction
-from zerfoo_cloud.http._policy import Finished, audit_result
+from zerfoo_cloud.audit import AuditAction, AuditResult
+from zerfoo_cloud.http._policy import (
+    Finished,
+    audit_result,
+    describe_failure,
+    error_response,
+)
 from zerfoo_cloud.metering import UsageEvent
 
 if TYPE_CHECKING:
@@ -32,9 +37,19 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.http._policy import ErrorResponse, Policy
     from zerfoo_cloud.metering import TokenMeter, UsageRecorder
+    from zerfoo_cloud.tenants import Tenant
 
-__all__ = ["Accounting"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "REQUEST_ID_KEY", "Accounting", "refuse_safely"]
+
+#: The key under which the adapters tell the app the request's id (ASGI:
+#: ``scope["state"]``; WSGI: the environ): the ``x-request-id`` of its
+#: response and the id of its billing record.
+REQUEST_ID_KEY = "zerfoo_cloud.request_id"
+#: The status audited for a request whose client left before its body was
+#: read (nginx's 499): no response was sent.
+CLIENT_CLOSED_REQUEST = 499
 
 _log = logging.getLogger("zerfoo_cloud.http")
 #: How long the exit hook waits for queued accounting to be written.
@@ -45,6 +60,47 @@ _MIN_PAUSE = 0.005
 _MAX_PAUSE = 0.1
 
 _Job = tuple["Callable[..., None]", tuple[Any, ...]]
+
+
+def refuse_safely(  # noqa: PLR0917 - the whole of one refusal
+    policy: Policy,
+    accounting: Accounting,
+    exc: BaseException,
+    tenant: Tenant | None,
+    request: tuple[str, str, str, str],
+    request_id: str,
+    correlation_id: str | None,
+) -> tuple[ErrorResponse, Finished]:
+    """
+    `Policy.refuse`, which cannot fail: when it raises, the refusal is a
+    bare `error_response` for *exc* and the failure is logged and counted.
+    *request* is ``(model, method, path, remote_addr)``.
+    """
+    try:
+        return policy.refuse(
+            exc,
+            tenant,
+            request,
+            request_id=request_id,
+            correlation_id=correlation_id,
+        )
+    except Exception as error:  # noqa: BLE001 - the bare refusal below
+        accounting.note_failure(describe_failure("refusal", error), request_id)
+    refusal = error_response(exc, request_id=request_id)
+    model, method, path, remote = request
+    finished = Finished(
+        "" if tenant is None else tenant.id,
+        None,
+        model,
+        refusal.status,
+        method,
+        path,
+        remote,
+        tenant is not None,
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
+    return refusal, finished
 
 
 class _Worker:
@@ -146,8 +202,23 @@ class Accounting:
     def account(self, finished: Finished) -> None:
         """
         Record one request: its billing record and usage event (admitted
-        requests only) and its audit entry. Never waits on a disk.
+        requests only) and its audit entry. Never waits on a disk, and
+        never raises: each of the three is tried whatever the others did,
+        and a failure (or one named in *finished.failures*) is logged as
+        one line and counted in `failures`.
+
+        A request whose usage was clamped (`Finished.clamped`) is audited
+        with `AuditResult.USAGE_CLAMPED`; a client's own request id
+        (`Finished.correlation_id`) is logged with the request's id.
         """
+        for failure in finished.failures:
+            self._failed(failure, finished)
+        if finished.correlation_id is not None:
+            _log.info(
+                "request %s: client request id %s",
+                finished.request_id,
+                finished.correlation_id,
+            )
         usage = finished.usage
         if usage is not None:
             if self.meter is not None:
@@ -159,17 +230,20 @@ class Accounting:
                         model=finished.model,
                         request_id=finished.request_id,
                     )
-                except Exception:  # noqa: BLE001 - logged and counted; the response goes on
-                    self._failed("billing record")
+                except Exception as exc:  # noqa: BLE001 - logged and counted; the response goes on
+                    self._failed(describe_failure("billing record", exc), finished)
             if self.recorder is not None:
-                event = UsageEvent(
-                    finished.tenant_id,
-                    finished.model,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    int(self.clock()),
-                )
-                self._worker.put((self._publish, (event,)))
+                try:
+                    event = UsageEvent(
+                        finished.tenant_id,
+                        finished.model,
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        int(self.clock()),
+                    )
+                    self._worker.put((self._publish, (event,)))
+                except Exception as exc:  # noqa: BLE001 - logged and counted
+                    self._failed(describe_failure("usage event", exc), finished)
         audit = self.audit
         if audit is not None:
             try:
@@ -178,26 +252,35 @@ class Accounting:
                     AuditAction.INFERENCE
                     if finished.authenticated
                     else AuditAction.AUTH,
-                    audit_result(finished.status),
+                    AuditResult.USAGE_CLAMPED
+                    if finished.clamped
+                    else audit_result(finished.status),
                     resource=finished.model or finished.path,
                     status_code=finished.status,
                     method=finished.method,
                     path=finished.path,
                     remote_addr=finished.remote_addr,
                 )
-            except Exception:  # noqa: BLE001 - logged and counted
-                self._failed("audit entry")
+            except Exception as exc:  # noqa: BLE001 - logged and counted
+                self._failed(describe_failure("audit entry", exc), finished)
 
     def _publish(self, event: UsageEvent) -> None:
         assert self.recorder is not None
         try:
             self.recorder.record(event)
-        except Exception:  # noqa: BLE001 - logged and counted
-            self._failed("usage event")
+        except Exception as exc:  # noqa: BLE001 - logged and counted
+            self._failed(describe_failure("usage event", exc), None)
 
-    def _failed(self, what: str) -> None:
+    def _failed(self, what: str, finished: Finished | None) -> None:
+        self.note_failure(what, None if finished is None else finished.request_id)
+
+    def note_failure(self, what: str, request_id: str | None) -> None:
+        """
+        Log, as one line, that the step *what* of accounting request
+        *request_id* failed, and count it in `failures`.
+        """
         self.failures += 1
-        _log.exception("could not write the %s of a request", what)
+        _log.error("accounting of request %s: %s failed", request_id or "-", what)
 
     def submit(self, finished: Finished) -> None:
         """

@@ -39,12 +39,9 @@ with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
 import re
-import secrets
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
@@ -52,9 +49,11 @@ import attrs
 from zerfoo_cloud.audit import AuditResult
 from zerfoo_cloud.errors import (
     CloudError,
+    DuplicateHeaderError,
     InvalidConfigError,
     InvalidRequestError,
     ModelNotAllowedError,
+    ModelNotFoundError,
     RateLimitedError,
     RequestOverBudgetError,
     RequestTooLargeError,
@@ -64,7 +63,13 @@ from zerfoo_cloud.errors import (
 )
 from zerfoo_cloud.http._json import MAX_JSON_BYTES, parse_json
 from zerfoo_cloud.http._usage import Usage
-from zerfoo_cloud.metering import MAX_MODEL_LENGTH, billable_model
+from zerfoo_cloud.metering import (
+    MAX_MODEL_LENGTH,
+    MAX_REQUEST_ID_LENGTH,
+    MAX_TOKENS,
+    billable_model,
+    new_request_id,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,6 +91,9 @@ __all__ = [
     "Ticket",
     "api_key_from",
     "audit_result",
+    "clamp_usage",
+    "client_request_id",
+    "describe_failure",
     "error_response",
     "estimate_prompt_tokens",
     "fallback_usage",
@@ -104,10 +112,12 @@ H = TypeVar("H", str, bytes)
 #: HTTP status, OpenAI error ``type`` and ``code`` for each exception class,
 #: looked up along ``type(exc).__mro__`` (the most specific class wins).
 EXCEPTION_STATUS: dict[type[BaseException], tuple[int, str, str | None]] = {
+    DuplicateHeaderError: (400, "invalid_request_error", "duplicate_header"),
     UnauthorizedError: (401, "invalid_request_error", "invalid_api_key"),
     TenantNotFoundError: (401, "invalid_request_error", "invalid_api_key"),
     InvalidRequestError: (400, "invalid_request_error", "invalid_request"),
     ModelNotAllowedError: (403, "invalid_request_error", "model_not_allowed"),
+    ModelNotFoundError: (404, "invalid_request_error", "model_not_found"),
     RequestTooLargeError: (413, "invalid_request_error", "request_too_large"),
     RateLimitedError: (429, "requests", "rate_limit_exceeded"),
     RequestOverBudgetError: (429, "tokens", "rate_limit_exceeded"),
@@ -586,7 +596,10 @@ class ErrorResponse:
 
 
 def error_response(
-    exc: BaseException, headers: list[tuple[str, str]] | None = None
+    exc: BaseException,
+    headers: list[tuple[str, str]] | None = None,
+    *,
+    request_id: str | None = None,
 ) -> ErrorResponse:
     """
     Build the OpenAI-shaped response for *exc*.
@@ -594,7 +607,9 @@ def error_response(
     The body is ``{"error": {"message", "type", "param", "code"}}`` (an
     `InvalidRequestError` gives its own ``code`` and ``param``); a
     `RateLimitedError` adds ``Retry-After`` in whole seconds (at least 1).
-    *headers* (the ``x-ratelimit-*`` ones) are added.
+    *headers* (the ``x-ratelimit-*`` ones) are added. With *request_id*,
+    the response carries it as ``x-request-id`` and the body as
+    ``error.request_id``.
 
     .. versionadded:: 0.1.0
     """
@@ -611,9 +626,16 @@ def error_response(
         out.append(("retry-after", str(max(1, seconds))))
     if headers:
         out.extend(headers)
-    body = json.dumps(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    ).encode()
+    error: dict[str, str | None] = {
+        "message": message,
+        "type": kind,
+        "param": param,
+        "code": code,
+    }
+    if request_id is not None:
+        error["request_id"] = request_id
+        out.append(("x-request-id", request_id))
+    body = json.dumps({"error": error}).encode()
     out.append(("content-length", str(len(body))))
     return ErrorResponse(status, out, body)
 
@@ -655,30 +677,21 @@ def fallback_usage(info: RequestInfo, status: int, streamed_events: int) -> Usag
     )
 
 
-class _RequestIds:
+def client_request_id(value: str | bytes | None) -> str | None:
     """
-    Unique request ids without a system call each: a random 64-bit prefix per
-    process and a counter (32 hex digits, like a UUID).
+    The client's own ``x-request-id``, kept as a correlation id: 1 to
+    `zerfoo_cloud.metering.MAX_REQUEST_ID_LENGTH` visible ASCII characters,
+    else ``None`` (dropped). It is logged with the request, never used as
+    its id.
+
+    .. versionadded:: 0.1.0
     """
-
-    def __init__(self) -> None:
-        self._prefix = ""
-        self._counter = itertools.count()
-        self._reset()
-        # A forked child must not repeat its parent's ids; checking the pid
-        # on every call would cost a system call.
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._prefix = secrets.token_hex(8)
-        self._counter = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
-
-
-#: Return a new request id, unique across processes and restarts.
-new_request_id = _RequestIds()
+    if not value or len(value) > MAX_REQUEST_ID_LENGTH:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if not (text.isascii() and text.isprintable()) or " " in text:
+        return None
+    return text
 
 
 class Ticket:
@@ -868,31 +881,42 @@ class Policy:
             tenant.token_quota() if record.token_budget else None,
         )
 
-    def refusal(self, exc: BaseException, tenant: Tenant | None) -> ErrorResponse:
+    def refusal(
+        self,
+        exc: BaseException,
+        tenant: Tenant | None,
+        *,
+        request_id: str | None = None,
+    ) -> ErrorResponse:
         """
-        The response refusing a request with *exc*, with quota headers.
+        The response refusing a request with *exc*, with quota headers
+        (none when they cannot be read) and *request_id*.
         """
         if isinstance(exc, RateLimitedError):
             headers = rate_limit_headers(exc.requests, exc.tokens)
         else:
             try:
                 headers = self.quota_headers(tenant)
-            except StoreError:
+            except Exception:  # noqa: BLE001 - the refusal goes out without them
                 headers = []
-        return error_response(exc, headers)
+        return error_response(exc, headers, request_id=request_id)
 
     def refuse(
         self,
         exc: BaseException,
         tenant: Tenant | None,
         request: tuple[str, str, str, str],
+        *,
+        request_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> tuple[ErrorResponse, Finished]:
         """
         The response refusing a request with *exc*, and the record of it.
 
-        *request* is ``(model, method, path, remote_addr)``.
+        *request* is ``(model, method, path, remote_addr)``; *request_id*
+        is sent as ``x-request-id`` and in the error body.
         """
-        refusal = self.refusal(exc, tenant)
+        refusal = self.refusal(exc, tenant, request_id=request_id)
         model, method, path, remote = request
         finished = Finished(
             "" if tenant is None else tenant.id,
@@ -903,22 +927,46 @@ class Policy:
             path,
             remote,
             tenant is not None,
+            request_id=request_id,
+            correlation_id=correlation_id,
         )
         return refusal, finished
 
     def finisher(
-        self, ticket: Ticket, slot: UsageSlot, request: tuple[str, str, str]
-    ) -> Callable[[int, ResponseMeter], Finished]:
+        self,
+        ticket: Ticket,
+        slot: UsageSlot,
+        request: tuple[str, str, str],
+        *,
+        correlation_id: str | None = None,
+    ) -> Callable[[int, ResponseMeter | None], Finished]:
         """
-        Return ``finish(status, meter)``: settles *ticket* with the usage the
-        app reported in *slot*, else the one *meter* saw, and returns the
+        Return ``finish(status, meter)``: settles *ticket* and returns the
         record of the request. *request* is ``(method, path, remote_addr)``.
+
+        ``finish`` never raises: it is the one step that accounts an
+        admitted request, so it must run to its end. The usage is the one
+        the app reported in *slot*, else the one *meter* saw, else
+        `fallback_usage`; a step that raises is skipped and named in
+        `Finished.failures` (a failed usage extraction, or *meter* ``None``
+        for a response the meter could not follow, bills the reservation
+        unless the app reported its usage);
+        the counts are clamped to what a billing record holds
+        (`clamp_usage`); and when `settle` raises, the slot and the
+        reservation are settled one by one instead.
         """
         method, path, remote = request
 
-        def finish(status: int, meter: ResponseMeter) -> Finished:
-            usage = slot.get() or meter.usage()
-            billed = self.settle(ticket, usage, status, meter.streamed_events)
+        def finish(status: int, meter: ResponseMeter | None) -> Finished:
+            failures: list[str] = []
+            usage, streamed = _measured(slot, meter, failures)
+            billed = usage or fallback_usage(ticket.info, status, streamed)
+            billed, clamped = clamp_usage(billed)
+            try:
+                self.settle(ticket, billed, status, streamed)
+            except Exception as exc:  # noqa: BLE001 - settled step by step below
+                failures.append(describe_failure("settlement", exc))
+                failures.extend(_settle_apart(ticket, billed.total_tokens))
             return Finished(
                 ticket.tenant.id,
                 billed,
@@ -928,6 +976,9 @@ class Policy:
                 path,
                 remote,
                 request_id=ticket.request_id,
+                correlation_id=correlation_id,
+                clamped=clamped,
+                failures=tuple(failures),
             )
 
         return finish
@@ -952,9 +1003,94 @@ class Policy:
         try:
             ticket.tenant.end_request(ticket.reserved, billed.total_tokens)
         finally:
-            if ticket.pin is not None:
-                ticket.pin.__exit__(None, None, None)
+            _unpin(ticket)
         return billed
+
+
+def describe_failure(step: str, exc: BaseException) -> str:
+    """
+    Name a failed step of the request path for a log line: the step and the
+    exception's type, never its message (which may quote a request).
+
+    .. versionadded:: 0.1.0
+    """
+    return f"{step} ({type(exc).__name__})"
+
+
+def _measured(
+    slot: UsageSlot, meter: ResponseMeter | None, failures: list[str]
+) -> tuple[Usage | None, int]:
+    """
+    The usage reported or seen, and the streamed events; a step that raises
+    counts as having found nothing and is added to *failures*.
+    """
+    try:
+        usage = slot.get()
+    except Exception as exc:  # noqa: BLE001 - named in failures; the reservation is billed
+        failures.append(describe_failure("usage report", exc))
+        return None, 0
+    if meter is None:
+        # The response could not be metered (the adapter reported why).
+        return usage, 0
+    try:
+        if usage is None:
+            usage = meter.usage()
+        streamed = meter.streamed_events
+    except Exception as exc:  # noqa: BLE001 - named in failures; the reservation is billed
+        failures.append(describe_failure("usage extraction", exc))
+        return None, 0
+    return usage, streamed
+
+
+def _unpin(ticket: Ticket) -> None:
+    pin, ticket.pin = ticket.pin, None
+    if pin is not None:
+        pin.__exit__(None, None, None)
+
+
+def _settle_apart(ticket: Ticket, used: int) -> list[str]:
+    """
+    Settle *ticket* one step at a time, after `Policy.settle` failed: give
+    the slot back, reconcile the reservation, unpin the model. Returns the
+    steps that failed too.
+    """
+    ticket.settled = True
+    tenant = ticket.tenant
+    failed = []
+    try:
+        tenant.release_concurrent()
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        failed.append(describe_failure("slot release", exc))
+    try:
+        if used < ticket.reserved:
+            tenant.refund_tokens(ticket.reserved - used)
+        elif used > ticket.reserved:
+            tenant.deduct_tokens(used - ticket.reserved)
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        failed.append(describe_failure("token reconciliation", exc))
+    try:
+        _unpin(ticket)
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        failed.append(describe_failure("model unpin", exc))
+    return failed
+
+
+def clamp_usage(usage: Usage) -> tuple[Usage, bool]:
+    """
+    Return *usage* with each count cut to `zerfoo_cloud.metering.MAX_TOKENS`
+    (the most a billing record holds), and whether a count was cut.
+
+    An app or upstream that reports more (``prompt_tokens = 2**64``) is
+    billed the most a record can hold, never nothing.
+
+    .. versionadded:: 0.1.0
+    """
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if prompt <= MAX_TOKENS and completion <= MAX_TOKENS:
+        return usage, False
+    return Usage(
+        min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS), usage.source
+    ), True
 
 
 class Finished(NamedTuple):
@@ -962,6 +1098,12 @@ class Finished(NamedTuple):
     One finished request, as the accounting records it.
 
     *usage* is ``None`` for a refused request (it is audited, not billed).
+    *request_id* is the id the client was sent (``x-request-id``) and, for
+    an admitted request, its billing record's id; *correlation_id* is the
+    client's own ``x-request-id`` when it sent a valid one (logged, never
+    used as the id). *clamped* says the usage was cut to what a billing
+    record holds (`clamp_usage`); *failures* names the steps of accounting
+    that raised (each is logged and counted once).
 
     .. versionadded:: 0.1.0
     """
@@ -975,26 +1117,38 @@ class Finished(NamedTuple):
     remote_addr: str
     authenticated: bool = True
     request_id: str | None = None
+    correlation_id: str | None = None
+    clamped: bool = False
+    failures: tuple[str, ...] = ()
 
 
 def metering_finisher(
     info: RequestInfo, slot: UsageSlot, tenant_id: str, request: tuple[str, str, str]
-) -> Callable[[int, ResponseMeter], Finished]:
+) -> Callable[[int, ResponseMeter | None], Finished]:
     """
     Return ``finish(status, meter)`` for metering without limits: the usage
-    reported in *slot*, else the one *meter* saw, else `fallback_usage`.
+    reported in *slot*, else the one *meter* saw, else `fallback_usage`,
+    clamped as `clamp_usage` does. Like `Policy.finisher`, it never raises.
     *request* is ``(method, path, remote_addr)``.
 
     .. versionadded:: 0.1.0
     """
     method, path, remote = request
 
-    def finish(status: int, meter: ResponseMeter) -> Finished:
-        usage = (
-            slot.get()
-            or meter.usage()
-            or fallback_usage(info, status, meter.streamed_events)
+    def finish(status: int, meter: ResponseMeter | None) -> Finished:
+        failures: list[str] = []
+        usage, streamed = _measured(slot, meter, failures)
+        billed, clamped = clamp_usage(usage or fallback_usage(info, status, streamed))
+        return Finished(
+            tenant_id,
+            billed,
+            info.model,
+            status,
+            method,
+            path,
+            remote,
+            clamped=clamped,
+            failures=tuple(failures),
         )
-        return Finished(tenant_id, usage, info.model, status, method, path, remote)
 
     return finish

@@ -16,7 +16,13 @@ from zerfoo_cloud.errors import (
     RequestTooLargeError,
 )
 from zerfoo_cloud.http._accounting import Accounting
-from zerfoo_cloud.http._policy import Finished, Policy, PolicyOptions, audit_result
+from zerfoo_cloud.http._policy import (
+    Finished,
+    Policy,
+    PolicyOptions,
+    audit_result,
+    describe_failure,
+)
 from zerfoo_cloud.http.asgi import BillingMiddleware, CloudMiddleware
 from zerfoo_cloud.http.wsgi import WSGIBillingMiddleware, WSGICloudMiddleware
 
@@ -100,9 +106,12 @@ class _MeteredPolicy(Policy):
         *,
         resources: ResourcePinner | None,
         metrics: Metrics,
+        report: Callable[[str, str | None], None],
     ) -> None:
         super().__init__(tenants, options, resources=resources)
         self.metrics = metrics
+        # Logs and counts a failed step: `Accounting.note_failure`.
+        self.report = report
 
     def authenticate(self, api_key: str | None) -> Tenant:
         _STARTED.set(time.perf_counter())
@@ -110,10 +119,14 @@ class _MeteredPolicy(Policy):
 
     def admit(self, tenant: Tenant, info: RequestInfo) -> Ticket:
         ticket = super().admit(tenant, info)
-        stale = _FLIGHT.get()
-        if stale is not None:  # a request of this thread that never finished
-            stale.release()
-        _FLIGHT.set(self.metrics.request_started(tenant.id))
+        try:
+            stale = _FLIGHT.get()
+            if stale is not None:  # a request of this thread that never finished
+                stale.release()
+            _FLIGHT.set(self.metrics.request_started(tenant.id))
+        except Exception as exc:  # noqa: BLE001 - metrics never refuse an admitted request
+            _FLIGHT.set(None)
+            self.report(describe_failure("metrics", exc), ticket.request_id)
         return ticket
 
     def refuse(
@@ -121,11 +134,23 @@ class _MeteredPolicy(Policy):
         exc: BaseException,
         tenant: Tenant | None,
         request: tuple[str, str, str, str],
+        *,
+        request_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> tuple[Any, Finished]:
-        out = super().refuse(exc, tenant, request)
+        out = super().refuse(
+            exc,
+            tenant,
+            request,
+            request_id=request_id,
+            correlation_id=correlation_id,
+        )
         limit = _limit_of(exc)
         if limit is not None:
-            self.metrics.rejected(None if tenant is None else tenant.id, limit)
+            try:
+                self.metrics.rejected(None if tenant is None else tenant.id, limit)
+            except Exception as error:  # noqa: BLE001 - the refusal still goes out
+                self.report(describe_failure("metrics", error), request_id)
         return out
 
 
@@ -140,6 +165,12 @@ class _MeteredAccounting(Accounting):
 
     def account(self, finished: Finished) -> None:
         super().account(finished)
+        try:
+            self._count(finished)
+        except Exception as exc:  # noqa: BLE001 - logged and counted
+            self.note_failure(describe_failure("metrics", exc), finished.request_id)
+
+    def _count(self, finished: Finished) -> None:
         result = audit_result(finished.status).value
         usage = finished.usage
         prompt, completion = (
@@ -314,11 +345,15 @@ class CloudServer:
                 meter, audit=audit, recorder=recorder, clock=clock
             )
         else:
-            self.policy = _MeteredPolicy(
-                tenants, self.options, resources=resources, metrics=metrics
-            )
             self.accounting = _MeteredAccounting(
                 meter, metrics, audit=audit, recorder=recorder, clock=clock
+            )
+            self.policy = _MeteredPolicy(
+                tenants,
+                self.options,
+                resources=resources,
+                metrics=metrics,
+                report=self.accounting.note_failure,
             )
             if resources is not None and hasattr(resources, "stats"):
                 metrics.track_resources(resources)  # type: ignore[arg-type]

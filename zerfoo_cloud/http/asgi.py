@@ -12,18 +12,37 @@ message at a time: nothing of the response is buffered, whatever its size.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import TYPE_CHECKING
 
-from zerfoo_cloud.errors import CloudError, RequestTooLargeError
-from zerfoo_cloud.http._accounting import Accounting
+from zerfoo_cloud.errors import (
+    CloudError,
+    DuplicateHeaderError,
+    RequestTooLargeError,
+)
+from zerfoo_cloud.http._accounting import (
+    CLIENT_CLOSED_REQUEST,
+    REQUEST_ID_KEY,
+    Accounting,
+    refuse_safely,
+)
+from zerfoo_cloud.http._models import (
+    MAX_MODEL_LIST_BYTES,
+    check_model_route,
+    filter_model_list,
+    model_route,
+)
 from zerfoo_cloud.http._policy import (
     Finished,
     PolicyOptions,
     api_key_from,
+    client_request_id,
+    describe_failure,
     error_response,
     inspect_for_metering,
     metering_finisher,
+    new_request_id,
 )
 from zerfoo_cloud.http._usage import (
     TENANT_KEY,
@@ -39,9 +58,11 @@ if TYPE_CHECKING:
     from zerfoo_cloud.http._policy import Policy, RequestInfo
     from zerfoo_cloud.http._types import ASGIApp, Message, Receive, Scope, Send
     from zerfoo_cloud.metering import UsageRecorder
+    from zerfoo_cloud.tenants import Tenant
 
 __all__ = ["BillingMiddleware", "CloudMiddleware"]
 
+_log = logging.getLogger("zerfoo_cloud.http")
 _HealthHeaders = [
     (b"content-type", b"application/json"),
     (b"cache-control", b"no-store"),
@@ -89,17 +110,31 @@ async def _read_body(
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """Return the Authorization, x-api-key and Content-Length header values."""
-    authorization = api_key = length = None
+def _request_headers(
+    scope: Scope,
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """
+    Return the Authorization, x-api-key, Content-Length and x-request-id
+    header values.
+
+    Raises:
+        DuplicateHeaderError: Authorization or x-api-key came twice.
+    """
+    authorization = api_key = length = client_id = None
     for name, value in scope["headers"]:
         if name == b"authorization":
+            if authorization is not None:
+                raise DuplicateHeaderError("Authorization")
             authorization = value
         elif name == b"x-api-key":
+            if api_key is not None:
+                raise DuplicateHeaderError("x-api-key")
             api_key = value
         elif name == b"content-length":
             length = value
-    return authorization, api_key, length
+        elif name == b"x-request-id":
+            client_id = value
+    return authorization, api_key, length, client_id
 
 
 def _with_content_length(scope: Scope, size: int) -> None:
@@ -118,9 +153,14 @@ def _request_state(scope: Scope) -> dict[str, object]:
 class _Exchange:
     """
     One request/response passing through: replays the request body, meters
-    the response on the way out, and accounts the request exactly once,
-    when the last body message is sent (just before, in durable mode), or
-    when the app ends without sending it.
+    the response on the way out, and accounts the request exactly once in
+    `account`: when the last body message is sent (just before, in durable
+    mode), or, whatever happened, when the app ends (`run`'s ``finally``).
+
+    A response meter that raises stops metering (the response passes on
+    unchanged, the failure is logged and counted, and the reservation is
+    billed). With *models* (a tenant allow list's test), a model list
+    response is held, filtered and sent whole.
     """
 
     __slots__ = (
@@ -130,8 +170,13 @@ class _Exchange:
         "durable",
         "extra_headers",
         "finish",
+        "held",
+        "holding",
         "meter",
+        "metering",
+        "models",
         "replayed",
+        "request_id",
         "status",
         "upstream_receive",
         "upstream_send",
@@ -143,30 +188,41 @@ class _Exchange:
         send: Send,
         info: RequestInfo,
         extra_headers: list[tuple[bytes, bytes]],
-        finish: Callable[[int, ResponseMeter], Finished],
+        finish: Callable[[int, ResponseMeter | None], Finished],
         *,
         accounting: Accounting,
         durable: bool,
+        request_id: str | None = None,
+        models: Callable[[str], bool] | None = None,
     ) -> None:
         self.upstream_receive = receive
         self.upstream_send = send
         self.body = info.body
         self.meter = ResponseMeter(drop_usage_only=info.drop_usage_only)
+        self.metering = True
         self.extra_headers = extra_headers
         self.finish = finish
         self.accounting = accounting
         self.durable = durable
+        self.request_id = request_id
+        self.models = models
+        self.holding = models is not None
+        self.held: list[Message] = []
         self.status = 0
         self.accounted = False
         self.replayed = False
 
-    async def run(self, app: ASGIApp, scope: Scope) -> None:
+    async def run(
+        self, app: ASGIApp, scope: Scope, setup: Callable[[], None] | None = None
+    ) -> None:
         try:
+            if setup is not None:
+                setup()
             await app(scope, self.receive, self.send)
         except Exception as exc:
             if not self.status:
                 self.status = 500
-                failure = error_response(exc)
+                failure = error_response(exc, request_id=self.request_id)
                 headers = _encode(failure.headers) + self.extra_headers
                 # The client may be gone as well; the app's error matters more.
                 with contextlib.suppress(OSError):
@@ -174,9 +230,25 @@ class _Exchange:
             # Always re-raise, so that the server logs the error.
             raise
         finally:
-            if not self.accounted:
-                self.accounted = True
-                self.accounting.submit(self.finish(self.status or 500, self.meter))
+            self.account(self.status or 500)
+
+    def account(self, status: int) -> Finished | None:
+        """
+        Account the request, once: returns its record the first time,
+        ``None`` after. Never raises (`Policy.finisher`, `Accounting.account`).
+        """
+        if self.accounted:
+            return None
+        self.accounted = True
+        finished = self.finish(status, self.meter if self.metering else None)
+        self.accounting.submit(finished)
+        return finished
+
+    def _meter_failed(self, exc: Exception) -> None:
+        self.metering = False
+        self.accounting.note_failure(
+            describe_failure("response metering", exc), self.request_id
+        )
 
     async def receive(self) -> Message:
         if not self.replayed:
@@ -190,39 +262,112 @@ class _Exchange:
             await self._send_body(message)
             return
         if kind == "http.response.start":
-            self.status = message["status"]
-            headers = list(message.get("headers") or ())
-            for name, value in headers:
-                if name.lower() == b"content-type":
-                    self.meter.start(value)
-                    break
-            headers += self.extra_headers
-            message = {**message, "headers": headers}
+            message = self._start(message)
+            if self.holding:
+                self.held.append(message)
+                return
         await self.upstream_send(message)
 
+    def _start(self, message: Message) -> Message:
+        self.status = message["status"]
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in message.get("headers") or ():
+            lower = name.lower()
+            if lower == b"content-type" and self.metering:
+                try:
+                    self.meter.start(value)
+                except Exception as exc:  # noqa: BLE001 - logged, counted, billed the reservation
+                    self._meter_failed(exc)
+            elif lower == b"x-request-id":
+                # The request's id is ours; the app's own is kept beside it.
+                name = b"x-upstream-request-id"  # noqa: PLW2901
+            headers.append((name, value))
+        headers += self.extra_headers
+        if self.request_id is not None:
+            headers.append((b"x-request-id", self.request_id.encode()))
+        return {**message, "headers": headers}
+
     async def _send_body(self, message: Message) -> None:
-        meter = self.meter
         chunk = message.get("body", b"")
-        out = meter.feed(chunk) if chunk else chunk
-        if message.get("more_body", False):
+        more = message.get("more_body", False)
+        out = chunk
+        if self.metering:
+            try:
+                out = self.meter.feed(chunk) if chunk else chunk
+                if not more:
+                    tail = self.meter.close()
+                    if tail:
+                        out += tail
+            except Exception as exc:  # noqa: BLE001 - logged, counted, billed the reservation
+                self._meter_failed(exc)
+                out = chunk
+        if self.holding:
+            await self._hold(out, more=more)
+            return
+        if more:
             if out is not chunk:
                 if not out:
                     return
                 message = {**message, "body": out}
             await self.upstream_send(message)
             return
-        tail = meter.close()
-        if tail:
-            out += tail
         if out is not chunk:
             message = {**message, "body": out}
-        self.accounted = True
-        if self.durable:
-            await self.accounting.submit_durable(self.finish(self.status, meter))
+        await self._send_last(message)
+
+    async def _send_last(self, message: Message) -> None:
+        if self.durable and not self.accounted:
+            self.accounted = True
+            finished = self.finish(self.status, self.meter if self.metering else None)
+            await self.accounting.submit_durable(finished)
             await self.upstream_send(message)
         else:
             await self.upstream_send(message)
-            self.accounting.submit(self.finish(self.status, meter))
+            self.account(self.status)
+
+    async def _hold(self, chunk: bytes, *, more: bool) -> None:
+        """
+        Keep a model list response until its end (at most
+        `MAX_MODEL_LIST_BYTES`), then send it filtered by `models`.
+        """
+        assert self.models is not None
+        held = self.held
+        held.append({"type": "http.response.body", "body": chunk})
+        size = sum(len(m.get("body", b"")) for m in held[1:])
+        if more and size <= MAX_MODEL_LIST_BYTES:
+            return
+        start = held[0] if held and held[0]["type"] == "http.response.start" else None
+        body = b"".join(m.get("body", b"") for m in held[1:])
+        self.held = []
+        self.holding = False
+        status = 0 if start is None else start["status"]
+        if status == 200:  # noqa: PLR2004 - only a listing is filtered
+            filtered = filter_model_list(body, self.models)
+        else:
+            filtered = body if size <= MAX_MODEL_LIST_BYTES else None
+        headers: list[tuple[bytes, bytes]]
+        if filtered is None:
+            self.status = status = 502
+            failure = error_response(_ModelListError(), request_id=self.request_id)
+            headers = _encode(failure.headers) + self.extra_headers
+            filtered = failure.body
+        else:
+            assert start is not None
+            headers = [
+                (k, v) for k, v in start["headers"] if k.lower() != b"content-length"
+            ]
+            headers.append((b"content-length", str(len(filtered)).encode()))
+        await self.upstream_send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
+        await self._send_last({"type": "http.response.body", "body": filtered})
+
+
+class _ModelListError(CloudError):
+    """The app's model list could not be read, so it cannot be filtered."""
+
+    def __init__(self) -> None:
+        super().__init__("The model list could not be read.")
 
 
 class CloudMiddleware:
@@ -230,13 +375,18 @@ class CloudMiddleware:
     ASGI middleware that makes an app multi-tenant (see `zerfoo_cloud.CloudServer`).
 
     Per request: ``/healthz`` is answered at once; otherwise the API key is
-    authenticated, the body read (413 past the limit), the model checked
-    against the allow list (403), a concurrency slot, one request and the
-    token reservation taken (429 if refused, having taken nothing), and the
-    app run. Its response passes through unbuffered with the
-    ``x-ratelimit-*`` headers added; when it ends the reservation is
-    reconciled with the real usage, the slot given back, and one billing
-    record, usage event and audit entry written off the event loop.
+    authenticated (400 when ``Authorization`` or ``x-api-key`` comes
+    twice), the body read (413 past the limit), the model checked against
+    the allow list (403), a concurrency slot, one request and the token
+    reservation taken (429 if refused, having taken nothing), and the app
+    run. Its response passes through unbuffered with the ``x-ratelimit-*``
+    headers and ``x-request-id`` (the id of its billing record) added; when
+    it ends the reservation is reconciled with the real usage, the slot
+    given back, and one billing record, usage event and audit entry written
+    off the event loop. A request refused, or failing, before the app runs
+    gets an OpenAI-shaped error with its ``x-request-id`` and one audit
+    entry. A tenant with a model allow list sees only its models in
+    ``GET …/models``, and a 404 for ``GET …/models/{id}`` of another.
 
     .. versionadded:: 0.1.0
     """
@@ -258,47 +408,111 @@ class CloudMiddleware:
         path: str = scope["path"]
         if path == options.health_path:
             status, payload = policy.health()
-            await _respond(send, status, _HealthHeaders, payload)
+            headers = [*_HealthHeaders, (b"x-request-id", new_request_id().encode())]
+            await _respond(send, status, headers, payload)
             return
-        authorization, api_key, length = _request_headers(scope)
         method: str = scope["method"]
         client = scope.get("client")
         remote = client[0] if client else ""
-        accounting = self.accounting
         tenant = None
         model = ""
+        correlation = None
+        route = None
         try:
+            authorization, api_key, length, client_id = _request_headers(scope)
+            if client_id is not None:
+                correlation = client_request_id(client_id)
             tenant = policy.authenticate(api_key_from(authorization, api_key))
             body = await _read_body(receive, options.max_body_bytes, length)
             if body is None:
+                self._gone(tenant, (model, method, path, remote), correlation)
                 return
             info = policy.inspect(method, path, body)
             model = info.model
+            route = model_route(method, path)
+            check_model_route(route, tenant)
             ticket = policy.admit(tenant, info)
-        except CloudError as exc:
-            refusal, finished = policy.refuse(
-                exc, tenant, (model, method, path, remote)
+        except Exception as exc:  # noqa: BLE001 - every refusal is answered and audited
+            await self._refuse(
+                exc, tenant, (model, method, path, remote), correlation, send
             )
-            accounting.submit(finished)
-            await _respond(send, refusal.status, _encode(refusal.headers), refusal.body)
             return
-        state = _request_state(scope)
+        request_id = ticket.request_id
         slot = UsageSlot()
-        state[USAGE_KEY] = slot
-        state[TENANT_KEY] = tenant.id
-        if info.rewritten:
-            _with_content_length(scope, len(info.body))
-        finish = policy.finisher(ticket, slot, (method, path, remote))
+        finish = policy.finisher(
+            ticket, slot, (method, path, remote), correlation_id=correlation
+        )
+        models = None
+        if route is not None and route[0] and tenant.record.model_allow_list:
+            models = tenant.model_allowed
         exchange = _Exchange(
             receive,
             send,
             info,
             ticket.header_bytes,
             finish,
-            accounting=accounting,
+            accounting=self.accounting,
             durable=options.durable,
+            request_id=request_id,
+            models=models,
         )
-        await exchange.run(self.app, scope)
+
+        def setup() -> None:
+            state = _request_state(scope)
+            state[USAGE_KEY] = slot
+            state[TENANT_KEY] = tenant.id
+            state[REQUEST_ID_KEY] = request_id
+            if info.rewritten:
+                _with_content_length(scope, len(info.body))
+
+        await exchange.run(self.app, scope, setup)
+
+    async def _refuse(
+        self,
+        exc: Exception,
+        tenant: Tenant | None,
+        request: tuple[str, str, str, str],
+        correlation: str | None,
+        send: Send,
+    ) -> None:
+        """
+        Answer a request refused (or failed) before the app ran, and account
+        it: an OpenAI-shaped error, one audit entry.
+        """
+        request_id = new_request_id()
+        if not isinstance(exc, CloudError):
+            _log.error(
+                "request %s failed before the app ran: %s",
+                request_id,
+                describe_failure("request", exc),
+            )
+        refusal, finished = refuse_safely(
+            self.policy, self.accounting, exc, tenant, request, request_id, correlation
+        )
+        self.accounting.submit(finished)
+        await _respond(send, refusal.status, _encode(refusal.headers), refusal.body)
+
+    def _gone(
+        self,
+        tenant: Tenant,
+        request: tuple[str, str, str, str],
+        correlation: str | None,
+    ) -> None:
+        """Account a request whose client left before its body was read."""
+        model, method, path, remote = request
+        self.accounting.submit(
+            Finished(
+                tenant.id,
+                None,
+                model,
+                CLIENT_CLOSED_REQUEST,
+                method,
+                path,
+                remote,
+                request_id=new_request_id(),
+                correlation_id=correlation,
+            )
+        )
 
 
 class BillingMiddleware:

@@ -35,6 +35,7 @@ import attrs
 import httpx
 
 from zerfoo_cloud.errors import InvalidConfigError, UpstreamError
+from zerfoo_cloud.http._accounting import REQUEST_ID_KEY
 from zerfoo_cloud.http._proxy_types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -99,7 +100,9 @@ _MESSAGES: Final = {
     "upstream_timeout": "The upstream server did not answer in time.",
     "upstream_unavailable": "The upstream server could not be reached.",
     "upstream_invalid_response": "The upstream server sent an invalid response.",
-    "invalid_path": "The request path may not contain '.' or '..' segments.",
+    "invalid_path": (
+        "The request path may not contain '.' or '..' segments, a backslash or a ';'."
+    ),
 }
 _MAX_PORT: Final = 65535
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
@@ -381,10 +384,11 @@ class UpstreamProxy:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._counts["requests"] += 1
         path: str = scope["path"]
-        if not path.startswith("/") or any(
-            part in {".", ".."} for part in path.split("/")
-        ):
-            await _send_error(send, 400, "invalid_request_error", "invalid_path")
+        request_id = _request_id_of(scope)
+        if not _safe_path(path):
+            await _send_error(
+                send, 400, "invalid_request_error", "invalid_path", request_id
+            )
             return
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1") if raw else ""
@@ -407,6 +411,7 @@ class UpstreamProxy:
             content=content,
             extensions={"timeout": self._timeout.as_dict()},
         )
+        exchange.request_id = request_id
         error = await self._watched(request, exchange)
         if exchange.client_gone:
             self._client_left()
@@ -450,7 +455,9 @@ class UpstreamProxy:
                 code,
                 type(exc).__name__,
             )
-            await _send_error(exchange.send, status, "server_error", code)
+            await _send_error(
+                exchange.send, status, "server_error", code, exchange.request_id
+            )
             return
         try:
             await exchange.send(
@@ -511,6 +518,7 @@ class _Exchange:
         "client_gone",
         "finished",
         "receive",
+        "request_id",
         "send",
     )
 
@@ -521,6 +529,7 @@ class _Exchange:
         self.bytes_sent = 0
         self.client_gone = False
         self.finished = False
+        self.request_id: str | None = None
 
     async def request_content(self) -> bytes | AsyncIterator[bytes]:
         """
@@ -605,17 +614,37 @@ def _strip_headers(
     ]
 
 
-async def _send_error(send: Send, status: int, kind: str, code: str) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "message": _MESSAGES[code],
-                "type": kind,
-                "param": None,
-                "code": code,
-            }
-        }
-    ).encode()
+def _safe_path(path: str) -> bool:
+    """
+    Whether the decoded request path may be forwarded: it starts with
+    ``/`` and holds no ``.`` or ``..`` segment (``%2e%2e`` decodes to one),
+    no backslash (``%5c``: some servers read it as ``/``) and no ``;``
+    (path parameters, which some servers strip before routing).
+    """
+    if not path.startswith("/") or "\\" in path or ";" in path:
+        return False
+    return not any(part in {".", ".."} for part in path.split("/"))
+
+
+def _request_id_of(scope: Scope) -> str | None:
+    """The request id a `zerfoo_cloud.CloudServer` around the proxy gave."""
+    state = scope.get("state")
+    found = state.get(REQUEST_ID_KEY) if isinstance(state, dict) else None
+    return found if isinstance(found, str) else None
+
+
+async def _send_error(
+    send: Send, status: int, kind: str, code: str, request_id: str | None = None
+) -> None:
+    error: dict[str, str | None] = {
+        "message": _MESSAGES[code],
+        "type": kind,
+        "param": None,
+        "code": code,
+    }
+    if request_id is not None:
+        error["request_id"] = request_id
+    body = json.dumps({"error": error}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

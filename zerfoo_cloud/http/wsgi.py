@@ -19,15 +19,24 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud.errors import CloudError, RequestTooLargeError
-from zerfoo_cloud.http._accounting import Accounting
+from zerfoo_cloud.errors import CloudError, DuplicateHeaderError, RequestTooLargeError
+from zerfoo_cloud.http._accounting import REQUEST_ID_KEY, Accounting, refuse_safely
+from zerfoo_cloud.http._models import (
+    MAX_MODEL_LIST_BYTES,
+    check_model_route,
+    filter_model_list,
+    model_route,
+)
 from zerfoo_cloud.http._policy import (
     Finished,
     PolicyOptions,
     api_key_from,
+    client_request_id,
+    describe_failure,
     error_response,
     inspect_for_metering,
     metering_finisher,
+    new_request_id,
 )
 from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, ResponseMeter, UsageSlot
 
@@ -103,16 +112,27 @@ def _read_body(environ: Environ, limit: int) -> bytes:
 class _Exchange:
     """
     One request/response passing through: captures the status, meters the
-    body, and accounts the request exactly once.
+    body, and accounts the request exactly once, in `settle` (called from
+    the body's ``close()``, which the server always calls, or before the
+    last chunk in durable mode, or when the app raises).
+
+    A response meter that raises stops metering (the body passes on
+    unchanged, the failure is logged and counted, the reservation billed).
+    With *models* (a tenant allow list's test), a model list response is
+    held, filtered and sent whole.
     """
 
     __slots__ = (
         "accounting",
+        "deferred",
         "durable",
         "extra_headers",
         "finish",
         "length",
         "meter",
+        "metering",
+        "models",
+        "request_id",
         "settled",
         "start_response",
         "status",
@@ -123,28 +143,65 @@ class _Exchange:
         start_response: StartResponse,
         info: RequestInfo,
         extra_headers: list[tuple[str, str]],
-        finish: Callable[[int, ResponseMeter], Finished],
+        finish: Callable[[int, ResponseMeter | None], Finished],
         accounting: Accounting,
         *,
         durable: bool,
+        request_id: str | None = None,
+        models: Callable[[str], bool] | None = None,
     ) -> None:
         self.start_response = start_response
         self.meter = ResponseMeter(drop_usage_only=info.drop_usage_only)
+        self.metering = True
         self.extra_headers = extra_headers
         self.finish = finish
         self.accounting = accounting
         self.durable = durable
+        self.request_id = request_id
+        self.models = models
+        self.deferred: tuple[str, list[tuple[str, str]]] | None = None
         self.status = 0
         self.length: int | None = None
         self.settled = False
 
     def settle(self, *, flush: bool) -> None:
+        """
+        Account the request, once. Never raises (`Policy.finisher`,
+        `Accounting.account`), except the durable flush.
+        """
         if self.settled:
             return
         self.settled = True
-        self.accounting.account(self.finish(self.status or 500, self.meter))
+        finished = self.finish(
+            self.status or 500, self.meter if self.metering else None
+        )
+        self.accounting.account(finished)
         if flush:
             self.accounting.flush_now()
+
+    def meter_failed(self, exc: Exception) -> None:
+        self.metering = False
+        self.accounting.note_failure(
+            describe_failure("response metering", exc), self.request_id
+        )
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self.metering or not chunk:
+            return chunk
+        try:
+            return self.meter.feed(chunk)
+        except Exception as exc:  # noqa: BLE001 - logged, counted, billed the reservation
+            self.meter_failed(exc)
+            return chunk
+
+    def close_meter(self) -> bytes:
+        if not self.metering:
+            return b""
+        try:
+            return self.meter.close()
+        except Exception as exc:  # noqa: BLE001 - logged, counted, billed the reservation
+            self.meter_failed(exc)
+            return b""
 
     def metered_start_response(
         self,
@@ -154,17 +211,30 @@ class _Exchange:
         /,
     ) -> Callable[[bytes], object]:
         self.status = int(status[:3])
+        out: list[tuple[str, str]] = []
         for name, value in headers:
             lower = name.lower()
-            if lower == "content-type":
-                self.meter.start(value)
+            if lower == "content-type" and self.metering:
+                try:
+                    self.meter.start(value)
+                except Exception as exc:  # noqa: BLE001 - logged, counted, billed the reservation
+                    self.meter_failed(exc)
             elif lower == "content-length" and value.isdigit():
                 self.length = int(value)
-        write = self.start_response(status, [*headers, *self.extra_headers], exc_info)
-        meter = self.meter
+            elif lower == "x-request-id":
+                # The request's id is ours; the app's own is kept beside it.
+                name = "x-upstream-request-id"  # noqa: PLW2901
+            out.append((name, value))
+        out += self.extra_headers
+        if self.request_id is not None:
+            out.append(("x-request-id", self.request_id))
+        if self.models is not None and exc_info is None:
+            self.deferred = (status, out)
+            return _refuse_write
+        write = self.start_response(status, out, exc_info)
 
         def metered_write(data: bytes) -> object:
-            return write(meter.feed(data))
+            return write(self.feed(data))
 
         return metered_write
 
@@ -173,9 +243,11 @@ class _Exchange:
             result = app(environ, self.metered_start_response)
         except Exception as exc:  # noqa: BLE001 - logged, answered with a 500
             _log.exception("the app raised an exception")
-            failure = error_response(exc, self.extra_headers)
+            failure = error_response(
+                exc, self.extra_headers, request_id=self.request_id
+            )
             # A second start_response call must carry exc_info (PEP 3333).
-            exc_info = sys.exc_info() if self.status else None
+            exc_info = sys.exc_info() if self.status and not self.deferred else None
             self.status = 500
             self.settle(flush=False)
             self.start_response(_status_line(500), failure.headers, exc_info)
@@ -184,6 +256,11 @@ class _Exchange:
             self.settle(flush=False)
             raise
         return _MeteredBody(result, self)
+
+
+def _refuse_write(data: bytes) -> object:
+    msg = "a model list must be returned as the response iterable, not written"
+    raise RuntimeError(msg)
 
 
 class _MeteredBody:
@@ -199,19 +276,21 @@ class _MeteredBody:
         self._iterator: Generator[bytes, None, None] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._exchange.durable:
+        if self._exchange.models is not None:
+            self._iterator = self._iterate_models()
+        elif self._exchange.durable:
             self._iterator = self._iterate_durable()
         else:
             self._iterator = self._iterate()
         return self._iterator
 
     def _iterate(self) -> Generator[bytes, None, None]:
-        meter = self._exchange.meter
+        exchange = self._exchange
         for chunk in self._result:
-            out = meter.feed(chunk) if chunk else chunk
+            out = exchange.feed(chunk)
             if out:
                 yield out
-        tail = meter.close()
+        tail = exchange.close_meter()
         if tail:
             yield tail
 
@@ -220,14 +299,13 @@ class _MeteredBody:
         # chunk back until the app's iterable ends; it is sent only after the
         # billing record is durable.
         exchange = self._exchange
-        meter = exchange.meter
         held = b""
         seen = 0
         for chunk in self._result:
-            out = meter.feed(chunk) if chunk else chunk
+            out = exchange.feed(chunk)
             seen += len(chunk)
             if exchange.length is not None and seen >= exchange.length:
-                out = held + out + meter.close()
+                out = held + out + exchange.close_meter()
                 held = b""
                 exchange.settle(flush=True)
                 yield out
@@ -235,10 +313,44 @@ class _MeteredBody:
             if held:
                 yield held
             held = out
-        last = held + meter.close()
+        last = held + exchange.close_meter()
         exchange.settle(flush=True)
         if last:
             yield last
+
+    def _iterate_models(self) -> Generator[bytes, None, None]:
+        # A model list: kept whole (at most MAX_MODEL_LIST_BYTES), filtered
+        # by the tenant's allow list, sent with its own Content-Length.
+        exchange = self._exchange
+        assert exchange.models is not None
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self._result:
+            parts.append(exchange.feed(chunk))
+            size += len(chunk)
+            if size > MAX_MODEL_LIST_BYTES:
+                break
+        parts.append(exchange.close_meter())
+        body = b"".join(parts)
+        status, headers = exchange.deferred or (_status_line(500), [])
+        if exchange.status == 200:  # noqa: PLR2004 - only a listing is filtered
+            filtered = filter_model_list(body, exchange.models)
+        else:
+            filtered = body if size <= MAX_MODEL_LIST_BYTES else None
+        if filtered is None:
+            exchange.status = 502
+            failure = error_response(
+                _ModelListError(),
+                exchange.extra_headers,
+                request_id=exchange.request_id,
+            )
+            status, headers, filtered = _status_line(502), failure.headers, failure.body
+        else:
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("content-length", str(len(filtered))))
+        exchange.settle(flush=exchange.durable)
+        exchange.start_response(status, headers)
+        yield filtered
 
     def close(self) -> None:
         """
@@ -256,9 +368,33 @@ class _MeteredBody:
                 self._exchange.settle(flush=False)
 
 
+class _ModelListError(CloudError):
+    """The app's model list could not be read, so it cannot be filtered."""
+
+    def __init__(self) -> None:
+        super().__init__("The model list could not be read.")
+
+
 def _prepare(environ: Environ, info: RequestInfo) -> None:
     environ["wsgi.input"] = io.BytesIO(info.body)
     environ["CONTENT_LENGTH"] = str(len(info.body))
+
+
+def _credentials(environ: Environ) -> tuple[str | None, str | None]:
+    """
+    The Authorization and x-api-key values.
+
+    Raises:
+        DuplicateHeaderError: one came twice (a WSGI server joins repeated
+            headers with a comma, which no key holds).
+    """
+    authorization: str | None = environ.get("HTTP_AUTHORIZATION")
+    api_key: str | None = environ.get("HTTP_X_API_KEY")
+    if authorization is not None and "," in authorization:
+        raise DuplicateHeaderError("Authorization")
+    if api_key is not None and "," in api_key:
+        raise DuplicateHeaderError("x-api-key")
+    return authorization, api_key
 
 
 class WSGICloudMiddleware:
@@ -294,6 +430,7 @@ class WSGICloudMiddleware:
                     ("content-type", "application/json"),
                     ("content-length", str(len(payload))),
                     ("cache-control", "no-store"),
+                    ("x-request-id", new_request_id()),
                 ],
             )
             return [payload]
@@ -302,29 +439,44 @@ class WSGICloudMiddleware:
         accounting = self.accounting
         tenant = None
         model = ""
+        correlation = client_request_id(environ.get("HTTP_X_REQUEST_ID"))
         try:
-            tenant = policy.authenticate(
-                api_key_from(
-                    environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY")
-                )
-            )
+            tenant = policy.authenticate(api_key_from(*_credentials(environ)))
             info = policy.inspect(
                 method, path, _read_body(environ, options.max_body_bytes)
             )
             model = info.model
+            route = model_route(method, path)
+            check_model_route(route, tenant)
             ticket = policy.admit(tenant, info)
-        except CloudError as exc:
-            refusal, finished = policy.refuse(
-                exc, tenant, (model, method, path, remote)
+        except Exception as exc:  # noqa: BLE001 - every refusal is answered and audited
+            request_id = new_request_id()
+            if not isinstance(exc, CloudError):
+                _log.error(
+                    "request %s failed before the app ran: %s",
+                    request_id,
+                    describe_failure("request", exc),
+                )
+            refusal, finished = refuse_safely(
+                policy,
+                accounting,
+                exc,
+                tenant,
+                (model, method, path, remote),
+                request_id,
+                correlation,
             )
             accounting.account(finished)
             start_response(_status_line(refusal.status), refusal.headers)
             return [refusal.body]
+        request_id = ticket.request_id
         slot = UsageSlot()
-        environ[USAGE_KEY] = slot
-        environ[TENANT_KEY] = tenant.id
-        finish = policy.finisher(ticket, slot, (method, path, remote))
-        _prepare(environ, info)
+        finish = policy.finisher(
+            ticket, slot, (method, path, remote), correlation_id=correlation
+        )
+        models = None
+        if route is not None and route[0] and tenant.record.model_allow_list:
+            models = tenant.model_allowed
         exchange = _Exchange(
             start_response,
             info,
@@ -332,7 +484,17 @@ class WSGICloudMiddleware:
             finish,
             accounting,
             durable=options.durable,
+            request_id=request_id,
+            models=models,
         )
+        try:
+            environ[USAGE_KEY] = slot
+            environ[TENANT_KEY] = tenant.id
+            environ[REQUEST_ID_KEY] = request_id
+            _prepare(environ, info)
+        except BaseException:
+            exchange.settle(flush=False)
+            raise
         return exchange.run(self.app, environ)
 
 
