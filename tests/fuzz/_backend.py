@@ -34,6 +34,13 @@ Failure = Literal["none", "before", "mid"]
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found"}
 
 
+def short_bytes(data: bytes, limit: int = 120) -> str:
+    """*data* as a repr cut to *limit* bytes, with its length when cut."""
+    if len(data) <= limit:
+        return repr(data)
+    return f"{data[:limit]!r}... ({len(data)} bytes)"
+
+
 class BackendError(Exception):
     """The failure a reply asks the app to raise."""
 
@@ -49,7 +56,7 @@ class Reply:
 
     status: int
     content_type: bytes | None
-    template: bytes
+    template: bytes = attrs.field(repr=short_bytes)
     parts: int = 1
     failure: Failure = "none"
     report: bool = False

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
-from tests.fuzz._backend import REPLY_HEADER
+from tests.fuzz._backend import REPLY_HEADER, short_bytes
 from tests.fuzz._client import Response, send
 from tests.fuzz._strategies import ALLOWED, BUDGET, DUPLICATE_AUTH, Probe
 
@@ -86,7 +86,7 @@ class Exchange:
                 f"  [{self.name}] {p.method} {p.target} auth={p.auth} "
                 f"headers={list(p.headers)} max_tokens={p.max_tokens!r}"
             ),
-            f"      body={_short(p.body)}",
+            f"      body={short_bytes(p.body)}",
             f"      app calls={calls}"
             + ("" if upstream_calls is None else f" upstream calls={upstream_calls}"),
             f"      reply: {self.reply.summary()}",
@@ -102,7 +102,7 @@ class Exchange:
             lines.append(
                 f"      response: {r.status} complete={r.complete} headers={headers}"
             )
-            lines.append(f"      response body={_short(r.body)}")
+            lines.append(f"      response body={short_bytes(r.body)}")
         return "\n".join(lines)
 
 
@@ -134,12 +134,6 @@ class _State(NamedTuple):
     audits: int
     in_flight: int
     remaining: int
-
-
-def _short(data: bytes, limit: int = 200) -> str:
-    if len(data) <= limit:
-        return repr(data)
-    return f"{data[:limit]!r}... ({len(data)} bytes)"
 
 
 def openai_error(body: bytes) -> bool:

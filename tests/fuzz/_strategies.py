@@ -15,7 +15,7 @@ from typing import Literal
 import attrs
 from hypothesis import strategies as st
 
-from tests.fuzz._backend import ECHO, Reply
+from tests.fuzz._backend import ECHO, Reply, short_bytes
 
 #: The tenant's token budget per minute.
 BUDGET = 100_000
@@ -66,7 +66,7 @@ class Probe:
     target: str
     auth: str
     headers: tuple[tuple[str, str], ...]
-    body: bytes
+    body: bytes = attrs.field(repr=short_bytes)
     max_tokens: object = None
 
     @property
