@@ -80,6 +80,7 @@ class Exchange:
     error: str = ""
 
     def describe(self, calls: int, upstream_calls: int | None) -> str:
+        """The request, the app's calls and reply, and the response, as text."""
         p, r = self.probe, self.response
         lines = [
             (
