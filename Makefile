@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# A longer, random run of the invariant fuzz test (tests/fuzz): FUZZ_EXAMPLES per server kind.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	ZERFOO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ZERFOO_FUZZ_SEED=random $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*
