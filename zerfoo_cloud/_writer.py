@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud._offload import OffloadCommit
 
-__all__ = ["BatchWriter", "QueuedWriting", "choose_linger", "in_background"]
+__all__ = [
+    "BatchWriter",
+    "QueuedWriting",
+    "choose_linger",
+    "in_background",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -452,6 +458,16 @@ class QueuedWriting:
         for writer in self._writers:
             writer.flush(timeout)
 
+    def flush_futures(self) -> list[concurrent.futures.Future[None]]:
+        """
+        Futures that all complete once everything recorded before the call
+        is durable; one fails with `StoreError` as `flush` raises it.
+
+        Taking them does not wait: a caller that must also wait for
+        something else takes them first, so that one commit can serve both.
+        """
+        return [writer.flush_future() for writer in self._writers]
+
     async def aflush(self) -> None:
         """
         Like `flush`, but waits without blocking the event loop.
@@ -459,8 +475,8 @@ class QueuedWriting:
         Raises:
             StoreError: as `flush`.
         """
-        for future in [w.flush_future() for w in self._writers]:
-            await asyncio.wrap_future(future)
+        for future in self.flush_futures():
+            await wait_for(future)
 
     def close(self, timeout: float | None = None) -> None:
         """
@@ -488,6 +504,20 @@ class QueuedWriting:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def wait_for(future: concurrent.futures.Future[None]) -> None:
+    """
+    Await a writer's *future* without blocking the event loop; one that is
+    done already costs no wake-up of the loop.
+
+    Raises:
+        StoreError: the future failed.
+    """
+    if future.done():
+        future.result()
+        return
+    await asyncio.wrap_future(future)
 
 
 def _copy(error: StoreError) -> StoreError:

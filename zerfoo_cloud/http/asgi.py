@@ -279,7 +279,7 @@ class CloudMiddleware:
             refusal, finished = policy.refuse(
                 exc, tenant, (model, method, path, remote)
             )
-            accounting.submit(finished)
+            await accounting.submit_refusal(finished, durable=options.durable)
             await _respond(send, refusal.status, _encode(refusal.headers), refusal.body)
             return
         state = _request_state(scope)

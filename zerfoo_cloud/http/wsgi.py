@@ -317,7 +317,7 @@ class WSGICloudMiddleware:
             refusal, finished = policy.refuse(
                 exc, tenant, (model, method, path, remote)
             )
-            accounting.account(finished)
+            accounting.account_refusal(finished, durable=options.durable)
             start_response(_status_line(refusal.status), refusal.headers)
             return [refusal.body]
         slot = UsageSlot()
