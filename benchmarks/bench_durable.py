@@ -25,7 +25,7 @@ MODEL_MILLISECONDS = 1
 #: Alternating rounds of each mode.
 ROUNDS = 3
 #: Keep-alive connections of the load generator, a row each.
-CONNECTIONS = (16, 64)
+CONNECTIONS = (16, 64, 256)
 #: The target: durable requests per second over the opt-out's.
 TARGET = 0.90
 
