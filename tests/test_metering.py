@@ -827,3 +827,45 @@ def test_billable_model_always_makes_a_valid_record(model: str) -> None:
         assert billed != model
         return
     assert (billed == model) == (len(model) <= MAX_MODEL_LENGTH)
+
+
+def _writing(gated: GatedStore) -> bool:
+    """Wait until the writer thread is inside add() (it holds a batch)."""
+    deadline = time.monotonic() + 10
+    while not gated.threads and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return bool(gated.threads)
+
+
+def test_a_flush_asked_while_its_records_are_being_written_completes(
+    gated: GatedStore, meter: TokenMeter
+) -> None:
+    """Nothing queued behind the batch being written: the flush ends with that batch."""
+    gated.gate.clear()
+    meter.record("acme", 1, 1)
+    assert _writing(gated)
+    future = meter.flush_futures()[0]
+    assert not future.done()
+    gated.gate.set()
+    future.result(10)
+    assert gated.batches == [1]
+
+
+def test_flushes_asked_between_two_batches_share_the_next_one(
+    gated: GatedStore, meter: TokenMeter
+) -> None:
+    """Records queued while a batch is written go out in one batch that answers every flush."""
+    gated.gate.clear()
+    meter.record("acme", 1, 1)
+    assert _writing(gated)
+    futures = []
+    for _ in range(5):
+        meter.record("acme", 1, 1)
+        futures += meter.flush_futures()
+    assert not any(f.done() for f in futures)
+    # One future for them all: one wake-up of a waiting event loop per batch.
+    assert len({id(f) for f in futures}) == 1
+    gated.gate.set()
+    for future in futures:
+        future.result(10)
+    assert gated.batches == [1, 5]

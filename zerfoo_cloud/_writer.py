@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud._offload import OffloadCommit
 
-__all__ = ["BatchWriter", "QueuedWriting", "choose_linger", "in_background"]
+__all__ = [
+    "BatchWriter",
+    "QueuedWriting",
+    "choose_linger",
+    "in_background",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -156,6 +162,10 @@ class BatchWriter(Generic[T]):
         self._submitted = 0  # items accepted, ever
         self._done = 0  # items made durable, ever
         self._waiters: list[tuple[int, concurrent.futures.Future[None]]] = []
+        # The one future of every flush asked for since the last batch was
+        # taken: the next batch holds all their items, so one completion
+        # (one wake-up of each waiting event loop) answers them all.
+        self._shared: concurrent.futures.Future[None] | None = None
         self._error: StoreError | None = None
         self._retry_at = 0.0
         self._retry_now = False
@@ -244,17 +254,24 @@ class BatchWriter(Generic[T]):
         before then; the items stay queued. The call also asks the thread to
         retry a failed commit at once.
         """
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
         cond = self._cond
         with cond:
-            target = self._submitted
-            if self._done >= target:
+            if self._done >= self._submitted:
+                future: concurrent.futures.Future[None] = concurrent.futures.Future()
                 future.set_result(None)
                 return future
-            self._waiters.append((target, future))
+            if self._pending:
+                shared = self._shared
+                if shared is None:
+                    shared = self._shared = concurrent.futures.Future()
+            else:
+                # All of it is in the batch being committed: no later batch
+                # would hold it.
+                shared = concurrent.futures.Future()
+                self._waiters.append((self._submitted, shared))
             self._retry_now = True
             cond.notify()
-        return future
+        return shared
 
     def flush(self, timeout: float | None = None) -> None:
         """
@@ -336,6 +353,12 @@ class BatchWriter(Generic[T]):
                 cond.wait(delay)
                 self._idle = False
             self._retry_now = False
+            shared = self._shared
+            if shared is not None:
+                # Every item its flushes waited for is queued now: done
+                # once the queue so far is (this batch, if all of it fits).
+                self._shared = None
+                self._waiters.append((self._submitted, shared))
             if len(pending) <= self.max_batch:
                 batch = list(pending)
                 pending.clear()
@@ -381,6 +404,9 @@ class BatchWriter(Generic[T]):
             ready = self._resolve()
             failed = [f for _, f in self._waiters]
             self._waiters = []
+            if self._shared is not None:
+                failed.append(self._shared)
+                self._shared = None
         for future in ready:
             future.set_result(None)
         for future in failed:
@@ -452,6 +478,16 @@ class QueuedWriting:
         for writer in self._writers:
             writer.flush(timeout)
 
+    def flush_futures(self) -> list[concurrent.futures.Future[None]]:
+        """
+        Futures that all complete once everything recorded before the call
+        is durable; one fails with `StoreError` as `flush` raises it.
+
+        Taking them does not wait: a caller that must also wait for
+        something else takes them first, so that one commit can serve both.
+        """
+        return [writer.flush_future() for writer in self._writers]
+
     async def aflush(self) -> None:
         """
         Like `flush`, but waits without blocking the event loop.
@@ -459,8 +495,8 @@ class QueuedWriting:
         Raises:
             StoreError: as `flush`.
         """
-        for future in [w.flush_future() for w in self._writers]:
-            await asyncio.wrap_future(future)
+        for future in self.flush_futures():
+            await wait_for(future)
 
     def close(self, timeout: float | None = None) -> None:
         """
@@ -488,6 +524,33 @@ class QueuedWriting:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def wait_for(future: concurrent.futures.Future[None]) -> None:
+    """
+    Await a writer's *future* without blocking the event loop.
+
+    A future that is done already costs no wake-up of the loop; the many
+    requests of one loop that wait for one batch share one wake-up.
+    Cancelling the caller never cancels *future*.
+
+    Raises:
+        StoreError: the future failed.
+    """
+    if future.done():
+        future.result()
+        return
+    loop = asyncio.get_running_loop()
+    twin = _TWINS.get(future)
+    if twin is None or twin.get_loop() is not loop:
+        twin = _TWINS[future] = asyncio.wrap_future(future, loop=loop)
+    await asyncio.shield(twin)
+
+
+#: The event-loop future of each writer future that a loop awaits.
+_TWINS: weakref.WeakKeyDictionary[
+    concurrent.futures.Future[None], asyncio.Future[None]
+] = weakref.WeakKeyDictionary()
 
 
 def _copy(error: StoreError) -> StoreError:

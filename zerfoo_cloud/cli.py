@@ -826,9 +826,12 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option(
-    "--durable",
-    is_flag=True,
-    help="Send each response's last byte only once it is billed durably.",
+    "--durable/--no-durable",
+    default=True,
+    show_default=True,
+    help="Send each response's last byte only once its billing record and audit"
+    " entry are on disk; --no-durable answers sooner and may lose the last few"
+    " milliseconds of records in a crash.",
 )
 @click.option(
     "--max-body-bytes",

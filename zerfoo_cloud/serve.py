@@ -68,7 +68,9 @@ class ServeConfig:
         app: the inference app as ``module:attribute`` (ASGI or WSGI), or
             ``None`` with *upstream*.
         upstream: the base URL of a remote OpenAI-compatible server.
-        durable: send each response's last byte only once it is billed durably.
+        durable: send each response's last byte only once its billing record
+            and audit entry are durable (``False``: do not wait, and lose
+            the last few milliseconds of records in a crash).
         max_body_bytes: larger request bodies get 413.
         metrics: serve ``/metrics``.
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
@@ -89,7 +91,7 @@ class ServeConfig:
     db: str
     app: str | None = None
     upstream: str | None = None
-    durable: bool = False
+    durable: bool = True
     max_body_bytes: int = 32 * 1024 * 1024
     metrics: bool = True
     saml: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)

@@ -164,11 +164,18 @@ def test_stream_is_billed_and_the_injected_chunk_hidden(stack: Stack) -> None:
     assert stack.records(server) == [("acme", 6, 4)]
 
 
-def test_close_is_forwarded_when_the_client_stops_early(stack: Stack) -> None:
-    """A response abandoned after one chunk is closed, billed once, its slot freed."""
+@pytest.mark.parametrize(("durable", "billed"), [(False, 2), (True, 3)])
+def test_close_is_forwarded_when_the_client_stops_early(
+    stack: Stack, durable: bool, billed: int
+) -> None:
+    """
+    A response abandoned after two chunks is closed, billed once, its slot
+    freed. Durable, the app's third chunk was read (and is billed) but held
+    back.
+    """
     stack.tenant(max_concurrent_requests=1)
     body = _Body(sse_events(5, (3, 5)))
-    server = stack.server(sse_app(body))
+    server = stack.server(sse_app(body), durable=durable)
     environ = {
         "REQUEST_METHOD": "POST",
         "PATH_INFO": CHAT,
@@ -185,7 +192,7 @@ def test_close_is_forwarded_when_the_client_stops_early(stack: Stack) -> None:
     getattr(result, "close")()  # noqa: B009 - a second close is harmless
     assert body.closed
     assert stack.tenants.get("acme").in_flight() == 0
-    assert stack.records(server) == [("acme", 0, 2)]
+    assert stack.records(server) == [("acme", 0, billed)]
 
 
 def test_exception_before_start_gets_an_openai_500(

@@ -1,11 +1,15 @@
 """
-Accounting of finished requests, never waiting on a disk or a broker.
+Accounting of finished requests, never blocking the event loop on a disk or
+a broker.
 
 Each finished request becomes one billing record (`TokenMeter.record`), one
 usage event (the server's own `UsageRecorder`, when it has one) and one audit
 entry (`AuditLogger.log`). The meter and the logger only queue what they are
 given (their writer threads commit it in batches), so they are called in
-place, on the event loop too. The recorder may be slow (a file, a broker): it
+place, on the event loop too. In durable mode (the default of
+`zerfoo_cloud.CloudServer`) the response then waits, without blocking the
+loop, for the commit that holds its records: requests finishing together
+share that commit (group commit), so each costs a wake-up, not an fsync. The recorder may be slow (a file, a broker): it
 is called from one background thread per process, fed through a deque, so
 queueing an event costs no system call and no thread switch. A write that
 fails is logged on the ``zerfoo_cloud.http`` logger and counted, and never
@@ -23,7 +27,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._writer import wait_for
 from zerfoo_cloud.audit import AuditAction, AuditResult
+from zerfoo_cloud.errors import StoreError
 from zerfoo_cloud.http._policy import (
     Finished,
     audit_result,
@@ -290,11 +296,51 @@ class Accounting:
 
     async def submit_durable(self, finished: Finished) -> None:
         """
-        `account`, then wait until the billing record is durable without
-        blocking the event loop.
+        `account`, then wait, without blocking the event loop, until the
+        request's billing record (if it has one) and its audit entry are
+        durable. Requests finishing together share one commit of each.
+
+        Raises:
+            StoreError: the store failed; the records stay queued and are
+                retried, but are not durable yet.
         """
         self.account(finished)
-        await self.aflush()
+        await self._committed(billed=finished.usage is not None)
+
+    async def submit_refusal(self, finished: Finished, *, durable: bool) -> None:
+        """
+        `account` a refused request; with *durable*, wait (off the event
+        loop) until its audit entry is durable. A store that fails is
+        logged and counted, and the refusal goes out anyway: nothing was
+        served, and the entry stays queued and is retried.
+        """
+        self.account(finished)
+        if durable:
+            try:
+                await self._committed(billed=False)
+            except StoreError:
+                self._failed("durable audit entry", finished)
+
+    def account_refusal(self, finished: Finished, *, durable: bool) -> None:
+        """
+        `submit_refusal` for a thread that may block (WSGI).
+        """
+        self.account(finished)
+        if durable and self.audit is not None:
+            try:
+                self.audit.flush()
+            except StoreError:
+                self._failed("durable audit entry", finished)
+
+    async def _committed(self, *, billed: bool) -> None:
+        # The audit futures are taken before the meter is awaited: taken
+        # after, they could wait for one more commit.
+        audit = self.audit
+        pending = [] if audit is None else audit.flush_futures()
+        if billed:
+            await self.aflush()
+        for future in pending:
+            await wait_for(future)
 
     async def aflush(self) -> None:
         """
@@ -311,10 +357,13 @@ class Accounting:
 
     def flush_now(self) -> None:
         """
-        Make the meter's records durable, blocking this thread.
+        Make the meter's records and the audit entries durable, blocking
+        this thread.
         """
         if self.meter is not None:
             self.meter.flush()
+        if self.audit is not None:
+            self.audit.flush()
 
     def drain(self, timeout: float | None = None) -> bool:
         """

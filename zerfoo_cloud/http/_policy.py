@@ -195,7 +195,7 @@ class PolicyOptions:
     default_estimate: int = attrs.field(default=1024, validator=_non_negative)
     default_max_tokens: int = attrs.field(default=512, validator=_non_negative)
     include_usage: bool = True
-    durable: bool = False
+    durable: bool = True
     health_path: str = "/healthz"
 
 

@@ -283,7 +283,10 @@ class CloudServer:
             (``stream_options.include_usage``), and hide the extra chunk from
             clients that did not ask for it.
         durable: send the last byte of each response only once its billing
-            record is durable.
+            record and audit entry are durable, and a refusal only once its
+            audit entry is (the default; requests finishing together share
+            one commit). ``False`` answers without waiting: records made in
+            the last few milliseconds before a crash are then lost.
         health_path: the path answered with the health status, no key needed.
         admin: a `zerfoo_cloud.http.admin.AdminAPI` served at ``/admin/...``
             and ``/sso/...`` (ASGI apps only).
@@ -313,7 +316,7 @@ class CloudServer:
         default_estimate: int = 1024,
         default_max_tokens: int = 512,
         include_usage: bool = True,
-        durable: bool = False,
+        durable: bool = True,
         health_path: str = "/healthz",
         admin: AdminAPI | None = None,
         metrics: Metrics | None = None,

@@ -224,6 +224,7 @@ class _Exchange:
                 self.status = 500
                 failure = error_response(exc, request_id=self.request_id)
                 headers = _encode(failure.headers) + self.extra_headers
+                await self._account_durably(500)
                 # The client may be gone as well; the app's error matters more.
                 with contextlib.suppress(OSError):
                     await _respond(self.upstream_send, 500, headers, failure.body)
@@ -315,15 +316,21 @@ class _Exchange:
             message = {**message, "body": out}
         await self._send_last(message)
 
-    async def _send_last(self, message: Message) -> None:
+    async def _account_durably(self, status: int) -> None:
+        """
+        In durable mode, account the request (once) and wait until its
+        billing record and audit entry are durable; else do nothing (the
+        request is accounted after its last byte).
+        """
         if self.durable and not self.accounted:
             self.accounted = True
-            finished = self.finish(self.status, self.meter if self.metering else None)
+            finished = self.finish(status, self.meter if self.metering else None)
             await self.accounting.submit_durable(finished)
-            await self.upstream_send(message)
-        else:
-            await self.upstream_send(message)
-            self.account(self.status)
+
+    async def _send_last(self, message: Message) -> None:
+        await self._account_durably(self.status)
+        await self.upstream_send(message)
+        self.account(self.status)
 
     async def _hold(self, chunk: bytes, *, more: bool) -> None:
         """
@@ -489,7 +496,9 @@ class CloudMiddleware:
         refusal, finished = refuse_safely(
             self.policy, self.accounting, exc, tenant, request, request_id, correlation
         )
-        self.accounting.submit(finished)
+        await self.accounting.submit_refusal(
+            finished, durable=self.policy.options.durable
+        )
         await _respond(send, refusal.status, _encode(refusal.headers), refusal.body)
 
     def _gone(

@@ -249,7 +249,7 @@ class _Exchange:
             # A second start_response call must carry exc_info (PEP 3333).
             exc_info = sys.exc_info() if self.status and not self.deferred else None
             self.status = 500
-            self.settle(flush=False)
+            self.settle(flush=self.durable)
             self.start_response(_status_line(500), failure.headers, exc_info)
             return [failure.body]
         except BaseException:
@@ -298,21 +298,29 @@ class _MeteredBody:
         # The last chunk is known by Content-Length, or else by holding one
         # chunk back until the app's iterable ends; it is sent only after the
         # billing record is durable.
+        # An app that fails mid-answer is accounted first; the chunk held
+        # back then goes out before the error, as without durability.
         exchange = self._exchange
         held = b""
         seen = 0
-        for chunk in self._result:
-            out = exchange.feed(chunk)
-            seen += len(chunk)
-            if exchange.length is not None and seen >= exchange.length:
-                out = held + out + exchange.close_meter()
-                held = b""
-                exchange.settle(flush=True)
-                yield out
-                continue
+        try:
+            for chunk in self._result:
+                out = exchange.feed(chunk)
+                seen += len(chunk)
+                if exchange.length is not None and seen >= exchange.length:
+                    out = held + out + exchange.close_meter()
+                    held = b""
+                    exchange.settle(flush=True)
+                    yield out
+                    continue
+                if held:
+                    yield held
+                held = out
+        except Exception:
+            exchange.settle(flush=True)
             if held:
                 yield held
-            held = out
+            raise
         last = held + exchange.close_meter()
         exchange.settle(flush=True)
         if last:
@@ -466,7 +474,7 @@ class WSGICloudMiddleware:
                 request_id,
                 correlation,
             )
-            accounting.account(finished)
+            accounting.account_refusal(finished, durable=options.durable)
             start_response(_status_line(refusal.status), refusal.headers)
             return [refusal.body]
         request_id = ticket.request_id
