@@ -192,3 +192,45 @@ def test_a_failing_audit_store_does_not_hold_back_a_refusal(
     store.fail = 0
     audit.close()
     assert len(store.all()) == 1
+
+
+def test_asgi_body_complete_by_content_length_waits_for_its_commits(
+    durable: _Durable,
+) -> None:
+    """
+    An app (a proxy, a WSGI bridge) that sends its whole Content-Length with
+    ``more_body`` and an empty message after: the client has the answer once
+    the full length is out, so that chunk already waits for both commits.
+    """
+    answer = json.dumps({"usage": {"prompt_tokens": 2, "completion_tokens": 3}})
+    data = answer.encode()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    handler = durable.server(app).handler()
+    seen: list[tuple[int, tuple[int, int]]] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": json.dumps(chat()).encode()}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            seen.append((len(message.get("body", b"")), durable.committed()))
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": CHAT,
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
+    asyncio.run(handler(scope, receive, send))
+    assert seen[0] == (len(data), (1, 1))

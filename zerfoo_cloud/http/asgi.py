@@ -175,6 +175,7 @@ class _Exchange:
         "meter",
         "metering",
         "models",
+        "remaining",
         "replayed",
         "request_id",
         "status",
@@ -211,6 +212,8 @@ class _Exchange:
         self.status = 0
         self.accounted = False
         self.replayed = False
+        # Body bytes still owed by the response's Content-Length (None: none).
+        self.remaining: int | None = None
 
     async def run(
         self, app: ASGIApp, scope: Scope, setup: Callable[[], None] | None = None
@@ -267,6 +270,8 @@ class _Exchange:
             if self.holding:
                 self.held.append(message)
                 return
+            if self.remaining == 0:  # the headers are the whole answer
+                await self._account_durably(self.status)
         await self.upstream_send(message)
 
     def _start(self, message: Message) -> Message:
@@ -279,6 +284,8 @@ class _Exchange:
                     self.meter.start(value)
                 except Exception as exc:  # noqa: BLE001 - logged, counted, billed the reservation
                     self._meter_failed(exc)
+            elif lower == b"content-length":
+                self.remaining = _content_length(value)
             elif lower == b"x-request-id":
                 # The request's id is ours; the app's own is kept beside it.
                 name = b"x-upstream-request-id"  # noqa: PLW2901
@@ -310,6 +317,7 @@ class _Exchange:
                 if not out:
                     return
                 message = {**message, "body": out}
+            await self._before_sending(len(out))
             await self.upstream_send(message)
             return
         if out is not chunk:
@@ -326,6 +334,17 @@ class _Exchange:
             self.accounted = True
             finished = self.finish(status, self.meter if self.metering else None)
             await self.accounting.submit_durable(finished)
+
+    async def _before_sending(self, size: int) -> None:
+        """
+        Before *size* more body bytes go out: if they complete the declared
+        Content-Length, the client has the whole answer once they are sent,
+        whatever message the app sends after, so account durably now.
+        """
+        if self.remaining is not None:
+            self.remaining -= size
+            if self.remaining <= 0:
+                await self._account_durably(self.status)
 
     async def _send_last(self, message: Message) -> None:
         await self._account_durably(self.status)
@@ -368,6 +387,12 @@ class _Exchange:
             {"type": "http.response.start", "status": status, "headers": headers}
         )
         await self._send_last({"type": "http.response.body", "body": filtered})
+
+
+def _content_length(value: bytes) -> int | None:
+    """A Content-Length header's value, or ``None`` if it is not a number."""
+    text = value.strip()
+    return int(text) if text.isdigit() and len(text) <= 19 else None  # noqa: PLR2004
 
 
 class _ModelListError(CloudError):
