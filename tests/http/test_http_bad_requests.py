@@ -67,6 +67,13 @@ _BAD: list[tuple[bytes, int, str, str, str | None]] = [
         None,
     ),
     (b'{"messages": []}', 400, "invalid_request_error", "missing_model", "model"),
+    (
+        b'{"model": "secret-model", "model": "toy-2"}',
+        400,
+        "invalid_request_error",
+        "duplicate_member",
+        "model",
+    ),
     (b'{"model": null}', 400, "invalid_request_error", "missing_model", "model"),
     (b'{"model": 7}', 400, "invalid_request_error", "invalid_model", "model"),
     (b'{"model": ["toy-2"]}', 400, "invalid_request_error", "invalid_model", "model"),

@@ -313,6 +313,45 @@ def test_api_key_fast_path_agrees_with_the_general_one(
 
 
 # -- requests the policy cannot fully read (findings 2 and 3) -----------------
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b'{"model": "secret-model", "model": "toy-2"}', "model"),
+        (b'{"model": "secret-model", "mod\\u0065l": "toy-2"}', "model"),
+        (b'{"model": "toy-2", "max_tokens": 1, "max_tokens": 50000}', "max_tokens"),
+        (b'{"model": "toy-2", "stream": false, "stream": true}', "stream"),
+        (
+            (
+                b'{"model": "toy-2", "stream": true, "stream_options":'
+                b' {"include_usage": false, "include_usage": true}}'
+            ),
+            "include_usage",
+        ),
+        ('{"model": "a", "model": "toy-2"}'.encode("utf-16"), "model"),
+    ],
+)
+def test_a_repeated_member_the_policy_reads_is_refused(body: bytes, param: str) -> None:
+    """The app could read the first of two values where the policy reads the last."""
+    exc = _refusal("/v1/chat/completions", body)
+    assert (exc.code, exc.param) == ("duplicate_member", param)
+    assert error_response(exc).status == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "toy-2", "messages": [{"role": "user", "content": "model"}]}',
+        b'{"model": "toy-2", "metadata": {"a": 1, "a": 2}}',
+        b'{"model": "toy-2", "prompt": "\\u0041 \\"model\\""}',
+        b'{"model": "toy-2", "user": "\\u00e9"}',
+    ],
+)
+def test_members_that_merely_look_repeated_pass(body: bytes) -> None:
+    """A member name inside a string, or a repeated key the policy never reads, passes."""
+    info = inspect_request("POST", "/v1/chat/completions", body, OPTIONS)
+    assert info.model == "toy-2"
+    assert info.body == body
+
 
 _DEEP = b"[" * 5000 + b"1" + b"]" * 5000
 

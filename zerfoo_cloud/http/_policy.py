@@ -390,6 +390,73 @@ def _read_body(body: bytes, endpoint: int) -> dict[str, Any] | None:
     raise InvalidRequestError(msg, code="invalid_body")
 
 
+#: The members the policy reads. An object that names one of them twice could
+#: be read one way here (the last value wins) and another way by the app or
+#: upstream (some parsers keep the first), so such a body is refused.
+_POLICY_MEMBERS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "stream",
+        "stream_options",
+        "include_usage",
+    }
+)
+_POLICY_MEMBER_NAMES = {name: f'"{name}"'.encode() for name in _POLICY_MEMBERS}
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _may_repeat_a_member(body: bytes, doc: dict[str, Any]) -> bool:
+    """
+    Whether *body* may name a policy member twice: it does not when it is
+    plain UTF-8 without ``\\u`` escapes (the only way to spell a name
+    otherwise) and each policy member it holds appears once in its bytes.
+    """
+    if (b"\\" in body and b"\\u" in body) or b"\x00" in body:
+        return True
+    if body.startswith(_UTF8_BOM):
+        return True
+    options = doc.get("stream_options")
+    present = [name for name in doc if name in _POLICY_MEMBERS]
+    if isinstance(options, dict) and "include_usage" in options:
+        present.append("include_usage")
+    for name in present:
+        quoted = _POLICY_MEMBER_NAMES[name]
+        first = body.find(quoted)
+        if first >= 0 and body.find(quoted, first + len(quoted)) >= 0:
+            return True
+    return False
+
+
+def _check_repeated_members(body: bytes, doc: dict[str, Any]) -> None:
+    """
+    Refuse a body in which an object names a policy member twice.
+
+    Raises:
+        InvalidRequestError: ``duplicate_member``, with the member as *param*.
+    """
+    if not _may_repeat_a_member(body, doc):
+        return
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for name, _ in items:
+            if name in seen and name in _POLICY_MEMBERS and not repeated:
+                repeated.append(name)
+            seen.add(name)
+        return dict(items)
+
+    # parse_json has read this body already: its depth and numbers are bounded.
+    json.loads(body, object_pairs_hook=pairs)
+    if repeated:
+        name = repeated[0]
+        msg = f"The body of your request names {name!r} more than once."
+        raise InvalidRequestError(msg, code="duplicate_member", param=name)
+
+
 def _model_of(doc: dict[str, Any], endpoint: int) -> str:
     model = doc.get("model")
     if isinstance(model, str) and model:
@@ -433,6 +500,7 @@ def inspect_request(
     doc = _read_body(body, endpoint)
     if doc is None:
         return RequestInfo(reserve=options.default_estimate, body=body)
+    _check_repeated_members(body, doc)
     model = _model_of(doc, endpoint)
     mangled = False
     if len(model) > MAX_MODEL_LENGTH or not model.isascii():
