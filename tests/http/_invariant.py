@@ -204,7 +204,8 @@ class Service:
             self.server = CloudServer(
                 proxy, self.tenants, self.meter, interface="asgi", **options
             )
-            with serve_asgi(self.server.handler()) as url:
+            # The lifespan's shutdown closes the proxy's upstream connections.
+            with serve_asgi(self.server.handler(), lifespan=True) as url:
                 self.url = url
                 yield self
 
