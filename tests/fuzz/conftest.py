@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests._sockets import connections_to
 from tests.fuzz._backend import ASGIBackend, CountingApp, WSGIBackend
 from tests.fuzz._harness import FrozenClock, Harness
 from tests.fuzz._servers import serve_asgi, serve_wsgi
@@ -108,3 +109,5 @@ def proxy_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]
                 proxy=True,
             )
         server.close(30)
+        # The lifespan's shutdown closed the proxy's pooled connections.
+        assert connections_to(upstream[1]) == 0

@@ -79,10 +79,12 @@ def _chat_body(mode: str) -> tuple[bytes, bytes]:
 class Service:
     """
     One served stack: the app, its `CloudServer`, the stores behind it.
+    *proxy_options* go to the `UpstreamProxy` of the ``proxy`` adapter.
     """
 
-    def __init__(self, adapter: str) -> None:
+    def __init__(self, adapter: str, **proxy_options: Any) -> None:
         self.adapter = adapter
+        self.proxy_options: dict[str, Any] = {"read_timeout": 10, **proxy_options}
         self.calls: list[str] = []
         self.recorder_fails = False
         self.events: list[UsageEvent] = []
@@ -94,6 +96,8 @@ class Service:
         self.metrics = Metrics(registry=CollectorRegistry())
         self._ids = itertools.count()
         self.url = ""
+        #: The upstream's base URL (the proxy only).
+        self.upstream_url = ""
         self.server: CloudServer
 
     # -- the app ----------------------------------------------------------
@@ -195,11 +199,13 @@ class Service:
             await self.asgi_app(scope, receive, send)
 
         with serve_asgi(upstream_app) as upstream:
-            proxy = UpstreamProxy(upstream, read_timeout=10)
+            self.upstream_url = upstream
+            proxy = UpstreamProxy(upstream, **self.proxy_options)
             self.server = CloudServer(
                 proxy, self.tenants, self.meter, interface="asgi", **options
             )
-            with serve_asgi(self.server.handler()) as url:
+            # The lifespan's shutdown closes the proxy's upstream connections.
+            with serve_asgi(self.server.handler(), lifespan=True) as url:
                 self.url = url
                 yield self
 

@@ -152,12 +152,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Serve *app* with uvicorn in a thread; yield its base URL."""
+def serve_asgi(app: Any, *, lifespan: bool = False) -> Iterator[str]:
+    """
+    Serve *app* with uvicorn in a thread; yield its base URL. With
+    *lifespan*, *app* gets the ASGI lifespan events (an app that opens
+    connections of its own closes them on shutdown).
+    """
     sock = _listener()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="critical", lifespan="off", timeout_graceful_shutdown=2
+        app,
+        log_level="critical",
+        lifespan="on" if lifespan else "off",
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
