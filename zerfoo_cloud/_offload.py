@@ -35,6 +35,7 @@ the parent closes the meter or logger, exits, or is killed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import operator
 import os
@@ -113,6 +114,98 @@ def _read_frame(fd: int) -> Any:
     return pickle.loads(_read_exact(fd, size))  # noqa: S301 - our own child's pipe
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    # Off the event loop: a child whose pipe broke is waited for here.
+    try:
+        proc.wait(_DEATH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class _Exchange:
+    """
+    One frame sent to the child from an event loop, its answer read by the
+    loop when it arrives (`asyncio.AbstractEventLoop.add_reader`): no thread
+    takes part. Holds the channel's lock until it is over.
+    """
+
+    def __init__(
+        self,
+        channel: _Channel,
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[Any, StoreError | None], None],
+    ) -> None:
+        self._channel = channel
+        self._loop = loop
+        self._done = done
+        self._fd = channel._from_child  # noqa: SLF001
+        self._buffer = bytearray()
+        self._over = False
+        self.thread = threading.get_ident()
+
+    def send(self, message: object) -> None:
+        try:
+            _write_frame(self._channel._to_child, message)  # noqa: SLF001
+        except OSError:
+            self._end(None, self._channel._broke())  # noqa: SLF001
+            return
+        self._loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            more = os.read(self._fd, 65536)
+        except BlockingIOError:  # pragma: no cover - woken without data
+            return
+        except OSError:
+            more = b""
+        self._take(more)
+
+    def _take(self, more: bytes) -> None:
+        if not more:
+            self._loop.remove_reader(self._fd)
+            self._end(None, self._channel._broke())  # noqa: SLF001
+            return
+        buffer = self._buffer
+        buffer += more
+        if len(buffer) < _LENGTH.size:
+            return
+        (size,) = _LENGTH.unpack_from(buffer)
+        if len(buffer) < _LENGTH.size + size:
+            return
+        self._loop.remove_reader(self._fd)
+        try:
+            reply = pickle.loads(buffer[_LENGTH.size :])  # noqa: S301 - our own child's pipe
+        except pickle.UnpicklingError:
+            self._end(None, self._channel._broke())  # noqa: SLF001
+            return
+        self._end(reply, None)
+
+    def finish_blocking(self) -> None:
+        """
+        Read the rest of the answer in this thread (the loop's, which is
+        about to block): the loop cannot read it while it waits.
+        """
+        if self._over:
+            return
+        self._loop.remove_reader(self._fd)
+        while not self._over:
+            try:
+                more = os.read(self._fd, 65536)
+            except OSError:
+                more = b""
+            self._take(more)
+
+    def _end(self, reply: Any, error: StoreError | None) -> None:
+        if self._over:
+            return
+        self._over = True
+        channel = self._channel
+        channel._exchange_in_flight = None  # noqa: SLF001
+        channel._lock.release()  # noqa: SLF001
+        self._done(reply, error)
+
+
 # -- the parent's side -------------------------------------------------------------
 
 
@@ -148,6 +241,7 @@ class _Channel:
         self._to_child = -1
         self._from_child = -1
         self._lock = threading.Lock()
+        self._exchange_in_flight: _Exchange | None = None
 
     def __repr__(self) -> str:
         return f"<offload channel {self._role} pid={self.pid}>"
@@ -212,6 +306,38 @@ class _Channel:
             if self._proc is None:
                 self._start()
             return self._exchange(message)
+
+    def start(
+        self,
+        message: object,
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[Any, StoreError | None], None],
+    ) -> _Exchange | None:
+        """
+        Send *message* from the event loop *loop*; the loop reads the answer
+        when it comes and calls ``done(answer, None)``, or ``done(None,
+        error)`` if the child died. Returns ``None``, having sent nothing,
+        unless the child runs and no other call is under way: starting a
+        child blocks, so that is left to `call`.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        if self._proc is None:
+            self._lock.release()
+            return None
+        exchange = self._exchange_in_flight = _Exchange(self, loop, done)
+        exchange.send(message)
+        return exchange
+
+    def _broke(self) -> StoreError:
+        # The loop's `_died`: the dead child is reaped by a thread.
+        proc = self._detach()
+        pid = "?" if proc is None else proc.pid
+        if proc is not None:
+            threading.Thread(target=_reap, args=(proc,), daemon=True).start()
+        return StoreError(
+            f"the {self._role} writer process (pid {pid}) died; a new one takes over"
+        )
 
     def _exchange(self, message: object) -> Any:
         try:
@@ -278,6 +404,7 @@ class _Channel:
             _INHERITED.append(self._proc)
         self._proc = None
         self._lock = threading.Lock()
+        self._exchange_in_flight = None
 
 
 #: The parent's writer processes, as a forked child inherited them.
@@ -314,6 +441,22 @@ class OffloadCommit:
         """
         self.channel.close(_CLOSE_TIMEOUT if timeout is None else timeout)
 
+    def start_in_loop(
+        self,
+        batch: list[Any],
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[StoreError | None], None],
+    ) -> _Exchange | None:
+        """
+        Commit *batch* as a call would, driven by the event loop *loop*: the
+        frame is written now and the loop reads the answer, then calls
+        ``done(None)``, or ``done(error)`` with what is left of *batch* kept
+        (as a call raising *error* would leave it). Returns ``None``, having
+        done nothing, when only a call can do it now (no writer process
+        yet, or one call under way).
+        """
+        raise NotImplementedError
+
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
         self.channel._forked()  # noqa: SLF001
 
@@ -336,6 +479,29 @@ class BillingCommit(OffloadCommit):
             item if type(item) is tuple else _BILLING_FIELDS(item) for item in batch
         ]
         _answer(self.channel.call((0, items)), batch)
+
+    def start_in_loop(
+        self,
+        batch: list[Any],
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[StoreError | None], None],
+    ) -> _Exchange | None:
+        """
+        `OffloadCommit.start_in_loop` for billing records.
+        """
+        items = [
+            item if type(item) is tuple else _BILLING_FIELDS(item) for item in batch
+        ]
+
+        def answered(reply: Any, error: StoreError | None) -> None:
+            if error is None:
+                try:
+                    _answer(reply, batch)
+                except StoreError as exc:
+                    error = exc
+            done(error)
+
+        return self.channel.start((0, items), loop, answered)
 
 
 class AuditCommit(OffloadCommit):
@@ -389,6 +555,41 @@ class AuditCommit(OffloadCommit):
         self._unsure = None
         _answer(reply, batch)
         del batch[:count]
+
+    def start_in_loop(
+        self,
+        batch: list[Any],
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[StoreError | None], None],
+    ) -> _Exchange | None:
+        """
+        `OffloadCommit.start_in_loop` for audit entries; a batch of unknown
+        fate is left to a call, which sends it again first.
+        """
+        if self._unsure is not None:
+            return None
+        number = self._number = self._number + 1
+        count = len(batch)
+        items = [item if type(item) is tuple else _AUDIT_FIELDS(item) for item in batch]
+
+        def answered(reply: Any, error: StoreError | None) -> None:
+            if error is not None:
+                self._unsure = (number, count)
+                done(error)
+                return
+            self._unsure = None
+            try:
+                _answer(reply, batch)
+            except StoreError as exc:
+                done(exc)
+                return
+            del batch[:count]
+            done(None)
+
+        exchange = self.channel.start((number, items, self._writer_id), loop, answered)
+        if exchange is None:
+            self._number = number - 1
+        return exchange
 
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
         # A new writer: the parent's numbers are the parent's.
