@@ -186,3 +186,27 @@ def test_a_writer_process_killed_under_the_loop_loses_and_doubles_nothing(
     asyncio.run(run())
     billed = [r.request_id for r in offloaded.stores.billing.query("acme", *EVER)]
     assert billed.count("r-dead") == 1
+
+
+def test_billing_and_audit_of_a_request_share_one_transaction(
+    offloaded: _Offloaded,
+) -> None:
+    """A server's meter and logger on one store share one writer process,
+    and a request's billing record and audit entry are committed in one
+    transaction (one fsync), not one each."""
+    meter, audit = offloaded.meter._offload, offloaded.audit._offload
+    assert meter is not None
+    assert audit is not None
+    env = offloaded.stores.durable
+
+    async def run() -> None:
+        await _serve(offloaded)  # starts the writer process
+        assert meter.pid is not None
+        assert meter.pid == audit.pid
+        before = env.info()["last_txnid"]
+        request_id, billed, audited = await _serve(offloaded)
+        assert request_id in billed
+        assert audited == 2
+        assert env.info()["last_txnid"] == before + 1
+
+    asyncio.run(run())
