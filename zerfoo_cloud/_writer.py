@@ -200,6 +200,8 @@ class BatchWriter(Generic[T]):
         self._exchange: _Blocking | None = None
         # The thread waits for the loop's commit to end.
         self._parked = False
+        # When a loop's commit last ended (monotonic seconds).
+        self._loop_ended_at = -MAX_LINGER
 
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
         self._reset()
@@ -347,6 +349,7 @@ class BatchWriter(Generic[T]):
         # waits for it, goes next from the loop too; else the thread has it.
         cond = self._cond
         with cond:
+            self._loop_ended_at = time.monotonic()
             batch = None
             if self._pending and self._shared is not None and self._error is None:
                 batch = self._take()
@@ -447,10 +450,17 @@ class BatchWriter(Generic[T]):
                     if self._retry_now:
                         break
                     if self._error is None:
-                        if lingered or self._closed or len(pending) >= self.max_batch:
+                        if self._closed or len(pending) >= self.max_batch:
+                            break
+                        if lingered and (
+                            time.monotonic() - self._loop_ended_at >= self.linger
+                        ):
                             break
                         # Let more items gather; submit does not wake us
-                        # meanwhile, a flush or close does.
+                        # meanwhile, a flush or close does. While event
+                        # loops commit batches (their flushes take what is
+                        # queued), leave the items to them: a batch taken
+                        # here would hold the loops' next one back.
                         lingered = True
                         cond.wait(self.linger)
                         continue
