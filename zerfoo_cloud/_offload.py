@@ -149,9 +149,25 @@ class _Exchange:
     def finish_blocking(self) -> None:
         """
         Read the answers still to come in this thread (the loop's, which is
-        about to block): the loop cannot read them while it waits.
+        about to block, or any once the loop stopped): the loop cannot read
+        them then.
         """
         self._channel._finish_blocking()  # noqa: SLF001
+
+    @property
+    def stalled(self) -> bool:
+        """
+        Whether only the calling thread can read the answer: it runs the
+        loop that sent the frame, or that loop is not running any more.
+        """
+        if self.over:
+            return False
+        loop = self._channel._loop  # noqa: SLF001
+        return (
+            self.thread == threading.get_ident()
+            or loop is None
+            or not loop.is_running()
+        )
 
 
 # -- the parent's side -------------------------------------------------------------

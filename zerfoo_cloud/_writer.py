@@ -56,7 +56,8 @@ T = TypeVar("T")
 class _Blocking(Protocol):
     """An exchange with a writer process that an event loop has under way."""
 
-    thread: int
+    @property
+    def stalled(self) -> bool: ...
 
     def finish_blocking(self) -> None: ...
 
@@ -352,8 +353,13 @@ class BatchWriter(Generic[T]):
             self._loop_ended_at = time.monotonic()
             batch = None
             if self._pending and self._shared is not None and self._error is None:
-                batch = self._take()
-                self._in_loop = loop
+                if loop.is_running():
+                    batch = self._take()
+                    self._in_loop = loop
+                else:
+                    # Finished for a loop that stopped: the thread goes on.
+                    self._retry_now = True
+                    cond.notify()
             elif self._parked:
                 cond.notify()
         if batch is not None:
@@ -386,10 +392,10 @@ class BatchWriter(Generic[T]):
         """
         future = self.flush_future()
         # An event loop that blocks here cannot read the answer of its own
-        # commit: read it now, in this thread.
+        # commit, nor can one that stopped: read it now, in this thread.
         while not future.done():
             exchange = self._exchange
-            if exchange is None or exchange.thread != threading.get_ident():
+            if exchange is None or not exchange.stalled:
                 break
             exchange.finish_blocking()
         try:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -210,3 +211,31 @@ def test_billing_and_audit_of_a_request_share_one_transaction(
         assert env.info()["last_txnid"] == before + 1
 
     asyncio.run(run())
+
+
+def test_a_commit_left_by_a_stopped_loop_is_finished_by_another_thread(
+    offloaded: _Offloaded,
+) -> None:
+    """A loop that sent a batch and stopped before reading the answer does
+    not leave the writer stuck: a flush from another thread reads it."""
+    asyncio.run(_serve(offloaded))
+
+    async def leave() -> None:
+        offloaded.meter.record_request("acme", 1, 2, model="m", request_id="r-left")
+        offloaded.meter.flush_futures()  # the loop sends the batch, and stops
+
+    asyncio.run(leave())
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            offloaded.meter.flush(timeout=10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    other = threading.Thread(target=flush)
+    other.start()
+    other.join(30)
+    assert errors == []
+    assert offloaded.meter.pending == 0
+    assert "r-left" in offloaded.committed()[0]
