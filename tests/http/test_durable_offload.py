@@ -239,3 +239,17 @@ def test_a_commit_left_by_a_stopped_loop_is_finished_by_another_thread(
     assert errors == []
     assert offloaded.meter.pending == 0
     assert "r-left" in offloaded.committed()[0]
+
+
+def test_records_nobody_flushes_are_still_written_after_loop_commits(
+    offloaded: _Offloaded,
+) -> None:
+    """The writer thread leaves queued records to loops that commit, but
+    not for ever: a record with no flush after them is written anyway."""
+    asyncio.run(_serve(offloaded))  # a loop commit just ended
+    offloaded.meter.record_request("acme", 1, 2, model="m", request_id="r-quiet")
+    deadline = time.monotonic() + 20
+    while offloaded.meter.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert offloaded.meter.pending == 0
+    assert "r-quiet" in offloaded.committed()[0]
