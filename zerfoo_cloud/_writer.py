@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 
@@ -51,6 +51,23 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class _Blocking(Protocol):
+    """An exchange with a writer process that an event loop has under way."""
+
+    @property
+    def stalled(self) -> bool: ...
+
+    def finish_blocking(self) -> None: ...
+
+
+#: ``start_in_loop(batch, loop, done)`` of a writer-process commit (see
+#: `zerfoo_cloud._offload.OffloadCommit.start_in_loop`).
+_LoopStart = Callable[
+    [list[T], asyncio.AbstractEventLoop, Callable[[StoreError | None], None]],
+    "_Blocking | None",
+]
 
 #: Default largest batch committed in one call.
 DEFAULT_MAX_BATCH = 10_000
@@ -152,6 +169,11 @@ class BatchWriter(Generic[T]):
             raise InvalidConfigError(msg, field="linger")
         self.linger = float(linger)
         self._log = logger or logging.getLogger("zerfoo_cloud")
+        # A commit through a writer process can also be driven by an event
+        # loop that waits for it: no thread hand-off on that path.
+        self._start_in_loop: _LoopStart[T] | None = (
+            getattr(commit, "start_in_loop", None) if background else None
+        )
         self._reset()
         _WRITERS.add(self)
 
@@ -172,6 +194,15 @@ class BatchWriter(Generic[T]):
         self._idle = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        # A batch is being committed (by the thread or by an event loop);
+        # the loop that commits one, and its exchange with the writer process.
+        self._busy = False
+        self._in_loop: asyncio.AbstractEventLoop | None = None
+        self._exchange: _Blocking | None = None
+        # The thread waits for the loop's commit to end.
+        self._parked = False
+        # When a loop's commit last ended (monotonic seconds).
+        self._loop_ended_at = -MAX_LINGER
 
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
         self._reset()
@@ -253,8 +284,18 @@ class BatchWriter(Generic[T]):
         It fails with `StoreError` (or `StoreFullError`) if a commit fails
         before then; the items stay queued. The call also asks the thread to
         retry a failed commit at once.
+
+        Called on an event loop, with a writer-process commit that is idle
+        and not failing, the loop commits the queued items itself: it writes
+        them to the writer process now and reads the answer when it comes,
+        and the items queued meanwhile go in its next batch. No thread is
+        woken on that path.
         """
         cond = self._cond
+        loop = None
+        if self._start_in_loop is not None:
+            loop = asyncio._get_running_loop()  # noqa: SLF001 - the cheap probe
+        batch = None
         with cond:
             if self._done >= self._submitted:
                 future: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -264,14 +305,82 @@ class BatchWriter(Generic[T]):
                 shared = self._shared
                 if shared is None:
                     shared = self._shared = concurrent.futures.Future()
+                if loop is not None and not self._busy and self._error is None:
+                    batch = self._take()
+                    self._in_loop = loop
             else:
                 # All of it is in the batch being committed: no later batch
                 # would hold it.
                 shared = concurrent.futures.Future()
                 self._waiters.append((self._submitted, shared))
-            self._retry_now = True
-            cond.notify()
+            if batch is None and self._in_loop is None:
+                self._retry_now = True
+                cond.notify()
+        if batch is not None:
+            assert loop is not None
+            self._drive(batch, loop)
         return shared
+
+    def _drive(self, batch: list[T], loop: asyncio.AbstractEventLoop) -> None:
+        # On the loop: commit *batch* through the writer process, or give it
+        # back to the thread when only the thread can.
+        assert self._start_in_loop is not None
+        size = len(batch)
+
+        def done(error: StoreError | None) -> None:
+            if error is None:
+                self._succeeded(size)
+            else:
+                self._failed(batch, size, error)
+            self._next_in_loop(loop)
+
+        exchange = self._start_in_loop(batch, loop, done)
+        if exchange is None:
+            with self._cond:
+                self._pending.extendleft(reversed(batch))
+                self._busy = False
+                self._in_loop = None
+                self._retry_now = True
+                self._cond.notify()
+        elif self._in_loop is loop:
+            self._exchange = exchange
+
+    def _next_in_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        # After the loop's commit: what was queued meanwhile, if a flush
+        # waits for it, goes next from the loop too; else the thread has it.
+        cond = self._cond
+        with cond:
+            self._loop_ended_at = time.monotonic()
+            batch = None
+            if self._pending and self._shared is not None and self._error is None:
+                if loop.is_running():
+                    batch = self._take()
+                    self._in_loop = loop
+                else:
+                    # Finished for a loop that stopped: the thread goes on.
+                    self._retry_now = True
+                    cond.notify()
+            elif self._parked:
+                cond.notify()
+        if batch is not None:
+            self._drive(batch, loop)
+
+    def _take(self) -> list[T]:
+        # Under the lock: the next batch, for the thread or a loop to commit.
+        self._retry_now = False
+        self._busy = True
+        pending = self._pending
+        shared = self._shared
+        if shared is not None:
+            # Every item its flushes waited for is queued now: done once
+            # the queue so far is (this batch, if all of it fits).
+            self._shared = None
+            self._waiters.append((self._submitted, shared))
+        if len(pending) <= self.max_batch:
+            batch = list(pending)
+            pending.clear()
+            return batch
+        return [pending.popleft() for _ in range(self.max_batch)]
 
     def flush(self, timeout: float | None = None) -> None:
         """
@@ -282,6 +391,13 @@ class BatchWriter(Generic[T]):
                 *timeout* seconds passed first.
         """
         future = self.flush_future()
+        # An event loop that blocks here cannot read the answer of its own
+        # commit, nor can one that stopped: read it now, in this thread.
+        while not future.done():
+            exchange = self._exchange
+            if exchange is None or not exchange.stalled:
+                break
+            exchange.finish_blocking()
         try:
             future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -330,14 +446,27 @@ class BatchWriter(Generic[T]):
             pending = self._pending
             lingered = not self.linger
             while True:
+                if self._busy:
+                    # An event loop commits a batch; it wakes us once done.
+                    self._parked = True
+                    cond.wait()
+                    self._parked = False
+                    continue
                 if pending:
                     if self._retry_now:
                         break
                     if self._error is None:
-                        if lingered or self._closed or len(pending) >= self.max_batch:
+                        if self._closed or len(pending) >= self.max_batch:
+                            break
+                        if lingered and (
+                            time.monotonic() - self._loop_ended_at >= self.linger
+                        ):
                             break
                         # Let more items gather; submit does not wake us
-                        # meanwhile, a flush or close does.
+                        # meanwhile, a flush or close does. While event
+                        # loops commit batches (their flushes take what is
+                        # queued), leave the items to them: a batch taken
+                        # here would hold the loops' next one back.
                         lingered = True
                         cond.wait(self.linger)
                         continue
@@ -352,18 +481,13 @@ class BatchWriter(Generic[T]):
                 self._idle = True
                 cond.wait(delay)
                 self._idle = False
-            self._retry_now = False
-            shared = self._shared
-            if shared is not None:
-                # Every item its flushes waited for is queued now: done
-                # once the queue so far is (this batch, if all of it fits).
-                self._shared = None
-                self._waiters.append((self._submitted, shared))
-            if len(pending) <= self.max_batch:
-                batch = list(pending)
-                pending.clear()
-                return batch
-            return [pending.popleft() for _ in range(self.max_batch)]
+            return self._take()
+
+    def _ended(self) -> None:
+        # Under the lock: the batch being committed is done with.
+        self._busy = False
+        self._in_loop = None
+        self._exchange = None
 
     def _resolve(self) -> list[concurrent.futures.Future[None]]:
         # Under the lock: detach the waiters whose items are all durable.
@@ -376,6 +500,7 @@ class BatchWriter(Generic[T]):
     def _succeeded(self, size: int) -> None:
         with self._cond:
             self._done += size
+            self._ended()
             recovered = self._error is not None
             self._error = None
             ready = self._resolve()
@@ -394,6 +519,7 @@ class BatchWriter(Generic[T]):
         with self._cond:
             self._pending.extendleft(reversed(batch))
             self._done += size - len(batch)
+            self._ended()
             first = self._error is None
             error = self._as_store_error(exc, self.pending, kept=True)
             self._error = error

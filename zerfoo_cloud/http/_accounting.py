@@ -204,6 +204,12 @@ class Accounting:
         self.clock = clock
         self.failures = 0
         self._worker = _Worker()
+        # Billing records and audit entries through one writer process and
+        # one transaction, where both go to the same LMDB store. Imported
+        # here: the module is also the writer process's main.
+        from zerfoo_cloud._offload import share_writer_process
+
+        share_writer_process(meter, audit)
 
     def account(self, finished: Finished) -> None:
         """

@@ -149,6 +149,25 @@ class LMDBAuditStore:
                 longer than 256 bytes; nothing was stored.
             CorruptRecordError: an entry past the head already exists.
         """
+        if not entries:
+            return []
+        return self._env.write(self.append_write(entries, link, batch=batch))
+
+    def append_write(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+        *,
+        batch: tuple[bytes, int] | None = None,
+    ) -> Callable[[Any], list[AuditEntry]]:
+        """
+        The body of the write transaction of `append_linked` (same
+        arguments): to append *entries* in one transaction with other
+        writes (`Environment.write`). It returns what was stored.
+
+        Raises:
+            InvalidConfigError: as `append_linked`, before any transaction.
+        """
         places = []
         for entry in entries:
             prefix = tenant_prefix(entry.tenant_id)
@@ -156,8 +175,6 @@ class LMDBAuditStore:
                 msg = "audit entries need a timestamp and a tenant id of at most 256 bytes"
                 raise InvalidConfigError(msg, field="entry")
             places.append(time_key(prefix, micros(entry.timestamp)))
-        if not places:
-            return []
         db, index, meta = self._db, self._index, self._meta
 
         # The logger's linker also hands out the stored form, made from the
@@ -184,7 +201,7 @@ class LMDBAuditStore:
             txn.put(_HEAD, _encode_link(prev), db=meta)
             return stored
 
-        return self._env.write(write)
+        return write
 
     def query(self, tenant_id: str, start: datetime, end: datetime) -> list[AuditEntry]:
         """

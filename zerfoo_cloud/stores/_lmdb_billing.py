@@ -5,7 +5,7 @@ The LMDB billing store.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -129,17 +129,7 @@ class LMDBBillingStore:
             return 0
         db = self._db
         ids = self._ids
-
-        def write_new(txn: Any) -> int:
-            # The common case, all request ids new: two bulk inserts. A known
-            # id aborts the transaction and the careful path runs instead.
-            _, added = txn.cursor(db=ids).putmulti(
-                [(rid, key) for rid, key, _ in rows], overwrite=False
-            )
-            if added != len(rows):
-                raise _KnownRequestIdError
-            txn.cursor(db=db).putmulti([(key, value) for _, key, value in rows])
-            return len(rows)
+        write_new = self._write_new(rows)
 
         def write_each(txn: Any) -> int:
             put = txn.put
@@ -154,6 +144,35 @@ class LMDBBillingStore:
             return self._env.write(write_new)
         except _KnownRequestIdError:
             return self._env.write(write_each)
+
+    def add_write(self, records: Sequence[BillingRecord]) -> Callable[[Any], int]:
+        """
+        The body of a write transaction that stores *records*, all of whose
+        request ids must be new, and returns how many it stored: to commit
+        them in one transaction with other writes (`Environment.write`).
+        A request id already stored makes it raise, aborting the
+        transaction; `add` then stores the rest.
+        """
+        return self._write_new(self._encode(records))
+
+    def _write_new(
+        self, rows: list[tuple[bytes, bytes, bytes]]
+    ) -> Callable[[Any], int]:
+        db = self._db
+        ids = self._ids
+
+        def write_new(txn: Any) -> int:
+            # The common case, all request ids new: two bulk inserts. A known
+            # id aborts the transaction and the careful path runs instead.
+            _, added = txn.cursor(db=ids).putmulti(
+                [(rid, key) for rid, key, _ in rows], overwrite=False
+            )
+            if added != len(rows):
+                raise _KnownRequestIdError
+            txn.cursor(db=db).putmulti([(key, value) for _, key, value in rows])
+            return len(rows)
+
+        return write_new
 
     def query(
         self, tenant_id: str, start: datetime, end: datetime

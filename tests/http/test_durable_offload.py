@@ -1,0 +1,255 @@
+"""
+Durable answers with billing and audit written from writer processes, as
+``zerfoo-cloud serve`` runs: the event loop hands each batch to the writer
+process and reads its answer itself, and every answer still ends only once
+its records are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.http._support import CHAT, KEY, Stack, asgi_json_app, chat
+from zerfoo_cloud import AuditLogger, CloudServer, TokenMeter
+from zerfoo_cloud._offload import OffloadCommit
+from zerfoo_cloud.errors import StoreError
+from zerfoo_cloud.http._types import Message, Scope
+from zerfoo_cloud.stores.lmdb import LMDBStores
+
+EVER = (
+    datetime(2000, 1, 1, tzinfo=timezone.utc),
+    datetime(2100, 1, 1, tzinfo=timezone.utc),
+)
+#: Requests served at once.
+CONCURRENT = 24
+
+
+class _Offloaded:
+    """Tenants on LMDB; billing and audit through writer processes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.stack = Stack(lmdb=folder)
+        self.stack.tenant(rate_limit=10**6, token_budget=10**9)
+        assert self.stack.stores is not None
+        self.stores: LMDBStores = self.stack.stores
+        self.meter = TokenMeter(self.stores.billing, offload=True)
+        self.audit = AuditLogger(self.stores.audit, offload=True)
+        self.server = CloudServer(
+            asgi_json_app(), self.stack.tenants, self.meter, audit=self.audit
+        )
+
+    def committed(self) -> tuple[set[str], int]:
+        """Request ids billed and audit entries stored, read past the writers."""
+        billed = {r.request_id for r in self.stores.billing.query("acme", *EVER)}
+        audited = self.stores.audit.walk(
+            lambda _a, _h, entries: sum(1 for _ in entries)
+        )
+        return billed, audited
+
+    def close(self) -> None:
+        self.meter.close()
+        self.audit.close()
+        self.stores.close()
+
+
+@pytest.fixture
+def offloaded(tmp_path: Path) -> Iterator[_Offloaded]:
+    """The stack, closed after the test."""
+    stack = _Offloaded(tmp_path / "db")
+    yield stack
+    stack.close()
+
+
+async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
+    """One request; its id, and what was committed when its last byte went."""
+    seen: dict[str, Any] = {}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": json.dumps(chat()).encode()}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen["id"] = dict(message["headers"])[b"x-request-id"].decode()
+            seen["status"] = message["status"]
+        elif not message.get("more_body", False):
+            seen["committed"] = stack.committed()
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": CHAT,
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
+    await stack.server.handler()(scope, receive, send)
+    assert seen["status"] == 200
+    billed, audited = seen["committed"]
+    return seen["id"], billed, audited
+
+
+def _count_thread_calls(commit: OffloadCommit | None, calls: list[str]) -> None:
+    """Note every batch the writer thread sends (a call), not the loop."""
+    assert commit is not None
+    channel = commit.channel
+    call = channel.call
+
+    def counted(message: object) -> Any:
+        calls.append(channel._role)
+        return call(message)
+
+    channel.call = counted  # type: ignore[method-assign]
+
+
+def _dead(pid: int) -> bool:
+    """Whether *pid* has exited (a zombie, or gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return True
+    return stat.rsplit(") ", 1)[-1].startswith("Z")
+
+
+def test_answers_wait_for_commits_the_event_loop_hands_over(
+    offloaded: _Offloaded,
+) -> None:
+    """Concurrent answers each end after their own records are committed,
+    and once the writer processes run, no batch goes through a thread."""
+
+    async def run() -> list[tuple[str, set[str], int]]:
+        await _serve(offloaded)  # starts the writer processes
+        calls: list[str] = []
+        _count_thread_calls(offloaded.meter._offload, calls)
+        _count_thread_calls(offloaded.audit._offload, calls)
+        done = await asyncio.gather(*(_serve(offloaded) for _ in range(CONCURRENT)))
+        assert calls == []
+        return done
+
+    served = asyncio.run(run())
+    for number, (request_id, billed, audited) in enumerate(served):
+        assert request_id in billed
+        assert audited >= 2 + number // CONCURRENT  # the warm-up's and its own
+    billed, audited = offloaded.committed()
+    assert len(billed) == CONCURRENT + 1
+    assert audited == CONCURRENT + 1
+
+
+def test_a_loop_that_blocks_on_flush_reads_its_own_answer(
+    offloaded: _Offloaded,
+) -> None:
+    """The loop starts a commit, then blocks in flush(): it must not wait
+    for an answer only it could read."""
+
+    async def run() -> None:
+        await _serve(offloaded)
+        offloaded.meter.record_request("acme", 1, 2, model="m", request_id="r-block")
+        futures = offloaded.meter.flush_futures()  # the loop sends the batch
+        offloaded.meter.flush(timeout=30)  # blocks the loop
+        assert all(f.done() for f in futures)
+
+    asyncio.run(run())
+    assert "r-block" in offloaded.committed()[0]
+
+
+def test_a_writer_process_killed_under_the_loop_loses_and_doubles_nothing(
+    offloaded: _Offloaded,
+) -> None:
+    """A dead writer process fails the loop's commit; the records stay
+    queued, and the retry (a new process) stores each once."""
+    meter = offloaded.meter
+
+    asyncio.run(_serve(offloaded))
+    assert meter._offload is not None
+    pid = meter._offload.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not _dead(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    async def run() -> None:
+        meter.record_request("acme", 1, 2, model="m", request_id="r-dead")
+        with pytest.raises(StoreError, match="writer process"):
+            await meter.aflush()
+        assert meter.pending == 1
+        await meter.aflush()  # the thread starts a new process and retries
+        assert meter.pending == 0
+
+    asyncio.run(run())
+    billed = [r.request_id for r in offloaded.stores.billing.query("acme", *EVER)]
+    assert billed.count("r-dead") == 1
+
+
+def test_billing_and_audit_of_a_request_share_one_transaction(
+    offloaded: _Offloaded,
+) -> None:
+    """A server's meter and logger on one store share one writer process,
+    and a request's billing record and audit entry are committed in one
+    transaction (one fsync), not one each."""
+    meter, audit = offloaded.meter._offload, offloaded.audit._offload
+    assert meter is not None
+    assert audit is not None
+    env = offloaded.stores.durable
+
+    async def run() -> None:
+        await _serve(offloaded)  # starts the writer process
+        assert meter.pid is not None
+        assert meter.pid == audit.pid
+        before = env.info()["last_txnid"]
+        request_id, billed, audited = await _serve(offloaded)
+        assert request_id in billed
+        assert audited == 2
+        assert env.info()["last_txnid"] == before + 1
+
+    asyncio.run(run())
+
+
+def test_a_commit_left_by_a_stopped_loop_is_finished_by_another_thread(
+    offloaded: _Offloaded,
+) -> None:
+    """A loop that sent a batch and stopped before reading the answer does
+    not leave the writer stuck: a flush from another thread reads it."""
+    asyncio.run(_serve(offloaded))
+
+    async def leave() -> None:
+        offloaded.meter.record_request("acme", 1, 2, model="m", request_id="r-left")
+        offloaded.meter.flush_futures()  # the loop sends the batch, and stops
+
+    asyncio.run(leave())
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            offloaded.meter.flush(timeout=10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    other = threading.Thread(target=flush)
+    other.start()
+    other.join(30)
+    assert errors == []
+    assert offloaded.meter.pending == 0
+    assert "r-left" in offloaded.committed()[0]
+
+
+def test_records_nobody_flushes_are_still_written_after_loop_commits(
+    offloaded: _Offloaded,
+) -> None:
+    """The writer thread leaves queued records to loops that commit, but
+    not for ever: a record with no flush after them is written anyway."""
+    asyncio.run(_serve(offloaded))  # a loop commit just ended
+    offloaded.meter.record_request("acme", 1, 2, model="m", request_id="r-quiet")
+    deadline = time.monotonic() + 20
+    while offloaded.meter.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert offloaded.meter.pending == 0
+    assert "r-quiet" in offloaded.committed()[0]
