@@ -31,6 +31,7 @@ from openai.types.chat import ChatCompletionMessageParam
 HERE = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).parent / "zerfoo-cloud")
 ADMIN_KEY = "demo-admin-key-" + os.urandom(8).hex()
+METRICS_TOKEN = "demo-metrics-token-" + os.urandom(8).hex()
 
 
 def zc(db: Path, *args: str) -> str:
@@ -160,7 +161,13 @@ def requests(url: str, acme: str, globex: str) -> None:
     print(
         f"GET /admin/tenants -> {listed.status_code}: {[t['id'] for t in listed.json()['data']]}"
     )
-    metrics = httpx.get(url + "/metrics").text
+    step("/metrics (only with ZERFOO_CLOUD_METRICS_TOKEN: never public)")
+    print(
+        f"GET /metrics without the token -> {httpx.get(url + '/metrics').status_code}"
+    )
+    metrics = httpx.get(
+        url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    ).text
     ok = sum(
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
@@ -202,7 +209,11 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         step(f"zerfoo-cloud serve toy_openai_app:app on {url}")
-        env = dict(os.environ, ZERFOO_CLOUD_ADMIN_KEY=ADMIN_KEY)
+        env = dict(
+            os.environ,
+            ZERFOO_CLOUD_ADMIN_KEY=ADMIN_KEY,
+            ZERFOO_CLOUD_METRICS_TOKEN=METRICS_TOKEN,
+        )
         server = subprocess.Popen(
             [
                 CLI,

@@ -53,6 +53,8 @@ def test_demo_shows_every_outcome() -> None:
         "403 PermissionDeniedError",
         "401 AuthenticationError",
         "GET /admin/tenants -> 200: ['acme', 'globex']",
+        "GET /metrics without the token -> 401",
+        "/metrics: 5 successful requests counted",
         "audit log intact: 9 entries",
     ):
         assert expected in out
