@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from zerfoo_cloud.audit import AuditResult
+from zerfoo_cloud.http._audit_result import audit_result
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -230,22 +230,6 @@ def error_response(
         {"error": {"message": message, "type": kind, "param": param, "code": code}},
         headers=headers,
     )
-
-
-def audit_result(status: int) -> AuditResult:
-    """
-    The audit result of a response with HTTP *status*.
-    """
-    if status < 400:  # noqa: PLR2004
-        return AuditResult.SUCCESS
-    return _RESULTS.get(status, AuditResult.ERROR)
-
-
-_RESULTS = {
-    401: AuditResult.UNAUTHORIZED,
-    403: AuditResult.DENIED,
-    429: AuditResult.RATE_LIMITED,
-}
 
 
 def too_large(limit: int) -> HTTPProblem:

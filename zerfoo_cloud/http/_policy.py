@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
-from zerfoo_cloud.audit import AuditResult
 from zerfoo_cloud.errors import (
     CloudError,
     DuplicateHeaderError,
@@ -61,6 +60,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
     UnauthorizedError,
 )
+from zerfoo_cloud.http._audit_result import audit_result
 from zerfoo_cloud.http._json import MAX_JSON_BYTES, parse_json
 from zerfoo_cloud.http._usage import Usage
 from zerfoo_cloud.metering import (
@@ -152,9 +152,6 @@ _MS_PER_SECOND = 1000
 _MS_PER_MINUTE = 60_000
 _MS_PER_HOUR = 3_600_000
 _FIRST_ERROR_STATUS = 400
-_UNAUTHORIZED = 401
-_DENIED = (403, 413)
-_TOO_MANY_REQUESTS = 429
 #: Seconds a client refused for concurrency is told to wait: a slot usually
 #: frees within one (there is no refill time to compute).
 _CONCURRENCY_RETRY_AFTER = 1.0
@@ -706,23 +703,6 @@ def error_response(
     body = json.dumps({"error": error}).encode()
     out.append(("content-length", str(len(body))))
     return ErrorResponse(status, out, body)
-
-
-def audit_result(status: int) -> AuditResult:
-    """
-    The audit result of a response with HTTP *status*.
-
-    .. versionadded:: 0.1.0
-    """
-    if status < _FIRST_ERROR_STATUS:
-        return AuditResult.SUCCESS
-    if status == _UNAUTHORIZED:
-        return AuditResult.UNAUTHORIZED
-    if status in _DENIED:
-        return AuditResult.DENIED
-    if status == _TOO_MANY_REQUESTS:
-        return AuditResult.RATE_LIMITED
-    return AuditResult.ERROR
 
 
 def fallback_usage(info: RequestInfo, status: int, streamed_events: int) -> Usage:
