@@ -39,6 +39,7 @@ with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
@@ -402,7 +403,6 @@ _POLICY_MEMBERS = frozenset(
     }
 )
 _POLICY_MEMBER_NAMES = {name: f'"{name}"'.encode() for name in _POLICY_MEMBERS}
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _may_repeat_a_member(body: bytes, doc: dict[str, Any]) -> bool:
@@ -413,7 +413,7 @@ def _may_repeat_a_member(body: bytes, doc: dict[str, Any]) -> bool:
     """
     if (b"\\" in body and b"\\u" in body) or b"\x00" in body:
         return True
-    if body.startswith(_UTF8_BOM):
+    if body.startswith(codecs.BOM_UTF8):
         return True
     options = doc.get("stream_options")
     present = [name for name in doc if name in _POLICY_MEMBERS]
