@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from zerfoo_cloud._openai_error import openai_error_body
 from zerfoo_cloud.http._audit_result import audit_result
 
 __all__ = [
@@ -225,11 +226,8 @@ def error_response(
     An error in OpenAI's shape.
     """
     kind = _SERVER_ERROR_TYPE if status >= _FIRST_SERVER_ERROR else _CLIENT_ERROR_TYPE
-    return json_response(
-        status,
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        headers=headers,
-    )
+    body = openai_error_body(message, kind, code, param=param)
+    return Response(status, (("content-type", "application/json"), *headers), body)
 
 
 def too_large(limit: int) -> HTTPProblem:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
+from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE, openai_error_body
 from zerfoo_cloud.errors import (
     CloudError,
     DuplicateHeaderError,
@@ -127,8 +128,6 @@ EXCEPTION_STATUS: dict[type[BaseException], tuple[int, str, str | None]] = {
     Exception: (500, "server_error", "internal_error"),
 }
 
-#: The message of errors that are not the library's own (no internals leak).
-_SERVER_ERROR_MESSAGE = "The server had an error while processing your request."
 #: The largest ``max_tokens`` (``max_completion_tokens``,
 #: ``max_output_tokens``) accepted: the largest signed 32-bit integer.
 MAX_TOKENS_LIMIT = 2**31 - 1
@@ -679,7 +678,7 @@ def error_response(
     .. versionadded:: 0.1.0
     """
     status, kind, code = status_for(exc)
-    message = str(exc) if isinstance(exc, CloudError) else _SERVER_ERROR_MESSAGE
+    message = str(exc) if isinstance(exc, CloudError) else SERVER_ERROR_MESSAGE
     param = None
     if isinstance(exc, InvalidRequestError):
         code, param = exc.code, exc.param
@@ -691,16 +690,9 @@ def error_response(
         out.append(("retry-after", str(max(1, seconds))))
     if headers:
         out.extend(headers)
-    error: dict[str, str | None] = {
-        "message": message,
-        "type": kind,
-        "param": param,
-        "code": code,
-    }
     if request_id is not None:
-        error["request_id"] = request_id
         out.append(("x-request-id", request_id))
-    body = json.dumps({"error": error}).encode()
+    body = openai_error_body(message, kind, code, param=param, request_id=request_id)
     out.append(("content-length", str(len(body))))
     return ErrorResponse(status, out, body)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from zerfoo_cloud._asgi import acknowledge_lifespan
+from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE
 from zerfoo_cloud._redacted import REDACTED
 from zerfoo_cloud.audit import AuditAction, AuditEntry
 from zerfoo_cloud.errors import (
@@ -119,7 +120,6 @@ _ROUTE_WORDS = frozenset({"", "admin", "tenants", "rotate-key", "usage", "audit"
 _RESOURCE_SUFFIX = {"rotate": "/key", "usage": "/usage", "audit": "/audit"}
 _CHALLENGE = ("www-authenticate", 'Bearer realm="zerfoo-cloud admin"')
 _MAX_MESSAGE = 400
-_SERVER_ERROR = "The server had an error while processing your request."
 _TENANT_FIELDS = ("rate_limit", "token_budget", "max_concurrent_requests")
 _METHOD_ACTIONS = {
     "POST": AuditAction.CREATE,
@@ -564,7 +564,7 @@ class AdminAPI:
                 _route_label(request),
             )
             await send_response(
-                send, error_response(500, "internal_error", _SERVER_ERROR)
+                send, error_response(500, "internal_error", SERVER_ERROR_MESSAGE)
             )
             # Re-raised so the server logs it too; the client has its answer.
             raise
