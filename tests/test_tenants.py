@@ -20,11 +20,11 @@ from zerfoo_cloud import (
     hash_api_key,
 )
 from zerfoo_cloud.limits import MAX_LIMIT
+from zerfoo_cloud.metering import MAX_MODEL_LENGTH
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.tenants import (
     API_KEY_PREFIX,
     MAX_ALLOW_LIST,
-    MAX_MODEL_NAME,
     REDACTED,
 )
 
@@ -158,7 +158,7 @@ def test_limit_bounds_accepted(manager: TenantManager, field: str) -> None:
 
 
 def test_allow_list_limits(manager: TenantManager) -> None:
-    """Allow lists of MAX_ALLOW_LIST names of MAX_MODEL_NAME chars pass; one more fails."""
+    """Allow lists of MAX_ALLOW_LIST names of MAX_MODEL_LENGTH chars pass; one more fails."""
     manager.create(
         cfg("a", key="k1", model_allow_list=[f"m{i}" for i in range(MAX_ALLOW_LIST)])
     )
@@ -170,10 +170,10 @@ def test_allow_list_limits(manager: TenantManager) -> None:
                 model_allow_list=[f"m{i}" for i in range(MAX_ALLOW_LIST + 1)],
             )
         )
-    manager.create(cfg("c", key="k3", model_allow_list=["x" * MAX_MODEL_NAME]))
+    manager.create(cfg("c", key="k3", model_allow_list=["x" * MAX_MODEL_LENGTH]))
     with pytest.raises(InvalidConfigError):
         manager.create(
-            cfg("d", key="k4", model_allow_list=["x" * (MAX_MODEL_NAME + 1)])
+            cfg("d", key="k4", model_allow_list=["x" * (MAX_MODEL_LENGTH + 1)])
         )
     with pytest.raises(InvalidConfigError):
         manager.create(cfg("e", key="k5", model_allow_list=[""]))

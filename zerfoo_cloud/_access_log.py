@@ -29,7 +29,7 @@ from urllib.parse import quote
 from zerfoo_cloud.tenants import API_KEY_PREFIX
 
 __all__ = [
-    "REDACTED",
+    "LOG_REDACTED",
     "SECRET_ENVS",
     "RedactingFilter",
     "log_config",
@@ -38,8 +38,9 @@ __all__ = [
     "redact_text",
 ]
 
-#: What a redacted value is replaced with.
-REDACTED = "[redacted]"
+#: What a secret is replaced with in a log line (docs/deployment.md); records
+#: use `zerfoo_cloud._redacted.REDACTED`.
+LOG_REDACTED = "[redacted]"
 
 #: The environment variables whose values never reach a log line.
 SECRET_ENVS: tuple[str, ...] = (
@@ -88,13 +89,13 @@ def redact_target(target: str, secrets: Iterable[str] = ()) -> str:
     .. versionadded:: 0.1.0
     """
     path, sep, query = target.partition("?")
-    segments = [REDACTED if looks_like_key(s) else s for s in path.split("/")]
+    segments = [LOG_REDACTED if looks_like_key(s) else s for s in path.split("/")]
     safe = "/".join(segments)
     if sep:
         items = []
         for item in query.split("&"):
             name, eq, _ = item.partition("=")
-            items.append(f"{name}={REDACTED}" if eq else REDACTED)
+            items.append(f"{name}={LOG_REDACTED}" if eq else LOG_REDACTED)
         safe += "?" + "&".join(items)
     return redact_text(safe, secrets)
 
@@ -108,14 +109,14 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """
     for secret in secrets:
         if len(secret) >= _MIN_SECRET:
-            text = text.replace(secret, REDACTED)
+            text = text.replace(secret, LOG_REDACTED)
             encoded = quote(secret, safe="")
             if encoded != secret:
-                text = text.replace(encoded, REDACTED)
-    text = _PREFIXED.sub(REDACTED, text)
-    text = _BEARER.sub(r"\1" + REDACTED, text)
-    text = _QUERY.sub(r"\1" + REDACTED, text)
-    return _USERINFO.sub(r"\1" + REDACTED + "@", text)
+                text = text.replace(encoded, LOG_REDACTED)
+    text = _PREFIXED.sub(LOG_REDACTED, text)
+    text = _BEARER.sub(r"\1" + LOG_REDACTED, text)
+    text = _QUERY.sub(r"\1" + LOG_REDACTED, text)
+    return _USERINFO.sub(r"\1" + LOG_REDACTED + "@", text)
 
 
 def _secrets(environ: Mapping[str, str]) -> tuple[str, ...]:

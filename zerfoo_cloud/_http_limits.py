@@ -28,10 +28,11 @@ configuration in the environment.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from typing import Any, Literal
+
+from zerfoo_cloud._openai_error import openai_error_body
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
@@ -58,16 +59,7 @@ _TAIL = 4
 
 
 def _response(status: int, reason: str, message: str, code: str) -> bytes:
-    body = json.dumps(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        }
-    ).encode()
+    body = openai_error_body(message, "invalid_request_error", code)
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
         "content-type: application/json\r\n"

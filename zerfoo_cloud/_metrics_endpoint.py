@@ -16,12 +16,13 @@ anyone who can reach the serving port:
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+from zerfoo_cloud._openai_error import openai_error_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,19 +67,13 @@ def authorized(authorization: str | None, token: str | None) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _error(message: str, code: str, kind: str) -> bytes:
-    return json.dumps(
-        {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    ).encode()
-
-
-_NOT_SERVED = _error(
-    "metrics are not served on this port", "not_found", "invalid_request_error"
+_NOT_SERVED = openai_error_body(
+    "metrics are not served on this port", "invalid_request_error", "not_found"
 )
-_UNAUTHORIZED = _error(
+_UNAUTHORIZED = openai_error_body(
     "metrics need Authorization: Bearer <metrics token>",
-    "invalid_metrics_token",
     "authentication_error",
+    "invalid_metrics_token",
 )
 
 
@@ -110,10 +105,10 @@ def metrics_endpoint(
             elif scope.get("method") not in {"GET", "HEAD"}:
                 status, body = (
                     405,
-                    _error(
+                    openai_error_body(
                         "metrics answer GET",
-                        "method_not_allowed",
                         "invalid_request_error",
+                        "method_not_allowed",
                     ),
                 )
                 headers.append((b"allow", b"GET, HEAD"))

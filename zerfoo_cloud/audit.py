@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from zerfoo_cloud._clock import wire_stamp
+from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
+from zerfoo_cloud._redacted import REDACTED
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -83,16 +85,12 @@ __all__ = [
 
 _log = logging.getLogger("zerfoo_cloud.audit")
 
-#: What replaces anything in an entry that looks like an API key.
-REDACTED = "<redacted>"
 #: What replaces a method or address that is not one.
 INVALID = "<invalid>"
 #: Paths longer than this are cut to this length (the last character "…").
 MAX_PATH_LENGTH = 1024
 #: Resources longer than this are cut to this length (the last character "…").
 MAX_RESOURCE_LENGTH = 256
-#: A tenant id in an entry is at most this many bytes of UTF-8.
-MAX_TENANT_ID_BYTES = 256
 #: A chain secret has at least this many bytes.
 MIN_SECRET_BYTES = 16
 

@@ -24,6 +24,7 @@ from typing import IO, Any, Literal, TypeVar
 import click
 
 from zerfoo_cloud.errors import CloudError
+from zerfoo_cloud.serve import AUDIT_SECRET_ENV
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.tenants import TenantConfig, TenantManager, TenantRecord
 
@@ -382,8 +383,6 @@ def tenant_rotate_key(obj: _Context, tenant_id: str, as_json: bool) -> None:
 
 # -- usage and audit ------------------------------------------------------
 
-#: The environment variable holding the audit chain's HMAC secret, if any.
-AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
 #: Reports cover this many days back when ``--since`` is absent.
 DEFAULT_REPORT_DAYS = 30
 

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from zerfoo_cloud._clock import wire_stamp
+from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH, MAX_TENANT_ID_BYTES
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -70,10 +71,6 @@ __all__ = [
 
 _log = logging.getLogger("zerfoo_cloud.metering")
 
-#: A tenant id is at most this many bytes of UTF-8.
-MAX_TENANT_ID_BYTES = 256
-#: A model name is at most this many characters.
-MAX_MODEL_LENGTH = 256
 #: A request id is 1 to this many visible ASCII characters.
 MAX_REQUEST_ID_LENGTH = 128
 #: The largest token count of one record (a signed 64-bit integer).

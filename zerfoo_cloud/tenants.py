@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH
+from zerfoo_cloud._redacted import REDACTED
 from zerfoo_cloud.errors import InvalidConfigError, TenantNotFoundError
 from zerfoo_cloud.limits import MAX_LIMIT, Decision, Rate, RateLimiter
 
@@ -58,13 +60,12 @@ __all__ = [
 #: Every key made by `generate_api_key` starts with this, so leaked keys are
 #: easy to recognise (secret scanners, logs).
 API_KEY_PREFIX = "zc-"
-#: What `Tenant.config` and every repr show instead of an API key.
-REDACTED = "<redacted>"
 #: Tenant ids: 1 to 128 letters, digits and ``. _ - : @``, starting with a
 #: letter or digit. They appear in URLs, store keys and metric labels.
 TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-#: Model names in allow lists: at most this many characters.
-MAX_MODEL_NAME = 256
+#: Model names in allow lists: at most this many characters (the name
+#: `MAX_MODEL_LENGTH` has everywhere else, kept for callers of this one).
+MAX_MODEL_NAME = MAX_MODEL_LENGTH
 #: At most this many models in one allow list.
 MAX_ALLOW_LIST = 1024
 #: The period of ``rate_limit`` and ``token_budget``: one minute.
@@ -646,8 +647,8 @@ def _check_models(models: object) -> tuple[str, ...]:
         )
         raise InvalidConfigError(msg, field="model_allow_list")
     for m in result:
-        if not isinstance(m, str) or not 0 < len(m) <= MAX_MODEL_NAME:
-            msg = f"model names must be 1 to {MAX_MODEL_NAME} characters, not {m!r}"
+        if not isinstance(m, str) or not 0 < len(m) <= MAX_MODEL_LENGTH:
+            msg = f"model names must be 1 to {MAX_MODEL_LENGTH} characters, not {m!r}"
             raise InvalidConfigError(msg, field="model_allow_list")
     return tuple(dict.fromkeys(result))
 

@@ -891,7 +891,7 @@ def test_body_at_the_limit_is_read_and_past_it_is_413(
     response = client.post("/admin/tenants", content=past[:257], headers=ADMIN)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
-    assert last_entry(audit_store) == ("", AuditAction.CREATE, AuditResult.ERROR, 413)
+    assert last_entry(audit_store) == ("", AuditAction.CREATE, AuditResult.DENIED, 413)
 
 
 def test_streamed_body_past_the_limit_is_413(make_api: Callable[..., AdminAPI]) -> None:

@@ -16,7 +16,8 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from zerfoo_cloud.audit import AuditResult
+from zerfoo_cloud._openai_error import openai_error_body
+from zerfoo_cloud.http._audit_result import audit_result
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -225,27 +226,8 @@ def error_response(
     An error in OpenAI's shape.
     """
     kind = _SERVER_ERROR_TYPE if status >= _FIRST_SERVER_ERROR else _CLIENT_ERROR_TYPE
-    return json_response(
-        status,
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        headers=headers,
-    )
-
-
-def audit_result(status: int) -> AuditResult:
-    """
-    The audit result of a response with HTTP *status*.
-    """
-    if status < 400:  # noqa: PLR2004
-        return AuditResult.SUCCESS
-    return _RESULTS.get(status, AuditResult.ERROR)
-
-
-_RESULTS = {
-    401: AuditResult.UNAUTHORIZED,
-    403: AuditResult.DENIED,
-    429: AuditResult.RATE_LIMITED,
-}
+    body = openai_error_body(message, kind, code, param=param)
+    return Response(status, (("content-type", "application/json"), *headers), body)
 
 
 def too_large(limit: int) -> HTTPProblem:

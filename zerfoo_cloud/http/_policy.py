@@ -39,6 +39,7 @@ with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
-from zerfoo_cloud.audit import AuditResult
+from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE, openai_error_body
 from zerfoo_cloud.errors import (
     CloudError,
     DuplicateHeaderError,
@@ -61,6 +62,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
     UnauthorizedError,
 )
+from zerfoo_cloud.http._audit_result import audit_result
 from zerfoo_cloud.http._json import MAX_JSON_BYTES, parse_json
 from zerfoo_cloud.http._usage import Usage
 from zerfoo_cloud.metering import (
@@ -126,8 +128,6 @@ EXCEPTION_STATUS: dict[type[BaseException], tuple[int, str, str | None]] = {
     Exception: (500, "server_error", "internal_error"),
 }
 
-#: The message of errors that are not the library's own (no internals leak).
-_SERVER_ERROR_MESSAGE = "The server had an error while processing your request."
 #: The largest ``max_tokens`` (``max_completion_tokens``,
 #: ``max_output_tokens``) accepted: the largest signed 32-bit integer.
 MAX_TOKENS_LIMIT = 2**31 - 1
@@ -152,9 +152,6 @@ _MS_PER_SECOND = 1000
 _MS_PER_MINUTE = 60_000
 _MS_PER_HOUR = 3_600_000
 _FIRST_ERROR_STATUS = 400
-_UNAUTHORIZED = 401
-_DENIED = (403, 413)
-_TOO_MANY_REQUESTS = 429
 #: Seconds a client refused for concurrency is told to wait: a slot usually
 #: frees within one (there is no refill time to compute).
 _CONCURRENCY_RETRY_AFTER = 1.0
@@ -405,7 +402,6 @@ _POLICY_MEMBERS = frozenset(
     }
 )
 _POLICY_MEMBER_NAMES = {name: f'"{name}"'.encode() for name in _POLICY_MEMBERS}
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _may_repeat_a_member(body: bytes, doc: dict[str, Any]) -> bool:
@@ -416,7 +412,7 @@ def _may_repeat_a_member(body: bytes, doc: dict[str, Any]) -> bool:
     """
     if (b"\\" in body and b"\\u" in body) or b"\x00" in body:
         return True
-    if body.startswith(_UTF8_BOM):
+    if body.startswith(codecs.BOM_UTF8):
         return True
     options = doc.get("stream_options")
     present = [name for name in doc if name in _POLICY_MEMBERS]
@@ -682,7 +678,7 @@ def error_response(
     .. versionadded:: 0.1.0
     """
     status, kind, code = status_for(exc)
-    message = str(exc) if isinstance(exc, CloudError) else _SERVER_ERROR_MESSAGE
+    message = str(exc) if isinstance(exc, CloudError) else SERVER_ERROR_MESSAGE
     param = None
     if isinstance(exc, InvalidRequestError):
         code, param = exc.code, exc.param
@@ -694,35 +690,11 @@ def error_response(
         out.append(("retry-after", str(max(1, seconds))))
     if headers:
         out.extend(headers)
-    error: dict[str, str | None] = {
-        "message": message,
-        "type": kind,
-        "param": param,
-        "code": code,
-    }
     if request_id is not None:
-        error["request_id"] = request_id
         out.append(("x-request-id", request_id))
-    body = json.dumps({"error": error}).encode()
+    body = openai_error_body(message, kind, code, param=param, request_id=request_id)
     out.append(("content-length", str(len(body))))
     return ErrorResponse(status, out, body)
-
-
-def audit_result(status: int) -> AuditResult:
-    """
-    The audit result of a response with HTTP *status*.
-
-    .. versionadded:: 0.1.0
-    """
-    if status < _FIRST_ERROR_STATUS:
-        return AuditResult.SUCCESS
-    if status == _UNAUTHORIZED:
-        return AuditResult.UNAUTHORIZED
-    if status in _DENIED:
-        return AuditResult.DENIED
-    if status == _TOO_MANY_REQUESTS:
-        return AuditResult.RATE_LIMITED
-    return AuditResult.ERROR
 
 
 def fallback_usage(info: RequestInfo, status: int, streamed_events: int) -> Usage:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from zerfoo_cloud._asgi import acknowledge_lifespan
+from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE
+from zerfoo_cloud._redacted import REDACTED
 from zerfoo_cloud.audit import AuditAction, AuditEntry
 from zerfoo_cloud.errors import (
     CloudError,
@@ -62,6 +64,7 @@ from zerfoo_cloud.http._admin_sso import (
     check_providers,
 )
 from zerfoo_cloud.http._sessions import Session, SessionSigner
+from zerfoo_cloud.metering import SUMMARY_KEYS
 from zerfoo_cloud.stores.protocols import TenantListingBillingStore
 from zerfoo_cloud.tenants import (
     TENANT_ID_PATTERN,
@@ -102,7 +105,6 @@ MAX_AUDIT_LIMIT = 1000
 #: The largest ``max_body`` accepted (64 MiB).
 MAX_MAX_BODY = 64 << 20
 
-_SUMMARY_KEYS = ("model", "day")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: API keys an admin chooses: long enough to guess, short enough to store.
@@ -113,13 +115,11 @@ _SAFE_PATH = re.compile(r"[A-Za-z0-9/._:@~-]{1,512}")
 _KEY_SHAPED = re.compile(
     r"(?<![A-Za-z0-9])(?:zc|sk)-[A-Za-z0-9_\-]{16,}", re.IGNORECASE
 )
-_REDACTED = "<redacted>"
 _MAX_AUDIT_SEGMENTS = 8
 _ROUTE_WORDS = frozenset({"", "admin", "tenants", "rotate-key", "usage", "audit"})
 _RESOURCE_SUFFIX = {"rotate": "/key", "usage": "/usage", "audit": "/audit"}
 _CHALLENGE = ("www-authenticate", 'Bearer realm="zerfoo-cloud admin"')
 _MAX_MESSAGE = 400
-_SERVER_ERROR = "The server had an error while processing your request."
 _TENANT_FIELDS = ("rate_limit", "token_budget", "max_concurrent_requests")
 _METHOD_ACTIONS = {
     "POST": AuditAction.CREATE,
@@ -344,9 +344,9 @@ def _time_range(params: Mapping[str, str], now: datetime) -> tuple[datetime, dat
 
 
 def _group_by(params: Mapping[str, str]) -> tuple[str, ...]:
-    text = params.get("by", ",".join(_SUMMARY_KEYS))
+    text = params.get("by", ",".join(SUMMARY_KEYS))
     keys = tuple(text.split(",")) if text else ()
-    if any(k not in _SUMMARY_KEYS for k in keys) or len(set(keys)) != len(keys):
+    if any(k not in SUMMARY_KEYS for k in keys) or len(set(keys)) != len(keys):
         msg = "by must list model and/or day, comma-separated, each at most once (or be empty)"
         raise HTTPProblem(400, "invalid_parameter", msg, param="by")
     return keys
@@ -564,7 +564,7 @@ class AdminAPI:
                 _route_label(request),
             )
             await send_response(
-                send, error_response(500, "internal_error", _SERVER_ERROR)
+                send, error_response(500, "internal_error", SERVER_ERROR_MESSAGE)
             )
             # Re-raised so the server logs it too; the client has its answer.
             raise
@@ -809,7 +809,7 @@ class AdminAPI:
         ):
             return "/" + segments[0] + "/…"
         return "/" + "/".join(
-            s if s in _ROUTE_WORDS or not self._secret(s) else _REDACTED
+            s if s in _ROUTE_WORDS or not self._secret(s) else REDACTED
             for s in segments
         )
 

@@ -24,7 +24,6 @@ See ``docs/proxy.md``.
 from __future__ import annotations
 
 import http.cookiejar
-import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Final
@@ -34,6 +33,7 @@ import anyio
 import attrs
 import httpx
 
+from zerfoo_cloud._openai_error import openai_error_body
 from zerfoo_cloud.errors import InvalidConfigError, UpstreamError
 from zerfoo_cloud.http._accounting import REQUEST_ID_KEY
 from zerfoo_cloud.http._proxy_types import Message, Receive, Scope, Send
@@ -636,15 +636,7 @@ def _request_id_of(scope: Scope) -> str | None:
 async def _send_error(
     send: Send, status: int, kind: str, code: str, request_id: str | None = None
 ) -> None:
-    error: dict[str, str | None] = {
-        "message": _MESSAGES[code],
-        "type": kind,
-        "param": None,
-        "code": code,
-    }
-    if request_id is not None:
-        error["request_id"] = request_id
-    body = json.dumps({"error": error}).encode()
+    body = openai_error_body(_MESSAGES[code], kind, code, request_id=request_id)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -11,6 +11,7 @@ the element depth is bounded.
 from __future__ import annotations
 
 import binascii
+import codecs
 import re
 import threading
 from typing import Final
@@ -37,7 +38,6 @@ DEFAULT_MAX_DEPTH: Final = 48
 # Whitespace, the XML declaration, comments and processing instructions: what
 # may come before the root element, other than a DOCTYPE.
 _PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
-_BOM = b"\xef\xbb\xbf"
 _B64_SPACE = b" \t\r\n\x0b\x0c"
 _local = threading.local()
 
@@ -92,7 +92,7 @@ def decode_message(data: bytes | str, *, max_size: int = DEFAULT_MAX_SIZE) -> by
         msg = f"the SAML message is larger than the limit of {max_size} bytes"
         raise SAMLParseError(msg)
     stripped = data.lstrip()
-    if stripped.startswith((b"<", _BOM)):
+    if stripped.startswith((b"<", codecs.BOM_UTF8)):
         xml = stripped
     elif not stripped:
         msg = "the SAML message is empty"
@@ -130,7 +130,7 @@ def parse_xml(
     if len(xml) > max_size:
         msg = f"the {what} is larger than the limit of {max_size} bytes"
         raise SAMLParseError(msg)
-    body = xml.removeprefix(_BOM)
+    body = xml.removeprefix(codecs.BOM_UTF8)
     prolog = _PROLOG.match(body)
     rest = body[prolog.end() if prolog else 0 :]
     if rest.startswith(b"<!"):

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
 from zerfoo_cloud.errors import InvalidConfigError
 
 __all__ = [
-    "MAX_TENANT_BYTES",
     "TIME",
     "key_time",
     "micros",
@@ -35,8 +35,6 @@ _LENGTH = struct.Struct(">H")
 _OFFSET = 1 << 63
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
-#: Longest tenant id in a key, in bytes (keeps keys under LMDB's 511).
-MAX_TENANT_BYTES = 256
 
 
 def micros(ts: datetime) -> int:
@@ -61,7 +59,7 @@ def tenant_prefix(tenant_id: str) -> bytes | None:
     Return the key prefix of *tenant_id*, or ``None`` if it is too long to be stored.
     """
     raw = tenant_id.encode("utf-8", "surrogatepass")
-    if len(raw) > MAX_TENANT_BYTES:
+    if len(raw) > MAX_TENANT_ID_BYTES:
         return None
     return _LENGTH.pack(len(raw)) + raw
 
