@@ -4,9 +4,14 @@ managed service.
 
 The names below are the public API; everything else may change without
 notice. See ``docs/`` for the concepts and how to deploy.
+
+The SSO names need the ``saml`` extra and are imported on first use, so
+``import zerfoo_cloud`` loads no optional dependency.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from zerfoo_cloud.audit import (
     AuditAction,
@@ -23,6 +28,7 @@ from zerfoo_cloud.errors import (
     GPUUnavailableError,
     InvalidConfigError,
     InvalidRequestError,
+    MissingExtraError,
     ModelFormatError,
     ModelNotAllowedError,
     ModelNotLoadedError,
@@ -53,13 +59,6 @@ from zerfoo_cloud.metering import (
     UsageSummary,
 )
 from zerfoo_cloud.resources import ModelInfo, ResourceManager
-from zerfoo_cloud.sso import (
-    SAMLMetadata,
-    SAMLProvider,
-    SSOIdentity,
-    SSOProvider,
-    parse_saml_metadata,
-)
 from zerfoo_cloud.tenants import (
     Admission,
     Tenant,
@@ -68,6 +67,26 @@ from zerfoo_cloud.tenants import (
     TenantRecord,
     generate_api_key,
     hash_api_key,
+)
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.sso import (
+        SAMLMetadata,
+        SAMLProvider,
+        SSOIdentity,
+        SSOProvider,
+        parse_saml_metadata,
+    )
+
+#: The SSO names, imported on first use: they need the saml extra.
+_SSO_NAMES = frozenset(
+    {
+        "SAMLMetadata",
+        "SAMLProvider",
+        "SSOIdentity",
+        "SSOProvider",
+        "parse_saml_metadata",
+    }
 )
 
 __version__ = "0.1.0.dev0"
@@ -90,6 +109,7 @@ __all__ = [
     "GPUUnavailableError",
     "InvalidConfigError",
     "InvalidRequestError",
+    "MissingExtraError",
     "ModelFormatError",
     "ModelInfo",
     "ModelNotAllowedError",
@@ -132,3 +152,21 @@ __all__ = [
     "parse_saml_metadata",
     "report_usage",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """
+    Import an SSO name from `zerfoo_cloud.sso` on first use.
+    """
+    if name not in _SSO_NAMES:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    from zerfoo_cloud import sso
+
+    value: object = getattr(sso, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SSO_NAMES})

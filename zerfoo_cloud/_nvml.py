@@ -16,7 +16,8 @@ from typing import TypeVar
 
 import attrs
 
-from zerfoo_cloud.errors import GPUUnavailableError
+from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.errors import GPUUnavailableError, MissingExtraError
 
 __all__ = ["GPUMemory", "gpu_memory", "read_device"]
 
@@ -52,12 +53,10 @@ def _nvml() -> Iterator[ModuleType]:
     Initialise NVML for the block; every NVML failure becomes GPUUnavailableError.
     """
     try:
-        import pynvml
-    except ImportError as exc:
-        msg = (
-            "cannot read GPU memory: nvidia-ml-py (the pynvml module) is not installed"
-        )
-        raise GPUUnavailableError(msg) from exc
+        with needs_extra("gpu", "reading GPU memory with nvidia-ml-py"):
+            import pynvml
+    except MissingExtraError as exc:
+        raise GPUUnavailableError(str(exc)) from exc
     nvml_error: type[BaseException] = pynvml.NVMLError
     try:
         pynvml.nvmlInit()

@@ -14,7 +14,10 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-import anyio
+from zerfoo_cloud._extras import needs_extra
+
+with needs_extra("server", "zerfoo-cloud serve"):
+    import anyio
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping

@@ -12,6 +12,7 @@ never print a traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -21,12 +22,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
-import click
-
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import CloudError
 from zerfoo_cloud.serve import AUDIT_SECRET_ENV
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.tenants import TenantConfig, TenantManager, TenantRecord
+
+with needs_extra("cli", "the zerfoo-cloud command"):
+    import click
 
 __all__ = [
     "AUDIT_SECRET_ENV",
@@ -800,6 +803,21 @@ def audit_export(obj: _Context, fmt: str, output: str | None) -> None:
 # -- serve ------------------------------------------------------------------
 
 
+def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
+    """
+    Import the modules of the features asked for, so a missing extra stops
+    ``serve`` here, in one line, not in every worker process.
+    """
+    modules = {
+        "zerfoo_cloud.http.proxy": upstream,
+        "zerfoo_cloud.sso.provider": saml,
+        "zerfoo_cloud.metrics": metrics,
+    }
+    for module, used in modules.items():
+        if used:
+            importlib.import_module(module)
+
+
 def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
     pairs = {}
     for value in values:
@@ -932,11 +950,8 @@ def serve(
     from zerfoo_cloud._metrics_endpoint import metrics_token
     from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
 
-    try:
+    with needs_extra("server", "zerfoo-cloud serve"):
         import uvicorn
-    except ImportError:  # pragma: no cover - installed with the server extra
-        msg = "serving needs uvicorn: pip install 'zerfoo-cloud[server]'"
-        raise click.ClickException(msg) from None
     if not obj.db:
         msg = f"no store given: pass --db PATH or set {DB_ENV}"
         raise click.UsageError(msg)
@@ -945,6 +960,7 @@ def serve(
         raise click.UsageError(msg)
     token = metrics_token()
     exposed = metrics and (metrics_port is not None or token is not None)
+    _import_features(upstream=upstream is not None, saml=bool(saml), metrics=exposed)
     config = ServeConfig(
         db=str(Path(obj.db).resolve()),
         app=app,

@@ -20,6 +20,7 @@ handles it sensibly::
     ├── ModelNotLoadedError (LookupError)    the model is not loaded
     ├── ResourceBusyError                    the memory needed is held by models in use
     ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
+    ├── MissingExtraError (ImportError)      a feature's optional extra is not installed
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
     ├── DuplicateHeaderError                 HTTP 400: a credential header sent twice
@@ -71,6 +72,7 @@ __all__ = [
     "GPUUnavailableError",
     "InvalidConfigError",
     "InvalidRequestError",
+    "MissingExtraError",
     "ModelFormatError",
     "ModelNotAllowedError",
     "ModelNotFoundError",
@@ -515,3 +517,26 @@ class RateLimitedError(CloudError):
                 f"requested {requested}. Please try again in {retry_after:.3g}s."
             )
         super().__init__(msg)
+
+
+class MissingExtraError(CloudError, ImportError):
+    """
+    A feature was used whose optional extra is not installed.
+
+    *extra* is the extra to install (``"saml"``, ``"proxy"``, ...), *feature*
+    what needed it, and ``name`` (as on every `ImportError`) the module that
+    was missing. The message is one line that says what to install.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, extra: str, feature: str, module: str | None) -> None:
+        self.extra = extra
+        self.feature = feature
+        missing = f" ({module} is not installed)" if module else ""
+        super().__init__(
+            f"{feature} needs the {extra!r} extra{missing}: "
+            f"pip install 'zerfoo-cloud[{extra}]', or pip install -e '.[{extra}]' "
+            "in a checkout",
+            name=module,
+        )

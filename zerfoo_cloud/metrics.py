@@ -40,20 +40,22 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    values,
-)
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
-
 from zerfoo_cloud._asgi import acknowledge_lifespan
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError
+
+with needs_extra("metrics", "Prometheus metrics"):
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+        values,
+    )
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
     from types import TracebackType

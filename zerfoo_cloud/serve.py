@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud.errors import InvalidConfigError
 
@@ -256,7 +257,8 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         assert config.app is not None
         app = load_app(config.app)
         if detect_interface(app) == "wsgi":
-            from a2wsgi import WSGIMiddleware
+            with needs_extra("server", "serving a WSGI app"):
+                from a2wsgi import WSGIMiddleware
 
             app = WSGIMiddleware(app)
     stores = LMDBStores.open(config.db)
@@ -335,7 +337,8 @@ def _routes(
     The paths the serve layer answers before the service: readiness, and
     ``/metrics`` (only with the metrics token; else a 404).
     """
-    import anyio.to_thread
+    with needs_extra("server", "zerfoo-cloud serve"):
+        import anyio.to_thread
 
     from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
     from zerfoo_cloud._readiness import Readiness

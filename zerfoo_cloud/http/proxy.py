@@ -29,14 +29,17 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Final
 from urllib.parse import quote, unquote
 
-import anyio
 import attrs
-import httpx
 
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._openai_error import openai_error_body
 from zerfoo_cloud.errors import InvalidConfigError, UpstreamError
 from zerfoo_cloud.http._accounting import REQUEST_ID_KEY
 from zerfoo_cloud.http._proxy_types import Message, Receive, Scope, Send
+
+with needs_extra("proxy", "the upstream proxy"):
+    import anyio
+    import httpx
 
 __all__ = [
     "HOP_BY_HOP_HEADERS",

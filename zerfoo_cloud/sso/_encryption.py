@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-import xmlsec
-
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.sso import _ns
 from zerfoo_cloud.sso.errors import SAMLDecryptionError
+
+with needs_extra("saml", "SAML single sign-on"):
+    import xmlsec
 
 if TYPE_CHECKING:
     from lxml import etree

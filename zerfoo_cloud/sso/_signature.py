@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import xmlsec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.sso import _ns
 from zerfoo_cloud.sso._certs import load_certificate
 from zerfoo_cloud.sso._xml import local_name, text_of
@@ -34,6 +34,9 @@ from zerfoo_cloud.sso.errors import (
     SAMLSignatureError,
     SAMLStructureError,
 )
+
+with needs_extra("saml", "SAML single sign-on"):
+    import xmlsec
 
 if TYPE_CHECKING:
     from lxml import etree

@@ -16,9 +16,11 @@ import re
 import threading
 from typing import Final
 
-from lxml import etree
-
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.sso.errors import SAMLParseError, SAMLUnsafeXMLError
+
+with needs_extra("saml", "SAML single sign-on"):
+    from lxml import etree
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",

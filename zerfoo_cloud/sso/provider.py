@@ -13,9 +13,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
-import xmlsec
-from lxml import etree
 
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError, SAMLError
 from zerfoo_cloud.sso import _ns
 from zerfoo_cloud.sso._encryption import ENCRYPTED_ASSERTION, Decryptor
@@ -46,6 +45,10 @@ from zerfoo_cloud.sso.errors import (
     SAMLSubjectConfirmationError,
 )
 from zerfoo_cloud.stores.memory import MemoryReplayCache
+
+with needs_extra("saml", "SAML single sign-on"):
+    import xmlsec
+    from lxml import etree
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock

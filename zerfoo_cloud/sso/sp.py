@@ -21,11 +21,14 @@ import attrs
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from lxml import etree
 
+from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.sso import _ns
 from zerfoo_cloud.sso._certs import load_certificate
+
+with needs_extra("saml", "SAML single sign-on"):
+    from lxml import etree
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
