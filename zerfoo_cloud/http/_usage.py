@@ -18,7 +18,7 @@ In order of trust:
 Everything here is sans-IO: bytes in, bytes and numbers out. Reading is
 total: no response, however malformed, deep or large, makes these classes
 raise; a body they cannot read shows no usage, and the caller bills the
-reservation (`zerfoo_cloud.http._policy.fallback_usage`). JSON is read by
+reservation (`zerfoo_cloud.http._settlement.fallback_usage`). JSON is read by
 `zerfoo_cloud.http._json.parse_json`, within its limits.
 """
 
