@@ -36,6 +36,7 @@ from zerfoo_cloud.http._policy import (
     describe_failure,
     error_response,
 )
+from zerfoo_cloud.http._settlement import refusal_record
 from zerfoo_cloud.metering import UsageEvent
 
 if TYPE_CHECKING:
@@ -93,20 +94,9 @@ def refuse_safely(  # noqa: PLR0917 - the whole of one refusal
     except Exception as error:  # noqa: BLE001 - the bare refusal below
         accounting.note_failure(describe_failure("refusal", error), request_id)
     refusal = error_response(exc, request_id=request_id)
-    model, method, path, remote = request
-    finished = Finished(
-        "" if tenant is None else tenant.id,
-        None,
-        model,
-        refusal.status,
-        method,
-        path,
-        remote,
-        tenant is not None,
-        request_id=request_id,
-        correlation_id=correlation_id,
+    return refusal, refusal_record(
+        refusal.status, tenant, request, request_id, correlation_id
     )
-    return refusal, finished
 
 
 class _Worker:

@@ -68,6 +68,7 @@ from zerfoo_cloud.http._settlement import (
     describe_failure,
     fallback_usage,
     metering_finisher,
+    refusal_record,
 )
 from zerfoo_cloud.metering import new_request_id
 
@@ -298,20 +299,9 @@ class Policy:
         is sent as ``x-request-id`` and in the error body.
         """
         refusal = self.refusal(exc, tenant, request_id=request_id)
-        model, method, path, remote = request
-        finished = Finished(
-            "" if tenant is None else tenant.id,
-            None,
-            model,
-            refusal.status,
-            method,
-            path,
-            remote,
-            tenant is not None,
-            request_id=request_id,
-            correlation_id=correlation_id,
+        return refusal, refusal_record(
+            refusal.status, tenant, request, request_id, correlation_id
         )
-        return refusal, finished
 
     def finisher(
         self,

@@ -34,6 +34,7 @@ __all__ = [
     "describe_failure",
     "fallback_usage",
     "metering_finisher",
+    "refusal_record",
 ]
 
 _FIRST_ERROR_STATUS = 400
@@ -226,6 +227,34 @@ class Finished(NamedTuple):
     correlation_id: str | None = None
     clamped: bool = False
     failures: tuple[str, ...] = ()
+
+
+def refusal_record(
+    status: int,
+    tenant: Tenant | None,
+    request: tuple[str, str, str, str],
+    request_id: str | None,
+    correlation_id: str | None,
+) -> Finished:
+    """
+    The record of a request refused with *status* before the app ran: audited,
+    not billed. *request* is ``(model, method, path, remote_addr)``.
+
+    .. versionadded:: 0.1.0
+    """
+    model, method, path, remote = request
+    return Finished(
+        "" if tenant is None else tenant.id,
+        None,
+        model,
+        status,
+        method,
+        path,
+        remote,
+        tenant is not None,
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
 
 
 def metering_finisher(
