@@ -23,23 +23,30 @@ from zerfoo_cloud._writer import (
     in_background,
 )
 from zerfoo_cloud.audit.actions import AuditAction, AuditResult
-from zerfoo_cloud.audit.chain import ChainLink, _Linker
+from zerfoo_cloud.audit.chain import _Linker
 from zerfoo_cloud.audit.cleaning import _optional_utc
-from zerfoo_cloud.audit.entry import _MAX_STATUS, AuditEntry, _with_chain, make_entry
-from zerfoo_cloud.audit.verify import AuditVerification, verify_chain
+from zerfoo_cloud.audit.entry import (
+    _MAX_STATUS,
+    AuditEntry,
+    _with_chain,
+    make_entry,
+)
+from zerfoo_cloud.audit.verify import verify_chain
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.stores.protocols import ChainedAuditStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.audit.chain import ChainLink
+    from zerfoo_cloud.audit.verify import AuditVerification
     from zerfoo_cloud.stores.protocols import AuditStore
 
 __all__ = ["MIN_SECRET_BYTES", "AuditLogger"]
 
-_log = logging.getLogger("zerfoo_cloud.audit")
-
 #: A chain secret has at least this many bytes.
 MIN_SECRET_BYTES = 16
+
+_log = logging.getLogger("zerfoo_cloud.audit")
 
 
 def _secret_key(secret: str | bytes | None) -> bytes | None:
