@@ -1,0 +1,249 @@
+"""
+``zerfoo-cloud serve``: run an app or an upstream as a multi-tenant service.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
+from zerfoo_cloud.stores.lmdb import LMDBStores
+
+with needs_extra("cli", "the zerfoo-cloud command"):
+    import click
+
+
+def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
+    """
+    Import the modules of the features asked for, so a missing extra stops
+    ``serve`` here, in one line, not in every worker process.
+    """
+    modules = {
+        "zerfoo_cloud.http.proxy": upstream,
+        "zerfoo_cloud.sso.provider": saml,
+        "zerfoo_cloud.metrics": metrics,
+    }
+    for module, used in modules.items():
+        if used:
+            importlib.import_module(module)
+
+
+def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        tenant_id, sep, path = value.partition("=")
+        if not sep or not tenant_id or not path:
+            msg = f"--saml-metadata takes TENANT=FILE, not {value!r}"
+            raise click.UsageError(msg)
+        if not Path(path).is_file():
+            msg = f"--saml-metadata: no file {path!r} for tenant {tenant_id!r}"
+            raise click.UsageError(msg)
+        pairs[tenant_id] = path
+    return pairs
+
+
+@click.command()
+@click.argument("app", required=False, metavar="[MODULE:APP]")
+@click.option(
+    "--upstream",
+    metavar="URL",
+    help="Proxy to this OpenAI-compatible server instead of an app.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option(
+    "--durable/--no-durable",
+    default=True,
+    show_default=True,
+    help="Send each response's last byte only once its billing record and audit"
+    " entry are on disk; --no-durable answers sooner and may lose the last few"
+    " milliseconds of records in a crash.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(0),
+    default=32 * 1024 * 1024,
+    show_default=True,
+    help="Larger request bodies get 413 (0: no limit).",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Count metrics and serve them on --metrics-port, or on the serving "
+    "port's /metrics to holders of ZERFOO_CLOUD_METRICS_TOKEN (else nowhere).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /metrics on this port of --metrics-host, not the serving port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address --metrics-port is bound to.",
+)
+@click.option(
+    "--metrics-tenant-labels",
+    is_flag=True,
+    help="Label metrics with tenant ids (off: no tenant id in any metric).",
+)
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(1),
+    default=64 * 1024,
+    show_default=True,
+    help="A longer request head (request line and headers) gets 431.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request head; "
+    "slower connections are closed (0: no limit).",
+)
+@click.option(
+    "--saml-metadata",
+    "saml",
+    multiple=True,
+    metavar="TENANT=FILE",
+    help="IdP metadata for a tenant's admin login (repeat).",
+)
+@click.option(
+    "--public-url", metavar="URL", help="This service's external URL (needed for SAML)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@click.pass_obj
+@_handle_errors
+def serve(
+    obj: _Context,
+    app: str | None,
+    upstream: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    durable: bool,
+    max_body_bytes: int,
+    metrics: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_tenant_labels: bool,
+    max_header_bytes: int,
+    header_timeout: float,
+    saml: tuple[str, ...],
+    public_url: str | None,
+    log_level: str,
+) -> None:
+    """
+    Serve MODULE:APP (an ASGI or WSGI app) or --upstream URL as a multi-tenant service.
+
+    Secrets come from the environment, never from flags: ZERFOO_CLOUD_ADMIN_KEY
+    (or ZERFOO_CLOUD_ADMIN_KEY_HASH) for /admin, ZERFOO_CLOUD_UPSTREAM_KEY for
+    the upstream, ZERFOO_CLOUD_SESSION_SECRET for SAML sessions and
+    ZERFOO_CLOUD_AUDIT_SECRET for the audit chain, ZERFOO_CLOUD_METRICS_TOKEN
+    for /metrics.
+
+    /healthz answers while the process lives; /readyz answers 200 only while
+    the store (and the upstream) can serve. No log line carries a key: query
+    values and key-like path segments are logged as [redacted].
+    """
+    from zerfoo_cloud._access_log import log_config, redact_text
+    from zerfoo_cloud._metrics_endpoint import metrics_token
+    from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
+
+    with needs_extra("server", "zerfoo-cloud serve"):
+        import uvicorn
+    if not obj.db:
+        msg = f"no store given: pass --db PATH or set {DB_ENV}"
+        raise click.UsageError(msg)
+    if upstream is not None and not upstream.startswith(("http://", "https://")):
+        msg = f"--upstream must be an http:// or https:// URL, not {upstream!r}"
+        raise click.UsageError(msg)
+    token = metrics_token()
+    exposed = metrics and (metrics_port is not None or token is not None)
+    _import_features(upstream=upstream is not None, saml=bool(saml), metrics=exposed)
+    config = ServeConfig(
+        db=str(Path(obj.db).resolve()),
+        app=app,
+        upstream=upstream,
+        durable=durable,
+        max_body_bytes=max_body_bytes,
+        metrics=exposed,
+        saml=_saml_pairs(saml),
+        public_url=public_url,
+        max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
+        metrics_port=metrics_port if exposed else None,
+        metrics_host=metrics_host,
+        metrics_tenant_labels=metrics_tenant_labels,
+    )
+    if app is not None:
+        sys.path.insert(0, str(Path.cwd()))
+        load_app(app)  # fail here, with a clear message, not in every worker
+    os.environ[CONFIG_ENV] = config.to_env()
+    multiprocess = workers > 1 or config.metrics_port is not None
+    if exposed and multiprocess and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="zerfoo-metrics-"
+        )
+    LMDBStores.open(config.db).close()  # fail here if the store cannot be opened
+    click.echo(
+        redact_text(
+            f"serving {app or upstream} on http://{host}:{port} with {workers} "
+            f"worker(s); store {config.db}"
+        ),
+        err=True,
+    )
+    metrics_server = None
+    if config.metrics_port is not None:
+        from zerfoo_cloud._metrics_endpoint import MetricsPortServer
+        from zerfoo_cloud.metrics import CONTENT_TYPE, render_multiprocess
+
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        metrics_server = MetricsPortServer(
+            metrics_host,
+            config.metrics_port,
+            lambda: render_multiprocess(folder),
+            CONTENT_TYPE,
+            token,
+        )
+        metrics_server.start()
+        click.echo(
+            f"metrics on http://{metrics_host}:{metrics_server.port}/metrics", err=True
+        )
+    elif metrics and not exposed:
+        click.echo(
+            "metrics are off: pass --metrics-port or set ZERFOO_CLOUD_METRICS_TOKEN",
+            err=True,
+        )
+    try:
+        uvicorn.run(
+            "zerfoo_cloud.serve:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config(),
+            lifespan="on",
+            http="zerfoo_cloud._http_limits:ServeProtocol",
+            h11_max_incomplete_event_size=max_header_bytes,
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
