@@ -126,35 +126,6 @@ _new_decision: Callable[[tuple[bool, int, int, float, float]], Decision] = (
 )
 
 
-def take_from(
-    state: BucketState | None, capacity: float, per_second: float, cost: int, now: float
-) -> tuple[BucketState | None, bool, float]:
-    """
-    Take *cost* units from a bucket in *state* at time *now*, if it holds them.
-
-    Returns ``(new_state, allowed, level)``: *new_state* is ``None`` when
-    nothing changes, *level* the units left (or available, if refused). The
-    shared arithmetic of every `BucketStore` implementation.
-    """
-    # `refill` written out: this runs once per limiter decision, and the
-    # extra call would cost a tenth of the decision.
-    if state is None:
-        level = capacity
-        stamp = now
-    else:
-        level, stamp = state
-        elapsed = now - stamp
-        if elapsed > 0:
-            level = min(capacity, level + elapsed * per_second)
-            stamp = now
-        elif level > capacity:
-            level = capacity
-    if level + EPSILON < cost:
-        return None, False, level
-    level -= cost
-    return BucketState(level, stamp), True, level
-
-
 def refill(
     state: tuple[float, float] | None, capacity: float, per_second: float, now: float
 ) -> tuple[float, float]:
@@ -171,6 +142,23 @@ def refill(
     if elapsed > 0:
         return min(capacity, level + elapsed * per_second), now
     return min(capacity, level), stamp
+
+
+def take_from(
+    state: BucketState | None, capacity: float, per_second: float, cost: int, now: float
+) -> tuple[BucketState | None, bool, float]:
+    """
+    Take *cost* units from a bucket in *state* at time *now*, if it holds them.
+
+    Returns ``(new_state, allowed, level)``: *new_state* is ``None`` when
+    nothing changes, *level* the units left (or available, if refused). The
+    shared arithmetic of every `BucketStore` implementation.
+    """
+    level, stamp = refill(state, capacity, per_second, now)
+    if level + EPSILON < cost:
+        return None, False, level
+    level -= cost
+    return BucketState(level, stamp), True, level
 
 
 def take_all(
@@ -195,19 +183,9 @@ def take_all(
     levels = []
     stamps = []
     enough = True
-    # `refill` written out: this runs on every request.
     for i, state in enumerate(states):
         capacity, per_second, cost = asks[i]
-        if state is None:
-            level = capacity
-            stamp = now
-        else:
-            level, stamp = state
-            elapsed = now - stamp
-            if elapsed > 0:
-                level += elapsed * per_second
-                stamp = now
-            level = min(level, capacity)
+        level, stamp = refill(state, capacity, per_second, now)
         if level + EPSILON < cost:
             enough = False
         levels.append(level)
@@ -331,10 +309,11 @@ class RateLimiter:
         def change(
             states: list[BucketState | None],
         ) -> tuple[list[BucketState | None] | None, tuple[Decision, ...]]:
-            levels = [
-                level_at(state, rate, now)
+            refilled = [
+                refill(state, rate.capacity, rate.per_second, now)
                 for state, (_, rate, _) in zip(states, requests, strict=True)
             ]
+            levels = [level for level, _ in refilled]
             ok = all(
                 level + EPSILON >= cost
                 for level, (_, _, cost) in zip(levels, requests, strict=True)
@@ -348,11 +327,8 @@ class RateLimiter:
                 )
             new_states: list[BucketState | None] = []
             decisions = []
-            for state, level, (_, rate, cost) in zip(
-                states, levels, requests, strict=True
-            ):
+            for (level, stamp), (_, rate, cost) in zip(refilled, requests, strict=True):
                 left = level - cost
-                stamp = now if state is None or now > state.updated else state.updated
                 new_states.append(BucketState(left, stamp))
                 decisions.append(_decision(True, left, rate, cost))
             return new_states, tuple(decisions)
@@ -491,13 +467,7 @@ class RateLimiter:
         def change(
             states: list[BucketState | None],
         ) -> tuple[list[BucketState | None], Decision]:
-            state = states[0]
-            level = level_at(state, rate, now) + delta
-            if refund:
-                level = min(float(rate.limit), level)
-            stamp = now if state is None or now > state.updated else state.updated
-            return [BucketState(level, stamp)], _decision(
-                level + EPSILON >= 1, level, rate, 1
-            )
+            new = adjust_bucket(states[0], rate.capacity, rate.per_second, delta, now)
+            return [new], _decision(new.level + EPSILON >= 1, new.level, rate, 1)
 
         return self.store.update((key,), change)
