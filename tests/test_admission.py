@@ -205,3 +205,69 @@ def test_fast_end_request_frees_the_slot_when_settle_fails(clock: FakeClock) -> 
         t.end_request(50, 10)
     assert t.in_flight() == 0
     assert t.begin_request(50).allowed
+
+
+class AdmissionOnly(MemoryLimiterStore):
+    """
+    A memory store whose per-limit paths refuse to run: only the admission
+    primitive (`admit`, `settle`) and the reads (`get`, `slots_in_use`) work.
+    """
+
+    def update(
+        self,
+        keys: Sequence[str],
+        change: Callable[
+            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
+        ],
+    ) -> T:
+        msg = "update is not the admission primitive"
+        raise AssertionError(msg)
+
+    def take(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, float]:
+        msg = "take is not the admission primitive"
+        raise AssertionError(msg)
+
+    def acquire_slot(self, key: str, limit: int) -> bool:
+        msg = "acquire_slot is not the admission primitive"
+        raise AssertionError(msg)
+
+    def release_slot(self, key: str) -> None:
+        msg = "release_slot is not the admission primitive"
+        raise AssertionError(msg)
+
+
+def test_single_bucket_methods_use_the_admission_primitive(clock: FakeClock) -> None:
+    """Every seed `Tenant` limit method is served by `admit` and `settle` alone."""
+    manager = TenantManager(limits=AdmissionOnly(), clock=clock)
+    t = manager.create(
+        TenantConfig(
+            "a", "ka", rate_limit=2, token_budget=100, max_concurrent_requests=1
+        )
+    )
+    assert t.allow_request()
+    assert t.allow_request()
+    assert not t.allow_request()
+    assert t.consume_tokens(100)
+    assert not t.consume_tokens(1)
+    t.refund_tokens(30)
+    assert t.token_quota().remaining == 30
+    t.deduct_tokens(50)
+    assert t.token_quota().remaining == 0
+    assert not t.consume_tokens(1)
+    clock.advance(12.0)  # 20 tokens refilled: the debt of 20 is repaid
+    assert t.token_quota().remaining == 0
+    clock.advance(0.6)
+    assert t.consume_tokens(1)
+    assert t.allow_concurrent()
+    assert not t.allow_concurrent()
+    assert t.in_flight() == 1
+    t.release_concurrent()
+    assert t.in_flight() == 0
+    clock.advance(60.0)
+    assert t.admit(0).allowed
+    ticket = t.begin_request(5)
+    assert ticket.allowed
+    t.end_request(5, 3)
+    assert t.in_flight() == 0

@@ -380,13 +380,29 @@ class Tenant:
         """
         return self._record.config()
 
-    @property
-    def _request_rate(self) -> Rate | None:
-        return self._req_rate
+    # -- the admission primitive ----------------------------------------
 
-    @property
-    def _token_rate(self) -> Rate | None:
-        return self._tok_rate
+    def _take(self, key: str, rate: Rate, cost: int) -> Decision:
+        # One bucket through the admission primitive, without a slot.
+        return self._limiter.admit(None, ((key, rate, cost),))[1][0]
+
+    def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
+        # One request, *tokens* tokens and *slot* (when given): all or none.
+        req_rate, tok_rate = self._req_rate, self._tok_rate
+        asks: list[tuple[str, Rate, int]] = []
+        if req_rate is not None:
+            asks.append((self._req_key, req_rate, 1))
+        if tok_rate is not None:
+            asks.append((self._tok_key, tok_rate, tokens))
+        if slot is None and not asks:
+            return _ADMITTED
+        free, decisions = self._limiter.admit(slot, asks)
+        req = decisions[0] if req_rate is not None else None
+        tok = decisions[-1] if tok_rate is not None else None
+        if not free:
+            return Admission(False, req, tok, concurrency_refused=True)
+        allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
+        return Admission(allowed, req, tok)
 
     # -- requests ---------------------------------------------------------
 
@@ -400,16 +416,16 @@ class Tenant:
         """
         Like `allow_request`, returning the full decision (retry and reset times).
         """
-        rate = self._request_rate
+        rate = self._req_rate
         if rate is None:
             return _UNLIMITED
-        return self._limiter.acquire(self._req_key, rate, 1)
+        return self._take(self._req_key, rate, 1)
 
     def request_quota(self) -> Decision:
         """
         The request quota now, without spending any.
         """
-        rate = self._request_rate
+        rate = self._req_rate
         return _UNLIMITED if rate is None else self._limiter.peek(self._req_key, rate)
 
     # -- tokens -----------------------------------------------------------
@@ -425,10 +441,10 @@ class Tenant:
         Like `consume_tokens`, returning the full decision.
         """
         _check_units(n)
-        rate = self._token_rate
+        rate = self._tok_rate
         if rate is None:
             return _UNLIMITED
-        return self._limiter.acquire(self._tok_key, rate, n)
+        return self._take(self._tok_key, rate, n)
 
     def refund_tokens(self, n: int) -> None:
         """
@@ -436,9 +452,9 @@ class Tenant:
         budget never rises above its capacity.
         """
         _check_units(n)
-        rate = self._token_rate
+        rate = self._tok_rate
         if rate is not None and n:
-            self._limiter.refund(self._tok_key, rate, n)
+            self._limiter.settle(None, (self._tok_key, rate, n))
 
     def deduct_tokens(self, n: int) -> None:
         """
@@ -447,15 +463,15 @@ class Tenant:
         The budget may go into debt; later requests wait until it is repaid.
         """
         _check_units(n)
-        rate = self._token_rate
+        rate = self._tok_rate
         if rate is not None and n:
-            self._limiter.deduct(self._tok_key, rate, n)
+            self._limiter.settle(None, (self._tok_key, rate, -n))
 
     def token_quota(self) -> Decision:
         """
         The token budget now, without spending any.
         """
-        rate = self._token_rate
+        rate = self._tok_rate
         return _UNLIMITED if rate is None else self._limiter.peek(self._tok_key, rate)
 
     # -- both at once -----------------------------------------------------
@@ -466,22 +482,11 @@ class Tenant:
 
         Both are taken or neither is: a request refused by the token budget
         keeps its request quota, and the other way round. Concurrent calls
-        can never both pass on the same remaining budget.
+        can never both pass on the same remaining budget. No concurrency
+        slot is taken (see `begin_request`).
         """
         _check_units(tokens)
-        req_rate, tok_rate = self._request_rate, self._token_rate
-        asks: list[tuple[str, Rate, int]] = []
-        if req_rate is not None:
-            asks.append((self._req_key, req_rate, 1))
-        if tok_rate is not None:
-            asks.append((self._tok_key, tok_rate, tokens))
-        if not asks:
-            return Admission(True, None, None)
-        decisions = list(self._limiter.acquire_many(asks))
-        req = decisions.pop(0) if req_rate is not None else None
-        tok = decisions.pop(0) if tok_rate is not None else None
-        allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
-        return Admission(allowed, req, tok)
+        return self._admission(tokens, None)
 
     # -- whole requests ---------------------------------------------------
 
@@ -497,23 +502,8 @@ class Tenant:
         """
         if type(tokens) is not int or tokens < 0:
             _check_units(tokens)  # raises
-        req_rate, tok_rate = self._req_rate, self._tok_rate
-        asks: list[tuple[str, Rate, int]] = []
-        if req_rate is not None:
-            asks.append((self._req_key, req_rate, 1))
-        if tok_rate is not None:
-            asks.append((self._tok_key, tok_rate, tokens))
         limit = self._record.max_concurrent_requests
-        slot = (self._con_key, limit) if limit else None
-        if slot is None and not asks:
-            return _ADMITTED
-        free, decisions = self._limiter.admit(slot, asks)
-        req = decisions[0] if req_rate is not None else None
-        tok = decisions[-1] if tok_rate is not None else None
-        if not free:
-            return Admission(False, req, tok, concurrency_refused=True)
-        allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
-        return Admission(allowed, req, tok)
+        return self._admission(tokens, (self._con_key, limit) if limit else None)
 
     def end_request(self, reserved: int, used: int) -> None:
         """
@@ -549,14 +539,14 @@ class Tenant:
         limit = self._record.max_concurrent_requests
         if limit == 0:
             return True
-        return self._limiter.store.acquire_slot(self._con_key, limit)
+        return self._limiter.admit((self._con_key, limit), ())[0]
 
     def release_concurrent(self) -> None:
         """
         Give back a slot taken by `allow_concurrent`.
         """
         if self._record.max_concurrent_requests:
-            self._limiter.store.release_slot(self._con_key)
+            self._limiter.settle(self._con_key, None)
 
     def in_flight(self) -> int:
         """
