@@ -35,9 +35,7 @@ def old_take_from_refill(
     elapsed = now - stamp
     if elapsed > 0:
         return min(capacity, level + elapsed * per_second), now
-    if level > capacity:
-        level = capacity
-    return level, stamp
+    return min(level, capacity), stamp
 
 
 def old_take_all_refill(

@@ -4,6 +4,7 @@ The `LimiterStore` contract, run against every implementation.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Protocol, cast
 
@@ -186,6 +187,38 @@ def test_take_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
     for t in threads:
         t.join(30)
     assert granted.count(True) == 300
+
+
+def _backend_methods() -> list[str]:
+    # The method names listed in the AdmissionStore docstring, in order.
+    doc = AdmissionStore.__doc__ or ""
+    listed = doc[doc.index("implements these methods") : doc.index("is optional")]
+    listed = listed[: listed.rindex("`BucketStore.take`")]
+    return [
+        name.rpartition(".")[2] for name in re.findall(r"(?<!`)`([\w.]+)`(?!`)", listed)
+    ]
+
+
+def test_backend_method_list_is_documented() -> None:
+    """The admission protocol names every method a counter backend implements."""
+    assert _backend_methods() == [
+        "admit",
+        "settle",
+        "get",
+        "slots_in_use",
+        "update",
+        "acquire_slot",
+        "release_slot",
+        "clear",
+        "close",
+    ]
+
+
+def test_implements_every_documented_method(limiter_store: LimiterStore) -> None:
+    """Every counter backend has the admission primitive and each listed method."""
+    assert isinstance(limiter_store, AdmissionStore)
+    for name in _backend_methods():
+        assert callable(getattr(limiter_store, name, None)), name
 
 
 class _FastLimiterStore(LimiterStore, AdmissionStore, Protocol):

@@ -189,14 +189,29 @@ class BucketStore(Protocol):
 @runtime_checkable
 class AdmissionStore(Protocol):
     """
-    **Protocol**: An optional fast path of a `LimiterStore` for whole requests.
+    **Protocol**: The admission primitive of a `LimiterStore`.
 
     A limiter store that also has `admit` and `settle` admits a request (a
     concurrency slot, one request and a token reservation) in one atomic
     step, and settles it (the token reconciliation and the slot) in another,
-    instead of one store call per limit. `zerfoo_cloud.RateLimiter` checks
-    for it when it is made; stores without it are used through the generic
-    methods.
+    instead of one store call per limit. Every quota or slot a
+    `zerfoo_cloud.Tenant` takes or gives back goes through this pair.
+    `zerfoo_cloud.RateLimiter` checks for it when it is made; stores
+    without it are used through the generic methods.
+
+    A new counter backend (Redis, PostgreSQL) implements these methods,
+    and the conformance suite in ``tests/stores`` checks that each one is
+    there:
+
+    - `admit`, `settle`: the admission primitive, each one atomic step;
+    - `LimiterStore.get`, `LimiterStore.slots_in_use`: the reads behind
+      quotas, rate-limit headers and ``in_flight``;
+    - `LimiterStore.update`, `LimiterStore.acquire_slot`,
+      `LimiterStore.release_slot`: the generic limit steps (the rate
+      limiter's ``acquire_many``, ``refund`` and ``deduct``);
+    - `LimiterStore.clear`, `LimiterStore.close`: upkeep.
+
+    `BucketStore.take` is optional: a faster `RateLimiter.acquire`.
 
     .. versionadded:: 0.1.0
     """
