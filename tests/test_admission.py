@@ -6,8 +6,9 @@ the `AdmissionStore` fast path and through the generic `LimiterStore` methods.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 from hypothesis import given
@@ -207,35 +208,21 @@ def test_fast_end_request_frees_the_slot_when_settle_fails(clock: FakeClock) -> 
     assert t.begin_request(50).allowed
 
 
+def _refuse(name: str, *_: object) -> NoReturn:
+    msg = f"{name} is not the admission primitive"
+    raise AssertionError(msg)
+
+
 class AdmissionOnly(MemoryLimiterStore):
     """
     A memory store whose per-limit paths refuse to run: only the admission
     primitive (`admit`, `settle`) and the reads (`get`, `slots_in_use`) work.
     """
 
-    def update(
-        self,
-        keys: Sequence[str],
-        change: Callable[
-            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
-        ],
-    ) -> T:
-        msg = "update is not the admission primitive"
-        raise AssertionError(msg)
-
-    def take(
-        self, key: str, capacity: float, per_second: float, cost: int, now: float
-    ) -> tuple[bool, float]:
-        msg = "take is not the admission primitive"
-        raise AssertionError(msg)
-
-    def acquire_slot(self, key: str, limit: int) -> bool:
-        msg = "acquire_slot is not the admission primitive"
-        raise AssertionError(msg)
-
-    def release_slot(self, key: str) -> None:
-        msg = "release_slot is not the admission primitive"
-        raise AssertionError(msg)
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("update", "take", "acquire_slot", "release_slot"):
+            setattr(self, name, functools.partial(_refuse, name))
 
 
 def test_single_bucket_methods_use_the_admission_primitive(clock: FakeClock) -> None:
