@@ -20,9 +20,8 @@ read the whole previous request. The subclass uses only ``connection_made``,
 ``data_received``, ``connection_lost`` and ``on_response_complete`` of
 uvicorn's protocols (and ``on_message_complete`` of the httptools one).
 
-`zerfoo-cloud serve` names ``zerfoo_cloud._http_limits:ServeProtocol`` as
-uvicorn's ``http`` setting; that class reads its limits from the serve
-configuration in the environment.
+`zerfoo-cloud serve` gives uvicorn such a class built from its
+configuration (``zerfoo_cloud._serve_protocol:ServeProtocol``).
 """
 
 from __future__ import annotations
@@ -287,24 +286,3 @@ def limited_protocol(
         {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout},
     )
     return limited
-
-
-_SERVE: dict[str, type[asyncio.Protocol]] = {}
-
-
-def __getattr__(name: str) -> Any:
-    # ``ServeProtocol``: the protocol ``zerfoo-cloud serve`` gives uvicorn,
-    # built once per worker from the serve configuration in the environment.
-    if name != "ServeProtocol":
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    if name not in _SERVE:
-        from zerfoo_cloud.serve import ServeConfig
-
-        config = ServeConfig.from_env()
-        _SERVE[name] = limited_protocol(
-            default_parser(),
-            max_header_bytes=config.max_header_bytes,
-            header_timeout=config.header_timeout,
-        )
-    return _SERVE[name]

@@ -53,7 +53,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._clock import utc_stamp
+from zerfoo_cloud.audit.chain import _Linker
+from zerfoo_cloud.audit.entry import make_entry
+from zerfoo_cloud.billing_records import BillingRecord
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
+from zerfoo_cloud.stores.lmdb import LMDBAuditStore, LMDBBillingStore, LMDBStores
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -174,8 +178,6 @@ class _Exchange:
 
 
 def _lmdb_env(store: object, kind: str) -> Environment:
-    from zerfoo_cloud.stores.lmdb import LMDBAuditStore, LMDBBillingStore
-
     cls = LMDBBillingStore if kind == "billing" else LMDBAuditStore
     if not isinstance(store, cls):
         msg = (
@@ -723,8 +725,6 @@ _Writer = tuple["Callable[[Any], object]", "Callable[[Any], Callable[[Any], obje
 
 
 def _billing_writer(store: Any) -> _Writer:
-    from zerfoo_cloud.metering import BillingRecord
-
     def records(frame: Any) -> list[BillingRecord]:
         _, items = frame
         return [
@@ -743,8 +743,6 @@ def _billing_writer(store: Any) -> _Writer:
 
 
 def _audit_writer(store: Any, secret: bytes | None) -> _Writer:
-    from zerfoo_cloud.audit import _Linker, make_entry
-
     linker = _Linker(secret)
 
     def entries(frame: Any) -> list[Any]:
@@ -813,8 +811,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _serve(fd_in: int, fd_out: int) -> None:
-    from zerfoo_cloud.stores.lmdb import LMDBStores
-
     try:
         config = _read_frame(fd_in)
     except EOFError:

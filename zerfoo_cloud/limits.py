@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import attrs
 
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -276,8 +277,6 @@ class RateLimiter:
         self.clock = clock
         # Stores that can take from one bucket natively skip the generic
         # read-modify-write callback: the hot path of every request.
-        from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore
-
         self._take = store.take if isinstance(store, BucketStore) else None
         self._admission = store if isinstance(store, AdmissionStore) else None
 

@@ -39,6 +39,7 @@ from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH
 from zerfoo_cloud._redacted import REDACTED
 from zerfoo_cloud.errors import InvalidConfigError, TenantNotFoundError
 from zerfoo_cloud.limits import MAX_LIMIT, Decision, Rate, RateLimiter
+from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -687,11 +688,6 @@ class TenantManager:
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if store is None or limits is None:
-            from zerfoo_cloud.stores.memory import (
-                MemoryLimiterStore,
-                MemoryTenantStore,
-            )
-
             store = MemoryTenantStore() if store is None else store
             limits = MemoryLimiterStore() if limits is None else limits
         self.store: TenantStore = store

@@ -241,7 +241,7 @@ def serve(
             log_level=log_level,
             log_config=log_config(),
             lifespan="on",
-            http="zerfoo_cloud._http_limits:ServeProtocol",
+            http="zerfoo_cloud._serve_protocol:ServeProtocol",
             h11_max_incomplete_event_size=max_header_bytes,
         )
     finally:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zerfoo_cloud.audit import GENESIS, AuditEntry, ChainLink, entry_json, link_entry
+from zerfoo_cloud.audit.chain import GENESIS, ChainLink, entry_json, link_entry
+from zerfoo_cloud.audit.entry import AuditEntry
 from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
 from zerfoo_cloud.stores._lmdb_keys import TIME, micros, scan, tenant_prefix, time_key
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud.billing_records import BillingRecord, UsageSummary, summary_rows
 from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
-from zerfoo_cloud.metering import BillingRecord, UsageSummary, summary_rows
 from zerfoo_cloud.stores._lmdb_keys import (
     key_time,
     micros,

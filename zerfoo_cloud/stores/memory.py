@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from zerfoo_cloud.audit import GENESIS, ChainLink, link_entry
+from zerfoo_cloud.audit.chain import GENESIS, ChainLink, link_entry
 from zerfoo_cloud.errors import (
     InvalidConfigError,
     TenantExistsError,
@@ -30,8 +30,8 @@ from zerfoo_cloud.limits import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit import AuditEntry
-    from zerfoo_cloud.metering import BillingRecord
+    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.billing_records import BillingRecord
     from zerfoo_cloud.tenants import TenantRecord
 
 __all__ = [

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit import AuditEntry, ChainLink
+    from zerfoo_cloud.audit.chain import ChainLink
+    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
     from zerfoo_cloud.limits import BucketState
-    from zerfoo_cloud.metering import BillingRecord, UsageSummary
     from zerfoo_cloud.tenants import TenantRecord
 
 __all__ = [

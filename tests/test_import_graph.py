@@ -1,0 +1,232 @@
+"""
+The shape of the package's import graph: layers that only point down.
+
+Every module of ``zerfoo_cloud`` is parsed with `ast` (nothing is imported),
+and each import of the package's own modules becomes an edge to the module
+it names: ``from zerfoo_cloud.x import y`` points at ``zerfoo_cloud.x.y``
+when ``y`` is a submodule, else at ``zerfoo_cloud.x``. An import that runs
+(at module level or inside a function) is a runtime edge; one under
+``if TYPE_CHECKING:`` is a typing edge, checked apart and more strictly.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import attrs
+import pytest
+
+PACKAGE = "zerfoo_cloud"
+ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+
+#: Function-local imports of the package's own modules that remain, each
+#: with why it must stay deferred. The test fails on any other one, so this
+#: list can only shrink.
+DEFERRED = {
+    # ``import zerfoo_cloud`` must not load the SAML extra (xmlsec, lxml).
+    ("zerfoo_cloud", "zerfoo_cloud.sso"),
+    # The console script imports the CLI only when it runs.
+    ("zerfoo_cloud._console", "zerfoo_cloud.cli"),
+    # ``serve`` builds the server from the environment in each worker, and
+    # loads only the parts its configuration asks for (SSO, metrics, proxy).
+    ("zerfoo_cloud.serve", "zerfoo_cloud.tenants"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.audit"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http._server"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.metering"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.stores.lmdb"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http.proxy"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.sso"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.metrics"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud._metrics_endpoint"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud._readiness"),
+    # The metrics extra (prometheus-client) is loaded only when asked for.
+    ("zerfoo_cloud.http._server", "zerfoo_cloud.metrics"),
+    # Each CLI command loads what it needs when it runs, so ``--help`` and
+    # the other commands stay quick and need no extra.
+    ("zerfoo_cloud.cli._usage_commands", "zerfoo_cloud.metering"),
+    ("zerfoo_cloud.cli._usage_commands", "zerfoo_cloud.csv_cells"),
+    ("zerfoo_cloud.cli._usage_commands", "zerfoo_cloud.export"),
+    ("zerfoo_cloud.cli._audit_commands", "zerfoo_cloud.audit"),
+    ("zerfoo_cloud.cli._audit_commands", "zerfoo_cloud.export"),
+    ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud._access_log"),
+    ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud._metrics_endpoint"),
+    ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud.serve"),
+    ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud.metrics"),
+    ("zerfoo_cloud.cli._tenant_commands", "zerfoo_cloud.tenants"),
+    # The SP settings need the SAML extra only when a request uses them.
+    ("zerfoo_cloud.sso.provider", "zerfoo_cloud.sso.sp"),
+    # The LMDB writer process imports the LMDB stores, whose audit store
+    # imports the audit package; the meter and the logger load it only when
+    # asked to offload, until the writer process moves under stores/.
+    ("zerfoo_cloud.audit.logger", "zerfoo_cloud._offload"),
+    ("zerfoo_cloud.metering", "zerfoo_cloud._offload"),
+    ("zerfoo_cloud.http._accounting", "zerfoo_cloud._offload"),
+}
+
+
+@attrs.frozen
+class Edge:
+    """One import of a package module by another: where it is and its kind."""
+
+    source: str
+    target: str
+    line: int
+    kind: str  # "module", "function" or "typing"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str, item: str | None) -> str | None:
+    if item is not None and f"{name}.{item}" in MODULES:
+        return f"{name}.{item}"
+    while name not in MODULES and "." in name:
+        name = name.rpartition(".")[0]
+    return name if name in MODULES else None
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
+    names: list[tuple[str, str | None]]
+    if isinstance(node, ast.Import):
+        names = [(alias.name, None) for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = module.split(".")
+            if MODULES[module].name != "__init__.py":
+                package.pop()
+            package = package[: len(package) - node.level + 1]
+            base = ".".join([*package, base] if base else package)
+        names = [(base, alias.name) for alias in node.names]
+    found = [
+        _resolve(name, item)
+        for name, item in names
+        if name == PACKAGE or name.startswith(PACKAGE + ".")
+    ]
+    return [target for target in found if target and target != module]
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _edges(module: str) -> list[Edge]:
+    edges: list[Edge] = []
+
+    def visit(node: ast.AST, kind: str) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            edges.extend(
+                Edge(module, target, node.lineno, kind)
+                for target in _targets(module, node)
+            )
+            return
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.body:
+                visit(child, "typing")
+            for child in node.orelse:
+                visit(child, kind)
+            return
+        inner = (
+            "function"
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            else kind
+        )
+        for part in ast.iter_child_nodes(node):
+            visit(part, inner)
+
+    visit(ast.parse(MODULES[module].read_text(encoding="utf-8")), "module")
+    return edges
+
+
+EDGES = [edge for module in sorted(MODULES) for edge in _edges(module)]
+
+
+def _graph(kinds: set[str]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {module: set() for module in MODULES}
+    for edge in EDGES:
+        if edge.kind in kinds:
+            graph[edge.source].add(edge.target)
+    return graph
+
+
+def _cycles(kinds: set[str]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    graph = _graph(kinds)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
+            on_stack.difference_update(component)
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return components
+
+
+def test_the_graph_is_read() -> None:
+    # The parse sees the package: a known module-level and a known deferred
+    # edge are both found, so an empty graph cannot pass the checks below.
+    assert "zerfoo_cloud.stores.lmdb" in MODULES
+    pairs = {(edge.source, edge.target, edge.kind) for edge in EDGES}
+    assert ("zerfoo_cloud.audit", "zerfoo_cloud.audit.logger", "module") in pairs
+    assert ("zerfoo_cloud", "zerfoo_cloud.sso", "function") in pairs
+
+
+def test_the_runtime_import_graph_has_no_cycle() -> None:
+    # A deferred import runs too, so it counts: hiding a cycle in a
+    # function does not break it.
+    cycles = _cycles({"module", "function"})
+    assert not cycles, "import cycles:\n" + "\n".join(
+        " <-> ".join(component) for component in cycles
+    )
+
+
+def test_no_new_function_local_import_of_the_package() -> None:
+    deferred = sorted(
+        f"{edge.source}:{edge.line} -> {edge.target}"
+        for edge in EDGES
+        if edge.kind == "function" and (edge.source, edge.target) not in DEFERRED
+    )
+    assert not deferred, "import these at the top of the module:\n" + "\n".join(
+        deferred
+    )
+
+
+@pytest.mark.parametrize("pair", sorted(DEFERRED))
+def test_each_allowed_deferred_import_still_exists(pair: tuple[str, str]) -> None:
+    # A deferred import that was moved to the top is struck from DEFERRED.
+    found = {(e.source, e.target) for e in EDGES if e.kind == "function"}
+    assert pair in found
