@@ -32,9 +32,11 @@ DEFERRED = {
     # loads only the parts its configuration asks for (SSO, metrics, proxy).
     ("zerfoo_cloud.serve", "zerfoo_cloud.tenants"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.audit"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.http._server"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.metering"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.stores"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.stores.lmdb"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.proxy"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.sso"),
@@ -57,12 +59,6 @@ DEFERRED = {
     ("zerfoo_cloud.cli._tenant_commands", "zerfoo_cloud.tenants"),
     # The SP settings need the SAML extra only when a request uses them.
     ("zerfoo_cloud.sso.provider", "zerfoo_cloud.sso.sp"),
-    # The LMDB writer process imports the LMDB stores, whose audit store
-    # imports the audit package; the meter and the logger load it only when
-    # asked to offload, until the writer process moves under stores/.
-    ("zerfoo_cloud.audit.logger", "zerfoo_cloud._offload"),
-    ("zerfoo_cloud.metering", "zerfoo_cloud._offload"),
-    ("zerfoo_cloud.http._accounting", "zerfoo_cloud._offload"),
 }
 
 
@@ -150,7 +146,21 @@ def _edges(module: str) -> list[Edge]:
             visit(part, inner)
 
     visit(ast.parse(MODULES[module].read_text(encoding="utf-8")), "module")
-    return edges
+    return [*edges, *_package_edges(edges)]
+
+
+def _package_edges(edges: list[Edge]) -> list[Edge]:
+    # Importing ``zerfoo_cloud.a.b`` first runs ``zerfoo_cloud/a/__init__.py``:
+    # from outside ``zerfoo_cloud.a`` that is an import of the package too.
+    found = []
+    for edge in edges:
+        parts = edge.target.split(".")
+        for end in range(2, len(parts)):
+            package = ".".join(parts[:end])
+            inside = edge.source == package or edge.source.startswith(package + ".")
+            if package != edge.target and not inside:
+                found.append(attrs.evolve(edge, target=package))
+    return found
 
 
 EDGES = [edge for module in sorted(MODULES) for edge in _edges(module)]

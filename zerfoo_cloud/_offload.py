@@ -9,9 +9,11 @@ tens of microseconds per request. With ``offload=True`` a `TokenMeter` or
 thread pickles the batch as plain tuples (`TokenMeter.record_request` and
 `AuditLogger.log_request` queue tuples already), writes it to the child's
 stdin in one frame and blocks (the GIL released) until the child answers.
-The child makes the records and commits them through the real LMDB store
+The child (`zerfoo_cloud.stores._lmdb_writer_process`, part of the LMDB
+backend) makes the records and commits them through the real LMDB store
 classes, so the stored format, the checks, the dedup by request id and the
-hash chain stay in one place.
+hash chain stay in one place. This module, the parent's side, imports no
+store class and no core service, so the meter and the logger import it.
 
 The protocol: length-prefixed pickled frames over the child's stdin and
 stdout. The first frame configures the child (its role, the store folder,
@@ -41,8 +43,6 @@ import contextlib
 import operator
 import os
 import pickle
-import select
-import signal
 import struct
 import subprocess
 import sys
@@ -52,12 +52,9 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud._clock import utc_stamp
-from zerfoo_cloud.audit.chain import _Linker
-from zerfoo_cloud.audit.entry import make_entry
-from zerfoo_cloud.billing_records import BillingRecord
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
-from zerfoo_cloud.stores.lmdb import LMDBAuditStore, LMDBBillingStore, LMDBStores
+from zerfoo_cloud.stores._lmdb_env import Environment
+from zerfoo_cloud.stores.protocols import AuditStore, BillingStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -174,18 +171,25 @@ class _Exchange:
         )
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 # -- the parent's side -------------------------------------------------------------
 
 
 def _lmdb_env(store: object, kind: str) -> Environment:
-    cls = LMDBBillingStore if kind == "billing" else LMDBAuditStore
-    if not isinstance(store, cls):
+    # An LMDB store of the kind: the protocol, and an LMDB environment.
+    protocol = BillingStore if kind == "billing" else AuditStore
+    env = getattr(store, "_env", None)
+    if not isinstance(store, protocol) or not isinstance(env, Environment):
         msg = (
             f"offload=True needs an LMDB {kind} store (from LMDBStores), "
             f"not {type(store).__name__}"
         )
         raise InvalidConfigError(msg, field="offload")
-    env: Environment = store._env  # noqa: SLF001 - the store's own folder
     return env
 
 
@@ -233,7 +237,7 @@ class _Channel:
         from_child, child_out = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "zerfoo_cloud._offload"],
+                [sys.executable, "-m", "zerfoo_cloud.stores._lmdb_writer_process"],
                 stdin=child_in,
                 stdout=child_out,
                 env=environ,
@@ -704,157 +708,3 @@ def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked childre
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# -- the child's side ----------------------------------------------------------
-
-
-def _failure(exc: Exception) -> tuple[bool, str, int]:
-    message = (
-        str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
-    )
-    return (isinstance(exc, StoreFullError), message, 0)
-
-
-#: The most frames the child commits in one transaction.
-_MERGE = 16
-
-#: What the child does with a frame: commit it alone, or give the body of a
-#: transaction that commits it (with the other frames read together).
-_Writer = tuple["Callable[[Any], object]", "Callable[[Any], Callable[[Any], object]]"]
-
-
-def _billing_writer(store: Any) -> _Writer:
-    def records(frame: Any) -> list[BillingRecord]:
-        _, items = frame
-        return [
-            BillingRecord(tenant, prompt, completion, utc_stamp(stamp), model, rid)
-            for tenant, prompt, completion, stamp, model, rid in items
-        ]
-
-    def write(frame: Any) -> object:
-        return store.add(records(frame))
-
-    def body(frame: Any) -> Callable[[Any], object]:
-        add: Callable[[Any], object] = store.add_write(records(frame))
-        return add
-
-    return write, body
-
-
-def _audit_writer(store: Any, secret: bytes | None) -> _Writer:
-    linker = _Linker(secret)
-
-    def entries(frame: Any) -> list[Any]:
-        return [make_entry(utc_stamp(item[0]), *item[1:]) for item in frame[1]]
-
-    def write(frame: Any) -> object:
-        number, _, writer_id = frame
-        return store.append_linked(entries(frame), linker, batch=(writer_id, number))
-
-    def body(frame: Any) -> Callable[[Any], object]:
-        number, _, writer_id = frame
-        append: Callable[[Any], object] = store.append_write(
-            entries(frame), linker, batch=(writer_id, number)
-        )
-        return append
-
-    return write, body
-
-
-def _read_more(fd_in: int, frames: list[Any]) -> bool:
-    # The frames already waiting in the pipe (sent while the child worked):
-    # committed together with the first. False once the parent closed it.
-    while len(frames) < _MERGE and select.select([fd_in], [], [], 0)[0]:
-        try:
-            frames.append(_read_frame(fd_in))
-        except EOFError:  # noqa: PERF203 - once, at the end
-            return False
-    return True
-
-
-def _commit(env: Environment, writers: dict[int, _Writer], frames: list[Any]) -> bytes:
-    # One transaction (one fsync) for all the frames; if it fails, each
-    # alone, so that each gets its own answer. The answers as one write.
-    if len(frames) > 1:
-        try:
-            bodies = [writers[len(frame)][1](frame) for frame in frames]
-            env.write(lambda txn: [body(txn) for body in bodies])
-        except Exception:  # noqa: BLE001, S110 - each frame alone says what failed
-            pass
-        else:
-            return _frames([None] * len(frames))
-    replies: list[object] = []
-    for frame in frames:
-        try:
-            writers[len(frame)][0](frame)
-        except Exception as exc:  # noqa: BLE001, PERF203 - sent to the parent
-            replies.append(_failure(exc))
-        else:
-            replies.append(None)
-    return _frames(replies)
-
-
-def _frames(messages: list[object]) -> bytes:
-    out = bytearray()
-    for message in messages:
-        data = pickle.dumps(message, _PROTOCOL)
-        out += _LENGTH.pack(len(data))
-        out += data
-    return bytes(out)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _serve(fd_in: int, fd_out: int) -> None:
-    try:
-        config = _read_frame(fd_in)
-    except EOFError:
-        return
-    _role, path, map_size, max_map_size, secret = config
-    try:
-        stores = LMDBStores.open(path, map_size=map_size, max_map_size=max_map_size)
-    except Exception as exc:  # noqa: BLE001 - sent to the parent
-        _write_frame(fd_out, _failure(exc))
-        return
-    try:
-        # Billing frames are (0, items), audit ones (number, items, writer):
-        # one child serves both when a meter and a logger share it.
-        writers = {
-            2: _billing_writer(stores.billing),
-            3: _audit_writer(stores.audit, secret),
-        }
-        _write_frame(fd_out, None)
-        while True:
-            try:
-                frames = [_read_frame(fd_in)]
-            except EOFError:
-                return
-            more = _read_more(fd_in, frames)
-            _write_all(fd_out, _commit(stores.durable, writers, frames))
-            if not more:
-                return
-    finally:
-        stores.close()
-
-
-def main() -> None:
-    """
-    Run as the writer process: serve frames from stdin until it closes.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The answers get a descriptor of their own; whatever prints goes to
-    # stderr instead of into the protocol.
-    fd_out = os.dup(1)
-    os.dup2(2, 1)
-    with contextlib.suppress(BrokenPipeError):
-        _serve(0, fd_out)
-
-
-if __name__ == "__main__":
-    main()

@@ -34,6 +34,7 @@ import attrs
 
 from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH, MAX_TENANT_ID_BYTES
+from zerfoo_cloud._offload import BillingCommit
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -400,9 +401,6 @@ class TokenMeter(QueuedWriting):
         self.clock = clock
         self._offload = None
         if offload:
-            # Imported here: the module is also the writer process's main.
-            from zerfoo_cloud._offload import BillingCommit
-
             self._offload = BillingCommit(store)
         self._writer: BatchWriter[BillingRecord] = BatchWriter(
             self._offload or store.add,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
+from zerfoo_cloud._offload import AuditCommit
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
@@ -127,9 +128,6 @@ class AuditLogger(QueuedWriting):
         self._chained = store if isinstance(store, ChainedAuditStore) else None
         self._offload = None
         if offload:
-            # Imported here: the module is also the writer process's main.
-            from zerfoo_cloud._offload import AuditCommit
-
             self._offload = AuditCommit(store, self._key)
         self._writer: BatchWriter[AuditEntry] = BatchWriter(
             self._offload

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._offload import share_writer_process
 from zerfoo_cloud._writer import wait_for
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.errors import StoreError
@@ -195,10 +196,7 @@ class Accounting:
         self.failures = 0
         self._worker = _Worker()
         # Billing records and audit entries through one writer process and
-        # one transaction, where both go to the same LMDB store. Imported
-        # here: the module is also the writer process's main.
-        from zerfoo_cloud._offload import share_writer_process
-
+        # one transaction, where both go to the same LMDB store.
         share_writer_process(meter, audit)
 
     def account(self, finished: Finished) -> None:
