@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from zerfoo_cloud.resources._books import NO_HANDLE, Victims
 from zerfoo_cloud.resources._checks import deadline as make_deadline
 from zerfoo_cloud.resources._core import ManagerCore
-from zerfoo_cloud.resources._flight import Flight, WouldBlockError
+from zerfoo_cloud.resources._flight import WouldBlockError
 
 if TYPE_CHECKING:
+    from zerfoo_cloud.resources._flight import EnsureCall, Flight
     from zerfoo_cloud.resources._records import ModelInfo
 
 __all__ = ["AsyncMethods"]
@@ -94,7 +95,7 @@ class AsyncMethods(ManagerCore):
         .. versionadded:: 0.1.0
         """
         return await self._ensure_async(
-            model_id, vram_bytes, loader, timeout, pin=False
+            self._ensure_call(model_id, vram_bytes, timeout, pin=False), loader
         )
 
     @contextlib.asynccontextmanager
@@ -112,7 +113,7 @@ class AsyncMethods(ManagerCore):
         .. versionadded:: 0.1.0
         """
         handle = await self._ensure_async(
-            model_id, vram_bytes, loader, timeout, pin=True
+            self._ensure_call(model_id, vram_bytes, timeout, pin=True), loader
         )
         with self._unpinning(model_id):
             yield handle
@@ -133,44 +134,22 @@ class AsyncMethods(ManagerCore):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(future, remaining)
 
-    @staticmethod
-    def _check_done(flight: Flight) -> None:
-        if not flight.done:
-            raise WouldBlockError(None)
-
     async def _ensure_async(
-        self,
-        model_id: str,
-        vram_bytes: int,
-        loader: Callable[[], Awaitable[_T]],
-        timeout: float | None,
-        *,
-        pin: bool,
+        self, call: EnsureCall, loader: Callable[[], Awaitable[_T]]
     ) -> _T:
-        self._check_load(model_id, vram_bytes)
-        deadline = make_deadline(timeout)
-        while True:
-            with self._lock:
-                flight, leader, handle = self._join_locked(
-                    model_id, vram_bytes, deadline, pin=pin
-                )
-            if flight is None:
-                return cast("_T", handle)
-            if not leader:
-                await self._locked_async(functools.partial(self._check_done, flight))
-                if flight.error is not None:
-                    raise flight.error
-                continue
-            try:
-                victims = await self._locked_async(
-                    functools.partial(self._reserve_locked, flight, may_wait=False)
-                )
-                if victims:
-                    # A worker thread finishes the callbacks even if we are cancelled.
-                    await asyncio.to_thread(self._run_callbacks, victims)
-                result = await loader()
-            except BaseException as exc:
-                self._settle(flight, None, exc)
-                raise
-            self._settle(flight, result, None)
-            return result
+        try:
+            loaded, found = await self._locked_async(
+                functools.partial(self._ensure_step_locked, call, may_wait=False)
+            )
+            if loaded:
+                return cast("_T", found)
+            if found:
+                # A worker thread finishes the callbacks even if we are cancelled.
+                await asyncio.to_thread(self._run_callbacks, cast("Victims", found))
+            result = await loader()
+        except BaseException as exc:
+            if call.leader and call.flight is not None:
+                self._settle(call.flight, None, exc)
+            raise
+        self._settle(cast("Flight", call.flight), result, None)
+        return result

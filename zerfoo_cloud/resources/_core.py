@@ -26,8 +26,8 @@ from zerfoo_cloud.errors import (
     ResourceBusyError,
 )
 from zerfoo_cloud.resources._books import NO_HANDLE, Books, Entry, Victims
-from zerfoo_cloud.resources._checks import check_count, check_model_id
-from zerfoo_cloud.resources._flight import Flight, WouldBlockError
+from zerfoo_cloud.resources._checks import check_count, check_model_id, deadline
+from zerfoo_cloud.resources._flight import EnsureCall, Flight, WouldBlockError
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -333,6 +333,51 @@ class ManagerCore:
     ) -> None:
         with self._lock:
             self._settle_locked(flight, handle, error)
+
+    def _ensure_call(
+        self, model_id: str, vram_bytes: int, timeout: float | None, *, pin: bool
+    ) -> EnsureCall:
+        """
+        Check the arguments of an `ensure_loaded` call (or a twin) and start it.
+        """
+        self._check_load(model_id, vram_bytes)
+        return EnsureCall(model_id, vram_bytes, deadline(timeout), pin=pin)
+
+    def _ensure_step_locked(
+        self, call: EnsureCall, *, may_wait: bool
+    ) -> tuple[bool, object]:
+        """
+        Take *call* as far as it goes without running a loader.
+
+        Returns ``(True, handle)`` for a loaded model (pinned if the call
+        pins), or ``(False, victims)`` when the caller leads ``call.flight``:
+        the room is held and it runs the callbacks, then the loader, then
+        `_settle`. A caller waiting on another's loader raises that loader's
+        exception. With *may_wait*, waits on the condition; without, raises
+        `WouldBlockError` for the caller to await the next change and call
+        again with the same *call*.
+        """
+        while True:
+            if call.flight is None:
+                flight, call.leader, handle = self._join_locked(
+                    call.model_id, call.vram_bytes, call.deadline, pin=call.pin
+                )
+                if flight is None:
+                    return True, handle
+                call.flight = flight
+            flight = call.flight
+            if call.leader:
+                return False, self._reserve_locked(flight, may_wait=may_wait)
+            if not flight.done:
+                if not may_wait:
+                    raise WouldBlockError(None)
+                if flight.thread == threading.get_ident():
+                    raise self._self_wait_error(call.model_id)
+                self._changed.wait()
+                continue
+            if flight.error is not None:
+                raise flight.error
+            call.flight = None  # the model is loaded now, or its loader was interrupted
 
     def _self_wait_error(self, model_id: str) -> ResourceBusyError:
         msg = (

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["Flight", "WouldBlockError"]
+import attrs
+
+__all__ = ["EnsureCall", "Flight", "WouldBlockError"]
 
 
 class Flight:
@@ -56,3 +58,20 @@ class WouldBlockError(Exception):
     def __init__(self, remaining: float | None) -> None:
         super().__init__()
         self.remaining = remaining
+
+
+@attrs.define
+class EnsureCall:
+    """
+    The progress of one `ResourceManager.ensure_loaded` call (or a twin)
+    between the steps it takes under the lock.
+    """
+
+    model_id: str
+    vram_bytes: int
+    deadline: float | None
+    pin: bool = attrs.field(kw_only=True)
+    #: The loader run this call waits on or leads; None before it joins.
+    flight: Flight | None = None
+    #: True when this call runs the loader of ``flight``.
+    leader: bool = False

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -23,6 +22,7 @@ from zerfoo_cloud.resources._checks import deadline as make_deadline
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.resources._books import Victims
+    from zerfoo_cloud.resources._flight import EnsureCall, Flight
     from zerfoo_cloud.resources._records import (
         EvictCallback,
         ModelInfo,
@@ -307,7 +307,9 @@ class ResourceManager(AsyncMethods):
 
         .. versionadded:: 0.1.0
         """
-        return self._ensure(model_id, vram_bytes, loader, timeout, pin=False)
+        return self._ensure(
+            self._ensure_call(model_id, vram_bytes, timeout, pin=False), loader
+        )
 
     @contextlib.contextmanager
     def loaded(
@@ -329,47 +331,25 @@ class ResourceManager(AsyncMethods):
 
         .. versionadded:: 0.1.0
         """
-        handle = self._ensure(model_id, vram_bytes, loader, timeout, pin=True)
+        handle = self._ensure(
+            self._ensure_call(model_id, vram_bytes, timeout, pin=True), loader
+        )
         with self._unpinning(model_id):
             yield handle
 
     # -- internals ---------------------------------------------------------
 
-    def _ensure(
-        self,
-        model_id: str,
-        vram_bytes: int,
-        loader: Callable[[], _T],
-        timeout: float | None,
-        *,
-        pin: bool,
-    ) -> _T:
-        self._check_load(model_id, vram_bytes)
-        deadline = make_deadline(timeout)
-        while True:
-            victims: Victims = []
-            with self._lock:
-                flight, leader, handle = self._join_locked(
-                    model_id, vram_bytes, deadline, pin=pin
-                )
-                if flight is not None and leader:
-                    victims = self._reserve_locked(flight, may_wait=True)
-                elif flight is not None:
-                    if flight.thread == threading.get_ident():
-                        raise self._self_wait_error(model_id)
-                    while not flight.done:
-                        self._changed.wait()
-            if flight is None:
-                return cast("_T", handle)
-            if not leader:
-                if flight.error is not None:
-                    raise flight.error
-                continue  # the model is loaded now, or its loader was interrupted
-            try:
-                self._run_callbacks(victims)
-                result = loader()
-            except BaseException as exc:
-                self._settle(flight, None, exc)
-                raise
-            self._settle(flight, result, None)
-            return result
+    def _ensure(self, call: EnsureCall, loader: Callable[[], _T]) -> _T:
+        with self._lock:
+            loaded, found = self._ensure_step_locked(call, may_wait=True)
+        if loaded:
+            return cast("_T", found)
+        flight = cast("Flight", call.flight)
+        try:
+            self._run_callbacks(cast("Victims", found))
+            result = loader()
+        except BaseException as exc:
+            self._settle(flight, None, exc)
+            raise
+        self._settle(flight, result, None)
+        return result
