@@ -58,12 +58,6 @@ class Books:
         #: evicted it took them over).
         self.releases: dict[str, int] = {}
 
-    def free(self) -> int:
-        """
-        Bytes a load can take without evicting anything.
-        """
-        return self.budget - self.used - self.loading - self.releasing
-
     def busy(self) -> int:
         """
         Bytes held by models in use, loads in progress and evictions under way.
@@ -105,7 +99,7 @@ class Books:
         entry = self.models.get(model_id)
         old = 0 if entry is None else entry.vram_bytes
         need = vram_bytes - old
-        free = self.free()
+        free = self.budget - self.used - self.loading - self.releasing
         if need <= free:
             return []
         idle = self.used - self.pinned
@@ -162,7 +156,8 @@ class Books:
             self.pinned += delta
         if handle is not NO_HANDLE:
             entry.handle = handle
-        self.touch(model_id, entry, now)
+        entry.last_used = now
+        self.models.move_to_end(model_id)
         return False
 
     def touch(self, model_id: str, entry: Entry, now: float) -> None:

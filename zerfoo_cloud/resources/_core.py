@@ -146,9 +146,10 @@ class ManagerCore:
         )
 
     def _book_locked(self, model_id: str, vram_bytes: int, handle: object) -> bool:
-        before = self._books.used
-        new = self._books.book(model_id, vram_bytes, handle, self._clock())
-        if self._books.used < before:
+        books = self._books
+        before = books.used
+        new = books.book(model_id, vram_bytes, handle, self._clock())
+        if books.used < before:
             self._notify_locked()
         return new
 

@@ -189,10 +189,12 @@ class ResourceManager(AsyncMethods):
         .. versionadded:: 0.1.0
         """
         with self._lock:
-            entry = self._books.models.get(model_id)
+            models = self._books.models
+            entry = models.get(model_id)
             if entry is None:
                 raise ModelNotLoadedError(model_id)
-            self._books.touch(model_id, entry, self._clock())
+            entry.last_used = self._clock()
+            models.move_to_end(model_id)
 
     def load(
         self, model_id: str, vram_bytes: int, *, timeout: float | None = None
