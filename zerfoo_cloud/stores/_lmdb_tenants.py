@@ -13,7 +13,7 @@ from zerfoo_cloud.errors import (
     TenantExistsError,
     TenantNotFoundError,
 )
-from zerfoo_cloud.tenants import TenantRecord
+from zerfoo_cloud.tenant_records import TenantRecord
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores._lmdb_env import Environment

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud.audit.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord
-    from zerfoo_cloud.tenants import TenantRecord
+    from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
     "MemoryAuditStore",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.audit.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
     from zerfoo_cloud.limits import BucketState
-    from zerfoo_cloud.tenants import TenantRecord
+    from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
     "AdmissionStore",

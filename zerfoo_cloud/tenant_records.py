@@ -1,0 +1,234 @@
+"""
+Tenant records: what a `TenantStore` keeps of each tenant, and its key.
+
+`TenantConfig` is a tenant's settings as given (its API key in the clear);
+`TenantRecord` is what stores keep instead (the key's SHA-256 hash, the
+times, the incarnation stamp) and its stored form. `hash_api_key`,
+`generate_api_key` and `new_incarnation` make the key material. Records sit
+below the tenants service and the stores: both import them, and they import
+neither.
+
+API keys are never stored: only their SHA-256 hash is. Keys from
+`generate_api_key` carry 256 bits of randomness, so their unsalted hash
+cannot be reversed; keys chosen by people should be as long and random.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from zerfoo_cloud._redacted import REDACTED
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "TenantConfig",
+    "TenantRecord",
+    "generate_api_key",
+    "hash_api_key",
+    "new_incarnation",
+]
+
+#: Every key made by `generate_api_key` starts with this, so leaked keys are
+#: easy to recognise (secret scanners, logs).
+API_KEY_PREFIX = "zc-"
+
+
+def generate_api_key(prefix: str = API_KEY_PREFIX) -> str:
+    """
+    Return a new API key: *prefix* and 43 URL-safe characters (256 random bits).
+
+    .. versionadded:: 0.1.0
+    """
+    return prefix + secrets.token_urlsafe(32)
+
+
+def new_incarnation() -> str:
+    """
+    Return a new, unguessable incarnation stamp (32 hex digits).
+
+    Every tenant created gets a new one, so a tenant deleted and created
+    again under the same id is told apart from its earlier self.
+    """
+    return secrets.token_hex(16)
+
+
+def hash_api_key(api_key: str) -> str:
+    """
+    Return the hex SHA-256 hash of *api_key*: what stores keep instead of it.
+
+    .. versionadded:: 0.1.0
+    """
+    return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _redacted_repr(_: object) -> str:
+    return repr(REDACTED)
+
+
+def _to_tuple(models: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(models, str):
+        return (models,)
+    return tuple(models)
+
+
+@attrs.frozen
+class TenantConfig:
+    """
+    The settings of one tenant, as given to `TenantManager.create`.
+
+    Attributes:
+        id: the tenant id (see `TENANT_ID_PATTERN`).
+        api_key: the tenant's key; `Tenant.config` shows `REDACTED` instead,
+            and the repr never shows it.
+        rate_limit: requests per minute; 0 means unlimited.
+        token_budget: tokens (prompt plus completion) per minute; 0 means
+            unlimited.
+        max_concurrent_requests: requests in flight at once; 0 means
+            unlimited.
+        model_allow_list: the models the tenant may use; empty means all.
+
+    .. versionadded:: 0.1.0
+    """
+
+    id: str
+    api_key: str = attrs.field(repr=_redacted_repr)
+    rate_limit: int
+    token_budget: int
+    max_concurrent_requests: int = 0
+    model_allow_list: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+
+
+@attrs.frozen
+class TenantRecord:
+    """
+    What a `TenantStore` keeps of a tenant: its settings and its key's hash.
+
+    *incarnation* is a stamp made when the tenant is created (see
+    `new_incarnation`) and kept through every update: a tenant deleted and
+    created again under the same id has another one, so whatever was bound
+    to the earlier tenant (an admin session) is not taken for the new one.
+
+    .. versionadded:: 0.1.0
+    """
+
+    id: str
+    key_hash: str
+    rate_limit: int
+    token_budget: int
+    max_concurrent_requests: int = 0
+    model_allow_list: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    incarnation: str = attrs.field(factory=new_incarnation)
+
+    @property
+    def key_id(self) -> str:
+        """
+        A short, public fingerprint of the key (first 8 hex digits of its hash).
+        """
+        return self.key_hash[:8]
+
+    def to_bytes(self) -> bytes:
+        """
+        Encode as compact JSON (the stored form).
+        """
+        return json.dumps(
+            {
+                "v": 1,
+                "id": self.id,
+                "key_hash": self.key_hash,
+                "rate_limit": self.rate_limit,
+                "token_budget": self.token_budget,
+                "max_concurrent_requests": self.max_concurrent_requests,
+                "model_allow_list": list(self.model_allow_list),
+                "created_at": self.created_at,
+                "updated_at": self.updated_at,
+                "incarnation": self.incarnation,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TenantRecord:
+        """
+        Decode the stored form.
+
+        Raises:
+            ValueError: *raw* is not a valid record; the message says why.
+        """
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            msg = f"not JSON ({exc})"
+            raise ValueError(msg) from exc
+        if not isinstance(data, dict):
+            msg = "not a JSON object"
+            raise ValueError(msg)  # noqa: TRY004
+        if data.get("v") != 1:
+            msg = f"unknown record version {data.get('v')!r}"
+            raise ValueError(msg)
+        try:
+            record = cls(
+                id=_typed(data, "id", str),
+                key_hash=_typed(data, "key_hash", str),
+                rate_limit=_typed(data, "rate_limit", int),
+                token_budget=_typed(data, "token_budget", int),
+                max_concurrent_requests=_typed(data, "max_concurrent_requests", int),
+                model_allow_list=tuple(
+                    _typed({"m": m}, "m", str)
+                    for m in _typed(data, "model_allow_list", list)
+                ),
+                created_at=float(_typed(data, "created_at", (int, float))),
+                updated_at=float(_typed(data, "updated_at", (int, float))),
+                incarnation=_stored_incarnation(data),
+            )
+        except KeyError as exc:
+            msg = f"missing field {exc}"
+            raise ValueError(msg) from exc
+        if not re.fullmatch(r"[0-9a-f]{64}", record.key_hash):
+            msg = "key_hash is not a SHA-256 hex digest"
+            raise ValueError(msg)
+        return record
+
+    def config(self) -> TenantConfig:
+        """
+        Return the settings, with the key shown as `REDACTED`.
+        """
+        return TenantConfig(
+            id=self.id,
+            api_key=REDACTED,
+            rate_limit=self.rate_limit,
+            token_budget=self.token_budget,
+            max_concurrent_requests=self.max_concurrent_requests,
+            model_allow_list=self.model_allow_list,
+        )
+
+
+def _stored_incarnation(data: dict[str, Any]) -> str:
+    """
+    The incarnation of a stored record; records written before tenants had
+    one get a stable stamp derived from their creation time, which no tenant
+    created since can have.
+    """
+    if "incarnation" not in data:
+        return "legacy-" + float(_typed(data, "created_at", (int, float))).hex()
+    value = _typed(data, "incarnation", str)
+    if not value:
+        msg = "field 'incarnation' is empty"
+        raise ValueError(msg)
+    return str(value)
+
+
+def _typed(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        msg = f"field {name!r} has the wrong type ({type(value).__name__})"
+        raise ValueError(msg)  # noqa: TRY004
+    return value

@@ -1,0 +1,58 @@
+"""
+Admission: the outcome of asking for one request and its token reservation.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from zerfoo_cloud.limits import Decision
+
+__all__ = ["Admission"]
+
+
+@attrs.frozen
+class Admission:
+    """
+    The outcome of `Tenant.admit`: one request and its token reservation.
+
+    ``allowed`` is true when both were granted; otherwise nothing was taken
+    from either bucket, and the refused decision(s) say when to retry.
+    ``requests`` and ``tokens`` are ``None`` for unlimited quotas.
+    ``concurrency_refused`` is true when `Tenant.begin_request` found every
+    concurrency slot taken (the decisions then report the quotas as they
+    are).
+
+    .. versionadded:: 0.1.0
+    """
+
+    allowed: bool
+    requests: Decision | None
+    tokens: Decision | None
+    concurrency_refused: bool = False
+
+    @property
+    def retry_after(self) -> float:
+        """
+        Seconds until the same request would pass (0.0 if it passed).
+        """
+        waits = [
+            d.retry_after
+            for d in (self.requests, self.tokens)
+            if d is not None and not d.allowed
+        ]
+        return max(waits, default=0.0)
+
+    @property
+    def refused_by(self) -> str | None:
+        """
+        ``"concurrency"``, ``"requests"`` or ``"tokens"``: the limit that
+        refused, or ``None``.
+        """
+        if self.concurrency_refused:
+            return "concurrency"
+        if self.requests is not None and not self.requests.allowed:
+            return "requests"
+        if self.tokens is not None and not self.tokens.allowed:
+            return "tokens"
+        return None

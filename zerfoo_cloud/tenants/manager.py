@@ -1,0 +1,278 @@
+"""
+TenantManager: creates, finds, updates, re-keys and deletes tenants.
+
+The manager keeps `TenantRecord` s in a `TenantStore` and hands out `Tenant`
+handles that enforce the limits through a `LimiterStore`. Keys are looked up
+by their SHA-256 hash in O(1) and compared in constant time.
+
+A tenant created by another process sharing the store (the ``zerfoo-cloud``
+command writing the LMDB file while a server runs) can use its key at once.
+Lookups by key keep the tenants they found for a short time (*cache_ttl*,
+half a second by default), so a key re-keyed or deleted by another process
+stops working, and new limits set by it apply, within that time; changes
+made through the same manager apply at once.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hmac
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from zerfoo_cloud.errors import TenantNotFoundError
+from zerfoo_cloud.limits import RateLimiter
+from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
+from zerfoo_cloud.tenant_records import (
+    API_KEY_PREFIX,
+    TenantRecord,
+    generate_api_key,
+    hash_api_key,
+)
+from zerfoo_cloud.tenants.key_cache import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_TTL,
+    KeyCache,
+    check_cache_size,
+    check_ttl,
+)
+from zerfoo_cloud.tenants.tenant import Tenant
+from zerfoo_cloud.tenants.validation import (
+    check_id,
+    check_key,
+    check_limit,
+    check_models,
+)
+
+if TYPE_CHECKING:
+    from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
+    from zerfoo_cloud.tenant_records import TenantConfig
+
+__all__ = ["TenantManager"]
+
+
+class TenantManager:
+    """
+    Creates, finds, updates, re-keys and deletes tenants.
+
+    Args:
+        store: where tenant records live (default: a new
+            `zerfoo_cloud.stores.memory.MemoryTenantStore`).
+        limits: where limit state lives (default: a new
+            `zerfoo_cloud.stores.memory.MemoryLimiterStore`). Pass the
+            ``.tenants`` and ``.limits`` of one
+            `zerfoo_cloud.stores.lmdb.LMDBStores` to share both between
+            processes.
+        clock: the time source, Unix seconds.
+        key_prefix: the prefix of keys made by `rotate_key`.
+        cache_ttl: seconds `get_by_api_key` keeps a tenant it found, 0 to
+            `MAX_CACHE_TTL` (0: read the store on every lookup).
+        cache_size: at most this many tenants are kept (the least recently
+            used go first).
+
+    Every method but `get_by_api_key` reads the store, so changes made by
+    another process sharing it are seen at once. `get_by_api_key` reads it
+    for keys it does not know (a new key works at once) and keeps what it
+    found for *cache_ttl* seconds: a key re-keyed or deleted by another
+    process stops working, and its new limits apply, within that time.
+    Changes made through this manager (`update`, `rotate_key`, `delete`)
+    apply at once. Methods are safe to call from many threads.
+
+    Raises:
+        InvalidConfigError: *cache_ttl* or *cache_size* is out of range.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        store: TenantStore | None = None,
+        *,
+        limits: LimiterStore | None = None,
+        clock: Clock = time.time,
+        key_prefix: str = API_KEY_PREFIX,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if store is None or limits is None:
+            store = MemoryTenantStore() if store is None else store
+            limits = MemoryLimiterStore() if limits is None else limits
+        self.store: TenantStore = store
+        self.limits: LimiterStore = limits
+        self.clock = clock
+        self.key_prefix = key_prefix
+        self.limiter = RateLimiter(limits, clock=clock)
+        self.cache_ttl = check_ttl(cache_ttl)
+        self.cache_size = check_cache_size(cache_size)
+        self._cache: KeyCache[Tenant] = KeyCache()
+
+    def _forget(self) -> None:
+        self._cache.clear()
+
+    def _tenant(self, record: TenantRecord) -> Tenant:
+        return Tenant(record, self.limiter)
+
+    def create(self, cfg: TenantConfig) -> Tenant:
+        """
+        Register a new tenant and return its handle.
+
+        Raises:
+            InvalidConfigError: an empty or malformed id or key, a negative or
+                non-integer limit, or a malformed allow list.
+            TenantExistsError: the id or the key is taken.
+        """
+        now = self.clock()
+        record = TenantRecord(
+            id=check_id(cfg.id),
+            key_hash=hash_api_key(check_key(cfg.api_key)),
+            rate_limit=check_limit("rate_limit", cfg.rate_limit),
+            token_budget=check_limit("token_budget", cfg.token_budget),
+            max_concurrent_requests=check_limit(
+                "max_concurrent_requests", cfg.max_concurrent_requests
+            ),
+            model_allow_list=check_models(cfg.model_allow_list),
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.create(record)
+        # Limit state left by an earlier tenant of the same id must not apply.
+        self.limits.clear(record.id + "\x00")
+        return self._tenant(record)
+
+    def get(self, tenant_id: str) -> Tenant:
+        """
+        Return the tenant with id *tenant_id*.
+
+        Raises:
+            TenantNotFoundError: there is none.
+        """
+        record = self.store.get(tenant_id)
+        if record is None:
+            raise TenantNotFoundError(tenant_id)
+        return self._tenant(record)
+
+    def get_by_api_key(self, api_key: str) -> Tenant:
+        """
+        Return the tenant whose key is *api_key*.
+
+        The key is hashed, looked up in O(1) and the hashes compared in
+        constant time; the key is never logged or kept (the cache holds its
+        hash). A tenant found is kept for *cache_ttl* seconds; an unknown key
+        is looked up in the store every time.
+
+        Raises:
+            TenantNotFoundError: no tenant has this key (``tenant_id`` is
+                ``None``, so the error carries no secret).
+        """
+        if not isinstance(api_key, str) or not api_key:
+            raise TenantNotFoundError(None)
+        digest = hash_api_key(api_key)
+        ttl = self.cache_ttl
+        if ttl:
+            now = self.clock()
+            hit = self._cache.get(digest, now, ttl)
+            if hit is not None:
+                return hit
+        record = self.store.get_by_key_hash(digest)
+        if record is None or not hmac.compare_digest(record.key_hash, digest):
+            raise TenantNotFoundError(None)
+        tenant = self._tenant(record)
+        if ttl:
+            self._cache.put(digest, now, tenant, self.cache_size)
+        return tenant
+
+    def list(self) -> list[TenantConfig]:
+        """
+        Return every tenant's settings (keys redacted), ordered by id.
+        """
+        return [record.config() for record in self.store.list()]
+
+    def records(self) -> builtins.list[TenantRecord]:
+        """
+        Return every stored record (key hashes, timestamps), ordered by id.
+        """
+        return self.store.list()
+
+    def update(
+        self,
+        tenant_id: str,
+        *,
+        api_key: str | None = None,
+        rate_limit: int | None = None,
+        token_budget: int | None = None,
+        max_concurrent_requests: int | None = None,
+        model_allow_list: Iterable[str] | None = None,
+        incarnation: str | None = None,
+    ) -> Tenant:
+        """
+        Change any setting but the id; ``None`` keeps a setting as it is.
+
+        A new *api_key* replaces the old one at once (see also `rotate_key`).
+        New limits apply to the next request; the quota already spent stays
+        spent. With *incarnation*, the change is made only to the tenant
+        with that `TenantRecord.incarnation` (checked in the same store
+        transaction), never to a tenant created since under the same id.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id* (or, with
+                *incarnation*, none has it and that incarnation).
+            InvalidConfigError: a value is out of range.
+            TenantExistsError: *api_key* belongs to another tenant.
+        """
+        changes: dict[str, Any] = {}
+        if api_key is not None:
+            changes["key_hash"] = hash_api_key(check_key(api_key))
+        if rate_limit is not None:
+            changes["rate_limit"] = check_limit("rate_limit", rate_limit)
+        if token_budget is not None:
+            changes["token_budget"] = check_limit("token_budget", token_budget)
+        if max_concurrent_requests is not None:
+            changes["max_concurrent_requests"] = check_limit(
+                "max_concurrent_requests", max_concurrent_requests
+            )
+        if model_allow_list is not None:
+            changes["model_allow_list"] = check_models(model_allow_list)
+        changes["updated_at"] = self.clock()
+
+        def change(old: TenantRecord) -> TenantRecord:
+            if incarnation is not None and old.incarnation != incarnation:
+                raise TenantNotFoundError(tenant_id)
+            return attrs.evolve(old, **changes)
+
+        try:
+            record = self.store.update(tenant_id, change)
+        finally:
+            self._forget()
+        return self._tenant(record)
+
+    def rotate_key(self, tenant_id: str, *, incarnation: str | None = None) -> str:
+        """
+        Issue a new key for the tenant and return it; the old key stops working.
+
+        With *incarnation*, only the tenant of that incarnation is re-keyed
+        (see `update`).
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id* (and
+                *incarnation*).
+        """
+        key = generate_api_key(self.key_prefix)
+        self.update(tenant_id, api_key=key, incarnation=incarnation)
+        return key
+
+    def delete(self, tenant_id: str) -> None:
+        """
+        Remove the tenant; its key stops working at once.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id*.
+        """
+        try:
+            self.store.delete(tenant_id)
+        finally:
+            self._forget()
+        self.limits.clear(tenant_id + "\x00")

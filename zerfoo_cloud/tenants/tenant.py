@@ -1,0 +1,273 @@
+"""
+Tenant: a handle on one tenant, enforcing its limits through a limiter.
+
+A `Tenant` is a cheap snapshot of a `TenantRecord` made by `TenantManager`;
+the limit state lives in the manager's `LimiterStore`, so every handle of a
+tenant (in any thread, and with a shared store in any process) sees the same
+quotas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zerfoo_cloud.limits import Decision, Rate
+from zerfoo_cloud.tenants.admission import Admission
+from zerfoo_cloud.tenants.validation import check_units
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.limits import RateLimiter
+    from zerfoo_cloud.tenant_records import TenantConfig, TenantRecord
+
+__all__ = ["PERIOD_SECONDS", "Tenant"]
+
+#: The period of ``rate_limit`` and ``token_budget``: one minute.
+PERIOD_SECONDS = 60.0
+
+
+class Tenant:
+    """
+    A handle on one tenant: its settings and its limits.
+
+    Handles are cheap snapshots made by `TenantManager`; the limit state
+    lives in the manager's `LimiterStore`, so every handle of a tenant (in
+    any thread, and with a shared store in any process) sees the same
+    quotas. Limits of 0 are unlimited: their checks always pass.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "_con_key",
+        "_limiter",
+        "_record",
+        "_req_key",
+        "_req_rate",
+        "_tok_key",
+        "_tok_rate",
+    )
+
+    def __init__(self, record: TenantRecord, limiter: RateLimiter) -> None:
+        self._record = record
+        self._limiter = limiter
+        self._req_key = record.id + "\x00req"
+        self._tok_key = record.id + "\x00tok"
+        self._con_key = record.id + "\x00con"
+        limit, budget = record.rate_limit, record.token_budget
+        self._req_rate = Rate(limit, PERIOD_SECONDS) if limit else None
+        self._tok_rate = Rate(budget, PERIOD_SECONDS) if budget else None
+
+    def __repr__(self) -> str:
+        r = self._record
+        return (
+            f"<Tenant {r.id!r} key={r.key_id}… rate_limit={r.rate_limit} "
+            f"token_budget={r.token_budget} "
+            f"max_concurrent_requests={r.max_concurrent_requests}>"
+        )
+
+    @property
+    def id(self) -> str:
+        """
+        The tenant id.
+        """
+        return self._record.id
+
+    @property
+    def record(self) -> TenantRecord:
+        """
+        The stored record this handle was made from.
+        """
+        return self._record
+
+    def config(self) -> TenantConfig:
+        """
+        The tenant's settings, with the API key redacted.
+        """
+        return self._record.config()
+
+    # -- the admission primitive ----------------------------------------
+
+    def _take(self, key: str, rate: Rate, cost: int) -> Decision:
+        # One bucket through the admission primitive, without a slot.
+        return self._limiter.admit(None, ((key, rate, cost),))[1][0]
+
+    def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
+        # One request, *tokens* tokens and *slot* (when given): all or none.
+        req_rate, tok_rate = self._req_rate, self._tok_rate
+        asks: list[tuple[str, Rate, int]] = []
+        if req_rate is not None:
+            asks.append((self._req_key, req_rate, 1))
+        if tok_rate is not None:
+            asks.append((self._tok_key, tok_rate, tokens))
+        if slot is None and not asks:
+            return _ADMITTED
+        free, decisions = self._limiter.admit(slot, asks)
+        req = decisions[0] if req_rate is not None else None
+        tok = decisions[-1] if tok_rate is not None else None
+        if not free:
+            return Admission(False, req, tok, concurrency_refused=True)
+        allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
+        return Admission(allowed, req, tok)
+
+    # -- requests ---------------------------------------------------------
+
+    def allow_request(self) -> bool:
+        """
+        Spend one request of the per-minute quota; ``False`` if none is left.
+        """
+        return self.acquire_request().allowed
+
+    def acquire_request(self) -> Decision:
+        """
+        Like `allow_request`, returning the full decision (retry and reset times).
+        """
+        rate = self._req_rate
+        if rate is None:
+            return _UNLIMITED
+        return self._take(self._req_key, rate, 1)
+
+    def request_quota(self) -> Decision:
+        """
+        The request quota now, without spending any.
+        """
+        rate = self._req_rate
+        return _UNLIMITED if rate is None else self._limiter.peek(self._req_key, rate)
+
+    # -- tokens -----------------------------------------------------------
+
+    def consume_tokens(self, n: int) -> bool:
+        """
+        Spend *n* tokens if the budget holds them all; else spend none.
+        """
+        return self.acquire_tokens(n).allowed
+
+    def acquire_tokens(self, n: int) -> Decision:
+        """
+        Like `consume_tokens`, returning the full decision.
+        """
+        check_units(n)
+        rate = self._tok_rate
+        if rate is None:
+            return _UNLIMITED
+        return self._take(self._tok_key, rate, n)
+
+    def refund_tokens(self, n: int) -> None:
+        """
+        Give back *n* tokens (a reservation larger than the real use); the
+        budget never rises above its capacity.
+        """
+        check_units(n)
+        rate = self._tok_rate
+        if rate is not None and n:
+            self._limiter.settle(None, (self._tok_key, rate, n))
+
+    def deduct_tokens(self, n: int) -> None:
+        """
+        Charge *n* tokens unconditionally (use beyond a reservation).
+
+        The budget may go into debt; later requests wait until it is repaid.
+        """
+        check_units(n)
+        rate = self._tok_rate
+        if rate is not None and n:
+            self._limiter.settle(None, (self._tok_key, rate, -n))
+
+    def token_quota(self) -> Decision:
+        """
+        The token budget now, without spending any.
+        """
+        rate = self._tok_rate
+        return _UNLIMITED if rate is None else self._limiter.peek(self._tok_key, rate)
+
+    # -- both at once -----------------------------------------------------
+
+    def admit(self, tokens: int) -> Admission:
+        """
+        Spend one request and reserve *tokens* tokens, atomically.
+
+        Both are taken or neither is: a request refused by the token budget
+        keeps its request quota, and the other way round. Concurrent calls
+        can never both pass on the same remaining budget. No concurrency
+        slot is taken (see `begin_request`).
+        """
+        check_units(tokens)
+        return self._admission(tokens, None)
+
+    # -- whole requests ---------------------------------------------------
+
+    def begin_request(self, tokens: int) -> Admission:
+        """
+        Take a concurrency slot, one request and *tokens* tokens: all or none.
+
+        A request refused for concurrency keeps its request and token quota;
+        one refused by a quota holds no slot. With a store that has the
+        `zerfoo_cloud.stores.protocols.AdmissionStore` fast path this is one
+        atomic store call. An allowed request must be finished with one
+        `end_request`.
+        """
+        if type(tokens) is not int or tokens < 0:
+            check_units(tokens)  # raises
+        limit = self._record.max_concurrent_requests
+        return self._admission(tokens, (self._con_key, limit) if limit else None)
+
+    def end_request(self, reserved: int, used: int) -> None:
+        """
+        Finish a request admitted by `begin_request`: refund the part of its
+        *reserved* tokens it did not use (or charge what it used beyond
+        them), and give its concurrency slot back, even if the token update
+        fails.
+        """
+        if (
+            type(reserved) is not int
+            or type(used) is not int
+            or min(reserved, used) < 0
+        ):
+            check_units(reserved)  # one of them raises
+            check_units(used)
+        tok_rate = self._tok_rate
+        bucket = None
+        if tok_rate is not None and used != reserved:
+            bucket = (self._tok_key, tok_rate, reserved - used)
+        slot_key = self._con_key if self._record.max_concurrent_requests else None
+        if bucket is None and slot_key is None:
+            return
+        self._limiter.settle(slot_key, bucket)
+
+    # -- concurrency ------------------------------------------------------
+
+    def allow_concurrent(self) -> bool:
+        """
+        Take a concurrency slot; ``False`` if all `max_concurrent_requests` are busy.
+
+        Every ``True`` must be paired with one `release_concurrent`.
+        """
+        limit = self._record.max_concurrent_requests
+        if limit == 0:
+            return True
+        return self._limiter.admit((self._con_key, limit), ())[0]
+
+    def release_concurrent(self) -> None:
+        """
+        Give back a slot taken by `allow_concurrent`.
+        """
+        if self._record.max_concurrent_requests:
+            self._limiter.settle(self._con_key, None)
+
+    def in_flight(self) -> int:
+        """
+        How many concurrency slots are taken now.
+        """
+        return self._limiter.store.slots_in_use(self._con_key)
+
+    # -- models -----------------------------------------------------------
+
+    def model_allowed(self, model: str) -> bool:
+        """
+        Whether the tenant may use *model* (an empty allow list allows all).
+        """
+        allow = self._record.model_allow_list
+        return not allow or model in allow
+
+
+_UNLIMITED = Decision(True, 0, 0, 0.0, 0.0)
+_ADMITTED = Admission(True, None, None)
