@@ -34,7 +34,6 @@ from zerfoo_cloud.audit import (
     AuditResult,
     ChainLink,
     entry_hash,
-    make_entry,
     strip_query,
     verify_chain,
 )
@@ -292,51 +291,6 @@ def test_offloaded_log_request_stores_what_log_stores(tmp_path: Path) -> None:
     assert len(results[0]) == len(requests)
     assert [e.unchained() for e in results[0]] == [e.unchained() for e in results[1]]
     assert all(KEY not in e.path for e in results[0])
-
-
-@given(
-    fields=_fields,
-    timestamp=st.one_of(
-        st.none(),
-        st.datetimes(timezones=st.just(timezone.utc)),
-        st.datetimes(timezones=st.just(timezone(timedelta(hours=5)))),
-        st.datetimes(),
-    ),
-)
-def test_make_entry_is_the_constructor(
-    fields: dict[str, Any], timestamp: datetime | None
-) -> None:
-    """make_entry() returns what AuditEntry() returns for the same fields, or raises the same error."""
-    args = (
-        timestamp,
-        fields["tenant_id"],
-        fields["action"],
-        fields["result"],
-        fields["resource"],
-        fields["status_code"],
-        fields["method"],
-        fields["path"],
-        fields["remote_addr"],
-    )
-    try:
-        expected = AuditEntry(*args)
-    except (InvalidConfigError, ValueError) as exc:
-        with pytest.raises(type(exc)):
-            make_entry(*args)
-        return
-    assert make_entry(*args) == expected
-
-
-@pytest.mark.parametrize("value", ["nonsense", "", ["success"], None, 3])
-def test_make_entry_refuses_what_the_constructor_refuses(value: object) -> None:
-    """make_entry() raises ValueError for an action or result that is no member's value, unhashable ones included, as AuditEntry() does."""
-    now = datetime.now(timezone.utc)
-    for action, result in ((value, AuditResult.SUCCESS), (AuditAction.AUTH, value)):
-        args = (now, "t", action, result, "m", 200, "GET", "/", "127.0.0.1")
-        with pytest.raises(ValueError, match="not a valid"):
-            AuditEntry(*args)
-        with pytest.raises(ValueError, match="not a valid"):
-            make_entry(*args)  # type: ignore[arg-type]
 
 
 def test_tenant_id_at_and_past_its_limit() -> None:

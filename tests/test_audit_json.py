@@ -9,6 +9,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,6 +71,18 @@ def test_hash_covers_the_canonical_form(entry: AuditEntry, seq: int, prev: str) 
     assert entry_hash(linked) == expected
     assert linked.seq == seq + 1
     assert linked.prev_hash == prev
+
+
+@given(_entries, st.integers(0, 2**40), _text)
+def test_linked_entry_is_the_constructors(
+    entry: AuditEntry, seq: int, prev: str
+) -> None:
+    """link_entry() returns what AuditEntry() makes of the same fields and chain fields."""
+    linked = link_entry(ChainLink(seq, prev), entry)
+    expected = attrs.evolve(entry, seq=seq + 1, prev_hash=prev, hash=linked.hash)
+    assert linked == expected
+    assert type(linked) is AuditEntry
+    assert linked.to_dict() == expected.to_dict()
 
 
 def test_timestamp_is_written_to_the_microsecond() -> None:

@@ -20,10 +20,9 @@ HTTP ``Retry-After`` and ``x-ratelimit-*`` headers report.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
@@ -118,13 +117,6 @@ class Decision(NamedTuple):
     remaining: int
     retry_after: float
     reset_after: float
-
-
-#: ``Decision(*fields)`` without the generated ``__new__``'s Python frame:
-#: decisions are made on every request.
-_new_decision: Callable[[tuple[bool, int, int, float, float]], Decision] = (
-    functools.partial(tuple.__new__, Decision)
-)
 
 
 def refill(
@@ -232,14 +224,12 @@ def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
 
 def _granted(level: float, rate: Rate) -> Decision:
     # The decision of a granted request that left *level* units.
-    return _new_decision(
-        (
-            True,
-            rate.limit,
-            max(0, int(level + EPSILON)),
-            0.0,
-            (rate.capacity - level) / rate.per_second,
-        )
+    return Decision(
+        True,
+        rate.limit,
+        max(0, int(level + EPSILON)),
+        0.0,
+        (rate.capacity - level) / rate.per_second,
     )
 
 
@@ -251,14 +241,12 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
         retry_after = math.inf
     else:
         retry_after = (cost - level) / per_second
-    return _new_decision(
-        (
-            allowed,
-            rate.limit,
-            max(0, math.floor(level + EPSILON)),
-            retry_after,
-            max(0.0, (rate.limit - level) / per_second),
-        )
+    return Decision(
+        allowed,
+        rate.limit,
+        max(0, math.floor(level + EPSILON)),
+        retry_after,
+        max(0.0, (rate.limit - level) / per_second),
     )
 
 

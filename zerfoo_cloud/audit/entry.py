@@ -1,10 +1,10 @@
 """
-The audit entry (`AuditEntry`) and its fast constructor (`make_entry`).
+The audit entry (`AuditEntry`) and its positional constructor (`make_entry`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -160,21 +160,6 @@ _ENTRY_FIELDS = tuple(
 
 _setattr = object.__setattr__
 
-#: The members by value: ``AuditAction(value)`` costs a microsecond, and the
-#: writer process makes every entry from the values.
-_ACTIONS = {a.value: a for a in AuditAction}
-_RESULTS = {r.value: r for r in AuditResult}
-
-
-def _as_action(value: str) -> AuditAction:
-    found = _ACTIONS.get(value) if type(value) is str else None
-    return AuditAction(value) if found is None else found
-
-
-def _as_result(value: str) -> AuditResult:
-    found = _RESULTS.get(value) if type(value) is str else None
-    return AuditResult(value) if found is None else found
-
 
 def _with_chain(
     entry: AuditEntry,
@@ -185,7 +170,9 @@ def _with_chain(
 ) -> AuditEntry:
     # A copy with new chain fields (and a timestamp, if given). The other
     # fields are clean already, so the converters are skipped: this runs
-    # once per stored entry.
+    # once per stored entry and saves 1.3 µs against AuditEntry(...) (2.7
+    # µs against attrs.evolve), about 2 % of a request. It copies the
+    # fields attrs lists and checks nothing, so it repeats no validation.
     copy: AuditEntry = object.__new__(AuditEntry)
     for name in _ENTRY_FIELDS:
         _setattr(copy, name, getattr(entry, name))
@@ -210,11 +197,8 @@ def make_entry(  # noqa: PLR0917 - the fields of an entry, in order
 ) -> AuditEntry:
     """
     Return ``AuditEntry(timestamp, tenant_id, action, result, resource,
-    status_code, method, path, remote_addr)``, cleaned and checked the same
-    way, in a fraction of the time for the usual fields (an aware UTC
-    timestamp, text, a status code from 0 to 999): the converters and
-    validators are not called one by one, and the cleaning of repeated
-    values is remembered. Anything else goes through the constructor.
+    status_code, method, path, remote_addr)``: the entry made by its
+    constructor, cleaned and checked by it.
 
     Raises:
         InvalidConfigError: as `AuditEntry`.
@@ -222,43 +206,14 @@ def make_entry(  # noqa: PLR0917 - the fields of an entry, in order
 
     .. versionadded:: 0.1.0
     """
-    if (
-        type(timestamp) is not datetime
-        or timestamp.tzinfo is not timezone.utc
-        or type(tenant_id) is not str
-        or type(status_code) is not int
-        or not 0 <= status_code <= _MAX_STATUS
-    ):
-        return AuditEntry(
-            timestamp,
-            tenant_id,
-            action,
-            result,
-            resource,
-            status_code,
-            method,
-            path,
-            remote_addr,
-        )
-    entry: AuditEntry = object.__new__(AuditEntry)
-    _setattr(entry, "timestamp", timestamp)
-    _setattr(entry, "tenant_id", tenant_id)
-    _setattr(
-        entry,
-        "action",
-        action if type(action) is AuditAction else _as_action(action),
+    return AuditEntry(
+        timestamp,
+        tenant_id,
+        action,
+        result,
+        resource=resource,
+        status_code=status_code,
+        method=method,
+        path=path,
+        remote_addr=remote_addr,
     )
-    _setattr(
-        entry,
-        "result",
-        result if type(result) is AuditResult else _as_result(result),
-    )
-    _setattr(entry, "resource", _cleaned_resource(resource))
-    _setattr(entry, "status_code", status_code)
-    _setattr(entry, "method", _cleaned_method(method))
-    _setattr(entry, "path", _cleaned_path(path))
-    _setattr(entry, "remote_addr", _cleaned_address(remote_addr))
-    _setattr(entry, "seq", 0)
-    _setattr(entry, "prev_hash", "")
-    _setattr(entry, "hash", "")
-    return entry

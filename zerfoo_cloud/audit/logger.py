@@ -209,10 +209,10 @@ class AuditLogger(QueuedWriting):
 
         The same as ``log(AuditEntry(None, tenant_id, action, result,
         resource, status_code, method, path, remote_addr))`` (the keyword
-        arguments are those fields), cleaning included, in a fraction of
-        the time: the entry is made once, with `make_entry`; with
-        ``offload=True`` the fields are checked here and the entry made in
-        the writer process. The HTTP layer calls it once per request.
+        arguments are those fields), cleaning included: the entry is made
+        once, with `make_entry`; with ``offload=True`` the fields are
+        checked here and the entry made in the writer process. The HTTP
+        layer calls it once per request.
 
         Raises:
             InvalidConfigError: a field has the wrong type or range, or the
