@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerfoo_cloud.limits import (
+from zerfoo_cloud.buckets import (
     EPSILON,
     BucketState,
     adjust_bucket,

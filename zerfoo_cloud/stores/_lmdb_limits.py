@@ -9,14 +9,14 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zerfoo_cloud.errors import CorruptRecordError
-from zerfoo_cloud.limits import (
+from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
     refill,
     take_all,
     take_from,
 )
+from zerfoo_cloud.errors import CorruptRecordError
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores._lmdb_env import Environment

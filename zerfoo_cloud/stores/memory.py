@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from zerfoo_cloud.audit.chain import GENESIS, ChainLink, link_entry
-from zerfoo_cloud.errors import (
-    InvalidConfigError,
-    TenantExistsError,
-    TenantNotFoundError,
-)
-from zerfoo_cloud.limits import (
+from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
     refill,
     take_all,
     take_from,
+)
+from zerfoo_cloud.errors import (
+    InvalidConfigError,
+    TenantExistsError,
+    TenantNotFoundError,
 )
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.audit.chain import ChainLink
     from zerfoo_cloud.audit.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
-    from zerfoo_cloud.limits import BucketState
+    from zerfoo_cloud.buckets import BucketState
     from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
