@@ -8,14 +8,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerfoo_cloud.buckets import (
-    EPSILON,
-    BucketState,
-    adjust_bucket,
-    refill,
-    take_all,
-    take_from,
-)
+from zerfoo_cloud.buckets import EPSILON
+from zerfoo_cloud.limits import BucketState, adjust_bucket, refill, take_all, take_from
 
 times = st.floats(min_value=0.0, max_value=2e9, allow_nan=False)
 levels = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
