@@ -49,8 +49,6 @@ __all__ = ["TokenMeter"]
 # The logger keeps the name users configure: ``zerfoo_cloud.metering``.
 _log = logging.getLogger("zerfoo_cloud.metering")
 
-_set = object.__setattr__
-
 
 class TokenMeter(QueuedWriting):
     """
@@ -201,10 +199,10 @@ class TokenMeter(QueuedWriting):
         # writer process to make it from); publish its usage event.
         if request_id is None:
             request_id = new_request_id()
-        _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
         now = self.clock()
         record = None
         if fields:
+            _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
             # In BillingRecord's order.
             item: Any = (
                 tenant_id,
@@ -215,16 +213,15 @@ class TokenMeter(QueuedWriting):
                 request_id,
             )
         else:
-            stamp = datetime.fromtimestamp(now, timezone.utc)
-            # BillingRecord(...) without its generated __init__: the fields
-            # are checked above.
-            record = object.__new__(BillingRecord)
-            _set(record, "tenant_id", tenant_id)
-            _set(record, "input_tokens", input_tokens)
-            _set(record, "output_tokens", output_tokens)
-            _set(record, "timestamp", stamp)
-            _set(record, "model", model)
-            _set(record, "request_id", request_id)
+            # The constructor checks the fields.
+            record = BillingRecord(
+                tenant_id,
+                input_tokens,
+                output_tokens,
+                datetime.fromtimestamp(now, timezone.utc),
+                model,
+                request_id,
+            )
             item = record
         self._writer.submit(item)
         if self._events is not None:
