@@ -350,11 +350,14 @@ def store_costs(folder: Path) -> None:
 def build_light(app: Any) -> CloudServer:
     """Wrap *app* with memory stores and a tenant without limits: the
     middleware's own cost (authentication, body reading, usage parsing,
-    records) without store round trips."""
+    records) without store round trips, and without the durable wait
+    (`bench_durable` measures that)."""
     tenants = TenantManager()
     tenants.create(TenantConfig("bench", KEY, rate_limit=0, token_budget=0))
     meter = TokenMeter(MemoryBillingStore())
-    return CloudServer(app, tenants, meter, audit=AuditLogger(MemoryAuditStore()))
+    return CloudServer(
+        app, tenants, meter, audit=AuditLogger(MemoryAuditStore()), durable=False
+    )
 
 
 def middleware_only() -> None:
