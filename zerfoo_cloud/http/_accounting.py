@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from zerfoo_cloud._offload import share_writer_process
 from zerfoo_cloud._writer import wait_for
 from zerfoo_cloud.audit import AuditAction, AuditResult
-from zerfoo_cloud.errors import StoreError
+from zerfoo_cloud.errors import CloudError, StoreError
 from zerfoo_cloud.http._policy import (
     Finished,
     audit_result,
@@ -38,7 +38,7 @@ from zerfoo_cloud.http._policy import (
     error_response,
 )
 from zerfoo_cloud.http._settlement import refusal_record
-from zerfoo_cloud.metering import UsageEvent
+from zerfoo_cloud.metering import UsageEvent, new_request_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,14 +76,22 @@ def refuse_safely(  # noqa: PLR0917 - the whole of one refusal
     exc: BaseException,
     tenant: Tenant | None,
     request: tuple[str, str, str, str],
-    request_id: str,
     correlation_id: str | None,
 ) -> tuple[ErrorResponse, Finished]:
     """
-    `Policy.refuse`, which cannot fail: when it raises, the refusal is a
-    bare `error_response` for *exc* and the failure is logged and counted.
-    *request* is ``(model, method, path, remote_addr)``.
+    `Policy.refuse` under a new request id, which cannot fail: when it
+    raises, the refusal is a bare `error_response` for *exc* and the failure
+    is logged and counted. *exc* not being a `CloudError` (a failure, not a
+    refusal) is logged as one line. *request* is ``(model, method, path,
+    remote_addr)``.
     """
+    request_id = new_request_id()
+    if not isinstance(exc, CloudError):
+        _log.error(
+            "request %s failed before the app ran: %s",
+            request_id,
+            describe_failure("request", exc),
+        )
     try:
         return policy.refuse(
             exc,

@@ -511,15 +511,8 @@ class CloudMiddleware:
         Answer a request refused (or failed) before the app ran, and account
         it: an OpenAI-shaped error, one audit entry.
         """
-        request_id = new_request_id()
-        if not isinstance(exc, CloudError):
-            _log.error(
-                "request %s failed before the app ran: %s",
-                request_id,
-                describe_failure("request", exc),
-            )
         refusal, finished = refuse_safely(
-            self.policy, self.accounting, exc, tenant, request, request_id, correlation
+            self.policy, self.accounting, exc, tenant, request, correlation
         )
         await self.accounting.submit_refusal(
             finished, durable=self.policy.options.durable

@@ -458,20 +458,12 @@ class WSGICloudMiddleware:
             check_model_route(route, tenant)
             ticket = policy.admit(tenant, info)
         except Exception as exc:  # noqa: BLE001 - every refusal is answered and audited
-            request_id = new_request_id()
-            if not isinstance(exc, CloudError):
-                _log.error(
-                    "request %s failed before the app ran: %s",
-                    request_id,
-                    describe_failure("request", exc),
-                )
             refusal, finished = refuse_safely(
                 policy,
                 accounting,
                 exc,
                 tenant,
                 (model, method, path, remote),
-                request_id,
                 correlation,
             )
             accounting.account_refusal(finished, durable=options.durable)
