@@ -6,7 +6,8 @@ and each import of the package's own modules becomes an edge to the module
 it names: ``from zerfoo_cloud.x import y`` points at ``zerfoo_cloud.x.y``
 when ``y`` is a submodule, else at ``zerfoo_cloud.x``. An import that runs
 (at module level or inside a function) is a runtime edge; one under
-``if TYPE_CHECKING:`` is a typing edge, checked apart and more strictly.
+``if TYPE_CHECKING:`` is a typing edge. Neither the runtime edges nor all
+edges together may form a cycle.
 """
 
 from __future__ import annotations
@@ -222,6 +223,28 @@ def test_the_runtime_import_graph_has_no_cycle() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(
         " <-> ".join(component) for component in cycles
     )
+
+
+def test_runtime_and_typing_imports_together_have_no_cycle() -> None:
+    # An import under ``if TYPE_CHECKING:`` is a dependency too: were it
+    # made real, it must not close a loop. A type that a lower module needs
+    # belongs in a lower module (a record) or a Protocol there.
+    cycles = _cycles({"module", "function", "typing"})
+    assert not cycles, "import cycles through typing imports:\n" + "\n".join(
+        " <-> ".join(component) for component in cycles
+    )
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    # The check is not vacuous: a typing edge from the bottom of the graph
+    # (errors) to a module that imports it closes a loop it reports.
+    edge = Edge("zerfoo_cloud.errors", "zerfoo_cloud.limits", 1, "typing")
+    EDGES.append(edge)
+    try:
+        found = _cycles({"module", "typing"})
+        assert any({edge.source, edge.target} <= set(c) for c in found)
+    finally:
+        EDGES.remove(edge)
 
 
 def test_no_new_function_local_import_of_the_package() -> None:

@@ -72,7 +72,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.limits import Decision
+    from zerfoo_cloud.buckets import Decision
 
 __all__ = [
     "AuditChainError",
