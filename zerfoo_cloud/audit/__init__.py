@@ -27,7 +27,9 @@ outside the store) for evidence that holds against them.
 `make_entry`) and `chain` (`ChainLink`, `entry_json`, `entry_hash`,
 `link_entry`). This package adds `verify` (`verify_chain`,
 `AuditVerification`) and `logger` (`AuditLogger`); every name is importable
-from this package.
+from this package. `actions`, `cleaning`, `entry` and `chain` are still
+importable here under their former names, for the writer modules that use
+them; new code imports from this package or `zerfoo_cloud.audit_records`.
 """
 
 from __future__ import annotations

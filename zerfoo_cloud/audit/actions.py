@@ -1,9 +1,4 @@
-"""
-`zerfoo_cloud.audit_records.actions` under its former name: the audit records
-moved below the store protocols, and the writer modules still import them
-from here. New code imports `zerfoo_cloud.audit` or
-`zerfoo_cloud.audit_records`.
-"""
+"""`zerfoo_cloud.audit_records.actions` under its former name (see `zerfoo_cloud.audit`)."""
 
 from __future__ import annotations
 
