@@ -41,6 +41,7 @@ from zerfoo_cloud.errors import (
 )
 from zerfoo_cloud.http import status_for
 from zerfoo_cloud.http._errors import error_response
+from zerfoo_cloud.http._models import ModelListError
 
 HTTP = Path(zerfoo_cloud.__file__).parent / "http"
 
@@ -121,6 +122,7 @@ def test_the_tree_is_found() -> None:
         (RequestOverBudgetError, 429, "tokens", "rate_limit_exceeded"),
         (TenantNotFoundError, 401, "invalid_request_error", "invalid_api_key"),
         (StoreError, 503, "server_error", "service_unavailable"),
+        (ModelListError, 502, "server_error", "internal_error"),
         (CloudError, 500, "server_error", "internal_error"),
     ],
 )
@@ -157,7 +159,7 @@ def test_every_error_is_answered_from_its_class(cls: type[BaseException]) -> Non
     assert (400 <= exc.http_status < 500) == rejected or isinstance(
         exc, TenantNotFoundError
     )
-    assert exc.http_status in {400, 401, 403, 404, 413, 429, 500, 503}
+    assert exc.http_status in {400, 401, 403, 404, 413, 429, 500, 502, 503}
 
 
 def test_an_instance_answers_with_its_own_data() -> None:
