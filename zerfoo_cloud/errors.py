@@ -111,14 +111,11 @@ class CloudError(Exception):
     Base class of every error zerfoo-cloud raises on purpose.
 
     The four attributes below say how the HTTP layer answers a request this
-    error stops (`zerfoo_cloud.http.error_response` reads them and nothing
-    else). Here they are a server failure's: HTTP 500, type
-    ``server_error``, code ``internal_error``. A subclass that the client
-    may see sets its own; an instance may set its own where they depend on
-    its data (`InvalidRequestError.code`, `RateLimitedError.limit`).
-
-    .. versionchanged:: 0.1.0
-       Carries the HTTP status, type, code and param of its response.
+    error stops; it reads them and nothing else (`zerfoo_cloud.http.status_for`).
+    Here they are those of a server failure: HTTP 500, type
+    ``server_error``, code ``internal_error``, no param. A subclass the
+    client may see sets its own; an instance sets its own where they depend
+    on its data (`InvalidRequestError.code`, `RateLimitedError.limit`).
     """
 
     #: The HTTP status of the response to a request this error stops.
