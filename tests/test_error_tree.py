@@ -257,3 +257,13 @@ def test_the_documented_tree_names_every_class() -> None:
     for cls in EVERY_ERROR:
         if cls.__module__ in {"zerfoo_cloud.errors", "zerfoo_cloud.sso.errors"}:
             assert f" {cls.__name__}" in doc, cls.__name__
+
+
+def test_the_concepts_page_draws_every_class() -> None:
+    # docs/concepts.md draws the tree too; every class of errors.py is in it.
+    page = (Path(__file__).resolve().parent.parent / "docs" / "concepts.md").read_text(
+        encoding="utf-8"
+    )
+    for cls in EVERY_ERROR:
+        if cls.__module__ == "zerfoo_cloud.errors":
+            assert f"── {cls.__name__}" in page, cls.__name__
