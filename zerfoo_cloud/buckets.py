@@ -1,6 +1,6 @@
 """
-Token-bucket records and their arithmetic: what a bucket holds and how it
-refills, gives and takes.
+Token-bucket records and their arithmetic: what a bucket holds, how it
+refills, gives and takes, and what asking it for units decided (`Decision`).
 
 Pure functions of a bucket's stored state and the time, shared by the limits
 service (`zerfoo_cloud.limits`) and every store backend, so the arithmetic
@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 __all__ = [
     "BucketState",
+    "Decision",
     "adjust_bucket",
     "refill",
     "take_all",
@@ -37,6 +38,29 @@ class BucketState(NamedTuple):
 
     level: float
     updated: float
+
+
+class Decision(NamedTuple):
+    """
+    The outcome of asking one bucket for units.
+
+    Attributes:
+        allowed: whether the units were granted.
+        limit: the bucket's capacity.
+        remaining: whole units left after this decision (never negative).
+        retry_after: seconds until the same request would be granted;
+            ``0.0`` when granted, ``math.inf`` when it asks for more than the
+            capacity and can never be granted.
+        reset_after: seconds until the bucket is full again.
+
+    .. versionadded:: 0.1.0
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    reset_after: float
 
 
 def refill(

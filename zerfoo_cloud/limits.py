@@ -23,13 +23,14 @@ import contextlib
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import attrs
 
 from zerfoo_cloud.buckets import (
     EPSILON,
     BucketState,
+    Decision,
     adjust_bucket,
     refill,
     take_all,
@@ -85,29 +86,6 @@ class Rate:
             raise InvalidConfigError(msg, field="period")
         object.__setattr__(self, "per_second", self.limit / self.period)
         object.__setattr__(self, "capacity", float(self.limit))
-
-
-class Decision(NamedTuple):
-    """
-    The outcome of asking one bucket for units.
-
-    Attributes:
-        allowed: whether the units were granted.
-        limit: the bucket's capacity.
-        remaining: whole units left after this decision (never negative).
-        retry_after: seconds until the same request would be granted;
-            ``0.0`` when granted, ``math.inf`` when it asks for more than the
-            capacity and can never be granted.
-        reset_after: seconds until the bucket is full again.
-
-    .. versionadded:: 0.1.0
-    """
-
-    allowed: bool
-    limit: int
-    remaining: int
-    retry_after: float
-    reset_after: float
 
 
 def level_at(state: BucketState | None, rate: Rate, now: float) -> float:

@@ -25,7 +25,14 @@ import attrs
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
+from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.http._server import CloudServer, detect_interface
+from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.tenants import TenantManager, hash_api_key
 
 if TYPE_CHECKING:
     from zerfoo_cloud.http._types import Receive, Scope, Send
@@ -172,8 +179,6 @@ def load_app(spec: str) -> Any:
 
 
 def _admin_hashes(environ: Mapping[str, str]) -> list[str]:
-    from zerfoo_cloud.tenants import hash_api_key
-
     hashes = [
         h.strip() for h in environ.get(ADMIN_KEY_HASH_ENV, "").split(",") if h.strip()
     ]
@@ -235,13 +240,6 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
 
     .. versionadded:: 0.1.0
     """
-    from zerfoo_cloud.audit import AuditLogger
-    from zerfoo_cloud.http._server import CloudServer, detect_interface
-    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
-    from zerfoo_cloud.metering import TokenMeter
-    from zerfoo_cloud.stores.lmdb import LMDBStores
-    from zerfoo_cloud.tenants import TenantManager
-
     env = os.environ if environ is None else environ
     closers: list[Any] = []
     proxy: Any = None
@@ -340,7 +338,7 @@ def _routes(
     with needs_extra("server", "zerfoo-cloud serve"):
         import anyio.to_thread
 
-    from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+    # The readiness probe needs the server extra (anyio).
     from zerfoo_cloud._readiness import Readiness
 
     def read_store() -> bool:

@@ -9,8 +9,11 @@ import os
 import sys
 from pathlib import Path
 
+from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud._metrics_endpoint import MetricsPortServer, metrics_token
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
+from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 with needs_extra("cli", "the zerfoo-cloud command"):
@@ -160,10 +163,6 @@ def serve(
     the store (and the upstream) can serve. No log line carries a key: query
     values and key-like path segments are logged as [redacted].
     """
-    from zerfoo_cloud._access_log import log_config, redact_text
-    from zerfoo_cloud._metrics_endpoint import metrics_token
-    from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
-
     with needs_extra("server", "zerfoo-cloud serve"):
         import uvicorn
     if not obj.db:
@@ -211,7 +210,6 @@ def serve(
     )
     metrics_server = None
     if config.metrics_port is not None:
-        from zerfoo_cloud._metrics_endpoint import MetricsPortServer
         from zerfoo_cloud.metrics import CONTENT_TYPE, render_multiprocess
 
         folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -13,8 +13,8 @@ tenant admins. See ``docs/admin.md``.
 
 from __future__ import annotations
 
+from zerfoo_cloud.http._errors import status_for
 from zerfoo_cloud.http._policy import (
-    EXCEPTION_STATUS,
     PolicyOptions,
     ResourcePinner,
     format_duration,
@@ -25,7 +25,6 @@ from zerfoo_cloud.http.asgi import BillingMiddleware, CloudMiddleware
 from zerfoo_cloud.http.wsgi import WSGIBillingMiddleware, WSGICloudMiddleware
 
 __all__ = [
-    "EXCEPTION_STATUS",
     "USAGE_KEY",
     "BillingMiddleware",
     "CloudMiddleware",
@@ -40,4 +39,5 @@ __all__ = [
     "detect_interface",
     "format_duration",
     "report_usage",
+    "status_for",
 ]

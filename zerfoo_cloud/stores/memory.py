@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from zerfoo_cloud.audit.chain import GENESIS, ChainLink, link_entry
+from zerfoo_cloud.audit_records.chain import GENESIS, ChainLink, link_entry
 from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
@@ -30,7 +30,7 @@ from zerfoo_cloud.errors import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord
     from zerfoo_cloud.tenant_records import TenantRecord
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit.chain import ChainLink
-    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.audit_records.chain import ChainLink
+    from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
     from zerfoo_cloud.buckets import BucketState
     from zerfoo_cloud.tenant_records import TenantRecord
