@@ -273,7 +273,7 @@ class AdminAPI:
             _log.exception(
                 "admin API failed on %s %s",
                 str(scope.get("method", "GET")).upper(),
-                _route_label(routed["zerfoo_cloud.segments"]),
+                _route_label(segments_of(Request(routed))),
             )
             response = error_response(500, "internal_error", SERVER_ERROR_MESSAGE)
             await response(routed, receive, send)

@@ -1,6 +1,7 @@
 """
 What the admin API reads of a request: its path segments, credentials,
-cookies, body, query string and forms, on Starlette's `Request`.
+cookies, body, query string and forms, on Starlette's `Request` (forms are
+parsed by python-multipart, through Starlette's `FormParser`).
 
 The path is routed on its percent-decoded segments (from ``raw_path`` when
 the server gives it), so an encoded ``/`` stays inside its segment. Every
@@ -16,9 +17,7 @@ from typing import Any
 
 # Starlette parses forms with python-multipart, and only asserts it is there.
 import python_multipart  # noqa: F401
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.formparsers import FormParser, MultiPartException
 from starlette.requests import Request, cookie_parser
 
 from zerfoo_cloud.http.admin._responses import HTTPProblem, too_large
@@ -168,9 +167,7 @@ def _unique(pairs: Iterable[tuple[str, object]], what: str) -> dict[str, str]:
         if name in fields:
             msg = f"{name!r} appears more than once in the {what}"
             raise HTTPProblem(400, "invalid_request", msg, param=name)
-        if not isinstance(value, str):
-            msg = f"{name!r} must be a field, not a file"
-            raise HTTPProblem(400, "invalid_request", msg, param=name)
+        assert isinstance(value, str)  # an URL-encoded form has no files
         fields[name] = value
     return fields
 
@@ -201,47 +198,31 @@ async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
 
 async def form_fields(request: Request, body: bytes) -> dict[str, str]:
     """
-    The form *body* of *request*, each field at most once: multipart when
-    the request says so (no files), else URL-encoded (ASCII only).
+    The URL-encoded form *body* of *request* (whatever its Content-Type says:
+    the SAML HTTP-POST binding sends no other), each field at most once.
 
     Raises:
-        HTTPProblem: 400 for a body that is not such a form, a file, a
-            repeated field or more than `MAX_FIELDS` fields.
+        HTTPProblem: 400 for a body that is not ASCII, a repeated field or
+            more than `MAX_FIELDS` fields.
     """
-    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    parser: FormParser | MultiPartParser
-    if media == "multipart/form-data":
-        parser = MultiPartParser(
-            request.headers,
-            _once(body),
-            max_files=0,
-            max_fields=MAX_FIELDS,
-            max_part_size=max(len(body), 1),
-        )
-    elif body.isascii():
-        if body.count(b"&") >= MAX_FIELDS:
-            msg = f"the form has more than {MAX_FIELDS} fields"
-            raise HTTPProblem(400, "invalid_request", msg)
-        parser = FormParser(
-            request.headers,
-            _once(body),
-            max_fields=MAX_FIELDS,
-            max_part_size=max(len(body), 1),
-        )
-    else:
+    if not body.isascii():
         msg = "the body is not an URL-encoded form"
         raise HTTPProblem(400, "invalid_request", msg)
+    if body.count(b"&") >= MAX_FIELDS:
+        msg = f"the form has more than {MAX_FIELDS} fields"
+        raise HTTPProblem(400, "invalid_request", msg)
+    parser = FormParser(
+        request.headers,
+        _once(body),
+        max_fields=MAX_FIELDS,
+        max_part_size=max(len(body), 1),
+    )
     try:
         form = await parser.parse()
-    except (MultiPartException, HTTPException) as exc:
-        msg = "the body is not a well-formed form, or has too many fields or files"
+    except MultiPartException as exc:  # pragma: no cover - limits checked above
+        msg = "the body is not an URL-encoded form"
         raise HTTPProblem(400, "invalid_request", msg) from exc
-    try:
-        return _unique(form.multi_items(), "form")
-    finally:
-        for _, value in form.multi_items():  # pragma: no cover - max_files=0
-            if isinstance(value, UploadFile):
-                await value.close()
+    return _unique(form.multi_items(), "form")
 
 
 def _depth(value: object, limit: int) -> bool:

@@ -20,6 +20,7 @@ from zerfoo_cloud._openai_error import openai_error_body
 
 __all__ = [
     "HTTPProblem",
+    "bytes_response",
     "empty_response",
     "error_response",
     "json_response",
@@ -62,6 +63,13 @@ def json_response(
     A JSON response (datetimes as ISO 8601 in UTC).
     """
     return _JSONResponse(data, status, _headers(headers))
+
+
+def bytes_response(status: int, body: bytes, media_type: str) -> Response:
+    """
+    A response of *body*, of type *media_type*.
+    """
+    return Response(body, status, _headers(()), media_type=media_type)
 
 
 def empty_response(status: int, *, headers: Iterable[tuple[str, str]] = ()) -> Response:

@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
-from starlette.responses import Response
-
 from zerfoo_cloud.audit import AuditAction, AuditEntry
 from zerfoo_cloud.errors import InvalidConfigError, SAMLError, SessionError
 from zerfoo_cloud.http._audit_result import audit_result
@@ -34,6 +32,7 @@ from zerfoo_cloud.http.admin._inputs import (
 )
 from zerfoo_cloud.http.admin._responses import (
     HTTPProblem,
+    bytes_response,
     empty_response,
     json_response,
 )
@@ -42,6 +41,7 @@ from zerfoo_cloud.sso import SAMLInResponseToError, SAMLReplayError
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.responses import Response
 
     from zerfoo_cloud.sso import SAMLProvider
 
@@ -147,11 +147,8 @@ class SAMLLogin:
         """
         The SP metadata XML to give to the IdP.
         """
-        return Response(
-            provider.sp_metadata(),
-            200,
-            {"cache-control": "no-store", "x-content-type-options": "nosniff"},
-            media_type="application/samlmetadata+xml",
+        return bytes_response(
+            200, provider.sp_metadata(), "application/samlmetadata+xml"
         )
 
     def login(self, request: Request, provider: SAMLProvider) -> Response:
