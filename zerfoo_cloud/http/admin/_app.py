@@ -12,8 +12,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route, Router
@@ -120,7 +120,7 @@ class _Endpoint:
     answers with ``respond(request)``.
     """
 
-    def __init__(self, respond: Callable[[Request], Any]) -> None:
+    def __init__(self, respond: Callable[[Request], Awaitable[Response]]) -> None:
         self._respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -281,7 +281,7 @@ class AdminAPI:
             raise
 
     def _admin_routes(self) -> list[Route]:
-        def serve(suffix: str) -> Callable[[Request], Any]:
+        def serve(suffix: str) -> Callable[[Request], Awaitable[Response]]:
             async def respond(request: Request) -> Response:
                 # The tenant as decoded, not as Starlette's routing path has it.
                 tenant = segments_of(request)[2] if suffix else None
@@ -305,7 +305,7 @@ class AdminAPI:
         if sso is None:
             return []
 
-        def serve(endpoint: str) -> Callable[[Request], Any]:
+        def serve(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
             async def respond(request: Request) -> Response:
                 refused = await self._refuse_repeated(request)
                 if refused is not None:
