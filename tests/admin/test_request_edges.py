@@ -210,3 +210,44 @@ def test_a_session_of_a_deleted_then_recreated_tenant_is_revoked_by_cookie(
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "session_revoked"
     assert audit_store.all()[-1].action == AuditAction.AUTH
+
+
+@pytest.mark.parametrize(
+    ("count", "status", "code"),
+    [(32, 400, "unknown_parameter"), (33, 400, "invalid_request")],
+)
+def test_query_strings_over_32_fields_are_refused_unread(
+    client: Client, count: int, status: int, code: str
+) -> None:
+    """32 query fields are read (and checked); the 33rd makes the whole query 400."""
+    query = "&".join(f"f{i}=1" for i in range(count))
+    response = client.get(f"/admin/tenants/acme/usage?{query}", headers=admin_headers())
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/sso/saml//login", "sso_not_configured"),
+        ("/sso/saml/acme/logout", "not_found"),
+        ("/sso/other", "not_found"),
+    ],
+)
+def test_unrouted_sso_paths(client: Client, path: str, code: str) -> None:
+    """SSO paths no route matches are 404 with the code the old router gave."""
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_repeated_credential_on_an_unrouted_sso_path_is_400(
+    client: Client, audit_store: MemoryAuditStore
+) -> None:
+    """The duplicate-credential check runs before routing decides there is nothing here."""
+    response = client.get(
+        "/sso/nothing", headers=[("x-api-key", "a"), ("x-api-key", "b")]
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "duplicate_credentials"
+    assert audit_store.all()[-1].action == AuditAction.AUTH
