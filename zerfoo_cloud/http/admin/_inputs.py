@@ -56,11 +56,15 @@ def routing_scope(scope: MutableMapping[str, Any]) -> dict[str, Any]:
     the decoded segments, each with only ``%`` and ``/`` encoded again.
     """
     raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8")
-    segments = tuple(
-        urllib.parse.unquote(part.decode("latin-1"), errors="replace")
-        for part in raw.split(b"?", 1)[0].split(b"/")[1:]
-    )
-    route = "/" + "/".join(s.replace("%", "%25").replace("/", "%2F") for s in segments)
+    parts = raw.split(b"?", 1)[0].decode("latin-1").split("/")[1:]
+    if any("%" in part for part in parts):
+        segments = tuple(urllib.parse.unquote(p, errors="replace") for p in parts)
+        route = "/" + "/".join(
+            s.replace("%", "%25").replace("/", "%2F") for s in segments
+        )
+    else:  # nothing to decode (the usual case)
+        segments = tuple(parts)
+        route = "/" + "/".join(parts)
     return {
         **scope,
         "path": route,
