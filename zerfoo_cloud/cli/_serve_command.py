@@ -29,6 +29,9 @@ def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
         "zerfoo_cloud.http.proxy": upstream,
         "zerfoo_cloud.sso.provider": saml,
         "zerfoo_cloud.metrics": metrics,
+        # Every server mounts the admin API (the web extra, which needs
+        # anyio too: a missing proxy extra is named first).
+        "zerfoo_cloud.http.admin": True,
     }
     for module, used in modules.items():
         if used:
