@@ -32,6 +32,7 @@ from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
     refill,
+    refill_all,
     take_all,
     take_from,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "adjust_bucket",
     "level_at",
     "refill",
+    "refill_all",
     "take_all",
     "take_from",
 ]
