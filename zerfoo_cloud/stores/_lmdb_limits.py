@@ -139,7 +139,8 @@ class LMDBLimiterStore:
         Take a slot and units from *buckets* in one transaction: all, or nothing.
         """
         if slot is None and len(buckets) == 1:
-            return self._take_one(*buckets[0], now)
+            ((key, capacity, rate, cost),) = buckets
+            return self._take_one(key, capacity, rate, cost, now)
         raw = self._raw
         raw_keys = [raw(key) for key, _, _, _ in buckets]
         asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
