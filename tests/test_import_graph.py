@@ -41,6 +41,9 @@ DEFERRED = {
     ("zerfoo_cloud.serve", "zerfoo_cloud.metrics"),
     ("zerfoo_cloud.http._server", "zerfoo_cloud.metrics"),
     ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud.metrics"),
+    # web (starlette): every server mounts the admin API, but the other
+    # commands (``tenant``, ``usage``, ``audit``) import ``serve`` without it.
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
     # server (anyio): the readiness probe, built only when ``serve`` runs.
     ("zerfoo_cloud.serve", "zerfoo_cloud._readiness"),
 }

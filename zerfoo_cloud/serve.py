@@ -29,7 +29,6 @@ from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._server import CloudServer, detect_interface
-from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 from zerfoo_cloud.metering import TokenMeter
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.tenants import TenantManager, hash_api_key
@@ -265,6 +264,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     audit = AuditLogger(
         stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None, offload=True
     )
+    # The admin API needs the web extra (Starlette); `serve` checks it first.
+    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+
     sso: dict[str, Any] = {}
     sessions = None
     if config.saml:
