@@ -12,6 +12,7 @@ from pathlib import Path
 from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._metrics_endpoint import MetricsPortServer, metrics_token
+from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
 from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
 from zerfoo_cloud.stores.lmdb import LMDBStores
@@ -49,12 +50,58 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
+_UPSTREAM = UpstreamOptions()
+_SECONDS = click.FloatRange(0, min_open=True)
+
+
 @click.command()
 @click.argument("app", required=False, metavar="[MODULE:APP]")
 @click.option(
     "--upstream",
     metavar="URL",
     help="Proxy to this OpenAI-compatible server instead of an app.",
+)
+@click.option(
+    "--upstream-connect-timeout",
+    type=_SECONDS,
+    default=_UPSTREAM.connect_timeout,
+    show_default=True,
+    help="Seconds to open a connection to the upstream.",
+)
+@click.option(
+    "--upstream-read-timeout",
+    type=_SECONDS,
+    default=_UPSTREAM.read_timeout,
+    show_default=True,
+    help="Seconds to wait for the upstream's answer, or its next streamed chunk.",
+)
+@click.option(
+    "--upstream-write-timeout",
+    type=_SECONDS,
+    default=_UPSTREAM.write_timeout,
+    show_default=True,
+    help="Seconds to send each chunk of a streamed request body upstream.",
+)
+@click.option(
+    "--upstream-pool-timeout",
+    type=_SECONDS,
+    default=_UPSTREAM.pool_timeout,
+    show_default=True,
+    help="Seconds a request waits for a free upstream connection before 503.",
+)
+@click.option(
+    "--upstream-max-connections",
+    type=click.IntRange(1),
+    default=_UPSTREAM.max_connections,
+    show_default=True,
+    help="Requests in flight to the upstream at most (per worker).",
+)
+@click.option(
+    "--upstream-keepalive-timeout",
+    type=_SECONDS,
+    default=_UPSTREAM.keepalive_timeout,
+    show_default=True,
+    help="Seconds an idle upstream connection is kept for reuse.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
@@ -135,6 +182,12 @@ def serve(
     obj: _Context,
     app: str | None,
     upstream: str | None,
+    upstream_connect_timeout: float,
+    upstream_read_timeout: float,
+    upstream_write_timeout: float,
+    upstream_pool_timeout: float,
+    upstream_max_connections: int,
+    upstream_keepalive_timeout: float,
     host: str,
     port: int,
     workers: int,
@@ -188,6 +241,12 @@ def serve(
         metrics_port=metrics_port if exposed else None,
         metrics_host=metrics_host,
         metrics_tenant_labels=metrics_tenant_labels,
+        upstream_connect_timeout=upstream_connect_timeout,
+        upstream_read_timeout=upstream_read_timeout,
+        upstream_write_timeout=upstream_write_timeout,
+        upstream_pool_timeout=upstream_pool_timeout,
+        upstream_max_connections=upstream_max_connections,
+        upstream_keepalive_timeout=upstream_keepalive_timeout,
     )
     if app is not None:
         sys.path.insert(0, str(Path.cwd()))
