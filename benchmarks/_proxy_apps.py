@@ -106,7 +106,7 @@ def aiohttp_passthrough() -> Any:
         if not session:
             session.append(
                 aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=1000),
+                    connector=aiohttp.TCPConnector(limit=100),
                     auto_decompress=False,
                     skip_auto_headers=("User-Agent",),
                 )
@@ -148,7 +148,7 @@ def httpx_passthrough() -> Any:
 
     base = os.environ["ZC_BENCH_UPSTREAM"]
     client = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
     )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -189,4 +189,4 @@ def bare_proxy() -> Any:
     """`zerfoo_cloud.http.proxy.UpstreamProxy` alone, with no policy around it."""
     from zerfoo_cloud.http.proxy import UpstreamProxy
 
-    return UpstreamProxy(os.environ["ZC_BENCH_UPSTREAM"], max_connections=1000)
+    return UpstreamProxy(os.environ["ZC_BENCH_UPSTREAM"])

@@ -6,6 +6,7 @@ dropped each way.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import quote, urlsplit
@@ -102,21 +103,23 @@ def strip_headers(
     *headers* with lowercased names, less the hop-by-hop ones, every
     ``proxy-*`` one, those a ``Connection`` header names, and those in *also*.
     """
-    pairs = [(name.lower(), value) for name, value in headers]
-    named = {
-        token.strip().lower()
-        for name, value in pairs
-        if name == b"connection"
-        for token in value.split(b",")
-    }
-    return [
-        (name, value)
-        for name, value in pairs
-        if name not in HOP_BY_HOP_HEADERS
-        and name not in also
-        and name not in named
-        and not name.startswith(b"proxy-")
-    ]
+    dropped = _dropped(also)
+    kept = []
+    named: set[bytes] = set()
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+        elif name not in dropped and not name.startswith(b"proxy-"):
+            kept.append((name, value))
+    if named:
+        return [(name, value) for name, value in kept if name not in named]
+    return kept
+
+
+@functools.cache
+def _dropped(also: frozenset[bytes]) -> frozenset[bytes]:
+    return HOP_BY_HOP_HEADERS | also
 
 
 def safe_path(path: str) -> bool:

@@ -370,12 +370,7 @@ class UpstreamProxy:
                     }
                 )
                 started = True
-                async for chunk in response.content.iter_any():
-                    await exchange.send(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-                    exchange.bytes_sent += len(chunk)
-                await exchange.send({"type": "http.response.body", "body": b""})
+                await _relay(response.content, exchange)
         except UPSTREAM_ERRORS as exc:
             if exchange.client_gone:
                 return
@@ -422,6 +417,23 @@ class UpstreamProxy:
     def _client_left(self) -> None:
         self._counts["client_disconnects"] += 1
         _logger.debug("client left before its response from %s ended", self.base_url)
+
+
+async def _relay(content: aiohttp.StreamReader, exchange: Exchange) -> None:
+    """
+    Send the response body on as it arrives; the chunk that ends it goes
+    with ``more_body: False`` (one message less than an empty last one).
+    """
+    while True:
+        chunk = await content.readany()
+        last = content.at_eof()
+        if chunk or last:
+            await exchange.send(
+                {"type": "http.response.body", "body": chunk, "more_body": not last}
+            )
+            exchange.bytes_sent += len(chunk)
+        if last:
+            return
 
 
 def _request_id_of(scope: Scope) -> str | None:
