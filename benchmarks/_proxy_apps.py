@@ -58,16 +58,21 @@ _SSE_HEADERS = [
 ]
 
 
-async def upstream(scope: Any, receive: Any, send: Any) -> None:
-    """The bare upstream: a completion in JSON, or `CHUNKS` events for ``"stream": true``."""
-    if scope["type"] != "http":
-        return
+async def _read(receive: Any) -> bytes:
     body = b""
     more = True
     while more:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
+    return body
+
+
+async def upstream(scope: Any, receive: Any, send: Any) -> None:
+    """The bare upstream: a completion in JSON, or `CHUNKS` events for ``"stream": true``."""
+    if scope["type"] != "http":
+        return
+    body = await _read(receive)
     if b'"stream": true' not in body and b'"stream":true' not in body:
         await send(
             {"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS}
@@ -81,16 +86,6 @@ async def upstream(scope: Any, receive: Any, send: Any) -> None:
 
 
 _DROPPED = frozenset({b"host", b"connection", b"transfer-encoding", b"keep-alive"})
-
-
-async def _read(receive: Any) -> bytes:
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
-    return body
 
 
 def aiohttp_passthrough() -> Any:

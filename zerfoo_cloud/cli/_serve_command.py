@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
@@ -50,8 +51,35 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
-_UPSTREAM = UpstreamOptions()
-_SECONDS = click.FloatRange(0, min_open=True)
+#: The ``--upstream-*`` options: the `UpstreamOptions` field each sets, and its help.
+_UPSTREAM_HELP = {
+    "connect_timeout": "Seconds to open a connection to the upstream.",
+    "read_timeout": "Seconds to wait for the upstream's answer, or its next streamed chunk.",
+    "write_timeout": "Seconds to send each chunk of a streamed request body upstream.",
+    "pool_timeout": "Seconds a request waits for a free upstream connection before 503.",
+    "max_connections": "Requests in flight to the upstream at most (per worker).",
+    "keepalive_timeout": "Seconds an idle upstream connection is kept for reuse.",
+}
+
+
+def _upstream_options(command: Any) -> Any:
+    """Add an ``--upstream-*`` option for each field of `UpstreamOptions`."""
+    defaults = UpstreamOptions()
+    for field, text in reversed(_UPSTREAM_HELP.items()):
+        default = getattr(defaults, field)
+        kind = (
+            click.IntRange(1)
+            if isinstance(default, int)
+            else click.FloatRange(0, min_open=True)
+        )
+        command = click.option(
+            "--upstream-" + field.replace("_", "-"),
+            type=kind,
+            default=default,
+            show_default=True,
+            help=text,
+        )(command)
+    return command
 
 
 @click.command()
@@ -61,48 +89,7 @@ _SECONDS = click.FloatRange(0, min_open=True)
     metavar="URL",
     help="Proxy to this OpenAI-compatible server instead of an app.",
 )
-@click.option(
-    "--upstream-connect-timeout",
-    type=_SECONDS,
-    default=_UPSTREAM.connect_timeout,
-    show_default=True,
-    help="Seconds to open a connection to the upstream.",
-)
-@click.option(
-    "--upstream-read-timeout",
-    type=_SECONDS,
-    default=_UPSTREAM.read_timeout,
-    show_default=True,
-    help="Seconds to wait for the upstream's answer, or its next streamed chunk.",
-)
-@click.option(
-    "--upstream-write-timeout",
-    type=_SECONDS,
-    default=_UPSTREAM.write_timeout,
-    show_default=True,
-    help="Seconds to send each chunk of a streamed request body upstream.",
-)
-@click.option(
-    "--upstream-pool-timeout",
-    type=_SECONDS,
-    default=_UPSTREAM.pool_timeout,
-    show_default=True,
-    help="Seconds a request waits for a free upstream connection before 503.",
-)
-@click.option(
-    "--upstream-max-connections",
-    type=click.IntRange(1),
-    default=_UPSTREAM.max_connections,
-    show_default=True,
-    help="Requests in flight to the upstream at most (per worker).",
-)
-@click.option(
-    "--upstream-keepalive-timeout",
-    type=_SECONDS,
-    default=_UPSTREAM.keepalive_timeout,
-    show_default=True,
-    help="Seconds an idle upstream connection is kept for reuse.",
-)
+@_upstream_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
@@ -180,14 +167,9 @@ _SECONDS = click.FloatRange(0, min_open=True)
 @_handle_errors
 def serve(
     obj: _Context,
+    /,
     app: str | None,
     upstream: str | None,
-    upstream_connect_timeout: float,
-    upstream_read_timeout: float,
-    upstream_write_timeout: float,
-    upstream_pool_timeout: float,
-    upstream_max_connections: int,
-    upstream_keepalive_timeout: float,
     host: str,
     port: int,
     workers: int,
@@ -202,6 +184,7 @@ def serve(
     saml: tuple[str, ...],
     public_url: str | None,
     log_level: str,
+    **upstream_options: Any,
 ) -> None:
     """
     Serve MODULE:APP (an ASGI or WSGI app) or --upstream URL as a multi-tenant service.
@@ -241,12 +224,7 @@ def serve(
         metrics_port=metrics_port if exposed else None,
         metrics_host=metrics_host,
         metrics_tenant_labels=metrics_tenant_labels,
-        upstream_connect_timeout=upstream_connect_timeout,
-        upstream_read_timeout=upstream_read_timeout,
-        upstream_write_timeout=upstream_write_timeout,
-        upstream_pool_timeout=upstream_pool_timeout,
-        upstream_max_connections=upstream_max_connections,
-        upstream_keepalive_timeout=upstream_keepalive_timeout,
+        **upstream_options,
     )
     if app is not None:
         sys.path.insert(0, str(Path.cwd()))

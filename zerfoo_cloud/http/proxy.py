@@ -2,9 +2,9 @@
 A streaming reverse proxy to a remote OpenAI-compatible server.
 
 `UpstreamProxy` is a pure ASGI app that forwards every HTTP request to an
-upstream server (vLLM, llama.cpp server, Ollama, TGI, ...) over the pooled
-`zerfoo_cloud.http._upstream_client.UpstreamClient` (aiohttp), so zerfoo-cloud can sit in front of a model server it
-does not import. Request and response bodies stream through one chunk at a
+upstream server (vLLM, llama.cpp server, Ollama, TGI, ...) over a pooled
+`zerfoo_cloud.http._upstream_client.UpstreamClient` (aiohttp), so
+zerfoo-cloud can sit in front of a model server it does not import. Request and response bodies stream through one chunk at a
 time and are never buffered, so server-sent events reach the client as the
 upstream writes them.
 
@@ -80,6 +80,10 @@ _MESSAGES: Final = {
         "The request path may not contain '.' or '..' segments, a backslash or a ';'."
     ),
 }
+
+
+#: The timeouts and pool size of a proxy built without them.
+_DEFAULTS: Final = UpstreamOptions()
 
 
 @attrs.frozen
@@ -166,12 +170,12 @@ class UpstreamProxy:
         base_url: str,
         *,
         api_key: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 300.0,
-        write_timeout: float = 60.0,
-        pool_timeout: float = 30.0,
-        max_connections: int = 100,
-        keepalive_timeout: float = 4.0,
+        connect_timeout: float = _DEFAULTS.connect_timeout,
+        read_timeout: float = _DEFAULTS.read_timeout,
+        write_timeout: float = _DEFAULTS.write_timeout,
+        pool_timeout: float = _DEFAULTS.pool_timeout,
+        max_connections: int = _DEFAULTS.max_connections,
+        keepalive_timeout: float = _DEFAULTS.keepalive_timeout,
         health_path: str = "/v1/models",
         client: aiohttp.ClientSession | None = None,
     ) -> None:
