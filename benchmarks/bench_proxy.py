@@ -30,7 +30,6 @@ connections. ``ZC_BENCH_QUICK=1`` runs shorter windows and no httpx row.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -236,6 +235,12 @@ def _measure(process: int, port: int, key: str, kind: str, connections: int) -> 
     )
 
 
+def _litellm_command() -> str | None:
+    """The ``litellm`` command: beside this interpreter, else on the PATH."""
+    beside = BIN / "litellm"
+    return str(beside) if beside.exists() else shutil.which("litellm")
+
+
 def _litellm(
     folder: Path, upstream: str, port: int
 ) -> tuple[list[str], dict[str, str]]:
@@ -248,7 +253,9 @@ def _litellm(
         f"      api_base: {upstream}/v1\n"
         "      api_key: sk-upstream\n"
     )
-    args = [str(BIN / "litellm"), "--config", str(config), "--port", str(port)]
+    command = _litellm_command()
+    assert command is not None
+    args = [command, "--config", str(config), "--port", str(port)]
     return args, {"LITELLM_MASTER_KEY": "sk-bench-master"}
 
 
@@ -310,8 +317,11 @@ def _servers(folder: Path, upstream: str) -> Iterator[Server]:
             key=key,
             points=POINTS[:2],
         )
-    if importlib.util.find_spec("litellm") is None or not (BIN / "litellm").exists():
-        print("   LiteLLM: not installed, skipped (pip install 'litellm[proxy]')")
+    if _litellm_command() is None:
+        print(
+            "   LiteLLM: not installed, skipped (pip install 'litellm[proxy]',"
+            " here or in a virtual environment on the PATH)"
+        )
         return
     args, litellm_env = _litellm(folder, upstream, 0)
     yield Server("LiteLLM", args, litellm_env, litellm_env["LITELLM_MASTER_KEY"])

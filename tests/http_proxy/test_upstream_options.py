@@ -32,7 +32,7 @@ from zerfoo_cloud.serve import ServeConfig
 pytestmark = pytest.mark.slow
 
 WAIT = 5.0  # the bound on every wait in this module, in seconds
-HOLD = 0.5  # how long the upstream's /hold route takes
+HOLD = 1.0  # how long the upstream's /hold route takes
 
 
 async def upstream(scope: Scope, receive: Receive, send: Send) -> None:
