@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRA_MODULES = {
     "saml": ("lxml", "xmlsec"),
     "gpu": ("pynvml",),
-    "proxy": ("httpx", "anyio"),
+    "proxy": ("aiohttp",),
     "metrics": ("prometheus_client",),
-    "server": ("uvicorn", "a2wsgi"),
+    "server": ("uvicorn", "a2wsgi", "anyio"),
     "cli": ("click",),
     "web": ("starlette", "itsdangerous", "python_multipart"),
 }
