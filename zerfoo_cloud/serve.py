@@ -26,6 +26,7 @@ import attrs
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+from zerfoo_cloud._serve_runtime import PARSER_CHOICES
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
@@ -96,6 +97,8 @@ class ServeConfig:
             (in the ``serve`` process) instead of the serving port.
         metrics_host: the address the metrics port is bound to.
         metrics_tenant_labels: label metrics with tenant ids.
+        http_parser: uvicorn's HTTP parser, ``h11`` or ``httptools``
+            (``auto``: httptools when installed).
         upstream_connect_timeout, upstream_read_timeout,
         upstream_write_timeout, upstream_pool_timeout,
         upstream_max_connections, upstream_keepalive_timeout: the
@@ -117,6 +120,7 @@ class ServeConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_tenant_labels: bool = False
+    http_parser: str = "auto"
     upstream_connect_timeout: float = _UPSTREAM_DEFAULTS.connect_timeout
     upstream_read_timeout: float = _UPSTREAM_DEFAULTS.read_timeout
     upstream_write_timeout: float = _UPSTREAM_DEFAULTS.write_timeout
@@ -134,6 +138,9 @@ class ServeConfig:
         if self.max_header_bytes < 1:
             msg = f"max_header_bytes must be at least 1, not {self.max_header_bytes}"
             raise InvalidConfigError(msg, field="max_header_bytes")
+        if self.http_parser not in PARSER_CHOICES:
+            msg = f"http_parser must be one of {', '.join(PARSER_CHOICES)}, not {self.http_parser!r}"
+            raise InvalidConfigError(msg, field="http_parser")
         if not self.header_timeout >= 0:
             msg = f"header_timeout must be zero or more, not {self.header_timeout}"
             raise InvalidConfigError(msg, field="header_timeout")

@@ -13,6 +13,12 @@ from typing import Any
 from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._metrics_endpoint import MetricsPortServer, metrics_token
+from zerfoo_cloud._serve_runtime import (
+    LOOP_CHOICES,
+    PARSER_CHOICES,
+    resolve_loop,
+    resolve_parser,
+)
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
 from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
@@ -161,6 +167,21 @@ def _upstream_options(command: Any) -> Any:
     "--public-url", metavar="URL", help="This service's external URL (needed for SAML)."
 )
 @click.option(
+    "--loop",
+    type=click.Choice(LOOP_CHOICES),
+    default="auto",
+    show_default=True,
+    help="The event loop (auto: uvloop when installed, else asyncio).",
+)
+@click.option(
+    "--http",
+    "http_parser",
+    type=click.Choice(PARSER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="The HTTP parser (auto: httptools when installed, else h11).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -186,6 +207,8 @@ def serve(
     header_timeout: float,
     saml: tuple[str, ...],
     public_url: str | None,
+    loop: str,
+    http_parser: str,
     log_level: str,
     **upstream_options: Any,
 ) -> None:
@@ -210,6 +233,9 @@ def serve(
     if upstream is not None and not upstream.startswith(("http://", "https://")):
         msg = f"--upstream must be an http:// or https:// URL, not {upstream!r}"
         raise click.UsageError(msg)
+    # Fail here, in one line, if the loop or parser named is not installed.
+    event_loop = resolve_loop(loop)
+    parser = resolve_parser(http_parser)
     token = metrics_token()
     exposed = metrics and (metrics_port is not None or token is not None)
     _import_features(upstream=upstream is not None, saml=bool(saml), metrics=exposed)
@@ -227,6 +253,7 @@ def serve(
         metrics_port=metrics_port if exposed else None,
         metrics_host=metrics_host,
         metrics_tenant_labels=metrics_tenant_labels,
+        http_parser=http_parser,
         **upstream_options,
     )
     if app is not None:
@@ -244,7 +271,7 @@ def serve(
     click.echo(
         redact_text(
             f"serving {app or upstream} on http://{host}:{port} with {workers} "
-            f"worker(s); store {config.db}"
+            f"worker(s) on {event_loop} and {parser}; store {config.db}"
         ),
         err=True,
     )
@@ -279,6 +306,7 @@ def serve(
             log_level=log_level,
             log_config=log_config(),
             lifespan="on",
+            loop=event_loop,
             http="zerfoo_cloud._serve_protocol:ServeProtocol",
             h11_max_incomplete_event_size=max_header_bytes,
         )
