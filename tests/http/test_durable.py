@@ -234,3 +234,74 @@ def test_asgi_body_complete_by_content_length_waits_for_its_commits(
     }
     asyncio.run(handler(scope, receive, send))
     assert seen[0] == (len(data), (1, 1))
+
+
+def _sized_app(data: bytes, *, then: str = "body") -> Any:
+    """An app that sends a start with Content-Length, then *then*."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if then == "raise":
+            msg = "the app failed after its start"
+            raise RuntimeError(msg)
+        if then == "body":
+            await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+def test_a_sized_answer_sends_its_head_with_its_body_once_committed(
+    durable: _Durable,
+) -> None:
+    """
+    With a Content-Length, the head goes out just before the body, after
+    both commits: the server writes them in one go.
+    """
+    data = json.dumps({"usage": {"prompt_tokens": 2, "completion_tokens": 3}})
+    server = durable.server(_sized_app(data.encode()))
+    sent = _asgi(server, json.dumps(chat()).encode(), durable.committed)
+    assert sent == [
+        ("start", 200),
+        ("probe", (1, 1)),
+        ("body", None),
+        ("probe", (1, 1)),
+    ]
+
+
+@pytest.mark.parametrize("then", ["raise", "return"])
+def test_a_held_head_still_goes_out_when_the_app_sends_no_body(
+    durable: _Durable, then: str
+) -> None:
+    """
+    An app that fails, or returns, after its start and before its body
+    still has its start sent, as the server would have sent it at once.
+    """
+    handler = durable.server(_sized_app(b"{}", then=then)).handler()
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": json.dumps(chat()).encode()}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": CHAT,
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
+    if then == "raise":
+        with pytest.raises(RuntimeError, match="after its start"):
+            asyncio.run(handler(scope, receive, send))
+    else:
+        asyncio.run(handler(scope, receive, send))
+    assert [(m["type"], m.get("status")) for m in sent] == [
+        ("http.response.start", 200)
+    ]
