@@ -5,6 +5,7 @@ The event loop and HTTP parser of ``zerfoo-cloud serve``: ``--loop`` and
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
@@ -14,7 +15,12 @@ import pytest
 
 from tests.test_serve import BIN, ROOT, free_port, running
 from zerfoo_cloud import InvalidConfigError, MissingExtraError
-from zerfoo_cloud._serve_runtime import resolve_loop, resolve_parser
+from zerfoo_cloud._serve_runtime import (
+    GC_THRESHOLDS,
+    resolve_loop,
+    resolve_parser,
+    tune_gc,
+)
 from zerfoo_cloud.serve import ServeConfig
 
 
@@ -113,3 +119,16 @@ def test_serve_refuses_an_unknown_loop() -> None:
     )
     assert done.returncode == 2
     assert "'trio' is not one of" in done.stderr
+
+
+def test_tune_gc_freezes_startup_objects_and_collects_less_often() -> None:
+    """The collector's thresholds are raised and startup objects frozen."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -26,7 +26,7 @@ import attrs
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
-from zerfoo_cloud._serve_runtime import PARSER_CHOICES
+from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
@@ -408,8 +408,11 @@ def _routes(
 
 def create_app() -> Any:
     """
-    The uvicorn factory: `build_app` of `ServeConfig.from_env`.
+    The uvicorn factory: `build_app` of `ServeConfig.from_env`, then the
+    worker's garbage collector tuned for serving (`tune_gc`).
 
     .. versionadded:: 0.1.0
     """
-    return build_app(ServeConfig.from_env())
+    app = build_app(ServeConfig.from_env())
+    tune_gc()
+    return app
