@@ -6,6 +6,7 @@ The event loop and HTTP parser of ``zerfoo-cloud serve``: ``--loop`` and
 from __future__ import annotations
 
 import gc
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -25,11 +26,13 @@ from zerfoo_cloud.serve import ServeConfig
 
 
 def test_auto_picks_the_fastest_installed_and_names_are_kept() -> None:
-    """With uvloop and httptools installed, auto picks them; a name is kept."""
-    assert resolve_loop("auto") == "uvloop"
-    assert resolve_parser("auto") == "httptools"
+    """auto picks uvloop and httptools when installed; a name is kept."""
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    assert resolve_loop("auto") == ("uvloop" if has_uvloop else "asyncio")
+    assert resolve_parser("auto") == "httptools"  # the server extra has it
     assert resolve_loop("asyncio") == "asyncio"
-    assert resolve_loop("uvloop") == "uvloop"
+    if has_uvloop:
+        assert resolve_loop("uvloop") == "uvloop"
     assert resolve_parser("h11") == "h11"
     assert resolve_parser("httptools") == "httptools"
 
@@ -42,7 +45,7 @@ def test_auto_falls_back_and_a_missing_one_named_is_an_error(
     monkeypatch.setitem(sys.modules, "httptools", None)
     assert resolve_loop("auto") == "asyncio"
     assert resolve_parser("auto") == "h11"
-    with pytest.raises(MissingExtraError, match=r"'server' extra \(uvloop"):
+    with pytest.raises(InvalidConfigError, match=r"uvloop is not installed"):
         resolve_loop("uvloop")
     with pytest.raises(MissingExtraError, match=r"'server' extra \(httptools"):
         resolve_parser("httptools")
@@ -67,7 +70,7 @@ def test_the_parser_round_trips_through_the_environment() -> None:
 
 
 @pytest.mark.parametrize(
-    ("loop", "parser"), [("asyncio", "h11"), ("uvloop", "httptools")]
+    ("loop", "parser"), [("asyncio", "h11"), ("asyncio", "httptools")]
 )
 def test_serve_runs_on_the_loop_and_parser_named(
     tmp_path: Path, loop: str, parser: str
@@ -132,3 +135,15 @@ def test_tune_gc_freezes_startup_objects_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_serve_runs_on_asyncio_unless_told_otherwise(tmp_path: Path) -> None:
+    """The default loop is asyncio's, whatever is installed; the parser auto."""
+    db = tmp_path / "db"
+    port = free_port()
+    args = [str(BIN / "zerfoo-cloud"), "--db", str(db), "serve"]
+    args += ["toy_openai_app:app", "--port", str(port)]
+    cwd = ROOT / "examples"
+    with running(args, port, cwd=cwd):
+        log = (cwd / f".server-{port}.log").read_text()
+        assert "on asyncio and httptools;" in log

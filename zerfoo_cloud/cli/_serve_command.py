@@ -169,7 +169,7 @@ def _upstream_options(command: Any) -> Any:
 @click.option(
     "--loop",
     type=click.Choice(LOOP_CHOICES),
-    default="auto",
+    default="asyncio",
     show_default=True,
     help="The event loop (auto: uvloop when installed, else asyncio).",
 )
