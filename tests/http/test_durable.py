@@ -205,26 +205,21 @@ def test_asgi_body_complete_by_content_length_waits_for_its_commits(
     answer = json.dumps({"usage": {"prompt_tokens": 2, "completion_tokens": 3}})
     data = answer.encode()
 
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        while (await receive()).get("more_body"):
-            pass
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(data)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    handler = durable.server(app).handler()
     seen: list[tuple[int, tuple[int, int]]] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": json.dumps(chat()).encode()}
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.body":
             seen.append((len(message.get("body", b"")), durable.committed()))
+
+    _run_chat(durable.server(_sized_app(data, then="split")), send)
+    assert seen[0] == (len(data), (1, 1))
+
+
+def _run_chat(server: CloudServer, send: Any) -> None:
+    """Serve one chat request in process, its messages sent to *send*."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": json.dumps(chat()).encode()}
 
     scope: Scope = {
         "type": "http",
@@ -232,8 +227,7 @@ def test_asgi_body_complete_by_content_length_waits_for_its_commits(
         "path": CHAT,
         "headers": [(b"authorization", f"Bearer {KEY}".encode())],
     }
-    asyncio.run(handler(scope, receive, send))
-    assert seen[0] == (len(data), (1, 1))
+    asyncio.run(server.handler()(scope, receive, send))
 
 
 def _sized_app(data: bytes, *, then: str = "body") -> Any:
@@ -252,6 +246,9 @@ def _sized_app(data: bytes, *, then: str = "body") -> Any:
             raise RuntimeError(msg)
         if then == "body":
             await send({"type": "http.response.body", "body": data})
+        if then == "split":  # the whole length, then an empty last message
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return app
 
@@ -282,26 +279,17 @@ def test_a_held_head_still_goes_out_when_the_app_sends_no_body(
     An app that fails, or returns, after its start and before its body
     still has its start sent, as the server would have sent it at once.
     """
-    handler = durable.server(_sized_app(b"{}", then=then)).handler()
+    server = durable.server(_sized_app(b"{}", then=then))
     sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": json.dumps(chat()).encode()}
 
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: Scope = {
-        "type": "http",
-        "method": "POST",
-        "path": CHAT,
-        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
-    }
     if then == "raise":
         with pytest.raises(RuntimeError, match="after its start"):
-            asyncio.run(handler(scope, receive, send))
+            _run_chat(server, send)
     else:
-        asyncio.run(handler(scope, receive, send))
+        _run_chat(server, send)
     assert [(m["type"], m.get("status")) for m in sent] == [
         ("http.response.start", 200)
     ]
