@@ -27,8 +27,8 @@ class ReplicaApp:
     """
     An OpenAI-like model server named *name* serving *models*.
 
-    ``GET /v1/models`` answers *models_body* when set, else the list of
-    *models*. A chat completion answers JSON naming the replica (with
+    ``GET /v1/models`` answers *models_status* with *models_body* when
+    set, else the list of *models*. A chat completion answers JSON naming the replica (with
     usage), or, with ``"stream": true``, `STREAM_CHUNKS` SSE chunks (the app
     raises after *die_after* chunks when it is set). While *hold* is set,
     each completion waits until it is released. Every completion request is
@@ -39,6 +39,7 @@ class ReplicaApp:
         self.name = name
         self.models = models
         self.models_body: bytes | None = None
+        self.models_status = 200
         self.seen: list[bytes] = []
         self.listed = 0
         self.hold: threading.Event | None = None
@@ -67,7 +68,7 @@ class ReplicaApp:
                     for m in self.models
                 ]
                 listing = json.dumps({"object": "list", "data": data}).encode()
-            await _answer(send, 200, listing)
+            await _answer(send, self.models_status, listing)
             return
         self.seen.append(body)
         self.in_flight += 1

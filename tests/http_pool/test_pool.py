@@ -32,7 +32,7 @@ from zerfoo_cloud import CloudServer
 from zerfoo_cloud.http.pooled_proxy import PooledProxy
 
 #: Quick health settings, so ejection and recovery happen within a test.
-FAST = {
+FAST: dict[str, Any] = {
     "eject_after": 2,
     "eject_cooldown": 0.2,
     "probe_interval": 0.05,
@@ -383,3 +383,34 @@ def test_a_replica_with_a_hostile_model_list_serves_nothing(
             assert _chat(url, "m").json()["served_by"] == "good"
         assert proxy.pool.ready()
     assert hostile.seen == []
+
+
+def test_a_replica_without_a_model_list_is_readmitted_when_it_answers(
+    stack: Stack,
+) -> None:
+    a = ReplicaApp("a", [])
+    a.models_status = 404
+    with replicas(a) as (ra,), pooled(stack, [f"m={ra.url}"]) as (url, proxy, _):
+        (replica,) = proxy.pool.replicas
+        ra.stop()
+        for _ in range(2):
+            assert _chat(url, "m").status_code == 502
+        assert not replica.healthy
+        assert _chat(url, "m").status_code == 503
+        ra.start()
+        assert wait_until(lambda: replica.healthy)
+        assert _chat(url, "m").json()["served_by"] == "a"
+
+
+def test_without_a_policy_in_front_a_request_goes_to_any_replica() -> None:
+    a = ReplicaApp("a", ["llama"])
+    with (
+        replicas(a) as (ra,),
+        serve_asgi(PooledProxy([ra.url], **FAST), lifespan=True) as url,
+    ):
+        response = httpx.post(url + CHAT, json=_body("anything"), timeout=10)
+        assert response.json()["served_by"] == "a"
+        head = httpx.head(url + "/v1/models", timeout=10)
+        assert head.status_code == 200
+        assert head.content == b""
+        assert int(head.headers["content-length"]) > 0

@@ -8,7 +8,8 @@ fewest requests in flight. A replica that fails to connect
 `PoolOptions.eject_after` times in a row is ejected: it gets no request for
 `PoolOptions.eject_cooldown` seconds, then a background task probes it every
 `PoolOptions.probe_interval` seconds (``GET /v1/models`` within
-`PoolOptions.probe_timeout`) and readmits it when it answers with a 2xx. The
+`PoolOptions.probe_timeout`) and readmits it when it answers with a status
+under 500. The
 same task reads the model list of each discovering replica every
 `PoolOptions.discovery_interval` seconds.
 """
@@ -272,19 +273,20 @@ class UpstreamPool:
 
     async def check(self, replica: Replica, *, discover: bool) -> bool:
         """
-        Ask *replica* for its model list within the probe timeout: a 2xx
-        readmits it, and with *discover* (and a replica that discovers) the
-        list replaces the models it had. A connect failure counts towards
+        Ask *replica* for its model list within the probe timeout: any
+        answer under 500 readmits it (it is up, even without a model list),
+        and a 2xx, with *discover* and a replica that discovers, replaces the
+        models it had with the list. A connect failure counts towards
         ejection (a probe is not counted as a request); a list that cannot
         be read keeps the models it had.
 
         Returns:
-            Whether it answered with a 2xx.
+            Whether it answered with a status under 500.
 
         .. versionadded:: 0.1.0
         """
         try:
-            ok, body = await asyncio.wait_for(
+            status, body = await asyncio.wait_for(
                 self._get_models(replica), self.options.probe_timeout
             )
         except UPSTREAM_ERRORS as exc:
@@ -294,13 +296,13 @@ class UpstreamPool:
             if connect_failed(exc):
                 self._connect_failed(replica)
             return False
-        if not ok:
+        if status >= 500:  # noqa: PLR2004 - up, but not serving
             return False
         if replica.ejected_until is not None:
             _logger.warning("upstream %s answers again: readmitted", replica.url)
         replica.ejected_until = None
         replica.failures = 0
-        if discover and replica.discover:
+        if discover and replica.discover and 200 <= status < 300:  # noqa: PLR2004
             try:
                 replica.listed = parse_model_list(body)
             except ValueError as exc:
@@ -309,19 +311,18 @@ class UpstreamPool:
                 )
         return True
 
-    async def _get_models(self, replica: Replica) -> tuple[bool, bytes]:
+    async def _get_models(self, replica: Replica) -> tuple[int, bytes]:
+        """The status of ``GET /v1/models`` and its body (cut past the limit)."""
         target = replica.target(MODELS_PATH)
         async with replica.client.send("GET", target, self._headers, b"") as response:
-            if not 200 <= response.status < 300:  # noqa: PLR2004 - 2xx
-                return False, b""
             parts: list[bytes] = []
             size = 0
             async for chunk in response.content.iter_any():
+                parts.append(chunk)
                 size += len(chunk)
                 if size > MAX_MODEL_LIST_BYTES:
-                    return True, b" " * (MAX_MODEL_LIST_BYTES + 1)
-                parts.append(chunk)
-            return True, b"".join(parts)
+                    break  # parse_model_list refuses it whole
+            return response.status, b"".join(parts)
 
     async def refresh(self) -> None:
         """
