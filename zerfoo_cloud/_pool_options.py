@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import attrs
 
+from zerfoo_cloud._upstream_options import check_seconds
 from zerfoo_cloud.errors import InvalidConfigError
 
 __all__ = ["PoolOptions"]
@@ -47,16 +48,10 @@ class PoolOptions:
     discovery_interval: float = 30.0
 
     def __attrs_post_init__(self) -> None:
-        for field in (
-            "eject_cooldown",
-            "probe_interval",
-            "probe_timeout",
-            "discovery_interval",
-        ):
-            value = getattr(self, field)
-            if not value > 0:
-                msg = f"{field} must be a positive number of seconds, not {value!r}"
-                raise InvalidConfigError(msg, field=field)
+        check_seconds(
+            self,
+            ("eject_cooldown", "probe_interval", "probe_timeout", "discovery_interval"),
+        )
         if self.eject_after < 1:
             msg = f"eject_after must be at least 1, not {self.eject_after!r}"
             raise InvalidConfigError(msg, field="eject_after")

@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -67,6 +67,9 @@ AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
 
 def _str_dict(pairs: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs.items()}
+
+
+_Options = TypeVar("_Options", UpstreamOptions, PoolOptions)
 
 
 def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
@@ -174,14 +177,7 @@ class ServeConfig:
         Raises:
             InvalidConfigError: one of them is out of range.
         """
-        return UpstreamOptions(
-            connect_timeout=self.upstream_connect_timeout,
-            read_timeout=self.upstream_read_timeout,
-            write_timeout=self.upstream_write_timeout,
-            pool_timeout=self.upstream_pool_timeout,
-            max_connections=self.upstream_max_connections,
-            keepalive_timeout=self.upstream_keepalive_timeout,
-        )
+        return self._prefixed(UpstreamOptions)
 
     def pool_options(self) -> PoolOptions:
         """
@@ -190,13 +186,12 @@ class ServeConfig:
         Raises:
             InvalidConfigError: one of them is out of range.
         """
-        return PoolOptions(
-            eject_after=self.upstream_eject_after,
-            eject_cooldown=self.upstream_eject_cooldown,
-            probe_interval=self.upstream_probe_interval,
-            probe_timeout=self.upstream_probe_timeout,
-            discovery_interval=self.upstream_discovery_interval,
-        )
+        return self._prefixed(PoolOptions)
+
+    def _prefixed(self, kind: type[_Options]) -> _Options:
+        """A *kind* made of this configuration's ``upstream_*`` fields."""
+        fields = attrs.fields_dict(kind)
+        return kind(**{name: getattr(self, "upstream_" + name) for name in fields})
 
     def to_env(self) -> str:
         """

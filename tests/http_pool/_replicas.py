@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.http._support import wait_until
+from tests.http._support import send_json, wait_until
 
 Scope = dict[str, Any]
 
@@ -48,11 +48,6 @@ class ReplicaApp:
         self.delay = 0.0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         body = b""
         while True:
             message = await receive()
@@ -68,7 +63,7 @@ class ReplicaApp:
                     for m in self.models
                 ]
                 listing = json.dumps({"object": "list", "data": data}).encode()
-            await _answer(send, self.models_status, listing)
+            await send_json(send, listing, self.models_status)
             return
         self.seen.append(body)
         self.in_flight += 1
@@ -100,7 +95,7 @@ class ReplicaApp:
                     "total_tokens": 5,
                 },
             }
-            await _answer(send, 200, json.dumps(answer).encode())
+            await send_json(send, json.dumps(answer).encode())
             return
         await send(
             {
@@ -123,20 +118,6 @@ class ReplicaApp:
             await send({"type": "http.response.body", "body": data, "more_body": True})
             await asyncio.sleep(0.01)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
-
-
-async def _answer(send: Any, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class ReplicaServer:
@@ -167,14 +148,9 @@ class ReplicaServer:
             except OSError:
                 assert time.monotonic() < deadline, "the port did not come free"
                 time.sleep(0.05)
-        config = uvicorn.Config(
-            self.app,
-            log_level="critical",
-            lifespan="off",
-            http="h11",
-            timeout_graceful_shutdown=1,
+        server = uvicorn.Server(
+            uvicorn.Config(self.app, log_level="critical", lifespan="off", http="h11")
         )
-        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
         thread.start()
         assert wait_until(lambda: server.started, 10), "the replica did not start"
