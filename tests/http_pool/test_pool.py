@@ -7,6 +7,7 @@ and the pool's own model list.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.http._support import (
     AUTH,
@@ -29,6 +31,7 @@ from tests.http._support import (
 )
 from tests.http_pool._replicas import STREAM_CHUNKS, ReplicaApp, ReplicaServer
 from zerfoo_cloud import CloudServer
+from zerfoo_cloud._upstream_metrics import UpstreamMetrics
 from zerfoo_cloud.http.pooled_proxy import PooledProxy
 
 #: Quick health settings, so ejection and recovery happen within a test.
@@ -414,3 +417,51 @@ def test_without_a_policy_in_front_a_request_goes_to_any_replica() -> None:
         assert head.status_code == 200
         assert head.content == b""
         assert int(head.headers["content-length"]) > 0
+
+
+def test_each_replica_is_counted_in_the_metrics(stack: Stack) -> None:
+    registry = CollectorRegistry()
+    a, b = ReplicaApp("a", ["m"]), ReplicaApp("b", ["m"])
+    with replicas(a, b) as (ra, rb):
+        observer = UpstreamMetrics(registry)
+        with pooled(stack, [ra.url, rb.url], observer=observer) as (url, _, _):
+            ra.stop()
+            for _ in range(3):
+                assert _chat(url, "m").status_code == 200
+
+    def value(name: str, server: ReplicaServer) -> float | None:
+        return registry.get_sample_value(
+            f"zerfoo_cloud_{name}", {"upstream": server.url}
+        )
+
+    assert value("upstream_requests_total", ra) == 2
+    assert value("upstream_errors_total", ra) == 2
+    assert value("upstream_ejections_total", ra) == 1
+    assert value("upstream_requests_total", rb) == 3
+    assert value("upstream_errors_total", rb) is None
+    assert value("upstream_request_duration_seconds_count", rb) == 3
+
+
+def test_health_is_the_pool_readiness_and_the_key_is_never_shown() -> None:
+    a = ReplicaApp("a", ["m"])
+
+    async def check(proxy: PooledProxy) -> bool:
+        try:
+            return await proxy.health()
+        finally:
+            await proxy.aclose()
+
+    with replicas(a) as (ra,):
+        proxy = PooledProxy(
+            [ra.url, f"other={free_port_url()}"], api_key="sk-secret", **FAST
+        )
+        assert "sk-secret" not in repr(proxy)
+        assert ra.url in repr(proxy)
+        assert asyncio.run(check(PooledProxy([ra.url], **FAST)))
+        assert not asyncio.run(check(proxy)), "other has no healthy replica"
+
+
+def free_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"

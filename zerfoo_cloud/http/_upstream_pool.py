@@ -86,7 +86,8 @@ class Replica:
             last successful read.
         outstanding: Requests in flight to it now.
         failures: Connect failures in a row.
-        ejected_until: When its cooldown ends, or ``None`` while healthy.
+        ejected_until: When its cooldown ends, or ``None`` while healthy; a
+            replica is out (``0.0``) until it first answers a probe.
         requests, errors, ejections: Counters since the pool was built.
 
     .. versionadded:: 0.1.0
@@ -101,7 +102,8 @@ class Replica:
         self.listed: dict[str, ModelEntry] = {}
         self.outstanding = 0
         self.failures = 0
-        self.ejected_until: float | None = None
+        # Out until it first answers a probe (due at once).
+        self.ejected_until: float | None = 0.0
         self.requests = 0
         self.errors = 0
         self.ejections = 0
@@ -298,7 +300,7 @@ class UpstreamPool:
             return False
         if status >= 500:  # noqa: PLR2004 - up, but not serving
             return False
-        if replica.ejected_until is not None:
+        if replica.ejected_until is not None and replica.ejections:
             _logger.warning("upstream %s answers again: readmitted", replica.url)
         replica.ejected_until = None
         replica.failures = 0
