@@ -13,6 +13,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -465,3 +466,40 @@ def free_port_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def _full_backlog(port: int) -> Iterator[None]:
+    """Listen on *port* with a full accept queue: connecting there times out."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(0)
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            yield
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_a_connect_timeout_is_retried_on_another_replica(stack: Stack) -> None:
+    a, b = ReplicaApp("a", ["m"]), ReplicaApp("b", ["m"])
+    with (
+        replicas(a, b) as (ra, rb),
+        pooled(stack, [ra.url, rb.url], connect_timeout=0.3) as (url, proxy, _),
+    ):
+        assert _chat(url, "m").json()["served_by"] == "a"
+        ra.stop()
+        with _full_backlog(ra.port):
+            started = time.monotonic()
+            assert _chat(url, "m").json()["served_by"] == "b"
+            assert time.monotonic() - started >= 0.3
+        assert proxy.pool.replicas[0].failures == 1
+    assert (len(a.seen), len(b.seen)) == (1, 1)
