@@ -46,6 +46,7 @@ class ReplicaApp:
         self.in_flight = 0
         self.die_after: int | None = None
         self.delay = 0.0
+        self.chunk_gap = 0.01
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         body = b""
@@ -116,7 +117,7 @@ class ReplicaApp:
             }
             data = f"data: {json.dumps(chunk)}\n\n".encode()
             await send({"type": "http.response.body", "body": data, "more_body": True})
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(self.chunk_gap)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 

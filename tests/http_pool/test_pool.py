@@ -503,3 +503,19 @@ def test_a_connect_timeout_is_retried_on_another_replica(stack: Stack) -> None:
             assert time.monotonic() - started >= 0.3
         assert proxy.pool.replicas[0].failures == 1
     assert (len(a.seen), len(b.seen)) == (1, 1)
+
+
+def test_a_client_leaving_mid_stream_frees_its_replica(stack: Stack) -> None:
+    a = ReplicaApp("a", ["m"])
+    a.chunk_gap = 0.5
+    with replicas(a) as (ra,), pooled(stack, [ra.url]) as (url, proxy, _):
+        (replica,) = proxy.pool.replicas
+        with httpx.stream(
+            "POST", url + CHAT, json=_body("m", stream=True), headers=AUTH, timeout=10
+        ) as response:
+            chunks = response.iter_raw()
+            next(chunks)
+            assert replica.outstanding == 1
+        assert wait_until(lambda: replica.outstanding == 0)
+        assert (replica.requests, replica.errors, replica.failures) == (1, 0, 0)
+        assert proxy.stats().client_disconnects == 1

@@ -17,6 +17,7 @@ See ``docs/proxy.md``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -224,6 +225,10 @@ class PooledProxy(UpstreamProxy):
             connect = connect_failed(exc)
             self.pool.finished(replica, started, error=True, connect=connect)
             return exc
+        except asyncio.CancelledError:
+            # The client left: counted, not held against the replica.
+            self.pool.finished(replica, started, error=False)
+            raise
         finally:
             replica.outstanding -= 1
         error = response.status >= 500  # noqa: PLR2004 - a server error
