@@ -32,7 +32,8 @@ class ReplicaApp:
     usage), or, with ``"stream": true``, `STREAM_CHUNKS` SSE chunks (the app
     raises after *die_after* chunks when it is set). While *hold* is set,
     each completion waits until it is released. Every completion request is
-    kept in *seen* (its body), every models request counted in *listed*.
+    kept in *seen* (its body), every models request counted in *listed*,
+    and every ``Authorization`` value kept in *keys*.
     """
 
     def __init__(self, name: str, models: list[str]) -> None:
@@ -47,8 +48,10 @@ class ReplicaApp:
         self.die_after: int | None = None
         self.delay = 0.0
         self.chunk_gap = 0.01
+        self.keys: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        self.keys.update(v for k, v in scope["headers"] if k == b"authorization")
         body = b""
         while True:
             message = await receive()

@@ -519,3 +519,16 @@ def test_a_client_leaving_mid_stream_frees_its_replica(stack: Stack) -> None:
         assert wait_until(lambda: replica.outstanding == 0)
         assert (replica.requests, replica.errors, replica.failures) == (1, 0, 0)
         assert proxy.stats().client_disconnects == 1
+
+
+def test_probes_and_requests_carry_the_upstream_key_never_the_client_one(
+    stack: Stack,
+) -> None:
+    a = ReplicaApp("a", ["m"])
+    with (
+        replicas(a) as (ra,),
+        pooled(stack, [ra.url], api_key="up-key-1") as (url, _, _),
+    ):
+        assert _chat(url, "m").status_code == 200
+    assert a.listed >= 1
+    assert a.keys == {b"Bearer up-key-1"}
