@@ -49,12 +49,22 @@ if TYPE_CHECKING:
     from zerfoo_cloud.metering import TokenMeter, UsageRecorder
     from zerfoo_cloud.tenants import Tenant
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "REQUEST_ID_KEY", "Accounting", "refuse_safely"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "MODEL_KEY",
+    "REQUEST_ID_KEY",
+    "Accounting",
+    "refuse_safely",
+]
 
 #: The key under which the adapters tell the app the request's id (ASGI:
 #: ``scope["state"]``; WSGI: the environ): the ``x-request-id`` of its
 #: response and the id of its billing record.
 REQUEST_ID_KEY = "zerfoo_cloud.request_id"
+#: The key under which `zerfoo_cloud.http.asgi.CloudMiddleware` tells the app
+#: (in ``scope["state"]``) the model the policy read from the request and
+#: checked against the tenant's allow list (``""`` when it names none).
+MODEL_KEY = "zerfoo_cloud.model"
 #: The status audited for a request whose client left before its body was
 #: read (nginx's 499): no response was sent.
 CLIENT_CLOSED_REQUEST = 499

@@ -22,6 +22,7 @@ from zerfoo_cloud.errors import (
 )
 from zerfoo_cloud.http._accounting import (
     CLIENT_CLOSED_REQUEST,
+    MODEL_KEY,
     REQUEST_ID_KEY,
     Accounting,
     refuse_safely,
@@ -487,6 +488,7 @@ class CloudMiddleware:
             state[USAGE_KEY] = slot
             state[TENANT_KEY] = tenant.id
             state[REQUEST_ID_KEY] = request_id
+            state[MODEL_KEY] = info.model
             if info.rewritten:
                 _with_content_length(scope, len(info.body))
 
