@@ -32,10 +32,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterable, Sequence
-from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
@@ -264,8 +262,9 @@ def prepare_tree(revision: str, cache: Path) -> Path:
     if tree.exists():
         shutil.rmtree(tree)
     tree.mkdir(parents=True)
-    with tarfile.open(fileobj=BytesIO(_git("archive", sha))) as archive:
-        archive.extractall(tree, filter="data")
+    subprocess.run(
+        ["tar", "-x", "-C", str(tree)], input=_git("archive", sha), check=True
+    )
     print(f"installing {revision} ({sha[:10]}) in {tree}", flush=True)
     subprocess.run(
         ["make", ".venv/.installed", f"PYTHON={sys.executable}"], cwd=tree, check=True
