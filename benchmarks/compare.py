@@ -79,6 +79,8 @@ _VALUE = re.compile(
 # A cell that names its figure: ``ratio 1.23``, ``ratio: 1.23x (...)``.
 _NAMED = re.compile(rf"(?P<name>[A-Za-z][A-Za-z -]*?):?\s+(?P<value>{_NUMBER}x?.*)")
 _CELL = re.compile(r"\S+(?: \S+)*")
+_WORD = re.compile(r"\S+")
+_NUMBER_ONLY = re.compile(_NUMBER)
 _HIGHER = ("/s",)
 _LOWER = ("µs", "us", "ms", "s")
 
@@ -100,8 +102,19 @@ class _Cell:
 
 
 def _cells(line: str) -> list[_Cell]:
-    # Cells are separated by two or more spaces.
-    return [_Cell(m.group(), m.start(), m.end()) for m in _CELL.finditer(line)]
+    # Cells are separated by two or more spaces, or by one between numbers
+    # (a figure wider than its column).
+    cells = []
+    for match in _CELL.finditer(line):
+        words = list(_WORD.finditer(match.group()))
+        if len(words) > 1 and all(_NUMBER_ONLY.fullmatch(w.group()) for w in words):
+            start = match.start()
+            cells += [
+                _Cell(w.group(), start + w.start(), start + w.end()) for w in words
+            ]
+        else:
+            cells.append(_Cell(match.group(), match.start(), match.end()))
+    return cells
 
 
 def _value(text: str) -> Figure | None:

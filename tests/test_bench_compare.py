@@ -25,6 +25,7 @@ Of which LMDB tenant and limit operations, each once per request:
 The middleware alone (memory stores, a tenant without limits):
                              bare µs  wrapped µs  added µs  ratio
 wsgi json                       10.0        60.0      50.0   6.00
+asgi json                        0.8       120.2     119.4 153.31
 Throughput through uvicorn, one worker, 16 keep-alive connections:
                          bare req/s pass-through  wrapped  ratio  ceiling  added µs
 model call 1 ms                9000         8000     6000   0.67     0.89      55.6
@@ -85,6 +86,9 @@ def test_a_header_cell_with_one_inner_space_is_cut_at_the_numbers() -> None:
     assert figures[f"{row} / added µs"] == Figure(55.6, "µs", "lower")
     middleware = "The middleware alone (memory stores, a tenant without limits)"
     assert figures[f"{middleware} / wsgi json / wrapped µs"].value == 60.0
+    # A figure wider than its column leaves one space before it.
+    assert figures[f"{middleware} / asgi json / added µs"].value == 119.4
+    assert figures[f"{middleware} / asgi json / ratio"].value == 153.31
 
 
 def test_unit_rows() -> None:
