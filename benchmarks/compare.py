@@ -419,7 +419,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--cache", type=Path, default=default_cache)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     trees = {
         "BASE": prepare_tree(args.base, args.cache),
