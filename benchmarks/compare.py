@@ -386,7 +386,7 @@ def _shown(figure: Figure | None) -> str:
 
 def report(rows: Iterable[Row], width: int = 78) -> list[str]:
     """Lines of the comparison table; a flagged figure is marked ``<< worse``."""
-    lines = [f"{'figure':<{width}}{'BASE':>18}{'HEAD':>18}{'HEAD/BASE':>11}"]
+    lines = [f"{'figure':<{width}}{'BASE':>22}{'HEAD':>22}{'HEAD/BASE':>11}"]
     for row in rows:
         ratio = row.ratio
         shown = "" if ratio is None else f"{ratio:.3f}"
@@ -397,7 +397,7 @@ def report(rows: Iterable[Row], width: int = 78) -> list[str]:
         elif row.base is not None and row.base.direction == "derived":
             note = "  (derived)"
         lines.append(
-            f"{name:<{width}}{_shown(row.base):>18}{_shown(row.head):>18}"
+            f"{name:<{width}}{_shown(row.base):>22}{_shown(row.head):>22}"
             f"{shown:>11}{note}"
         )
     return lines
