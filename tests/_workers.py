@@ -50,3 +50,32 @@ def hold_slots(
         assert tenant.allow_concurrent()
     ready.set()
     time.sleep(60)
+
+
+def race_admits(
+    path: str,
+    slot_limit: int,
+    capacity: float,
+    attempts: int,
+    events: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event],
+    results: multiprocessing.Queue[int],
+) -> None:
+    """
+    Try *attempts* admissions (a slot of *slot_limit* and one unit of a
+    bucket of *capacity* that never refills) straight through the LMDB
+    limiter store's primitive; report how many passed.
+
+    Waits for the first of *events* to start, and keeps its slots (by
+    staying alive) until the second is set.
+    """
+    start, done = events
+    stores = LMDBStores.open(Path(path))
+    store = stores.limits
+    start.wait(30)
+    allowed = sum(
+        store.admit(("race", slot_limit), [("race-r", capacity, 0.0, 1)], 1.0)[1]
+        for _ in range(attempts)
+    )
+    results.put(allowed)
+    done.wait(60)
+    stores.close()

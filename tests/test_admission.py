@@ -1,121 +1,27 @@
 """
 Whole-request admission and settlement: `RateLimiter.admit` and
-`RateLimiter.settle`, `Tenant.begin_request` and `Tenant.end_request`, through
-the `AdmissionStore` fast path and through the generic `LimiterStore` methods.
+`RateLimiter.settle`, `Tenant.begin_request` and `Tenant.end_request`, over
+the memory and LMDB stores and a store written outside the library.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
-from typing import NoReturn, TypeVar
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
-from tests.stores.test_pluggable import DictLimiterStore
-from zerfoo_cloud import TenantConfig, TenantManager
-from zerfoo_cloud.errors import StoreError
-from zerfoo_cloud.limits import BucketState, Rate, RateLimiter
+from tests.stores._dict_limiter import DictLimiterStore
+from zerfoo_cloud import CorruptRecordError, TenantConfig, TenantManager
+from zerfoo_cloud.limits import Decision, Rate, RateLimiter
 from zerfoo_cloud.stores.lmdb import LMDBStores
-from zerfoo_cloud.stores.memory import MemoryLimiterStore
-from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore, LimiterStore
-
-T = TypeVar("T")
+from zerfoo_cloud.stores.protocols import LimiterStore
 
 
-class GenericOnly(DictLimiterStore):
-    """
-    A third-party limiter store (generic methods only) whose bucket updates
-    can be made to fail.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fail_buckets = False
-
-    def update(
-        self,
-        keys: Sequence[str],
-        change: Callable[
-            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
-        ],
-    ) -> T:
-        if self.fail_buckets:
-            msg = "the bucket store is down"
-            raise StoreError(msg)
-        return super().update(keys, change)
-
-
-class FailingSettle(MemoryLimiterStore):
-    """
-    A memory store whose atomic settle fails.
-    """
-
-    def settle(
-        self,
-        slot_key: str | None,
-        bucket: tuple[str, float, float, int] | None,
-        now: float,
-    ) -> None:
-        msg = "settle failed"
-        raise StoreError(msg)
-
-
-def test_generic_wrapper_has_no_fast_path() -> None:
-    """The wrapper used below really takes the generic path."""
-    store = GenericOnly()
-    assert isinstance(store, LimiterStore)
-    assert not isinstance(store, AdmissionStore)
-    assert not isinstance(store, BucketStore)
-    assert isinstance(MemoryLimiterStore(), AdmissionStore)
-
-
-_ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("admit"), st.integers(0, 40), st.booleans()),
-        st.tuples(st.just("settle"), st.integers(-30, 30), st.booleans()),
-        st.tuples(st.just("wait"), st.floats(0.0, 5.0), st.just(False)),
-    ),
-    max_size=40,
-)
-
-
-@given(_ops)
-def test_fast_path_decides_like_the_generic_path(
-    ops: list[tuple[str, float, bool]],
-) -> None:
-    """The AdmissionStore fast path and the generic methods give the same decisions and states."""
-    clock_a, clock_b = FakeClock(), FakeClock()
-    fast = RateLimiter(MemoryLimiterStore(), clock=clock_a)
-    plain_store = GenericOnly()
-    plain = RateLimiter(plain_store, clock=clock_b)
-    req, tok = Rate(5, 10.0), Rate(60, 10.0)
-    for op, amount, with_slot in ops:
-        slot = ("c", 3) if with_slot else None
-        if op == "admit":
-            asks = [("r", req, 1), ("t", tok, int(amount))]
-            assert fast.admit(slot, asks) == plain.admit(slot, asks)
-        elif op == "settle":
-            key = "c" if with_slot else None
-            fast.settle(key, ("t", tok, int(amount)))
-            plain.settle(key, ("t", tok, int(amount)))
-        else:
-            clock_a.advance(amount)
-            clock_b.advance(amount)
-        for key in ("r", "t"):
-            assert fast.store.get(key) == plain_store.get(key)
-        assert fast.store.slots_in_use("c") == plain_store.slots_in_use("c")
-
-
-@pytest.fixture(params=["memory", "lmdb", "generic"])
+@pytest.fixture(params=["memory", "lmdb", "third-party"])
 def manager(
     request: pytest.FixtureRequest, clock: FakeClock, lmdb_stores: LMDBStores
 ) -> TenantManager:
     """
-    A manager over the memory fast path, the LMDB fast path and a generic store.
+    A manager over the memory store, the LMDB store and a third-party store.
     """
     if request.param == "memory":
         return TenantManager(clock=clock)
@@ -123,7 +29,7 @@ def manager(
         return TenantManager(
             lmdb_stores.tenants, limits=lmdb_stores.limits, clock=clock
         )
-    return TenantManager(limits=GenericOnly(), clock=clock)
+    return TenantManager(limits=DictLimiterStore(), clock=clock)
 
 
 def test_begin_request_refused_for_concurrency_keeps_quotas(
@@ -183,51 +89,50 @@ def test_unlimited_tenant_is_always_admitted(manager: TenantManager) -> None:
     t.end_request(10**6, 5)
 
 
-def test_generic_end_request_frees_the_slot_when_the_refund_fails(
+def test_lmdb_end_request_frees_the_slot_of_a_corrupt_bucket(
+    clock: FakeClock, lmdb_stores: LMDBStores
+) -> None:
+    """When the settlement fails (a corrupt token bucket), the slot is still
+    given back in a step of its own."""
+    m = TenantManager(lmdb_stores.tenants, limits=lmdb_stores.limits, clock=clock)
+    t = m.create(TenantConfig("acme", "k", 0, 100, max_concurrent_requests=1))
+    assert t.begin_request(50).allowed
+    env = lmdb_stores.volatile
+    buckets = env.dbs["buckets"]
+    env.write(lambda txn: txn.put(b"acme\x00tok", b"short", db=buckets))
+    with pytest.raises(CorruptRecordError):
+        t.end_request(50, 10)
+    assert t.in_flight() == 0
+    env.write(lambda txn: txn.delete(b"acme\x00tok", db=buckets))
+    assert t.begin_request(50).allowed
+    assert t.in_flight() == 1
+
+
+def _documented_only(store: LimiterStore) -> list[str]:
+    # The public methods of *store* beyond the protocol's own.
+    allowed = {"admit", "settle", "get", "slots_in_use", "clear", "close"}
+    return [
+        name
+        for name in dir(store)
+        if not name.startswith("_")
+        and callable(getattr(store, name))
+        and name not in allowed
+    ]
+
+
+def test_the_third_party_store_has_only_the_documented_methods() -> None:
+    """The store driven below implements the protocol's methods and nothing else."""
+    store = DictLimiterStore()
+    assert isinstance(store, LimiterStore)
+    assert _documented_only(store) == []
+
+
+def test_every_tenant_limit_method_runs_on_the_documented_methods(
     clock: FakeClock,
 ) -> None:
-    """With a generic store, a failing token refund still gives the slot back."""
-    store = GenericOnly()
-    m = TenantManager(limits=store, clock=clock)
-    t = m.create(TenantConfig("acme", "k", 0, 100, max_concurrent_requests=1))
-    assert t.begin_request(50).allowed
-    store.fail_buckets = True
-    with pytest.raises(StoreError):
-        t.end_request(50, 10)
-    assert t.in_flight() == 0
-
-
-def test_fast_end_request_frees_the_slot_when_settle_fails(clock: FakeClock) -> None:
-    """When the atomic settle fails, the slot is still given back on its own."""
-    m = TenantManager(limits=FailingSettle(), clock=clock)
-    t = m.create(TenantConfig("acme", "k", 0, 100, max_concurrent_requests=1))
-    assert t.begin_request(50).allowed
-    with pytest.raises(StoreError):
-        t.end_request(50, 10)
-    assert t.in_flight() == 0
-    assert t.begin_request(50).allowed
-
-
-def _refuse(name: str, *_: object) -> NoReturn:
-    msg = f"{name} is not the admission primitive"
-    raise AssertionError(msg)
-
-
-class AdmissionOnly(MemoryLimiterStore):
-    """
-    A memory store whose per-limit paths refuse to run: only the admission
-    primitive (`admit`, `settle`) and the reads (`get`, `slots_in_use`) work.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        for name in ("update", "take", "acquire_slot", "release_slot"):
-            setattr(self, name, functools.partial(_refuse, name))
-
-
-def test_single_bucket_methods_use_the_admission_primitive(clock: FakeClock) -> None:
-    """Every seed `Tenant` limit method is served by `admit` and `settle` alone."""
-    manager = TenantManager(limits=AdmissionOnly(), clock=clock)
+    """Every seed `Tenant` limit method works over a store with only `admit`,
+    `settle` and the reads."""
+    manager = TenantManager(limits=DictLimiterStore(), clock=clock)
     t = manager.create(
         TenantConfig(
             "a", "ka", rate_limit=2, token_budget=100, max_concurrent_requests=1
@@ -258,3 +163,33 @@ def test_single_bucket_methods_use_the_admission_primitive(clock: FakeClock) -> 
     assert ticket.allowed
     t.end_request(5, 3)
     assert t.in_flight() == 0
+    manager.delete("a")
+    assert manager.limits.get("a\x00tok") is None
+
+
+def test_every_rate_limiter_method_runs_on_the_documented_methods(
+    clock: FakeClock,
+) -> None:
+    """`RateLimiter` decides the same over the third-party store as the seed expects."""
+    limiter = RateLimiter(DictLimiterStore(), clock=clock)
+    rate = Rate(10, 10.0)
+    assert limiter.acquire("k", rate, 4) == Decision(True, 10, 6, 0.0, 4.0)
+    assert not limiter.acquire("k", rate, 7).allowed
+    assert [
+        d.allowed for d in limiter.acquire_many([("k", rate, 6), ("j", rate, 11)])
+    ] == [
+        True,
+        False,
+    ]
+    assert limiter.peek("k", rate).remaining == 6
+    assert limiter.refund("k", rate, 100).remaining == 10
+    debt = limiter.deduct("k", rate, 15)
+    assert (debt.allowed, debt.remaining) == (False, 0)
+    assert debt.retry_after == pytest.approx(6.0)
+    free, decisions = limiter.admit(("c", 1), [("j", rate, 2)])
+    assert free
+    assert decisions[0].remaining == 8
+    assert not limiter.admit(("c", 1), [("j", rate, 2)])[0]
+    limiter.settle("c", ("j", rate, 2))
+    assert limiter.peek("j", rate).remaining == 10
+    assert limiter.store.slots_in_use("c") == 0

@@ -33,7 +33,7 @@ from tests._background import serving
 from tests.sso._idp import make_keypair
 from tests.test_serve import BIN, ROOT, cli, free_port, idp_metadata_xml
 from zerfoo_cloud import AuditLogger, TenantConfig, TenantManager, TokenMeter
-from zerfoo_cloud.http._sessions import SessionSigner
+from zerfoo_cloud.http.admin._sessions import SessionSigner
 from zerfoo_cloud.metering import MAX_TOKENS, BillingRecord
 from zerfoo_cloud.stores.lmdb import LMDBStores
 

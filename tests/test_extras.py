@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRA_MODULES = {
     "saml": ("lxml", "xmlsec"),
     "gpu": ("pynvml",),
-    "proxy": ("httpx", "anyio"),
+    "proxy": ("aiohttp",),
     "metrics": ("prometheus_client",),
-    "server": ("uvicorn", "a2wsgi"),
+    "server": ("uvicorn", "a2wsgi", "anyio"),
     "cli": ("click",),
+    "web": ("starlette", "itsdangerous", "python_multipart"),
 }
 OPTIONAL = tuple(name for names in EXTRA_MODULES.values() for name in names)
 
@@ -40,6 +41,8 @@ CORE_MODULES = (
     "zerfoo_cloud.audit",
     "zerfoo_cloud.resources",
     "zerfoo_cloud.http",
+    "zerfoo_cloud.http.asgi",
+    "zerfoo_cloud.http.wsgi",
 )
 
 
@@ -77,7 +80,10 @@ def test_core_dependencies_are_exactly_the_four() -> None:
     }
     assert names == {"attrs", "cryptography", "lmdb", "orjson"}
     extras = project["optional-dependencies"]
-    assert {"saml", "gpu", "proxy", "metrics", "server", "cli", "dev"} <= set(extras)
+    assert {"saml", "gpu", "proxy", "metrics", "server", "cli", "web", "dev"} <= set(
+        extras
+    )
+    assert "web" in extras["server"][0]  # serve always mounts the admin API
     assert project["scripts"]["zerfoo-cloud"] == "zerfoo_cloud._console:main"
 
 
@@ -136,6 +142,8 @@ FEATURES = [
     ("gpu", "from zerfoo_cloud import ResourceManager; ResourceManager.from_gpu()"),
     ("proxy", "from zerfoo_cloud.http.proxy import UpstreamProxy"),
     ("metrics", "from zerfoo_cloud.metrics import Metrics"),
+    ("web", "from zerfoo_cloud.http.admin import AdminAPI"),
+    ("web", "from zerfoo_cloud.http.admin import SessionSigner"),
 ]
 
 
@@ -163,6 +171,50 @@ def test_a_missing_extra_is_named_in_one_line(extra: str, use: str) -> None:
         assert kind == "GPUUnavailableError False"
     else:
         assert kind == "MissingExtraError True"
+
+
+def test_the_inference_path_never_loads_the_web_extra() -> None:
+    """The inference middleware, the proxy and CloudServer import and serve without Starlette."""
+    result = _run(
+        "import sys\n"
+        + _blocking("web")
+        + textwrap.dedent(
+            """
+            import asyncio
+            from zerfoo_cloud import CloudServer, TenantConfig, TenantManager, TokenMeter
+            from zerfoo_cloud.http.proxy import UpstreamProxy
+            from zerfoo_cloud.stores.memory import MemoryBillingStore
+
+            async def app(scope, receive, send):
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b"{}"})
+
+            tenants = TenantManager()
+            tenants.create(TenantConfig("acme", "sk-test-key-0123456789", 60, 1000))
+            meter = TokenMeter(MemoryBillingStore())
+            sent = []
+
+            async def receive():
+                return {"type": "http.request", "body": b""}
+
+            async def send(message):
+                sent.append(message)
+
+            scope = {"type": "http", "method": "GET", "path": "/v1/models",
+                     "raw_path": b"/v1/models", "query_string": b"", "headers":
+                     [(b"authorization", b"Bearer sk-test-key-0123456789")]}
+            server = CloudServer(app, tenants, meter, interface="asgi")
+            asyncio.run(server.handler()(scope, receive, send))
+            server.close()
+            meter.close()
+            loaded = [m for m in ("starlette", "itsdangerous") if sys.modules.get(m)]
+            print(sent[0]["status"], UpstreamProxy.__name__, loaded)
+            """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200 UpstreamProxy []"
 
 
 def _command(blocked: str, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -193,6 +245,7 @@ COMMANDS = [
             "acme=idp.xml",
         ],
     ),
+    ("web", ["serve", "--upstream", "http://127.0.0.1:9/v1"]),
 ]
 
 
@@ -213,7 +266,7 @@ def test_the_command_names_a_missing_extra_without_a_traceback(
 def test_the_command_runs_without_the_server_extra(tmp_path: Path) -> None:
     """Commands other than serve need only the cli extra."""
     result = _command(
-        _blocking("server") + _blocking("proxy") + _blocking("saml"),
+        "".join(_blocking(extra) for extra in EXTRA_MODULES if extra != "cli"),
         "--db",
         str(tmp_path),
         "tenant",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerfoo_cloud.buckets import EPSILON
+from zerfoo_cloud.buckets import EPSILON, refill_all
 from zerfoo_cloud.limits import BucketState, adjust_bucket, refill, take_all, take_from
 
 times = st.floats(min_value=0.0, max_value=2e9, allow_nan=False)
@@ -83,3 +83,19 @@ def test_adjust_bucket_refills_first(
     assert adjust_bucket(state, capacity, per_second, delta, now) == BucketState(
         level, stamp
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(states, capacities, speeds, costs), max_size=4),
+    times,
+)
+def test_refill_all_is_refill_per_bucket(
+    buckets: list[tuple[BucketState | None, float, float, int]], now: float
+) -> None:
+    """`refill_all` is `refill` of each bucket, taking nothing."""
+    olds = [state for state, _, _, _ in buckets]
+    asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+    assert refill_all(olds, asks, now) == [
+        refill(state, capacity, rate, now)[0] for state, capacity, rate, _ in buckets
+    ]

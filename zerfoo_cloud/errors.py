@@ -8,7 +8,6 @@ handles it sensibly::
 
     CloudError
     ├── InvalidConfigError (ValueError)      bad limits, empty id or key, bad option
-    │   └── ModelFormatError                 a model file's header is unreadable or hostile
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
     ├── StoreError                           a store failed; the message says what to do
@@ -16,21 +15,24 @@ handles it sensibly::
     │   ├── SchemaMismatchError              the store was written by another schema version
     │   └── StoreFullError                   disk or map full; nothing was written
     ├── AuditChainError                      the audit log's hash chain is broken
-    ├── ModelTooLargeError                   a model exceeds the whole memory budget
-    ├── ModelNotLoadedError (LookupError)    the model is not loaded
-    ├── ResourceBusyError                    the memory needed is held by models in use
-    ├── GPUUnavailableError                  no NVIDIA driver, library or device to read
+    ├── ResourceError                        GPU memory or a model file said no
+    │   ├── ModelTooLargeError               a model exceeds the whole memory budget
+    │   ├── ModelNotLoadedError (LookupError)  the model is not loaded
+    │   ├── ModelFormatError (InvalidConfigError)  a model file's header is unreadable or hostile
+    │   ├── ResourceBusyError                the memory needed is held by models in use
+    │   └── GPUUnavailableError              no NVIDIA driver, library or device to read
+    ├── RequestRejectedError                 a client's request was refused (HTTP 4xx)
+    │   ├── InvalidRequestError (ValueError)  400: a body the policy cannot fully read
+    │   ├── DuplicateHeaderError             400: a credential header sent twice
+    │   ├── UnauthorizedError                401: no API key, or an unknown one
+    │   ├── ModelNotAllowedError (PermissionError)  403: model not in the allow list
+    │   ├── ModelNotFoundError (LookupError)  404: no such model for this key
+    │   ├── RequestTooLargeError             413: request body over the limit
+    │   ├── RateLimitedError                 429: request, token or concurrency limit
+    │   └── RequestOverBudgetError           429: reservation above the whole token budget
     ├── MissingExtraError (ImportError)      a feature's optional extra is not installed
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
-    ├── DuplicateHeaderError                 HTTP 400: a credential header sent twice
-    ├── UnauthorizedError                    HTTP 401: no API key, or an unknown one
-    ├── ModelNotAllowedError (PermissionError)  HTTP 403: model not in the allow list
-    ├── InvalidRequestError (ValueError)     HTTP 400: a body the policy cannot fully read
-    ├── ModelNotFoundError (LookupError)     HTTP 404: no such model for this key
-    ├── RequestTooLargeError                 HTTP 413: request body over the limit
-    ├── RateLimitedError                     HTTP 429: request, token or concurrency limit
-    ├── RequestOverBudgetError               HTTP 429: reservation above the whole token budget
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -52,6 +54,14 @@ handles it sensibly::
         │   └── SAMLNotYetValidError
         └── SAMLReplayError                  the assertion was already used
 
+**HTTP.** Each class says how the HTTP layer answers a request it stops:
+`CloudError.http_status`, `CloudError.error_type` and
+`CloudError.error_code` (OpenAI's error ``type`` and ``code``), and
+`CloudError.error_param`. Every `RequestRejectedError` is a 4xx; a
+`StoreError` is a 503; any other error is a 500 whose message is not shown
+to the client. `zerfoo_cloud.http.status_for` reads these attributes and
+nothing else.
+
 Each exception builds its own message and keeps its data as attributes.
 
 .. versionadded:: 0.1.0
@@ -62,7 +72,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.limits import Decision
+    from zerfoo_cloud.buckets import Decision
 
 __all__ = [
     "AuditChainError",
@@ -80,8 +90,10 @@ __all__ = [
     "ModelTooLargeError",
     "RateLimitedError",
     "RequestOverBudgetError",
+    "RequestRejectedError",
     "RequestTooLargeError",
     "ResourceBusyError",
+    "ResourceError",
     "SAMLError",
     "SchemaMismatchError",
     "SessionError",
@@ -97,7 +109,23 @@ __all__ = [
 class CloudError(Exception):
     """
     Base class of every error zerfoo-cloud raises on purpose.
+
+    The four attributes below say how the HTTP layer answers a request this
+    error stops; it reads them and nothing else (`zerfoo_cloud.http.status_for`).
+    Here they are those of a server failure: HTTP 500, type
+    ``server_error``, code ``internal_error``, no param. A subclass the
+    client may see sets its own; an instance sets its own where they depend
+    on its data (`InvalidRequestError.code`, `RateLimitedError.limit`).
     """
+
+    #: The HTTP status of the response to a request this error stops.
+    http_status: int = 500
+    #: The OpenAI error ``type`` of that response.
+    error_type: str = "server_error"
+    #: The OpenAI error ``code`` of that response.
+    error_code: str | None = "internal_error"
+    #: The OpenAI error ``param`` (the body member at fault), or ``None``.
+    error_param: str | None = None
 
 
 class InvalidConfigError(CloudError, ValueError):
@@ -117,8 +145,14 @@ class TenantNotFoundError(CloudError, LookupError):
     No tenant has the given id (or API key).
 
     *tenant_id* is ``None`` when the lookup was by API key: the key itself is
-    never kept on the exception, so it cannot end up in a log.
+    never kept on the exception, so it cannot end up in a log. A request
+    whose tenant is gone is answered as one with an unknown key (HTTP 401,
+    code ``invalid_api_key``).
     """
+
+    http_status = 401
+    error_type = "invalid_request_error"
+    error_code = "invalid_api_key"
 
     def __init__(self, tenant_id: str | None) -> None:
         self.tenant_id = tenant_id
@@ -151,8 +185,12 @@ class StoreError(CloudError):
     A store could not do what was asked.
 
     The message says what failed and what to do about it; the original
-    backend exception is chained as ``__cause__``.
+    backend exception is chained as ``__cause__``. A request it stops is
+    answered HTTP 503, code ``service_unavailable``.
     """
+
+    http_status = 503
+    error_code = "service_unavailable"
 
 
 class CorruptRecordError(StoreError):
@@ -215,7 +253,20 @@ class AuditChainError(CloudError):
         self.problem = problem
 
 
-class ModelTooLargeError(CloudError):
+class ResourceError(CloudError):
+    """
+    Base class of the errors of GPU memory and model files: a model that does
+    not fit or is not loaded, memory held by models in use, a model file that
+    cannot be read, or GPU memory that cannot be read at all.
+
+    Raised by `zerfoo_cloud.ResourceManager` and `zerfoo_cloud.resources`;
+    one ``except ResourceError`` catches them all.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ModelTooLargeError(ResourceError):
     """
     A model needs more memory than the whole budget.
     """
@@ -230,7 +281,7 @@ class ModelTooLargeError(CloudError):
         )
 
 
-class ModelNotLoadedError(CloudError, LookupError):
+class ModelNotLoadedError(ResourceError, LookupError):
     """
     The model is not loaded.
     """
@@ -240,7 +291,7 @@ class ModelNotLoadedError(CloudError, LookupError):
         super().__init__(f"model {model_id!r} is not loaded")
 
 
-class ModelFormatError(InvalidConfigError):
+class ModelFormatError(ResourceError, InvalidConfigError):
     """
     A model file cannot be read as what it claims to be.
 
@@ -258,7 +309,7 @@ class ModelFormatError(InvalidConfigError):
         super().__init__(f"{path}: {reason}", field="path")
 
 
-class ResourceBusyError(CloudError):
+class ResourceBusyError(ResourceError):
     """
     The memory a request needs is held by models that may not be evicted now.
 
@@ -291,7 +342,7 @@ class ResourceBusyError(CloudError):
         super().__init__(message)
 
 
-class GPUUnavailableError(CloudError):
+class GPUUnavailableError(ResourceError):
     """
     GPU memory could not be read: no nvidia-ml-py, no NVIDIA driver, or no
     such device.
@@ -348,7 +399,30 @@ class SAMLError(CloudError):
     """
 
 
-class DuplicateHeaderError(CloudError):
+class RequestRejectedError(CloudError):
+    """
+    Base class of every error that refuses a client's request (an HTTP 4xx).
+
+    The policy raises one before the app runs, so the app never sees the
+    request and the client gets an OpenAI-shaped error. Each subclass sets
+    the response's `http_status` (always 4xx), `error_type` and
+    `error_code`; the message is the client's to read. One
+    ``except RequestRejectedError`` catches every refusal, and
+    `zerfoo_cloud.http.status_for` reads the attributes, so a new refusal
+    needs no table in the HTTP layer.
+
+    .. versionadded:: 0.1.0
+    """
+
+    http_status = 400
+    error_type = "invalid_request_error"
+    error_code = "invalid_request"
+    #: Seconds until the same request would pass, sent as ``Retry-After``
+    #: (whole seconds, at least 1); ``None`` when waiting would not help.
+    retry_after: float | None = None
+
+
+class DuplicateHeaderError(RequestRejectedError):
     """
     The request carries a header that must appear once several times
     (HTTP 400): two ``Authorization`` or two ``x-api-key`` headers (or, from
@@ -358,12 +432,14 @@ class DuplicateHeaderError(CloudError):
     .. versionadded:: 0.1.0
     """
 
+    error_code = "duplicate_header"
+
     def __init__(self, header: str) -> None:
         self.header = header
         super().__init__(f"The {header} header may be sent only once.")
 
 
-class UnauthorizedError(CloudError):
+class UnauthorizedError(RequestRejectedError):
     """
     The request carries no API key, or a key no tenant has (HTTP 401).
 
@@ -371,6 +447,9 @@ class UnauthorizedError(CloudError):
 
     .. versionadded:: 0.1.0
     """
+
+    http_status = 401
+    error_code = "invalid_api_key"
 
     def __init__(self, reason: str = "invalid") -> None:
         self.reason = reason
@@ -384,12 +463,15 @@ class UnauthorizedError(CloudError):
         super().__init__(msg)
 
 
-class ModelNotAllowedError(CloudError, PermissionError):
+class ModelNotAllowedError(RequestRejectedError, PermissionError):
     """
     The tenant may not use the requested model (HTTP 403).
 
     .. versionadded:: 0.1.0
     """
+
+    http_status = 403
+    error_code = "model_not_allowed"
 
     def __init__(self, tenant_id: str, model: str) -> None:
         self.tenant_id = tenant_id
@@ -397,7 +479,7 @@ class ModelNotAllowedError(CloudError, PermissionError):
         super().__init__(f"The model {model!r} is not allowed for this API key.")
 
 
-class InvalidRequestError(CloudError, ValueError):
+class InvalidRequestError(RequestRejectedError, ValueError):
     """
     The policy could not fully read the request, so it never reaches the app
     (HTTP 400, type ``invalid_request_error``).
@@ -413,12 +495,12 @@ class InvalidRequestError(CloudError, ValueError):
     """
 
     def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
-        self.code = code
-        self.param = param
+        self.code = self.error_code = code
+        self.param = self.error_param = param
         super().__init__(message)
 
 
-class RequestOverBudgetError(CloudError):
+class RequestOverBudgetError(RequestRejectedError):
     """
     The request's token reservation exceeds the tenant's whole per-minute
     token budget, so no wait would let it pass (HTTP 429, type ``tokens``,
@@ -426,6 +508,10 @@ class RequestOverBudgetError(CloudError):
 
     .. versionadded:: 0.1.0
     """
+
+    http_status = 429
+    error_type = "tokens"
+    error_code = "rate_limit_exceeded"
 
     def __init__(self, tenant_id: str, model: str, limit: int, requested: int) -> None:
         self.tenant_id = tenant_id
@@ -440,7 +526,7 @@ class RequestOverBudgetError(CloudError):
         )
 
 
-class ModelNotFoundError(CloudError, LookupError):
+class ModelNotFoundError(RequestRejectedError, LookupError):
     """
     ``GET …/models/{id}`` of a model the tenant may not use (HTTP 404), as
     OpenAI answers for a model that does not exist: the allow list is not
@@ -449,6 +535,9 @@ class ModelNotFoundError(CloudError, LookupError):
     .. versionadded:: 0.1.0
     """
 
+    http_status = 404
+    error_code = "model_not_found"
+
     def __init__(self, model: str) -> None:
         self.model = model
         super().__init__(
@@ -456,7 +545,7 @@ class ModelNotFoundError(CloudError, LookupError):
         )
 
 
-class RequestTooLargeError(CloudError):
+class RequestTooLargeError(RequestRejectedError):
     """
     The request body exceeds the size limit (HTTP 413).
 
@@ -465,6 +554,9 @@ class RequestTooLargeError(CloudError):
 
     .. versionadded:: 0.1.0
     """
+
+    http_status = 413
+    error_code = "request_too_large"
 
     def __init__(self, limit: int, size: int) -> None:
         self.limit = limit
@@ -475,7 +567,7 @@ class RequestTooLargeError(CloudError):
         )
 
 
-class RateLimitedError(CloudError):
+class RateLimitedError(RequestRejectedError):
     """
     A request, token or concurrency limit refused the request (HTTP 429).
 
@@ -489,6 +581,11 @@ class RateLimitedError(CloudError):
     .. versionadded:: 0.1.0
     """
 
+    http_status = 429
+    error_type = "requests"
+    error_code = "rate_limit_exceeded"
+    retry_after: float
+
     def __init__(
         self,
         tenant_id: str,
@@ -501,7 +598,7 @@ class RateLimitedError(CloudError):
         capacity: int = 0,
     ) -> None:
         self.tenant_id = tenant_id
-        self.limit = limit
+        self.limit = self.error_type = limit
         self.retry_after = retry_after
         self.requests = requests
         self.tokens = tokens

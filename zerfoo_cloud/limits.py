@@ -23,20 +23,21 @@ import contextlib
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import attrs
 
 from zerfoo_cloud.buckets import (
     EPSILON,
     BucketState,
+    Decision,
     adjust_bucket,
     refill,
+    refill_all,
     take_all,
     take_from,
 )
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -50,6 +51,7 @@ __all__ = [
     "adjust_bucket",
     "level_at",
     "refill",
+    "refill_all",
     "take_all",
     "take_from",
 ]
@@ -87,29 +89,6 @@ class Rate:
         object.__setattr__(self, "capacity", float(self.limit))
 
 
-class Decision(NamedTuple):
-    """
-    The outcome of asking one bucket for units.
-
-    Attributes:
-        allowed: whether the units were granted.
-        limit: the bucket's capacity.
-        remaining: whole units left after this decision (never negative).
-        retry_after: seconds until the same request would be granted;
-            ``0.0`` when granted, ``math.inf`` when it asks for more than the
-            capacity and can never be granted.
-        reset_after: seconds until the bucket is full again.
-
-    .. versionadded:: 0.1.0
-    """
-
-    allowed: bool
-    limit: int
-    remaining: int
-    retry_after: float
-    reset_after: float
-
-
 def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
     """
     Return the units in a bucket at time *now* (full if never used).
@@ -121,11 +100,12 @@ def level_at(state: BucketState | None, rate: Rate, now: float) -> float:
 
 
 def _granted(level: float, rate: Rate) -> Decision:
-    # The decision of a granted request that left *level* units.
+    # The decision of a granted request that left *level* units: at least
+    # -EPSILON, so int() (rounding towards zero) is never negative.
     return Decision(
         True,
         rate.limit,
-        max(0, int(level + EPSILON)),
+        int(level + EPSILON),
         0.0,
         (rate.capacity - level) / rate.per_second,
     )
@@ -153,7 +133,9 @@ class RateLimiter:
     Token-bucket limits over a `LimiterStore`.
 
     Keys name buckets (``"tenant-a\\x00req"``); the *rate* of a bucket is given
-    on each call, so a changed limit applies at once.
+    on each call, so a changed limit applies at once. Every method is built
+    on the store's one primitive, `LimiterStore.admit` and
+    `LimiterStore.settle`, and its reads.
 
     .. versionadded:: 0.1.0
     """
@@ -161,20 +143,17 @@ class RateLimiter:
     def __init__(self, store: LimiterStore, *, clock: Clock = time.time) -> None:
         self.store = store
         self.clock = clock
-        # Stores that can take from one bucket natively skip the generic
-        # read-modify-write callback: the hot path of every request.
-        self._take = store.take if isinstance(store, BucketStore) else None
-        self._admission = store if isinstance(store, AdmissionStore) else None
+        # Bound once: the two calls of every request.
+        self._admit = store.admit
+        self._settle = store.settle
 
     def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
         """
         Take *cost* units from bucket *key* if it holds them all; else take none.
         """
-        take = self._take
-        if take is None:
-            return self.acquire_many(((key, rate, cost),))[0]
-        capacity = rate.capacity
-        allowed, level = take(key, capacity, rate.per_second, cost, self.clock())
+        _, allowed, (level,) = self._admit(
+            None, ((key, rate.capacity, rate.per_second, cost),), self.clock()
+        )
         if allowed:
             return _granted(level, rate)
         return _decision(False, level, rate, cost)
@@ -188,37 +167,7 @@ class RateLimiter:
         Returns one decision per bucket; the request passed if every decision
         is allowed. When it did not, ``remaining`` shows the untouched levels.
         """
-        now = self.clock()
-        keys = [key for key, _, _ in requests]
-
-        def change(
-            states: list[BucketState | None],
-        ) -> tuple[list[BucketState | None] | None, tuple[Decision, ...]]:
-            refilled = [
-                refill(state, rate.capacity, rate.per_second, now)
-                for state, (_, rate, _) in zip(states, requests, strict=True)
-            ]
-            levels = [level for level, _ in refilled]
-            ok = all(
-                level + EPSILON >= cost
-                for level, (_, _, cost) in zip(levels, requests, strict=True)
-            )
-            if not ok:
-                return None, tuple(
-                    _decision(False, level, rate, cost)
-                    if level + EPSILON < cost
-                    else _decision(True, level, rate, cost)
-                    for level, (_, rate, cost) in zip(levels, requests, strict=True)
-                )
-            new_states: list[BucketState | None] = []
-            decisions = []
-            for (level, stamp), (_, rate, cost) in zip(refilled, requests, strict=True):
-                left = level - cost
-                new_states.append(BucketState(left, stamp))
-                decisions.append(_decision(True, left, rate, cost))
-            return new_states, tuple(decisions)
-
-        return self.store.update(keys, change)
+        return self.admit(None, requests)[1]
 
     def admit(
         self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
@@ -227,10 +176,8 @@ class RateLimiter:
         Take a concurrency slot and units from several buckets: all, or nothing.
 
         *slot* is ``(key, limit)``, or ``None`` for no concurrency limit;
-        *requests* as for `acquire_many`. A store with the
-        `zerfoo_cloud.stores.protocols.AdmissionStore` fast path does it in
-        one atomic step; any other takes the slot first and gives it back
-        if a bucket refuses.
+        *requests* as for `acquire_many`. One atomic store step
+        (`LimiterStore.admit`).
 
         Returns:
             ``(slot_free, decisions)``: *slot_free* is ``False`` when every
@@ -238,47 +185,32 @@ class RateLimiter:
             the buckets as `peek` does); otherwise one decision per bucket,
             as `acquire_many` returns them.
         """
-        fast = self._admission
-        if fast is not None:
-            now = self.clock()
-            free, allowed, levels = fast.admit(
-                slot,
-                [
-                    (key, rate.capacity, rate.per_second, cost)
-                    for key, rate, cost in requests
-                ],
-                now,
+        free, allowed, levels = self._admit(
+            slot,
+            [
+                (key, rate.capacity, rate.per_second, cost)
+                for key, rate, cost in requests
+            ],
+            self.clock(),
+        )
+        if not free:
+            return False, tuple(
+                _decision(level + EPSILON >= 1, level, rate, 1)
+                for level, (_, rate, _) in zip(levels, requests, strict=True)
             )
-            if not free:
-                return False, tuple(
-                    _decision(level + EPSILON >= 1, level, rate, 1)
-                    for level, (_, rate, _) in zip(levels, requests, strict=True)
-                )
-            if allowed:
-                return True, tuple(
-                    [
-                        _granted(level, request[1])
-                        for level, request in zip(levels, requests, strict=True)
-                    ]
-                )
+        if allowed:
             return True, tuple(
                 [
-                    _decision(level + EPSILON >= cost, level, rate, cost)
-                    for level, (_, rate, cost) in zip(levels, requests, strict=True)
+                    _granted(level, request[1])
+                    for level, request in zip(levels, requests, strict=True)
                 ]
             )
-        store = self.store
-        if slot is not None and not store.acquire_slot(*slot):
-            return False, tuple(self.peek(key, rate) for key, rate, _ in requests)
-        try:
-            decisions = self.acquire_many(requests) if requests else ()
-        except BaseException:
-            if slot is not None:
-                store.release_slot(slot[0])
-            raise
-        if slot is not None and not all(d.allowed for d in decisions):
-            store.release_slot(slot[0])
-        return True, decisions
+        return True, tuple(
+            [
+                _decision(level + EPSILON >= cost, level, rate, cost)
+                for level, (_, rate, cost) in zip(levels, requests, strict=True)
+            ]
+        )
 
     def settle(
         self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
@@ -288,35 +220,23 @@ class RateLimiter:
         a bucket (*delta* positive: a refund, never above capacity) or charge
         them (negative: possibly into debt), and give slot *slot_key* back.
 
-        A store with the `zerfoo_cloud.stores.protocols.AdmissionStore`
-        fast path does both in one atomic step; with any other, the slot is
-        given back even when the bucket update raises.
+        One atomic store step (`LimiterStore.settle`). When it fails, the
+        slot is still given back in a step of its own, and the error raised.
         """
-        fast = self._admission
-        if fast is not None:
-            change = None
-            if bucket is not None:
-                key, rate, delta = bucket
-                change = (key, rate.capacity, rate.per_second, delta)
-            try:
-                fast.settle(slot_key, change, self.clock())
-            except BaseException:
-                # Nothing changed: still try to give the slot back.
-                if slot_key is not None:
-                    with contextlib.suppress(Exception):
-                        self.store.release_slot(slot_key)
-                raise
-            return
-        try:
-            if bucket is not None:
-                key, rate, delta = bucket
-                if delta > 0:
-                    self.refund(key, rate, delta)
-                elif delta < 0:
-                    self.deduct(key, rate, -delta)
-        finally:
+        if bucket is None or not bucket[2]:
             if slot_key is not None:
-                self.store.release_slot(slot_key)
+                self._settle(slot_key, (), self.clock())
+            return
+        key, rate, delta = bucket
+        now = self.clock()
+        try:
+            self._settle(slot_key, ((key, rate.capacity, rate.per_second, delta),), now)
+        except BaseException:
+            # Nothing changed: still try to give the slot back.
+            if slot_key is not None:
+                with contextlib.suppress(Exception):
+                    self._settle(slot_key, (), now)
+            raise
 
     def refund(self, key: str, rate: Rate, units: int) -> Decision:
         """
@@ -344,15 +264,10 @@ class RateLimiter:
         if units < 0:
             msg = f"units must not be negative, not {units}"
             raise InvalidConfigError(msg, field="units")
-        delta = units if refund else -units
-        if delta == 0:
+        if units == 0:
             return self.peek(key, rate)
-        now = self.clock()
-
-        def change(
-            states: list[BucketState | None],
-        ) -> tuple[list[BucketState | None], Decision]:
-            new = adjust_bucket(states[0], rate.capacity, rate.per_second, delta, now)
-            return [new], _decision(new.level + EPSILON >= 1, new.level, rate, 1)
-
-        return self.store.update((key,), change)
+        delta = units if refund else -units
+        (level,) = self._settle(
+            None, ((key, rate.capacity, rate.per_second, delta),), self.clock()
+        )
+        return _decision(level + EPSILON >= 1, level, rate, 1)

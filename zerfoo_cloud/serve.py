@@ -25,7 +25,14 @@ import attrs
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
+from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+from zerfoo_cloud._upstream_options import UpstreamOptions
+from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.http._server import CloudServer, detect_interface
+from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.tenants import TenantManager, hash_api_key
 
 if TYPE_CHECKING:
     from zerfoo_cloud.http._types import Receive, Scope, Send
@@ -59,6 +66,10 @@ def _str_dict(pairs: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs.items()}
 
 
+#: The connection pool options ``serve`` uses unless told otherwise.
+_UPSTREAM_DEFAULTS = UpstreamOptions()
+
+
 @attrs.frozen
 class ServeConfig:
     """
@@ -85,6 +96,10 @@ class ServeConfig:
             (in the ``serve`` process) instead of the serving port.
         metrics_host: the address the metrics port is bound to.
         metrics_tenant_labels: label metrics with tenant ids.
+        upstream_connect_timeout, upstream_read_timeout,
+        upstream_write_timeout, upstream_pool_timeout,
+        upstream_max_connections, upstream_keepalive_timeout: the
+            `UpstreamOptions` of the connection pool to *upstream*.
 
     .. versionadded:: 0.1.0
     """
@@ -102,6 +117,12 @@ class ServeConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_tenant_labels: bool = False
+    upstream_connect_timeout: float = _UPSTREAM_DEFAULTS.connect_timeout
+    upstream_read_timeout: float = _UPSTREAM_DEFAULTS.read_timeout
+    upstream_write_timeout: float = _UPSTREAM_DEFAULTS.write_timeout
+    upstream_pool_timeout: float = _UPSTREAM_DEFAULTS.pool_timeout
+    upstream_max_connections: int = _UPSTREAM_DEFAULTS.max_connections
+    upstream_keepalive_timeout: float = _UPSTREAM_DEFAULTS.keepalive_timeout
 
     def __attrs_post_init__(self) -> None:
         if (self.app is None) == (self.upstream is None):
@@ -116,6 +137,23 @@ class ServeConfig:
         if not self.header_timeout >= 0:
             msg = f"header_timeout must be zero or more, not {self.header_timeout}"
             raise InvalidConfigError(msg, field="header_timeout")
+        self.upstream_options()
+
+    def upstream_options(self) -> UpstreamOptions:
+        """
+        The timeouts and pool size of the connection pool to the upstream.
+
+        Raises:
+            InvalidConfigError: one of them is out of range.
+        """
+        return UpstreamOptions(
+            connect_timeout=self.upstream_connect_timeout,
+            read_timeout=self.upstream_read_timeout,
+            write_timeout=self.upstream_write_timeout,
+            pool_timeout=self.upstream_pool_timeout,
+            max_connections=self.upstream_max_connections,
+            keepalive_timeout=self.upstream_keepalive_timeout,
+        )
 
     def to_env(self) -> str:
         """
@@ -172,8 +210,6 @@ def load_app(spec: str) -> Any:
 
 
 def _admin_hashes(environ: Mapping[str, str]) -> list[str]:
-    from zerfoo_cloud.tenants import hash_api_key
-
     hashes = [
         h.strip() for h in environ.get(ADMIN_KEY_HASH_ENV, "").split(",") if h.strip()
     ]
@@ -235,13 +271,6 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
 
     .. versionadded:: 0.1.0
     """
-    from zerfoo_cloud.audit import AuditLogger
-    from zerfoo_cloud.http._server import CloudServer, detect_interface
-    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
-    from zerfoo_cloud.metering import TokenMeter
-    from zerfoo_cloud.stores.lmdb import LMDBStores
-    from zerfoo_cloud.tenants import TenantManager
-
     env = os.environ if environ is None else environ
     closers: list[Any] = []
     proxy: Any = None
@@ -249,7 +278,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         from zerfoo_cloud.http.proxy import UpstreamProxy
 
         proxy = UpstreamProxy(
-            config.upstream, api_key=env.get(UPSTREAM_KEY_ENV) or None
+            config.upstream,
+            api_key=env.get(UPSTREAM_KEY_ENV) or None,
+            **attrs.asdict(config.upstream_options()),
         )
         app: Any = proxy
         closers.append(proxy.aclose)
@@ -267,6 +298,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     audit = AuditLogger(
         stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None, offload=True
     )
+    # The admin API needs the web extra (Starlette); `serve` checks it first.
+    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+
     sso: dict[str, Any] = {}
     sessions = None
     if config.saml:
@@ -340,7 +374,7 @@ def _routes(
     with needs_extra("server", "zerfoo-cloud serve"):
         import anyio.to_thread
 
-    from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+    # The readiness probe needs the server extra (anyio).
     from zerfoo_cloud._readiness import Readiness
 
     def read_store() -> bool:

@@ -22,7 +22,8 @@ from zerfoo_cloud import (
     TokenMeter,
     hash_api_key,
 )
-from zerfoo_cloud.http.admin import _ROUTES, AdminAPI, SessionSigner
+from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+from zerfoo_cloud.http.admin._access import ROUTES
 from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -75,7 +76,7 @@ def test_document_covers_the_whole_http_surface() -> None:
         ("/sso/saml/{tenant_id}/acs", "post"),
         ("/sso/saml/{tenant_id}/metadata", "get"),
     }
-    for suffix, methods in _ROUTES.items():
+    for suffix, methods in ROUTES.items():
         path = "/admin/tenants" + (
             "/{tenant_id}" + suffix.rstrip("/") if suffix else ""
         )

@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
 from zerfoo_cloud import InvalidConfigError, SessionError
-from zerfoo_cloud.http._sessions import (
+from zerfoo_cloud.http.admin import Session, SessionSigner
+from zerfoo_cloud.http.admin._sessions import (
     MAX_SESSION_TTL,
     MAX_SUBJECT_LENGTH,
     MAX_TOKEN_LENGTH,
-    _state_codec,
+    state_codec,
 )
-from zerfoo_cloud.http.admin import Session, SessionSigner
 
 SECRET = b"s" * 32
 
@@ -183,14 +183,14 @@ def test_malformed_tokens(token: str) -> None:
 def test_state_tokens_and_sessions_are_not_interchangeable(clock: FakeClock) -> None:
     """A token made for another purpose never verifies as a session, and back."""
     signer = SessionSigner(SECRET, clock=clock)
-    state = _state_codec(signer, "saml-request")
+    state = state_codec(signer, "saml-request")
     other = state.dumps({"t": "acme", "s": "alice", "e": clock.now + 60})
     with pytest.raises(SessionError, match="signature"):
         signer.verify(other)
     with pytest.raises(SessionError, match="signature"):
         state.loads(signer.issue("acme", "alice", incarnation="i1"))
     with pytest.raises(InvalidConfigError):
-        _state_codec(signer, "session")
+        state_codec(signer, "session")
 
 
 def test_repr_shows_no_secret() -> None:

@@ -840,3 +840,23 @@ def test_accounting_failures_are_counted_not_raised(stack: Stack) -> None:
     run(go())
     assert server.close(5)
     assert server.accounting_failures == 2
+
+
+def test_a_model_list_that_cannot_be_read_is_a_502(stack: Stack) -> None:
+    """An app's model list that is not JSON is not passed to a tenant with an
+    allow list: the tenant gets 502, with the error ModelListError carries."""
+    stack.tenant(model_allow_list=("m1",))
+    server = stack.server(asgi_json_app(b"not json"))
+
+    async def go() -> None:
+        async with client(server) as c:
+            r = await c.get("/v1/models", headers=AUTH)
+            assert r.status_code == 502
+            error = r.json()["error"]
+            assert error["message"] == "The model list could not be read."
+            assert (error["type"], error["code"]) == ("server_error", "internal_error")
+            assert error["request_id"] == r.headers["x-request-id"]
+            assert b"not json" not in r.content
+
+    run(go())
+    assert [e.status_code for e in stack.audits(server)] == [502]

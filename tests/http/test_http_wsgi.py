@@ -327,3 +327,18 @@ def test_billing_middleware_for_wsgi(stack: Stack) -> None:
         c.post(CHAT, json=chat())
     assert named.accounting.drain(5)
     assert json.loads(stream.getvalue().splitlines()[-1])["tenant_id"] == "anon"
+
+
+def test_a_model_list_that_cannot_be_read_is_a_502(stack: Stack) -> None:
+    """An app's model list that is not JSON is not passed to a tenant with an
+    allow list: the tenant gets 502, with the error ModelListError carries."""
+    stack.tenant(model_allow_list=("m1",))
+    server = stack.server(wsgi_json_app(b"not json"))
+    with client(server) as c:
+        r = c.get("/v1/models", headers=AUTH)
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert error["message"] == "The model list could not be read."
+    assert (error["type"], error["code"]) == ("server_error", "internal_error")
+    assert error["request_id"] == r.headers["x-request-id"]
+    assert [e.status_code for e in stack.audits(server)] == [502]

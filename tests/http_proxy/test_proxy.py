@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx
 import openai
@@ -26,6 +27,10 @@ from hypothesis import strategies as st
 
 from zerfoo_cloud.errors import InvalidConfigError, UpstreamError
 from zerfoo_cloud.http._proxy_types import ASGIApp, Message, Receive, Scope, Send
+from zerfoo_cloud.http._upstream_client import (
+    UpstreamBusyError,
+    UpstreamWriteTimeoutError,
+)
 from zerfoo_cloud.http.proxy import (
     UPSTREAM_ERROR_STATUS,
     ProxyStats,
@@ -722,7 +727,7 @@ def test_mid_stream_failure_reaches_a_wrapping_middleware(
     assert isinstance(error, UpstreamError)
     assert error.code == "upstream_invalid_response"
     assert error.bytes_sent == sent
-    assert isinstance(error.__cause__, httpx.RemoteProtocolError)
+    assert isinstance(error.__cause__, aiohttp.ClientPayloadError)
 
 
 def test_openai_stream_that_dies_raises(proxy_url: str) -> None:
@@ -793,14 +798,14 @@ def test_health(upstream_url: str) -> None:
 
 
 def test_a_client_passed_in_is_used_and_left_open(upstream_url: str) -> None:
-    """A caller's httpx client serves the requests and stays open after aclose()."""
+    """A caller's aiohttp session serves the requests and stays open after aclose()."""
 
     async def check() -> tuple[bool, bool]:
-        async with httpx.AsyncClient() as own:
+        async with aiohttp.ClientSession() as own:
             proxy = UpstreamProxy(upstream_url, client=own)
             healthy = await proxy.health()
             await proxy.aclose()
-            return healthy, own.is_closed
+            return healthy, own.closed
 
     assert anyio.run(check) == (True, False)
 
@@ -1055,12 +1060,12 @@ def test_target_url_property(
         assert target == f"http://h{base_path}{request_path}"
 
 
-def test_every_httpx_error_is_mapped() -> None:
-    """Each httpx transport exception maps to a 5xx status with an upstream_* code."""
+def test_every_aiohttp_error_is_mapped() -> None:
+    """Each aiohttp client exception maps to a 5xx status with an upstream_* code."""
     classes = [
         value
-        for value in vars(httpx).values()
-        if isinstance(value, type) and issubclass(value, httpx.HTTPError)
+        for value in vars(aiohttp).values()
+        if isinstance(value, type) and issubclass(value, aiohttp.ClientError)
     ]
     assert len(classes) > 10
     for cls in classes:
@@ -1071,21 +1076,23 @@ def test_every_httpx_error_is_mapped() -> None:
         assert code.startswith("upstream_")
 
 
-_REQUEST = httpx.Request("GET", "http://h")
+_KEY = aiohttp.client_reqrep.ConnectionKey("h", 80, False, True, None, None, None)
 
 
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (httpx.ConnectError("x", request=_REQUEST), (502, "upstream_unavailable")),
-        (httpx.ReadError("x", request=_REQUEST), (502, "upstream_unavailable")),
-        (httpx.ConnectTimeout("x", request=_REQUEST), (504, "upstream_timeout")),
-        (httpx.ReadTimeout("x", request=_REQUEST), (504, "upstream_timeout")),
-        (httpx.PoolTimeout("x", request=_REQUEST), (503, "upstream_busy")),
         (
-            httpx.RemoteProtocolError("x", request=_REQUEST),
-            (502, "upstream_invalid_response"),
+            aiohttp.ClientConnectorError(_KEY, ConnectionRefusedError(111, "x")),
+            (502, "upstream_unavailable"),
         ),
+        (aiohttp.ClientOSError(104, "reset"), (502, "upstream_unavailable")),
+        (aiohttp.ConnectionTimeoutError("x"), (504, "upstream_timeout")),
+        (aiohttp.SocketTimeoutError("x"), (504, "upstream_timeout")),
+        (UpstreamWriteTimeoutError(), (504, "upstream_timeout")),
+        (UpstreamBusyError(), (503, "upstream_busy")),
+        (aiohttp.ClientPayloadError("x"), (502, "upstream_invalid_response")),
+        (aiohttp.ServerDisconnectedError(), (502, "upstream_invalid_response")),
         (ValueError("x"), (502, "upstream_invalid_response")),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
@@ -35,14 +36,18 @@ def tenant_store(
     params=[
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
     ]
 )
 def limiter_store(
     request: pytest.FixtureRequest, lmdb_stores: LMDBStores
 ) -> LimiterStore:
     """
-    Each implementation of `LimiterStore`.
+    Each implementation of `LimiterStore`, and `DictLimiterStore`: the
+    smallest one written outside the library.
     """
     if request.param == "memory":
         return MemoryLimiterStore()
+    if request.param == "dict":
+        return DictLimiterStore()
     return lmdb_stores.limits

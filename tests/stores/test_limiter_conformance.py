@@ -1,17 +1,21 @@
 """
-The `LimiterStore` contract, run against every implementation.
+The `LimiterStore` contract, run against every implementation: the one
+primitive (`admit`, `settle`), the reads and the upkeep.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from typing import Protocol, cast
+from collections.abc import Callable
+from fractions import Fraction
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from zerfoo_cloud.limits import BucketState
-from zerfoo_cloud.stores.protocols import AdmissionStore, BucketStore, LimiterStore
+from zerfoo_cloud.buckets import BucketState, refill
+from zerfoo_cloud.stores.protocols import LimiterStore
 
 
 def test_is_a_limiter_store(limiter_store: LimiterStore) -> None:
@@ -19,221 +23,51 @@ def test_is_a_limiter_store(limiter_store: LimiterStore) -> None:
     assert isinstance(limiter_store, LimiterStore)
 
 
-def test_unknown_key_reads_none(limiter_store: LimiterStore) -> None:
-    """A never-written key reads as None, in get and in update."""
-    assert limiter_store.get("k") is None
-    seen = limiter_store.update(["k"], lambda states: (None, list(states)))
-    assert seen == [None]
-    assert limiter_store.get("k") is None
-
-
-def test_update_writes_and_deletes(limiter_store: LimiterStore) -> None:
-    """States returned by the change are stored; None deletes."""
-    limiter_store.update(
-        ["a", "b"], lambda s: ([BucketState(1.5, 10.0), BucketState(-2.0, 11.0)], 0)
-    )
-    assert limiter_store.get("a") == BucketState(1.5, 10.0)
-    assert limiter_store.get("b") == BucketState(-2.0, 11.0)
-    limiter_store.update(["a", "b"], lambda s: ([None, s[1]], 0))
-    assert limiter_store.get("a") is None
-    assert limiter_store.get("b") == BucketState(-2.0, 11.0)
-
-
-def test_update_returns_result_and_sees_states(limiter_store: LimiterStore) -> None:
-    """The change sees the current states in key order and its result is returned."""
-    limiter_store.update(["x"], lambda s: ([BucketState(3.0, 1.0)], None))
-    result = limiter_store.update(
-        ["y", "x"], lambda s: (None, [st and st.level for st in s])
-    )
-    assert result == [None, 3.0]
-
-
-def test_exception_in_change_writes_nothing(limiter_store: LimiterStore) -> None:
-    """A change that raises leaves every state as it was."""
-    limiter_store.update(["x"], lambda s: ([BucketState(3.0, 1.0)], None))
-
-    def boom(states: list[BucketState | None]) -> tuple[list[BucketState | None], None]:
-        raise RuntimeError
-
-    with pytest.raises(RuntimeError):
-        limiter_store.update(["x"], boom)
-    assert limiter_store.get("x") == BucketState(3.0, 1.0)
-
-
-def test_update_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
-    """Concurrent read-modify-write updates never lose an increment."""
-
-    def incr(states: list[BucketState | None]) -> tuple[list[BucketState | None], None]:
-        level = 0.0 if states[0] is None else states[0].level
-        return [BucketState(level + 1, 0.0)], None
-
-    def work() -> None:
-        for _ in range(250):
-            limiter_store.update(["n"], incr)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert limiter_store.get("n") == BucketState(2000.0, 0.0)
-
-
-def test_slots_at_and_past_limit(limiter_store: LimiterStore) -> None:
-    """Exactly `limit` slots can be taken; the next is refused until one is released."""
-    assert [limiter_store.acquire_slot("c", 3) for _ in range(4)] == [True] * 3 + [
-        False
-    ]
-    assert limiter_store.slots_in_use("c") == 3
-    limiter_store.release_slot("c")
-    assert limiter_store.slots_in_use("c") == 2
-    assert limiter_store.acquire_slot("c", 3)
-    assert not limiter_store.acquire_slot("c", 3)
-
-
-def test_release_never_goes_negative(limiter_store: LimiterStore) -> None:
-    """Releasing more than taken leaves the count at zero."""
-    limiter_store.release_slot("c")
-    assert limiter_store.slots_in_use("c") == 0
-    assert limiter_store.acquire_slot("c", 1)
-    limiter_store.release_slot("c")
-    limiter_store.release_slot("c")
-    assert limiter_store.slots_in_use("c") == 0
-
-
-def test_slots_are_per_key(limiter_store: LimiterStore) -> None:
-    """Slots of one key do not count against another."""
-    assert limiter_store.acquire_slot("a", 1)
-    assert limiter_store.acquire_slot("b", 1)
-    assert not limiter_store.acquire_slot("a", 1)
-
-
-def test_slots_exact_under_threads(limiter_store: LimiterStore) -> None:
-    """Threads racing for 5 slots get exactly 5."""
-    got: list[bool] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(8)
-
-    def take() -> None:
-        barrier.wait()
-        for _ in range(5):
-            ok = limiter_store.acquire_slot("race", 5)
-            with lock:
-                got.append(ok)
-
-    threads = [threading.Thread(target=take) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert got.count(True) == 5
-    assert limiter_store.slots_in_use("race") == 5
-
-
-def test_clear_by_prefix(limiter_store: LimiterStore) -> None:
-    """clear(prefix) drops matching states and slots and keeps the rest."""
-    limiter_store.update(
-        ["t1\x00req", "t1\x00tok", "t10\x00req", "t2\x00req"],
-        lambda s: ([BucketState(1.0, 1.0)] * 4, None),
-    )
-    limiter_store.acquire_slot("t1\x00con", 5)
-    limiter_store.acquire_slot("t2\x00con", 5)
-    limiter_store.clear("t1\x00")
-    assert limiter_store.get("t1\x00req") is None
-    assert limiter_store.get("t1\x00tok") is None
-    assert limiter_store.get("t10\x00req") is not None
-    assert limiter_store.get("t2\x00req") is not None
-    assert limiter_store.slots_in_use("t1\x00con") == 0
-    assert limiter_store.slots_in_use("t2\x00con") == 1
-
-
-def test_clear_of_absent_prefix_is_harmless(limiter_store: LimiterStore) -> None:
-    """Clearing a prefix nothing has is a no-op."""
-    limiter_store.clear("zzz")
-    assert limiter_store.get("zzz") is None
-
-
-def test_take_fast_path_matches_the_arithmetic(limiter_store: LimiterStore) -> None:
-    """A store with `take` grants, refuses and refills exactly like `take_from`."""
-    if not isinstance(limiter_store, BucketStore):
-        pytest.skip("this store has no fast path")
-    assert limiter_store.take("k", 10.0, 1.0, 10, 100.0) == (True, 0.0)
-    assert limiter_store.take("k", 10.0, 1.0, 1, 100.0) == (False, 0.0)
-    allowed, level = limiter_store.take("k", 10.0, 1.0, 3, 103.0)
-    assert allowed
-    assert level == pytest.approx(0.0)
-    assert limiter_store.get("k") == BucketState(0.0, 103.0)
-    # A clock behind the stored time neither refills nor moves the stamp back.
-    assert limiter_store.take("k", 10.0, 1.0, 1, 50.0) == (False, 0.0)
-    assert limiter_store.get("k") == BucketState(0.0, 103.0)
-
-
-def test_take_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
-    """Threads taking from one bucket through the fast path get exactly its capacity."""
-    if not isinstance(limiter_store, BucketStore):
-        pytest.skip("this store has no fast path")
-    store = limiter_store
-    granted: list[bool] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        mine = [store.take("k", 300.0, 0.0, 1, 1.0)[0] for _ in range(100)]
-        with lock:
-            granted.extend(mine)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert granted.count(True) == 300
-
-
 def _backend_methods() -> list[str]:
-    # The method names listed in the AdmissionStore docstring, in order.
-    doc = AdmissionStore.__doc__ or ""
-    listed = doc[doc.index("implements these methods") : doc.index("is optional")]
-    listed = listed[: listed.rindex("`BucketStore.take`")]
-    return [
-        name.rpartition(".")[2] for name in re.findall(r"(?<!`)`([\w.]+)`(?!`)", listed)
-    ]
+    # The method names listed in the LimiterStore docstring, in order.
+    doc = LimiterStore.__doc__ or ""
+    listed = doc[doc.index("implements exactly these") : doc.index("Inside its atomic")]
+    return re.findall(r"(?<!`)`([\w.]+)`(?!`)", listed)
 
 
 def test_backend_method_list_is_documented() -> None:
-    """The admission protocol names every method a counter backend implements."""
+    """The protocol names every method a counter backend implements, and no other."""
     assert _backend_methods() == [
         "admit",
         "settle",
         "get",
         "slots_in_use",
-        "update",
-        "acquire_slot",
-        "release_slot",
         "clear",
         "close",
     ]
+    declared = {
+        name
+        for name in vars(LimiterStore)
+        if not name.startswith("_") and callable(getattr(LimiterStore, name))
+    }
+    assert declared == set(_backend_methods())
 
 
 def test_implements_every_documented_method(limiter_store: LimiterStore) -> None:
-    """Every counter backend has the admission primitive and each listed method."""
-    assert isinstance(limiter_store, AdmissionStore)
+    """Every counter backend has each listed method."""
     for name in _backend_methods():
         assert callable(getattr(limiter_store, name, None)), name
 
 
-class _FastLimiterStore(LimiterStore, AdmissionStore, Protocol):
-    """A limiter store with the admission fast path."""
-
-
-def _admission(store: LimiterStore) -> _FastLimiterStore:
-    if not isinstance(store, AdmissionStore):
-        pytest.skip("this store has no admission fast path")
-    return cast("_FastLimiterStore", store)
+def test_unknown_key_reads_none(limiter_store: LimiterStore) -> None:
+    """A never-written key reads as None; a refusal writes nothing."""
+    assert limiter_store.get("k") is None
+    assert limiter_store.admit(None, [("k", 10.0, 1.0, 11)], 1.0) == (
+        True,
+        False,
+        [10.0],
+    )
+    assert limiter_store.get("k") is None
 
 
 def test_admit_takes_slot_and_every_bucket(limiter_store: LimiterStore) -> None:
     """An admitted request takes its slot and every cost; levels are what is left."""
-    store = _admission(limiter_store)
+    store = limiter_store
     free, allowed, levels = store.admit(
         ("c", 2), [("r", 10.0, 1.0, 1), ("t", 100.0, 1.0, 40)], 100.0
     )
@@ -245,7 +79,7 @@ def test_admit_takes_slot_and_every_bucket(limiter_store: LimiterStore) -> None:
 
 def test_admit_refused_by_a_bucket_takes_nothing(limiter_store: LimiterStore) -> None:
     """A bucket short of its cost refuses the whole request: no units, no slot."""
-    store = _admission(limiter_store)
+    store = limiter_store
     store.admit(None, [("t", 100.0, 1.0, 90)], 100.0)
     free, allowed, levels = store.admit(
         ("c", 5), [("r", 10.0, 1.0, 1), ("t", 100.0, 1.0, 11)], 100.0
@@ -260,7 +94,7 @@ def test_admit_refused_by_a_bucket_takes_nothing(limiter_store: LimiterStore) ->
 
 def test_admit_at_and_past_the_slot_limit(limiter_store: LimiterStore) -> None:
     """The last free slot is granted; past it nothing changes and levels are reported."""
-    store = _admission(limiter_store)
+    store = limiter_store
     assert store.admit(("c", 2), [("r", 10.0, 1.0, 1)], 100.0)[:2] == (True, True)
     assert store.admit(("c", 2), [("r", 10.0, 1.0, 1)], 100.0)[:2] == (True, True)
     free, allowed, levels = store.admit(("c", 2), [("r", 10.0, 1.0, 1)], 101.0)
@@ -272,46 +106,273 @@ def test_admit_at_and_past_the_slot_limit(limiter_store: LimiterStore) -> None:
 
 def test_admit_without_limits(limiter_store: LimiterStore) -> None:
     """No slot and no buckets is always admitted and changes nothing."""
-    store = _admission(limiter_store)
-    assert store.admit(None, [], 1.0) == (True, True, [])
+    assert limiter_store.admit(None, [], 1.0) == (True, True, [])
+
+
+def test_one_bucket_grants_refuses_and_refills(limiter_store: LimiterStore) -> None:
+    """One bucket without a slot (every `RateLimiter.acquire`) follows the arithmetic."""
+    store = limiter_store
+    assert store.admit(None, [("k", 10.0, 1.0, 10)], 100.0) == (True, True, [0.0])
+    assert store.admit(None, [("k", 10.0, 1.0, 1)], 100.0) == (True, False, [0.0])
+    free, allowed, levels = store.admit(None, [("k", 10.0, 1.0, 3)], 103.0)
+    assert (free, allowed) == (True, True)
+    assert levels == [pytest.approx(0.0)]
+    assert store.get("k") == BucketState(0.0, 103.0)
+    # A clock behind the stored time neither refills nor moves the stamp back.
+    assert store.admit(None, [("k", 10.0, 1.0, 1)], 50.0) == (True, False, [0.0])
+    assert store.get("k") == BucketState(0.0, 103.0)
+    # A cost above the capacity is never granted, even to a full bucket.
+    assert store.admit(None, [("full", 10.0, 1.0, 11)], 1.0)[1] is False
+
+
+def test_slots_at_and_past_limit(limiter_store: LimiterStore) -> None:
+    """Exactly `limit` slots can be taken; the next is refused until one is given back."""
+    store = limiter_store
+    assert [store.admit(("c", 3), [], 1.0)[0] for _ in range(4)] == [True] * 3 + [False]
+    assert store.slots_in_use("c") == 3
+    assert store.settle("c", [], 1.0) == []
+    assert store.slots_in_use("c") == 2
+    assert store.admit(("c", 3), [], 1.0)[0]
+    assert not store.admit(("c", 3), [], 1.0)[0]
+
+
+def test_settle_never_goes_below_zero_slots(limiter_store: LimiterStore) -> None:
+    """Giving back more slots than were taken leaves the count at zero."""
+    store = limiter_store
+    store.settle("c", [], 1.0)
+    assert store.slots_in_use("c") == 0
+    assert store.admit(("c", 1), [], 1.0)[0]
+    store.settle("c", [], 1.0)
+    store.settle("c", [], 1.0)
+    assert store.slots_in_use("c") == 0
+    assert store.admit(("c", 1), [], 1.0)[0]
+    assert not store.admit(("c", 1), [], 1.0)[0]
+
+
+def test_slots_are_per_key(limiter_store: LimiterStore) -> None:
+    """Slots of one key do not count against another."""
+    store = limiter_store
+    assert store.admit(("a", 1), [], 1.0)[0]
+    assert store.admit(("b", 1), [], 1.0)[0]
+    assert not store.admit(("a", 1), [], 1.0)[0]
 
 
 def test_settle_refunds_charges_and_gives_the_slot_back(
     limiter_store: LimiterStore,
 ) -> None:
     """Settle refunds up to capacity, charges into debt, and frees one slot."""
-    store = _admission(limiter_store)
+    store = limiter_store
     store.admit(("c", 3), [("t", 100.0, 1.0, 30)], 100.0)
     store.admit(("c", 3), [("t", 100.0, 1.0, 30)], 100.0)
-    store.settle("c", ("t", 100.0, 1.0, 500), 100.0)
+    assert store.settle("c", [("t", 100.0, 1.0, 500)], 100.0) == [100.0]
     assert store.get("t") == BucketState(100.0, 100.0)
     assert store.slots_in_use("c") == 1
-    store.settle("c", ("t", 100.0, 1.0, -150), 100.0)
+    assert store.settle("c", [("t", 100.0, 1.0, -150)], 100.0) == [-50.0]
     assert store.get("t") == BucketState(-50.0, 100.0)
     assert store.slots_in_use("c") == 0
-    store.settle("c", None, 100.0)
-    store.settle(None, None, 100.0)
+    assert store.settle("c", [], 100.0) == []
+    assert store.settle(None, [], 100.0) == []
     assert store.slots_in_use("c") == 0
+
+
+def test_debt_is_repaid_by_the_refill(limiter_store: LimiterStore) -> None:
+    """A bucket in debt refuses until the refill has repaid it and refilled the cost."""
+    store = limiter_store
+    assert store.settle(None, [("t", 10.0, 1.0, -15)], 100.0) == [-5.0]
+    assert store.admit(None, [("t", 10.0, 1.0, 1)], 105.5) == (True, False, [0.5])
+    assert store.admit(None, [("t", 10.0, 1.0, 1)], 106.0)[1]
+    # A refund of a full bucket stays at the capacity.
+    assert store.settle(None, [("t", 10.0, 1.0, 3)], 200.0) == [10.0]
+
+
+def test_settle_several_buckets_and_zero_deltas(limiter_store: LimiterStore) -> None:
+    """Settle changes every bucket given; a zero delta reports the level and writes nothing."""
+    store = limiter_store
+    store.admit(None, [("a", 10.0, 1.0, 6), ("b", 10.0, 1.0, 2)], 100.0)
+    levels = store.settle(None, [("a", 10.0, 1.0, 3), ("b", 10.0, 1.0, -4)], 101.0)
+    assert levels == [pytest.approx(8.0), pytest.approx(5.0)]
+    assert store.settle(None, [("a", 10.0, 1.0, 0)], 102.0) == [pytest.approx(9.0)]
+    assert store.get("a") == BucketState(pytest.approx(8.0), 101.0)  # type: ignore[arg-type]
+    assert store.settle(None, [("new", 10.0, 1.0, 0)], 102.0) == [10.0]
+    assert store.get("new") is None
+
+
+def _in_threads(work: Callable[[], None], count: int = 8) -> None:
+    # Run *work* in *count* threads at once and wait for them.
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
 
 
 def test_admit_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
     """Threads admitting at once get exactly the slots and the units there are."""
-    store = _admission(limiter_store)
+    store = limiter_store
     granted: list[bool] = []
     lock = threading.Lock()
+    barrier = threading.Barrier(8)
 
     def work() -> None:
+        barrier.wait()
         mine = [
             store.admit(("c", 250), [("r", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)
         ]
         with lock:
             granted.extend(mine)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    _in_threads(work)
     assert granted.count(True) == 250
     assert store.slots_in_use("c") == 250
     assert store.get("r") == BucketState(50.0, 1.0)
+
+
+def test_one_bucket_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
+    """Threads taking from one bucket without a slot get exactly its capacity."""
+    store = limiter_store
+    granted: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [store.admit(None, [("k", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)]
+        with lock:
+            granted.extend(mine)
+
+    _in_threads(work)
+    assert granted.count(True) == 300
+
+
+def test_settle_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
+    """Concurrent charges and slot returns are never lost."""
+    store = limiter_store
+    for _ in range(2000):
+        assert store.admit(("c", 2000), [], 1.0)[0]
+
+    def work() -> None:
+        for _ in range(250):
+            store.settle("c", [("n", 10.0, 0.0, -1)], 1.0)
+
+    _in_threads(work)
+    assert store.get("n") == BucketState(-1990.0, 1.0)
+    assert store.slots_in_use("c") == 0
+
+
+def test_clear_by_prefix(limiter_store: LimiterStore) -> None:
+    """clear(prefix) drops matching states and slots and keeps the rest."""
+    store = limiter_store
+    keys = ["t1\x00req", "t1\x00tok", "t10\x00req", "t2\x00req"]
+    assert store.admit(None, [(k, 10.0, 1.0, 1) for k in keys], 1.0)[1]
+    store.admit(("t1\x00con", 5), [], 1.0)
+    store.admit(("t2\x00con", 5), [], 1.0)
+    store.clear("t1\x00")
+    assert store.get("t1\x00req") is None
+    assert store.get("t1\x00tok") is None
+    assert store.get("t10\x00req") is not None
+    assert store.get("t2\x00req") is not None
+    assert store.slots_in_use("t1\x00con") == 0
+    assert store.slots_in_use("t2\x00con") == 1
+
+
+def test_clear_of_absent_prefix_is_harmless(limiter_store: LimiterStore) -> None:
+    """Clearing a prefix nothing has is a no-op."""
+    limiter_store.clear("zzz")
+    assert limiter_store.get("zzz") is None
+
+
+# -- the primitive against an exact reference ------------------------------
+
+#: (key, capacity, per_second) of the two buckets the reference keeps.
+_BUCKETS = (("r", 20, Fraction(2)), ("t", 60, Fraction(6)))
+_SLOT_LIMIT = 3
+_CLOSE = Fraction(1, 10**6)
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.integers(0, 40), st.booleans()),
+        st.tuples(st.just("settle"), st.integers(-40, 40), st.booleans()),
+        st.tuples(st.just("wait"), st.integers(0, 4000), st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+class _Reference:
+    """
+    The buckets and the slot count kept in fractions, refilled by hand.
+    """
+
+    def __init__(self) -> None:
+        self.levels: dict[str, Fraction | None] = {"r": None, "t": None}
+        self.stamp = Fraction(0)
+        self.slots = 0
+
+    def level(
+        self, key: str, capacity: int, per_second: Fraction, now: Fraction
+    ) -> Fraction:
+        level = self.levels[key]
+        if level is None:
+            return Fraction(capacity)
+        return min(Fraction(capacity), level + (now - self.stamp) * per_second)
+
+    def sync(self, now: Fraction) -> list[Fraction]:
+        """Refill every written bucket to *now*; return every level."""
+        out = []
+        for key, capacity, per_second in _BUCKETS:
+            level = self.level(key, capacity, per_second, now)
+            if self.levels[key] is not None:
+                self.levels[key] = level
+            out.append(level)
+        self.stamp = now
+        return out
+
+
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(ops=_ops)
+def test_primitive_matches_an_exact_reference(
+    limiter_store: LimiterStore, ops: list[tuple[str, int, bool]]
+) -> None:
+    """Any run of admits, settles and waits matches buckets kept in fractions."""
+    store = limiter_store
+    store.clear("")
+    ref = _Reference()
+    now = 1000.0
+    asks = [(key, float(cap), float(rate)) for key, cap, rate in _BUCKETS]
+    for op, amount, with_slot in ops:
+        if op == "wait":
+            now += amount / 1000
+            continue
+        exact = ref.sync(Fraction(now))
+        slot_key = "c" if with_slot else None
+        if op == "admit":
+            costs = [1, amount]
+            free, allowed, levels = store.admit(
+                None if slot_key is None else (slot_key, _SLOT_LIMIT),
+                [(k, c, r, n) for (k, c, r), n in zip(asks, costs, strict=True)],
+                now,
+            )
+            assert free == (slot_key is None or ref.slots < _SLOT_LIMIT)
+            spare = [level - n for level, n in zip(exact, costs, strict=True)]
+            if free and all(abs(x) >= _CLOSE for x in spare):
+                assert allowed == all(x > 0 for x in spare)
+            if allowed:
+                ref.levels = dict(zip(ref.levels, spare, strict=True))
+                ref.slots += slot_key is not None
+                exact = spare
+        else:
+            levels = store.settle(slot_key, [("t", 60.0, 6.0, amount)], now)
+            if amount:
+                new = exact[1] + amount
+                ref.levels["t"] = min(new, Fraction(60)) if amount > 0 else new
+            exact = ref.sync(Fraction(now))[1:]
+            ref.slots = max(0, ref.slots - (slot_key is not None))
+        assert levels == [pytest.approx(float(x), abs=1e-6) for x in exact]
+        assert store.slots_in_use("c") == ref.slots
+        now_levels = ref.sync(Fraction(now))
+        for (key, capacity, rate), expected in zip(asks, now_levels, strict=True):
+            state = store.get(key)
+            assert (state is None) == (ref.levels[key] is None)
+            assert refill(state, capacity, rate, now)[0] == pytest.approx(
+                float(expected), abs=1e-6
+            )

@@ -5,17 +5,14 @@ A store written outside the library plugs in with no base class.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable
 
 import pytest
 
+from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud import TenantConfig, TenantManager, TenantNotFoundError
-from zerfoo_cloud.limits import BucketState
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
 from zerfoo_cloud.tenants import TenantRecord
-
-T = TypeVar("T")
 
 pytestmark = pytest.mark.third_party
 
@@ -53,56 +50,6 @@ class DictTenantStore:
 
     def list(self) -> list[TenantRecord]:
         return sorted(self.rows.values(), key=lambda r: r.id)
-
-    def close(self) -> None:
-        pass
-
-
-class DictLimiterStore:
-    """
-    The smallest LimiterStore.
-    """
-
-    def __init__(self) -> None:
-        self.states: dict[str, BucketState] = {}
-        self.slots: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def update(
-        self,
-        keys: Sequence[str],
-        change: Callable[
-            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
-        ],
-    ) -> T:
-        with self.lock:
-            new, result = change([self.states.get(k) for k in keys])
-            for k, s in zip(keys, new or [], strict=False):
-                if s is not None:
-                    self.states[k] = s
-            return result
-
-    def get(self, key: str) -> BucketState | None:
-        return self.states.get(key)
-
-    def acquire_slot(self, key: str, limit: int) -> bool:
-        with self.lock:
-            if self.slots.get(key, 0) >= limit:
-                return False
-            self.slots[key] = self.slots.get(key, 0) + 1
-            return True
-
-    def release_slot(self, key: str) -> None:
-        with self.lock:
-            self.slots[key] = max(0, self.slots.get(key, 0) - 1)
-
-    def slots_in_use(self, key: str) -> int:
-        return self.slots.get(key, 0)
-
-    def clear(self, prefix: str) -> None:
-        with self.lock:
-            for k in [k for k in self.states if k.startswith(prefix)]:
-                del self.states[k]
 
     def close(self) -> None:
         pass

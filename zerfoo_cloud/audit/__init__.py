@@ -21,37 +21,41 @@ Without a secret the chain catches accidental damage and naive edits, but
 whoever can write the store can rebuild every hash: set a secret (kept
 outside the store) for evidence that holds against them.
 
-**Modules.** `actions` (`AuditAction`, `AuditResult`), `cleaning` (what an
-entry's fields may hold), `entry` (`AuditEntry`, `make_entry`), `chain`
-(`ChainLink`, `entry_json`, `entry_hash`, `link_entry`), `verify`
-(`verify_chain`, `AuditVerification`) and `logger` (`AuditLogger`); every
-name is importable from this package.
+**Modules.** The records live below the store protocols, in
+`zerfoo_cloud.audit_records`: `actions` (`AuditAction`, `AuditResult`),
+`cleaning` (what an entry's fields may hold), `entry` (`AuditEntry`,
+`make_entry`) and `chain` (`ChainLink`, `entry_json`, `entry_hash`,
+`link_entry`). This package adds `verify` (`verify_chain`,
+`AuditVerification`) and `logger` (`AuditLogger`); every name is importable
+from this package. `actions`, `cleaning`, `entry` and `chain` are still
+importable here under their former names, for the writer modules that use
+them; new code imports from this package or `zerfoo_cloud.audit_records`.
 """
 
 from __future__ import annotations
 
 from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
 from zerfoo_cloud._redacted import REDACTED
-from zerfoo_cloud.audit.actions import AuditAction, AuditResult
-from zerfoo_cloud.audit.chain import (
+from zerfoo_cloud.audit.logger import MIN_SECRET_BYTES, AuditLogger
+from zerfoo_cloud.audit.verify import AuditProblem, AuditVerification, verify_chain
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
+from zerfoo_cloud.audit_records.chain import (
     GENESIS,
     ChainLink,
     entry_hash,
     entry_json,
     link_entry,
 )
-from zerfoo_cloud.audit.chain import (
+from zerfoo_cloud.audit_records.chain import (
     _Linker as _Linker,  # the writer process links with it
 )
-from zerfoo_cloud.audit.cleaning import (
+from zerfoo_cloud.audit_records.cleaning import (
     INVALID,
     MAX_PATH_LENGTH,
     MAX_RESOURCE_LENGTH,
     strip_query,
 )
-from zerfoo_cloud.audit.entry import AuditEntry, make_entry
-from zerfoo_cloud.audit.logger import MIN_SECRET_BYTES, AuditLogger
-from zerfoo_cloud.audit.verify import AuditProblem, AuditVerification, verify_chain
+from zerfoo_cloud.audit_records.entry import AuditEntry, make_entry
 
 __all__ = [
     "GENESIS",

@@ -1,41 +1,7 @@
-"""
-The kinds of audited operation (`AuditAction`) and their outcomes (`AuditResult`).
-"""
+"""`zerfoo_cloud.audit_records.actions` under its former name (see `zerfoo_cloud.audit`)."""
 
 from __future__ import annotations
 
-import enum
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
 
 __all__ = ["AuditAction", "AuditResult"]
-
-
-class AuditAction(str, enum.Enum):
-    """
-    The kind of operation audited.
-
-    .. versionadded:: 0.1.0
-    """
-
-    INFERENCE = "inference"
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE = "delete"
-    LIST = "list"
-    AUTH = "auth"
-
-
-class AuditResult(str, enum.Enum):
-    """
-    The outcome of an audited operation.
-
-    .. versionadded:: 0.1.0
-    """
-
-    SUCCESS = "success"
-    DENIED = "denied"
-    RATE_LIMITED = "rate_limited"
-    ERROR = "error"
-    UNAUTHORIZED = "unauthorized"
-    #: The request was served, but the usage the app reported was more than
-    #: a billing record holds; it was billed the most a record holds.
-    USAGE_CLAMPED = "usage_clamped"

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from zerfoo_cloud.audit.chain import ChainLink, entry_hash
+from zerfoo_cloud.audit_records.chain import ChainLink, entry_hash
 from zerfoo_cloud.errors import AuditChainError
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.audit_records.entry import AuditEntry
 
 __all__ = ["AuditProblem", "AuditVerification", "verify_chain"]
 

@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.cli._context import _Context, _handle_errors
 from zerfoo_cloud.cli._export_output import _export_options, _export_target, _format
 from zerfoo_cloud.cli._output import render_table
 from zerfoo_cloud.cli._window import _window, _window_options
+from zerfoo_cloud.export import export_audit
 from zerfoo_cloud.serve import AUDIT_SECRET_ENV
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
@@ -29,8 +31,6 @@ def audit() -> None:
 
 
 def _audit_logger(stores: LMDBStores) -> Any:
-    from zerfoo_cloud.audit import AuditLogger
-
     secret = os.environ.get(AUDIT_SECRET_ENV) or None
     return AuditLogger(stores.audit, secret=secret, background=False)
 
@@ -133,8 +133,6 @@ def audit_export(obj: _Context, fmt: str, output: str | None) -> None:
     """
     Export the whole audit log, in chain order, with its hashes.
     """
-    from zerfoo_cloud.export import export_audit
-
     with obj.stores() as stores, _export_target(output) as out:
 
         def visit(anchor: Any, head: Any, entries: Any) -> int:

@@ -8,9 +8,14 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud._metrics_endpoint import MetricsPortServer, metrics_token
+from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
+from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 with needs_extra("cli", "the zerfoo-cloud command"):
@@ -26,6 +31,9 @@ def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
         "zerfoo_cloud.http.proxy": upstream,
         "zerfoo_cloud.sso.provider": saml,
         "zerfoo_cloud.metrics": metrics,
+        # Every server mounts the admin API (the web extra, which needs
+        # anyio too: a missing proxy extra is named first).
+        "zerfoo_cloud.http.admin": True,
     }
     for module, used in modules.items():
         if used:
@@ -46,6 +54,37 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
+#: The ``--upstream-*`` options: the `UpstreamOptions` field each sets, and its help.
+_UPSTREAM_HELP = {
+    "connect_timeout": "Seconds to open a connection to the upstream.",
+    "read_timeout": "Seconds to wait for the upstream's answer, or its next streamed chunk.",
+    "write_timeout": "Seconds to send each chunk of a streamed request body upstream.",
+    "pool_timeout": "Seconds a request waits for a free upstream connection before 503.",
+    "max_connections": "Requests in flight to the upstream at most (per worker).",
+    "keepalive_timeout": "Seconds an idle upstream connection is kept for reuse.",
+}
+
+
+def _upstream_options(command: Any) -> Any:
+    """Add an ``--upstream-*`` option for each field of `UpstreamOptions`."""
+    defaults = UpstreamOptions()
+    for field, text in reversed(_UPSTREAM_HELP.items()):
+        default = getattr(defaults, field)
+        kind = (
+            click.IntRange(1)
+            if isinstance(default, int)
+            else click.FloatRange(0, min_open=True)
+        )
+        command = click.option(
+            "--upstream-" + field.replace("_", "-"),
+            type=kind,
+            default=default,
+            show_default=True,
+            help=text,
+        )(command)
+    return command
+
+
 @click.command()
 @click.argument("app", required=False, metavar="[MODULE:APP]")
 @click.option(
@@ -53,6 +92,7 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
     metavar="URL",
     help="Proxy to this OpenAI-compatible server instead of an app.",
 )
+@_upstream_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
@@ -130,6 +170,7 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
 @_handle_errors
 def serve(
     obj: _Context,
+    /,
     app: str | None,
     upstream: str | None,
     host: str,
@@ -146,6 +187,7 @@ def serve(
     saml: tuple[str, ...],
     public_url: str | None,
     log_level: str,
+    **upstream_options: Any,
 ) -> None:
     """
     Serve MODULE:APP (an ASGI or WSGI app) or --upstream URL as a multi-tenant service.
@@ -160,10 +202,6 @@ def serve(
     the store (and the upstream) can serve. No log line carries a key: query
     values and key-like path segments are logged as [redacted].
     """
-    from zerfoo_cloud._access_log import log_config, redact_text
-    from zerfoo_cloud._metrics_endpoint import metrics_token
-    from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
-
     with needs_extra("server", "zerfoo-cloud serve"):
         import uvicorn
     if not obj.db:
@@ -189,6 +227,7 @@ def serve(
         metrics_port=metrics_port if exposed else None,
         metrics_host=metrics_host,
         metrics_tenant_labels=metrics_tenant_labels,
+        **upstream_options,
     )
     if app is not None:
         sys.path.insert(0, str(Path.cwd()))
@@ -211,7 +250,6 @@ def serve(
     )
     metrics_server = None
     if config.metrics_port is not None:
-        from zerfoo_cloud._metrics_endpoint import MetricsPortServer
         from zerfoo_cloud.metrics import CONTENT_TYPE, render_multiprocess
 
         folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -15,7 +15,7 @@ from zerfoo_cloud.cli._output import (
     _json_option,
     render_table,
 )
-from zerfoo_cloud.tenants import TenantConfig, TenantRecord
+from zerfoo_cloud.tenants import TenantConfig, TenantRecord, generate_api_key
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
@@ -127,8 +127,6 @@ def tenant_create(
     """
     Create tenant TENANT_ID and print its new API key (shown only once).
     """
-    from zerfoo_cloud.tenants import generate_api_key
-
     key = generate_api_key()
     with obj.manager(create=True) as manager:
         created = manager.create(

@@ -15,6 +15,9 @@ from zerfoo_cloud.cli._context import _Context, _handle_errors
 from zerfoo_cloud.cli._export_output import _export_options, _export_target, _format
 from zerfoo_cloud.cli._output import render_table
 from zerfoo_cloud.cli._window import _window, _window_options
+from zerfoo_cloud.csv_cells import write_csv_row
+from zerfoo_cloud.export import export_billing
+from zerfoo_cloud.metering import TokenMeter
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 with needs_extra("cli", "the zerfoo-cloud command"):
@@ -111,8 +114,6 @@ def usage_report(
     Every tenant with usage is reported, deleted ones too (marked in the
     DELETED column / "deleted" field), so invoices miss nothing.
     """
-    from zerfoo_cloud.metering import TokenMeter
-
     start, end = _window(since, until)
     keys = () if by == "total" else tuple(by.split(","))
     rows: list[dict[str, Any]] = []
@@ -150,8 +151,6 @@ def usage_report(
     elif fmt == "csv":
         import csv
         import io
-
-        from zerfoo_cloud.csv_cells import write_csv_row
 
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -200,8 +199,6 @@ def usage_export(
 
     Deleted tenants' records are exported too; standard error names them.
     """
-    from zerfoo_cloud.export import export_billing
-
     start, end = _window(since, until)
     count = 0
     with obj.stores() as stores:
@@ -225,8 +222,6 @@ def usage_export(
 
 def _export_rows_without_header(records: Sequence[Any], out: Any) -> int:
     import io
-
-    from zerfoo_cloud.export import export_billing
 
     buf = io.StringIO()
     n = export_billing(records, buf, fmt="csv")

@@ -8,13 +8,14 @@ The HTTP layer of zerfoo-cloud: wrap any OpenAI-compatible ASGI or WSGI app.
 `zerfoo_cloud.http.proxy.UpstreamProxy` forwards requests to a remote
 OpenAI-compatible server. See ``docs/proxy.md``.
 `zerfoo_cloud.http.admin.AdminAPI` serves the admin API and SAML login for
-tenant admins. See ``docs/admin.md``.
+tenant admins, on Starlette (the ``web`` extra); the modules here never
+import it. See ``docs/admin.md``.
 """
 
 from __future__ import annotations
 
+from zerfoo_cloud.http._errors import status_for
 from zerfoo_cloud.http._policy import (
-    EXCEPTION_STATUS,
     PolicyOptions,
     ResourcePinner,
     format_duration,
@@ -25,7 +26,6 @@ from zerfoo_cloud.http.asgi import BillingMiddleware, CloudMiddleware
 from zerfoo_cloud.http.wsgi import WSGIBillingMiddleware, WSGICloudMiddleware
 
 __all__ = [
-    "EXCEPTION_STATUS",
     "USAGE_KEY",
     "BillingMiddleware",
     "CloudMiddleware",
@@ -40,4 +40,5 @@ __all__ = [
     "detect_interface",
     "format_duration",
     "report_usage",
+    "status_for",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud.errors import ModelNotFoundError
+from zerfoo_cloud.errors import CloudError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_MODEL_LIST_BYTES",
+    "ModelListError",
     "check_model_route",
     "filter_model_list",
     "model_route",
@@ -33,6 +34,19 @@ MAX_MODEL_LIST_BYTES = 1 << 20
 _SEGMENT = "/models"
 _PREFIX = "/v1"
 _READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class ModelListError(CloudError):
+    """
+    The app's model list could not be read (not JSON, or over
+    `MAX_MODEL_LIST_BYTES`), so it cannot be filtered for the tenant
+    (HTTP 502; the list is not passed on).
+    """
+
+    http_status = 502
+
+    def __init__(self) -> None:
+        super().__init__("The model list could not be read.")
 
 
 def model_route(method: str, path: str) -> tuple[bool, str] | None:

@@ -14,7 +14,7 @@ functions and methods that take and return values:
   `Policy.settle` (reconcile the reservation with the real use, give the slot
   back; `zerfoo_cloud.http._settlement`).
 - `error_response` (`zerfoo_cloud.http._errors`): OpenAI-shaped errors,
-  status looked up in `EXCEPTION_STATUS` along the exception's MRO, with
+  status, type and code read from the exception (`status_for`), with
   ``Retry-After`` and the ``x-ratelimit-*`` headers
   (`zerfoo_cloud.http._ratelimit_headers`).
 
@@ -39,7 +39,6 @@ from zerfoo_cloud.errors import (
 from zerfoo_cloud.http._api_key import _api_key_from_any, api_key_from
 from zerfoo_cloud.http._audit_result import audit_result
 from zerfoo_cloud.http._errors import (
-    EXCEPTION_STATUS,
     ErrorResponse,
     error_response,
     status_for,
@@ -81,7 +80,6 @@ if TYPE_CHECKING:
     from zerfoo_cloud.tenants import Tenant, TenantManager
 
 __all__ = [
-    "EXCEPTION_STATUS",
     "MAX_TOKENS_LIMIT",
     "ErrorResponse",
     "Finished",

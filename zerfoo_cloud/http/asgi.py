@@ -17,7 +17,6 @@ import time
 from typing import TYPE_CHECKING
 
 from zerfoo_cloud.errors import (
-    CloudError,
     DuplicateHeaderError,
     RequestTooLargeError,
 )
@@ -29,6 +28,7 @@ from zerfoo_cloud.http._accounting import (
 )
 from zerfoo_cloud.http._models import (
     MAX_MODEL_LIST_BYTES,
+    ModelListError,
     check_model_route,
     filter_model_list,
     model_route,
@@ -369,8 +369,8 @@ class _Exchange:
             filtered = body if size <= MAX_MODEL_LIST_BYTES else None
         headers: list[tuple[bytes, bytes]]
         if filtered is None:
-            self.status = status = 502
-            failure = error_response(_ModelListError(), request_id=self.request_id)
+            failure = error_response(ModelListError(), request_id=self.request_id)
+            self.status = status = failure.status
             headers = _encode(failure.headers) + self.extra_headers
             filtered = failure.body
         else:
@@ -389,13 +389,6 @@ def _content_length(value: bytes) -> int | None:
     """A Content-Length header's value, or ``None`` if it is not a number."""
     text = value.strip()
     return int(text) if text.isdigit() and len(text) <= 19 else None  # noqa: PLR2004
-
-
-class _ModelListError(CloudError):
-    """The app's model list could not be read, so it cannot be filtered."""
-
-    def __init__(self) -> None:
-        super().__init__("The model list could not be read.")
 
 
 class CloudMiddleware:

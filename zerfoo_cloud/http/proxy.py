@@ -3,8 +3,8 @@ A streaming reverse proxy to a remote OpenAI-compatible server.
 
 `UpstreamProxy` is a pure ASGI app that forwards every HTTP request to an
 upstream server (vLLM, llama.cpp server, Ollama, TGI, ...) over a pooled
-`httpx.AsyncClient`, so zerfoo-cloud can sit in front of a model server it
-does not import. Request and response bodies stream through one chunk at a
+`zerfoo_cloud.http._upstream_client.UpstreamClient` (aiohttp), so
+zerfoo-cloud can sit in front of a model server it does not import. Request and response bodies stream through one chunk at a
 time and are never buffered, so server-sent events reach the client as the
 upstream writes them.
 
@@ -23,7 +23,7 @@ See ``docs/proxy.md``.
 
 from __future__ import annotations
 
-import http.cookiejar
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Final
@@ -33,13 +33,33 @@ import attrs
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._openai_error import openai_error_body
+from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.errors import InvalidConfigError, UpstreamError
 from zerfoo_cloud.http._accounting import REQUEST_ID_KEY
-from zerfoo_cloud.http._proxy_types import Message, Receive, Scope, Send
+from zerfoo_cloud.http._proxy_exchange import (
+    ClientGoneError,
+    Exchange,
+    take_back_cancel,
+)
+from zerfoo_cloud.http._proxy_rules import (
+    HOP_BY_HOP_HEADERS,
+    PATH_SAFE,
+    REQUEST_ONLY_HEADERS,
+    RESPONSE_ONLY_HEADERS,
+    parse_base_url,
+    safe_path,
+    strip_headers,
+)
+from zerfoo_cloud.http._proxy_types import Receive, Scope, Send
+from zerfoo_cloud.http._upstream_client import (
+    UPSTREAM_ERROR_STATUS,
+    UPSTREAM_ERRORS,
+    UpstreamClient,
+    upstream_error_status,
+)
 
 with needs_extra("proxy", "the upstream proxy"):
-    import anyio
-    import httpx
+    import aiohttp
 
 __all__ = [
     "HOP_BY_HOP_HEADERS",
@@ -51,53 +71,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-#: Headers that describe one connection, not the message (RFC 9110, 7.6.1).
-#: They are dropped both ways, with every ``proxy-*`` header and every header
-#: that a ``Connection`` header names.
-HOP_BY_HOP_HEADERS: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-
-# The client's credentials stay here; Host and Accept-Encoding are set by the
-# proxy itself (identity, so a middleware around the proxy can read the body
-# to meter it); Expect is answered by the server in front.
-_REQUEST_ONLY_HEADERS: Final = frozenset(
-    {
-        b"host",
-        b"authorization",
-        b"x-api-key",
-        b"api-key",
-        b"cookie",
-        b"accept-encoding",
-        b"expect",
-    }
-)
-# An upstream must not set cookies on the proxy's origin. Date and Server are
-# the front server's to send (it always does), as nginx's proxy_pass hides
-# them: sent twice, Date would be invalid.
-_RESPONSE_ONLY_HEADERS: Final = frozenset({b"set-cookie", b"date", b"server"})
-
-#: HTTP status and OpenAI error ``code`` for each httpx exception class,
-#: looked up along ``type(exc).__mro__`` (the most specific class wins).
-UPSTREAM_ERROR_STATUS: Final[dict[type[Exception], tuple[int, str]]] = {
-    httpx.PoolTimeout: (503, "upstream_busy"),
-    httpx.TimeoutException: (504, "upstream_timeout"),
-    httpx.NetworkError: (502, "upstream_unavailable"),
-    httpx.ProtocolError: (502, "upstream_invalid_response"),
-    httpx.TransportError: (502, "upstream_unavailable"),
-    httpx.HTTPError: (502, "upstream_invalid_response"),
-}
-
 _MESSAGES: Final = {
     "upstream_busy": "Every connection to the upstream server is in use; retry shortly.",
     "upstream_timeout": "The upstream server did not answer in time.",
@@ -107,28 +80,10 @@ _MESSAGES: Final = {
         "The request path may not contain '.' or '..' segments, a backslash or a ';'."
     ),
 }
-_MAX_PORT: Final = 65535
-_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 
 
-def upstream_error_status(exc: Exception) -> tuple[int, str]:
-    """
-    The HTTP status and OpenAI error code for the upstream failure *exc*.
-
-    Args:
-        exc: An httpx exception raised while talking to the upstream.
-
-    Returns:
-        ``(status, code)`` from `UPSTREAM_ERROR_STATUS`; anything else is
-        ``(502, "upstream_invalid_response")``.
-
-    .. versionadded:: 0.1.0
-    """
-    for cls in type(exc).__mro__:
-        found = UPSTREAM_ERROR_STATUS.get(cls)
-        if found is not None:
-            return found
-    return 502, "upstream_invalid_response"
+#: The timeouts and pool size of a proxy built without them.
+_DEFAULTS: Final = UpstreamOptions()
 
 
 @attrs.frozen
@@ -153,12 +108,6 @@ class ProxyStats:
     client_disconnects: int = 0
 
 
-class _ClientGoneError(Exception):
-    """
-    The client disconnected while its request body was being forwarded.
-    """
-
-
 class UpstreamProxy:
     """
     An ASGI app that forwards every HTTP request to *base_url*.
@@ -175,21 +124,23 @@ class UpstreamProxy:
     Failures before the response starts become OpenAI-shaped JSON errors
     (``{"error": {"message", "type", "param", "code"}}``, see
     `UPSTREAM_ERROR_STATUS`): 502 ``upstream_unavailable`` when the upstream
-    cannot be reached, 504 ``upstream_timeout`` when it does not connect or
-    answer in time, 503 ``upstream_busy`` when every pooled connection stays
-    busy for *pool_timeout*, 502 ``upstream_invalid_response`` when it answers
-    with something that is not HTTP. A failure after the response started is
-    logged, counted and raised as `zerfoo_cloud.UpstreamError`, so the server
-    closes the connection: the client gets the chunks sent so far and then an
-    error (never a response that looks complete), and a middleware around the
-    proxy sees the exception after the body it already metered.
+    cannot be reached, 504 ``upstream_timeout`` when it does not connect,
+    answer or take the request body in time, 503 ``upstream_busy`` when
+    every pooled connection stays busy for *pool_timeout*, 502
+    ``upstream_invalid_response`` when it answers with something that is not
+    HTTP. A failure after the response started is logged, counted and raised
+    as `zerfoo_cloud.UpstreamError`, so the server closes the connection: the
+    client gets the chunks sent so far and then an error (never a response
+    that looks complete), and a middleware around the proxy sees the
+    exception after the body it already metered.
 
     When the client disconnects, the upstream request is closed at once.
 
-    The connection pool is created on ASGI lifespan startup or on first use
-    and closed on lifespan shutdown or by `aclose`. A *client* passed in is
-    used as is (its limits and cookie jar included) and is never closed by
-    the proxy; the timeouts given here still apply to each request.
+    The connection pool (an `UpstreamClient` on aiohttp, asyncio only) is
+    created on ASGI lifespan startup or on first use and closed on lifespan
+    shutdown or by `aclose`. A *client* session passed in is used as is (its
+    connector's limits included) and is never closed by the proxy; the
+    timeouts given here still apply to each request.
 
     Args:
         base_url: The upstream, ``http`` or ``https``, with an optional path
@@ -199,11 +150,14 @@ class UpstreamProxy:
         read_timeout: Seconds to wait for the next bytes of the response
             (the whole wait for a non-streamed answer, the gap between two
             chunks of a streamed one).
-        write_timeout: Seconds to send the next bytes of the request.
+        write_timeout: Seconds to send each chunk of a request body that
+            arrives in pieces.
         pool_timeout: Seconds to wait for a free pooled connection.
-        max_connections: Connections open to the upstream at most.
+        max_connections: Requests in flight to the upstream (and connections
+            open to it) at most.
+        keepalive_timeout: Seconds an idle pooled connection is kept.
         health_path: The path `health` requests.
-        client: An `httpx.AsyncClient` to use instead of the proxy's own.
+        client: An `aiohttp.ClientSession` to use instead of the proxy's own.
 
     Raises:
         InvalidConfigError: A bad URL, key, timeout or connection limit.
@@ -216,47 +170,37 @@ class UpstreamProxy:
         base_url: str,
         *,
         api_key: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 300.0,
-        write_timeout: float = 60.0,
-        pool_timeout: float = 30.0,
-        max_connections: int = 100,
+        connect_timeout: float = _DEFAULTS.connect_timeout,
+        read_timeout: float = _DEFAULTS.read_timeout,
+        write_timeout: float = _DEFAULTS.write_timeout,
+        pool_timeout: float = _DEFAULTS.pool_timeout,
+        max_connections: int = _DEFAULTS.max_connections,
+        keepalive_timeout: float = _DEFAULTS.keepalive_timeout,
         health_path: str = "/v1/models",
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
     ) -> None:
-        self._origin, self._prefix = _parse_base_url(base_url)
-        for field, value in (
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("write_timeout", write_timeout),
-            ("pool_timeout", pool_timeout),
-        ):
-            if not value > 0:
-                msg = f"{field} must be a positive number of seconds, not {value!r}"
-                raise InvalidConfigError(msg, field=field)
-        if max_connections < 1:
-            msg = f"max_connections must be at least 1, not {max_connections!r}"
-            raise InvalidConfigError(msg, field="max_connections")
+        self._origin, self._prefix = parse_base_url(base_url)
+        self._options = UpstreamOptions(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            pool_timeout=pool_timeout,
+            max_connections=max_connections,
+            keepalive_timeout=keepalive_timeout,
+        )
         if not health_path.startswith("/"):
             msg = f"health_path must start with '/', not {health_path!r}"
             raise InvalidConfigError(msg, field="health_path")
-        self._auth: tuple[bytes, bytes] | None = None
+        self._auth: tuple[str, str] | None = None
         if api_key is not None:
             if not api_key or not api_key.isascii() or not api_key.isprintable():
                 # The key itself is never put in the message.
                 msg = "api_key must be a non-empty string of printable ASCII"
                 raise InvalidConfigError(msg, field="api_key")
-            self._auth = (b"authorization", b"Bearer " + api_key.encode("ascii"))
-        self._timeout = httpx.Timeout(
-            connect=connect_timeout,
-            read=read_timeout,
-            write=write_timeout,
-            pool=pool_timeout,
-        )
-        self._max_connections = max_connections
+            self._auth = ("authorization", "Bearer " + api_key)
         self._health_path = health_path
-        self._client = client
-        self._owns_client = client is None
+        self._session = client
+        self._client: UpstreamClient | None = None
         self._counts = dict.fromkeys(attrs.fields_dict(ProxyStats), 0)
 
     def __repr__(self) -> str:
@@ -287,11 +231,13 @@ class UpstreamProxy:
 
         .. versionadded:: 0.1.0
         """
+        return self._origin + self._target(path, query)
+
+    def _target(self, path: str, query: str) -> str:
         prefix = self._prefix
         if prefix and path != prefix and not path.startswith(prefix + "/"):
             path = prefix + path
-        url = self._origin + path
-        return f"{url}?{query}" if query else url
+        return f"{path}?{query}" if query else path
 
     def stats(self) -> ProxyStats:
         """
@@ -311,20 +257,15 @@ class UpstreamProxy:
         .. versionadded:: 0.1.0
         """
         headers = [self._auth] if self._auth else []
-        request = httpx.Request(
-            "GET",
-            self.target_url(self._health_path),
-            headers=headers,
-            extensions={"timeout": self._timeout.as_dict()},
-        )
+        target = self._target(self._health_path, "")
         try:
-            response = await self._http().send(request)
-        except httpx.HTTPError as exc:
+            async with self._upstream().send("GET", target, headers, b"") as response:
+                return 200 <= response.status < 300  # noqa: PLR2004 - 2xx
+        except UPSTREAM_ERRORS as exc:
             _logger.info(
                 "upstream %s health check failed: %s", self.base_url, type(exc).__name__
             )
             return False
-        return response.is_success
 
     async def aclose(self) -> None:
         """
@@ -334,7 +275,7 @@ class UpstreamProxy:
 
         .. versionadded:: 0.1.0
         """
-        if self._owns_client and self._client is not None:
+        if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
 
@@ -355,21 +296,10 @@ class UpstreamProxy:
             await receive()
             await send({"type": "websocket.close", "code": 1008})
 
-    def _http(self) -> httpx.AsyncClient:
+    def _upstream(self) -> UpstreamClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout,
-                limits=httpx.Limits(
-                    max_connections=self._max_connections,
-                    max_keepalive_connections=self._max_connections,
-                ),
-                # One pool serves every tenant: it must never keep cookies.
-                cookies=http.cookiejar.CookieJar(
-                    policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
-                ),
-                follow_redirects=False,
-                # No proxy or .netrc credentials picked up from the environment.
-                trust_env=False,
+            self._client = UpstreamClient(
+                self._origin, self._options, session=self._session
             )
         return self._client
 
@@ -377,7 +307,7 @@ class UpstreamProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._http()
+                self._upstream().open()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -388,7 +318,7 @@ class UpstreamProxy:
         self._counts["requests"] += 1
         path: str = scope["path"]
         request_id = _request_id_of(scope)
-        if not _safe_path(path):
+        if not safe_path(path):
             await _send_error(
                 send, 400, "invalid_request_error", "invalid_path", request_id
             )
@@ -397,61 +327,65 @@ class UpstreamProxy:
         raw_path = raw.decode("latin-1") if raw else ""
         if unquote(raw_path) != path:
             # Mounted under a prefix, or no raw path: rebuild it from path.
-            raw_path = quote(path, safe=_PATH_SAFE)
-        url = self.target_url(
+            raw_path = quote(path, safe=PATH_SAFE)
+        target = self._target(
             raw_path, scope.get("query_string", b"").decode("latin-1")
         )
-        exchange = _Exchange(receive, send)
+        exchange = Exchange(receive, send, request_id)
         try:
             content = await exchange.request_content()
-        except _ClientGoneError:
+        except ClientGoneError:
             self._client_left()
             return
-        request = httpx.Request(
-            scope["method"],
-            url,
-            headers=self._request_headers(scope["headers"]),
-            content=content,
-            extensions={"timeout": self._timeout.as_dict()},
-        )
-        exchange.request_id = request_id
-        error = await self._watched(request, exchange)
+        headers = self._request_headers(scope["headers"])
+        watcher = asyncio.get_running_loop().create_task(exchange.watch_disconnect())
+        try:
+            await self._forward(scope["method"], target, headers, content, exchange)
+        except asyncio.CancelledError:
+            if not exchange.client_gone:
+                raise
+            take_back_cancel()
+        finally:
+            exchange.finished = True
+            watcher.cancel()
         if exchange.client_gone:
             self._client_left()
-        if error is not None:
-            # Raised here, outside the task group, so that it is not wrapped
-            # in an exception group.
-            raise error
 
-    async def _watched(
-        self, request: httpx.Request, exchange: _Exchange
-    ) -> Exception | None:
-        """
-        Forward *request* while watching for the client to leave; return the
-        exception that ended it, if any.
-        """
-        async with anyio.create_task_group() as group:
-            group.start_soon(exchange.watch_disconnect, group.cancel_scope)
-            try:
-                await self._forward(request, exchange)
-            except Exception as exc:  # noqa: BLE001 - the caller raises it
-                return exc
-            finally:
-                exchange.finished = True
-                group.cancel_scope.cancel()
-        return None
-
-    async def _forward(self, request: httpx.Request, exchange: _Exchange) -> None:
+    async def _forward(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        content: bytes | AsyncIterator[bytes],
+        exchange: Exchange,
+    ) -> None:
+        started = False
         try:
-            response = await self._http().send(
-                request, stream=True, follow_redirects=False
-            )
-        except _ClientGoneError:
-            exchange.client_gone = True
-            return
-        except httpx.HTTPError as exc:
-            status, code = upstream_error_status(exc)
-            self._counts[code] += 1
+            async with self._upstream().send(
+                method, target, headers, content
+            ) as response:
+                await exchange.send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": strip_headers(
+                            response.raw_headers, RESPONSE_ONLY_HEADERS
+                        ),
+                    }
+                )
+                started = True
+                await _relay(response.content, exchange)
+        except UPSTREAM_ERRORS as exc:
+            if exchange.client_gone:
+                return
+            await self._failed(exc, exchange, started=started)
+
+    async def _failed(
+        self, exc: BaseException, exchange: Exchange, *, started: bool
+    ) -> None:
+        status, code = upstream_error_status(exc)
+        self._counts[code] += 1
+        if not started:
             _logger.warning(
                 "upstream %s failed before responding (%s): %s",
                 self.base_url,
@@ -462,45 +396,24 @@ class UpstreamProxy:
                 exchange.send, status, "server_error", code, exchange.request_id
             )
             return
-        try:
-            await exchange.send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": _strip_headers(
-                        response.headers.raw, _RESPONSE_ONLY_HEADERS
-                    ),
-                }
-            )
-            async for chunk in response.aiter_raw():
-                await exchange.send(
-                    {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
-                exchange.bytes_sent += len(chunk)
-            await exchange.send({"type": "http.response.body", "body": b""})
-        except httpx.HTTPError as exc:
-            _, code = upstream_error_status(exc)
-            self._counts[code] += 1
-            self._counts["mid_stream_failures"] += 1
-            _logger.warning(
-                "upstream %s failed after %d response bytes (%s): %s",
-                self.base_url,
-                exchange.bytes_sent,
-                code,
-                type(exc).__name__,
-            )
-            raise UpstreamError(code, exchange.bytes_sent) from exc
-        finally:
-            # Closing must finish even when the client's departure cancelled
-            # the exchange, or the pooled connection would leak.
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+        self._counts["mid_stream_failures"] += 1
+        _logger.warning(
+            "upstream %s failed after %d response bytes (%s): %s",
+            self.base_url,
+            exchange.bytes_sent,
+            code,
+            type(exc).__name__,
+        )
+        raise UpstreamError(code, exchange.bytes_sent) from exc
 
     def _request_headers(
         self, headers: Iterable[tuple[bytes, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
-        out = _strip_headers(headers, _REQUEST_ONLY_HEADERS)
-        out.append((b"accept-encoding", b"identity"))
+    ) -> list[tuple[str, str]]:
+        out = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in strip_headers(headers, REQUEST_ONLY_HEADERS)
+        ]
+        out.append(("accept-encoding", "identity"))
         if self._auth:
             out.append(self._auth)
         return out
@@ -510,123 +423,21 @@ class UpstreamProxy:
         _logger.debug("client left before its response from %s ended", self.base_url)
 
 
-class _Exchange:
+async def _relay(content: aiohttp.StreamReader, exchange: Exchange) -> None:
     """
-    The state of one request passing through; never shared between requests.
+    Send the response body on as it arrives; the chunk that ends it goes
+    with ``more_body: False`` (one message less than an empty last one).
     """
-
-    __slots__ = (
-        "body_done",
-        "bytes_sent",
-        "client_gone",
-        "finished",
-        "receive",
-        "request_id",
-        "send",
-    )
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self.receive = receive
-        self.send = send
-        self.body_done = anyio.Event()
-        self.bytes_sent = 0
-        self.client_gone = False
-        self.finished = False
-        self.request_id: str | None = None
-
-    async def request_content(self) -> bytes | AsyncIterator[bytes]:
-        """
-        The request body: bytes when it came in one message, else a stream.
-        """
-        message = await self.receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGoneError
-        first: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            self.body_done.set()
-            return first
-        return self._stream(first)
-
-    async def _stream(self, first: bytes) -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGoneError
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                break
-        self.body_done.set()
-
-    async def watch_disconnect(self, scope: anyio.CancelScope) -> None:
-        """
-        Once the body is read, wait for the client to leave and cancel *scope*.
-        """
-        await self.body_done.wait()
-        message: Message = await self.receive()
-        while message["type"] != "http.disconnect":
-            message = await self.receive()
-        # A server also reports a disconnect once the response is complete;
-        # only one that comes while the exchange runs is the client leaving.
-        if not self.finished:
-            self.client_gone = True
-            scope.cancel()
-
-
-def _parse_base_url(base_url: str) -> tuple[str, str]:
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        msg = f"base_url {base_url!r} is not a URL: {exc}"
-        raise InvalidConfigError(msg, field="base_url") from exc
-    port_ok = url.port is None or 0 < url.port <= _MAX_PORT
-    if url.scheme not in {"http", "https"} or not url.host or not port_ok:
-        msg = f"base_url must be an http:// or https:// URL with a host and a valid port, not {base_url!r}"
-        raise InvalidConfigError(msg, field="base_url")
-    if url.userinfo:
-        # Not echoed: the URL holds a credential.
-        msg = "base_url must not hold credentials; pass the upstream key as api_key"
-        raise InvalidConfigError(msg, field="base_url")
-    if url.query or url.fragment:
-        msg = f"base_url must not have a query or fragment, not {base_url!r}"
-        raise InvalidConfigError(msg, field="base_url")
-    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
-    return origin, url.raw_path.decode("ascii").rstrip("/")
-
-
-def _strip_headers(
-    headers: Iterable[tuple[bytes, bytes]], also: frozenset[bytes]
-) -> list[tuple[bytes, bytes]]:
-    pairs = [(name.lower(), value) for name, value in headers]
-    named = {
-        token.strip().lower()
-        for name, value in pairs
-        if name == b"connection"
-        for token in value.split(b",")
-    }
-    return [
-        (name, value)
-        for name, value in pairs
-        if name not in HOP_BY_HOP_HEADERS
-        and name not in also
-        and name not in named
-        and not name.startswith(b"proxy-")
-    ]
-
-
-def _safe_path(path: str) -> bool:
-    """
-    Whether the decoded request path may be forwarded: it starts with
-    ``/`` and holds no ``.`` or ``..`` segment (``%2e%2e`` decodes to one),
-    no backslash (``%5c``: some servers read it as ``/``) and no ``;``
-    (path parameters, which some servers strip before routing).
-    """
-    if not path.startswith("/") or "\\" in path or ";" in path:
-        return False
-    return not any(part in {".", ".."} for part in path.split("/"))
+    while True:
+        chunk = await content.readany()
+        last = content.at_eof()
+        if chunk or last:
+            await exchange.send(
+                {"type": "http.response.body", "body": chunk, "more_body": not last}
+            )
+            exchange.bytes_sent += len(chunk)
+        if last:
+            return
 
 
 def _request_id_of(scope: Scope) -> str | None:

@@ -19,10 +19,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud.errors import CloudError, DuplicateHeaderError, RequestTooLargeError
+from zerfoo_cloud.errors import DuplicateHeaderError, RequestTooLargeError
 from zerfoo_cloud.http._accounting import REQUEST_ID_KEY, Accounting, refuse_safely
 from zerfoo_cloud.http._models import (
     MAX_MODEL_LIST_BYTES,
+    ModelListError,
     check_model_route,
     filter_model_list,
     model_route,
@@ -347,13 +348,14 @@ class _MeteredBody:
         else:
             filtered = body if size <= MAX_MODEL_LIST_BYTES else None
         if filtered is None:
-            exchange.status = 502
             failure = error_response(
-                _ModelListError(),
+                ModelListError(),
                 exchange.extra_headers,
                 request_id=exchange.request_id,
             )
-            status, headers, filtered = _status_line(502), failure.headers, failure.body
+            exchange.status = failure.status
+            status, headers = _status_line(failure.status), failure.headers
+            filtered = failure.body
         else:
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("content-length", str(len(filtered))))
@@ -375,13 +377,6 @@ class _MeteredBody:
                     close()
             finally:
                 self._exchange.settle(flush=False)
-
-
-class _ModelListError(CloudError):
-    """The app's model list could not be read, so it cannot be filtered."""
-
-    def __init__(self) -> None:
-        super().__init__("The model list could not be read.")
 
 
 def _prepare(environ: Environ, info: RequestInfo) -> None:

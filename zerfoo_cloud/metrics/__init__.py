@@ -32,10 +32,10 @@ them; see ``docs/metrics.md``.
 
 from __future__ import annotations
 
+from zerfoo_cloud.metrics._app import metrics_app
 from zerfoo_cloud.metrics._exposition import (
     CONTENT_TYPE,
     MULTIPROC_DIR_ENV,
-    metrics_app,
     render_multiprocess,
 )
 from zerfoo_cloud.metrics._in_flight import InFlight

@@ -6,16 +6,37 @@ counted exactly once whatever happens to the request.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from prometheus_client import Gauge
 
-    from zerfoo_cloud.metrics._metrics import Metrics
+__all__ = ["InFlight", "RequestCounter"]
 
-__all__ = ["InFlight"]
+
+class RequestCounter(Protocol):
+    """
+    **Protocol**: What `InFlight` needs of `zerfoo_cloud.metrics.Metrics`.
+    """
+
+    def request_finished(  # noqa: PLR0917  # as Metrics.request_finished
+        self,
+        tenant: str | None,
+        model: str | None,
+        result: str,
+        duration_s: float,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        *,
+        in_flight: InFlight | None = None,
+    ) -> None:
+        """
+        Count one finished request and release *in_flight*, as
+        `zerfoo_cloud.metrics.Metrics.request_finished` does.
+        """
+        ...
 
 
 class InFlight:
@@ -48,7 +69,9 @@ class InFlight:
         "tenant",
     )
 
-    def __init__(self, metrics: Metrics, tenant: str | None, gauge: Gauge) -> None:
+    def __init__(
+        self, metrics: RequestCounter, tenant: str | None, gauge: Gauge
+    ) -> None:
         self._metrics = metrics
         self._gauge = gauge
         # list.pop is atomic, so exactly one caller wins each flag, in any

@@ -43,6 +43,7 @@ from zerfoo_cloud.sso.errors import (
 )
 from zerfoo_cloud.sso.identity import SSOIdentity
 from zerfoo_cloud.sso.protocol import SSOProvider
+from zerfoo_cloud.sso.sp import AuthnRedirect, build_authn_redirect, build_sp_metadata
 from zerfoo_cloud.stores.memory import MemoryReplayCache
 
 with needs_extra("saml", "SAML single sign-on"):
@@ -52,7 +53,6 @@ with needs_extra("saml", "SAML single sign-on"):
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.sso.metadata import SAMLMetadata
-    from zerfoo_cloud.sso.sp import AuthnRedirect
     from zerfoo_cloud.stores.protocols import ReplayCache
 
 __all__ = [
@@ -221,8 +221,6 @@ class SAMLProvider:
 
         .. versionadded:: 0.1.0
         """
-        from zerfoo_cloud.sso.sp import build_authn_redirect
-
         if self.sp_entity_id is None or self.acs_url is None:
             msg = "an AuthnRequest needs sp_entity_id and acs_url"
             raise InvalidConfigError(msg, field="sp_entity_id")
@@ -256,8 +254,6 @@ class SAMLProvider:
 
         .. versionadded:: 0.1.0
         """
-        from zerfoo_cloud.sso.sp import build_sp_metadata
-
         if self.sp_entity_id is None or self.acs_url is None:
             msg = "SP metadata needs sp_entity_id and acs_url"
             raise InvalidConfigError(msg, field="sp_entity_id")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
     refill,
+    refill_all,
     take_all,
     take_from,
 )
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from zerfoo_cloud.stores._lmdb_env import Environment
 
 __all__ = ["LMDBLimiterStore"]
-
-T = TypeVar("T")
 
 _BUCKET = struct.Struct("<dd")
 _BUCKET_UNPACK = _BUCKET.unpack
@@ -120,55 +119,6 @@ class LMDBLimiterStore:
         state = _unpack(key, raw)
         return None if state is None else BucketState(*state)
 
-    def update(
-        self,
-        keys: Sequence[str],
-        change: Callable[
-            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
-        ],
-    ) -> T:
-        """
-        Atomically read, change and write the states of *keys*.
-        """
-        raw_keys = [self._raw(k) for k in keys]
-        decode = self._decode
-
-        def write(txn: Any) -> T:
-            db = self._db
-            new, result = change([decode(k, txn.get(k, db=db)) for k in raw_keys])
-            if new is not None:
-                for key, state in zip(raw_keys, new, strict=True):
-                    if state is None:
-                        txn.delete(key, db=db)
-                    else:
-                        txn.put(key, _BUCKET.pack(*state), db=db)
-            return result
-
-        return self._env.write(write)
-
-    def take(
-        self, key: str, capacity: float, per_second: float, cost: int, now: float
-    ) -> tuple[bool, float]:
-        """
-        Take *cost* units from bucket *key* if it holds them (the fast path).
-        """
-        raw_key = self._raw(key)
-
-        def write(txn: Any) -> tuple[bool, float]:
-            db = self._db
-            state, allowed, level = take_from(
-                self._decode(raw_key, txn.get(raw_key, db=db)),
-                capacity,
-                per_second,
-                cost,
-                now,
-            )
-            if state is not None:
-                txn.put(raw_key, _BUCKET.pack(*state), db=db)
-            return allowed, level
-
-        return self._env.write(write)
-
     def _raw(self, key: str) -> bytes:
         # Keys repeat on every request (one tenant, three buckets): encode
         # each once.
@@ -188,6 +138,9 @@ class LMDBLimiterStore:
         """
         Take a slot and units from *buckets* in one transaction: all, or nothing.
         """
+        if slot is None and len(buckets) == 1:
+            ((key, capacity, rate, cost),) = buckets
+            return self._take_one(key, capacity, rate, cost, now)
         raw = self._raw
         raw_keys = [raw(key) for key, _, _, _ in buckets]
         asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
@@ -207,11 +160,7 @@ class LMDBLimiterStore:
             if slot is not None:
                 taken = self._taken_by_me(txn, prefix, limit)
                 if taken is None:
-                    levels = [
-                        refill(state, capacity, rate, now)[0]
-                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
-                    ]
-                    return False, False, levels
+                    return False, False, refill_all(states, asks, now)
                 mine = taken
             new, levels = take_all(states, asks, now)
             if new is None:
@@ -225,42 +174,64 @@ class LMDBLimiterStore:
 
         return self._env.write(write)
 
+    def _take_one(
+        self, key: str, capacity: float, per_second: float, cost: int, now: float
+    ) -> tuple[bool, bool, list[float]]:
+        # One bucket and no slot (every `RateLimiter.acquire`): the cheapest
+        # transaction.
+        raw_key = self._raw(key)
+
+        def write(txn: Any) -> tuple[bool, bool, list[float]]:
+            db = self._db
+            state, allowed, level = take_from(
+                _unpack(raw_key, txn.get(raw_key, db=db)),
+                capacity,
+                per_second,
+                cost,
+                now,
+            )
+            if state is not None:
+                txn.put(raw_key, _BUCKET.pack(*state), db=db)
+            return True, allowed, [level]
+
+        return self._env.write(write)
+
     def settle(
         self,
         slot_key: str | None,
-        bucket: tuple[str, float, float, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
         now: float,
-    ) -> None:
+    ) -> list[float]:
         """
-        Give *delta* units to a bucket and a slot back, in one transaction.
+        Give units to *buckets* and a slot back, in one transaction.
         """
-        change = None
-        if bucket is not None and bucket[3]:
-            key, capacity, rate, delta = bucket
-            change = (self._raw(key), capacity, rate, delta)
+        raw = self._raw
+        changes = [
+            (raw(key), capacity, rate, delta) for key, capacity, rate, delta in buckets
+        ]
         own = None
         if slot_key is not None:
-            own = self._raw(slot_key) + b"\x00" + _OWN.packed
-        if change is None and own is None:
-            return
+            own = raw(slot_key) + b"\x00" + _OWN.packed
+        if not changes and own is None:
+            return []
         dbs = self._dbs
 
-        def write(txn: Any) -> None:
-            if change is not None:
-                db = dbs["buckets"]
-                raw_key, capacity, rate, delta = change
-                state = adjust_bucket(
-                    self._decode(raw_key, txn.get(raw_key, db=db)),
-                    capacity,
-                    rate,
-                    delta,
-                    now,
-                )
-                txn.put(raw_key, _BUCKET.pack(*state), db=db)
+        def write(txn: Any) -> list[float]:
+            db = dbs["buckets"]
+            levels = []
+            for raw_key, capacity, rate, delta in changes:
+                state = _unpack(raw_key, txn.get(raw_key, db=db))
+                if delta:
+                    new = adjust_bucket(state, capacity, rate, delta, now)
+                    txn.put(raw_key, _BUCKET.pack(*new), db=db)
+                    levels.append(new.level)
+                else:
+                    levels.append(refill(state, capacity, rate, now)[0])
             if own is not None:
                 self._give_back(txn, own)
+            return levels
 
-        self._env.write(write)
+        return self._env.write(write)
 
     def get(self, key: str) -> BucketState | None:
         """
@@ -306,29 +277,6 @@ class LMDBLimiterStore:
         for k in dead:
             txn.delete(k, db=self._slots)
         return total, mine
-
-    def acquire_slot(self, key: str, limit: int) -> bool:
-        """
-        Take a slot of *key* if fewer than *limit* are taken by live processes.
-        """
-        prefix = self._raw(key) + b"\x00"
-        own = prefix + _OWN.packed
-
-        def write(txn: Any) -> bool:
-            mine = self._taken_by_me(txn, prefix, limit)
-            if mine is None:
-                return False
-            txn.put(own, _COUNT.pack(mine + 1), db=self._slots)
-            return True
-
-        return self._env.write(write)
-
-    def release_slot(self, key: str) -> None:
-        """
-        Give back a slot of *key* taken by this process.
-        """
-        own = self._raw(key) + b"\x00" + _OWN.packed
-        self._env.write(lambda txn: self._give_back(txn, own))
 
     def _give_back(self, txn: Any, own: bytes) -> None:
         slots = self._slots

@@ -13,11 +13,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from zerfoo_cloud.audit.chain import GENESIS, ChainLink, link_entry
+from zerfoo_cloud.audit_records.chain import GENESIS, ChainLink, link_entry
 from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
     refill,
+    refill_all,
     take_all,
     take_from,
 )
@@ -30,7 +31,7 @@ from zerfoo_cloud.errors import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord
     from zerfoo_cloud.tenant_records import TenantRecord
 
@@ -147,47 +148,11 @@ class MemoryLimiterStore:
         self._buckets: dict[str, BucketState] = {}
         self._slots: dict[str, int] = {}
 
-    def update(
-        self,
-        keys: Sequence[str],
-        change: Callable[
-            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
-        ],
-    ) -> T:
-        """
-        Atomically read, change and write the states of *keys*.
-        """
-        buckets = self._buckets
-        with self._lock:
-            new, result = change([buckets.get(k) for k in keys])
-            if new is not None:
-                for key, state in zip(keys, new, strict=True):
-                    if state is None:
-                        buckets.pop(key, None)
-                    else:
-                        buckets[key] = state
-            return result
-
     def get(self, key: str) -> BucketState | None:
         """
         Return the state of *key*, or ``None``.
         """
         return self._buckets.get(key)
-
-    def take(
-        self, key: str, capacity: float, per_second: float, cost: int, now: float
-    ) -> tuple[bool, float]:
-        """
-        Take *cost* units from bucket *key* if it holds them (the fast path).
-        """
-        buckets = self._buckets
-        with self._lock:
-            state, allowed, level = take_from(
-                buckets.get(key), capacity, per_second, cost, now
-            )
-            if state is not None:
-                buckets[key] = state
-        return allowed, level
 
     def admit(
         self,
@@ -199,18 +164,21 @@ class MemoryLimiterStore:
         Take a slot and units from *buckets* at once: all, or nothing.
         """
         table = self._buckets
+        if slot is None and len(buckets) == 1:
+            # One bucket and no slot: every `RateLimiter.acquire`.
+            ((key, capacity, rate, cost),) = buckets
+            with self._lock:
+                state, allowed, level = take_from(
+                    table.get(key), capacity, rate, cost, now
+                )
+                if state is not None:
+                    table[key] = state
+            return True, allowed, [level]
         with self._lock:
             states = [table.get(key) for key, _, _, _ in buckets]
             asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
             if slot is not None and self._slots.get(slot[0], 0) >= slot[1]:
-                return (
-                    False,
-                    False,
-                    [
-                        refill(state, capacity, rate, now)[0]
-                        for state, (capacity, rate, _) in zip(states, asks, strict=True)
-                    ],
-                )
+                return False, False, refill_all(states, asks, now)
             new, levels = take_all(states, asks, now)
             if new is None:
                 return True, False, levels
@@ -223,46 +191,30 @@ class MemoryLimiterStore:
     def settle(
         self,
         slot_key: str | None,
-        bucket: tuple[str, float, float, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
         now: float,
-    ) -> None:
+    ) -> list[float]:
         """
-        Give *delta* units to a bucket and a slot back, at once.
+        Give units to *buckets* and a slot back, at once.
         """
+        table = self._buckets
+        levels = []
         with self._lock:
-            if bucket is not None:
-                key, capacity, rate, delta = bucket
+            for key, capacity, rate, delta in buckets:
                 if delta:
-                    self._buckets[key] = adjust_bucket(
-                        self._buckets.get(key), capacity, rate, delta, now
+                    state = table[key] = adjust_bucket(
+                        table.get(key), capacity, rate, delta, now
                     )
+                    levels.append(state.level)
+                else:
+                    levels.append(refill(table.get(key), capacity, rate, now)[0])
             if slot_key is not None:
-                self._release(slot_key)
-
-    def acquire_slot(self, key: str, limit: int) -> bool:
-        """
-        Take a slot of *key* if fewer than *limit* are taken.
-        """
-        with self._lock:
-            taken = self._slots.get(key, 0)
-            if taken >= limit:
-                return False
-            self._slots[key] = taken + 1
-            return True
-
-    def release_slot(self, key: str) -> None:
-        """
-        Give back a slot of *key*.
-        """
-        with self._lock:
-            self._release(key)
-
-    def _release(self, key: str) -> None:
-        taken = self._slots.get(key, 0)
-        if taken <= 1:
-            self._slots.pop(key, None)
-        else:
-            self._slots[key] = taken - 1
+                taken = self._slots.get(slot_key, 0)
+                if taken <= 1:
+                    self._slots.pop(slot_key, None)
+                else:
+                    self._slots[slot_key] = taken - 1
+        return levels
 
     def slots_in_use(self, key: str) -> int:
         """

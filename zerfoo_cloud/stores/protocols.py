@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from zerfoo_cloud.audit.chain import ChainLink
-    from zerfoo_cloud.audit.entry import AuditEntry
+    from zerfoo_cloud.audit_records.chain import ChainLink
+    from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
     from zerfoo_cloud.buckets import BucketState
     from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
-    "AdmissionStore",
     "AuditStore",
     "BillingStore",
-    "BucketStore",
     "ChainedAuditStore",
     "LimiterStore",
     "ReplayCache",
@@ -104,115 +102,30 @@ class TenantStore(Protocol):
 @runtime_checkable
 class LimiterStore(Protocol):
     """
-    **Protocol**: Atomic state for rate limits and concurrency limits.
+    **Protocol**: The counters behind rate limits and concurrency limits.
 
-    The limit algorithm lives in `zerfoo_cloud.limits`; a store only has to
-    read, transform and write a few small states atomically. With a store
-    shared between processes, limits hold across all of them.
+    A limiter store keeps token buckets (a `zerfoo_cloud.buckets.BucketState`
+    per key) and concurrency slots (a count per key), and changes them through
+    one primitive: `admit` takes a concurrency slot and units from several
+    buckets, all or nothing, and `settle` gives units and a slot back. Every
+    limit method of `zerfoo_cloud.RateLimiter` and `zerfoo_cloud.Tenant` is
+    built on that pair; the limit algorithm lives in `zerfoo_cloud.limits`.
+    With a store shared between processes, limits hold across all of them.
 
-    .. versionadded:: 0.1.0
-    """
+    A new counter backend (Redis, PostgreSQL) implements exactly these
+    methods, and the conformance suite in ``tests/stores`` checks each one:
 
-    def update(
-        self,
-        keys: Sequence[str],
-        change: Callable[
-            [list[BucketState | None]], tuple[list[BucketState | None] | None, T]
-        ],
-    ) -> T:
-        """
-        Atomically read the states of *keys*, call *change*, store its result.
+    - `admit`, `settle`: the primitive, each one atomic step (one
+      transaction, one server-side script);
+    - `get`, `slots_in_use`: the reads behind quotas, rate-limit headers
+      and ``in_flight``;
+    - `clear`, `close`: upkeep.
 
-        *change* gets the current states (``None`` for a key never written)
-        and returns ``(new_states, result)``: *new_states* is ``None`` to write
-        nothing, else one state (or ``None`` to delete) per key. No other
-        update of any of the keys may interleave. *change* is pure and fast;
-        it may be called more than once if the store retries.
-        """
-
-    def get(self, key: str) -> BucketState | None:
-        """
-        Return the state of *key*, or ``None`` if it was never written.
-        """
-
-    def acquire_slot(self, key: str, limit: int) -> bool:
-        """
-        Take one of *limit* concurrency slots of *key*; ``False`` if all are taken.
-
-        Slots held by a process that died are given back by shared stores.
-        """
-
-    def release_slot(self, key: str) -> None:
-        """
-        Give back a slot taken by `acquire_slot`. Never goes below zero.
-        """
-
-    def slots_in_use(self, key: str) -> int:
-        """
-        Return how many slots of *key* are taken.
-        """
-
-    def clear(self, prefix: str) -> None:
-        """
-        Drop every state and slot whose key starts with *prefix*.
-        """
-
-    def close(self) -> None:
-        """
-        Release resources. Calling it twice is harmless.
-        """
-
-
-@runtime_checkable
-class BucketStore(Protocol):
-    """
-    **Protocol**: An optional fast path of a `LimiterStore`.
-
-    A limiter store that also has `take` serves single-bucket decisions
-    without the generic `LimiterStore.update` callback. `RateLimiter` checks
-    for it when it is made.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def take(
-        self, key: str, capacity: float, per_second: float, cost: int, now: float
-    ) -> tuple[bool, float]:
-        """
-        Atomically take *cost* units from bucket *key* if it holds them.
-
-        Use `zerfoo_cloud.limits.take_from` for the arithmetic. Returns
-        ``(allowed, level)``: whether the units were taken, and the units
-        left (or, when refused, available).
-        """
-
-
-@runtime_checkable
-class AdmissionStore(Protocol):
-    """
-    **Protocol**: The admission primitive of a `LimiterStore`.
-
-    A limiter store that also has `admit` and `settle` admits a request (a
-    concurrency slot, one request and a token reservation) in one atomic
-    step, and settles it (the token reconciliation and the slot) in another,
-    instead of one store call per limit. Every quota or slot a
-    `zerfoo_cloud.Tenant` takes or gives back goes through this pair.
-    `zerfoo_cloud.RateLimiter` checks for it when it is made; stores
-    without it are used through the generic methods.
-
-    A new counter backend (Redis, PostgreSQL) implements these methods,
-    and the conformance suite in ``tests/stores`` checks that each one is
-    there:
-
-    - `admit`, `settle`: the admission primitive, each one atomic step;
-    - `LimiterStore.get`, `LimiterStore.slots_in_use`: the reads behind
-      quotas, rate-limit headers and ``in_flight``;
-    - `LimiterStore.update`, `LimiterStore.acquire_slot`,
-      `LimiterStore.release_slot`: the generic limit steps (the rate
-      limiter's ``acquire_many``, ``refund`` and ``deduct``);
-    - `LimiterStore.clear`, `LimiterStore.close`: upkeep.
-
-    `BucketStore.take` is optional: a faster `RateLimiter.acquire`.
+    Inside its atomic step a backend computes with
+    `zerfoo_cloud.buckets.take_all` (taking), `zerfoo_cloud.buckets.refill`
+    and `zerfoo_cloud.buckets.refill_all` (levels now, taking nothing) and
+    `zerfoo_cloud.buckets.adjust_bucket` (giving back or charging), or their equivalent in the backend's own
+    language, so the arithmetic is the same everywhere.
 
     .. versionadded:: 0.1.0
     """
@@ -226,34 +139,58 @@ class AdmissionStore(Protocol):
         """
         Atomically take a concurrency slot and units from *buckets*: all or nothing.
 
-        *slot* is ``(key, limit)`` as for `LimiterStore.acquire_slot`, or
-        ``None``; *buckets* holds ``(key, capacity, per_second, cost)``. Use
-        `zerfoo_cloud.limits.take_all` (and `zerfoo_cloud.limits.refill`)
-        for the arithmetic.
+        *slot* is ``(key, limit)``: one of *limit* slots of *key*, or
+        ``None`` for no slot; *buckets* holds ``(key, capacity, per_second,
+        cost)``, *now* is the caller's Unix time. A bucket never written is
+        full. Slots held by a process that died are given back by stores
+        shared between processes.
 
         Returns:
-            ``(slot_free, allowed, levels)``. When all *limit* slots are
-            taken: ``(False, False, levels)`` with the units each bucket
-            holds; nothing changed. When a bucket lacks its cost:
-            ``(True, False, levels)`` with the units available; nothing
-            changed, no slot taken. Otherwise ``(True, True, levels)``: the
-            slot and every cost were taken, *levels* are what is left.
+            ``(slot_free, allowed, levels)``, *levels* one per bucket. When
+            all *limit* slots are taken: ``(False, False, levels)`` with the
+            units each bucket holds; nothing changed. When a bucket lacks
+            its cost: ``(True, False, levels)`` with the units available;
+            nothing changed, no slot taken. Otherwise ``(True, True,
+            levels)``: the slot and every cost were taken, *levels* are what
+            is left.
         """
 
     def settle(
         self,
         slot_key: str | None,
-        bucket: tuple[str, float, float, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
         now: float,
-    ) -> None:
+    ) -> list[float]:
         """
-        Atomically give *delta* units to a bucket and give a slot back.
+        Atomically give units to *buckets* and give a slot of *slot_key* back.
 
-        *bucket* is ``(key, capacity, per_second, delta)``: a positive delta
-        is a refund (never above *capacity*), a negative one a charge (into
-        debt if need be; see `zerfoo_cloud.limits.adjust_bucket`).
-        *slot_key*, when given, loses one taken slot as with
-        `LimiterStore.release_slot`.
+        *buckets* holds ``(key, capacity, per_second, delta)``: a positive
+        delta is a refund (never above *capacity*), a negative one a charge
+        (into debt if need be), zero changes nothing. *slot_key*, when
+        given, loses one taken slot; never below zero.
+
+        Returns:
+            the level of each bucket after the change.
+        """
+
+    def get(self, key: str) -> BucketState | None:
+        """
+        Return the state of bucket *key*, or ``None`` if it was never written.
+        """
+
+    def slots_in_use(self, key: str) -> int:
+        """
+        Return how many slots of *key* are taken.
+        """
+
+    def clear(self, prefix: str) -> None:
+        """
+        Drop every bucket and slot whose key starts with *prefix*.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
         """
 
 

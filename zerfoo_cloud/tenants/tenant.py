@@ -32,7 +32,10 @@ class Tenant:
     Handles are cheap snapshots made by `TenantManager`; the limit state
     lives in the manager's `LimiterStore`, so every handle of a tenant (in
     any thread, and with a shared store in any process) sees the same
-    quotas. Limits of 0 are unlimited: their checks always pass.
+    quotas. Limits of 0 are unlimited: their checks always pass. Every
+    limit is taken and given back through the manager's `RateLimiter`, that
+    is through the store's one primitive (`LimiterStore.admit` and
+    `LimiterStore.settle`).
 
     .. versionadded:: 0.1.0
     """
@@ -87,10 +90,6 @@ class Tenant:
 
     # -- the admission primitive ----------------------------------------
 
-    def _take(self, key: str, rate: Rate, cost: int) -> Decision:
-        # One bucket through the admission primitive, without a slot.
-        return self._limiter.admit(None, ((key, rate, cost),))[1][0]
-
     def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
         # One request, *tokens* tokens and *slot* (when given): all or none.
         req_rate, tok_rate = self._req_rate, self._tok_rate
@@ -124,7 +123,7 @@ class Tenant:
         rate = self._req_rate
         if rate is None:
             return _UNLIMITED
-        return self._take(self._req_key, rate, 1)
+        return self._limiter.acquire(self._req_key, rate)
 
     def request_quota(self) -> Decision:
         """
@@ -149,7 +148,7 @@ class Tenant:
         rate = self._tok_rate
         if rate is None:
             return _UNLIMITED
-        return self._take(self._tok_key, rate, n)
+        return self._limiter.acquire(self._tok_key, rate, n)
 
     def refund_tokens(self, n: int) -> None:
         """
@@ -200,10 +199,9 @@ class Tenant:
         Take a concurrency slot, one request and *tokens* tokens: all or none.
 
         A request refused for concurrency keeps its request and token quota;
-        one refused by a quota holds no slot. With a store that has the
-        `zerfoo_cloud.stores.protocols.AdmissionStore` fast path this is one
-        atomic store call. An allowed request must be finished with one
-        `end_request`.
+        one refused by a quota holds no slot: one atomic store call
+        (`zerfoo_cloud.stores.protocols.LimiterStore.admit`). An allowed
+        request must be finished with one `end_request`.
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises

@@ -11,39 +11,48 @@ tenant's ``/sso/saml/<tenant>/`` path; the session cookie it leads to is
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from zerfoo_cloud.audit import AuditAction, AuditEntry
 from zerfoo_cloud.errors import InvalidConfigError, SAMLError, SessionError
-from zerfoo_cloud.http._admin_http import (
+from zerfoo_cloud.http._audit_result import audit_result
+from zerfoo_cloud.http.admin._inputs import (
+    client_of,
+    cookie,
+    form_fields,
+    query_fields,
+    read_body,
+)
+from zerfoo_cloud.http.admin._responses import (
     HTTPProblem,
-    Request,
-    Response,
-    audit_result,
+    bytes_response,
     empty_response,
     json_response,
-    parse_form,
-    parse_query,
-    set_cookie,
 )
-from zerfoo_cloud.http._sessions import SessionSigner, _state_codec
+from zerfoo_cloud.http.admin._sessions import SessionSigner, state_codec
 from zerfoo_cloud.sso import SAMLInResponseToError, SAMLReplayError
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
     from zerfoo_cloud.sso import SAMLProvider
 
 __all__ = [
+    "ENDPOINTS",
     "REQUEST_COOKIE",
     "SESSION_COOKIE",
     "SSO_REQUEST_TTL",
     "SAMLLogin",
     "check_providers",
+    "set_cookie",
 ]
 
 #: The cookie holding a tenant admin's session token.
@@ -55,7 +64,8 @@ SSO_REQUEST_TTL = 600
 #: The longest ``next`` target kept for after the login.
 MAX_NEXT_LENGTH = 512
 
-_ENDPOINTS = {"login": "GET", "acs": "POST", "metadata": "GET"}
+#: Each SSO endpoint and the one method it answers.
+ENDPOINTS = {"login": "GET", "acs": "POST", "metadata": "GET"}
 _REFUSED = (SAMLReplayError, SAMLInResponseToError)
 _NEXT = re.compile(r"/(?:[\x21-\x2e\x30-\x5b\x5d-\x7e][\x21-\x7e]*)?")
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -111,39 +121,34 @@ class SAMLLogin:
         self.sessions = sessions
         self._audit = audit
         self._incarnation = incarnation
-        self._state = _state_codec(sessions, "saml-request")
+        self._state = state_codec(sessions, "saml-request")
 
-    def route(self, request: Request) -> tuple[str, SAMLProvider]:
+    def provider_for(self, tenant_id: str, endpoint: str, method: str) -> SAMLProvider:
         """
-        The endpoint and provider *request* is for.
+        The provider of *tenant_id*, for a *method* request to *endpoint*.
 
         Raises:
-            HTTPProblem: 404 for an unknown endpoint or a tenant without
-                SSO, 405 for a wrong method.
+            HTTPProblem: 404 for a tenant without SSO, 405 for a wrong
+                method.
         """
-        segments = request.segments
-        if len(segments) != 4 or segments[3] not in _ENDPOINTS:  # noqa: PLR2004
-            raise HTTPProblem(404, "not_found", "no such SSO endpoint")
-        provider = self.providers.get(segments[2])
+        provider = self.providers.get(tenant_id)
         if provider is None:
             msg = "single sign-on is not set up for this tenant"
             raise HTTPProblem(404, "sso_not_configured", msg)
-        method = _ENDPOINTS[segments[3]]
-        if request.method != method:
-            msg = f"use {method} for this endpoint"
+        allowed = ENDPOINTS[endpoint]
+        if method != allowed:
+            msg = f"use {allowed} for this endpoint"
             raise HTTPProblem(
-                405, "method_not_allowed", msg, headers=[("allow", method)]
+                405, "method_not_allowed", msg, headers=[("allow", allowed)]
             )
-        return segments[3], provider
+        return provider
 
     def metadata(self, provider: SAMLProvider) -> Response:
         """
         The SP metadata XML to give to the IdP.
         """
-        return Response(
-            200,
-            (("content-type", "application/samlmetadata+xml"),),
-            provider.sp_metadata(),
+        return bytes_response(
+            200, provider.sp_metadata(), "application/samlmetadata+xml"
         )
 
     def login(self, request: Request, provider: SAMLProvider) -> Response:
@@ -153,7 +158,7 @@ class SAMLLogin:
         Raises:
             HTTPProblem: 400 for a bad ``next``.
         """
-        params = parse_query(request, ("next",))
+        params = query_fields(request, ("next",))
         target = params.get("next", "")
         if target and (len(target) > MAX_NEXT_LENGTH or not _NEXT.fullmatch(target)):
             msg = (
@@ -172,27 +177,38 @@ class SAMLLogin:
                 "e": self._state.clock() + SSO_REQUEST_TTL,
             }
         )
-        return empty_response(
-            302,
-            headers=[
-                ("location", redirect.url),
-                set_cookie(
-                    REQUEST_COOKIE,
-                    state,
-                    max_age=SSO_REQUEST_TTL,
-                    path=_cookie_path(provider.tenant_id),
-                    same_site="None",
-                ),
-            ],
+        response = empty_response(302, headers=[("location", redirect.url)])
+        set_cookie(
+            response,
+            REQUEST_COOKIE,
+            state,
+            max_age=SSO_REQUEST_TTL,
+            path=_cookie_path(provider.tenant_id),
+            same_site="none",
         )
+        return response
 
-    def acs(self, request: Request, provider: SAMLProvider, body: bytes) -> Response:
+    async def acs(
+        self, request: Request, provider: SAMLProvider, max_body: int
+    ) -> Response:
         """
-        Check the IdP's answer and issue a session; audit the outcome.
+        Read the IdP's answer (at most *max_body* bytes), check it and issue
+        a session; audit the outcome. The checks run in a worker thread.
         """
+        try:
+            form = await form_fields(request, await read_body(request, max_body))
+        except HTTPProblem as problem:
+            return await asyncio.to_thread(
+                self.audited, request, provider, problem.response()
+            )
+        return await asyncio.to_thread(self._answer, request, provider, form)
+
+    def _answer(
+        self, request: Request, provider: SAMLProvider, form: Mapping[str, str]
+    ) -> Response:
         subject = ""
         try:
-            response, subject = self._accept(request, provider, body)
+            response, subject = self._accept(request, provider, form)
         except HTTPProblem as problem:
             response = problem.response()
         return self.audited(request, provider, response, subject)
@@ -213,24 +229,24 @@ class SAMLLogin:
             AuditEntry(
                 tenant_id=tenant_id,
                 action=AuditAction.AUTH,
-                result=audit_result(response.status),
+                result=audit_result(response.status_code),
                 resource=f"session/{tenant_id}{who}",
-                status_code=response.status,
-                method=request.method,
+                status_code=response.status_code,
+                method=request.method.upper(),
                 path=f"/sso/saml/{tenant_id}/acs",
-                remote_addr=request.client,
+                remote_addr=client_of(request),
             )
         )
         return response
 
     def _pending(self, request: Request, tenant_id: str) -> dict[str, object]:
         start = f"start again at /sso/saml/{tenant_id}/login"
-        cookie = request.cookie(REQUEST_COOKIE)
-        if not cookie:
+        pending = cookie(request, REQUEST_COOKIE)
+        if not pending:
             msg = f"no sign-in is pending in this browser; {start}"
             raise HTTPProblem(401, "no_pending_login", msg)
         try:
-            state = self._state.loads(cookie)
+            state = self._state.loads(pending)
         except SessionError as exc:
             if exc.reason == "expired":
                 msg = f"the sign-in took too long; {start}"
@@ -243,10 +259,9 @@ class SAMLLogin:
         return state
 
     def _accept(
-        self, request: Request, provider: SAMLProvider, body: bytes
+        self, request: Request, provider: SAMLProvider, form: Mapping[str, str]
     ) -> tuple[Response, str]:
         tenant_id = provider.tenant_id
-        form = parse_form(body)
         saml_response = form.get("SAMLResponse", "")
         if not saml_response:
             msg = "the form has no SAMLResponse"
@@ -281,21 +296,8 @@ class SAMLLogin:
         session = self.sessions.verify(token)
         now = self.sessions.clock()
         max_age = max(1, math.ceil(session.expires_at - now))
-        headers = [
-            set_cookie(
-                SESSION_COOKIE, token, max_age=max_age, path="/", same_site="Lax"
-            ),
-            set_cookie(
-                REQUEST_COOKIE,
-                "",
-                max_age=0,
-                path=_cookie_path(tenant_id),
-                same_site="None",
-            ),
-        ]
         target = str(state.get("n", ""))
-        if target:
-            headers.append(("location", target))
+        headers = [("location", target)] if target else []
         body_json = {
             "object": "session",
             "token": token,
@@ -306,10 +308,43 @@ class SAMLLogin:
             "expires_at": datetime.fromtimestamp(session.expires_at, timezone.utc),
             "expires_in": max_age,
         }
-        return json_response(303 if target else 200, body_json, headers=headers), (
-            identity.subject
+        response = json_response(303 if target else 200, body_json, headers=headers)
+        set_cookie(
+            response, SESSION_COOKIE, token, max_age=max_age, path="/", same_site="lax"
         )
+        set_cookie(
+            response,
+            REQUEST_COOKIE,
+            "",
+            max_age=0,
+            path=_cookie_path(tenant_id),
+            same_site="none",
+        )
+        return response, identity.subject
 
 
 def _cookie_path(tenant_id: str) -> str:
     return f"/sso/saml/{tenant_id}/"
+
+
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    path: str,
+    same_site: Literal["lax", "none"],
+) -> None:
+    """
+    Add a cookie to *response*: always ``HttpOnly`` and ``Secure``.
+    """
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        secure=True,
+        httponly=True,
+        samesite=same_site,
+    )

@@ -1,20 +1,18 @@
 """
-Signed, short-lived session tokens for tenant admins.
+Signed, short-lived session tokens for tenant admins, signed by itsdangerous.
 
 A token is ``v1.<payload>.<signature>``: the payload is compact JSON in
-URL-safe base64 (no padding), the signature an HMAC-SHA256 over
-``v1.<payload>`` with a key derived from the secret and the token's purpose,
-so a token made for one purpose (a session) is never accepted for another
-(the state of a pending SAML login). Tokens carry their expiry; nothing is
-stored on the server, so every worker process that shares the secret accepts
-them.
+URL-safe base64 (no padding); the signature is itsdangerous's `Signer`
+(HMAC-SHA256, key derived by HMAC from the secret and the token's purpose as
+salt) over ``v1.<payload>``, so a token made for one purpose (a session) is
+never accepted for another (the state of a pending SAML login). Tokens carry
+their expiry; nothing is stored on the server, so every worker process that
+shares the secret accepts them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
+import hashlib
 import json
 import re
 import time
@@ -22,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
 from zerfoo_cloud.errors import InvalidConfigError, SessionError
 from zerfoo_cloud.tenants import TENANT_ID_PATTERN
@@ -37,6 +36,7 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "Session",
     "SessionSigner",
+    "state_codec",
 ]
 
 #: A session secret has at least this many bytes (256 bits).
@@ -51,27 +51,25 @@ MAX_INCARNATION_LENGTH = 64
 MAX_TOKEN_LENGTH = 4096
 
 _VERSION = "v1"
-_B64 = re.compile(r"[A-Za-z0-9_-]+")
+_TOKEN = re.compile(r"v1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 _SESSION_PURPOSE = "session"
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+def _malformed() -> SessionError:
+    return SessionError("the session token is malformed", reason="malformed")
 
 
-def _b64decode(text: str) -> bytes:
-    if not _B64.fullmatch(text):
-        msg = "the session token is malformed"
-        raise SessionError(msg, reason="malformed")
+def _decode(text: str) -> bytes:
+    """
+    The bytes of canonical unpadded URL-safe base64 *text*: no two tokens
+    may mean the same, so an encoding with other padding bits is refused.
+    """
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        msg = "the session token is malformed"
-        raise SessionError(msg, reason="malformed") from exc
-    if _b64encode(raw) != text:
-        # Only the canonical encoding is accepted: no two tokens mean the same.
-        msg = "the session token is malformed"
-        raise SessionError(msg, reason="malformed")
+        raw = base64_decode(text)
+    except BadData as exc:
+        raise _malformed() from exc
+    if base64_encode(raw).decode("ascii") != text:
+        raise _malformed()
     return raw
 
 
@@ -88,61 +86,61 @@ def _check_secret(secret: object) -> bytes:
     return secret
 
 
-class _TokenCodec:
+class TokenCodec:
     """
-    Signs and checks payloads for one purpose, with one current key and
-    any number of previous ones (accepted, never used to sign).
+    Signs and checks expiring payloads for one purpose, with one current
+    secret and any number of previous ones (accepted, never used to sign).
     """
 
-    __slots__ = ("_keys", "clock")
+    __slots__ = ("_signer", "clock")
 
     def __init__(self, secrets: Iterable[bytes], purpose: str, clock: Clock) -> None:
-        label = b"zerfoo-cloud/" + purpose.encode("ascii")
-        self._keys = [hmac.digest(s, label, "sha256") for s in secrets]
+        # itsdangerous signs with the last secret and accepts every one.
+        self._signer = Signer(
+            list(secrets)[::-1],
+            salt=b"zerfoo-cloud/" + purpose.encode("ascii"),
+            key_derivation="hmac",
+            digest_method=hashlib.sha256,
+        )
         self.clock = clock
 
-    def _sign(self, key: bytes, message: bytes) -> bytes:
-        return hmac.digest(key, message, "sha256")
-
     def dumps(self, payload: Mapping[str, Any]) -> str:
+        """
+        A signed token carrying *payload* (which holds its expiry, ``e``).
+        """
         raw = json.dumps(
             payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False
         ).encode("utf-8")
-        head = f"{_VERSION}.{_b64encode(raw)}"
-        return f"{head}.{_b64encode(self._sign(self._keys[0], head.encode()))}"
+        head = f"{_VERSION}.{base64_encode(raw).decode('ascii')}"
+        return self._signer.sign(head).decode("ascii")
 
     def loads(self, token: object) -> dict[str, Any]:
         """
-        Return the payload of *token*, checking its signature and expiry
-        (the ``e`` field, Unix seconds).
+        Return the payload of *token*, checking its shape, signature and
+        expiry (the ``e`` field, Unix seconds).
+
+        Raises:
+            SessionError: ``reason`` ``"malformed"``, ``"signature"`` or
+                ``"expired"``.
         """
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
-            msg = "the session token is malformed"
-            raise SessionError(msg, reason="malformed")
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != _VERSION:  # noqa: PLR2004 - v.payload.sig
-            msg = "the session token is malformed"
-            raise SessionError(msg, reason="malformed")
-        signature = _b64decode(parts[2])
-        raw = _b64decode(parts[1])
-        message = f"{parts[0]}.{parts[1]}".encode("ascii")
-        valid = False
-        # Every key is tried, so the time taken says nothing about which matched.
-        for key in self._keys:
-            valid |= hmac.compare_digest(self._sign(key, message), signature)
-        if not valid:
+            raise _malformed()
+        found = _TOKEN.fullmatch(token)
+        if found is None:
+            raise _malformed()
+        _decode(found[2])
+        raw = _decode(found[1])
+        if not self._signer.validate(token):
             msg = "the session token's signature is invalid"
             raise SessionError(msg, reason="signature")
         try:
             payload = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # pragma: no cover
             # Only a holder of the key could sign such a payload.
-            msg = "the session token is malformed"
-            raise SessionError(msg, reason="malformed") from exc
+            raise _malformed() from exc
         expires_at = payload.get("e") if isinstance(payload, dict) else None
         if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)):
-            msg = "the session token is malformed"  # pragma: no cover - signed
-            raise SessionError(msg, reason="malformed")  # pragma: no cover
+            raise _malformed()  # pragma: no cover - signed
         if self.clock() >= expires_at:
             msg = "the session has expired; sign in again"
             raise SessionError(msg, reason="expired")
@@ -219,7 +217,7 @@ class SessionSigner:
         self.ttl = float(ttl)
         self.clock = clock
         self._secrets = tuple(secrets)
-        self._codec = _TokenCodec(secrets, _SESSION_PURPOSE, clock)
+        self._codec = TokenCodec(secrets, _SESSION_PURPOSE, clock)
 
     def __repr__(self) -> str:
         return f"<SessionSigner ttl={self.ttl:g}s keys={len(self._secrets)}>"
@@ -291,16 +289,19 @@ class SessionSigner:
         return Session(tenant_id, subject, float(payload["e"]), incarnation)
 
 
-def _state_codec(signer: SessionSigner, purpose: str) -> _TokenCodec:
+def state_codec(signer: SessionSigner, purpose: str) -> TokenCodec:
     """
     A codec for other short-lived state (a pending SAML login) that shares
     *signer*'s secrets under another purpose, so neither kind of token is
     accepted as the other.
+
+    Raises:
+        InvalidConfigError: *purpose* is the sessions' own.
     """
     if purpose == _SESSION_PURPOSE:
         msg = "choose another purpose than the sessions'"
         raise InvalidConfigError(msg, field="purpose")
-    return _TokenCodec(
+    return TokenCodec(
         signer._secrets,  # noqa: SLF001 - the codec shares the signer's keys
         purpose,
         signer.clock,
