@@ -6,7 +6,7 @@ counted exactly once whatever happens to the request.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -21,17 +21,7 @@ class RequestCounter(Protocol):
     **Protocol**: What `InFlight` needs of `zerfoo_cloud.metrics.Metrics`.
     """
 
-    def request_finished(  # noqa: PLR0917  # as Metrics.request_finished
-        self,
-        tenant: str | None,
-        model: str | None,
-        result: str,
-        duration_s: float,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        *,
-        in_flight: InFlight | None = None,
-    ) -> None:
+    def request_finished(self, *args: Any, **kwargs: Any) -> None:
         """
         Count one finished request and release *in_flight*, as
         `zerfoo_cloud.metrics.Metrics.request_finished` does.
