@@ -27,7 +27,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud._offload import share_writer_process
 from zerfoo_cloud._writer import wait_for
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.errors import CloudError, StoreError
@@ -203,9 +202,6 @@ class Accounting:
         self.clock = clock
         self.failures = 0
         self._worker = _Worker()
-        # Billing records and audit entries through one writer process and
-        # one transaction, where both go to the same LMDB store.
-        share_writer_process(meter, audit)
 
     def account(self, finished: Finished) -> None:
         """

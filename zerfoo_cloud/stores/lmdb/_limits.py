@@ -19,7 +19,7 @@ from zerfoo_cloud.buckets import (
 from zerfoo_cloud.errors import CorruptRecordError
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["LMDBLimiterStore"]
 
