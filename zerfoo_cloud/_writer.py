@@ -1,7 +1,8 @@
 """
 A background writer that commits queued items in batches (group commit).
 
-`TokenMeter` and `AuditLogger` hand every record to a `BatchWriter`. Its
+`TokenMeter`, `AuditLogger` and the usage events (`UsageEvents`) hand every
+item to a `BatchWriter`, the package's one kind of background writer. Its
 thread takes everything queued so far (up to *max_batch*) and commits it in
 one call, typically one fsynced store transaction; while that runs, new
 records queue up and go into the next batch. The caller never waits for the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +34,8 @@ from zerfoo_cloud.billing_records import (
     new_request_id,
     summarize,
 )
-from zerfoo_cloud.errors import StoreError
-from zerfoo_cloud.metering.events import Flushable, UsageEvent
+from zerfoo_cloud.metering.events import UsageEvent
+from zerfoo_cloud.metering.usage_events import Recipient, UsageEvents
 from zerfoo_cloud.stores.protocols import (
     CommittingBillingStore,
     SummarizingBillingStore,
@@ -72,7 +72,7 @@ class TokenMeter(QueuedWriting):
     record is stored at once, in the caller's thread.
 
     Usage events go to *recorder* from another background thread, never from
-    the caller's; a recorder that raises is logged (its
+    the caller's (`usage_events`); a recorder that raises is logged (its
     type and the exception's type only, never a message that could hold a
     secret) and counted in `recorder_failures`, and never affects billing.
     `flush` also waits until the recorder was handed every earlier event.
@@ -144,17 +144,24 @@ class TokenMeter(QueuedWriting):
         self._summarizer = store if isinstance(store, SummarizingBillingStore) else None
         self._recorder_failures = 0
         self._failures_lock = threading.Lock()
-        self._events: BatchWriter[UsageEvent] | None = None
+        self._events: UsageEvents | None = None
         if recorder is not None:
-            self._events = BatchWriter(
-                self._deliver,
-                name="usage recorder",
-                noun="usage events",
+            self._events = UsageEvents(
+                (Recipient(recorder, self._recorder_failed),),
                 max_batch=max_batch,
                 max_pending=max_pending,
                 logger=_log,
             )
-            self._writers = (self._writer, self._events)
+            self._writers = (self._writer, self._events.writer)
+
+    @property
+    def usage_events(self) -> UsageEvents | None:
+        """
+        The route of this meter's usage events to its recorder (``None``
+        without one). `zerfoo_cloud.CloudServer` queues its own recorder's
+        events on it too, so that one flush waits for both.
+        """
+        return self._events
 
     def record(
         self,
@@ -225,24 +232,12 @@ class TokenMeter(QueuedWriting):
             )
             item = record
         self._writer.submit(item)
-        if self._events is not None:
-            self._publish(tenant_id, model, input_tokens, output_tokens, now)
+        events = self._events
+        if events is not None:
+            events.publish(
+                UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
+            )
         return record
-
-    def _publish(
-        self,
-        tenant_id: str,
-        model: str,
-        input_tokens: int,
-        output_tokens: int,
-        now: float,
-    ) -> None:
-        assert self._events is not None
-        event = UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
-        try:
-            self._events.submit(event)
-        except StoreError:
-            self._recorder_failed("its queue is full")
 
     def record_request(
         self,
@@ -274,21 +269,6 @@ class TokenMeter(QueuedWriting):
             request_id,
             fields=self._fields,
         )
-
-    def _deliver(self, events: list[UsageEvent]) -> None:
-        # Runs in the usage writer thread; never raises, so never retries.
-        recorder = self.recorder
-        assert recorder is not None
-        for event in events:
-            self._call_recorder(recorder.record, event)
-        if isinstance(recorder, Flushable):
-            self._call_recorder(recorder.flush)
-
-    def _call_recorder(self, method: Callable[..., object], *args: object) -> None:
-        try:
-            method(*args)
-        except Exception as exc:  # noqa: BLE001 - counted and logged, never raised
-            self._recorder_failed(type(exc).__name__)
 
     def _recorder_failed(self, why: str) -> None:
         with self._failures_lock:
