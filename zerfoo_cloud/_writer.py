@@ -21,8 +21,9 @@ writer process); one that an event loop can drive
 for its commit with no thread hand-off.
 
 After ``fork()`` a child starts with an empty queue (what the parent queued
-is the parent's to write) and starts its own thread on first use. At
-interpreter exit every writer is closed, so queued records are written.
+is the parent's to write) and starts its own thread on first use
+(`zerfoo_cloud._fork`). At interpreter exit every writer is closed, so
+queued records are written.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 from zerfoo_cloud.stores.protocols import LoopCommitter
 
@@ -174,6 +175,7 @@ class BatchWriter(Generic[T]):
         )
         self._reset()
         _WRITERS.add(self)
+        reset_in_child(self)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -694,10 +696,4 @@ def _close_all() -> None:
                 writer._log.error("at exit: %s", exc)  # noqa: SLF001
 
 
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
-    for writer in list(_WRITERS):
-        writer._forked()  # noqa: SLF001
-
-
 atexit.register(_close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -41,10 +41,10 @@ import subprocess
 import sys
 import sysconfig
 import threading
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import StoreError, StoreFullError
 from zerfoo_cloud.stores.lmdb._frames import (
     LENGTH,
@@ -147,7 +147,7 @@ class WriterProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._outgoing = bytearray()
-        _PROCESSES.add(self)
+        reset_in_child(self)
 
     def __repr__(self) -> str:
         return f"<LMDB writer process pid={self.pid}>"
@@ -412,12 +412,3 @@ class WriterProcess:
 
 #: The parent's writer processes, as a forked child inherited them.
 _INHERITED: list[subprocess.Popen[bytes]] = []
-_PROCESSES: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
-    for process in list(_PROCESSES):
-        process._forked()  # noqa: SLF001
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import operator
 import os
-import weakref
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import StoreError, StoreFullError
 from zerfoo_cloud.stores.lmdb._channel import CLOSE_TIMEOUT
 
@@ -172,7 +172,7 @@ class AuditCommit(WriterProcessCommit):
         self._writer_id = os.urandom(16)
         self._number = 0
         self._unsure: tuple[int, int] | None = None
-        _AUDIT_COMMITS.add(self)
+        reset_in_child(self)
 
     def __repr__(self) -> str:
         return f"<AuditCommit pid={self.pid}>"
@@ -250,14 +250,3 @@ class AuditCommit(WriterProcessCommit):
         self._writer_id = os.urandom(16)
         self._number = 0
         self._unsure = None
-
-
-_AUDIT_COMMITS: weakref.WeakSet[AuditCommit] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
-    for commit in list(_AUDIT_COMMITS):
-        commit._forked()  # noqa: SLF001
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

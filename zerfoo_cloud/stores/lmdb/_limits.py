@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from zerfoo_cloud._fork import on_fork
 from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
@@ -53,7 +54,7 @@ class _Pid:
 
 
 _OWN = _Pid()
-os.register_at_fork(after_in_child=_OWN.refresh)
+on_fork(_OWN.refresh)
 
 
 def _states(

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zerfoo_cloud._fork import on_fork
 from zerfoo_cloud.errors import SchemaMismatchError, StoreError
 from zerfoo_cloud.stores.lmdb._audit import LMDBAuditStore
 from zerfoo_cloud.stores.lmdb._billing import LMDBBillingStore
@@ -271,4 +272,4 @@ def _forget_after_fork() -> None:  # pragma: no cover - runs in forked children
         LMDBStores._registry_lock = threading.Lock()  # noqa: SLF001
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+on_fork(_forget_after_fork)
