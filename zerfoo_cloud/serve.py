@@ -327,12 +327,12 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
                 from a2wsgi import WSGIMiddleware
 
             app = WSGIMiddleware(app)
-    stores = LMDBStores.open(config.db)
+    # Billing and audit committed from one writer process, off the serving
+    # threads.
+    stores = LMDBStores.open(config.db, writer_process=True)
     tenants = TenantManager(stores.tenants, limits=stores.limits)
-    meter = TokenMeter(stores.billing, offload=True)
-    audit = AuditLogger(
-        stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None, offload=True
-    )
+    meter = TokenMeter(stores.billing)
+    audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
     server = CloudServer(
         app,
