@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
+from zerfoo_cloud._queued_writing import QueuedWriting
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
-    QueuedWriting,
     choose_linger,
     in_background,
 )

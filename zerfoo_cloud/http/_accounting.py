@@ -24,7 +24,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from zerfoo_cloud._writer import wait_for
+from zerfoo_cloud._queued_writing import wait_for
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.errors import CloudError, StoreError
 from zerfoo_cloud.http._policy import (

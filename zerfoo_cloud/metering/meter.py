@@ -15,12 +15,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._clock import wire_stamp
+from zerfoo_cloud._queued_writing import QueuedWriting
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
-    QueuedWriting,
     choose_linger,
     in_background,
 )
