@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz clean
+.PHONY: demo test lint typecheck unit bench bench-compare fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Every `make bench` figure of this tree beside those of the commit BASE,
+# measured in one run (docs/performance.md); BENCH_ARGS=--quick for a short run.
+BASE ?= main
+BENCH_ARGS ?=
+bench-compare: $(STAMP)
+	$(BIN)/python -m benchmarks.compare $(BASE) $(BENCH_ARGS)
 
 # A longer, random run of the invariant fuzz test (tests/fuzz): FUZZ_EXAMPLES per server kind.
 FUZZ_EXAMPLES ?= 1000

@@ -6,8 +6,9 @@ through uvicorn, each against the bare app in the same run.
    concurrency limits, usage parsing, the billing record, the audit entry,
    all in LMDB) around a minimal app, against the same app bare. ASGI and
    WSGI, a JSON response and a 100-chunk SSE stream; billing and audit
-   written from writer processes (``offload=True``, what ``zerfoo-cloud
-   serve`` uses) and from writer threads. The time includes making the
+   written from the store's writer process (``LMDBStores.open(path,
+   writer_process=True)``, what ``zerfoo-cloud serve`` uses) and from writer
+   threads. The time includes making the
    accounting durable (the queues are flushed inside the measurement).
    Bare and wrapped runs alternate `ROUNDS` times; the best of each is the
    figure, the median shows the spread. Target: under 50 µs added per
@@ -206,15 +207,15 @@ def passthrough(app: Any) -> Any:
 
 
 def build(
-    app: Any, folder: Path, *, offload: bool = True, durable: bool = True
+    app: Any, folder: Path, *, writer_process: bool = True, durable: bool = True
 ) -> tuple[CloudServer, LMDBStores]:
     """
     Wrap *app* with every part enabled, on LMDB stores: billing and audit
-    written from writer processes (*offload*, as ``zerfoo-cloud serve``
-    does) or from writer threads; each answer ends once its records are
-    committed unless *durable* is false.
+    written from the store's writer process (*writer_process*, as
+    ``zerfoo-cloud serve`` does) or from writer threads; each answer ends
+    once its records are committed unless *durable* is false.
     """
-    stores = LMDBStores.open(folder)
+    stores = LMDBStores.open(folder, writer_process=writer_process)
     tenants = TenantManager(stores.tenants, limits=stores.limits)
     if not any(c.id == "bench" for c in tenants.list()):
         tenants.create(
@@ -226,8 +227,8 @@ def build(
                 max_concurrent_requests=10**6,
             )
         )
-    meter = TokenMeter(stores.billing, offload=offload)
-    logger = AuditLogger(stores.audit, offload=offload)
+    meter = TokenMeter(stores.billing)
+    logger = AuditLogger(stores.audit)
     return CloudServer(app, tenants, meter, audit=logger, durable=durable), stores
 
 
@@ -425,7 +426,7 @@ def in_process(folder: Path) -> None:
         f"{'':34}{'bare µs':>9}{'wrapped µs':>12}{'ratio':>7}{'added µs':>10}"
         f"{'median added':>14}{'writers CPU µs':>16}"
     )
-    for offload, writers in ((True, "writer processes"), (False, "writer threads")):
+    for process, writers in ((True, "a writer process"), (False, "writer threads")):
         print(f"  billing and audit from {writers}:")
         for interface, bare, measure in (
             ("asgi", asgi_app, _asgi_per_request),
@@ -434,14 +435,14 @@ def in_process(folder: Path) -> None:
             # One request at a time: a durable answer would wait for a
             # commit of its own, and time the disk; the drain inside the
             # measurement makes every record durable all the same.
-            server, stores = build(bare, folder, offload=offload, durable=False)
+            server, stores = build(bare, folder, writer_process=process, durable=False)
             try:
                 for label, body, n in (
                     ("json", REQUEST, 10_000),
                     (f"sse {CHUNKS} chunks", STREAM_REQUEST, 1_000),
                 ):
                     base, wrapped, cpu = _rounds(measure, bare, server, body, n)
-                    shown = "" if cpu is None or not offload else f"{cpu:16.1f}"
+                    shown = "" if cpu is None or not process else f"{cpu:16.1f}"
                     print(
                         f"  {interface + ' ' + label:32}{min(base):9.1f}"
                         f"{min(wrapped):12.1f}{min(wrapped) / min(base):7.1f}"

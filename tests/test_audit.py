@@ -245,7 +245,7 @@ def test_log_request_is_log_of_the_same_entry(fields: dict[str, Any]) -> None:
     )
 
 
-def test_offloaded_log_request_stores_what_log_stores(tmp_path: Path) -> None:
+def test_writer_process_log_request_stores_what_log_stores(tmp_path: Path) -> None:
     """Entries queued as fields for the writer process are stored as log() stores them, cleaning included."""
     requests = [
         ("acme", AuditAction.INFERENCE, AuditResult.SUCCESS, "toy-1", 200, "POST"),
@@ -262,11 +262,11 @@ def test_offloaded_log_request_stores_what_log_stores(tmp_path: Path) -> None:
     ]
     paths = [f"/v1/chat?key={KEY}", f"/v1/{KEY}/x", "/v1/\x00\ud800", "/"]
     results = []
-    for offload in (True, False):
-        stores = LMDBStores.open(tmp_path / str(offload))
-        logger = AuditLogger(
-            stores.audit, secret=SECRET, clock=lambda: T0.timestamp(), offload=offload
+    for writer_process in (True, False):
+        stores = LMDBStores.open(
+            tmp_path / str(writer_process), writer_process=writer_process
         )
+        logger = AuditLogger(stores.audit, secret=SECRET, clock=lambda: T0.timestamp())
         try:
             for (tenant, action, result, resource, status, method), path in zip(
                 requests, paths, strict=True
@@ -519,15 +519,13 @@ def test_plain_store_retries_only_what_failed() -> None:
             logger.purge(T0)
 
 
-@pytest.fixture(params=[False, True], ids=["thread", "offload"])
+@pytest.fixture(params=[False, True], ids=["thread", "writer-process"])
 def lmdb_logger(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[AuditLogger]:
     """A keyed audit logger over a fresh LMDB store, writing from its thread or a writer process."""
-    with LMDBStores.open(tmp_path / "db") as stores:
-        logger = AuditLogger(
-            stores.audit, secret=SECRET, max_batch=7, offload=request.param
-        )
+    with LMDBStores.open(tmp_path / "db", writer_process=request.param) as stores:
+        logger = AuditLogger(stores.audit, secret=SECRET, max_batch=7)
         yield logger
         logger.close()
 

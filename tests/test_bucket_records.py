@@ -22,7 +22,7 @@ def test_the_counter_stores_use_the_bucket_records() -> None:
     assert users >= {
         "zerfoo_cloud.limits",
         "zerfoo_cloud.stores.memory",
-        "zerfoo_cloud.stores._lmdb_limits",
+        "zerfoo_cloud.stores.lmdb._limits",
         "zerfoo_cloud.stores.protocols",
     }
 

@@ -60,6 +60,18 @@ NOT_RUN: dict[str, str] = {
     '-H "Authorization: Bearer $ADMIN_KEY"': (
         "calls a deployed service (api.example.com); tests/admin covers the route"
     ),
+    "vllm serve meta-llama/Llama-3.1-8B-Instruct --port 8000": (
+        "needs vLLM and a GPU; tests/http_pool runs replicas of a toy server"
+    ),
+    "vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000": (
+        "needs vLLM and a GPU; tests/http_pool runs replicas of a toy server"
+    ),
+    "zerfoo-cloud serve --upstream http://gpu-a:8000/v1 "
+    "--upstream http://gpu-b:8000/v1 --upstream http://gpu-c:8000/v1 "
+    "--upstream-eject-after 2 --upstream-discovery-interval 60 --host 0.0.0.0": (
+        "fronts the vLLM hosts of the example above; its options are checked, "
+        "and tests/http_pool/test_pool_serve.py serves a pool of toy servers"
+    ),
     "zerfoo-cloud serve --workers 4 ...": (
         "'...' stands for the app and options of the serve command in "
         "deployment.md; its options are checked"

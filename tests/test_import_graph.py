@@ -35,6 +35,10 @@ DEFERRED = {
     # --upstream (the second pair is the ``http`` package that import runs).
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.proxy"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.http"),
+    # proxy (aiohttp): a pool of upstreams only with several --upstream, and
+    # its metrics (prometheus-client) only with metrics on.
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http.pooled_proxy"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud._upstream_metrics"),
     # saml (lxml, xmlsec): ``serve`` reads IdP metadata only with --saml.
     ("zerfoo_cloud.serve", "zerfoo_cloud.sso"),
     # metrics (prometheus-client): loaded only when metrics are asked for.

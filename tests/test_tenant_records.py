@@ -12,7 +12,7 @@ from zerfoo_cloud import tenant_records, tenants
 
 BACKENDS = (
     "zerfoo_cloud.stores.memory",
-    "zerfoo_cloud.stores._lmdb_tenants",
+    "zerfoo_cloud.stores.lmdb._tenants",
     "zerfoo_cloud.stores.protocols",
 )
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from zerfoo_cloud import AuditLogger, TokenMeter
-from zerfoo_cloud._writer import DEFAULT_LINGER, MAX_LINGER, OFFLOAD_LINGER, BatchWriter
+from zerfoo_cloud._writer import DEFAULT_LINGER, MAX_LINGER, BatchWriter
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb import WRITER_PROCESS_LINGER, LMDBStores
 
 
 class Recorder:
@@ -71,23 +71,24 @@ def test_flush_and_close_do_not_wait_for_the_linger() -> None:
 
 
 def test_meter_and_logger_take_a_linger(tmp_path: Path) -> None:
-    """TokenMeter and AuditLogger pass linger on, default to DEFAULT_LINGER (OFFLOAD_LINGER with offload) and refuse one past MAX_LINGER."""
+    """TokenMeter and AuditLogger pass linger on, default to DEFAULT_LINGER (WRITER_PROCESS_LINGER through the store's writer process) and refuse one past MAX_LINGER."""
     stores = LMDBStores.open(tmp_path / "db")
+    other = LMDBStores.open(tmp_path / "other", writer_process=True)
     try:
         made: list[TokenMeter | AuditLogger] = [
             TokenMeter(stores.billing),
             AuditLogger(stores.audit),
-            TokenMeter(stores.billing, offload=True),
-            AuditLogger(stores.audit, offload=True),
+            TokenMeter(other.billing),
+            AuditLogger(other.audit),
             TokenMeter(stores.billing, linger=MAX_LINGER),
-            AuditLogger(stores.audit, offload=True, linger=0),
+            AuditLogger(other.audit, linger=0),
         ]
         lingers = [m._writers[0].linger for m in made]
         assert lingers == [
             DEFAULT_LINGER,
             DEFAULT_LINGER,
-            OFFLOAD_LINGER,
-            OFFLOAD_LINGER,
+            WRITER_PROCESS_LINGER,
+            WRITER_PROCESS_LINGER,
             MAX_LINGER,
             0,
         ]
@@ -99,3 +100,4 @@ def test_meter_and_logger_take_a_linger(tmp_path: Path) -> None:
             assert info.value.field == "linger"
     finally:
         stores.close()
+        other.close()

@@ -12,7 +12,23 @@ import attrs
 
 from zerfoo_cloud.errors import InvalidConfigError
 
-__all__ = ["UpstreamOptions"]
+__all__ = ["UpstreamOptions", "check_seconds"]
+
+
+def check_seconds(options: object, fields: tuple[str, ...]) -> None:
+    """
+    Check that each of *fields* of *options* is a positive number of seconds.
+
+    Raises:
+        InvalidConfigError: One is not; ``field`` names it.
+
+    .. versionadded:: 0.1.0
+    """
+    for field in fields:
+        value = getattr(options, field)
+        if not value > 0:
+            msg = f"{field} must be a positive number of seconds, not {value!r}"
+            raise InvalidConfigError(msg, field=field)
 
 
 @attrs.frozen
@@ -49,17 +65,16 @@ class UpstreamOptions:
     keepalive_timeout: float = 4.0
 
     def __attrs_post_init__(self) -> None:
-        for field in (
-            "connect_timeout",
-            "read_timeout",
-            "write_timeout",
-            "pool_timeout",
-            "keepalive_timeout",
-        ):
-            value = getattr(self, field)
-            if not value > 0:
-                msg = f"{field} must be a positive number of seconds, not {value!r}"
-                raise InvalidConfigError(msg, field=field)
+        check_seconds(
+            self,
+            (
+                "connect_timeout",
+                "read_timeout",
+                "write_timeout",
+                "pool_timeout",
+                "keepalive_timeout",
+            ),
+        )
         if self.max_connections < 1:
             msg = f"max_connections must be at least 1, not {self.max_connections!r}"
             raise InvalidConfigError(msg, field="max_connections")

@@ -1,7 +1,8 @@
 """
 A background writer that commits queued items in batches (group commit).
 
-`TokenMeter` and `AuditLogger` hand every record to a `BatchWriter`. Its
+`TokenMeter`, `AuditLogger` and the usage events (`UsageEvents`) hand every
+item to a `BatchWriter`, the package's one kind of background writer. Its
 thread takes everything queued so far (up to *max_batch*) and commits it in
 one call, typically one fsynced store transaction; while that runs, new
 records queue up and go into the next batch. The caller never waits for the
@@ -13,9 +14,16 @@ the queue and is retried every *retry_interval* seconds and on every
 full queue (*max_pending*) refuses new items, with a `StoreError` the caller
 sees.
 
+A store may commit the batches itself (a
+`zerfoo_cloud.stores.protocols.BatchCommitter`, such as the LMDB stores'
+writer process); one that an event loop can drive
+(`zerfoo_cloud.stores.protocols.LoopCommitter`) lets a durable response wait
+for its commit with no thread hand-off.
+
 After ``fork()`` a child starts with an empty queue (what the parent queued
-is the parent's to write) and starts its own thread on first use. At
-interpreter exit every writer is closed, so queued records are written.
+is the parent's to write) and starts its own thread on first use
+(`zerfoo_cloud._fork`). At interpreter exit every writer is closed, so
+queued records are written.
 """
 
 from __future__ import annotations
@@ -24,49 +32,34 @@ import asyncio
 import atexit
 import collections
 import concurrent.futures
-import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
+from zerfoo_cloud.stores.protocols import LoopCommitter
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from typing_extensions import Self
-
-    from zerfoo_cloud._offload import OffloadCommit
+    from zerfoo_cloud.stores.protocols import BatchCommitter, CommitExchange
 
 __all__ = [
     "BatchWriter",
-    "QueuedWriting",
     "choose_linger",
     "in_background",
-    "wait_for",
 ]
 
 T = TypeVar("T")
 
 
-class _Blocking(Protocol):
-    """An exchange with a writer process that an event loop has under way."""
-
-    @property
-    def stalled(self) -> bool: ...
-
-    def finish_blocking(self) -> None: ...
-
-
-#: ``start_in_loop(batch, loop, done)`` of a writer-process commit (see
-#: `zerfoo_cloud._offload.OffloadCommit.start_in_loop`).
+#: ``start_in_loop(batch, loop, done)`` of a
+#: `zerfoo_cloud.stores.protocols.LoopCommitter`.
 _LoopStart = Callable[
     [list[T], asyncio.AbstractEventLoop, Callable[[StoreError | None], None]],
-    "_Blocking | None",
+    "CommitExchange | None",
 ]
 
 #: Default largest batch committed in one call.
@@ -76,12 +69,9 @@ DEFAULT_MAX_PENDING = 100_000
 #: Default seconds between retries of a failed commit.
 DEFAULT_RETRY_INTERVAL = 1.0
 #: Default seconds the thread lets items gather before it commits them,
-#: unless a flush waits: fewer, larger commits cost less CPU per item.
+#: unless a flush waits: fewer, larger commits cost less CPU per item. A
+#: store's committer may choose another (`BatchCommitter.linger`).
 DEFAULT_LINGER = 0.005
-#: The default linger of writers that hand their batches to a writer process
-#: (``offload=True``): every batch costs the serving process a few thread
-#: wake-ups, so under load fewer, larger batches leave it more time.
-OFFLOAD_LINGER = 0.05
 #: The longest linger.
 MAX_LINGER = 1.0
 #: How long the exit hook waits for each writer to drain.
@@ -100,14 +90,14 @@ def in_background(store: object, background: bool | None) -> bool:
     return background
 
 
-def choose_linger(linger: float | None, *, offload: bool) -> float:
+def choose_linger(linger: float | None, committer: BatchCommitter | None) -> float:
     """
-    *linger* if given, else the default: `OFFLOAD_LINGER` for a writer that
-    hands its batches to a writer process, `DEFAULT_LINGER` otherwise.
+    *linger* if given, else the default: the *committer*'s if the store
+    gave one, `DEFAULT_LINGER` otherwise.
     """
     if linger is not None:
         return linger
-    return OFFLOAD_LINGER if offload else DEFAULT_LINGER
+    return DEFAULT_LINGER if committer is None else committer.linger
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -169,13 +159,16 @@ class BatchWriter(Generic[T]):
             raise InvalidConfigError(msg, field="linger")
         self.linger = float(linger)
         self._log = logger or logging.getLogger("zerfoo_cloud")
-        # A commit through a writer process can also be driven by an event
-        # loop that waits for it: no thread hand-off on that path.
+        # A store's committer can also be driven by an event loop that waits
+        # for it: no thread hand-off on that path.
         self._start_in_loop: _LoopStart[T] | None = (
-            getattr(commit, "start_in_loop", None) if background else None
+            commit.start_in_loop
+            if background and isinstance(commit, LoopCommitter)
+            else None
         )
         self._reset()
         _WRITERS.add(self)
+        reset_in_child(self)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -198,7 +191,7 @@ class BatchWriter(Generic[T]):
         # the loop that commits one, and its exchange with the writer process.
         self._busy = False
         self._in_loop: asyncio.AbstractEventLoop | None = None
-        self._exchange: _Blocking | None = None
+        self._exchange: CommitExchange | None = None
         # The thread waits for the loop's commit to end.
         self._parked = False
         # When a loop's commit last ended (monotonic seconds).
@@ -285,11 +278,11 @@ class BatchWriter(Generic[T]):
         before then; the items stay queued. The call also asks the thread to
         retry a failed commit at once.
 
-        Called on an event loop, with a writer-process commit that is idle
-        and not failing, the loop commits the queued items itself: it writes
-        them to the writer process now and reads the answer when it comes,
-        and the items queued meanwhile go in its next batch. No thread is
-        woken on that path.
+        Called on an event loop, with a `LoopCommitter` that is idle and not
+        failing, the loop commits the queued items itself (with the LMDB
+        writer process: it writes them to the process now and reads the
+        answer when it comes), and the items queued meanwhile go in its next
+        batch. No thread is woken on that path.
         """
         cond = self._cond
         loop = None
@@ -322,7 +315,7 @@ class BatchWriter(Generic[T]):
         return shared
 
     def _drive(self, batch: list[T], loop: asyncio.AbstractEventLoop) -> None:
-        # On the loop: commit *batch* through the writer process, or give it
+        # On the loop: commit *batch* through the committer, or give it
         # back to the thread when only the thread can.
         assert self._start_in_loop is not None
         size = len(batch)
@@ -559,126 +552,6 @@ class BatchWriter(Generic[T]):
         return error
 
 
-class QueuedWriting:
-    """
-    What `TokenMeter` and `AuditLogger` share: the flush, close and status
-    methods over their writers.
-
-    Subclasses set ``_writers``: the store's writer first, then any other
-    (the usage recorder's); and ``_offload``, the store writer's commit when
-    it goes through a writer process.
-    """
-
-    _writers: tuple[BatchWriter[Any], ...]
-    _offload: OffloadCommit | None = None
-
-    @property
-    def pending(self) -> int:
-        """
-        How many records (or entries) are not durable yet.
-        """
-        return self._writers[0].pending
-
-    @property
-    def error(self) -> StoreError | None:
-        """
-        Why the last write to the store failed, or ``None`` if it worked.
-        """
-        return self._writers[0].error
-
-    def _settle(self) -> None:
-        # Read your own writes: wait for the store's queue first. A failing
-        # store does not stop a read.
-        with contextlib.suppress(StoreError):
-            self._writers[0].flush()
-
-    def flush(self, timeout: float | None = None) -> None:
-        """
-        Return once everything recorded before the call is durable.
-
-        Raises:
-            StoreError: the store failed (`StoreFullError`: the disk or map
-                is full); what was recorded is kept and retried, so call it
-                again later. Also raised when *timeout* seconds pass first.
-        """
-        for writer in self._writers:
-            writer.flush(timeout)
-
-    def flush_futures(self) -> list[concurrent.futures.Future[None]]:
-        """
-        Futures that all complete once everything recorded before the call
-        is durable; one fails with `StoreError` as `flush` raises it.
-
-        Taking them does not wait: a caller that must also wait for
-        something else takes them first, so that one commit can serve both.
-        """
-        return [writer.flush_future() for writer in self._writers]
-
-    async def aflush(self) -> None:
-        """
-        Like `flush`, but waits without blocking the event loop.
-
-        Raises:
-            StoreError: as `flush`.
-        """
-        for future in self.flush_futures():
-            await wait_for(future)
-
-    def close(self, timeout: float | None = None) -> None:
-        """
-        Flush, then stop the writer threads (and the writer process, with
-        ``offload``); recording afterwards raises.
-
-        The store (and a recorder) stay open: their owner closes them.
-
-        Raises:
-            StoreError: as `flush`; everything is still kept, and `close`
-                may be called again.
-        """
-        for writer in self._writers:
-            writer.close(timeout)
-        if self._offload is not None:
-            self._offload.close(timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-async def wait_for(future: concurrent.futures.Future[None]) -> None:
-    """
-    Await a writer's *future* without blocking the event loop.
-
-    A future that is done already costs no wake-up of the loop; the many
-    requests of one loop that wait for one batch share one wake-up.
-    Cancelling the caller never cancels *future*.
-
-    Raises:
-        StoreError: the future failed.
-    """
-    if future.done():
-        future.result()
-        return
-    loop = asyncio.get_running_loop()
-    twin = _TWINS.get(future)
-    if twin is None or twin.get_loop() is not loop:
-        twin = _TWINS[future] = asyncio.wrap_future(future, loop=loop)
-    await asyncio.shield(twin)
-
-
-#: The event-loop future of each writer future that a loop awaits.
-_TWINS: weakref.WeakKeyDictionary[
-    concurrent.futures.Future[None], asyncio.Future[None]
-] = weakref.WeakKeyDictionary()
-
-
 def _copy(error: StoreError) -> StoreError:
     # Each waiter gets its own exception: one raised in several threads at
     # once would share (and garble) its traceback.
@@ -696,10 +569,4 @@ def _close_all() -> None:
                 writer._log.error("at exit: %s", exc)  # noqa: SLF001
 
 
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
-    for writer in list(_WRITERS):
-        writer._forked()  # noqa: SLF001
-
-
 atexit.register(_close_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH, MAX_TENANT_ID_BYTES
+from zerfoo_cloud._fork import on_fork
 from zerfoo_cloud.errors import InvalidConfigError
 
 __all__ = [
@@ -55,7 +56,7 @@ class _RequestIds:
         self._reset()
         # A forked child must not repeat its parent's ids; checking the pid
         # on every call would cost a system call.
-        os.register_at_fork(after_in_child=self._reset)
+        on_fork(self._reset)
 
     def _reset(self) -> None:
         self._prefix = os.urandom(4).hex()

@@ -17,19 +17,21 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
+from zerfoo_cloud._pool_options import PoolOptions
 from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
 from zerfoo_cloud.stores.lmdb import LMDBStores
@@ -67,8 +69,19 @@ def _str_dict(pairs: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs.items()}
 
 
+_Options = TypeVar("_Options", UpstreamOptions, PoolOptions)
+
+
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, str):
+        return (values,)
+    return tuple(str(v) for v in values)
+
+
 #: The connection pool options ``serve`` uses unless told otherwise.
 _UPSTREAM_DEFAULTS = UpstreamOptions()
+#: The replica pool options ``serve`` uses unless told otherwise.
+_POOL_DEFAULTS = PoolOptions()
 
 
 @attrs.frozen
@@ -81,6 +94,9 @@ class ServeConfig:
         app: the inference app as ``module:attribute`` (ASGI or WSGI), or
             ``None`` with *upstream*.
         upstream: the base URL of a remote OpenAI-compatible server.
+        upstreams: the replicas of a pool routed by model (``URL`` or
+            ``MODEL=URL`` each, see `zerfoo_cloud.http.pooled_proxy`),
+            instead of one *upstream*.
         durable: send each response's last byte only once its billing record
             and audit entry are durable (``False``: do not wait, and lose
             the last few milliseconds of records in a crash).
@@ -102,7 +118,11 @@ class ServeConfig:
         upstream_connect_timeout, upstream_read_timeout,
         upstream_write_timeout, upstream_pool_timeout,
         upstream_max_connections, upstream_keepalive_timeout: the
-            `UpstreamOptions` of the connection pool to *upstream*.
+            `UpstreamOptions` of the connection pool to *upstream* (or to
+            each of *upstreams*).
+        upstream_eject_after, upstream_eject_cooldown,
+        upstream_probe_interval, upstream_probe_timeout,
+        upstream_discovery_interval: the `PoolOptions` of *upstreams*.
 
     .. versionadded:: 0.1.0
     """
@@ -110,6 +130,7 @@ class ServeConfig:
     db: str
     app: str | None = None
     upstream: str | None = None
+    upstreams: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     durable: bool = True
     max_body_bytes: int = 32 * 1024 * 1024
     metrics: bool = True
@@ -127,9 +148,15 @@ class ServeConfig:
     upstream_pool_timeout: float = _UPSTREAM_DEFAULTS.pool_timeout
     upstream_max_connections: int = _UPSTREAM_DEFAULTS.max_connections
     upstream_keepalive_timeout: float = _UPSTREAM_DEFAULTS.keepalive_timeout
+    upstream_eject_after: int = _POOL_DEFAULTS.eject_after
+    upstream_eject_cooldown: float = _POOL_DEFAULTS.eject_cooldown
+    upstream_probe_interval: float = _POOL_DEFAULTS.probe_interval
+    upstream_probe_timeout: float = _POOL_DEFAULTS.probe_timeout
+    upstream_discovery_interval: float = _POOL_DEFAULTS.discovery_interval
 
     def __attrs_post_init__(self) -> None:
-        if (self.app is None) == (self.upstream is None):
+        served = (self.app, self.upstream, self.upstreams or None)
+        if sum(part is not None for part in served) != 1:
             msg = "serve either an app (module:attribute) or an --upstream URL, not both or neither"
             raise InvalidConfigError(msg, field="app")
         if self.saml and not self.public_url:
@@ -145,6 +172,9 @@ class ServeConfig:
             msg = f"header_timeout must be zero or more, not {self.header_timeout}"
             raise InvalidConfigError(msg, field="header_timeout")
         self.upstream_options()
+        self.pool_options()
+        if self.upstreams:
+            parse_upstreams(self.upstreams)
 
     def upstream_options(self) -> UpstreamOptions:
         """
@@ -153,14 +183,21 @@ class ServeConfig:
         Raises:
             InvalidConfigError: one of them is out of range.
         """
-        return UpstreamOptions(
-            connect_timeout=self.upstream_connect_timeout,
-            read_timeout=self.upstream_read_timeout,
-            write_timeout=self.upstream_write_timeout,
-            pool_timeout=self.upstream_pool_timeout,
-            max_connections=self.upstream_max_connections,
-            keepalive_timeout=self.upstream_keepalive_timeout,
-        )
+        return self._prefixed(UpstreamOptions)
+
+    def pool_options(self) -> PoolOptions:
+        """
+        The ejection, probing and discovery settings of the replica pool.
+
+        Raises:
+            InvalidConfigError: one of them is out of range.
+        """
+        return self._prefixed(PoolOptions)
+
+    def _prefixed(self, kind: type[_Options]) -> _Options:
+        """A *kind* made of this configuration's ``upstream_*`` fields."""
+        fields = attrs.fields_dict(kind)
+        return kind(**{name: getattr(self, "upstream_" + name) for name in fields})
 
     def to_env(self) -> str:
         """
@@ -280,15 +317,13 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     """
     env = os.environ if environ is None else environ
     closers: list[Any] = []
-    proxy: Any = None
-    if config.upstream is not None:
-        from zerfoo_cloud.http.proxy import UpstreamProxy
+    metrics = None
+    if config.metrics:
+        from zerfoo_cloud.metrics import Metrics
 
-        proxy = UpstreamProxy(
-            config.upstream,
-            api_key=env.get(UPSTREAM_KEY_ENV) or None,
-            **attrs.asdict(config.upstream_options()),
-        )
+        metrics = Metrics(tenant_labels=config.metrics_tenant_labels)
+    proxy = _proxy(config, env.get(UPSTREAM_KEY_ENV) or None, metrics)
+    if proxy is not None:
         app: Any = proxy
         closers.append(proxy.aclose)
     else:
@@ -299,48 +334,13 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
                 from a2wsgi import WSGIMiddleware
 
             app = WSGIMiddleware(app)
-    stores = LMDBStores.open(config.db)
+    # Billing and audit committed from one writer process, off the serving
+    # threads.
+    stores = LMDBStores.open(config.db, writer_process=True)
     tenants = TenantManager(stores.tenants, limits=stores.limits)
-    meter = TokenMeter(stores.billing, offload=True)
-    audit = AuditLogger(
-        stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None, offload=True
-    )
-    # The admin API needs the web extra (Starlette); `serve` checks it first.
-    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
-
-    sso: dict[str, Any] = {}
-    sessions = None
-    if config.saml:
-        from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
-
-        secret = env.get(SESSION_SECRET_ENV, "")
-        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
-            raise InvalidConfigError(msg, field="session_secret")
-        sessions = SessionSigner(secret.encode())
-        base = (config.public_url or "").rstrip("/")
-        for tenant_id, path in config.saml.items():
-            metadata = parse_saml_metadata(Path(path).read_bytes())
-            sso[tenant_id] = SAMLProvider(
-                metadata,
-                tenant_id,
-                sp_entity_id=f"{base}/sso/saml/{tenant_id}/metadata",
-                acs_url=f"{base}/sso/saml/{tenant_id}/acs",
-                replay_cache=stores.replay,
-            )
-    admin = AdminAPI(
-        tenants,
-        meter=meter,
-        audit=audit,
-        admin_key_hashes=_admin_hashes(env),
-        sessions=sessions,
-        sso=sso or None,
-    )
-    metrics = None
-    if config.metrics:
-        from zerfoo_cloud.metrics import Metrics
-
-        metrics = Metrics(tenant_labels=config.metrics_tenant_labels)
+    meter = TokenMeter(stores.billing)
+    audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
+    admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
     server = CloudServer(
         app,
         tenants,
@@ -364,6 +364,73 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         server.handler(),
         closers,
         _routes(config, env, stores, proxy, metrics),
+    )
+
+
+def _proxy(config: ServeConfig, upstream_key: str | None, metrics: Any) -> Any:
+    """The upstream proxy of *config* (one upstream or a pool), or ``None``."""
+    if config.upstream is not None:
+        from zerfoo_cloud.http.proxy import UpstreamProxy
+
+        return UpstreamProxy(
+            config.upstream,
+            api_key=upstream_key,
+            **attrs.asdict(config.upstream_options()),
+        )
+    if config.upstreams:
+        from zerfoo_cloud._upstream_metrics import UpstreamMetrics
+        from zerfoo_cloud.http.pooled_proxy import PooledProxy
+
+        return PooledProxy(
+            config.upstreams,
+            api_key=upstream_key,
+            observer=None if metrics is None else UpstreamMetrics(metrics.registry),
+            **attrs.asdict(config.upstream_options()),
+            **attrs.asdict(config.pool_options()),
+        )
+    return None
+
+
+def _admin_api(
+    config: ServeConfig,
+    env: Mapping[str, str],
+    stores: Any,
+    *,
+    tenants: TenantManager,
+    meter: TokenMeter,
+    audit: AuditLogger,
+) -> Any:
+    """The admin API, with SAML login for the tenants of ``--saml``."""
+    # The admin API needs the web extra (Starlette); `serve` checks it first.
+    from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+
+    sso: dict[str, Any] = {}
+    sessions = None
+    if config.saml:
+        from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
+
+        secret = env.get(SESSION_SECRET_ENV, "")
+        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
+            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            raise InvalidConfigError(msg, field="session_secret")
+        sessions = SessionSigner(secret.encode())
+        base = (config.public_url or "").rstrip("/")
+        for tenant_id, path in config.saml.items():
+            metadata = parse_saml_metadata(Path(path).read_bytes())
+            sso[tenant_id] = SAMLProvider(
+                metadata,
+                tenant_id,
+                sp_entity_id=f"{base}/sso/saml/{tenant_id}/metadata",
+                acs_url=f"{base}/sso/saml/{tenant_id}/acs",
+                replay_cache=stores.replay,
+            )
+    return AdminAPI(
+        tenants,
+        meter=meter,
+        audit=audit,
+        admin_key_hashes=_admin_hashes(env),
+        sessions=sessions,
+        sso=sso or None,
     )
 
 

@@ -13,16 +13,10 @@ from hypothesis import strategies as st
 
 from zerfoo_cloud import InvalidConfigError, report_usage
 from zerfoo_cloud.http._json import parse_json
-from zerfoo_cloud.http._usage import (
-    JSON_BUFFER_LIMIT,
-    USAGE_KEY,
-    JSONUsageScanner,
-    ResponseMeter,
-    SSEUsageParser,
-    Usage,
-    UsageSlot,
-    usage_from_mapping,
-)
+from zerfoo_cloud.http._json_usage import JSONUsageScanner
+from zerfoo_cloud.http._response_meter import JSON_BUFFER_LIMIT, ResponseMeter
+from zerfoo_cloud.http._sse_usage import SSEUsageParser
+from zerfoo_cloud.http._usage import USAGE_KEY, Usage, UsageSlot, usage_from_mapping
 
 # -- strategies ---------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from tests.http._support import wait_until
 from zerfoo_cloud import AuditLogger, TokenMeter
 from zerfoo_cloud.http import asgi, wsgi
 from zerfoo_cloud.http._policy import Policy
-from zerfoo_cloud.http._usage import ResponseMeter, UsageSlot
+from zerfoo_cloud.http._response_meter import ResponseMeter
+from zerfoo_cloud.http._usage import UsageSlot
 from zerfoo_cloud.metrics import InFlight, Metrics
 from zerfoo_cloud.tenants import Tenant
 

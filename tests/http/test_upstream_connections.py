@@ -20,7 +20,7 @@ import pytest
 from tests._sockets import connections_to
 from tests.http._invariant import Service
 from tests.http._support import wait_until
-from zerfoo_cloud.http._usage import ResponseMeter
+from zerfoo_cloud.http._response_meter import ResponseMeter
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "toy-1", "messages": [{"role": "user", "content": "hi"}]}

@@ -30,8 +30,8 @@ from zerfoo_cloud import (
     TenantNotFoundError,
     generate_api_key,
 )
-from zerfoo_cloud.stores import lmdb as lmdb_module
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb import _stores as lmdb_module
 
 pytestmark = pytest.mark.lmdb
 

@@ -30,9 +30,9 @@ from zerfoo_cloud.errors import (
     StoreFullError,
 )
 from zerfoo_cloud.metering import BillingRecord, TokenMeter
-from zerfoo_cloud.stores import _lmdb_audit
-from zerfoo_cloud.stores._lmdb_keys import TIME, tenant_prefix, time_key
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb import _audit as _lmdb_audit
+from zerfoo_cloud.stores.lmdb._keys import TIME, tenant_prefix, time_key
 from zerfoo_cloud.tenants import generate_api_key
 
 pytestmark = pytest.mark.lmdb

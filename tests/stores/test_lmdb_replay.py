@@ -13,8 +13,8 @@ import pytest
 
 from tests.stores._replay_workers import add_in_child
 from zerfoo_cloud.errors import CorruptRecordError
-from zerfoo_cloud.stores._lmdb_replay import PURGE_BATCH
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb._replay import PURGE_BATCH
 
 pytestmark = pytest.mark.lmdb
 

@@ -13,33 +13,32 @@ from typing import TYPE_CHECKING
 
 from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
-from zerfoo_cloud._offload import AuditCommit
+from zerfoo_cloud._queued_writing import QueuedWriting
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
-    QueuedWriting,
     choose_linger,
     in_background,
 )
-from zerfoo_cloud.audit.actions import AuditAction, AuditResult
-from zerfoo_cloud.audit.chain import _Linker
-from zerfoo_cloud.audit.cleaning import _optional_utc
-from zerfoo_cloud.audit.entry import (
+from zerfoo_cloud.audit.verify import verify_chain
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
+from zerfoo_cloud.audit_records.chain import _Linker
+from zerfoo_cloud.audit_records.cleaning import _optional_utc
+from zerfoo_cloud.audit_records.entry import (
     _MAX_STATUS,
     AuditEntry,
     _with_chain,
     make_entry,
 )
-from zerfoo_cloud.audit.verify import verify_chain
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.stores.protocols import ChainedAuditStore
+from zerfoo_cloud.stores.protocols import ChainedAuditStore, CommittingAuditStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
-    from zerfoo_cloud.audit.chain import ChainLink
     from zerfoo_cloud.audit.verify import AuditVerification
+    from zerfoo_cloud.audit_records.chain import ChainLink
     from zerfoo_cloud.stores.protocols import AuditStore
 
 __all__ = ["MIN_SECRET_BYTES", "AuditLogger"]
@@ -78,6 +77,14 @@ class AuditLogger(QueuedWriting):
     *secret* when given, else SHA-256), `verify` checks the chain and `purge`
     drops old entries. Other stores keep entries unchained.
 
+    A store may append the batches itself
+    (`zerfoo_cloud.stores.protocols.CommittingAuditStore`): an LMDB store
+    set opened with ``writer_process=True`` appends them from a writer
+    process, which gets the secret over a pipe, never on its command line
+    or in its environment; a batch sent again after the process died is
+    recognised by the store, so no entry is stored twice; `query`, `verify`
+    and `purge` still run in this process, and `close` stops the process.
+
     Args:
         store: where entries go.
         secret: the chain key, at least `MIN_SECRET_BYTES` bytes; keep it
@@ -88,22 +95,13 @@ class AuditLogger(QueuedWriting):
         max_batch: at most this many entries per transaction.
         max_pending: at most this many entries queued; past it `log` raises.
         retry_interval: seconds between retries after a store failure.
-        offload: append each batch from a writer process (LMDB stores
-            only), as `zerfoo_cloud.metering.TokenMeter`'s *offload* does:
-            one process and about 0.2 s at the first append buy the serving
-            threads tens of microseconds per request under load. The
-            process gets the secret over a pipe, never on its command line
-            or in its environment; a batch sent again after the process
-            died is recognised by the store, so no entry is stored twice;
-            `query`, `verify` and `purge` still run in this process.
         linger: seconds the writer thread lets entries gather before it
             appends a batch, as `zerfoo_cloud.metering.TokenMeter`'s
-            *linger*: by default 0.005, or 0.05 with *offload*.
+            *linger*: by default 0.005, or the store's committer's (0.05
+            with the LMDB writer process).
 
     Raises:
-        InvalidConfigError: a bad option (a short secret); ``offload=True``
-            with a store that is not
-            `zerfoo_cloud.stores.lmdb.LMDBAuditStore`.
+        InvalidConfigError: a bad option (a short secret).
 
     .. versionadded:: 0.1.0
     """
@@ -118,7 +116,6 @@ class AuditLogger(QueuedWriting):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_pending: int = DEFAULT_MAX_PENDING,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
-        offload: bool = False,
         linger: float | None = None,
     ) -> None:
         self.store = store
@@ -126,11 +123,16 @@ class AuditLogger(QueuedWriting):
         self._key = _secret_key(secret)
         self._linker = _Linker(self._key)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
-        self._offload = None
-        if offload:
-            self._offload = AuditCommit(store, self._key)
+        committer = (
+            store.committer(self._key)
+            if isinstance(store, CommittingAuditStore)
+            else None
+        )
+        self._committer = committer
+        # The committer makes entries from checked fields: queue those.
+        self._fields = committer is not None and committer.takes_fields
         self._writer: BatchWriter[AuditEntry] = BatchWriter(
-            self._offload
+            committer
             or (
                 self._append_chained if self._chained is not None else self._append_each
             ),
@@ -140,7 +142,7 @@ class AuditLogger(QueuedWriting):
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
-            linger=choose_linger(linger, offload=offload),
+            linger=choose_linger(linger, committer),
             logger=_log,
         )
         self._writers = (self._writer,)
@@ -210,8 +212,9 @@ class AuditLogger(QueuedWriting):
         The same as ``log(AuditEntry(None, tenant_id, action, result,
         resource, status_code, method, path, remote_addr))`` (the keyword
         arguments are those fields), cleaning included: the entry is made
-        once, with `make_entry`; with ``offload=True`` the fields are
-        checked here and the entry made in the writer process. The HTTP
+        once, with `make_entry`; with a store whose committer takes fields
+        (the LMDB writer process) the fields are checked here and the entry
+        made by the committer. The HTTP
         layer calls it once per request.
 
         Raises:
@@ -222,7 +225,7 @@ class AuditLogger(QueuedWriting):
         """
         now = self.clock()
         if (
-            self._offload is not None
+            self._fields
             and type(action) is AuditAction
             and type(result) is AuditResult
             and type(tenant_id) is str

@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._metrics_endpoint import MetricsPortServer, metrics_token
+from zerfoo_cloud._pool_options import PoolOptions
 from zerfoo_cloud._serve_runtime import (
     LOOP_CHOICES,
     PARSER_CHOICES,
@@ -68,14 +71,22 @@ _UPSTREAM_HELP = {
     "pool_timeout": "Seconds a request waits for a free upstream connection before 503.",
     "max_connections": "Requests in flight to the upstream at most (per worker).",
     "keepalive_timeout": "Seconds an idle upstream connection is kept for reuse.",
+    "eject_after": "Connect failures in a row that eject a replica of a pool.",
+    "eject_cooldown": "Seconds an ejected replica gets no request before it is probed.",
+    "probe_interval": "Seconds between probes of ejected replicas.",
+    "probe_timeout": "Seconds a probe or a read of a replica's /v1/models may take.",
+    "discovery_interval": "Seconds between reads of each replica's /v1/models.",
 }
 
 
 def _upstream_options(command: Any) -> Any:
-    """Add an ``--upstream-*`` option for each field of `UpstreamOptions`."""
-    defaults = UpstreamOptions()
+    """
+    Add an ``--upstream-*`` option for each field of `UpstreamOptions` and
+    `PoolOptions`.
+    """
+    defaults = {**attrs.asdict(UpstreamOptions()), **attrs.asdict(PoolOptions())}
     for field, text in reversed(_UPSTREAM_HELP.items()):
-        default = getattr(defaults, field)
+        default = defaults[field]
         kind = (
             click.IntRange(1)
             if isinstance(default, int)
@@ -95,8 +106,10 @@ def _upstream_options(command: Any) -> Any:
 @click.argument("app", required=False, metavar="[MODULE:APP]")
 @click.option(
     "--upstream",
-    metavar="URL",
-    help="Proxy to this OpenAI-compatible server instead of an app.",
+    multiple=True,
+    metavar="URL|MODEL=URL",
+    help="Proxy to this OpenAI-compatible server instead of an app; repeat for a "
+    "pool routed by model (URL: its models are read from its /v1/models).",
 )
 @_upstream_options
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -193,7 +206,7 @@ def serve(
     obj: _Context,
     /,
     app: str | None,
-    upstream: str | None,
+    upstream: tuple[str, ...],
     host: str,
     port: int,
     workers: int,
@@ -230,19 +243,23 @@ def serve(
     if not obj.db:
         msg = f"no store given: pass --db PATH or set {DB_ENV}"
         raise click.UsageError(msg)
-    if upstream is not None and not upstream.startswith(("http://", "https://")):
-        msg = f"--upstream must be an http:// or https:// URL, not {upstream!r}"
-        raise click.UsageError(msg)
+    for spec in upstream:
+        if "=" not in spec and not spec.startswith(("http://", "https://")):
+            msg = f"--upstream must be an http:// or https:// URL, not {spec!r}"
+            raise click.UsageError(msg)
     # Fail here, in one line, if the loop or parser named is not installed.
     event_loop = resolve_loop(loop)
     parser = resolve_parser(http_parser)
     token = metrics_token()
     exposed = metrics and (metrics_port is not None or token is not None)
-    _import_features(upstream=upstream is not None, saml=bool(saml), metrics=exposed)
+    _import_features(upstream=bool(upstream), saml=bool(saml), metrics=exposed)
+    # One bare URL is proxied as it is; several, or a model map, make a pool.
+    single = len(upstream) == 1 and upstream[0].startswith(("http://", "https://"))
     config = ServeConfig(
         db=str(Path(obj.db).resolve()),
         app=app,
-        upstream=upstream,
+        upstream=upstream[0] if single else None,
+        upstreams=() if single else upstream,
         durable=durable,
         max_body_bytes=max_body_bytes,
         metrics=exposed,
@@ -270,7 +287,7 @@ def serve(
     LMDBStores.open(config.db).close()  # fail here if the store cannot be opened
     click.echo(
         redact_text(
-            f"serving {app or upstream} on http://{host}:{port} with {workers} "
+            f"serving {app or ' '.join(upstream)} on http://{host}:{port} with {workers} "
             f"worker(s) on {event_loop} and {parser}; store {config.db}"
         ),
         err=True,

@@ -6,7 +6,8 @@ The HTTP layer of zerfoo-cloud: wrap any OpenAI-compatible ASGI or WSGI app.
 `report_usage`. See ``docs/http.md``.
 
 `zerfoo_cloud.http.proxy.UpstreamProxy` forwards requests to a remote
-OpenAI-compatible server. See ``docs/proxy.md``.
+OpenAI-compatible server, and `zerfoo_cloud.http.pooled_proxy.PooledProxy`
+to a pool of them, routed by model. See ``docs/proxy.md``.
 `zerfoo_cloud.http.admin.AdminAPI` serves the admin API and SAML login for
 tenant admins, on Starlette (the ``web`` extra); the modules here never
 import it. See ``docs/admin.md``.

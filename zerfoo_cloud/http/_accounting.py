@@ -9,9 +9,10 @@ given (their writer threads commit it in batches), so they are called in
 place, on the event loop too. In durable mode (the default of
 `zerfoo_cloud.CloudServer`) the response then waits, without blocking the
 loop, for the commit that holds its records: requests finishing together
-share that commit (group commit), so each costs a wake-up, not an fsync. The recorder may be slow (a file, a broker): it
-is called from one background thread per process, fed through a deque, so
-queueing an event costs no system call and no thread switch. A write that
+share that commit (group commit), so each costs a wake-up, not an fsync.
+The recorder may be slow (a file, a broker): its events take the one route
+of usage events (`zerfoo_cloud.metering.usage_events.UsageEvents`, the
+meter's when it has one), handed over by a background thread. A write that
 fails is logged on the ``zerfoo_cloud.http`` logger and counted, and never
 disturbs the response.
 """
@@ -19,16 +20,11 @@ disturbs the response.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import collections
 import logging
-import os
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from zerfoo_cloud._offload import share_writer_process
-from zerfoo_cloud._writer import wait_for
+from zerfoo_cloud._queued_writing import wait_for
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.errors import CloudError, StoreError
 from zerfoo_cloud.http._policy import (
@@ -39,35 +35,36 @@ from zerfoo_cloud.http._policy import (
 )
 from zerfoo_cloud.http._settlement import refusal_record
 from zerfoo_cloud.metering import UsageEvent, new_request_id
+from zerfoo_cloud.metering.usage_events import Recipient, UsageEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.audit import AuditLogger
     from zerfoo_cloud.http._policy import ErrorResponse, Policy
     from zerfoo_cloud.metering import TokenMeter, UsageRecorder
     from zerfoo_cloud.tenants import Tenant
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "REQUEST_ID_KEY", "Accounting", "refuse_safely"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "MODEL_KEY",
+    "REQUEST_ID_KEY",
+    "Accounting",
+    "refuse_safely",
+]
 
 #: The key under which the adapters tell the app the request's id (ASGI:
 #: ``scope["state"]``; WSGI: the environ): the ``x-request-id`` of its
 #: response and the id of its billing record.
 REQUEST_ID_KEY = "zerfoo_cloud.request_id"
+#: The key under which `zerfoo_cloud.http.asgi.CloudMiddleware` tells the app
+#: (in ``scope["state"]``) the model the policy read from the request and
+#: checked against the tenant's allow list (``""`` when it names none).
+MODEL_KEY = "zerfoo_cloud.model"
 #: The status audited for a request whose client left before its body was
 #: read (nginx's 499): no response was sent.
 CLIENT_CLOSED_REQUEST = 499
 
 _log = logging.getLogger("zerfoo_cloud.http")
-#: How long the exit hook waits for queued accounting to be written.
-_EXIT_DRAIN_SECONDS = 10.0
-#: The accounting thread looks for work this often while busy, and backs
-#: off to `_MAX_PAUSE` while idle; callers that wait wake it at once.
-_MIN_PAUSE = 0.005
-_MAX_PAUSE = 0.1
-
-_Job = tuple["Callable[..., None]", tuple[Any, ...]]
 
 
 def refuse_safely(  # noqa: PLR0917 - the whole of one refusal
@@ -108,72 +105,6 @@ def refuse_safely(  # noqa: PLR0917 - the whole of one refusal
     )
 
 
-class _Worker:
-    """
-    One daemon thread that runs jobs in order; restarted in a forked child,
-    drained at interpreter exit.
-
-    Jobs are appended to a deque that the thread drains every few
-    milliseconds (sooner when a caller waits), so queueing a job costs no
-    system call and no thread switch per request.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: collections.deque[_Job] = collections.deque()
-        self._wake = threading.Event()
-        self._pid = 0
-
-    def put(self, job: _Job, *, urgent: bool = False) -> None:
-        if self._pid != os.getpid():
-            self._start()
-        self._jobs.append(job)
-        if urgent:
-            self._wake.set()
-
-    def _start(self) -> None:
-        with self._lock:
-            pid = os.getpid()
-            if self._pid == pid:
-                return
-            # Jobs inherited from a parent process are the parent's to run.
-            self._jobs = collections.deque()
-            self._wake = threading.Event()
-            thread = threading.Thread(
-                target=self._run,
-                args=(self._jobs, self._wake),
-                name="zerfoo-cloud-usage-events",
-                daemon=True,
-            )
-            thread.start()
-            self._pid = pid
-            atexit.register(self.drain, _EXIT_DRAIN_SECONDS)
-
-    @staticmethod
-    def _run(jobs: collections.deque[_Job], wake: threading.Event) -> None:
-        pause = _MIN_PAUSE
-        while True:
-            wake.wait(pause)
-            wake.clear()
-            pause = _MIN_PAUSE if jobs else min(pause * 2, _MAX_PAUSE)
-            while jobs:
-                fn, args = jobs.popleft()
-                try:
-                    fn(*args)
-                except Exception:  # noqa: BLE001 # pragma: no cover - jobs catch their own
-                    _log.exception("accounting job failed")
-
-    def drain(self, timeout: float | None = None) -> bool:
-        """
-        Wait until every job queued before the call has run; ``False`` on timeout.
-        """
-        if self._pid != os.getpid():
-            return True
-        done = threading.Event()
-        self.put((done.set, ()), urgent=True)
-        return done.wait(timeout)
-
-
 class Accounting:
     """
     Records each finished request: billing, usage event, audit entry.
@@ -182,7 +113,9 @@ class Accounting:
         meter: where billing records go (``None``: none are made).
         audit: where audit entries go (``None``: none are made).
         recorder: publish one `UsageEvent` per request here too, unless it is
-            the meter's own recorder (which already gets one).
+            the meter's own recorder (which already gets one), through the
+            meter's `TokenMeter.usage_events` if it has them, else through
+            a `UsageEvents` of its own.
         clock: the time source of usage events.
 
     .. versionadded:: 0.1.0
@@ -198,14 +131,18 @@ class Accounting:
     ) -> None:
         self.meter = meter
         self.audit = audit
-        own = getattr(meter, "recorder", None)
-        self.recorder = None if recorder is None or recorder is own else recorder
         self.clock = clock
         self.failures = 0
-        self._worker = _Worker()
-        # Billing records and audit entries through one writer process and
-        # one transaction, where both go to the same LMDB store.
-        share_writer_process(meter, audit)
+        events: UsageEvents | None = getattr(meter, "usage_events", None)
+        if recorder is not None and events is not None and events.includes(recorder):
+            recorder = None  # the meter's own: it gets the meter's event
+        self.recorder = recorder
+        self._recipients: tuple[Recipient, ...] = ()
+        if recorder is not None:
+            self._recipients = (Recipient(recorder, self._recorder_failed),)
+            if events is None:
+                events = UsageEvents(logger=_log)
+        self._events = events
 
     def account(self, finished: Finished) -> None:
         """
@@ -240,7 +177,7 @@ class Accounting:
                     )
                 except Exception as exc:  # noqa: BLE001 - logged and counted; the response goes on
                     self._failed(describe_failure("billing record", exc), finished)
-            if self.recorder is not None:
+            if self._events is not None and self._recipients:
                 try:
                     event = UsageEvent(
                         finished.tenant_id,
@@ -249,7 +186,7 @@ class Accounting:
                         usage.completion_tokens,
                         int(self.clock()),
                     )
-                    self._worker.put((self._publish, (event,)))
+                    self._events.publish(event, self._recipients)
                 except Exception as exc:  # noqa: BLE001 - logged and counted
                     self._failed(describe_failure("usage event", exc), finished)
         audit = self.audit
@@ -272,12 +209,9 @@ class Accounting:
             except Exception as exc:  # noqa: BLE001 - logged and counted
                 self._failed(describe_failure("audit entry", exc), finished)
 
-    def _publish(self, event: UsageEvent) -> None:
-        assert self.recorder is not None
-        try:
-            self.recorder.record(event)
-        except Exception as exc:  # noqa: BLE001 - logged and counted
-            self._failed(describe_failure("usage event", exc), None)
+    def _recorder_failed(self, why: str) -> None:
+        # In the usage events' thread: the recorder raised *why*.
+        self.note_failure(f"usage event ({why})", None)
 
     def _failed(self, what: str, finished: Finished | None) -> None:
         self.note_failure(what, None if finished is None else finished.request_id)
@@ -372,4 +306,5 @@ class Accounting:
         Wait until every queued usage event has been published; ``False`` on
         timeout.
         """
-        return self._worker.drain(timeout)
+        events = self._events
+        return True if events is None else events.flush(timeout)

@@ -75,7 +75,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-    from zerfoo_cloud.http._usage import ResponseMeter, Usage, UsageSlot
+    from zerfoo_cloud.http._response_meter import ResponseMeter
+    from zerfoo_cloud.http._usage import Usage, UsageSlot
     from zerfoo_cloud.tenants import Tenant, TenantManager
 
 __all__ = [

@@ -43,6 +43,7 @@ class Exchange:
         "receive",
         "request_id",
         "send",
+        "started",
         "task",
     )
 
@@ -53,6 +54,8 @@ class Exchange:
         self.task = asyncio.current_task()
         self.body_done: asyncio.Event | None = None
         self.bytes_sent = 0
+        #: Whether the response's status and headers went to the client.
+        self.started = False
         self.client_gone = False
         self.finished = False
 

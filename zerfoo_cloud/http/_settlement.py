@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from zerfoo_cloud.http._request_info import RequestInfo
-    from zerfoo_cloud.http._usage import ResponseMeter, UsageSlot
+    from zerfoo_cloud.http._response_meter import ResponseMeter
+    from zerfoo_cloud.http._usage import UsageSlot
     from zerfoo_cloud.limits import Decision
     from zerfoo_cloud.tenants import Tenant
 

@@ -22,6 +22,7 @@ from zerfoo_cloud.errors import (
 )
 from zerfoo_cloud.http._accounting import (
     CLIENT_CLOSED_REQUEST,
+    MODEL_KEY,
     REQUEST_ID_KEY,
     Accounting,
     refuse_safely,
@@ -44,12 +45,8 @@ from zerfoo_cloud.http._policy import (
     metering_finisher,
     new_request_id,
 )
-from zerfoo_cloud.http._usage import (
-    TENANT_KEY,
-    USAGE_KEY,
-    ResponseMeter,
-    UsageSlot,
-)
+from zerfoo_cloud.http._response_meter import ResponseMeter
+from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, UsageSlot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -509,6 +506,7 @@ class CloudMiddleware:
             state[USAGE_KEY] = slot
             state[TENANT_KEY] = tenant.id
             state[REQUEST_ID_KEY] = request_id
+            state[MODEL_KEY] = info.model
             if info.rewritten:
                 _with_content_length(scope, len(info.body))
 

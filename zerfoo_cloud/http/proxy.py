@@ -303,11 +303,15 @@ class UpstreamProxy:
             )
         return self._client
 
+    async def _open(self) -> None:
+        """Open the connection pool (on lifespan startup)."""
+        self._upstream().open()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._upstream().open()
+                await self._open()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -328,9 +332,7 @@ class UpstreamProxy:
         if (unquote(raw_path) if "%" in raw_path else raw_path) != path:
             # Mounted under a prefix, or no raw path: rebuild it from path.
             raw_path = quote(path, safe=PATH_SAFE)
-        target = self._target(
-            raw_path, scope.get("query_string", b"").decode("latin-1")
-        )
+        path_query = (raw_path, scope.get("query_string", b"").decode("latin-1"))
         exchange = Exchange(receive, send, request_id)
         try:
             content = await exchange.request_content()
@@ -340,7 +342,7 @@ class UpstreamProxy:
         headers = self._request_headers(scope["headers"])
         watcher = asyncio.get_running_loop().create_task(exchange.watch_disconnect())
         try:
-            await self._forward(scope["method"], target, headers, content, exchange)
+            await self._dispatch(scope, path_query, headers, content, exchange)
         except asyncio.CancelledError:
             if not exchange.client_gone:
                 raise
@@ -351,6 +353,19 @@ class UpstreamProxy:
         if exchange.client_gone:
             self._client_left()
 
+    async def _dispatch(
+        self,
+        scope: Scope,
+        path_query: tuple[str, str],
+        headers: list[tuple[str, str]],
+        content: bytes | AsyncIterator[bytes],
+        exchange: Exchange,
+    ) -> None:
+        """Send the request on: *path_query* is the raw path and the query."""
+        await self._forward(
+            scope["method"], self._target(*path_query), headers, content, exchange
+        )
+
     async def _forward(
         self,
         method: str,
@@ -359,36 +374,30 @@ class UpstreamProxy:
         content: bytes | AsyncIterator[bytes],
         exchange: Exchange,
     ) -> None:
-        started = False
         try:
             async with self._upstream().send(
                 method, target, headers, content
             ) as response:
-                await exchange.send(
-                    {
-                        "type": "http.response.start",
-                        "status": response.status,
-                        "headers": strip_headers(
-                            response.raw_headers, RESPONSE_ONLY_HEADERS
-                        ),
-                    }
-                )
-                started = True
-                await _relay(response.content, exchange)
+                await pass_on(response, exchange)
         except UPSTREAM_ERRORS as exc:
             if exchange.client_gone:
                 return
-            await self._failed(exc, exchange, started=started)
+            await self._failed(exc, exchange, started=exchange.started)
 
     async def _failed(
-        self, exc: BaseException, exchange: Exchange, *, started: bool
+        self,
+        exc: BaseException,
+        exchange: Exchange,
+        *,
+        started: bool,
+        upstream: str | None = None,
     ) -> None:
         status, code = upstream_error_status(exc)
         self._counts[code] += 1
         if not started:
             _logger.warning(
                 "upstream %s failed before responding (%s): %s",
-                self.base_url,
+                upstream or self.base_url,
                 code,
                 type(exc).__name__,
             )
@@ -399,7 +408,7 @@ class UpstreamProxy:
         self._counts["mid_stream_failures"] += 1
         _logger.warning(
             "upstream %s failed after %d response bytes (%s): %s",
-            self.base_url,
+            upstream or self.base_url,
             exchange.bytes_sent,
             code,
             type(exc).__name__,
@@ -421,6 +430,22 @@ class UpstreamProxy:
     def _client_left(self) -> None:
         self._counts["client_disconnects"] += 1
         _logger.debug("client left before its response from %s ended", self.base_url)
+
+
+async def pass_on(response: aiohttp.ClientResponse, exchange: Exchange) -> None:
+    """
+    Send *response* on to the client: its status and headers (less those
+    the proxy drops), then its body as it arrives.
+    """
+    await exchange.send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": strip_headers(response.raw_headers, RESPONSE_ONLY_HEADERS),
+        }
+    )
+    exchange.started = True
+    await _relay(response.content, exchange)
 
 
 async def _relay(content: aiohttp.StreamReader, exchange: Exchange) -> None:

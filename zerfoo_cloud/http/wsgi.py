@@ -39,7 +39,8 @@ from zerfoo_cloud.http._policy import (
     metering_finisher,
     new_request_id,
 )
-from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, ResponseMeter, UsageSlot
+from zerfoo_cloud.http._response_meter import ResponseMeter
+from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, UsageSlot
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator

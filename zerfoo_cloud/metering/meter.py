@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._clock import wire_stamp
-from zerfoo_cloud._offload import BillingCommit
+from zerfoo_cloud._queued_writing import QueuedWriting
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
-    QueuedWriting,
     choose_linger,
     in_background,
 )
@@ -35,9 +34,12 @@ from zerfoo_cloud.billing_records import (
     new_request_id,
     summarize,
 )
-from zerfoo_cloud.errors import StoreError
-from zerfoo_cloud.metering.events import Flushable, UsageEvent
-from zerfoo_cloud.stores.protocols import SummarizingBillingStore
+from zerfoo_cloud.metering.events import UsageEvent
+from zerfoo_cloud.metering.usage_events import Recipient, UsageEvents
+from zerfoo_cloud.stores.protocols import (
+    CommittingBillingStore,
+    SummarizingBillingStore,
+)
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -70,10 +72,17 @@ class TokenMeter(QueuedWriting):
     record is stored at once, in the caller's thread.
 
     Usage events go to *recorder* from another background thread, never from
-    the caller's; a recorder that raises is logged (its type and the
-    exception's type only, never a message that could hold a secret) and
-    counted in `recorder_failures`, and never affects billing. `flush` also
-    waits until the recorder was handed every earlier event.
+    the caller's (`usage_events`); a recorder that raises is logged (its
+    type and the exception's type only, never a message that could hold a
+    secret) and counted in `recorder_failures`, and never affects billing.
+    `flush` also waits until the recorder was handed every earlier event.
+
+    A store may commit the batches itself
+    (`zerfoo_cloud.stores.protocols.CommittingBillingStore`): an LMDB store
+    set opened with ``writer_process=True`` commits them from a writer
+    process, with the guarantees above (see
+    `zerfoo_cloud.stores.lmdb.LMDBStores.open`); `close` then stops that
+    process.
 
     Args:
         store: where billing records go.
@@ -85,26 +94,16 @@ class TokenMeter(QueuedWriting):
         max_pending: at most this many records queued; past it `record`
             raises `StoreError` (the store has been failing that long).
         retry_interval: seconds between retries after a store failure.
-        offload: commit each batch from a writer process (LMDB stores
-            only), so that the commits (the LMDB work, the fsync) never
-            compete with the threads serving requests for the GIL. Under
-            load that saves those threads tens of microseconds per request;
-            it costs one process, started at the first commit (about 0.2 s,
-            in the writer thread). The guarantees
-            above hold; a writer process that dies is replaced and its batch
-            sent again (request ids keep it from counting twice); `query`
-            and `summary` still read in this process; `close` stops it. See
-            ``docs/performance.md``.
         linger: seconds the writer thread lets records gather before it
             commits a batch (0 to `zerfoo_cloud._writer.MAX_LINGER`); by
-            default 0.005, or 0.05 with *offload*. Longer means fewer,
-            larger commits; records not yet flushed wait that much longer
-            to become durable. `flush`, `close` and the durable mode of
+            default 0.005, or the store's committer's (0.05 with the LMDB
+            writer process). Longer means fewer, larger commits; records
+            not yet flushed wait that much longer to become durable.
+            `flush`, `close` and the durable mode of
             `zerfoo_cloud.CloudServer` never wait for it.
 
     Raises:
-        InvalidConfigError: a bad option; ``offload=True`` with a store that
-            is not `zerfoo_cloud.stores.lmdb.LMDBBillingStore`.
+        InvalidConfigError: a bad option.
 
     .. versionadded:: 0.1.0
     """
@@ -119,41 +118,50 @@ class TokenMeter(QueuedWriting):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_pending: int = DEFAULT_MAX_PENDING,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
-        offload: bool = False,
         linger: float | None = None,
     ) -> None:
         self.store = store
         self.recorder = recorder
         self.clock = clock
-        self._offload = None
-        if offload:
-            self._offload = BillingCommit(store)
+        committer = (
+            store.committer() if isinstance(store, CommittingBillingStore) else None
+        )
+        self._committer = committer
+        # The committer makes records from checked fields: queue those.
+        self._fields = committer is not None and committer.takes_fields
         self._writer: BatchWriter[BillingRecord] = BatchWriter(
-            self._offload or store.add,
+            committer or store.add,
             name="token meter",
             noun="billing records",
             background=in_background(store, background),
             max_batch=max_batch,
             max_pending=max_pending,
             retry_interval=retry_interval,
-            linger=choose_linger(linger, offload=offload),
+            linger=choose_linger(linger, committer),
             logger=_log,
         )
         self._writers = (self._writer,)
         self._summarizer = store if isinstance(store, SummarizingBillingStore) else None
         self._recorder_failures = 0
         self._failures_lock = threading.Lock()
-        self._events: BatchWriter[UsageEvent] | None = None
+        self._events: UsageEvents | None = None
         if recorder is not None:
-            self._events = BatchWriter(
-                self._deliver,
-                name="usage recorder",
-                noun="usage events",
+            self._events = UsageEvents(
+                (Recipient(recorder, self._recorder_failed),),
                 max_batch=max_batch,
                 max_pending=max_pending,
                 logger=_log,
             )
-            self._writers = (self._writer, self._events)
+            self._writers = (self._writer, self._events.writer)
+
+    @property
+    def usage_events(self) -> UsageEvents | None:
+        """
+        The route of this meter's usage events to its recorder (``None``
+        without one). `zerfoo_cloud.CloudServer` queues its own recorder's
+        events on it too, so that one flush waits for both.
+        """
+        return self._events
 
     def record(
         self,
@@ -224,24 +232,12 @@ class TokenMeter(QueuedWriting):
             )
             item = record
         self._writer.submit(item)
-        if self._events is not None:
-            self._publish(tenant_id, model, input_tokens, output_tokens, now)
+        events = self._events
+        if events is not None:
+            events.publish(
+                UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
+            )
         return record
-
-    def _publish(
-        self,
-        tenant_id: str,
-        model: str,
-        input_tokens: int,
-        output_tokens: int,
-        now: float,
-    ) -> None:
-        assert self._events is not None
-        event = UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
-        try:
-            self._events.submit(event)
-        except StoreError:
-            self._recorder_failed("its queue is full")
 
     def record_request(
         self,
@@ -256,9 +252,10 @@ class TokenMeter(QueuedWriting):
         Record one request's tokens, as `record` does, without returning the
         billing record.
 
-        With ``offload=True`` the record is checked here but made in the
-        writer process, which saves the caller about a microsecond: the
-        HTTP layer calls this once per request.
+        With a store whose committer takes fields (the LMDB writer process)
+        the record is checked here but made by the committer, which saves
+        the caller about a microsecond: the HTTP layer calls this once per
+        request.
 
         Raises:
             InvalidConfigError: as `record`; nothing was recorded.
@@ -270,23 +267,8 @@ class TokenMeter(QueuedWriting):
             output_tokens,
             model,
             request_id,
-            fields=self._offload is not None,
+            fields=self._fields,
         )
-
-    def _deliver(self, events: list[UsageEvent]) -> None:
-        # Runs in the usage writer thread; never raises, so never retries.
-        recorder = self.recorder
-        assert recorder is not None
-        for event in events:
-            self._call_recorder(recorder.record, event)
-        if isinstance(recorder, Flushable):
-            self._call_recorder(recorder.flush)
-
-    def _call_recorder(self, method: Callable[..., object], *args: object) -> None:
-        try:
-            method(*args)
-        except Exception as exc:  # noqa: BLE001 - counted and logged, never raised
-            self._recorder_failed(type(exc).__name__)
 
     def _recorder_failed(self, why: str) -> None:
         with self._failures_lock:

@@ -9,22 +9,29 @@ tests against every implementation.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
+    import asyncio
     from datetime import datetime
 
     from zerfoo_cloud.audit_records.chain import ChainLink
     from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
     from zerfoo_cloud.buckets import BucketState
+    from zerfoo_cloud.errors import StoreError
     from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
     "AuditStore",
+    "BatchCommitter",
     "BillingStore",
     "ChainedAuditStore",
+    "CommitExchange",
+    "CommittingAuditStore",
+    "CommittingBillingStore",
     "LimiterStore",
+    "LoopCommitter",
     "ReplayCache",
     "SummarizingBillingStore",
     "TenantListingBillingStore",
@@ -371,4 +378,113 @@ class ChainedAuditStore(AuditStore, Protocol):
         Drop entries in seq order while their timestamp is before *before*.
 
         The last one dropped becomes the anchor. Returns how many were dropped.
+        """
+
+
+@runtime_checkable
+class BatchCommitter(Protocol):
+    """
+    **Protocol**: Commits the batches of one meter's or logger's writer on a
+    store's behalf (the LMDB stores do it from a writer process).
+
+    It is called from the writer's thread with the queued items, oldest
+    first, as ``BatchWriter`` calls a commit: it makes them durable, or
+    raises `zerfoo_cloud.errors.StoreError` having removed from the front
+    of the list the items it did make durable.
+
+    .. versionadded:: 0.1.0
+    """
+
+    #: The writer's default linger in seconds (``linger=None``).
+    linger: float
+    #: Whether it also takes checked fields as tuples, in the record's
+    #: positional order (`zerfoo_cloud.metering.TokenMeter.record_request`,
+    #: `zerfoo_cloud.audit.AuditLogger.log_request` then queue those).
+    takes_fields: bool
+
+    def __call__(self, batch: list[Any]) -> object:
+        """
+        Make *batch* durable, or raise as the class docstring says.
+        """
+
+    def close(self, timeout: float | None = None) -> None:
+        """
+        Release what it runs (a process); the next call starts it again.
+        """
+
+
+@runtime_checkable
+class CommitExchange(Protocol):
+    """
+    **Protocol**: One commit an event loop has under way
+    (`LoopCommitter.start_in_loop`).
+
+    .. versionadded:: 0.1.0
+    """
+
+    @property
+    def stalled(self) -> bool:
+        """
+        Whether only the calling thread can finish it: it runs the loop that
+        started it, or that loop stopped.
+        """
+
+    def finish_blocking(self) -> None:
+        """
+        Finish it (and any started after it) in this thread, blocking.
+        """
+
+
+@runtime_checkable
+class LoopCommitter(BatchCommitter, Protocol):
+    """
+    **Protocol**: A `BatchCommitter` that an event loop can drive itself, so
+    that a durable response waits for its commit with no thread hand-off.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def start_in_loop(
+        self,
+        batch: list[Any],
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[StoreError | None], None],
+    ) -> CommitExchange | None:
+        """
+        Start committing *batch* as a call would, driven by the running
+        event loop *loop*, which then calls ``done(None)``, or
+        ``done(error)`` with what is left of *batch* kept (as a call raising
+        *error* would leave it). Returns ``None``, having done nothing, when
+        only a call can do it now (one would block).
+        """
+
+
+@runtime_checkable
+class CommittingBillingStore(BillingStore, Protocol):
+    """
+    **Protocol**: A `BillingStore` that may commit a meter's batches itself.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def committer(self) -> BatchCommitter | None:
+        """
+        A new committer for one `zerfoo_cloud.TokenMeter`, or ``None``: the
+        meter then calls `add` from its writer thread.
+        """
+
+
+@runtime_checkable
+class CommittingAuditStore(AuditStore, Protocol):
+    """
+    **Protocol**: An `AuditStore` that may commit a logger's batches itself.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def committer(self, secret: bytes | None) -> BatchCommitter | None:
+        """
+        A new committer for one `zerfoo_cloud.AuditLogger` chaining with
+        *secret*, or ``None``: the logger then calls the store's own append
+        from its writer thread.
         """

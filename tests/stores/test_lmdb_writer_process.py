@@ -1,6 +1,7 @@
 """
-Billing and audit writes through a writer process (``offload=True``): real
-child processes over a real LMDB store.
+Billing and audit writes through the writer process of an LMDB store set
+(``LMDBStores.open(path, writer_process=True)``): real child processes over a
+real LMDB store.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from zerfoo_cloud._clock import MAX_PLAIN_STAMP
-from zerfoo_cloud._offload import AuditCommit
+from zerfoo_cloud._writer import DEFAULT_LINGER
 from zerfoo_cloud.audit import (
     AuditAction,
     AuditEntry,
@@ -30,12 +31,13 @@ from zerfoo_cloud.audit import (
 )
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreFullError
 from zerfoo_cloud.metering import TokenMeter
-from zerfoo_cloud.stores import _lmdb_audit
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb import _audit as _lmdb_audit
+from zerfoo_cloud.stores.lmdb._commits import WriterProcessCommit
 from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET = b"offload-test-secret-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = b"writer-process-secret-012345678"
 EVER = (
     datetime(2000, 1, 1, tzinfo=timezone.utc),
     datetime(2100, 1, 1, tzinfo=timezone.utc),
@@ -84,10 +86,15 @@ def _flush_until_written(*writers: TokenMeter | AuditLogger) -> int:
 
 
 def _pid(writer: TokenMeter | AuditLogger) -> int:
-    assert writer._offload is not None
-    pid = writer._offload.pid
+    commit = writer._committer
+    assert isinstance(commit, WriterProcessCommit)
+    pid = commit.pid
     assert pid is not None
     return pid
+
+
+def _open(path: Path, **options: Any) -> LMDBStores:
+    return LMDBStores.open(path, writer_process=True, **options)
 
 
 @pytest.mark.parametrize("secret", [SECRET, None], ids=["keyed", "unkeyed"])
@@ -96,9 +103,9 @@ def test_records_are_durable_and_seen_by_another_process(
 ) -> None:
     """After flush() the writer processes' records are in the store for any process, the chain verifies, and close() ends them."""
     path = tmp_path / "db"
-    with LMDBStores.open(path) as stores:
-        meter = TokenMeter(stores.billing, offload=True)
-        logger = AuditLogger(stores.audit, secret=secret, offload=True)
+    with _open(path) as stores:
+        meter = TokenMeter(stores.billing)
+        logger = AuditLogger(stores.audit, secret=secret)
         for i in range(300):
             meter.record("acme", i, 2 * i, model="m", request_id=f"r{i}")
             logger.log(_entry(i))
@@ -106,6 +113,7 @@ def test_records_are_durable_and_seen_by_another_process(
         logger.flush(WAIT)
         pids = [_pid(meter), _pid(logger)]
         assert os.getpid() not in pids
+        assert pids[0] == pids[1]  # one writer process per store set
         assert len(meter.query("acme", *EVER)) == 300
         report = logger.verify()
         assert report.ok
@@ -143,32 +151,28 @@ def test_records_are_durable_and_seen_by_another_process(
         ]
         meter.close()
         logger.close()
-        assert meter._offload is not None
-        assert meter._offload.pid is None
+        assert stores.writer_process is not None
+        assert stores.writer_process.pid is None
         assert all(_wait_gone(pid, 1.0) for pid in pids)
 
 
 def test_killed_writer_process_loses_and_doubles_nothing(tmp_path: Path) -> None:
     """SIGKILL of the writer processes mid-stream: every record is stored exactly once and the chain stays whole."""
-    with LMDBStores.open(tmp_path / "db") as stores:
-        meter = TokenMeter(stores.billing, offload=True, retry_interval=0.05)
-        logger = AuditLogger(
-            stores.audit, secret=SECRET, offload=True, retry_interval=0.05
-        )
+    with _open(tmp_path / "db") as stores:
+        meter = TokenMeter(stores.billing, retry_interval=0.05)
+        logger = AuditLogger(stores.audit, secret=SECRET, retry_interval=0.05)
         meter.record("acme", 1, 1, request_id="first")
         logger.log(_entry(-1))
         meter.flush(WAIT)
         logger.flush(WAIT)
-        killed = []
+        killed: list[int] = []
         for i in range(600):
             meter.record("acme", 1, 1, request_id=f"r{i}")
             logger.log(_entry(i))
             if i in {150, 400}:
-                for writer in (meter, logger):
-                    pid = writer._offload.pid if writer._offload else None
-                    if pid is not None:
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
+                pid = _next_process(stores, killed)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
             if i % 50 == 0:
                 time.sleep(0.01)  # let batches go out between the kills
         assert len(killed) >= 2
@@ -187,10 +191,23 @@ def test_killed_writer_process_loses_and_doubles_nothing(tmp_path: Path) -> None
         logger.close()
 
 
+def _next_process(stores: LMDBStores, killed: list[int]) -> int:
+    # The store set's writer process once one runs that was not killed yet
+    # (the writer threads start a new one on their next retry).
+    process = stores.writer_process
+    assert process is not None
+    deadline = time.monotonic() + WAIT
+    while process.pid is None or process.pid in killed:
+        assert time.monotonic() < deadline, "no new writer process"
+        time.sleep(0.01)
+    return process.pid
+
+
 def test_batch_of_unknown_fate_is_sent_again_once(tmp_path: Path) -> None:
     """A batch the writer process may have committed before dying is sent again under its number and stored once."""
-    with LMDBStores.open(tmp_path / "db") as stores:
-        commit = AuditCommit(stores.audit, SECRET)
+    with _open(tmp_path / "db") as stores:
+        commit = stores.audit.committer(SECRET)
+        assert commit is not None
         try:
             commit([_entry(0), _entry(1)])
             # As if the process had died after committing, before answering.
@@ -210,6 +227,7 @@ def test_batch_of_unknown_fate_is_sent_again_once(tmp_path: Path) -> None:
                 commit._number + 1,
                 [(T0, "acme", "inference", "success", "", 200, "GET", "/v1/x", "")],
                 b"w" * 16,
+                SECRET,
             )
             assert commit.channel.call(frame) is None
             assert commit.channel.call(frame) is None
@@ -221,7 +239,7 @@ def test_batch_of_unknown_fate_is_sent_again_once(tmp_path: Path) -> None:
 
 def test_resent_batch_is_skipped_by_the_store(tmp_path: Path) -> None:
     """append_linked with a batch number stores a writer's batch once and skips older numbers; other writers are independent."""
-    with LMDBStores.open(tmp_path / "db") as stores:
+    with _open(tmp_path / "db") as stores:
         audit = stores.audit
         one, two = os.urandom(16), os.urandom(16)
         assert len(audit.append_linked([_entry(0)], link_entry, batch=(one, 1))) == 1
@@ -237,7 +255,7 @@ def test_resent_batch_is_skipped_by_the_store(tmp_path: Path) -> None:
 
 def test_old_batch_markers_are_dropped(tmp_path: Path) -> None:
     """A writer's marker untouched for MARKER_TTL seconds is dropped when another is written; a recent one stays."""
-    with LMDBStores.open(tmp_path / "db") as stores:
+    with _open(tmp_path / "db") as stores:
         meta = stores.durable.dbs["audit_meta"]
         now = int(time.time())
         old = _lmdb_audit._BATCH + b"o" * 16
@@ -260,8 +278,8 @@ def test_old_batch_markers_are_dropped(tmp_path: Path) -> None:
 def test_full_store_raises_store_full_and_keeps_the_records(tmp_path: Path) -> None:
     """A map at its size limit: flush() raises StoreFullError and keeps the records; with room, each is written once."""
     small = 256 << 10
-    with LMDBStores.open(tmp_path / "db", map_size=small, max_map_size=small) as stores:
-        meter = TokenMeter(stores.billing, offload=True, retry_interval=60)
+    with _open(tmp_path / "db", map_size=small, max_map_size=small) as stores:
+        meter = TokenMeter(stores.billing, retry_interval=60)
         for i in range(3000):
             meter.record("acme", i, i, model="m" * 200, request_id=f"r{i}")
         with pytest.raises(StoreFullError, match="size limit"):
@@ -270,8 +288,8 @@ def test_full_store_raises_store_full_and_keeps_the_records(tmp_path: Path) -> N
         assert isinstance(meter.error, StoreFullError)
         # A new writer process opens the store as this process has it now.
         stores.durable.max_map_size = 64 << 20
-        assert meter._offload is not None
-        meter._offload.close()
+        assert meter._committer is not None
+        meter._committer.close()
         meter.flush(WAIT)
         assert meter.pending == 0
         ids = Counter(r.request_id for r in meter.query("acme", *EVER))
@@ -286,11 +304,11 @@ def test_writer_process_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         import sys, time
         from zerfoo_cloud.metering import TokenMeter
         from zerfoo_cloud.stores.lmdb import LMDBStores
-        stores = LMDBStores.open(sys.argv[1])
-        meter = TokenMeter(stores.billing, offload=True)
+        stores = LMDBStores.open(sys.argv[1], writer_process=True)
+        meter = TokenMeter(stores.billing)
         meter.record("acme", 1, 1)
         meter.flush(20)
-        print(meter._offload.pid, flush=True)
+        print(stores.writer_process.pid, flush=True)
         time.sleep(60)
         """
     )
@@ -316,8 +334,8 @@ def test_writer_process_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
 
 def test_writer_process_ignores_sigint(tmp_path: Path) -> None:
     """Ctrl-C reaches the whole process group: the writer process stays and keeps writing."""
-    with LMDBStores.open(tmp_path / "db") as stores:
-        meter = TokenMeter(stores.billing, offload=True)
+    with _open(tmp_path / "db") as stores:
+        meter = TokenMeter(stores.billing)
         meter.record("acme", 1, 1, request_id="before")
         meter.flush(WAIT)
         pid = _pid(meter)
@@ -333,14 +351,29 @@ def test_writer_process_ignores_sigint(tmp_path: Path) -> None:
         assert _wait_gone(pid, 1.0)
 
 
-def test_offload_needs_an_lmdb_store() -> None:
-    """offload=True with a store that is not LMDB raises InvalidConfigError naming the field."""
-    with pytest.raises(InvalidConfigError, match="LMDB billing store") as info:
-        TokenMeter(MemoryBillingStore(), offload=True)
-    assert info.value.field == "offload"
-    with pytest.raises(InvalidConfigError, match="LMDB audit store") as info:
-        AuditLogger(MemoryAuditStore(), offload=True)
-    assert info.value.field == "offload"
+def test_writer_process_is_chosen_when_the_store_is_opened(tmp_path: Path) -> None:
+    """Only a store set opened with writer_process=True gives committers (opening it again with the option turns it on); memory stores commit in the meter's own thread."""
+    assert TokenMeter(MemoryBillingStore())._committer is None
+    assert AuditLogger(MemoryAuditStore())._committer is None
+    with LMDBStores.open(tmp_path / "db") as stores:
+        assert stores.writer_process is None
+        assert stores.billing.committer() is None
+        assert stores.audit.committer(SECRET) is None
+        meter = TokenMeter(stores.billing)
+        assert meter._committer is None
+        assert meter._writer.linger == DEFAULT_LINGER
+        with _open(tmp_path / "db") as again:
+            assert again is stores
+            process = stores.writer_process
+            assert process is not None
+            billing = stores.billing.committer()
+            audit = stores.audit.committer(SECRET)
+            assert billing is not None
+            assert audit is not None
+            assert billing.channel is audit.channel is process
+            with pytest.raises(TypeError, match="offload"):
+                TokenMeter(stores.billing, offload=True)
+        meter.close()
 
 
 @pytest.mark.skipif(
@@ -349,9 +382,9 @@ def test_offload_needs_an_lmdb_store() -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_forked_child_records_through_its_own_writer_process(tmp_path: Path) -> None:
     """After fork() the child starts its own writer process; the parent's keeps working and nothing is lost."""
-    with LMDBStores.open(tmp_path / "db") as stores:
-        meter = TokenMeter(stores.billing, offload=True)
-        logger = AuditLogger(stores.audit, secret=SECRET, offload=True)
+    with _open(tmp_path / "db") as stores:
+        meter = TokenMeter(stores.billing)
+        logger = AuditLogger(stores.audit, secret=SECRET)
         meter.record("acme", 1, 1, request_id="parent-0")
         logger.log(_entry(0))
         meter.flush(WAIT)
@@ -398,12 +431,14 @@ def test_forked_child_records_through_its_own_writer_process(tmp_path: Path) -> 
 
 
 def test_record_request_stores_what_record_stores(tmp_path: Path) -> None:
-    """record_request() with offload stores the record record() stores, and refuses bad fields before queueing."""
+    """record_request() through the writer process stores the record record() stores, and refuses bad fields before queueing."""
     now = datetime(2025, 3, 1, tzinfo=timezone.utc).timestamp()
     found = []
-    for offload in (True, False):
-        stores = LMDBStores.open(tmp_path / str(offload))
-        meter = TokenMeter(stores.billing, offload=offload, clock=lambda: now)
+    for writer_process in (True, False):
+        stores = LMDBStores.open(
+            tmp_path / str(writer_process), writer_process=writer_process
+        )
+        meter = TokenMeter(stores.billing, clock=lambda: now)
         try:
             meter.record_request("acme", 3, 4, model="toy-1", request_id="r1")
             meter.record_request("acme", 0, 2**40, model="", request_id="r2")
@@ -438,20 +473,20 @@ def test_writer_process_that_cannot_open_the_store_loses_nothing(
     tmp_path: Path,
 ) -> None:
     """A writer process that cannot open the store (another schema) makes flush raise StoreError naming why; the records are kept and written once it can."""
-    with LMDBStores.open(tmp_path / "db") as stores:
+    with _open(tmp_path / "db") as stores:
         meta = stores.durable.dbs["meta"]
 
         def schema(value: bytes) -> None:
             stores.durable.write(lambda txn: txn.put(b"schema_version", value, db=meta))
 
-        meter = TokenMeter(stores.billing, offload=True, retry_interval=60)
+        meter = TokenMeter(stores.billing, retry_interval=60)
         schema(b"99")
         meter.record_request("acme", 1, 2, request_id="r1")
         with pytest.raises(StoreError, match="schema"):
             meter.flush(WAIT)
         assert meter.pending == 1
-        assert meter._offload is not None
-        assert meter._offload.pid is None  # the failed process was reaped
+        assert stores.writer_process is not None
+        assert stores.writer_process.pid is None  # the failed process was reaped
         schema(b"1")
         meter.flush(WAIT)
         assert [r.request_id for r in meter.query("acme", *EVER)] == ["r1"]
@@ -462,8 +497,8 @@ def test_writer_process_that_cannot_start_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer process that cannot be started makes flush raise StoreError; the records are kept and written once it can."""
-    with LMDBStores.open(tmp_path / "db") as stores:
-        logger = AuditLogger(stores.audit, offload=True, retry_interval=60)
+    with _open(tmp_path / "db") as stores:
+        logger = AuditLogger(stores.audit, retry_interval=60)
         monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
         logger.log(AuditEntry(tenant_id="acme"))
         with pytest.raises(StoreError, match="cannot start"):
@@ -501,18 +536,20 @@ def _log_request(logger: AuditLogger, path: str) -> None:
     )
 
 
-def test_offloaded_records_carry_the_clock_reading(tmp_path: Path) -> None:
-    """With offload, billing records and audit entries carry the same timestamps as without, whatever form the clock reading takes, and a clock reading no datetime can hold fails the caller."""
+def test_writer_process_records_carry_the_clock_reading(tmp_path: Path) -> None:
+    """Through the writer process, billing records and audit entries carry the same timestamps as without, whatever form the clock reading takes, and a clock reading no datetime can hold fails the caller."""
     found = []
     reading: list[float] = [0.0]
 
     def clock() -> float:
         return reading[0]
 
-    for offload in (True, False):
-        stores = LMDBStores.open(tmp_path / str(offload))
-        meter = TokenMeter(stores.billing, offload=offload, clock=clock)
-        logger = AuditLogger(stores.audit, secret=SECRET, offload=offload, clock=clock)
+    for writer_process in (True, False):
+        stores = LMDBStores.open(
+            tmp_path / str(writer_process), writer_process=writer_process
+        )
+        meter = TokenMeter(stores.billing, clock=clock)
+        logger = AuditLogger(stores.audit, secret=SECRET, clock=clock)
         try:
             for i, now in enumerate(CLOCK_READINGS):
                 reading[0] = now

@@ -1,8 +1,8 @@
 """
-Durable answers with billing and audit written from writer processes, as
-``zerfoo-cloud serve`` runs: the event loop hands each batch to the writer
-process and reads its answer itself, and every answer still ends only once
-its records are committed.
+Durable answers with billing and audit written from the store set's writer
+process, as ``zerfoo-cloud serve`` runs: the event loop hands each batch to
+the writer process and reads its answer itself, and every answer still ends
+only once its records are committed.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pytest
 
 from tests.http._support import CHAT, KEY, Stack, asgi_json_app, chat
 from zerfoo_cloud import AuditLogger, CloudServer, TokenMeter
-from zerfoo_cloud._offload import OffloadCommit
 from zerfoo_cloud.errors import StoreError
 from zerfoo_cloud.http._types import Message, Scope
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb._commits import WriterProcessCommit
 
 EVER = (
     datetime(2000, 1, 1, tzinfo=timezone.utc),
@@ -36,15 +36,16 @@ CONCURRENT = 24
 
 
 class _Offloaded:
-    """Tenants on LMDB; billing and audit through writer processes."""
+    """Tenants on LMDB; billing and audit through the writer process."""
 
     def __init__(self, folder: Path) -> None:
         self.stack = Stack(lmdb=folder)
         self.stack.tenant(rate_limit=10**6, token_budget=10**9)
-        assert self.stack.stores is not None
-        self.stores: LMDBStores = self.stack.stores
-        self.meter = TokenMeter(self.stores.billing, offload=True)
-        self.audit = AuditLogger(self.stores.audit, offload=True)
+        # The stack's store set, now with its writer process.
+        self.stores = LMDBStores.open(folder, writer_process=True)
+        assert self.stores is self.stack.stores
+        self.meter = TokenMeter(self.stores.billing)
+        self.audit = AuditLogger(self.stores.audit)
         self.server = CloudServer(
             asgi_json_app(), self.stack.tenants, self.meter, audit=self.audit
         )
@@ -61,6 +62,7 @@ class _Offloaded:
         self.meter.close()
         self.audit.close()
         self.stores.close()
+        self.stack.close()
 
 
 @pytest.fixture
@@ -97,14 +99,14 @@ async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
     return seen["id"], billed, audited
 
 
-def _count_thread_calls(commit: OffloadCommit | None, calls: list[str]) -> None:
+def _count_thread_calls(commit: object, calls: list[str]) -> None:
     """Note every batch the writer thread sends (a call), not the loop."""
-    assert commit is not None
+    assert isinstance(commit, WriterProcessCommit)
     channel = commit.channel
     call = channel.call
 
     def counted(message: object) -> Any:
-        calls.append(channel._role)
+        calls.append(type(commit).__name__)
         return call(message)
 
     channel.call = counted  # type: ignore[method-assign]
@@ -128,8 +130,8 @@ def test_answers_wait_for_commits_the_event_loop_hands_over(
     async def run() -> list[tuple[str, set[str], int]]:
         await _serve(offloaded)  # starts the writer processes
         calls: list[str] = []
-        _count_thread_calls(offloaded.meter._offload, calls)
-        _count_thread_calls(offloaded.audit._offload, calls)
+        _count_thread_calls(offloaded.meter._committer, calls)
+        _count_thread_calls(offloaded.audit._committer, calls)
         done = await asyncio.gather(*(_serve(offloaded) for _ in range(CONCURRENT)))
         assert calls == []
         return done
@@ -168,8 +170,9 @@ def test_a_writer_process_killed_under_the_loop_loses_and_doubles_nothing(
     meter = offloaded.meter
 
     asyncio.run(_serve(offloaded))
-    assert meter._offload is not None
-    pid = meter._offload.pid
+    process = offloaded.stores.writer_process
+    assert process is not None
+    pid = process.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 20
@@ -192,12 +195,12 @@ def test_a_writer_process_killed_under_the_loop_loses_and_doubles_nothing(
 def test_billing_and_audit_of_a_request_share_one_transaction(
     offloaded: _Offloaded,
 ) -> None:
-    """A server's meter and logger on one store share one writer process,
+    """A meter and a logger on one store set share its writer process,
     and a request's billing record and audit entry are committed in one
     transaction (one fsync), not one each."""
-    meter, audit = offloaded.meter._offload, offloaded.audit._offload
-    assert meter is not None
-    assert audit is not None
+    meter, audit = offloaded.meter._committer, offloaded.audit._committer
+    assert isinstance(meter, WriterProcessCommit)
+    assert isinstance(audit, WriterProcessCommit)
     env = offloaded.stores.durable
 
     async def run() -> None:

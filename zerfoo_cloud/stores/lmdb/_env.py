@@ -20,13 +20,13 @@ import errno
 import os
 import resource
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
 
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import StoreError, StoreFullError
 
 __all__ = ["Environment"]
@@ -39,16 +39,6 @@ DEFAULT_MAP_SIZE = 64 << 20
 DEFAULT_MAX_MAP_SIZE = 1 << 40
 MAX_DBS = 32
 MAX_READERS = 1024
-
-_ENVIRONMENTS: weakref.WeakSet[Environment] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
-    for env in list(_ENVIRONMENTS):
-        env._forked()  # noqa: SLF001
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Gate:
@@ -159,7 +149,7 @@ class Environment:
         self._env: Any = None
         self.dbs: dict[str, Any] = {}
         self._open()
-        _ENVIRONMENTS.add(self)
+        reset_in_child(self)
 
     # -- lifecycle --------------------------------------------------------
 

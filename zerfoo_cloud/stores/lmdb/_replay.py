@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from zerfoo_cloud.errors import CorruptRecordError
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["LMDBReplayCache"]
 

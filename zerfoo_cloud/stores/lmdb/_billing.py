@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud.billing_records import BillingRecord, UsageSummary, summary_rows
 from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
-from zerfoo_cloud.stores._lmdb_keys import (
+from zerfoo_cloud.stores.lmdb._commits import BillingCommit
+from zerfoo_cloud.stores.lmdb._keys import (
     key_time,
     micros,
     scan,
@@ -22,7 +23,8 @@ from zerfoo_cloud.stores._lmdb_keys import (
 )
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._channel import WriterProcess
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["LMDBBillingStore"]
 
@@ -78,6 +80,20 @@ class LMDBBillingStore:
         self._env = env
         self._db = env.dbs["billing"]
         self._ids = env.dbs["billing_ids"]
+
+    #: The store set's writer process (`LMDBStores.open` with
+    #: ``writer_process=True``), or ``None``.
+    writer_process: WriterProcess | None = None
+
+    def committer(self) -> BillingCommit | None:
+        """
+        How a `zerfoo_cloud.metering.TokenMeter` commits its batches: through
+        the store set's writer process if it has one, shared with the audit
+        store's committers; else ``None`` (the meter calls `add` from its
+        writer thread).
+        """
+        process = self.writer_process
+        return None if process is None else BillingCommit(process)
 
     @staticmethod
     def _encode(records: Sequence[BillingRecord]) -> list[tuple[bytes, bytes, bytes]]:

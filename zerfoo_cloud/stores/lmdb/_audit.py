@@ -11,13 +11,15 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zerfoo_cloud.audit.chain import GENESIS, ChainLink, entry_json, link_entry
-from zerfoo_cloud.audit.entry import AuditEntry
+from zerfoo_cloud.audit_records.chain import GENESIS, ChainLink, entry_json, link_entry
+from zerfoo_cloud.audit_records.entry import AuditEntry
 from zerfoo_cloud.errors import CorruptRecordError, InvalidConfigError
-from zerfoo_cloud.stores._lmdb_keys import TIME, micros, scan, tenant_prefix, time_key
+from zerfoo_cloud.stores.lmdb._commits import AuditCommit
+from zerfoo_cloud.stores.lmdb._keys import TIME, micros, scan, tenant_prefix, time_key
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._channel import WriterProcess
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["LMDBAuditStore"]
 
@@ -117,6 +119,20 @@ class LMDBAuditStore:
         self._db = env.dbs["audit"]
         self._index = env.dbs["audit_time"]
         self._meta = env.dbs["audit_meta"]
+
+    #: The store set's writer process (`LMDBStores.open` with
+    #: ``writer_process=True``), or ``None``.
+    writer_process: WriterProcess | None = None
+
+    def committer(self, secret: bytes | None) -> AuditCommit | None:
+        """
+        How a `zerfoo_cloud.audit.AuditLogger` chaining with *secret* commits
+        its batches: through the store set's writer process if it has one,
+        shared with the billing store's committers; else ``None`` (the
+        logger calls `append_linked` from its writer thread).
+        """
+        process = self.writer_process
+        return None if process is None else AuditCommit(process, secret)
 
     def append(self, entry: AuditEntry) -> AuditEntry:
         """

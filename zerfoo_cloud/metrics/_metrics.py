@@ -1,33 +1,6 @@
 """
-Prometheus metrics for the service: requests, tokens, limiter rejections,
-in-flight requests, latency and GPU memory.
-
-`Metrics` owns the prometheus-client collectors and offers a small call API
-for the request path::
-
-    metrics = Metrics()
-    metrics.track_resources(resource_manager)
-
-    with metrics.request_started(tenant_id) as flight:  # in-flight + 1
-        ...                                              # run the request
-        flight.finish(model, "success", prompt_tokens, completion_tokens)
-    # in-flight - 1, exactly once, whatever happened in between
-
-    metrics.rejected(tenant_id, "tokens")               # a limiter said no
-    metrics.request_finished(tenant_id, model, "rate_limited", 0.002)
-
-Every call costs a few microseconds and is safe from any thread. Label values
-are bounded: an empty or missing tenant or model is ``unknown``, values are cut
-to `MAX_LABEL_LENGTH` characters, and past a configurable number of distinct
-models (or tenants) the rest are counted as ``other``, so hostile model names
-cannot grow memory or the scrape without bound.
-
-`metrics_app` serves `Metrics.render` as a bare ASGI app (mount it at
-``/metrics``). With ``PROMETHEUS_MULTIPROC_DIR`` set before the process starts,
-every worker writes its values to that folder and each scrape sums all of
-them; see ``docs/metrics.md``.
-
-.. versionadded:: 0.1.0
+`Metrics`: the service's Prometheus collectors and the calls on the request
+path that move them.
 """
 
 from __future__ import annotations
@@ -37,58 +10,43 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from zerfoo_cloud._asgi import acknowledge_lifespan
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.metrics._exposition import (
+    MULTIPROC_DIR_ENV,
+    check_multiprocess,
+    render_multiprocess,
+)
+from zerfoo_cloud.metrics._in_flight import InFlight
+from zerfoo_cloud.metrics._labels import (
+    LIMITS,
+    RESULTS,
+    TENANTS_HIDDEN,
+    LabelCap,
+    fixed_label,
+)
+from zerfoo_cloud.metrics._resources import (
+    RESOURCE_GAUGES,
+    ResourceCollector,
+    ResourceStats,
+    sum_stats,
+)
 
 with needs_extra("metrics", "Prometheus metrics"):
     from prometheus_client import (
-        CONTENT_TYPE_LATEST,
         CollectorRegistry,
         Counter,
         Gauge,
         Histogram,
         generate_latest,
-        values,
     )
-    from prometheus_client.core import GaugeMetricFamily
-    from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
-__all__ = [
-    "CONTENT_TYPE",
-    "DEFAULT_BUCKETS",
-    "LIMITS",
-    "MAX_LABEL_LENGTH",
-    "MULTIPROC_DIR_ENV",
-    "OTHER",
-    "RESULTS",
-    "TENANTS_HIDDEN",
-    "UNKNOWN",
-    "InFlight",
-    "Metrics",
-    "ResourceStats",
-    "metrics_app",
-    "render_multiprocess",
-]
-
-#: The ``result`` label values of ``requests_total`` and ``request_duration_seconds``.
-RESULTS: frozenset[str] = frozenset(
-    {"success", "denied", "rate_limited", "error", "unauthorized"}
-)
-
-#: The ``limit`` label values of ``limiter_rejections_total``.
-LIMITS: frozenset[str] = frozenset(
-    {"requests", "tokens", "concurrency", "model", "body_size"}
-)
+__all__ = ["DEFAULT_BUCKETS", "Metrics"]
 
 #: Latency buckets in seconds, from a cached 5 ms answer to a 5 minute generation.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -110,270 +68,11 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     300.0,
 )
 
-#: The label value of a missing or empty tenant or model.
-UNKNOWN = "unknown"
-
-#: The label value that stands for every model (or tenant) past the cap.
-OTHER = "other"
-
-#: The ``tenant`` label value of every request when tenant labels are off.
-TENANTS_HIDDEN = "all"
-
-#: Longer label values are cut to this many characters.
-MAX_LABEL_LENGTH = 64
-
-#: The environment variable that switches on multi-process mode.
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-#: The content type of `Metrics.render`'s output (Prometheus text format).
-CONTENT_TYPE: str = CONTENT_TYPE_LATEST
-
 #: How often, at most, a worker copies its resource figures into the shared
 #: files in multi-process mode (besides on every scrape it serves).
 _RESOURCE_REFRESH_S = 1.0
 
-#: The resource gauges, in the order of ``stats()``: (name, help).
-_RESOURCE_GAUGES = (
-    ("gpu_memory_used_bytes", "GPU memory booked by loaded models."),
-    ("gpu_memory_budget_bytes", "GPU memory budget of the resource managers."),
-    ("models_loaded", "Models loaded now."),
-)
-
 _NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-
-# The few ASGI types used here, kept local so no framework is needed.
-_Scope = MutableMapping[str, Any]
-_Message = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[_Message]]
-_Send = Callable[[_Message], Awaitable[None]]
-_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
-
-
-@runtime_checkable
-class ResourceStats(Protocol):
-    """
-    **Protocol**: Anything that reports GPU memory the way
-    `zerfoo_cloud.ResourceManager.stats` does.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def stats(self) -> tuple[int, int, int]:
-        """
-        Return ``(used_bytes, budget_bytes, models_loaded)``.
-        """
-        ...
-
-
-class _LabelCap:
-    """
-    Maps raw label values to bounded ones: at most *limit* distinct values,
-    each at most `MAX_LABEL_LENGTH` characters and valid UTF-8.
-    """
-
-    __slots__ = ("_limit", "_lock", "_seen")
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, value: str | None, *, admit: bool = True) -> str:
-        """
-        Return the label for *value*; a new value takes a free place only
-        when *admit* is true.
-        """
-        if not value:
-            return UNKNOWN
-        value = str.__str__(value)[:MAX_LABEL_LENGTH]
-        if not value.isascii():
-            # Lone surrogates (JSON allows "\ud800") would make every later
-            # scrape fail to encode; replace them once, here.
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        if value in self._seen:
-            return value
-        if not admit:
-            return OTHER
-        with self._lock:
-            if value in self._seen:
-                return value
-            if len(self._seen) >= self._limit:
-                return OTHER
-            self._seen.add(value)
-            return value
-
-
-def _fixed(value: str, allowed: frozenset[str], field: str) -> str:
-    """
-    Return *value* as a plain ``str`` if it is one of *allowed*.
-
-    Raises:
-        InvalidConfigError: *value* is not allowed.
-    """
-    if value not in allowed:
-        msg = f"{field} must be one of {', '.join(sorted(allowed))}, not {value!r}"
-        raise InvalidConfigError(msg, field=field)
-    return str.__str__(value)
-
-
-class _ResourceCollector:
-    """
-    Reads the tracked resource managers at scrape time (single-process mode).
-    """
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self.sources: tuple[ResourceStats, ...] = ()
-
-    def _families(self, figures: tuple[int, int, int]) -> list[GaugeMetricFamily]:
-        return [
-            GaugeMetricFamily(self._prefix + name, text, figure)
-            for (name, text), figure in zip(_RESOURCE_GAUGES, figures, strict=True)
-        ]
-
-    def describe(self) -> list[GaugeMetricFamily]:
-        """
-        Name the families for the registry's duplicate check.
-        """
-        return self._families((0, 0, 0))
-
-    def collect(self) -> Iterator[Metric]:
-        """
-        Yield the three gauges, summed over every source, once one is tracked.
-        """
-        sources = self.sources
-        if sources:
-            yield from self._families(_sum_stats(sources))
-
-
-def _sum_stats(sources: tuple[ResourceStats, ...]) -> tuple[int, int, int]:
-    used = budget = loaded = 0
-    for source in sources:
-        u, b, n = source.stats()
-        used += u
-        budget += b
-        loaded += n
-    return used, budget, loaded
-
-
-class InFlight:
-    """
-    One request counted in ``in_flight_requests``, as returned by
-    `Metrics.request_started`.
-
-    The gauge goes back down exactly once, by `release`, `finish`,
-    `Metrics.request_finished` with ``in_flight=`` this token, or leaving the
-    ``with`` block, whichever comes first; later calls change nothing. The
-    request is counted exactly once too: leaving the ``with`` block before
-    `finish` counts it as an ``error`` of `model` (``unknown`` unless set).
-
-    Attributes:
-        tenant: the tenant given to `Metrics.request_started`.
-        started: `time.perf_counter` when the request started.
-        model: the model to report if the request ends without `finish`;
-            set it once known.
-
-    .. versionadded:: 0.1.0
-    """
-
-    __slots__ = (
-        "_gauge",
-        "_metrics",
-        "_open",
-        "_unfinished",
-        "model",
-        "started",
-        "tenant",
-    )
-
-    def __init__(self, metrics: Metrics, tenant: str | None, gauge: Gauge) -> None:
-        self._metrics = metrics
-        self._gauge = gauge
-        # list.pop is atomic, so exactly one caller wins each flag, in any
-        # thread, without a lock per request.
-        self._open = [True]
-        self._unfinished = [True]
-        self.tenant = tenant
-        self.model: str | None = None
-        self.started = time.perf_counter()
-
-    @property
-    def active(self) -> bool:
-        """
-        Whether the request still counts as in flight.
-        """
-        return bool(self._open)
-
-    def release(self) -> bool:
-        """
-        Take the request out of ``in_flight_requests`` without counting it.
-
-        Returns:
-            ``True`` the first time, ``False`` once released already.
-        """
-        try:
-            self._open.pop()
-        except IndexError:
-            return False
-        self._gauge.dec()
-        return True
-
-    def _claim(self) -> bool:
-        try:
-            self._unfinished.pop()
-        except IndexError:
-            return False
-        return True
-
-    def finish(
-        self,
-        model: str | None,
-        result: str,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        *,
-        duration_s: float | None = None,
-    ) -> None:
-        """
-        Count the request and release it; see `Metrics.request_finished`.
-
-        Args:
-            model: the model asked for.
-            result: one of `RESULTS`.
-            prompt_tokens: tokens read.
-            completion_tokens: tokens written.
-            duration_s: the latency; by default the time since
-                `Metrics.request_started`.
-
-        Raises:
-            InvalidConfigError: an unknown *result* or a negative figure;
-                nothing is counted and the request stays in flight.
-        """
-        if duration_s is None:
-            duration_s = time.perf_counter() - self.started
-        self._metrics.request_finished(
-            self.tenant,
-            model,
-            result,
-            duration_s,
-            prompt_tokens,
-            completion_tokens,
-            in_flight=self,
-        )
-
-    def __enter__(self) -> InFlight:  # noqa: PYI034  # the class is final in practice
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._unfinished:
-            self.finish(self.model, "error")
-        else:
-            self.release()
 
 
 class Metrics:
@@ -444,12 +143,12 @@ class Metrics:
             raise InvalidConfigError(msg, field="buckets")
         self.multiprocess_dir: str | None = os.environ.get(MULTIPROC_DIR_ENV) or None
         if self.multiprocess_dir is not None:
-            _check_multiprocess(self.multiprocess_dir)
+            check_multiprocess(self.multiprocess_dir)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.tenant_labels = tenant_labels
         self._prefix = f"{namespace}_" if namespace else ""
-        self._models = _LabelCap(max_models)
-        self._tenants = _LabelCap(max_tenants)
+        self._models = LabelCap(max_models)
+        self._tenants = LabelCap(max_tenants)
         self._lock = threading.Lock()
         # Label children by raw arguments, only for arguments that are
         # already their own label (so the caches stay as bounded as the labels).
@@ -501,7 +200,7 @@ class Metrics:
             registry=None,
             buckets=buckets,
         )
-        self._collector = _ResourceCollector(self._prefix)
+        self._collector = ResourceCollector(self._prefix)
         collectors: list[Collector] = [
             self._requests,
             self._tokens,
@@ -593,7 +292,7 @@ class Metrics:
     def _children(
         self, tenant: str | None, model: str | None, result: str
     ) -> tuple[Counter, Counter, Counter, Histogram]:
-        result_label = _fixed(result, RESULTS, "result")
+        result_label = fixed_label(result, RESULTS, "result")
         tenant_label = self._tenants(tenant)
         model_label = self._models(model, admit=result_label != "unauthorized")
         children = (
@@ -626,7 +325,7 @@ class Metrics:
             tenant = TENANTS_HIDDEN
         counter = self._rejections.get((tenant, limit))
         if counter is None:
-            limit_label = _fixed(limit, LIMITS, "limit")
+            limit_label = fixed_label(limit, LIMITS, "limit")
             tenant_label = self._tenants(tenant)
             counter = self._limiter.labels(tenant_label, limit_label)
             if tenant_label == tenant:
@@ -663,7 +362,7 @@ class Metrics:
                         registry=None,
                         multiprocess_mode="liveall",
                     )
-                    for name, text in _RESOURCE_GAUGES
+                    for name, text in RESOURCE_GAUGES
                 )
                 _register_all(self.registry, list(gauges))
             self._sources = (*self._sources, source)
@@ -676,7 +375,7 @@ class Metrics:
         self._next_refresh = time.monotonic() + _RESOURCE_REFRESH_S
         gauges = self._resources_mp
         if gauges is not None:
-            for gauge, figure in zip(gauges, _sum_stats(self._sources), strict=True):
+            for gauge, figure in zip(gauges, sum_stats(self._sources), strict=True):
                 gauge.set(figure)
 
     def render(self) -> bytes:
@@ -719,77 +418,3 @@ def _negative(duration_s: float, prompt_tokens: int, completion_tokens: int) -> 
         if not value >= 0:
             msg = f"{field} must be zero or more, not {value!r}"
             raise InvalidConfigError(msg, field=field)
-
-
-def _check_multiprocess(path: str) -> None:
-    if not os.path.isdir(path):  # noqa: PTH112  # a str path from the environment
-        msg = f"{MULTIPROC_DIR_ENV}={path!r} is not a folder: create it (empty) first"
-        raise InvalidConfigError(msg, field=MULTIPROC_DIR_ENV)
-    if values.ValueClass is values.MutexValue:
-        msg = (
-            f"{MULTIPROC_DIR_ENV} was set after prometheus_client was imported, so "
-            "this process would write nothing to it: set it before the process starts"
-        )
-        raise InvalidConfigError(msg, field=MULTIPROC_DIR_ENV)
-
-
-def render_multiprocess(path: str | os.PathLike[str]) -> bytes:
-    """
-    Return the sum of every process's metrics in the multi-process folder *path*.
-
-    Any process can serve this, including one that records nothing itself
-    (a supervisor or a sidecar).
-
-    Raises:
-        InvalidConfigError: *path* is not a folder.
-
-    .. versionadded:: 0.1.0
-    """
-    registry = CollectorRegistry()
-    try:
-        MultiProcessCollector(registry, path=os.fspath(path))  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        msg = f"{os.fspath(path)!r} is not a folder: create it (empty) first"
-        raise InvalidConfigError(msg, field=MULTIPROC_DIR_ENV) from exc
-    return generate_latest(registry)
-
-
-def metrics_app(metrics: Metrics) -> _ASGIApp:
-    """
-    Return an ASGI app that serves *metrics* to Prometheus.
-
-    It answers ``GET`` (and ``HEAD``) on any path with `Metrics.render` and
-    `CONTENT_TYPE`, and 405 with an ``Allow`` header to other methods; route
-    ``/metrics`` to it. Lifespan events are acknowledged.
-
-    .. versionadded:: 0.1.0
-    """
-
-    async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
-        if scope["type"] == "lifespan":
-            await acknowledge_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            msg = f"metrics_app serves HTTP only, not {scope['type']!r}"
-            raise TypeError(msg)
-        method = scope["method"]
-        if method in {"GET", "HEAD"}:
-            status = 200
-            body = metrics.render()
-            headers = [(b"content-type", CONTENT_TYPE.encode("latin-1"))]
-        else:
-            status = 405
-            body = b"Method Not Allowed\n"
-            headers = [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"allow", b"GET, HEAD"),
-            ]
-        headers.append((b"content-length", str(len(body)).encode("latin-1")))
-        await send(
-            {"type": "http.response.start", "status": status, "headers": headers}
-        )
-        await send(
-            {"type": "http.response.body", "body": b"" if method == "HEAD" else body}
-        )
-
-    return app

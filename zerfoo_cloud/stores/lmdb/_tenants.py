@@ -16,7 +16,7 @@ from zerfoo_cloud.errors import (
 from zerfoo_cloud.tenant_records import TenantRecord
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["LMDBTenantStore"]
 

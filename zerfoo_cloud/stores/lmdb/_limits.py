@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._fork import on_fork
 from zerfoo_cloud.buckets import (
     BucketState,
     adjust_bucket,
@@ -20,7 +21,7 @@ from zerfoo_cloud.buckets import (
 from zerfoo_cloud.errors import CorruptRecordError
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["LMDBLimiterStore"]
 
@@ -52,7 +53,7 @@ class _Pid:
 
 
 _OWN = _Pid()
-os.register_at_fork(after_in_child=_OWN.refresh)
+on_fork(_OWN.refresh)
 
 
 def _states(

@@ -1,8 +1,9 @@
 """
-The LMDB writer process: the child side of `zerfoo_cloud._offload`.
+The LMDB writer process: the child side of
+`zerfoo_cloud.stores.lmdb._channel.WriterProcess`.
 
-Run as ``python -m zerfoo_cloud.stores._lmdb_writer_process`` by an
-`OffloadCommit`, it opens the LMDB stores named in its first frame and
+Run as ``python -m zerfoo_cloud.stores.lmdb._writer_process`` by its
+parent, it opens the LMDB stores named in its first frame and
 commits each frame of billing records or audit entries that follows, many
 frames in one transaction when they wait together, answering each.
 """
@@ -17,23 +18,17 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._clock import utc_stamp
-from zerfoo_cloud._offload import (
-    _LENGTH,
-    _PROTOCOL,
-    _read_frame,
-    _write_all,
-    _write_frame,
-)
-from zerfoo_cloud.audit.chain import _Linker
-from zerfoo_cloud.audit.entry import make_entry
+from zerfoo_cloud.audit_records.chain import _Linker
+from zerfoo_cloud.audit_records.entry import make_entry
 from zerfoo_cloud.billing_records import BillingRecord
 from zerfoo_cloud.errors import StoreError, StoreFullError
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.lmdb import _frames as wire
+from zerfoo_cloud.stores.lmdb._stores import LMDBStores
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from zerfoo_cloud.stores._lmdb_env import Environment
+    from zerfoo_cloud.stores.lmdb._env import Environment
 
 __all__ = ["main"]
 
@@ -71,20 +66,29 @@ def _billing_writer(store: Any) -> _Writer:
     return write, body
 
 
-def _audit_writer(store: Any, secret: bytes | None) -> _Writer:
-    linker = _Linker(secret)
+def _audit_writer(store: Any) -> _Writer:
+    # One linker per chain secret (each logger's frames carry its own).
+    linkers: dict[bytes | None, _Linker] = {}
+
+    def linker(secret: bytes | None) -> _Linker:
+        found = linkers.get(secret)
+        if found is None:
+            found = linkers[secret] = _Linker(secret)
+        return found
 
     def entries(frame: Any) -> list[Any]:
         return [make_entry(utc_stamp(item[0]), *item[1:]) for item in frame[1]]
 
     def write(frame: Any) -> object:
-        number, _, writer_id = frame
-        return store.append_linked(entries(frame), linker, batch=(writer_id, number))
+        number, _, writer_id, secret = frame
+        return store.append_linked(
+            entries(frame), linker(secret), batch=(writer_id, number)
+        )
 
     def body(frame: Any) -> Callable[[Any], object]:
-        number, _, writer_id = frame
+        number, _, writer_id, secret = frame
         append: Callable[[Any], object] = store.append_write(
-            entries(frame), linker, batch=(writer_id, number)
+            entries(frame), linker(secret), batch=(writer_id, number)
         )
         return append
 
@@ -96,7 +100,7 @@ def _read_more(fd_in: int, frames: list[Any]) -> bool:
     # committed together with the first. False once the parent closed it.
     while len(frames) < _MERGE and select.select([fd_in], [], [], 0)[0]:
         try:
-            frames.append(_read_frame(fd_in))
+            frames.append(wire.read_frame(fd_in))
         except EOFError:  # noqa: PERF203 - once, at the end
             return False
     return True
@@ -127,38 +131,38 @@ def _commit(env: Environment, writers: dict[int, _Writer], frames: list[Any]) ->
 def _frames(messages: list[object]) -> bytes:
     out = bytearray()
     for message in messages:
-        data = pickle.dumps(message, _PROTOCOL)
-        out += _LENGTH.pack(len(data))
+        data = pickle.dumps(message, wire.PROTOCOL)
+        out += wire.LENGTH.pack(len(data))
         out += data
     return bytes(out)
 
 
 def _serve(fd_in: int, fd_out: int) -> None:
     try:
-        config = _read_frame(fd_in)
+        config = wire.read_frame(fd_in)
     except EOFError:
         return
-    _role, path, map_size, max_map_size, secret = config
+    path, map_size, max_map_size = config
     try:
         stores = LMDBStores.open(path, map_size=map_size, max_map_size=max_map_size)
     except Exception as exc:  # noqa: BLE001 - sent to the parent
-        _write_frame(fd_out, _failure(exc))
+        wire.write_frame(fd_out, _failure(exc))
         return
     try:
-        # Billing frames are (0, items), audit ones (number, items, writer):
-        # one child serves both when a meter and a logger share it.
+        # Billing frames are (0, items), audit ones (number, items, writer,
+        # secret): one child serves every meter and logger of the store set.
         writers = {
             2: _billing_writer(stores.billing),
-            3: _audit_writer(stores.audit, secret),
+            4: _audit_writer(stores.audit),
         }
-        _write_frame(fd_out, None)
+        wire.write_frame(fd_out, None)
         while True:
             try:
-                frames = [_read_frame(fd_in)]
+                frames = [wire.read_frame(fd_in)]
             except EOFError:
                 return
             more = _read_more(fd_in, frames)
-            _write_all(fd_out, _commit(stores.durable, writers, frames))
+            wire.write_all(fd_out, _commit(stores.durable, writers, frames))
             if not more:
                 return
     finally:
