@@ -4,9 +4,9 @@ and how its workers' garbage collector is tuned.
 
 ``auto`` picks the fastest one installed: uvloop over asyncio's own loop,
 httptools over h11 (the ``server`` extra installs httptools). ``serve``
-runs on asyncio's loop unless told otherwise: under uvloop, at 256
-connections, the durable writer processes were seen to exit and be
-replaced mid-run. Naming one that is not installed is an error, never a
+runs on asyncio's loop unless told otherwise: under uvloop, at 32 and 256
+connections, the LMDB writer process was seen to exit and be replaced
+mid-run. Naming one that is not installed is an error, never a
 silent fallback.
 """
 
