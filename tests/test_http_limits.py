@@ -190,3 +190,30 @@ def test_a_dribbled_head_is_dropped_after_the_timeout(parser: str) -> None:
         finally:
             idle.close()
             slow.close()
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_later_head_is_timed_from_its_own_first_byte(parser: str) -> None:
+    """
+    A keep-alive connection's second head gets the whole timeout from its
+    first byte, not from when the connection opened, and no more.
+    """
+    with (
+        serving(parser, timeout=1.0) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=30) as s,
+    ):
+        s.sendall(head_of(200))
+        assert read_response(s).startswith(b"HTTP/1.1 200")
+        time.sleep(0.6)
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        started = time.monotonic()
+        time.sleep(0.7)  # past the first head's deadline, before this one's
+        s.sendall(b"x-a: 1\r\n")
+        s.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            s.recv(1)  # nothing answered, nothing closed yet
+        s.setblocking(True)
+        answer = read_response(s)
+        took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert 0.9 <= took < 10, took

@@ -18,7 +18,10 @@ that counts the bytes of each request head before the parser sees them:
 Bytes of a request body are not counted: a head begins when the parser has
 read the whole previous request. The subclass uses only ``connection_made``,
 ``data_received``, ``connection_lost`` and ``on_response_complete`` of
-uvicorn's protocols (and ``on_message_complete`` of the httptools one).
+uvicorn's protocols (and ``on_message_complete`` of the httptools one). It
+hands uvicorn's protocol its transport wrapped in
+`zerfoo_cloud._coalesced_writes.CoalescedWrites`, so a response's head and
+body written in one turn of the event loop leave in one system call.
 
 `zerfoo-cloud serve` gives uvicorn such a class built from its
 configuration (``zerfoo_cloud._serve_protocol:ServeProtocol``).
@@ -31,6 +34,7 @@ import logging
 import re
 from typing import Any, Literal
 
+from zerfoo_cloud._coalesced_writes import CoalescedWrites
 from zerfoo_cloud._openai_error import openai_error_body
 
 __all__ = [
@@ -55,6 +59,8 @@ _logger = logging.getLogger("zerfoo_cloud.serve")
 # be a line end, so blank lines sent before a request line end nothing.
 _HEAD_END = re.compile(rb"[^\r\n]\r?\n\r?\n")
 _TAIL = 4
+# A head timer that fires this early (seconds) counts as on time.
+_EARLY = 1e-3
 
 
 def _response(status: int, reason: str, message: str, code: str) -> bytes:
@@ -81,6 +87,7 @@ class _HeadLimit:
     _head_bytes: int
     _tail: bytes
     _timer: asyncio.TimerHandle | None
+    _deadline: float | None
     _refused: bool
 
     def connection_made(self, transport: Any) -> None:
@@ -88,12 +95,13 @@ class _HeadLimit:
         self._head_bytes = 0
         self._tail = b""
         self._timer = None
+        self._deadline = None
         self._refused = False
-        super().connection_made(transport)  # type: ignore[misc]
+        super().connection_made(CoalescedWrites(transport))  # type: ignore[misc]
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._cancel_timer()
         super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
@@ -162,6 +170,14 @@ class _HeadLimit:
 
     def _timed_out(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if deadline - loop.time() > _EARLY:
+            # The head timed now began after this timer was set.
+            self._timer = loop.call_at(deadline, self._timed_out)
+            return
         if not self._awaiting or self._refused or self.transport.is_closing():
             return
         if self._head_bytes == 0 and not self._tail:
@@ -183,19 +199,29 @@ class _HeadLimit:
 
     def _refuse(self, response: bytes) -> None:
         self._refused = True
-        self._disarm()
+        self._cancel_timer()
         if not self.transport.is_closing():
             self.transport.write(response)
             self.transport.close()
 
     def _arm(self) -> None:
-        self._disarm()
+        """
+        Time a head from now. One timer per connection is kept: set only
+        when none is, it re-checks the deadline when it fires, so a request
+        costs no timer of its own.
+        """
         if self.header_timeout > 0:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.header_timeout, self._timed_out
-            )
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.time() + self.header_timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._timed_out)
 
     def _disarm(self) -> None:
+        """Stop timing: the head has arrived (the timer, if any, lapses)."""
+        self._deadline = None
+
+    def _cancel_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -2,8 +2,8 @@
 ``ServeProtocol``: the protocol class ``zerfoo-cloud serve`` gives uvicorn.
 
 `zerfoo-cloud serve` names ``zerfoo_cloud._serve_protocol:ServeProtocol`` as
-uvicorn's ``http`` setting. The class is `limited_protocol` over the default
-parser, with the request-head limits of the serve configuration in the
+uvicorn's ``http`` setting. The class is `limited_protocol` over the parser of
+the serve configuration (``auto``: httptools when installed), with the request-head limits of the serve configuration in the
 environment; each worker builds it once, on first use.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from zerfoo_cloud._http_limits import default_parser, limited_protocol
+from zerfoo_cloud._http_limits import limited_protocol
+from zerfoo_cloud._serve_runtime import resolve_parser
 from zerfoo_cloud.serve import ServeConfig
 
 __all__: list[str] = []
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
     if name not in _SERVE:
         config = ServeConfig.from_env()
         _SERVE[name] = limited_protocol(
-            default_parser(),
+            resolve_parser(config.http_parser),
             max_header_bytes=config.max_header_bytes,
             header_timeout=config.header_timeout,
         )

@@ -27,6 +27,7 @@ from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
 from zerfoo_cloud._pool_options import PoolOptions
+from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.errors import InvalidConfigError
@@ -112,6 +113,8 @@ class ServeConfig:
             (in the ``serve`` process) instead of the serving port.
         metrics_host: the address the metrics port is bound to.
         metrics_tenant_labels: label metrics with tenant ids.
+        http_parser: uvicorn's HTTP parser, ``h11`` or ``httptools``
+            (``auto``: httptools when installed).
         upstream_connect_timeout, upstream_read_timeout,
         upstream_write_timeout, upstream_pool_timeout,
         upstream_max_connections, upstream_keepalive_timeout: the
@@ -138,6 +141,7 @@ class ServeConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_tenant_labels: bool = False
+    http_parser: str = "auto"
     upstream_connect_timeout: float = _UPSTREAM_DEFAULTS.connect_timeout
     upstream_read_timeout: float = _UPSTREAM_DEFAULTS.read_timeout
     upstream_write_timeout: float = _UPSTREAM_DEFAULTS.write_timeout
@@ -161,6 +165,9 @@ class ServeConfig:
         if self.max_header_bytes < 1:
             msg = f"max_header_bytes must be at least 1, not {self.max_header_bytes}"
             raise InvalidConfigError(msg, field="max_header_bytes")
+        if self.http_parser not in PARSER_CHOICES:
+            msg = f"http_parser must be one of {', '.join(PARSER_CHOICES)}, not {self.http_parser!r}"
+            raise InvalidConfigError(msg, field="http_parser")
         if not self.header_timeout >= 0:
             msg = f"header_timeout must be zero or more, not {self.header_timeout}"
             raise InvalidConfigError(msg, field="header_timeout")
@@ -468,8 +475,11 @@ def _routes(
 
 def create_app() -> Any:
     """
-    The uvicorn factory: `build_app` of `ServeConfig.from_env`.
+    The uvicorn factory: `build_app` of `ServeConfig.from_env`, then the
+    worker's garbage collector tuned for serving (`tune_gc`).
 
     .. versionadded:: 0.1.0
     """
-    return build_app(ServeConfig.from_env())
+    app = build_app(ServeConfig.from_env())
+    tune_gc()
+    return app

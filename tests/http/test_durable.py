@@ -205,6 +205,34 @@ def test_asgi_body_complete_by_content_length_waits_for_its_commits(
     answer = json.dumps({"usage": {"prompt_tokens": 2, "completion_tokens": 3}})
     data = answer.encode()
 
+    seen: list[tuple[int, tuple[int, int]]] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            seen.append((len(message.get("body", b"")), durable.committed()))
+
+    _run_chat(durable.server(_sized_app(data, then="split")), send)
+    assert seen[0] == (len(data), (1, 1))
+
+
+def _run_chat(server: CloudServer, send: Any) -> None:
+    """Serve one chat request in process, its messages sent to *send*."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": json.dumps(chat()).encode()}
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": CHAT,
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
+    asyncio.run(server.handler()(scope, receive, send))
+
+
+def _sized_app(data: bytes, *, then: str = "body") -> Any:
+    """An app that sends a start with Content-Length, then *then*."""
+
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         while (await receive()).get("more_body"):
             pass
@@ -213,24 +241,55 @@ def test_asgi_body_complete_by_content_length_waits_for_its_commits(
             (b"content-length", str(len(data)).encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if then == "raise":
+            msg = "the app failed after its start"
+            raise RuntimeError(msg)
+        if then == "body":
+            await send({"type": "http.response.body", "body": data})
+        if then == "split":  # the whole length, then an empty last message
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    handler = durable.server(app).handler()
-    seen: list[tuple[int, tuple[int, int]]] = []
+    return app
 
-    async def receive() -> Message:
-        return {"type": "http.request", "body": json.dumps(chat()).encode()}
+
+def test_a_sized_answer_sends_its_head_with_its_body_once_committed(
+    durable: _Durable,
+) -> None:
+    """
+    With a Content-Length, the head goes out just before the body, after
+    both commits: the server writes them in one go.
+    """
+    data = json.dumps({"usage": {"prompt_tokens": 2, "completion_tokens": 3}})
+    server = durable.server(_sized_app(data.encode()))
+    sent = _asgi(server, json.dumps(chat()).encode(), durable.committed)
+    assert sent == [
+        ("start", 200),
+        ("probe", (1, 1)),
+        ("body", None),
+        ("probe", (1, 1)),
+    ]
+
+
+@pytest.mark.parametrize("then", ["raise", "return"])
+def test_a_held_head_still_goes_out_when_the_app_sends_no_body(
+    durable: _Durable, then: str
+) -> None:
+    """
+    An app that fails, or returns, after its start and before its body
+    still has its start sent, as the server would have sent it at once.
+    """
+    server = durable.server(_sized_app(b"{}", then=then))
+    sent: list[Message] = []
 
     async def send(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            seen.append((len(message.get("body", b"")), durable.committed()))
+        sent.append(message)
 
-    scope: Scope = {
-        "type": "http",
-        "method": "POST",
-        "path": CHAT,
-        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
-    }
-    asyncio.run(handler(scope, receive, send))
-    assert seen[0] == (len(data), (1, 1))
+    if then == "raise":
+        with pytest.raises(RuntimeError, match="after its start"):
+            _run_chat(server, send)
+    else:
+        _run_chat(server, send)
+    assert [(m["type"], m.get("status")) for m in sent] == [
+        ("http.response.start", 200)
+    ]

@@ -16,6 +16,12 @@ from zerfoo_cloud._access_log import log_config, redact_text
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._metrics_endpoint import MetricsPortServer, metrics_token
 from zerfoo_cloud._pool_options import PoolOptions
+from zerfoo_cloud._serve_runtime import (
+    LOOP_CHOICES,
+    PARSER_CHOICES,
+    resolve_loop,
+    resolve_parser,
+)
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
 from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
@@ -174,6 +180,21 @@ def _upstream_options(command: Any) -> Any:
     "--public-url", metavar="URL", help="This service's external URL (needed for SAML)."
 )
 @click.option(
+    "--loop",
+    type=click.Choice(LOOP_CHOICES),
+    default="asyncio",
+    show_default=True,
+    help="The event loop (auto: uvloop when installed, else asyncio).",
+)
+@click.option(
+    "--http",
+    "http_parser",
+    type=click.Choice(PARSER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="The HTTP parser (auto: httptools when installed, else h11).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -199,6 +220,8 @@ def serve(
     header_timeout: float,
     saml: tuple[str, ...],
     public_url: str | None,
+    loop: str,
+    http_parser: str,
     log_level: str,
     **upstream_options: Any,
 ) -> None:
@@ -224,6 +247,9 @@ def serve(
         if "=" not in spec and not spec.startswith(("http://", "https://")):
             msg = f"--upstream must be an http:// or https:// URL, not {spec!r}"
             raise click.UsageError(msg)
+    # Fail here, in one line, if the loop or parser named is not installed.
+    event_loop = resolve_loop(loop)
+    parser = resolve_parser(http_parser)
     token = metrics_token()
     exposed = metrics and (metrics_port is not None or token is not None)
     _import_features(upstream=bool(upstream), saml=bool(saml), metrics=exposed)
@@ -244,6 +270,7 @@ def serve(
         metrics_port=metrics_port if exposed else None,
         metrics_host=metrics_host,
         metrics_tenant_labels=metrics_tenant_labels,
+        http_parser=http_parser,
         **upstream_options,
     )
     if app is not None:
@@ -261,7 +288,7 @@ def serve(
     click.echo(
         redact_text(
             f"serving {app or ' '.join(upstream)} on http://{host}:{port} with {workers} "
-            f"worker(s); store {config.db}"
+            f"worker(s) on {event_loop} and {parser}; store {config.db}"
         ),
         err=True,
     )
@@ -296,6 +323,7 @@ def serve(
             log_level=log_level,
             log_config=log_config(),
             lifespan="on",
+            loop=event_loop,
             http="zerfoo_cloud._serve_protocol:ServeProtocol",
             h11_max_incomplete_event_size=max_header_bytes,
         )

@@ -131,4 +131,6 @@ def safe_path(path: str) -> bool:
     """
     if not path.startswith("/") or "\\" in path or ";" in path:
         return False
+    if "." not in path:
+        return True
     return not any(part in {".", ".."} for part in path.split("/"))

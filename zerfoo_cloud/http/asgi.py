@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["BillingMiddleware", "CloudMiddleware"]
 
 _log = logging.getLogger("zerfoo_cloud.http")
+
 _HealthHeaders = [
     (b"content-type", b"application/json"),
     (b"cache-control", b"no-store"),
@@ -172,6 +173,7 @@ class _Exchange:
         "meter",
         "metering",
         "models",
+        "pending_start",
         "remaining",
         "replayed",
         "request_id",
@@ -211,6 +213,8 @@ class _Exchange:
         self.replayed = False
         # Body bytes still owed by the response's Content-Length (None: none).
         self.remaining: int | None = None
+        # A start whose body is still to come, sent just before that body.
+        self.pending_start: Message | None = None
 
     async def run(
         self, app: ASGIApp, scope: Scope, setup: Callable[[], None] | None = None
@@ -219,7 +223,11 @@ class _Exchange:
             if setup is not None:
                 setup()
             await app(scope, self.receive, self.send)
+            await self._send_pending_start()
         except Exception as exc:
+            # The start the app sent goes out, as it would have before.
+            with contextlib.suppress(OSError):
+                await self._send_pending_start()
             if not self.status:
                 self.status = 500
                 failure = error_response(exc, request_id=self.request_id)
@@ -269,6 +277,11 @@ class _Exchange:
                 return
             if self.remaining == 0:  # the headers are the whole answer
                 await self._account_durably(self.status)
+            elif self.remaining is not None:
+                # Its body is on the way: the head goes with it, in one
+                # write of the server's.
+                self.pending_start = message
+                return
         await self.upstream_send(message)
 
     def _start(self, message: Message) -> Message:
@@ -315,6 +328,7 @@ class _Exchange:
                     return
                 message = {**message, "body": out}
             await self._before_sending(len(out))
+            await self._send_pending_start()
             await self.upstream_send(message)
             return
         if out is not chunk:
@@ -343,8 +357,16 @@ class _Exchange:
             if self.remaining <= 0:
                 await self._account_durably(self.status)
 
+    async def _send_pending_start(self) -> None:
+        """Send the start held back for its body, if one is."""
+        start = self.pending_start
+        if start is not None:
+            self.pending_start = None
+            await self.upstream_send(start)
+
     async def _send_last(self, message: Message) -> None:
         await self._account_durably(self.status)
+        await self._send_pending_start()
         await self.upstream_send(message)
         self.account(self.status)
 

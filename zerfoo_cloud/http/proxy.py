@@ -329,7 +329,7 @@ class UpstreamProxy:
             return
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1") if raw else ""
-        if unquote(raw_path) != path:
+        if (unquote(raw_path) if "%" in raw_path else raw_path) != path:
             # Mounted under a prefix, or no raw path: rebuild it from path.
             raw_path = quote(path, safe=PATH_SAFE)
         path_query = (raw_path, scope.get("query_string", b"").decode("latin-1"))
