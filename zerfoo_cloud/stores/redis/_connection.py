@@ -1,0 +1,121 @@
+"""
+A connection to Redis or a Redis Cluster: opened from a URL, with every
+failure turned into one `zerfoo_cloud.errors.StoreError` that never shows
+the password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.errors import InvalidConfigError, StoreError
+
+with needs_extra("redis", "Redis counters"):
+    import redis
+    import redis.cluster
+    import redis.exceptions
+
+__all__ = ["RedisConnection"]
+
+
+def _location(url: str) -> str:
+    # host:port/db of *url*, with no user name or password.
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        msg = f"a Redis URL starts with redis://, rediss:// or unix://, not {parts.scheme or '(none)'}://"
+        raise InvalidConfigError(msg, field="url")
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    db = parts.path.strip("/") or "0"
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{db}"
+
+
+class RedisConnection:
+    """
+    A redis-py client (plain or cluster) and where it points, for messages.
+
+    ``guard(what)`` turns any Redis failure in its block into `StoreError`
+    naming *what* failed and where, without the URL's password.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, client: Any, location: str, secret: str | None) -> None:
+        self.client = client
+        self.location = location
+        self._secret = secret
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cluster: bool = False,
+        socket_timeout: float = 1.0,
+        connect_timeout: float = 1.0,
+    ) -> RedisConnection:
+        """
+        Connect lazily to the Redis (or, with *cluster*, the Redis Cluster)
+        at *url*; nothing is sent until the first command.
+
+        *socket_timeout* bounds each command and *connect_timeout* each
+        connection attempt, in seconds.
+        """
+        for name, value in (
+            ("socket_timeout", socket_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not value > 0:
+                msg = f"{name} must be positive, not {value!r}"
+                raise InvalidConfigError(msg, field=name)
+        location = _location(url)
+        secret = urlsplit(url).password
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+        }
+        try:
+            if cluster:
+                client: Any = redis.cluster.RedisCluster.from_url(url, **options)
+            else:
+                client = redis.Redis.from_url(url, **options)
+        except redis.exceptions.RedisError as exc:
+            raise cls(None, location, secret).error("connecting", exc) from exc
+        return cls(client, location, secret)
+
+    def error(self, what: str, exc: BaseException) -> StoreError:
+        """
+        Return the `StoreError` for *exc*, raised while *what*.
+        """
+        detail = str(exc)
+        if self._secret:
+            detail = detail.replace(self._secret, "***")
+        return StoreError(
+            f"Redis at {self.location} failed while {what}: "
+            f"{type(exc).__name__}: {detail}; check that Redis is running and reachable"
+        )
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        """
+        Turn a Redis failure in the block into `StoreError`.
+        """
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            raise self.error(what, exc) from exc
+
+    def close(self) -> None:
+        """
+        Close the client's connections. Calling it twice is harmless.
+        """
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisConnection({self.location!r})"
