@@ -46,6 +46,7 @@ class RedisConnection:
 
     def __init__(self, client: Any, location: str, secret: str | None) -> None:
         self.client = client
+        self.closed = False
         self.location = location
         self._secret = secret
 
@@ -102,8 +103,12 @@ class RedisConnection:
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:
         """
-        Turn a Redis failure in the block into `StoreError`.
+        Turn a Redis failure in the block into `StoreError`; the block
+        does not run once the connection is closed.
         """
+        if self.closed:
+            msg = f"the Redis connection to {self.location} is closed"
+            raise StoreError(msg)
         try:
             yield
         except redis.exceptions.RedisError as exc:
@@ -113,9 +118,9 @@ class RedisConnection:
         """
         Close the client's connections. Calling it twice is harmless.
         """
-        client, self.client = self.client, None
-        if client is not None:
-            client.close()
+        if not self.closed:
+            self.closed = True
+            self.client.close()
 
     def __repr__(self) -> str:
         return f"RedisConnection({self.location!r})"

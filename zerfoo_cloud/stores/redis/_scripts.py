@@ -144,7 +144,8 @@ return out
 )
 
 #: KEYS: one lease set. ARGV: clock, expire, lease seconds, lease ids.
-#: Returns the ids that are gone (expired and purged, or never there).
+#: Returns the ids that are gone (expired, or never there); an expired
+#: lease is never renewed.
 RENEW = (
     _COMMON
     + """
@@ -152,9 +153,12 @@ local lease = tonumber(ARGV[3])
 local expiry = string.format('%.17g', now + lease)
 local gone = {}
 for i = 4, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+  local held = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if held and tonumber(held) > now then
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
   else
+    -- Expired (purged or not): its slot was given back, never revived.
+    redis.call('ZREM', KEYS[1], ARGV[i])
     gone[#gone + 1] = ARGV[i]
   end
 end
