@@ -411,3 +411,33 @@ def test_tenant_and_rate_limiter_end_to_end(
     decisions = [limiter.acquire("ip\x00203.0.113.9", rate) for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
     assert math.isclose(decisions[-1].retry_after, 12.0, rel_tol=0.01)
+
+
+def _in_forked_child(
+    store: RedisLimiterStore, results: multiprocessing.Queue[object]
+) -> None:
+    # A forked child: it holds none of its parent's leases, and renews its own.
+    store.settle("t\x00c", [], 0.0)  # nothing of its own to give back
+    taken = store.admit(("t\x00c", 3), [], 0.0)[0]
+    time.sleep(1.5)  # past the lease: only renewal keeps it
+    results.put((taken, store.slots_in_use("t\x00c"), store.renew()))
+    store.settle("t\x00c", [], 0.0)  # its own, not the parent's
+    store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads
+def test_a_forked_child_holds_none_of_its_parents_leases(
+    open_store: Callable[..., RedisLimiterStore],
+) -> None:
+    """After fork, settle in the child frees nothing of the parent's; its own leases renew."""
+    store = open_store(lease_seconds=1.0, renew_every=0.2)
+    assert store.admit(("t\x00c", 3), [], 0.0)[0]
+    fork = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue[object] = fork.Queue()
+    child = fork.Process(target=_in_forked_child, args=(store, results))
+    child.start()
+    assert results.get(timeout=30) == (True, 2, 1)
+    child.join(30)
+    assert child.exitcode == 0
+    assert store.slots_in_use("t\x00c") == 1  # the parent's lease, renewed throughout

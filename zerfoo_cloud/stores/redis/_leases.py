@@ -24,9 +24,28 @@ __all__ = ["HeldLeases", "LeaseRenewer"]
 _log = logging.getLogger("zerfoo_cloud.stores.redis")
 
 
+class _Forks:
+    """
+    How many times this process's ancestors forked on the way to it: a
+    store used in a forked child sees a new count, and drops what its
+    parent held (the parent's leases, its renewal thread, which the fork
+    did not copy).
+    """
+
+    count = 0
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.count += 1
+
+
+os.register_at_fork(after_in_child=_Forks.forked)
+
+
 class HeldLeases:
     """
     The lease ids this store holds, per slot key; safe for many threads.
+    A process forked from the holder holds none of them.
 
     Ids are ``<random token>:<counter>``: unique across hosts and processes.
 
@@ -38,17 +57,28 @@ class HeldLeases:
         self._held: dict[str, list[str]] = {}
         self._token = os.urandom(8).hex()
         self._counter = itertools.count(1)
+        self._forks = _Forks.count
+
+    def _after_fork(self) -> None:
+        # A forked child starts afresh: its parent's leases are not its own.
+        if self._forks != _Forks.count:
+            self._forks = _Forks.count
+            self._lock = threading.Lock()
+            self._held = {}
+            self._token = os.urandom(8).hex()
 
     def new_id(self) -> str:
         """
         Return a lease id never used before.
         """
+        self._after_fork()
         return f"{self._token}:{next(self._counter)}"
 
     def add(self, slot_key: str, lease_id: str) -> None:
         """
         Remember that *lease_id* of *slot_key* is held.
         """
+        self._after_fork()
         with self._lock:
             self._held.setdefault(slot_key, []).append(lease_id)
 
@@ -56,6 +86,7 @@ class HeldLeases:
         """
         Forget and return one held lease of *slot_key* (the newest), or ``None``.
         """
+        self._after_fork()
         with self._lock:
             ids = self._held.get(slot_key)
             if not ids:
@@ -65,17 +96,11 @@ class HeldLeases:
                 del self._held[slot_key]
             return lease_id
 
-    def count(self, slot_key: str) -> int:
-        """
-        Return how many leases of *slot_key* are held.
-        """
-        with self._lock:
-            return len(self._held.get(slot_key, ()))
-
     def snapshot(self) -> dict[str, list[str]]:
         """
         Return a copy of every held lease id, per slot key.
         """
+        self._after_fork()
         with self._lock:
             return {key: list(ids) for key, ids in self._held.items()}
 
@@ -83,6 +108,7 @@ class HeldLeases:
         """
         Forget *lease_ids* of *slot_key* (leases that expired).
         """
+        self._after_fork()
         gone = set(lease_ids)
         with self._lock:
             ids = [i for i in self._held.get(slot_key, ()) if i not in gone]
@@ -95,6 +121,7 @@ class HeldLeases:
         """
         Forget every lease of a slot key starting with *prefix*.
         """
+        self._after_fork()
         with self._lock:
             for key in [k for k in self._held if k.startswith(prefix)]:
                 del self._held[key]
@@ -117,11 +144,17 @@ class LeaseRenewer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._forks = _Forks.count
 
     def start(self) -> None:
         """
-        Start the thread unless it runs (or was stopped).
+        Start the thread unless it runs (or was stopped); in a forked
+        child, which has no copy of the thread, start a new one.
         """
+        if self._forks != _Forks.count:
+            self._forks = _Forks.count
+            self._lock = threading.Lock()
+            self._thread = None
         if self._thread is not None or self._stop.is_set():
             return
         with self._lock:
