@@ -52,41 +52,39 @@ class RedisConnection:
 
     @classmethod
     def from_url(
-        cls,
-        url: str,
-        *,
-        cluster: bool = False,
-        socket_timeout: float = 1.0,
-        connect_timeout: float = 1.0,
-    ) -> RedisConnection:
+        cls, url: str, options: dict[str, Any]
+    ) -> tuple[RedisConnection, dict[str, Any]]:
         """
-        Connect lazily to the Redis (or, with *cluster*, the Redis Cluster)
-        at *url*; nothing is sent until the first command.
+        Connect lazily to the Redis at *url*; nothing is sent until the
+        first command. Returns the connection and the *options* it did not
+        take.
 
-        *socket_timeout* bounds each command and *connect_timeout* each
-        connection attempt, in seconds.
+        It takes from *options*: ``cluster`` (*url* names a node of a Redis
+        Cluster; default ``False``), ``socket_timeout`` (bounding each
+        command) and ``connect_timeout`` (each connection attempt), in
+        seconds, 1.0 by default.
         """
-        for name, value in (
-            ("socket_timeout", socket_timeout),
-            ("connect_timeout", connect_timeout),
-        ):
-            if not value > 0:
-                msg = f"{name} must be positive, not {value!r}"
-                raise InvalidConfigError(msg, field=name)
+        rest = dict(options)
+        cluster = bool(rest.pop("cluster", False))
+        timeouts = {
+            "socket_timeout": rest.pop("socket_timeout", 1.0),
+            "socket_connect_timeout": rest.pop("connect_timeout", 1.0),
+        }
+        for name, value in timeouts.items():
+            if not (isinstance(value, (int, float)) and value > 0):
+                field = "connect_timeout" if "connect" in name else name
+                msg = f"{field} must be a positive number of seconds, not {value!r}"
+                raise InvalidConfigError(msg, field=field)
         location = _location(url)
         secret = urlsplit(url).password
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-        }
         try:
             if cluster:
-                client: Any = redis.cluster.RedisCluster.from_url(url, **options)
+                client: Any = redis.cluster.RedisCluster.from_url(url, **timeouts)
             else:
-                client = redis.Redis.from_url(url, **options)
+                client = redis.Redis.from_url(url, **timeouts)
         except redis.exceptions.RedisError as exc:
             raise cls(None, location, secret).error("connecting", exc) from exc
-        return cls(client, location, secret)
+        return cls(client, location, secret), rest
 
     def error(self, what: str, exc: BaseException) -> StoreError:
         """

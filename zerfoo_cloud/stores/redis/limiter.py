@@ -17,6 +17,11 @@ from zerfoo_cloud.stores.redis._scripts import ADMIT, RENEW, SETTLE, SLOTS_IN_US
 
 __all__ = ["RedisLimiterStore"]
 
+#: The shapes of `admit` and `settle` (see `LimiterStore`).
+_Slot = tuple[str, int] | None
+_Buckets = Sequence[tuple[str, float, float, int]]
+_Admitted = tuple[bool, bool, list[float]]
+
 #: Leases longer than this (seconds, about 31 years) are refused.
 _MAX_LEASE = 1e9
 
@@ -99,31 +104,20 @@ class RedisLimiterStore:
         self._slots = client.register_script(SLOTS_IN_USE)
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        cluster: bool = False,
-        socket_timeout: float = 1.0,
-        connect_timeout: float = 1.0,
-        **options: Any,
-    ) -> RedisLimiterStore:
+    def from_url(cls, url: str, **options: Any) -> RedisLimiterStore:
         """
         Open the store on the Redis at *url* (``redis://[:password@]host:port/db``,
-        ``rediss://`` for TLS); with *cluster*, on the Redis Cluster that
-        *url* names a node of.
+        ``rediss://`` for TLS); with ``cluster=True``, on the Redis Cluster
+        that *url* names a node of.
 
-        *socket_timeout* bounds each command, *connect_timeout* each
-        connection attempt (seconds); *options* are the constructor's
-        (``prefix``, ``lease_seconds``, ...).
+        *options* are ``cluster``, ``socket_timeout`` (bounding each
+        command) and ``connect_timeout`` (each connection attempt), in
+        seconds, 1.0 by default (see
+        `zerfoo_cloud.stores.redis.RedisConnection.from_url`), and the
+        constructor's (``prefix``, ``lease_seconds``, ``renew_every``).
         """
-        connection = RedisConnection.from_url(
-            url,
-            cluster=cluster,
-            socket_timeout=socket_timeout,
-            connect_timeout=connect_timeout,
-        )
-        return cls(connection, **options)
+        connection, rest = RedisConnection.from_url(url, options)
+        return cls(connection, **rest)
 
     def _clock(self, now: float) -> str:
         # ARGV[1] of every script: "" (Redis TIME) unless built for tests.
@@ -132,12 +126,7 @@ class RedisLimiterStore:
         self._last_now = max(self._last_now, now)
         return _number(now)
 
-    def admit(
-        self,
-        slot: tuple[str, int] | None,
-        buckets: Sequence[tuple[str, float, float, int]],
-        now: float,
-    ) -> tuple[bool, bool, list[float]]:
+    def admit(self, slot: _Slot, buckets: _Buckets, now: float) -> _Admitted:
         """
         Take a slot lease and units from *buckets* in one script: all, or nothing.
         """
@@ -167,10 +156,7 @@ class RedisLimiterStore:
         return bool(free), bool(allowed), [float(level) for level in levels]
 
     def settle(
-        self,
-        slot_key: str | None,
-        buckets: Sequence[tuple[str, float, float, int]],
-        now: float,
+        self, slot_key: str | None, buckets: _Buckets, now: float
     ) -> list[float]:
         """
         Give units to *buckets* and one held lease of *slot_key* back, in

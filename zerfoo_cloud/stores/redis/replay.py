@@ -53,26 +53,13 @@ class RedisReplayCache:
         self._add_at = connection.client.register_script(_ADD_AT)
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        cluster: bool = False,
-        socket_timeout: float = 1.0,
-        connect_timeout: float = 1.0,
-        **options: Any,
-    ) -> RedisReplayCache:
+    def from_url(cls, url: str, **options: Any) -> RedisReplayCache:
         """
         Open the cache on the Redis (or Redis Cluster) at *url*; as
         `zerfoo_cloud.stores.redis.RedisLimiterStore.from_url`.
         """
-        connection = RedisConnection.from_url(
-            url,
-            cluster=cluster,
-            socket_timeout=socket_timeout,
-            connect_timeout=connect_timeout,
-        )
-        return cls(connection, **options)
+        connection, rest = RedisConnection.from_url(url, options)
+        return cls(connection, **rest)
 
     def add(self, key: str, expires_at: float, now: float) -> bool:
         """
