@@ -15,6 +15,7 @@ line when it is not running).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 LIMIT = 10**9
 REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_PREFIX = "zc-bench:"
+REDIS_PREFIX = f"zc-bench:{os.getpid()}:"
 
 
 def _requests_per_second(limits: LimiterStore) -> float:

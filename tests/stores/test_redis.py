@@ -13,6 +13,7 @@ import multiprocessing
 import socket
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -191,7 +192,7 @@ def test_lua_matches_buckets_py_bit_for_bit(
     """Random admits, settles and waits give the very floats the memory store (buckets.py) gives."""
     model = MemoryLimiterStore()
     store = RedisLimiterStore.from_url(
-        redis_url, prefix="zc-test:lua:", trust_caller_clock=True
+        redis_url, prefix=f"zc-test:{uuid.uuid4().hex}:", trust_caller_clock=True
     )
     store.clear("")
     try:
@@ -219,6 +220,26 @@ def test_lua_matches_buckets_py_bit_for_bit(
             for name in names:
                 assert store.get(name) == model.get(name)
             assert store.slots_in_use("g\x00c") == model.slots_in_use("g\x00c")
+    finally:
+        store.clear("")
+        store.close()
+
+
+@pytest.mark.parametrize("short", [5e-7, 2e-6, 0.0])
+def test_epsilon_decides_as_buckets_py(
+    redis_url: str, redis_prefix: str, short: float
+) -> None:
+    """A level short of the cost by less than EPSILON passes; by more, it is refused."""
+    model = MemoryLimiterStore()
+    store = RedisLimiterStore.from_url(
+        redis_url, prefix=redis_prefix, trust_caller_clock=True
+    )
+    try:
+        for at, cost in ((1000.0, 10), (1001.0 - short, 1)):
+            asked = [("g\x00a", 10.0, 1.0, cost)]
+            assert store.admit(None, asked, at) == model.admit(None, asked, at)
+        assert store.get("g\x00a") == model.get("g\x00a")
+        assert (model.get("g\x00a").level < 0) == (0 < short < 1e-6)  # type: ignore[union-attr]
     finally:
         store.clear("")
         store.close()
