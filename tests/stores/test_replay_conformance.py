@@ -69,6 +69,9 @@ def replay_cache(
             url, cluster=cluster, prefix=redis_prefix, trust_caller_clock=True
         )
         yield cache
+        client = cache.connection.client
+        for key in client.scan_iter(match=redis_prefix + "*"):
+            client.delete(key)
         cache.close()
 
 
