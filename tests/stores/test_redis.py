@@ -130,6 +130,24 @@ def test_renew_reports_and_forgets_expired_leases(
     assert other.slots_in_use("t\x00c") == 1
 
 
+def test_a_failed_settle_keeps_its_lease_for_the_retry(
+    open_store: Callable[..., RedisLimiterStore],
+) -> None:
+    """A settle that fails in Redis gives nothing back; its retry frees one lease, not two."""
+    store = open_store()
+    other = open_store()
+    assert store.admit(("t\x00c", 5), [], 0.0)[0]
+    assert store.admit(("t\x00c", 5), [], 0.0)[0]
+    broken = store._keys.key("b", "t\x00broken")
+    store.connection.client.rpush(broken, b"not a bucket")
+    with pytest.raises(StoreError, match="settling"):
+        store.settle("t\x00c", [("t\x00broken", 1.0, 1.0, 1)], 0.0)
+    assert other.slots_in_use("t\x00c") == 2
+    store.settle("t\x00c", [], 0.0)  # the retry, as RateLimiter.settle makes it
+    assert other.slots_in_use("t\x00c") == 1
+    assert store.renew() == 1
+
+
 def test_keys_of_one_call_share_a_group(
     open_store: Callable[..., RedisLimiterStore],
 ) -> None:

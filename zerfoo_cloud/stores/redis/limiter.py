@@ -52,7 +52,10 @@ class RedisLimiterStore:
     set, scored by its expiry (*lease_seconds* ahead); `admit` purges
     expired members before counting. The store remembers the lease ids it
     took; `settle` gives back one of them (so the store that admitted must
-    settle: the protocol's signature is unchanged). While the process
+    settle: the protocol's signature is unchanged); a settle that fails
+    keeps it, so its retry gives back that lease. A lease whose admission
+    failed after Redis ran it (a timeout) is not known here and is never
+    renewed: it expires. While the process
     lives a daemon thread renews every held lease each *renew_every*
     seconds (default a third of the lease), so long streams keep their
     slots; a host that dies stops renewing, and its slots come back within
@@ -176,8 +179,15 @@ class RedisLimiterStore:
         args = [self._clock(now), self._expire, str(len(buckets)), lease_id or ""]
         for _, capacity, rate, delta in buckets:
             args += [_number(capacity), _number(rate), str(int(delta))]
-        with self.connection.guard("settling a request"):
-            levels = self._settle(keys=keys, args=args)
+        try:
+            with self.connection.guard("settling a request"):
+                levels = self._settle(keys=keys, args=args)
+        except BaseException:
+            if lease_id is not None and slot_key is not None:
+                # Still held: a retry gives back this lease, not another
+                # request's (and renewal forgets it if it was in fact freed).
+                self._held.add(slot_key, lease_id)
+            raise
         return [float(level) for level in levels]
 
     def renew(self, slot_key: str | None = None) -> int:
