@@ -5,12 +5,20 @@ Fixtures shared by the whole suite.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests._redis_servers import (
+    REDIS_URL,
+    START_REDIS,
+    missing,
+    redis_cluster,
+    single_redis_up,
+)
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 settings.register_profile(
@@ -56,3 +64,31 @@ def lmdb_stores(tmp_path: Path) -> Iterator[LMDBStores]:
     stores = LMDBStores.open(tmp_path / "db")
     yield stores
     stores.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """
+    The URL of the Redis on 127.0.0.1:6379 (skipped, or failed under CI,
+    when it is not running).
+    """
+    if not single_redis_up():
+        missing(f"Redis is not running on 127.0.0.1:6379: start it with {START_REDIS}")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """
+    The URL of a node of a 3-node Redis Cluster started for this session.
+    """
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """
+    A key prefix no other test uses, so tests sharing a Redis stay apart.
+    """
+    return f"zc-test:{uuid.uuid4().hex}:"

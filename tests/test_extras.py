@@ -28,6 +28,7 @@ EXTRA_MODULES = {
     "server": ("uvicorn", "a2wsgi", "anyio"),
     "cli": ("click",),
     "web": ("starlette", "itsdangerous", "python_multipart"),
+    "redis": ("redis", "hiredis"),
 }
 OPTIONAL = tuple(name for names in EXTRA_MODULES.values() for name in names)
 
@@ -80,9 +81,18 @@ def test_core_dependencies_are_exactly_the_four() -> None:
     }
     assert names == {"attrs", "cryptography", "lmdb", "orjson"}
     extras = project["optional-dependencies"]
-    assert {"saml", "gpu", "proxy", "metrics", "server", "cli", "web", "dev"} <= set(
-        extras
-    )
+    assert {
+        "saml",
+        "gpu",
+        "proxy",
+        "metrics",
+        "server",
+        "cli",
+        "web",
+        "redis",
+        "dev",
+    } <= set(extras)
+    assert "redis" in extras["dev"][0]
     assert "web" in extras["server"][0]  # serve always mounts the admin API
     assert project["scripts"]["zerfoo-cloud"] == "zerfoo_cloud._console:main"
 
@@ -144,6 +154,8 @@ FEATURES = [
     ("metrics", "from zerfoo_cloud.metrics import Metrics"),
     ("web", "from zerfoo_cloud.http.admin import AdminAPI"),
     ("web", "from zerfoo_cloud.http.admin import SessionSigner"),
+    ("redis", "from zerfoo_cloud.stores.redis import RedisLimiterStore"),
+    ("redis", "import zerfoo_cloud.stores.redis.replay"),
 ]
 
 

@@ -7,12 +7,16 @@ parametrized fixture below.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests._redis_servers import REDIS_PARAMS, redis_target
 from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
+from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 
 @pytest.fixture(
@@ -37,17 +41,29 @@ def tenant_store(
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
+        *REDIS_PARAMS,
     ]
 )
 def limiter_store(
-    request: pytest.FixtureRequest, lmdb_stores: LMDBStores
-) -> LimiterStore:
+    request: pytest.FixtureRequest, lmdb_stores: LMDBStores, redis_prefix: str
+) -> Iterator[LimiterStore]:
     """
     Each implementation of `LimiterStore`, and `DictLimiterStore`: the
     smallest one written outside the library.
+
+    The Redis stores trust the caller's clock, as the suite moves time by hand.
     """
     if request.param == "memory":
-        return MemoryLimiterStore()
-    if request.param == "dict":
-        return DictLimiterStore()
-    return lmdb_stores.limits
+        yield MemoryLimiterStore()
+    elif request.param == "dict":
+        yield DictLimiterStore()
+    elif request.param == "lmdb":
+        yield lmdb_stores.limits
+    else:
+        url, cluster = redis_target(request)
+        store = RedisLimiterStore.from_url(
+            url, cluster=cluster, prefix=redis_prefix, trust_caller_clock=True
+        )
+        yield store
+        store.clear("")
+        store.close()

@@ -8,13 +8,16 @@ To add a backend, add a branch to the `replay_cache` fixture and one
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests._redis_servers import REDIS_PARAMS, redis_target
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryReplayCache
 from zerfoo_cloud.stores.protocols import ReplayCache
+from zerfoo_cloud.stores.redis import RedisReplayCache
 
 NOW = 1_700_000_000.0
 
@@ -44,19 +47,32 @@ class DictReplayCache:
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
         pytest.param("third_party", marks=pytest.mark.third_party, id="third_party"),
+        *REDIS_PARAMS,
     ]
 )
 def replay_cache(
-    request: pytest.FixtureRequest, lmdb_stores: LMDBStores
-) -> ReplayCache:
+    request: pytest.FixtureRequest, lmdb_stores: LMDBStores, redis_prefix: str
+) -> Iterator[ReplayCache]:
     """
-    Each implementation of `ReplayCache`.
+    Each implementation of `ReplayCache` (Redis trusting the caller's clock,
+    as the suite moves time by hand).
     """
     if request.param == "memory":
-        return MemoryReplayCache()
-    if request.param == "lmdb":
-        return lmdb_stores.replay
-    return DictReplayCache()
+        yield MemoryReplayCache()
+    elif request.param == "lmdb":
+        yield lmdb_stores.replay
+    elif request.param == "third_party":
+        yield DictReplayCache()
+    else:
+        url, cluster = redis_target(request)
+        cache = RedisReplayCache.from_url(
+            url, cluster=cluster, prefix=redis_prefix, trust_caller_clock=True
+        )
+        yield cache
+        client = cache.connection.client
+        for key in client.scan_iter(match=redis_prefix + "*"):
+            client.delete(key)
+        cache.close()
 
 
 def test_is_a_replay_cache(replay_cache: ReplayCache) -> None:

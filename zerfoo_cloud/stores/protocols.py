@@ -134,6 +134,14 @@ class LimiterStore(Protocol):
     `zerfoo_cloud.buckets.adjust_bucket` (giving back or charging), or their equivalent in the backend's own
     language, so the arithmetic is the same everywhere.
 
+    The keys of one `admit` or `settle` call share a *group*: the text
+    before their first NUL (``"acme\\x00req"`` and ``"acme\\x00con"`` are
+    in group ``acme``, a tenant's). A backend that spreads keys over
+    several servers (`zerfoo_cloud.stores.redis.RedisLimiterStore` on a
+    Redis Cluster) keeps one group together, so each call stays one atomic
+    step; `zerfoo_cloud.Tenant` and `zerfoo_cloud.RateLimiter` callers
+    naming their keys ``group\\x00name`` never mix groups in a call.
+
     .. versionadded:: 0.1.0
     """
 

@@ -1,0 +1,182 @@
+"""
+Redis for the tests: the one on 127.0.0.1:6379, and a 3-node Redis Cluster
+started from the installed ``redis-server`` in a temporary folder.
+
+Without them the tests that need them skip with one line saying what to
+start; with ``CI`` set they fail instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+#: The Redis the tests use, and the command that starts it.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"
+
+
+def missing(what: str) -> None:
+    """Skip the test (fail it when ``CI`` is set): *what* is not available."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI is set: Redis tests may not skip)")
+    pytest.skip(what)
+
+
+def single_redis_up() -> bool:
+    """Whether a Redis answers on 127.0.0.1:6379."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    # A port free for the node and for its cluster bus (port + 10000).
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + 10000 < 65536 and _bindable(port + 10000):
+            return port
+    msg = "no free port pair for a Redis Cluster node"
+    raise RuntimeError(msg)
+
+
+def _answers(port: int, command: tuple[str, ...], expected: str) -> bool:
+    return expected in _cli(port, *command)
+
+
+def _cli(port: int, *args: str) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+
+
+@contextmanager
+def redis_cluster(folder: Path) -> Iterator[str]:
+    """
+    Start a 3-node Redis Cluster (no replicas) in *folder*; yield a node's URL.
+
+    Every node is shut down and its files removed afterwards.
+    """
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        missing(
+            "redis-server is not installed: install Redis 7 to run the cluster tests"
+        )
+    ports = [_free_port() for _ in range(3)]
+    procs = []
+    try:
+        for port in ports:
+            node = folder / str(port)
+            node.mkdir()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--dir",
+                        str(node),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in ports:
+            _wait(functools.partial(_answers, port, ("ping",), "PONG"))
+        _cli(
+            ports[0],
+            "--cluster",
+            "create",
+            *[f"127.0.0.1:{p}" for p in ports],
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        )
+        for port in ports:
+            _wait(
+                functools.partial(
+                    _answers, port, ("cluster", "info"), "cluster_state:ok"
+                )
+            )
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            _stop(proc)
+
+
+def _ready(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except (subprocess.CalledProcessError, OSError):
+        return False
+
+
+def _wait(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(check):
+        if time.monotonic() > deadline:
+            msg = "the Redis Cluster did not start"
+            raise RuntimeError(msg)
+        time.sleep(0.05)
+
+
+#: The Redis backends: a single Redis and a 3-node Redis Cluster.
+REDIS_PARAMS = [
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+    pytest.param("redis-cluster", marks=pytest.mark.redis, id="redis-cluster"),
+]
+
+
+def redis_target(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """
+    ``(url, cluster)`` of the Redis backend *request* is parametrized with.
+    """
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url"), False
+    return request.getfixturevalue("redis_cluster_url"), True

@@ -1,0 +1,15 @@
+"""
+Counters in Redis or a Redis Cluster, shared by every host of a fleet: the
+limiter store (token buckets, concurrency leases) and the SAML replay cache.
+
+Needs the ``redis`` extra (``pip install 'zerfoo-cloud[redis]'``); see
+``docs/redis.md``.
+"""
+
+from __future__ import annotations
+
+from zerfoo_cloud.stores.redis._connection import RedisConnection
+from zerfoo_cloud.stores.redis.limiter import RedisLimiterStore
+from zerfoo_cloud.stores.redis.replay import RedisReplayCache
+
+__all__ = ["RedisConnection", "RedisLimiterStore", "RedisReplayCache"]
