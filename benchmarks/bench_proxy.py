@@ -36,7 +36,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ from typing import Any
 import attrs
 
 from benchmarks._proxy_load import python_load
-from tests._serving import BIN, ROOT, free_port, spawn
+from tests._serving import BIN, ROOT, free_port, spawn, stop, uvicorn_command
 
 QUICK = os.environ.get("ZC_BENCH_QUICK") == "1"
 #: Seconds of warm-up and of measurement for each point.
@@ -103,17 +102,13 @@ def _process(
         _wait_for(port, proc, log)
         yield proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _uvicorn(target: str, port: int, *, factory: bool = False) -> list[str]:
-    args = [sys.executable, "-m", "uvicorn", target, "--port", str(port)]
-    args += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    args = uvicorn_command(
+        target, port, "--http", "httptools", "--log-level", "warning", "--no-access-log"
+    )
     return [*args, "--factory"] if factory else args
 
 

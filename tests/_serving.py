@@ -62,3 +62,15 @@ def spawn(
         stderr=subprocess.STDOUT,
         text=text,
     )
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """
+    Terminate *proc* and wait for it; kill it if it does not end in 20 s.
+    """
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

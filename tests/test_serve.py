@@ -22,6 +22,7 @@ from tests._serving import (
     free_port,
     serve_command,
     spawn,
+    stop,
     uvicorn_command,
 )
 from zerfoo_cloud import InvalidConfigError, TokenMeter
@@ -67,12 +68,7 @@ def running(
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)
         log.close()
         Path(log.name).unlink(missing_ok=True)
 
