@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests._serving import free_port, serve_command, uvicorn_command
-from tests.http_proxy.test_proxy import serve
+from tests.http_proxy.test_proxy import echo_scope, serve
 from tests.test_serve import cli, running
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.errors import InvalidConfigError
@@ -179,14 +179,7 @@ def test_write_timeout_is_504_when_the_upstream_stops_reading() -> None:
         proxy = UpstreamProxy(
             f"http://127.0.0.1:{port}", write_timeout=0.3, read_timeout=WAIT * 4
         )
-        scope: dict[str, Any] = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/echo",
-            "raw_path": b"/v1/echo",
-            "query_string": b"",
-            "headers": [],
-        }
+        scope = echo_scope()
         started = time.monotonic()
         try:
             with anyio.fail_after(WAIT * 2):
