@@ -1,6 +1,7 @@
 """
-Running ``zerfoo-cloud serve`` and upstream servers as processes: the command
-lines, a free port, and a started process with its output in a log.
+Running ``zerfoo-cloud serve``, upstream servers and Python code as
+processes: the command lines, a free port, a started process with its output
+in a log, and a finished one.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import IO, Any
 
@@ -74,3 +76,24 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def run_python(
+    code: str,
+    *args: str,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run *code* (dedented) in a fresh interpreter and return the finished
+    process; with *check*, one that fails raises.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=check,
+    )
