@@ -36,7 +36,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,9 +46,8 @@ from typing import Any
 import attrs
 
 from benchmarks._proxy_load import python_load
+from tests._serving import BIN, ROOT, free_port, spawn, stop, uvicorn_command
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 QUICK = os.environ.get("ZC_BENCH_QUICK") == "1"
 #: Seconds of warm-up and of measurement for each point.
 WARMUP, SECONDS = (1, 2) if QUICK else (1, 3)
@@ -78,13 +76,6 @@ class Point:
     errors: int
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_for(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -106,28 +97,18 @@ def _process(
 ) -> Iterator[int]:
     log = folder / f"server-{port}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = spawn(args, cwd=ROOT, out=out, env=env)
     try:
         _wait_for(port, proc, log)
         yield proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _uvicorn(target: str, port: int, *, factory: bool = False) -> list[str]:
-    args = [sys.executable, "-m", "uvicorn", target, "--port", str(port)]
-    args += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    args = uvicorn_command(
+        target, port, "--http", "httptools", "--log-level", "warning", "--no-access-log"
+    )
     return [*args, "--factory"] if factory else args
 
 
@@ -334,7 +315,7 @@ def _with_port(args: list[str], port: int) -> list[str]:
 
 
 def _run_server(server: Server, folder: Path) -> dict[tuple[str, int], Point]:
-    port = _free_port()
+    port = free_port()
     results = {}
     with _process(_with_port(server.args, port), port, folder, server.env) as process:
         for kind, connections in server.points:
@@ -405,7 +386,7 @@ def main() -> None:
     table: dict[str, dict[tuple[str, int], Point]] = {}
     with tempfile.TemporaryDirectory(prefix="zc-bench-proxy-") as tmp:
         folder = Path(tmp)
-        up_port = _free_port()
+        up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}"
         with _process(
             _uvicorn("benchmarks._proxy_apps:upstream", up_port), up_port, folder

@@ -30,8 +30,9 @@ import pytest
 
 from tests._attack_app import DEEP_MODEL
 from tests._background import serving
+from tests._serving import BIN, ROOT, free_port
 from tests.sso._idp import make_keypair
-from tests.test_serve import BIN, ROOT, cli, free_port, idp_metadata_xml
+from tests.test_serve import cli, idp_metadata_xml
 from zerfoo_cloud import AuditLogger, TenantConfig, TenantManager, TokenMeter
 from zerfoo_cloud.http.admin._sessions import SessionSigner
 from zerfoo_cloud.metering import MAX_TOKENS, BillingRecord

@@ -11,11 +11,12 @@ module it must not import), so the test venv keeps every extra installed.
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests._serving import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,14 +49,7 @@ CORE_MODULES = (
 
 
 def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+    return run_python(code, *args, timeout=120, cwd=ROOT, check=False)
 
 
 def _blocking(extra: str) -> str:

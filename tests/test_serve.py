@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,24 +16,20 @@ import httpx
 import openai
 import pytest
 
+from tests._serving import (
+    BIN,
+    ROOT,
+    free_port,
+    serve_command,
+    spawn,
+    stop,
+    uvicorn_command,
+)
 from zerfoo_cloud import InvalidConfigError, TokenMeter
 from zerfoo_cloud.serve import ServeConfig, load_app
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """
-    A TCP port nothing listens on now.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,14 +53,7 @@ def running(
     Start a server process, wait until /healthz (or any answer) responds, stop it after.
     """
     log = (cwd / f".server-{port}.log").open("w+")
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = spawn(args, cwd=cwd, out=log, env=env, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -82,12 +68,7 @@ def running(
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)
         log.close()
         Path(log.name).unlink(missing_ok=True)
 
@@ -127,15 +108,7 @@ def test_tenants_created_and_deleted_by_the_cli_while_serving(tmp_path: Path) ->
     db = tmp_path / "db"
     assert cli(db, "tenant", "create", "seed").returncode == 0
     port = free_port()
-    args = [
-        str(BIN / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
-        "toy_openai_app:app",
-        "--port",
-        str(port),
-    ]
+    args = serve_command(db, "toy_openai_app:app", "--port", str(port))
     with running(args, port, cwd=ROOT / "examples") as url:
         created = cli(db, "tenant", "create", "acme", "--rate-limit", "100", "--json")
         key = json.loads(created.stdout)["api_key"]
@@ -167,26 +140,10 @@ def test_reverse_proxy_streams_and_bills(tmp_path: Path) -> None:
     db = tmp_path / "db"
     key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
     up_port, port = free_port(), free_port()
-    upstream = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "toy_openai_app:app",
-        "--port",
-        str(up_port),
-        "--log-level",
-        "warning",
-    ]
-    server = [
-        str(BIN / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
-        "--upstream",
-        f"http://127.0.0.1:{up_port}/v1",
-        "--port",
-        str(port),
-    ]
+    upstream = uvicorn_command("toy_openai_app:app", up_port, "--log-level", "warning")
+    server = serve_command(
+        db, "--upstream", f"http://127.0.0.1:{up_port}/v1", "--port", str(port)
+    )
     with (
         running(upstream, up_port, cwd=ROOT / "examples"),
         running(server, port, cwd=tmp_path) as url,
@@ -219,28 +176,18 @@ def test_upstream_dying_mid_stream_is_billed_for_what_was_sent(tmp_path: Path) -
     db = tmp_path / "db"
     key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
     up_port, port = free_port(), free_port()
-    upstream = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "tests._dying_upstream:app",
-        "--port",
-        str(up_port),
-        "--log-level",
-        "critical",
-    ]
-    server = [
-        str(BIN / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
+    upstream = uvicorn_command(
+        "tests._dying_upstream:app", up_port, "--log-level", "critical"
+    )
+    server = serve_command(
+        db,
         "--upstream",
         f"http://127.0.0.1:{up_port}",
         "--port",
         str(port),
         "--log-level",
         "critical",
-    ]
+    )
     with (
         running(upstream, up_port, cwd=ROOT),
         running(server, port, cwd=tmp_path) as url,

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._serving import ROOT, free_port, serve_command, uvicorn_command
 from tests.test_http_limits import exchange, head_of, read_response
-from tests.test_serve import BIN, ROOT, chat, cli, free_port, running
+from tests.test_serve import chat, cli, running
 
 pytestmark = pytest.mark.slow
 
@@ -25,16 +26,7 @@ ADMIN_KEY = "admin-secret-for-the-log-test"
 
 def serve_args(db: Path, port: int, *extra: str) -> list[str]:
     """The command line of ``zerfoo-cloud serve`` of the toy app on *port*."""
-    return [
-        str(BIN / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
-        "toy_openai_app:app",
-        "--port",
-        str(port),
-        *extra,
-    ]
+    return serve_command(db, "toy_openai_app:app", "--port", str(port), *extra)
 
 
 def rss_kib(pid: int) -> int:
@@ -197,26 +189,10 @@ def test_readyz_follows_the_upstream(tmp_path: Path) -> None:
     """Readiness: /readyz is 503 while the upstream is down, 200 once it is up."""
     db = tmp_path / "db"
     up_port, port = free_port(), free_port()
-    server = [
-        str(BIN / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
-        "--upstream",
-        f"http://127.0.0.1:{up_port}/v1",
-        "--port",
-        str(port),
-    ]
-    upstream = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "toy_openai_app:app",
-        "--port",
-        str(up_port),
-        "--log-level",
-        "warning",
-    ]
+    server = serve_command(
+        db, "--upstream", f"http://127.0.0.1:{up_port}/v1", "--port", str(port)
+    )
+    upstream = uvicorn_command("toy_openai_app:app", up_port, "--log-level", "warning")
     with running(server, port, cwd=tmp_path) as url:
         assert httpx.get(url + "/healthz").status_code == 200
         down = httpx.get(url + "/readyz")

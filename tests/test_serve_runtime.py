@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_serve import BIN, ROOT, free_port, running
+from tests._serving import BIN, ROOT, free_port
+from tests.test_serve import running
 from zerfoo_cloud import InvalidConfigError, MissingExtraError
 from zerfoo_cloud._serve_runtime import (
     GC_THRESHOLDS,

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import attrs
 
-from zerfoo_cloud._upstream_options import check_seconds
-from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud._upstream_options import UpstreamKeywords, check_options
 
-__all__ = ["PoolOptions"]
+__all__ = ["PoolKeywords", "PoolOptions"]
 
 
 @attrs.frozen
@@ -48,10 +47,24 @@ class PoolOptions:
     discovery_interval: float = 30.0
 
     def __attrs_post_init__(self) -> None:
-        check_seconds(
+        check_options(
             self,
             ("eject_cooldown", "probe_interval", "probe_timeout", "discovery_interval"),
+            "eject_after",
         )
-        if self.eject_after < 1:
-            msg = f"eject_after must be at least 1, not {self.eject_after!r}"
-            raise InvalidConfigError(msg, field="eject_after")
+
+
+class PoolKeywords(UpstreamKeywords, total=False):
+    """
+    The `UpstreamOptions` and `PoolOptions` fields as keyword arguments (of
+    `zerfoo_cloud.http.pooled_proxy.PooledProxy`): each one left out takes
+    its options' default.
+
+    .. versionadded:: 0.1.0
+    """
+
+    eject_after: int
+    eject_cooldown: float
+    probe_interval: float
+    probe_timeout: float
+    discovery_interval: float

@@ -1,6 +1,7 @@
 """
-What the meter and the audit logger share over their writers: flushing
-(blocking, or awaited without blocking the event loop), closing and status.
+What the meter and the audit logger share over their writers: opening the
+store's writer, flushing (blocking, or awaited without blocking the event
+loop), closing and status.
 """
 
 from __future__ import annotations
@@ -9,19 +10,34 @@ import asyncio
 import concurrent.futures
 import contextlib
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from zerfoo_cloud._writer import BatchWriter, choose_linger, in_background
 from zerfoo_cloud.errors import StoreError
 
 if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
     from types import TracebackType
 
     from typing_extensions import Self
 
-    from zerfoo_cloud._writer import BatchWriter
     from zerfoo_cloud.stores.protocols import BatchCommitter
 
-__all__ = ["QueuedWriting", "wait_for"]
+__all__ = ["QueuedWriting", "WriterTuning", "wait_for"]
+
+
+class WriterTuning(NamedTuple):
+    """
+    The writer options a `TokenMeter` or an `AuditLogger` takes, as given:
+    see `zerfoo_cloud._writer.BatchWriter` (``None`` picks the default).
+    """
+
+    background: bool | None
+    max_batch: int
+    max_pending: int
+    retry_interval: float
+    linger: float | None
 
 
 class QueuedWriting:
@@ -29,13 +45,43 @@ class QueuedWriting:
     What `TokenMeter` and `AuditLogger` share: the flush, close and status
     methods over their writers.
 
-    Subclasses set ``_writers``: the store's writer first, then any other
-    (the usage events'); and ``_committer``, the store writer's commit when
-    the store gave one (`zerfoo_cloud.stores.protocols.BatchCommitter`).
+    Subclasses set ``store`` and ``_committer``, the store writer's commit
+    when the store gave one (`zerfoo_cloud.stores.protocols.BatchCommitter`),
+    then open the store's writer with ``_open_writer``; ``_writers`` holds
+    it first, then any other (the usage events').
     """
 
+    store: object
     _writers: tuple[BatchWriter[Any], ...]
     _committer: BatchCommitter | None = None
+    #: Whether the store's writer queues checked fields, not records: its
+    #: committer makes the records (``takes_fields``).
+    _fields: bool = False
+
+    def _open_writer(
+        self,
+        names: tuple[str, str],
+        commit: Callable[[list[Any]], object],
+        tuning: WriterTuning,
+        logger: logging.Logger,
+    ) -> BatchWriter[Any]:
+        # The store's writer, over ``self._committer`` when the store gave
+        # one, else *commit*; *names* are the writer's name and its noun.
+        committer = self._committer
+        self._fields = committer is not None and committer.takes_fields
+        writer: BatchWriter[Any] = BatchWriter(
+            committer or commit,
+            name=names[0],
+            noun=names[1],
+            background=in_background(self.store, tuning.background),
+            max_batch=tuning.max_batch,
+            max_pending=tuning.max_pending,
+            retry_interval=tuning.retry_interval,
+            linger=choose_linger(tuning.linger, committer),
+            logger=logger,
+        )
+        self._writers = (writer,)
+        return writer
 
     @property
     def pending(self) -> int:

@@ -8,27 +8,52 @@ It imports no optional package, so ``zerfoo-cloud serve`` can check its
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import attrs
 
 from zerfoo_cloud.errors import InvalidConfigError
 
-__all__ = ["UpstreamOptions", "check_seconds"]
+__all__ = ["UpstreamKeywords", "UpstreamOptions", "check_options"]
 
 
-def check_seconds(options: object, fields: tuple[str, ...]) -> None:
+def check_options(
+    options: object, seconds: tuple[str, ...], count: str | None = None
+) -> None:
     """
-    Check that each of *fields* of *options* is a positive number of seconds.
+    Check that each of the *seconds* fields of *options* is a positive
+    number of seconds, and that its *count* field is at least one.
 
     Raises:
         InvalidConfigError: One is not; ``field`` names it.
 
     .. versionadded:: 0.1.0
     """
-    for field in fields:
+    for field in seconds:
         value = getattr(options, field)
         if not value > 0:
             msg = f"{field} must be a positive number of seconds, not {value!r}"
             raise InvalidConfigError(msg, field=field)
+    if count is not None and getattr(options, count) < 1:
+        msg = f"{count} must be at least 1, not {getattr(options, count)!r}"
+        raise InvalidConfigError(msg, field=count)
+
+
+class UpstreamKeywords(TypedDict, total=False):
+    """
+    The `UpstreamOptions` fields as keyword arguments (of
+    `zerfoo_cloud.http.proxy.UpstreamProxy`): each one left out takes the
+    `UpstreamOptions` default.
+
+    .. versionadded:: 0.1.0
+    """
+
+    connect_timeout: float
+    read_timeout: float
+    write_timeout: float
+    pool_timeout: float
+    max_connections: int
+    keepalive_timeout: float
 
 
 @attrs.frozen
@@ -65,7 +90,7 @@ class UpstreamOptions:
     keepalive_timeout: float = 4.0
 
     def __attrs_post_init__(self) -> None:
-        check_seconds(
+        check_options(
             self,
             (
                 "connect_timeout",
@@ -74,7 +99,5 @@ class UpstreamOptions:
                 "pool_timeout",
                 "keepalive_timeout",
             ),
+            "max_connections",
         )
-        if self.max_connections < 1:
-            msg = f"max_connections must be at least 1, not {self.max_connections!r}"
-            raise InvalidConfigError(msg, field="max_connections")

@@ -222,6 +222,17 @@ async def send_json(send: Send, body: bytes = b"{}", status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def start_event_stream(send: Send) -> None:
+    """Start a 200 ``text/event-stream`` response."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
+
+
 def asgi_json_app(
     body: bytes = b"{}", status: int = 200, *, report: tuple[int, int] | None = None
 ) -> ASGIApp:
@@ -275,13 +286,7 @@ def asgi_sse_app(
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         while (await receive()).get("more_body"):
             pass
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
+        await start_event_stream(send)
         for i, event in enumerate(events):
             if fail_after is not None and i == fail_after:
                 msg = "the model crashed"

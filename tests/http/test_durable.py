@@ -11,37 +11,26 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.http._durable_stack import DurableStack
 from tests.http._support import CHAT, KEY, Stack, asgi_json_app, chat, wsgi_json_app
 from tests.test_audit import FlakyChainStore
 from tests.test_metering import FAIL_UNTIL_TOLD, GatedStore
 from zerfoo_cloud import AuditLogger, CloudServer, TenantConfig, TokenMeter
 from zerfoo_cloud.http._types import Message, Scope
-from zerfoo_cloud.stores.lmdb import LMDBStores
 
 Probe = Callable[[], object]
 
-EVER = (
-    datetime(2000, 1, 1, tzinfo=timezone.utc),
-    datetime(2100, 1, 1, tzinfo=timezone.utc),
-)
 
-
-class _Durable:
+class _Durable(DurableStack):
     """Tenants, a meter and an audit logger on LMDB, with writer threads."""
 
     def __init__(self, folder: Path) -> None:
-        self.stack = Stack(lmdb=folder)
-        self.stack.tenant(rate_limit=1)
-        assert self.stack.stores is not None
-        self.stores: LMDBStores = self.stack.stores
-        self.meter = TokenMeter(self.stores.billing)
-        self.audit = AuditLogger(self.stores.audit)
+        super().__init__(folder, rate_limit=1)
 
     def server(self, app: Any, **options: Any) -> CloudServer:
         return CloudServer(
@@ -50,16 +39,7 @@ class _Durable:
 
     def committed(self) -> tuple[int, int]:
         """Billing records and audit entries in the store, read past the writers."""
-        billed = len(self.stores.billing.query("acme", *EVER))
-        audited = self.stores.audit.walk(
-            lambda _a, _h, entries: sum(1 for _ in entries)
-        )
-        return billed, audited
-
-    def close(self) -> None:
-        self.meter.close()
-        self.audit.close()
-        self.stores.close()
+        return len(self.billed()), self.audited()
 
 
 @pytest.fixture

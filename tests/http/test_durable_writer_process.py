@@ -14,55 +14,36 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.http._support import CHAT, KEY, Stack, asgi_json_app, chat
-from zerfoo_cloud import AuditLogger, CloudServer, TokenMeter
+from tests.http._durable_stack import DurableStack
+from tests.http._support import CHAT, KEY, asgi_json_app, chat
+from zerfoo_cloud import CloudServer
 from zerfoo_cloud.errors import StoreError
 from zerfoo_cloud.http._types import Message, Scope
-from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.lmdb._commits import WriterProcessCommit
 
-EVER = (
-    datetime(2000, 1, 1, tzinfo=timezone.utc),
-    datetime(2100, 1, 1, tzinfo=timezone.utc),
-)
 #: Requests served at once.
 CONCURRENT = 24
 
 
-class _Offloaded:
+class _Offloaded(DurableStack):
     """Tenants on LMDB; billing and audit through the writer process."""
 
     def __init__(self, folder: Path) -> None:
-        self.stack = Stack(lmdb=folder)
-        self.stack.tenant(rate_limit=10**6, token_budget=10**9)
-        # The stack's store set, now with its writer process.
-        self.stores = LMDBStores.open(folder, writer_process=True)
-        assert self.stores is self.stack.stores
-        self.meter = TokenMeter(self.stores.billing)
-        self.audit = AuditLogger(self.stores.audit)
+        super().__init__(
+            folder, writer_process=True, rate_limit=10**6, token_budget=10**9
+        )
         self.server = CloudServer(
             asgi_json_app(), self.stack.tenants, self.meter, audit=self.audit
         )
 
     def committed(self) -> tuple[set[str], int]:
         """Request ids billed and audit entries stored, read past the writers."""
-        billed = {r.request_id for r in self.stores.billing.query("acme", *EVER)}
-        audited = self.stores.audit.walk(
-            lambda _a, _h, entries: sum(1 for _ in entries)
-        )
-        return billed, audited
-
-    def close(self) -> None:
-        self.meter.close()
-        self.audit.close()
-        self.stores.close()
-        self.stack.close()
+        return {r.request_id for r in self.billed()}, self.audited()
 
 
 @pytest.fixture
@@ -188,7 +169,7 @@ def test_a_writer_process_killed_under_the_loop_loses_and_doubles_nothing(
         assert meter.pending == 0
 
     asyncio.run(run())
-    billed = [r.request_id for r in offloaded.stores.billing.query("acme", *EVER)]
+    billed = [r.request_id for r in offloaded.billed()]
     assert billed.count("r-dead") == 1
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.http._support import send_json, wait_until
+from tests.http._support import send_json, start_event_stream, wait_until
 
 Scope = dict[str, Any]
 
@@ -101,13 +101,7 @@ class ReplicaApp:
             }
             await send_json(send, json.dumps(answer).encode())
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
+        await start_event_stream(send)
         for i in range(STREAM_CHUNKS):
             if self.die_after is not None and i == self.die_after:
                 msg = "the model server crashed"

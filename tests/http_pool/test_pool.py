@@ -32,7 +32,10 @@ from tests.http._support import (
 )
 from tests.http_pool._replicas import STREAM_CHUNKS, ReplicaApp, ReplicaServer
 from zerfoo_cloud import CloudServer
+from zerfoo_cloud._pool_options import PoolOptions
 from zerfoo_cloud._upstream_metrics import UpstreamMetrics
+from zerfoo_cloud._upstream_options import UpstreamOptions
+from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http.pooled_proxy import PooledProxy
 
 #: Quick health settings, so ejection and recovery happen within a test.
@@ -532,3 +535,36 @@ def test_probes_and_requests_carry_the_upstream_key_never_the_client_one(
         assert _chat(url, "m").status_code == 200
     assert a.listed >= 1
     assert a.keys == {b"Bearer up-key-1"}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"max_connections": 0}, "max_connections"),
+        ({"eject_after": 0}, "eject_after"),
+        ({"probe_timeout": 0}, "probe_timeout"),
+        ({"read_timeout": -1.0}, "read_timeout"),
+    ],
+)
+def test_each_option_is_checked_by_its_options_class(
+    options: dict[str, Any], field: str
+) -> None:
+    """A replica option and a pool option out of range each name their field."""
+    with pytest.raises(InvalidConfigError) as caught:
+        PooledProxy(["http://127.0.0.1:9"], **options)
+    assert caught.value.field == field
+
+
+def test_an_unknown_option_is_refused() -> None:
+    """A keyword neither options class takes is a TypeError, as any call's."""
+    with pytest.raises(TypeError, match="health_pat"):
+        PooledProxy(["http://127.0.0.1:9"], health_pat="/x")  # type: ignore[call-arg]
+
+
+def test_the_options_reach_the_replicas_and_the_pool() -> None:
+    """Each keyword lands in its options; one left out keeps its default."""
+    proxy = PooledProxy(
+        ["http://127.0.0.1:9"], connect_timeout=1.5, max_connections=7, eject_after=9
+    )
+    assert proxy._options == UpstreamOptions(connect_timeout=1.5, max_connections=7)
+    assert proxy.pool.options == PoolOptions(eject_after=9)

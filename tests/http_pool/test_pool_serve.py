@@ -7,14 +7,14 @@ model servers behind one service, the pool options on the command line,
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.test_serve import BIN, ROOT, chat, cli, free_port, running
+from tests._serving import ROOT, free_port, serve_command, uvicorn_command
+from tests.test_serve import chat, cli, running
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +22,7 @@ TOKEN = "metrics-token-0123456789abcdef"
 
 
 def _toy(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "toy_openai_app:app",
-        "--port",
-        str(port),
-        "--log-level",
-        "critical",
-    ]
+    return uvicorn_command("toy_openai_app:app", port, "--log-level", "critical")
 
 
 def _ready(url: str, status: int) -> bool:
@@ -47,11 +38,8 @@ def test_serve_routes_a_pool_and_reports_each_replica(tmp_path: Path) -> None:
     db = tmp_path / "db"
     key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
     one, two, port = free_port(), free_port(), free_port()
-    server = [
-        str(BIN / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
+    server = serve_command(
+        db,
         "--upstream",
         f"http://127.0.0.1:{one}/v1",
         "--upstream",
@@ -72,7 +60,7 @@ def test_serve_routes_a_pool_and_reports_each_replica(tmp_path: Path) -> None:
         str(port),
         "--log-level",
         "critical",
-    ]
+    )
     examples = ROOT / "examples"
     env = {"ZERFOO_CLOUD_METRICS_TOKEN": TOKEN}
     with (

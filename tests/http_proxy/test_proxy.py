@@ -419,6 +419,22 @@ def _gated_stream(
 # --- pass-through ---------------------------------------------------------
 
 
+def echo_scope(
+    *,
+    raw_path: bytes | None = b"/v1/echo",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """The ASGI scope of a ``POST /v1/echo`` request sent to a proxy directly."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/echo",
+        "raw_path": raw_path,
+        "query_string": b"",
+        "headers": headers or [],
+    }
+
+
 def test_json_passes_through_identically(
     client: httpx.Client, upstream_url: str, proxy_url: str
 ) -> None:
@@ -854,14 +870,7 @@ def test_client_leaving_during_the_request_body(upstream_url: str) -> None:
     async def run(first: list[Message]) -> ProxyStats:
         messages[:] = first
         proxy = UpstreamProxy(upstream_url)
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/echo",
-            "raw_path": None,
-            "query_string": b"",
-            "headers": [(b"content-length", b"10")],
-        }
+        scope = echo_scope(raw_path=None, headers=[(b"content-length", b"10")])
         await proxy(scope, receive, send)
         await proxy.aclose()
         return proxy.stats()
@@ -899,14 +908,7 @@ def test_an_error_from_send_is_raised_as_is(upstream_url: str) -> None:
 
     async def run() -> None:
         proxy = UpstreamProxy(upstream_url)
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/echo",
-            "raw_path": b"/v1/echo",
-            "query_string": b"",
-            "headers": [],
-        }
+        scope = echo_scope()
         try:
             with anyio.fail_after(WAIT):
                 await proxy(scope, receive, send)

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +20,9 @@ import anyio
 import httpx
 import pytest
 
-from tests.http_proxy.test_proxy import serve
-from tests.test_serve import cli, free_port, running
+from tests._serving import free_port, serve_command, uvicorn_command
+from tests.http_proxy.test_proxy import echo_scope, serve
+from tests.test_serve import cli, running
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._proxy_types import Message, Receive, Scope, Send
@@ -179,14 +179,7 @@ def test_write_timeout_is_504_when_the_upstream_stops_reading() -> None:
         proxy = UpstreamProxy(
             f"http://127.0.0.1:{port}", write_timeout=0.3, read_timeout=WAIT * 4
         )
-        scope: dict[str, Any] = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/echo",
-            "raw_path": b"/v1/echo",
-            "query_string": b"",
-            "headers": [],
-        }
+        scope = echo_scope()
         started = time.monotonic()
         try:
             with anyio.fail_after(WAIT * 2):
@@ -277,21 +270,14 @@ def test_serve_applies_the_pool_options(tmp_path: Path) -> None:
     db = tmp_path / "db"
     key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
     up_port, port = free_port(), free_port()
-    upstream_cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
+    upstream_cmd = uvicorn_command(
         "tests.http_proxy.test_upstream_options:upstream",
-        "--port",
-        str(up_port),
+        up_port,
         "--log-level",
         "warning",
-    ]
-    server = [
-        str(Path(sys.executable).parent / "zerfoo-cloud"),
-        "--db",
-        str(db),
-        "serve",
+    )
+    server = serve_command(
+        db,
         "--upstream",
         f"http://127.0.0.1:{up_port}",
         "--upstream-max-connections",
@@ -300,7 +286,7 @@ def test_serve_applies_the_pool_options(tmp_path: Path) -> None:
         str(HOLD / 5),
         "--port",
         str(port),
-    ]
+    )
     root = Path(__file__).resolve().parents[2]
     headers = {"Authorization": f"Bearer {key}"}
     with (

@@ -8,9 +8,7 @@ import multiprocessing
 import os
 import signal
 import stat
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ import lmdb
 import pytest
 
 from tests import _workers
+from tests._serving import run_python
 from zerfoo_cloud import (
     CorruptRecordError,
     SchemaMismatchError,
@@ -321,19 +320,6 @@ def test_four_processes_admit_exactly_the_quota(tmp_path: Path) -> None:
         p.join(30)
         assert p.exitcode == 0
     assert sum(counts) == 300, counts
-
-
-def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """
-    Run *code* in a fresh interpreter and return the finished process.
-    """
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
 
 
 def _refused_within(m: TenantManager, key: str, seconds: float) -> bool:

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING
 
 from zerfoo_cloud._clock import wire_stamp
 from zerfoo_cloud._field_limits import MAX_TENANT_ID_BYTES
-from zerfoo_cloud._queued_writing import QueuedWriting
+from zerfoo_cloud._queued_writing import QueuedWriting, WriterTuning
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
-    choose_linger,
-    in_background,
 )
 from zerfoo_cloud.audit.verify import verify_chain
 from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
@@ -118,34 +116,25 @@ class AuditLogger(QueuedWriting):
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         linger: float | None = None,
     ) -> None:
-        self.store = store
+        self.store: AuditStore = store
         self.clock = clock
         self._key = _secret_key(secret)
         self._linker = _Linker(self._key)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
-        committer = (
+        self._committer = (
             store.committer(self._key)
             if isinstance(store, CommittingAuditStore)
             else None
         )
-        self._committer = committer
-        # The committer makes entries from checked fields: queue those.
-        self._fields = committer is not None and committer.takes_fields
-        self._writer: BatchWriter[AuditEntry] = BatchWriter(
-            committer
-            or (
-                self._append_chained if self._chained is not None else self._append_each
-            ),
-            name="audit logger",
-            noun="audit entries",
-            background=in_background(store, background),
-            max_batch=max_batch,
-            max_pending=max_pending,
-            retry_interval=retry_interval,
-            linger=choose_linger(linger, committer),
-            logger=_log,
+        tuning = WriterTuning(
+            background, max_batch, max_pending, retry_interval, linger
         )
-        self._writers = (self._writer,)
+        self._writer: BatchWriter[AuditEntry] = self._open_writer(
+            ("audit logger", "audit entries"),
+            self._append_chained if self._chained is not None else self._append_each,
+            tuning,
+            _log,
+        )
 
     def __repr__(self) -> str:
         keyed = "keyed" if self._key is not None else "unkeyed"

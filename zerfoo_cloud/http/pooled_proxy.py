@@ -21,9 +21,12 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from zerfoo_cloud._openai_error import openai_error_body
-from zerfoo_cloud._pool_options import PoolOptions
+from zerfoo_cloud._pool_options import PoolKeywords, PoolOptions
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.errors import ModelNotFoundError
 from zerfoo_cloud.http._accounting import MODEL_KEY
@@ -41,10 +44,13 @@ from zerfoo_cloud.http._upstream_pool import (
 )
 from zerfoo_cloud.http.proxy import UpstreamProxy, pass_on
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["PooledProxy"]
 
-_UPSTREAM = UpstreamOptions()
-_POOL = PoolOptions()
+#: The keywords of `PooledProxy` that each replica's `UpstreamOptions` takes.
+_UPSTREAM_FIELDS = frozenset(attrs.fields_dict(UpstreamOptions))
 _NO_REPLICA = "No healthy upstream serves this model now; retry shortly."
 
 
@@ -79,12 +85,13 @@ class PooledProxy(UpstreamProxy):
         upstreams: ``URL`` or ``MODEL=URL`` each
             (`zerfoo_cloud.http._model_routes.parse_upstreams`).
         api_key: The upstreams' API key, or ``None``.
-        connect_timeout, read_timeout, write_timeout, pool_timeout,
-            max_connections, keepalive_timeout: Each replica's
-            `UpstreamOptions`.
-        eject_after, eject_cooldown, probe_interval, probe_timeout,
-            discovery_interval: The pool's `PoolOptions`.
         observer: Told of each request's end and each ejection (metrics).
+        options: Each replica's `UpstreamOptions` (``connect_timeout``,
+            ``read_timeout``, ``write_timeout``, ``pool_timeout``,
+            ``max_connections``, ``keepalive_timeout``) and the pool's
+            `PoolOptions` (``eject_after``, ``eject_cooldown``,
+            ``probe_interval``, ``probe_timeout``, ``discovery_interval``),
+            each defaulted by its options class.
 
     Raises:
         InvalidConfigError: A bad spec, URL, key, timeout or count.
@@ -97,41 +104,18 @@ class PooledProxy(UpstreamProxy):
         upstreams: Sequence[str],
         *,
         api_key: str | None = None,
-        connect_timeout: float = _UPSTREAM.connect_timeout,
-        read_timeout: float = _UPSTREAM.read_timeout,
-        write_timeout: float = _UPSTREAM.write_timeout,
-        pool_timeout: float = _UPSTREAM.pool_timeout,
-        max_connections: int = _UPSTREAM.max_connections,
-        keepalive_timeout: float = _UPSTREAM.keepalive_timeout,
-        eject_after: int = _POOL.eject_after,
-        eject_cooldown: float = _POOL.eject_cooldown,
-        probe_interval: float = _POOL.probe_interval,
-        probe_timeout: float = _POOL.probe_timeout,
-        discovery_interval: float = _POOL.discovery_interval,
         observer: PoolObserver | None = None,
+        **options: Unpack[PoolKeywords],
     ) -> None:
         specs = parse_upstreams(upstreams)
-        super().__init__(
-            specs[0].url,
-            api_key=api_key,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            pool_timeout=pool_timeout,
-            max_connections=max_connections,
-            keepalive_timeout=keepalive_timeout,
-        )
-        options = PoolOptions(
-            eject_after=eject_after,
-            eject_cooldown=eject_cooldown,
-            probe_interval=probe_interval,
-            probe_timeout=probe_timeout,
-            discovery_interval=discovery_interval,
-        )
+        fields: dict[str, Any] = dict(options)
+        upstream = {name: fields.pop(name) for name in _UPSTREAM_FIELDS & set(fields)}
+        super().__init__(specs[0].url, api_key=api_key, **upstream)
+        pool = PoolOptions(**fields)
         self.pool = UpstreamPool(
             specs,
             self._options,
-            options,
+            pool,
             headers=[self._auth] if self._auth else [],
             observer=observer,
         )

@@ -26,14 +26,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, unquote
 
 import attrs
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._openai_error import openai_error_body
-from zerfoo_cloud._upstream_options import UpstreamOptions
+from zerfoo_cloud._upstream_options import UpstreamKeywords, UpstreamOptions
 from zerfoo_cloud.errors import InvalidConfigError, UpstreamError
 from zerfoo_cloud.http._accounting import REQUEST_ID_KEY
 from zerfoo_cloud.http._proxy_exchange import (
@@ -58,6 +58,9 @@ from zerfoo_cloud.http._upstream_client import (
     upstream_error_status,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 with needs_extra("proxy", "the upstream proxy"):
     import aiohttp
 
@@ -80,10 +83,6 @@ _MESSAGES: Final = {
         "The request path may not contain '.' or '..' segments, a backslash or a ';'."
     ),
 }
-
-
-#: The timeouts and pool size of a proxy built without them.
-_DEFAULTS: Final = UpstreamOptions()
 
 
 @attrs.frozen
@@ -146,16 +145,11 @@ class UpstreamProxy:
         base_url: The upstream, ``http`` or ``https``, with an optional path
             prefix and no credentials, query or fragment.
         api_key: The upstream's own API key, or ``None``.
-        connect_timeout: Seconds to open a connection.
-        read_timeout: Seconds to wait for the next bytes of the response
-            (the whole wait for a non-streamed answer, the gap between two
-            chunks of a streamed one).
-        write_timeout: Seconds to send each chunk of a request body that
-            arrives in pieces.
-        pool_timeout: Seconds to wait for a free pooled connection.
-        max_connections: Requests in flight to the upstream (and connections
-            open to it) at most.
-        keepalive_timeout: Seconds an idle pooled connection is kept.
+        options: The connection pool's timeouts and size, each
+            (``connect_timeout``, ``read_timeout``, ``write_timeout``,
+            ``pool_timeout``, ``max_connections``, ``keepalive_timeout``) as
+            `zerfoo_cloud._upstream_options.UpstreamOptions` takes and
+            defaults it.
         health_path: The path `health` requests.
         client: An `aiohttp.ClientSession` to use instead of the proxy's own.
 
@@ -170,24 +164,12 @@ class UpstreamProxy:
         base_url: str,
         *,
         api_key: str | None = None,
-        connect_timeout: float = _DEFAULTS.connect_timeout,
-        read_timeout: float = _DEFAULTS.read_timeout,
-        write_timeout: float = _DEFAULTS.write_timeout,
-        pool_timeout: float = _DEFAULTS.pool_timeout,
-        max_connections: int = _DEFAULTS.max_connections,
-        keepalive_timeout: float = _DEFAULTS.keepalive_timeout,
         health_path: str = "/v1/models",
         client: aiohttp.ClientSession | None = None,
+        **options: Unpack[UpstreamKeywords],
     ) -> None:
         self._origin, self._prefix = parse_base_url(base_url)
-        self._options = UpstreamOptions(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            pool_timeout=pool_timeout,
-            max_connections=max_connections,
-            keepalive_timeout=keepalive_timeout,
-        )
+        self._options = UpstreamOptions(**options)
         if not health_path.startswith("/"):
             msg = f"health_path must start with '/', not {health_path!r}"
             raise InvalidConfigError(msg, field="health_path")

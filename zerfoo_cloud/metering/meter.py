@@ -15,14 +15,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._clock import wire_stamp
-from zerfoo_cloud._queued_writing import QueuedWriting
+from zerfoo_cloud._queued_writing import QueuedWriting, WriterTuning
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
     DEFAULT_RETRY_INTERVAL,
     BatchWriter,
-    choose_linger,
-    in_background,
 )
 from zerfoo_cloud.billing_records import (
     SUMMARY_KEYS,
@@ -120,27 +118,18 @@ class TokenMeter(QueuedWriting):
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         linger: float | None = None,
     ) -> None:
-        self.store = store
+        self.store: BillingStore = store
         self.recorder = recorder
         self.clock = clock
-        committer = (
+        self._committer = (
             store.committer() if isinstance(store, CommittingBillingStore) else None
         )
-        self._committer = committer
-        # The committer makes records from checked fields: queue those.
-        self._fields = committer is not None and committer.takes_fields
-        self._writer: BatchWriter[BillingRecord] = BatchWriter(
-            committer or store.add,
-            name="token meter",
-            noun="billing records",
-            background=in_background(store, background),
-            max_batch=max_batch,
-            max_pending=max_pending,
-            retry_interval=retry_interval,
-            linger=choose_linger(linger, committer),
-            logger=_log,
+        tuning = WriterTuning(
+            background, max_batch, max_pending, retry_interval, linger
         )
-        self._writers = (self._writer,)
+        self._writer: BatchWriter[BillingRecord] = self._open_writer(
+            ("token meter", "billing records"), store.add, tuning, _log
+        )
         self._summarizer = store if isinstance(store, SummarizingBillingStore) else None
         self._recorder_failures = 0
         self._failures_lock = threading.Lock()

@@ -62,6 +62,12 @@ _AUDIT_FIELDS = operator.attrgetter(
 )
 
 
+def _as_fields(batch: list[Any], fields: Callable[[Any], tuple[Any, ...]]) -> list[Any]:
+    # Records as their *fields*; items that are fields already (queued by
+    # `TokenMeter.record_request` or `AuditLogger.log_request`) as they are.
+    return [item if type(item) is tuple else fields(item) for item in batch]
+
+
 def _answer(reply: Any, batch: list[Any]) -> None:
     # None: done. Else the store failed: drop what it kept, raise the rest.
     if reply is None:
@@ -123,11 +129,7 @@ class BillingCommit(WriterProcessCommit):
     """
 
     def __call__(self, batch: list[Any]) -> None:
-        # Records, or already their fields (`TokenMeter.record_request`).
-        items = [
-            item if type(item) is tuple else _BILLING_FIELDS(item) for item in batch
-        ]
-        _answer(self.channel.call((0, items)), batch)
+        _answer(self.channel.call((0, _as_fields(batch, _BILLING_FIELDS))), batch)
 
     def start_in_loop(
         self,
@@ -138,9 +140,7 @@ class BillingCommit(WriterProcessCommit):
         """
         `WriterProcessCommit.start_in_loop` for billing records.
         """
-        items = [
-            item if type(item) is tuple else _BILLING_FIELDS(item) for item in batch
-        ]
+        items = _as_fields(batch, _BILLING_FIELDS)
 
         def answered(reply: Any, error: StoreError | None) -> None:
             if error is None:
@@ -192,11 +192,7 @@ class AuditCommit(WriterProcessCommit):
             reply = self.channel.call(
                 (
                     number,
-                    # Entries, or already their fields (`log_request`).
-                    [
-                        item if type(item) is tuple else _AUDIT_FIELDS(item)
-                        for item in part
-                    ],
+                    _as_fields(part, _AUDIT_FIELDS),
                     self._writer_id,
                     self._secret,
                 )
@@ -222,7 +218,7 @@ class AuditCommit(WriterProcessCommit):
             return None
         number = self._number = self._number + 1
         count = len(batch)
-        items = [item if type(item) is tuple else _AUDIT_FIELDS(item) for item in batch]
+        items = _as_fields(batch, _AUDIT_FIELDS)
 
         def answered(reply: Any, error: StoreError | None) -> None:
             if error is not None:

@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from zerfoo_cloud._fork import on_fork
 from zerfoo_cloud.errors import StoreError
 
 __all__ = ["HeldLeases", "LeaseRenewer"]
@@ -39,7 +40,7 @@ class _Forks:
         cls.count += 1
 
 
-os.register_at_fork(after_in_child=_Forks.forked)
+on_fork(_Forks.forked)
 
 
 class HeldLeases:

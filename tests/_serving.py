@@ -1,0 +1,99 @@
+"""
+Running ``zerfoo-cloud serve``, upstream servers and Python code as
+processes: the command lines, a free port, a started process with its output
+in a log, and a finished one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import IO, Any
+
+#: The repository root.
+ROOT = Path(__file__).resolve().parents[1]
+#: The folder of this Python's scripts (``zerfoo-cloud``).
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """
+    A TCP port nothing listens on now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve_command(db: Path, *args: str) -> list[str]:
+    """
+    The command line of ``zerfoo-cloud --db DB serve ARGS``.
+    """
+    return [str(BIN / "zerfoo-cloud"), "--db", str(db), "serve", *args]
+
+
+def uvicorn_command(target: str, port: int, *args: str) -> list[str]:
+    """
+    The command line of uvicorn serving *target* on *port*, then *args*.
+    """
+    return [sys.executable, "-m", "uvicorn", target, "--port", str(port), *args]
+
+
+def spawn(
+    args: list[str],
+    *,
+    cwd: Path,
+    out: IO[Any],
+    env: dict[str, str] | None = None,
+    text: bool = False,
+) -> subprocess.Popen[Any]:
+    """
+    Start *args* in *cwd* with *env* over this environment, its output and
+    errors both to *out*.
+    """
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=text,
+    )
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """
+    Terminate *proc* and wait for it; kill it if it does not end in 20 s.
+    """
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def run_python(
+    code: str,
+    *args: str,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run *code* (dedented) in a fresh interpreter and return the finished
+    process; with *check*, one that fails raises.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=check,
+    )
