@@ -31,7 +31,7 @@ DEFERRED = {
     # cli (click): the console script imports the CLI only when it runs, so
     # a missing extra is one line, not a traceback.
     ("zerfoo_cloud._console", "zerfoo_cloud.cli"),
-    # proxy (httpx, anyio): ``serve`` builds an upstream proxy only with
+    # proxy (aiohttp): ``serve`` builds an upstream proxy only with
     # --upstream (the second pair is the ``http`` package that import runs).
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.proxy"),
     ("zerfoo_cloud.serve", "zerfoo_cloud.http"),
