@@ -75,19 +75,11 @@ def offloaded(tmp_path: Path) -> Iterator[_Offloaded]:
     stack.close()
 
 
-async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
-    """One request; its id, and what was committed when its last byte went."""
-    seen: dict[str, Any] = {}
+async def _chat(stack: _Offloaded, send: Any) -> None:
+    """One chat request through the server, its messages sent to *send*."""
 
     async def receive() -> Message:
         return {"type": "http.request", "body": json.dumps(chat()).encode()}
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            seen["id"] = dict(message["headers"])[b"x-request-id"].decode()
-            seen["status"] = message["status"]
-        elif not message.get("more_body", False):
-            seen["committed"] = stack.committed()
 
     scope: Scope = {
         "type": "http",
@@ -96,6 +88,20 @@ async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
         "headers": [(b"authorization", f"Bearer {KEY}".encode())],
     }
     await stack.server.handler()(scope, receive, send)
+
+
+async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
+    """One request; its id, and what was committed when its last byte went."""
+    seen: dict[str, Any] = {}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen["id"] = dict(message["headers"])[b"x-request-id"].decode()
+            seen["status"] = message["status"]
+        elif not message.get("more_body", False):
+            seen["committed"] = stack.committed()
+
+    await _chat(stack, send)
     assert seen["status"] == 200
     billed, audited = seen["committed"]
     return seen["id"], billed, audited
@@ -105,20 +111,11 @@ async def _status(stack: _Offloaded) -> int:
     """One request; its status (no reads of the store)."""
     statuses: list[int] = []
 
-    async def receive() -> Message:
-        return {"type": "http.request", "body": json.dumps(chat()).encode()}
-
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    scope: Scope = {
-        "type": "http",
-        "method": "POST",
-        "path": CHAT,
-        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
-    }
-    await stack.server.handler()(scope, receive, send)
+    await _chat(stack, send)
     return statuses[0]
 
 
