@@ -132,7 +132,8 @@ def test_tune_gc_freezes_startup_objects_and_collects_less_often() -> None:
         gc.set_threshold(*before)
 
 
-def test_serve_runs_on_asyncio_unless_told_otherwise(tmp_path: Path) -> None:
-    """The default loop is asyncio's, whatever is installed; the parser auto."""
+def test_serve_picks_uvloop_and_httptools_by_default(tmp_path: Path) -> None:
+    """The default loop and parser are auto: uvloop and httptools when installed."""
+    loop = resolve_loop("auto")
     with _serving(tmp_path, free_port()) as log:
-        assert "on asyncio and httptools;" in log
+        assert f"on {loop} and httptools;" in log

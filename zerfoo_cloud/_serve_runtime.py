@@ -2,12 +2,10 @@
 The event loop and the HTTP parser ``zerfoo-cloud serve`` runs uvicorn on,
 and how its workers' garbage collector is tuned.
 
-``auto`` picks the fastest one installed: uvloop over asyncio's own loop,
-httptools over h11 (the ``server`` extra installs httptools). ``serve``
-runs on asyncio's loop unless told otherwise: under uvloop, at 32 and 256
-connections, the LMDB writer process was seen to exit and be replaced
-mid-run. Naming one that is not installed is an error, never a
-silent fallback.
+``auto``, the default of both, picks the fastest one installed: uvloop
+over asyncio's own loop, httptools over h11 (the ``server`` extra installs
+both, uvloop where it has a build). Naming one that is not installed is an
+error, never a silent fallback.
 """
 
 from __future__ import annotations

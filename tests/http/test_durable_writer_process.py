@@ -28,6 +28,8 @@ from zerfoo_cloud.stores.lmdb._commits import WriterProcessCommit
 
 #: Requests served at once.
 CONCURRENT = 24
+#: Requests served at once on uvloop.
+UVLOOP_CONCURRENT = 300
 
 
 class _Offloaded(DurableStack):
@@ -54,19 +56,11 @@ def offloaded(tmp_path: Path) -> Iterator[_Offloaded]:
     stack.close()
 
 
-async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
-    """One request; its id, and what was committed when its last byte went."""
-    seen: dict[str, Any] = {}
+async def _chat(stack: _Offloaded, send: Any) -> None:
+    """One chat request through the server, its messages sent to *send*."""
 
     async def receive() -> Message:
         return {"type": "http.request", "body": json.dumps(chat()).encode()}
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            seen["id"] = dict(message["headers"])[b"x-request-id"].decode()
-            seen["status"] = message["status"]
-        elif not message.get("more_body", False):
-            seen["committed"] = stack.committed()
 
     scope: Scope = {
         "type": "http",
@@ -75,9 +69,35 @@ async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
         "headers": [(b"authorization", f"Bearer {KEY}".encode())],
     }
     await stack.server.handler()(scope, receive, send)
+
+
+async def _serve(stack: _Offloaded) -> tuple[str, set[str], int]:
+    """One request; its id, and what was committed when its last byte went."""
+    seen: dict[str, Any] = {}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen["id"] = dict(message["headers"])[b"x-request-id"].decode()
+            seen["status"] = message["status"]
+        elif not message.get("more_body", False):
+            seen["committed"] = stack.committed()
+
+    await _chat(stack, send)
     assert seen["status"] == 200
     billed, audited = seen["committed"]
     return seen["id"], billed, audited
+
+
+async def _status(stack: _Offloaded) -> int:
+    """One request; its status (no reads of the store)."""
+    statuses: list[int] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await _chat(stack, send)
+    return statuses[0]
 
 
 def _count_thread_calls(commit: object, calls: list[str]) -> None:
@@ -237,3 +257,43 @@ def test_records_nobody_flushes_are_still_written_after_loop_commits(
         time.sleep(0.01)
     assert offloaded.meter.pending == 0
     assert "r-quiet" in offloaded.committed()[0]
+
+
+def test_uvloop_keeps_one_writer_process_under_many_concurrent_requests(
+    offloaded: _Offloaded,
+) -> None:
+    """On uvloop, whose add_reader makes the pipe from the writer process
+    non-blocking, the writer thread's blocking calls and the loop's reads
+    share that pipe: hundreds of concurrent durable requests all succeed,
+    each billed and audited once, and the writer process is never restarted."""
+    uvloop = pytest.importorskip("uvloop")
+    process = offloaded.stores.writer_process
+    assert process is not None
+
+    async def run() -> list[int]:
+        statuses = [await _status(offloaded)]  # starts the writer process
+        pid = process.pid
+        assert pid is not None
+        for _ in range(3):
+            statuses += await asyncio.gather(
+                *(_status(offloaded) for _ in range(UVLOOP_CONCURRENT))
+            )
+            # The writer thread commits too, over the pipe the loop read.
+            offloaded.meter.record_request(
+                "acme", 1, 2, model="m", request_id=f"r-thread-{len(statuses)}"
+            )
+            await asyncio.to_thread(offloaded.meter.flush, 30)
+            assert process.pid == pid
+        return statuses
+
+    loop = uvloop.new_event_loop()
+    try:
+        statuses = loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert statuses == [200] * (3 * UVLOOP_CONCURRENT + 1)
+    assert offloaded.meter.error is None
+    assert offloaded.audit.error is None
+    billed, audited = offloaded.committed()
+    assert len(billed) == 3 * UVLOOP_CONCURRENT + 1 + 3
+    assert audited == 3 * UVLOOP_CONCURRENT + 1

@@ -182,7 +182,7 @@ def _upstream_options(command: Any) -> Any:
 @click.option(
     "--loop",
     type=click.Choice(LOOP_CHOICES),
-    default="asyncio",
+    default="auto",
     show_default=True,
     help="The event loop (auto: uvloop when installed, else asyncio).",
 )

@@ -50,6 +50,7 @@ from zerfoo_cloud.stores.lmdb._frames import (
     LENGTH,
     PROTOCOL,
     read_frame,
+    read_some,
     write_all,
     write_frame,
 )
@@ -262,6 +263,7 @@ class WriterProcess:
         try:
             more = os.read(self._from_child, 65536)
         except BlockingIOError:  # pragma: no cover - woken without data
+            # (uvloop made the pipe non-blocking: see `_frames`.)
             return
         except OSError:
             more = b""
@@ -323,7 +325,7 @@ class WriterProcess:
         self._send()
         while self._inflight:
             try:
-                more = os.read(self._from_child, 65536)
+                more = read_some(self._from_child, 65536)
             except OSError:
                 more = b""
             self._take(more)
