@@ -58,7 +58,7 @@ def test_auto_falls_back_and_a_missing_one_named_is_an_error(
     monkeypatch.setitem(sys.modules, "httptools", None)
     assert resolve_loop("auto") == "asyncio"
     assert resolve_parser("auto") == "h11"
-    with pytest.raises(InvalidConfigError, match=r"uvloop is not installed"):
+    with pytest.raises(MissingExtraError, match=r"'server' extra \(uvloop"):
         resolve_loop("uvloop")
     with pytest.raises(MissingExtraError, match=r"'server' extra \(httptools"):
         resolve_parser("httptools")

@@ -15,7 +15,7 @@ import importlib.util
 from typing import Final, Literal
 
 from zerfoo_cloud._http_limits import Parser
-from zerfoo_cloud.errors import InvalidConfigError, MissingExtraError
+from zerfoo_cloud.errors import MissingExtraError
 
 __all__ = [
     "GC_THRESHOLDS",
@@ -42,6 +42,20 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _resolve(option: str, choice: str, plain: str, fast: str) -> str:
+    # *fast* when asked for or, with ``auto``, when installed; else *plain*.
+    if choice == plain:
+        return plain
+    if choice == fast:
+        if not _installed(fast):
+            raise MissingExtraError("server", f"serve --{option} {fast}", fast)
+        return fast
+    if choice == "auto":
+        return fast if _installed(fast) else plain
+    msg = f"{option} must be one of auto, {plain}, {fast}, not {choice!r}"
+    raise ValueError(msg)
+
+
 def resolve_loop(choice: str) -> Loop:
     """
     The event loop for ``serve --loop`` *choice*.
@@ -51,20 +65,14 @@ def resolve_loop(choice: str) -> Loop:
         installed; else ``"asyncio"``.
 
     Raises:
-        InvalidConfigError: ``uvloop`` was asked for and is not installed.
+        MissingExtraError: ``uvloop`` was asked for and is not installed.
         ValueError: *choice* is not one of `LOOP_CHOICES`.
     """
-    if choice == "asyncio":
-        return "asyncio"
-    if choice == "uvloop":
-        if not _installed("uvloop"):
-            msg = "--loop uvloop: uvloop is not installed (pip install uvloop)"
-            raise InvalidConfigError(msg, field="loop")
-        return "uvloop"
-    if choice == "auto":
-        return "uvloop" if _installed("uvloop") else "asyncio"
-    msg = f"loop must be one of {', '.join(LOOP_CHOICES)}, not {choice!r}"
-    raise ValueError(msg)
+    return (
+        "uvloop"
+        if _resolve("loop", choice, "asyncio", "uvloop") == "uvloop"
+        else "asyncio"
+    )
 
 
 def resolve_parser(choice: str) -> Parser:
@@ -79,16 +87,11 @@ def resolve_parser(choice: str) -> Parser:
         MissingExtraError: ``httptools`` was asked for and is not installed.
         ValueError: *choice* is not one of `PARSER_CHOICES`.
     """
-    if choice == "h11":
-        return "h11"
-    if choice == "httptools":
-        if not _installed("httptools"):
-            raise MissingExtraError("server", "serve --http httptools", "httptools")
-        return "httptools"
-    if choice == "auto":
-        return "httptools" if _installed("httptools") else "h11"
-    msg = f"http must be one of {', '.join(PARSER_CHOICES)}, not {choice!r}"
-    raise ValueError(msg)
+    return (
+        "httptools"
+        if _resolve("http", choice, "h11", "httptools") == "httptools"
+        else "h11"
+    )
 
 
 def tune_gc() -> None:
