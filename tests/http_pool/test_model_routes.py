@@ -18,7 +18,7 @@ from zerfoo_cloud.http._model_routes import (
     parse_model_list,
     parse_upstreams,
 )
-from zerfoo_cloud.http._models import MAX_MODEL_LIST_BYTES
+from zerfoo_cloud.http._models import MAX_MODEL_LIST_BYTES, filter_model_list
 
 
 def test_bare_urls_discover_and_model_urls_name_their_model() -> None:
@@ -148,3 +148,28 @@ def test_pool_options_refuse_values_out_of_range(field: str, value: float) -> No
     with pytest.raises(InvalidConfigError) as caught:
         PoolOptions(**{field: value})  # type: ignore[arg-type]
     assert caught.value.field == field
+
+
+def _padded_list(size: int) -> bytes:
+    body = b'{"data": [{"id": "m"}]}'
+    return body + b" " * (size - len(body))
+
+
+def test_a_model_list_at_the_byte_limit_is_read_and_one_byte_past_it_is_not() -> None:
+    """Both readers of a model list (the pool's and the tenant filter) share
+    one limit: at `MAX_MODEL_LIST_BYTES` the list is read, one byte past it
+    it is refused."""
+    at_limit = _padded_list(MAX_MODEL_LIST_BYTES)
+    assert list(parse_model_list(at_limit)) == ["m"]
+    assert filter_model_list(at_limit, lambda _: True) is not None
+    past = _padded_list(MAX_MODEL_LIST_BYTES + 1)
+    with pytest.raises(ValueError, match="over"):
+        parse_model_list(past)
+    assert filter_model_list(past, lambda _: True) is None
+
+
+def test_the_tenant_filter_reads_lists_with_the_bounded_parser() -> None:
+    """A list the bounded parser refuses (a lone surrogate, nesting past its
+    depth) cannot be filtered, as the pool cannot read it."""
+    for body in (b'{"data": ["\\udc00"]}', b'{"data": [' * 200 + b"]}" * 200):
+        assert filter_model_list(body, lambda _: True) is None

@@ -13,14 +13,13 @@ list with the bounded JSON parser, keeping only well-formed entries.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
 from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.http._json import parse_json
-from zerfoo_cloud.http._models import MAX_MODEL_LIST_BYTES
+from zerfoo_cloud.http._models import read_model_list
 from zerfoo_cloud.http._proxy_rules import parse_base_url
 
 __all__ = [
@@ -135,19 +134,11 @@ def parse_model_list(body: bytes) -> dict[str, ModelEntry]:
     `MAX_MODELS_PER_REPLICA` models the rest are skipped.
 
     Raises:
-        ValueError: *body* is over `MAX_MODEL_LIST_BYTES`, not JSON within
-            `zerfoo_cloud.http._json.parse_json`'s limits, or not an object
-            with a ``data`` array.
+        ValueError: *body* is not a model list (`read_model_list`).
 
     .. versionadded:: 0.1.0
     """
-    if len(body) > MAX_MODEL_LIST_BYTES:
-        msg = f"the model list is over {MAX_MODEL_LIST_BYTES} bytes"
-        raise ValueError(msg)
-    doc: Any = parse_json(body)
-    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        msg = "the model list is not an object with a data array"
-        raise ValueError(msg)  # noqa: TRY004 - the caller handles one error class
+    doc = read_model_list(body)
     models: dict[str, ModelEntry] = {}
     for item in doc["data"]:
         if len(models) >= MAX_MODELS_PER_REPLICA:

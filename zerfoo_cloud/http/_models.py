@@ -14,6 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud.errors import CloudError, ModelNotFoundError
+from zerfoo_cloud.http._json import parse_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,6 +27,7 @@ __all__ = [
     "check_model_route",
     "filter_model_list",
     "model_route",
+    "read_model_list",
 ]
 
 #: A model list larger than this is not passed to a tenant with an allow list
@@ -85,21 +87,38 @@ def check_model_route(route: tuple[bool, str] | None, tenant: Tenant) -> None:
         raise ModelNotFoundError(route[1])
 
 
-def filter_model_list(body: bytes, allowed: Callable[[str], bool]) -> bytes | None:
+def read_model_list(body: bytes) -> dict[str, Any]:
     """
-    Return the OpenAI model list *body* with only the models *allowed*
-    accepts, or ``None`` when *body* is not such a list (not JSON, not an
-    object with a ``data`` array, or too deep to read).
+    The OpenAI model list *body*, read: an object whose ``data`` is a list.
+
+    Raises:
+        ValueError: *body* is over `MAX_MODEL_LIST_BYTES`, not JSON within
+            `zerfoo_cloud.http._json.parse_json`'s limits, or not an object
+            with a ``data`` array.
 
     .. versionadded:: 0.1.0
     """
     if len(body) > MAX_MODEL_LIST_BYTES:
-        return None
-    try:
-        doc: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
+        msg = f"the model list is over {MAX_MODEL_LIST_BYTES} bytes"
+        raise ValueError(msg)
+    doc: Any = parse_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        msg = "the model list is not an object with a data array"
+        raise ValueError(msg)  # noqa: TRY004 - the callers handle one error class
+    return doc
+
+
+def filter_model_list(body: bytes, allowed: Callable[[str], bool]) -> bytes | None:
+    """
+    Return the OpenAI model list *body* with only the models *allowed*
+    accepts, or ``None`` when *body* is not such a list (see
+    `read_model_list`).
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        doc = read_model_list(body)
+    except ValueError:
         return None
     doc["data"] = [
         item
