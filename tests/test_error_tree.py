@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import orjson
 import pytest
 
 import zerfoo_cloud
@@ -36,6 +37,7 @@ from zerfoo_cloud.errors import (
     RequestOverBudgetError,
     RequestTooLargeError,
     ResourceBusyError,
+    StoreUnavailableError,
     TenantNotFoundError,
     UnauthorizedError,
 )
@@ -267,3 +269,16 @@ def test_the_concepts_page_draws_every_class() -> None:
     for cls in EVERY_ERROR:
         if cls.__module__ == "zerfoo_cloud.errors":
             assert f"── {cls.__name__}" in page, cls.__name__
+
+
+def test_store_unavailable_answers_503_with_retry_after() -> None:
+    exc = StoreUnavailableError("redis", "the counter store cannot be reached", 2.5)
+    response = error_response(exc)
+    assert response.status == 503
+    headers = dict(response.headers)
+    assert headers["retry-after"] == "3"
+    body = orjson.loads(response.body)["error"]
+    assert body["code"] == "service_unavailable"
+    assert body["message"] == "the counter store cannot be reached"
+    assert isinstance(exc, StoreError)
+    assert exc.store == "redis"

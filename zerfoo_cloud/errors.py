@@ -13,7 +13,8 @@ handles it sensibly::
     ├── StoreError                           a store failed; the message says what to do
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
-    │   └── StoreFullError                   disk or map full; nothing was written
+    │   ├── StoreFullError                   disk or map full; nothing was written
+    │   └── StoreUnavailableError            Redis or PostgreSQL unreachable; 503 + Retry-After
     ├── AuditChainError                      the audit log's hash chain is broken
     ├── ResourceError                        GPU memory or a model file said no
     │   ├── ModelTooLargeError               a model exceeds the whole memory budget
@@ -99,6 +100,7 @@ __all__ = [
     "SessionError",
     "StoreError",
     "StoreFullError",
+    "StoreUnavailableError",
     "TenantExistsError",
     "TenantNotFoundError",
     "UnauthorizedError",
@@ -232,6 +234,23 @@ class StoreFullError(StoreError):
     """
     The disk or the store's size limit is full; the write did not happen.
     """
+
+
+class StoreUnavailableError(StoreError):
+    """
+    A store on the network (Redis, PostgreSQL) cannot be reached now.
+
+    Nothing was done. A request it stops is answered HTTP 503, code
+    ``service_unavailable``, with ``Retry-After`` from *retry_after*
+    (seconds, at least 1), so clients back off instead of failing over.
+    *store* names the backend (``"redis"``, ``"postgresql"``) without any
+    address or password.
+    """
+
+    def __init__(self, store: str, message: str, retry_after: float = 1.0) -> None:
+        self.store = store
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class AuditChainError(CloudError):

@@ -12,7 +12,7 @@ import math
 import attrs
 
 from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE, openai_error_body
-from zerfoo_cloud.errors import CloudError, RequestRejectedError
+from zerfoo_cloud.errors import CloudError, RequestRejectedError, StoreUnavailableError
 
 __all__ = ["ErrorResponse", "error_response", "status_for"]
 
@@ -58,7 +58,7 @@ def error_response(
     status, type, code and param the exception carries (`status_for`); the
     message of an exception that is not a `CloudError` is not shown. A
     `RequestRejectedError` with a ``retry_after`` (a `RateLimitedError`)
-    adds ``Retry-After`` in whole seconds (at least 1; 60 for a wait that
+    or a `StoreUnavailableError` adds ``Retry-After`` in whole seconds (at least 1; 60 for a wait that
     never ends). *headers* (the ``x-ratelimit-*`` ones) are added. With
     *request_id*, the response carries it as ``x-request-id`` and the body
     as ``error.request_id``.
@@ -71,8 +71,12 @@ def error_response(
     else:
         message, param = SERVER_ERROR_MESSAGE, None
     out = [("content-type", "application/json")]
-    if isinstance(exc, RequestRejectedError) and exc.retry_after is not None:
-        wait = exc.retry_after
+    wait = (
+        exc.retry_after
+        if isinstance(exc, (RequestRejectedError, StoreUnavailableError))
+        else None
+    )
+    if wait is not None:
         seconds = math.ceil(wait) if math.isfinite(wait) else 60
         out.append(("retry-after", str(max(1, seconds))))
     if headers:
