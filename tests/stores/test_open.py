@@ -221,6 +221,25 @@ def test_redis_counters_share_one_connection(
 
 
 @pytest.mark.redis
+def test_redis_cluster_counters(
+    tmp_path: Path, redis_cluster_url: str, redis_prefix: str
+) -> None:
+    url = f"{redis_cluster_url}?cluster=1&prefix={redis_prefix}"
+    with open_stores(str(tmp_path / "s"), url) as stores:
+        assert isinstance(stores.limits, RedisLimiterStore)
+        assert type(stores.limits.connection.client).__name__ == "RedisCluster"
+        _admit_one(stores)
+        stores.check_counters()
+        assert stores.limits.get("acme\x00req") is not None
+        assert stores.replay.add("cluster-assertion", time.time() + 60, time.time())
+        stores.limits.clear("")
+    # cluster=0 is a single Redis: the node answers, with MOVED for most keys.
+    with open_stores("memory://", redis_cluster_url + "?cluster=0") as stores:
+        assert isinstance(stores.limits, RedisLimiterStore)
+        assert type(stores.limits.connection.client).__name__ == "Redis"
+
+
+@pytest.mark.redis
 def test_redis_down_fails_the_counters_check(tmp_path: Path) -> None:
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0?connect_timeout=0.5"
     with open_stores(str(tmp_path / "s"), url) as stores:
@@ -302,6 +321,10 @@ def test_bad_counters_urls(url: str, why: str, tmp_path: Path) -> None:
         ("rediss://user:pw@h/0", "rediss://user:***@h/0"),
         ("redis://pw-as-user@h/0", "redis://***@h/0"),
         ("redis://:p@ss/w:rd@h/0", "redis://:***@h/0"),
+        ("redis://:pa?ss@h/0", "redis://:***@h/0"),
+        ("redis://:pa#ss@h/0?prefix=x", "redis://:***@h/0?prefix=x"),
+        ("redis://u:pw@h/0?prefix=a@b", "redis://u:***@b"),
+        ("redis://h/0?prefix=a@b", "redis://***@b"),
         (
             "postgresql://u:pw@h/db?sslmode=require",
             "postgresql://u:***@h/db?sslmode=require",

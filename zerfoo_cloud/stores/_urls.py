@@ -61,16 +61,20 @@ def redact_url(url: str) -> str:
     if scheme is None:
         return url
     head, rest = url[: scheme.end()], url[scheme.end() :]
-    query = ""
-    if "?" in rest:
-        rest, _, query = rest.partition("?")
-        query = "?" + _redact_query(query)
+    # Everything up to the last "@" is hidden: a password may hold "/", "?",
+    # "#" or "@" unescaped (an "@" in the query hides too much, never too
+    # little).
     at = rest.rfind("@")
+    hidden = ""
     if at >= 0:
         user, colon, _ = rest[:at].partition(":")
-        hidden = f"{user}:{HIDDEN}" if colon else HIDDEN
-        rest = hidden + rest[at:]
-    return head + rest + query
+        plain_user = colon and not set(user) & set("/?#")
+        hidden = f"{user}:{HIDDEN}@" if plain_user else f"{HIDDEN}@"
+        rest = rest[at + 1 :]
+    if "?" in rest:
+        rest, _, query = rest.partition("?")
+        rest += "?" + _redact_query(query)
+    return head + hidden + rest
 
 
 def _redact_query(query: str) -> str:
