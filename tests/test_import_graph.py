@@ -50,6 +50,8 @@ DEFERRED = {
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
     # server (anyio): the readiness probe, built only when ``serve`` runs.
     ("zerfoo_cloud.serve", "zerfoo_cloud._readiness"),
+    # redis (redis-py): counters in Redis only for a redis:// URL.
+    ("zerfoo_cloud.stores.open", "zerfoo_cloud.stores.redis"),
 }
 
 
@@ -82,6 +84,17 @@ def _resolve(name: str, item: str | None) -> str | None:
     while name not in MODULES and "." in name:
         name = name.rpartition(".")[0]
     return name if name in MODULES else None
+
+
+# postgres (psycopg): records in PostgreSQL only for a postgresql:// URL. The
+# pair is the module that import resolves to in this tree (the ``stores``
+# package while ``zerfoo_cloud.stores.postgres`` is not in it).
+DEFERRED.add(
+    (
+        "zerfoo_cloud.stores.open",
+        _resolve("zerfoo_cloud.stores.postgres", "PostgresStores") or "",
+    )
+)
 
 
 def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
