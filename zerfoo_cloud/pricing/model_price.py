@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -98,11 +98,22 @@ def _rate(name: str) -> Any:
     return check
 
 
-def _tokens(name: str, value: object) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_TOKENS:
-        msg = f"{name}: a token count is an int from 0 to {MAX_TOKENS}, not {short(value)}"
-        raise InvalidConfigError(msg, field=name)
-    return value
+def _bad_counts(
+    input_tokens: object, output_tokens: object, cached: object
+) -> NoReturn:
+    for name, value in (
+        ("input_tokens", input_tokens),
+        ("output_tokens", output_tokens),
+        ("cached_input_tokens", cached),
+    ):
+        if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+            msg = f"{name}: a token count is an int from 0 to {MAX_TOKENS}, not {short(value)}"
+            raise InvalidConfigError(msg, field=name)
+    msg = (
+        f"cached_input_tokens: {cached} cached tokens is more than the "
+        f"{input_tokens} input tokens they are part of"
+    )
+    raise InvalidConfigError(msg, field="cached_input_tokens")
 
 
 @attrs.frozen
@@ -153,15 +164,15 @@ class ModelPrice:
                 `zerfoo_cloud.metering.MAX_TOKENS`, or more tokens were
                 cached than sent.
         """
-        _tokens("input_tokens", input_tokens)
-        _tokens("output_tokens", output_tokens)
-        _tokens("cached_input_tokens", cached_input_tokens)
-        if cached_input_tokens > input_tokens:
-            msg = (
-                f"cached_input_tokens: {cached_input_tokens} cached tokens is "
-                f"more than the {input_tokens} input tokens they are part of"
-            )
-            raise InvalidConfigError(msg, field="cached_input_tokens")
+        # One test on the hot path; the slow path says which count is wrong.
+        if not (
+            type(input_tokens) is int
+            and type(output_tokens) is int
+            and type(cached_input_tokens) is int
+            and 0 <= cached_input_tokens <= input_tokens <= MAX_TOKENS
+            and 0 <= output_tokens <= MAX_TOKENS
+        ):
+            _bad_counts(input_tokens, output_tokens, cached_input_tokens)
         exact = (
             (input_tokens - cached_input_tokens) * self.input
             + cached_input_tokens * self.cached_input

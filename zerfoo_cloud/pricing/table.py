@@ -19,7 +19,7 @@ import bisect
 import itertools
 import os
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
@@ -155,7 +155,9 @@ class PriceTable:
                 in force at *when*.
             InvalidConfigError: *when* is not an aware datetime.
         """
-        if not isinstance(when, datetime) or when.utcoffset() is None:
+        if not isinstance(when, datetime) or (
+            when.tzinfo is not timezone.utc and when.utcoffset() is None
+        ):
             msg = f"when: an aware datetime, not {short(when)}"
             raise InvalidConfigError(msg, field="when")
         starts = self._starts.get(model)
