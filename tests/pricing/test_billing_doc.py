@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from tests.pricing._support import toml_file
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.pricing import PriceTable
 
@@ -62,11 +63,10 @@ def test_the_page_shows_the_example_files() -> None:
 
 
 def test_the_quoted_error_is_the_error(tmp_path: Path) -> None:
-    path = tmp_path / "prices.toml"
-    path.write_text(
+    path = toml_file(
+        tmp_path,
         'currency = "USD"\n[[models.m]]\neffective_from = 2026-01-01T00:00:00Z\n'
         'input = "-1"\noutput = "1"\n',
-        encoding="utf-8",
     )
     quoted = "models['m'][0].input: an amount must not be negative, not '-1'"
     assert quoted in PAGE

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pricing._support import refused, toml_file
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.pricing import MAX_PRICE_FILE_BYTES, PriceTable, read_price_file
 
@@ -32,13 +33,9 @@ def _json(tmp_path: Path, text: str, name: str = "prices.json") -> Path:
 
 
 def _refused(path: Path, says: str) -> InvalidConfigError:
-    with pytest.raises(InvalidConfigError, match=says) as caught:
-        PriceTable.from_file(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: ")
-    assert "\n" not in message
-    assert len(message) < 400
-    return caught.value
+    error = refused(lambda: PriceTable.from_file(path), says)
+    assert str(error).startswith(f"{path}: ")
+    return error
 
 
 def test_the_example_files_hold_the_same_table() -> None:
@@ -129,11 +126,10 @@ def test_malformed_json_files_are_refused(tmp_path: Path, text: str, says: str) 
 
 
 def test_toml_numbers_and_dates(tmp_path: Path) -> None:
-    path = tmp_path / "prices.toml"
-    path.write_text(
+    path = toml_file(
+        tmp_path,
         'currency = "EUR"\n[[models.m]]\neffective_from = 2026-01-01T01:00:00+01:00\n'
         "input = 0.123457\noutput = 3\ncached_input = '0.1'\n",
-        encoding="utf-8",
     )
     price = PriceTable.from_file(path).models["m"][0]
     assert (price.input, price.output, price.cached_input) == (
@@ -173,8 +169,7 @@ def test_toml_numbers_and_dates(tmp_path: Path) -> None:
     ],
 )
 def test_malformed_toml_files_are_refused(tmp_path: Path, body: str, says: str) -> None:
-    path = tmp_path / "prices.toml"
-    path.write_text(f'currency = "USD"\n[[models.m]]\n{body}\n', encoding="utf-8")
+    path = toml_file(tmp_path, f'currency = "USD"\n[[models.m]]\n{body}\n')
     _refused(path, says)
 
 
