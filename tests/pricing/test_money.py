@@ -106,7 +106,7 @@ def test_a_maximum_is_allowed_and_one_micro_unit_more_is_not() -> None:
 def test_a_huge_integer_is_refused_without_printing_it() -> None:
     with pytest.raises(InvalidConfigError) as caught:
         parse_micros(10**5000, field="f", maximum=1)
-    assert len(str(caught.value)) < 200
+    assert str(caught.value).endswith("not an integer too long to print")
 
 
 def test_decimals_are_read_the_same_in_any_decimal_context() -> None:

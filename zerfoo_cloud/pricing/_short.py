@@ -20,7 +20,7 @@ def short(value: object) -> str:
     try:
         text = repr(value)
     except ValueError:  # an integer past Python's limit on digits
-        return f"a {type(value).__name__} too long to print"
+        return "an integer too long to print"
     if len(text) <= _QUOTE_CHARS:
         return text
     return text[: _QUOTE_CHARS - 3] + "..."
