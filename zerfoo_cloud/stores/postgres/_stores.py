@@ -1,0 +1,113 @@
+"""
+`PostgresStores`: the tenant, billing and audit stores of one PostgreSQL
+database, sharing one connection pool.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zerfoo_cloud.stores.postgres._audit import PostgresAuditStore
+from zerfoo_cloud.stores.postgres._billing import PostgresBillingStore
+from zerfoo_cloud.stores.postgres._connection import PostgresConnection
+from zerfoo_cloud.stores.postgres._schema import check_schema
+from zerfoo_cloud.stores.postgres._tenants import PostgresTenantStore
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["PostgresStores"]
+
+
+class PostgresStores:
+    """
+    The PostgreSQL stores of one database: `tenants`, `billing` and `audit`,
+    shared by every host that opens it.
+
+    Use `open`, not the constructor. Close it with `close` or a ``with``
+    block; the stores it handed out stop working then (they raise
+    `zerfoo_cloud.errors.StoreError`).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, db: PostgresConnection) -> None:
+        self._db = db
+        self.tenants = PostgresTenantStore(db)
+        self.billing = PostgresBillingStore(db)
+        self.audit = PostgresAuditStore(db)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+    ) -> PostgresStores:
+        """
+        Connect to the database at *url* and check its schema.
+
+        Args:
+            url: ``postgresql://user:password@host:5432/dbname`` or a libpq
+                ``key=value`` string. The password never appears in an
+                error, a log line or a repr.
+            min_size: connections opened at once and kept open.
+            max_size: connections at most; a call waiting longer than
+                *connect_timeout* for a free one raises
+                `zerfoo_cloud.errors.StoreUnavailableError`.
+            connect_timeout: seconds to wait for the server (at least 1 is
+                used per connection attempt) and for a free connection.
+
+        Raises:
+            InvalidConfigError: a bad URL, size or timeout.
+            StoreUnavailableError: the server cannot be reached.
+            SchemaMismatchError: the database was never upgraded, or is
+                older (run ``zerfoo-cloud db upgrade``), or newer than this
+                library.
+        """
+        db = PostgresConnection.open(
+            url, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout
+        )
+        try:
+            with db.transaction("checking the schema") as conn:
+                check_schema(conn, db.location)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db)
+
+    @property
+    def location(self) -> str:
+        """
+        Where the database is: ``host:port/dbname``, never the password.
+        """
+        return self._db.location
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether `close` was called.
+        """
+        return self._db.closed
+
+    def close(self) -> None:
+        """
+        Close the pool. Calling it twice is harmless.
+        """
+        self._db.close()
+
+    def __enter__(self) -> PostgresStores:  # noqa: PYI034
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStores({self._db.location!r})"
