@@ -124,6 +124,7 @@ def test_upgrade_is_idempotent(fresh_url: str) -> None:
         assert [r.request_id for r in stores.billing.query("acme", T0, T0)] == ["kept"]
 
 
+@pytest.mark.slow
 def test_upgrade_from_several_processes_at_once(fresh_url: str) -> None:
     """Upgrades racing from processes and threads: one applies, the rest find it done."""
     code = textwrap.dedent(
@@ -459,6 +460,7 @@ def _verify(stores: PostgresStores, key: bytes | None = None) -> AuditVerificati
     return stores.audit.walk(lambda a, h, e: verify_chain(a, h, e, key))
 
 
+@pytest.mark.slow
 def test_audit_from_several_processes_forms_one_chain(postgres_url: str) -> None:
     """Three processes logging at once (writer threads, keyed chain): one chain that verifies."""
     code = textwrap.dedent(
