@@ -635,6 +635,14 @@ def test_a_batch_key_is_stored_once(postgres_url: str) -> None:
         report = _verify(stores)
         assert report.ok
         assert report.head.seq == 6
+        # Purging the log forgets the keys recorded before the cutoff.
+        stores.audit.purge(T0)
+        assert stores.audit.append_linked(batch, link_entry, batch_key="outbox-1") == []
+        stores.audit.purge(datetime.now(timezone.utc) + timedelta(seconds=1))
+        assert (
+            len(stores.audit.append_linked(batch, link_entry, batch_key="outbox-1"))
+            == 2
+        )
 
 
 def test_walk_streams_one_snapshot(postgres_url: str) -> None:

@@ -182,7 +182,7 @@ class PostgresAuditStore:
             CorruptRecordError: an entry in the range cannot be decoded.
         """
         start, end = _aware(start), _aware(end)
-        with self._db.transaction("reading audit entries") as conn:
+        with self._db.connection("reading audit entries") as conn:
             rows = conn.execute(
                 "SELECT seq, entry FROM audit WHERE tenant_id = %s "
                 "AND ts >= %s AND ts <= %s ORDER BY ts, seq",
@@ -226,13 +226,16 @@ class PostgresAuditStore:
         *before*; the last dropped becomes the anchor.
 
         Works in transactions of `PURGE_CHUNK` entries, each one atomic and
-        holding the head row's lock.
+        holding the head row's lock. The batch keys recorded before
+        *before* are dropped too: a batch is never resent after that long.
 
         Raises:
             InvalidConfigError: *before* is not aware.
             CorruptRecordError: an entry to inspect cannot be decoded.
         """
         limit = _aware(before)
+        with self._db.connection("purging audit batch keys") as conn:
+            conn.execute("DELETE FROM audit_batches WHERE stored_at < %s", (limit,))
         total = 0
         while True:
             count = 0

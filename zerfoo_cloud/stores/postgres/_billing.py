@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +124,11 @@ class PostgresBillingStore:
         self._known: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
 
-    def _ensure_partitions(self, conn: Any, months: Iterable[tuple[int, int]]) -> None:
+    def _missing(self, months: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         with self._lock:
-            missing = sorted(set(months) - self._known)
-        if not missing:
-            return
+            return sorted(set(months) - self._known)
+
+    def _ensure_partitions(self, conn: Any, missing: list[tuple[int, int]]) -> None:
         names = [partition_name(*m) for m in missing]
         found = {
             row[0]
@@ -177,9 +178,16 @@ class PostgresBillingStore:
             [r.output_tokens for r in rows],
         )
         for attempt in range(2):
+            missing = self._missing(months)
             try:
-                with self._db.transaction("storing billing records") as conn:
-                    self._ensure_partitions(conn, months)
+                # One statement needs no transaction of its own; making a
+                # partition first does, so that both happen or neither.
+                with (
+                    self._db.connection("storing billing records") as conn,
+                    conn.transaction() if missing else nullcontext(),
+                ):
+                    if missing:
+                        self._ensure_partitions(conn, missing)
                     try:
                         return int(conn.execute(_INSERT, params).rowcount)
                     except psycopg.errors.CheckViolation as exc:
@@ -187,7 +195,7 @@ class PostgresBillingStore:
                         if attempt:
                             raise
                         raise _MissingPartitionError from exc
-            except _MissingPartitionError:  # noqa: PERF203 - one retry
+            except _MissingPartitionError:
                 with self._lock:
                     self._known.clear()
         raise AssertionError  # pragma: no cover - the loop returns or raises
@@ -219,7 +227,7 @@ class PostgresBillingStore:
             CorruptRecordError: a record in the range cannot be decoded.
         """
         start, end = _aware(start), _aware(end)
-        with self._db.transaction("reading billing records") as conn:
+        with self._db.connection("reading billing records") as conn:
             rows = conn.execute(
                 "SELECT tenant_id, ts, request_id, model, input_tokens, output_tokens "
                 "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s "
@@ -244,7 +252,7 @@ class PostgresBillingStore:
             f"SELECT {model}, {day}, sum(input_tokens), sum(output_tokens), count(*) "  # noqa: S608 - fixed column texts
             "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s GROUP BY 1, 2"
         )
-        with self._db.transaction("totalling billing records") as conn:
+        with self._db.connection("totalling billing records") as conn:
             found = conn.execute(
                 query, (tenant_id.encode("utf-8", "surrogatepass"), start, end)
             ).fetchall()
@@ -264,7 +272,7 @@ class PostgresBillingStore:
         Return the id of every tenant with at least one record, sorted: one
         index probe per tenant, not a full scan.
         """
-        with self._db.transaction("listing billed tenants") as conn:
+        with self._db.connection("listing billed tenants") as conn:
             rows = conn.execute(_TENANTS).fetchall()
         return sorted(_tenant_id(raw) for (raw,) in rows)
 
@@ -272,7 +280,7 @@ class PostgresBillingStore:
         """
         Return the ``(year, month)`` of every billing partition, oldest first.
         """
-        with self._db.transaction("listing billing partitions") as conn:
+        with self._db.connection("listing billing partitions") as conn:
             return self._partitions(conn)
 
     @staticmethod

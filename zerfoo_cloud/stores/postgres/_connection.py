@@ -19,7 +19,7 @@ with needs_extra("postgres", "PostgreSQL stores"):
     import psycopg.conninfo
     import psycopg_pool
 
-__all__ = ["PostgresConnection", "connect_once", "parse_url"]
+__all__ = ["PostgresConnection", "check_pool_options", "connect_once", "parse_url"]
 
 #: SQLSTATE classes and codes that mean the server cannot be used now:
 #: connection exceptions, and the server shutting down or starting up.
@@ -74,9 +74,11 @@ class PostgresConnection:
     """
     A psycopg connection pool and where it points, for messages.
 
-    ``transaction(what)`` lends a connection inside one transaction and
-    turns any database failure in its block into `StoreError` naming *what*
-    failed and where, without the URL's password.
+    ``connection(what)`` lends a connection in autocommit mode (each
+    statement its own transaction: one round trip), ``transaction(what)``
+    one inside a transaction; both turn any database failure in their
+    block into `StoreError` naming *what* failed and where, without the
+    URL's password.
 
     .. versionadded:: 0.1.0
     """
@@ -106,24 +108,14 @@ class PostgresConnection:
             StoreUnavailableError: the server cannot be reached.
         """
         location, secret = parse_url(url)
-        if not (isinstance(min_size, int) and isinstance(max_size, int)) or not (
-            0 <= min_size <= max_size and max_size >= 1
-        ):
-            msg = f"pool sizes need 0 <= min_size <= max_size and max_size >= 1, not {min_size}, {max_size}"
-            raise InvalidConfigError(msg, field="max_size")
-        if not (
-            isinstance(connect_timeout, (int, float))
-            and 0 < connect_timeout < _MAX_TIMEOUT
-        ):
-            msg = f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}"
-            raise InvalidConfigError(msg, field="connect_timeout")
+        check_pool_options(min_size, max_size, connect_timeout)
         connection = cls(None, location, secret)
         pool = psycopg_pool.ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=connect_timeout,
-            kwargs=connect_options(connect_timeout),
+            kwargs={**connect_options(connect_timeout), "autocommit": True},
             open=False,
             name="zerfoo-cloud",
         )
@@ -171,11 +163,11 @@ class PostgresConnection:
             raise error from exc
 
     @contextmanager
-    def transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         """
-        Lend a connection for one transaction: committed when the block
-        ends, rolled back when it raises. Errors of other kinds (the
-        caller's) pass through unchanged.
+        Lend a connection in autocommit mode: for one statement, or reads
+        that need no common snapshot. Errors of other kinds (the caller's)
+        pass through unchanged.
 
         Raises:
             StoreError: the pool is closed, or the database failed.
@@ -184,6 +176,15 @@ class PostgresConnection:
             msg = f"the PostgreSQL pool for {self.location} is closed"
             raise StoreError(msg)
         with self.guard(what), self.pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """
+        Lend a connection for one transaction: committed when the block
+        ends, rolled back when it raises (as `connection` otherwise).
+        """
+        with self.connection(what) as conn, conn.transaction():
             yield conn
 
     def close(self) -> None:
@@ -197,6 +198,23 @@ class PostgresConnection:
 
     def __repr__(self) -> str:
         return f"PostgresConnection({self.location!r})"
+
+
+def check_pool_options(min_size: int, max_size: int, connect_timeout: float) -> None:
+    """
+    Raise `InvalidConfigError` unless ``0 <= min_size <= max_size``,
+    ``max_size >= 1`` and *connect_timeout* is a positive number of seconds.
+    """
+    if not (isinstance(min_size, int) and isinstance(max_size, int)) or not (
+        0 <= min_size <= max_size and max_size >= 1
+    ):
+        msg = f"pool sizes need 0 <= min_size <= max_size and max_size >= 1, not {min_size}, {max_size}"
+        raise InvalidConfigError(msg, field="max_size")
+    if not (
+        isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < _MAX_TIMEOUT
+    ):
+        msg = f"connect_timeout must be a positive number of seconds, not {connect_timeout!r}"
+        raise InvalidConfigError(msg, field="connect_timeout")
 
 
 def connect_options(connect_timeout: float) -> dict[str, Any]:

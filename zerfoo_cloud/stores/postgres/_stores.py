@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 from zerfoo_cloud.stores.postgres._audit import PostgresAuditStore
 from zerfoo_cloud.stores.postgres._billing import PostgresBillingStore
-from zerfoo_cloud.stores.postgres._connection import PostgresConnection
+from zerfoo_cloud.stores.postgres._connection import (
+    PostgresConnection,
+    check_pool_options,
+    connect_once,
+    parse_url,
+)
 from zerfoo_cloud.stores.postgres._schema import check_schema
 from zerfoo_cloud.stores.postgres._tenants import PostgresTenantStore
 
@@ -67,16 +72,20 @@ class PostgresStores:
                 older (run ``zerfoo-cloud db upgrade``), or newer than this
                 library.
         """
-        db = PostgresConnection.open(
-            url, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout
+        location, _ = parse_url(url)
+        check_pool_options(min_size, max_size, connect_timeout)
+        # One connection first: a server that refuses it fails at once, and
+        # a database of another schema before any pool is made.
+        with connect_once(url, "checking the schema", connect_timeout) as conn:
+            check_schema(conn, location)
+        return cls(
+            PostgresConnection.open(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                connect_timeout=connect_timeout,
+            )
         )
-        try:
-            with db.transaction("checking the schema") as conn:
-                check_schema(conn, db.location)
-        except BaseException:
-            db.close()
-            raise
-        return cls(db)
 
     @property
     def location(self) -> str:

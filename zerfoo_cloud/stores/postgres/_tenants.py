@@ -69,7 +69,7 @@ class PostgresTenantStore:
         constraints reject a taken id or key hash, even from another host
         at the same moment.
         """
-        with self._db.transaction("creating a tenant") as conn:
+        with self._db.connection("creating a tenant") as conn:
             try:
                 conn.execute(
                     "INSERT INTO tenants (id, key_hash, record) VALUES (%s, %s, %s)",
@@ -82,7 +82,7 @@ class PostgresTenantStore:
         """
         Return the record with this id, or ``None``.
         """
-        with self._db.transaction("reading a tenant") as conn:
+        with self._db.connection("reading a tenant") as conn:
             row = conn.execute(
                 "SELECT id, record FROM tenants WHERE id = %s", (_raw(tenant_id),)
             ).fetchone()
@@ -92,7 +92,7 @@ class PostgresTenantStore:
         """
         Return the record with this key hash, or ``None``.
         """
-        with self._db.transaction("reading a tenant") as conn:
+        with self._db.connection("reading a tenant") as conn:
             row = conn.execute(
                 "SELECT id, record FROM tenants WHERE key_hash = %s",
                 (_raw(key_hash),),
@@ -138,7 +138,7 @@ class PostgresTenantStore:
         """
         Remove a record and its key (one row), even a corrupt one.
         """
-        with self._db.transaction("deleting a tenant") as conn:
+        with self._db.connection("deleting a tenant") as conn:
             cursor = conn.execute(
                 "DELETE FROM tenants WHERE id = %s", (_raw(tenant_id),)
             )
@@ -152,7 +152,7 @@ class PostgresTenantStore:
         Raises:
             CorruptRecordError: a record cannot be decoded (it is named).
         """
-        with self._db.transaction("listing tenants") as conn:
+        with self._db.connection("listing tenants") as conn:
             rows: list[Any] = conn.execute(
                 "SELECT id, record FROM tenants ORDER BY id"
             ).fetchall()
