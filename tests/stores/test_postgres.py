@@ -684,3 +684,16 @@ def test_purge_in_chunks_keeps_the_anchor(
     report = _verify(postgres_stores)
     assert report.ok
     assert report.anchor == ChainLink(7, stored[6].hash)
+
+
+def test_audit_entries_it_cannot_store_are_refused_before_any_write(
+    postgres_stores: PostgresStores,
+) -> None:
+    """No timestamp, or a tenant id past 256 bytes: InvalidConfigError, nothing stored."""
+    audit = postgres_stores.audit
+    assert audit.append_linked([], link_entry) == []
+    for bad in (AuditEntry(None, "acme"), AuditEntry(T0, "x" * 257)):
+        with pytest.raises(InvalidConfigError):
+            audit.append_linked([AuditEntry(T0, "acme"), bad], link_entry)
+    assert audit.append(AuditEntry(T0, "x" * 256)).seq == 1
+    assert [e.seq for e in audit.query("x" * 256, T0, T0)] == [1]
