@@ -237,20 +237,51 @@ def test_the_password_is_never_shown(postgres_url: str) -> None:
         assert PASSWORD not in repr(stores._db)
 
 
-def test_lost_connections_are_unavailable_then_replaced(postgres_url: str) -> None:
-    """A connection the server closed answers StoreUnavailableError once; the pool then reconnects."""
+def _end_sessions(url: str) -> None:
+    # What a server restart does to the pool's connections.
+    _sql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (url.rsplit("/", 1)[1],),
+    )
+
+
+def test_lost_connections_are_replaced_for_reads_and_billing(
+    postgres_url: str,
+) -> None:
+    """After every pooled connection died, reads and billing adds still succeed at once."""
+    with PostgresStores.open(postgres_url, min_size=4, max_size=4) as stores:
+        with ThreadPoolExecutor(4) as pool:  # four connections in the pool
+            list(pool.map(lambda _: stores.tenants.list(), range(16)))
+        for call in (
+            lambda: stores.tenants.get("x"),
+            lambda: stores.tenants.get_by_key_hash("x"),
+            stores.tenants.list,
+            lambda: stores.billing.add([rec(T0, "after-restart")]),
+            lambda: stores.billing.query("acme", T0, T0),
+            lambda: stores.billing.summary("acme", T0, T0, ()),
+            stores.billing.tenant_ids,
+            stores.billing.partitions,
+            lambda: stores.audit.query("acme", T0, T0),
+        ):
+            _end_sessions(postgres_url)
+            call()
+        assert [r.request_id for r in stores.billing.query("acme", T0, T0)] == [
+            "after-restart"
+        ]
+
+
+def test_a_lost_connection_fails_a_write_that_cannot_run_twice(
+    postgres_url: str,
+) -> None:
+    """An audit append on a dead connection is StoreUnavailableError; the next one works."""
     with PostgresStores.open(postgres_url, min_size=1, max_size=1) as stores:
         assert stores.tenants.get("x") is None
-        dbname = postgres_url.rsplit("/", 1)[1]
-        _sql(
-            postgres_url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (dbname,),
-        )
+        _end_sessions(postgres_url)
         with pytest.raises(StoreUnavailableError, match="unavailable"):
-            stores.tenants.get("x")
-        assert stores.tenants.get("x") is None
+            stores.audit.append(AuditEntry(T0, "acme"))
+        assert stores.audit.append(AuditEntry(T0, "acme")).seq == 1
 
 
 def test_a_busy_pool_is_unavailable_after_the_timeout(postgres_url: str) -> None:

@@ -182,12 +182,14 @@ class PostgresAuditStore:
             CorruptRecordError: an entry in the range cannot be decoded.
         """
         start, end = _aware(start), _aware(end)
-        with self._db.connection("reading audit entries") as conn:
-            rows = conn.execute(
+        rows = self._db.idempotent(
+            "reading audit entries",
+            lambda conn: conn.execute(
                 "SELECT seq, entry FROM audit WHERE tenant_id = %s "
                 "AND ts >= %s AND ts <= %s ORDER BY ts, seq",
                 (tenant_id.encode("utf-8", "surrogatepass"), start, end),
-            ).fetchall()
+            ).fetchall(),
+        )
         return [_decode(seq, raw) for seq, raw in rows]
 
     def walk(

@@ -179,13 +179,15 @@ class PostgresBillingStore:
         )
         for attempt in range(2):
             missing = self._missing(months)
-            try:
+
+            def store(
+                conn: Any,
+                missing: list[tuple[int, int]] = missing,
+                attempt: int = attempt,
+            ) -> int:
                 # One statement needs no transaction of its own; making a
                 # partition first does, so that both happen or neither.
-                with (
-                    self._db.connection("storing billing records") as conn,
-                    conn.transaction() if missing else nullcontext(),
-                ):
+                with conn.transaction() if missing else nullcontext():
                     if missing:
                         self._ensure_partitions(conn, missing)
                     try:
@@ -195,6 +197,10 @@ class PostgresBillingStore:
                         if attempt:
                             raise
                         raise _MissingPartitionError from exc
+
+            try:
+                # Storing twice stores once: the request ids are known.
+                return self._db.idempotent("storing billing records", store)
             except _MissingPartitionError:
                 with self._lock:
                     self._known.clear()
@@ -227,13 +233,15 @@ class PostgresBillingStore:
             CorruptRecordError: a record in the range cannot be decoded.
         """
         start, end = _aware(start), _aware(end)
-        with self._db.connection("reading billing records") as conn:
-            rows = conn.execute(
+        rows = self._db.idempotent(
+            "reading billing records",
+            lambda conn: conn.execute(
                 "SELECT tenant_id, ts, request_id, model, input_tokens, output_tokens "
                 "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s "
                 "ORDER BY ts, request_id",
                 (tenant_id.encode("utf-8", "surrogatepass"), start, end),
-            ).fetchall()
+            ).fetchall(),
+        )
         return [self._decode(row) for row in rows]
 
     def summary(
@@ -252,10 +260,12 @@ class PostgresBillingStore:
             f"SELECT {model}, {day}, sum(input_tokens), sum(output_tokens), count(*) "  # noqa: S608 - fixed column texts
             "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s GROUP BY 1, 2"
         )
-        with self._db.connection("totalling billing records") as conn:
-            found = conn.execute(
+        found = self._db.idempotent(
+            "totalling billing records",
+            lambda conn: conn.execute(
                 query, (tenant_id.encode("utf-8", "surrogatepass"), start, end)
-            ).fetchall()
+            ).fetchall(),
+        )
         totals: dict[tuple[str | None, date | None], tuple[int, int, int]] = {}
         for raw_model, raw_day, input_tokens, output_tokens, count in found:
             try:
@@ -272,16 +282,16 @@ class PostgresBillingStore:
         Return the id of every tenant with at least one record, sorted: one
         index probe per tenant, not a full scan.
         """
-        with self._db.connection("listing billed tenants") as conn:
-            rows = conn.execute(_TENANTS).fetchall()
+        rows = self._db.idempotent(
+            "listing billed tenants", lambda conn: conn.execute(_TENANTS).fetchall()
+        )
         return sorted(_tenant_id(raw) for (raw,) in rows)
 
     def partitions(self) -> list[tuple[int, int]]:
         """
         Return the ``(year, month)`` of every billing partition, oldest first.
         """
-        with self._db.connection("listing billing partitions") as conn:
-            return self._partitions(conn)
+        return self._db.idempotent("listing billing partitions", self._partitions)
 
     @staticmethod
     def _partitions(conn: Any) -> list[tuple[int, int]]:

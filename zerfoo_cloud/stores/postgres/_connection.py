@@ -7,9 +7,9 @@ reached) that never shows the password.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
@@ -18,6 +18,8 @@ with needs_extra("postgres", "PostgreSQL stores"):
     import psycopg
     import psycopg.conninfo
     import psycopg_pool
+
+T = TypeVar("T")
 
 __all__ = ["PostgresConnection", "check_pool_options", "connect_once", "parse_url"]
 
@@ -58,6 +60,16 @@ def parse_url(url: str) -> tuple[str, str | None]:
     password = params.get("password")
     where = f"{host}/{dbname}" if host.startswith("/") else f"{host}:{port}/{dbname}"
     return where, None if password is None else str(password)
+
+
+def _lost(exc: BaseException | None) -> bool:
+    # A connection that worked when it was lent and broke since (the server
+    # restarted, or ended the session): another may work.
+    return (
+        isinstance(exc, psycopg.OperationalError)
+        and not isinstance(exc, psycopg_pool.PoolTimeout)
+        and (exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P01")))
+    )
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -177,6 +189,24 @@ class PostgresConnection:
             raise StoreError(msg)
         with self.guard(what), self.pool.connection() as conn:
             yield conn
+
+    def idempotent(self, what: str, work: Callable[[Any], T]) -> T:
+        """
+        Return ``work(connection)`` (autocommit, as `connection`), trying
+        once more after the pool dropped its broken connections if the
+        connection was lost: for reads, and writes that may run twice.
+        After a server restart every pooled connection is dead; this way
+        the first call after it still succeeds.
+        """
+        try:
+            with self.connection(what) as conn:
+                return work(conn)
+        except StoreUnavailableError as exc:
+            if not _lost(exc.__cause__ or exc.__context__):
+                raise
+        self.pool.check()
+        with self.connection(what) as conn:
+            return work(conn)
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:

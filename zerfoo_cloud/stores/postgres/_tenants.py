@@ -82,21 +82,25 @@ class PostgresTenantStore:
         """
         Return the record with this id, or ``None``.
         """
-        with self._db.connection("reading a tenant") as conn:
-            row = conn.execute(
+        row = self._db.idempotent(
+            "reading a tenant",
+            lambda conn: conn.execute(
                 "SELECT id, record FROM tenants WHERE id = %s", (_raw(tenant_id),)
-            ).fetchone()
+            ).fetchone(),
+        )
         return None if row is None else _decode(row[0], row[1])
 
     def get_by_key_hash(self, key_hash: str) -> TenantRecord | None:
         """
         Return the record with this key hash, or ``None``.
         """
-        with self._db.connection("reading a tenant") as conn:
-            row = conn.execute(
+        row = self._db.idempotent(
+            "reading a tenant",
+            lambda conn: conn.execute(
                 "SELECT id, record FROM tenants WHERE key_hash = %s",
                 (_raw(key_hash),),
-            ).fetchone()
+            ).fetchone(),
+        )
         if row is None:
             return None
         record = _decode(row[0], row[1])
@@ -152,10 +156,12 @@ class PostgresTenantStore:
         Raises:
             CorruptRecordError: a record cannot be decoded (it is named).
         """
-        with self._db.connection("listing tenants") as conn:
-            rows: list[Any] = conn.execute(
+        rows: list[Any] = self._db.idempotent(
+            "listing tenants",
+            lambda conn: conn.execute(
                 "SELECT id, record FROM tenants ORDER BY id"
-            ).fetchall()
+            ).fetchall(),
+        )
         return [_decode(k, v) for k, v in rows]
 
     def close(self) -> None:
