@@ -728,3 +728,27 @@ def test_audit_entries_it_cannot_store_are_refused_before_any_write(
             audit.append_linked([AuditEntry(T0, "acme"), bad], link_entry)
     assert audit.append(AuditEntry(T0, "x" * 256)).seq == 1
     assert [e.seq for e in audit.query("x" * 256, T0, T0)] == [1]
+
+
+def test_concurrent_updates_from_two_pools_lose_nothing(postgres_url: str) -> None:
+    """Eight threads on two pools each raising a limit 25 times: every change is kept."""
+    import attrs
+
+    with (
+        PostgresStores.open(postgres_url) as one,
+        PostgresStores.open(postgres_url) as two,
+    ):
+        one.tenants.create(TenantRecord("acme", hash_api_key("k"), 0, 1000))
+
+        def bump(n: int) -> None:
+            store = (one, two)[n % 2].tenants
+            for _ in range(25):
+                store.update(
+                    "acme", lambda r: attrs.evolve(r, rate_limit=r.rate_limit + 1)
+                )
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(bump, range(8)))
+        record = two.tenants.get("acme")
+        assert record is not None
+        assert record.rate_limit == 200
