@@ -752,3 +752,29 @@ def test_concurrent_updates_from_two_pools_lose_nothing(postgres_url: str) -> No
         record = two.tenants.get("acme")
         assert record is not None
         assert record.rate_limit == 200
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork semantics on Linux")
+def test_a_forked_child_makes_its_own_pool(postgres_url: str) -> None:
+    """A child forked after open uses a pool of its own; the parent's sessions live on."""
+    import os
+
+    with PostgresStores.open(postgres_url, min_size=2, max_size=2) as stores:
+        assert stores.tenants.list() == []
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            status = 1
+            try:
+                record = TenantRecord("child", hash_api_key("c"), 1, 1)
+                stores.tenants.create(record)
+                status = 0 if stores.tenants.get("child") == record else 1
+                stores.close()
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # Every connection of the parent's pool still works (audit appends
+        # are not retried on a lost connection).
+        for n in range(1, 5):
+            assert stores.audit.append(AuditEntry(T0, "acme")).seq == n
+        assert [r.id for r in stores.tenants.list()] == ["child"]

@@ -7,11 +7,13 @@ reached) that never shows the password.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
 
 with needs_extra("postgres", "PostgreSQL stores"):
@@ -30,6 +32,9 @@ _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 _SESSION_OPTIONS = "-c TimeZone=UTC"
 #: The longest connect timeout taken, in seconds.
 _MAX_TIMEOUT = 3600
+#: Pools a forked child inherited: kept, never used or closed (closing
+#: would end the parent's sessions, which share their sockets).
+_INHERITED: list[Any] = []
 
 
 def parse_url(url: str) -> tuple[str, str | None]:
@@ -100,6 +105,26 @@ class PostgresConnection:
         self.location = location
         self.closed = False
         self._secret = secret
+        self._make_pool: Callable[[], Any] | None = None
+        self._lock = threading.Lock()
+
+    def _forked(self) -> None:  # pragma: no cover - runs in forked children
+        # The inherited pool's connections are the parent's: a child makes
+        # its own pool at its first call.
+        if self.pool is not None:
+            _INHERITED.append(self.pool)
+            self.pool = None
+        self._lock = threading.Lock()
+
+    def _current_pool(self) -> Any:
+        pool = self.pool
+        if pool is None:
+            with self._lock:
+                if self.pool is None and self._make_pool is not None:
+                    self.pool = self._make_pool()
+                    self.pool.open(wait=False)
+                pool = self.pool
+        return pool
 
     @classmethod
     def open(
@@ -122,15 +147,19 @@ class PostgresConnection:
         location, secret = parse_url(url)
         check_pool_options(min_size, max_size, connect_timeout)
         connection = cls(None, location, secret)
-        pool = psycopg_pool.ConnectionPool(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=connect_timeout,
-            kwargs={**connect_options(connect_timeout), "autocommit": True},
-            open=False,
-            name="zerfoo-cloud",
-        )
+
+        def make_pool() -> Any:
+            return psycopg_pool.ConnectionPool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                kwargs={**connect_options(connect_timeout), "autocommit": True},
+                open=False,
+                name="zerfoo-cloud",
+            )
+
+        pool = make_pool()
         try:
             with connection.guard("connecting"):
                 pool.open(wait=min_size > 0, timeout=connect_timeout)
@@ -138,6 +167,8 @@ class PostgresConnection:
             pool.close(timeout=0)
             raise
         connection.pool = pool
+        connection._make_pool = make_pool
+        reset_in_child(connection)
         return connection
 
     def error(self, what: str, exc: BaseException) -> StoreError:
@@ -187,7 +218,7 @@ class PostgresConnection:
         if self.closed:
             msg = f"the PostgreSQL pool for {self.location} is closed"
             raise StoreError(msg)
-        with self.guard(what), self.pool.connection() as conn:
+        with self.guard(what), self._current_pool().connection() as conn:
             yield conn
 
     def idempotent(self, what: str, work: Callable[[Any], T]) -> T:
@@ -204,7 +235,7 @@ class PostgresConnection:
         except StoreUnavailableError as exc:
             if not _lost(exc.__cause__ or exc.__context__):
                 raise
-        self.pool.check()
+        self._current_pool().check()
         with self.connection(what) as conn:
             return work(conn)
 
