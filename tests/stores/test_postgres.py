@@ -778,3 +778,21 @@ def test_a_forked_child_makes_its_own_pool(postgres_url: str) -> None:
         for n in range(1, 5):
             assert stores.audit.append(AuditEntry(T0, "acme")).seq == n
         assert [r.id for r in stores.tenants.list()] == ["child"]
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    """A listener that accepts and stays silent: StoreUnavailableError within the connect timeout."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            PostgresStores.open(
+                f"postgresql://zc:{PASSWORD}@127.0.0.1:{port}/zc", connect_timeout=1
+            )
+        assert time.monotonic() - began < 5
+        assert f"127.0.0.1:{port}/zc" in str(info.value)
+        assert PASSWORD not in str(info.value)

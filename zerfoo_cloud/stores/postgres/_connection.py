@@ -7,6 +7,7 @@ reached) that never shows the password.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -281,11 +282,18 @@ def check_pool_options(min_size: int, max_size: int, connect_timeout: float) -> 
 def connect_options(connect_timeout: float) -> dict[str, Any]:
     """
     The options of every connection: a whole-second connect timeout (at
-    least 1) and UTC sessions.
+    least 2, libpq's least), UTC sessions, and TCP keepalives and a TCP user timeout of
+    *connect_timeout*, so a server that vanished mid-call (a dead host, a
+    network partition) fails the call within seconds instead of hanging it.
     """
     return {
-        "connect_timeout": max(1, round(connect_timeout)),
+        "connect_timeout": max(2, math.ceil(connect_timeout)),
         "options": _SESSION_OPTIONS,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": max(1000, round(connect_timeout * 1000)),
     }
 
 

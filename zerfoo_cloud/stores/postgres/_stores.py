@@ -62,8 +62,10 @@ class PostgresStores:
             max_size: connections at most; a call waiting longer than
                 *connect_timeout* for a free one raises
                 `zerfoo_cloud.errors.StoreUnavailableError`.
-            connect_timeout: seconds to wait for the server (at least 1 is
-                used per connection attempt) and for a free connection.
+            connect_timeout: seconds to wait for a free connection, and for
+                the server (whole seconds, at least 2, per connection
+                attempt); also how long unacknowledged data may wait
+                before a connection counts as lost.
 
         Raises:
             InvalidConfigError: a bad URL, size or timeout.
