@@ -31,7 +31,11 @@ from zerfoo_cloud.audit_records.entry import (
     make_entry,
 )
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.stores.protocols import ChainedAuditStore, CommittingAuditStore
+from zerfoo_cloud.stores.protocols import (
+    ChainedAuditStore,
+    CommittingAuditStore,
+    LinkAdoptingAuditStore,
+)
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -121,6 +125,9 @@ class AuditLogger(QueuedWriting):
         self._key = _secret_key(secret)
         self._linker = _Linker(self._key)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
+        if isinstance(store, LinkAdoptingAuditStore):
+            # Entries it links later (from a local outbox) use our secret.
+            store.adopt_link(self._linker)
         self._committer = (
             store.committer(self._key)
             if isinstance(store, CommittingAuditStore)
