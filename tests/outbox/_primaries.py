@@ -33,8 +33,9 @@ from zerfoo_cloud.stores.lmdb._env import Environment
 
 T = TypeVar("T")
 
-#: Set in a child's environment: the primary kills its process with
-#: SIGKILL right after it committed a batch (before the outbox deletes it).
+#: Set in a child's environment to ``billing`` or ``audit``: that primary
+#: store kills its process with SIGKILL right after it committed a batch
+#: (before the outbox deletes it).
 KILL_AFTER_COMMIT = "ZC_TEST_KILL_AFTER_COMMIT"
 
 
@@ -80,9 +81,9 @@ class Switch:
             )
         self.calls += 1
 
-    def committed(self) -> None:
-        """After a commit: maybe lose the answer, maybe die."""
-        if os.environ.get(KILL_AFTER_COMMIT):
+    def committed(self, kind: str) -> None:
+        """After a commit of *kind*: maybe lose the answer, maybe die."""
+        if os.environ.get(KILL_AFTER_COMMIT) == kind:
             os.kill(os.getpid(), signal.SIGKILL)
         if self.lose_answers > 0:
             self.lose_answers -= 1
@@ -100,7 +101,7 @@ class FlakyBillingStore:
         """Store *records*, unless the switch is down."""
         self.switch.check()
         stored = self.inner.add(records)
-        self.switch.committed()
+        self.switch.committed("billing")
         return stored
 
     def query(
@@ -168,7 +169,7 @@ class KeyedAuditStore:
             return body(txn)
 
         stored = self.env.write(write)
-        self.switch.committed()
+        self.switch.committed("audit")
         return stored
 
     def query(self, tenant_id: str, start: datetime, end: datetime) -> list[AuditEntry]:
