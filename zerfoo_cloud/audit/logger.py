@@ -87,6 +87,11 @@ class AuditLogger(QueuedWriting):
     recognised by the store, so no entry is stored twice; `query`, `verify`
     and `purge` still run in this process, and `close` stops the process.
 
+    A store that links some entries later
+    (`zerfoo_cloud.stores.protocols.LinkAdoptingAuditStore`: a local outbox
+    in front of a shared database) is handed this logger's link when the
+    logger is made, so that what it drains is chained with this secret.
+
     Args:
         store: where entries go.
         secret: the chain key, at least `MIN_SECRET_BYTES` bytes; keep it
