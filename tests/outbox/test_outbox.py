@@ -6,8 +6,10 @@ host's disk and reaches it once, in order, when it is back.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -434,3 +436,80 @@ def test_opening_a_folder_twice_shares_the_outbox(tmp_path: Path) -> None:
         Outbox.open(tmp_path / "p", first_retry=0)
     with pytest.raises(InvalidConfigError):
         Outbox.open(tmp_path / "p", first_retry=2, max_retry=1)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_keeps_batches_through_its_own_handles(
+    primary: Primary, outbox: Outbox
+) -> None:
+    store = OutboxBillingStore(primary.billing, outbox)
+    primary.switch.down()
+    store.add(_records(range(5)))  # the parent's drainer runs, failing
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        code = 1
+        try:
+            # Behind the waiting records, without asking the primary; a
+            # drain round of its own (the primary is still down).
+            store.add(_records(range(5, 10)))
+            try:
+                outbox.drain_now()
+            except StoreUnavailableError:
+                code = 0 if outbox.depth() == OutboxDepth(10, 0) else 2
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's outbox and drainer go on, and drain the child's batch.
+    store.add(_records(range(10, 12)))
+    primary.switch.up()
+    assert outbox.wait_empty(10)
+    assert sorted(billed_ids(primary)) == sorted(f"r{i}" for i in range(12))
+
+
+def test_a_foreign_failure_is_counted_kept_and_not_repeated(
+    primary: Primary, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = OutboxBillingStore(primary.billing, outbox)
+    primary.switch.down()
+    store.add(_records(range(3)))
+    primary.switch.up()
+    real = primary.billing.add
+
+    def leaky(records: object) -> int:
+        msg = "postgresql://admin:hunter2@db/records refused"
+        raise RuntimeError(msg)
+
+    primary.billing.add = leaky  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, "zerfoo_cloud.outbox"):
+        with pytest.raises(RuntimeError):
+            outbox.drain_now()
+        _eventually(lambda: outbox.drain_failures["billing"] >= 2)
+    assert "hunter2" not in caplog.text
+    assert "RuntimeError" in caplog.text
+    assert store.pending() == 3
+    primary.billing.add = real  # type: ignore[method-assign]
+    assert outbox.wait_empty(10)
+    assert len(billed_ids(primary)) == 3
+
+
+def test_a_corrupt_audit_batch_is_quarantined_and_the_chain_goes_on(
+    primary: Primary, outbox: Outbox
+) -> None:
+    store = OutboxAuditStore(primary.audit, outbox)
+    logger = AuditLogger(store, secret=SECRET)
+    primary.switch.down()
+    store.append_linked([_entry(0)], link_entry)
+    outbox.put("audit", 1, b"\x01\x00\x00\x00\x01" + b'{"key":"","entries":[{}]}')
+    store.append_linked([_entry(1)], link_entry)
+    logger.flush()
+    primary.switch.up()
+    assert outbox.wait_empty(10)
+    assert [e.path for e in chain(primary)] == ["/v1/0", "/v1/1"]
+    (bad,) = outbox.quarantined()
+    assert (bad.kind, bad.number) == ("audit", 2)
+    assert "wrong fields" in bad.reason
+    logger.close()

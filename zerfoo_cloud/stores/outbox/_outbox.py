@@ -308,12 +308,13 @@ class Outbox:
                 kept.
             StoreError: the outbox cannot be written.
         """
-        db, meta = self._db(kind), self._dbs["meta"]
+        dbs = self._handles(kind)
         page = self._page
         # The pages the batch takes, and those its tree path may add.
         need = (len(raw) // page + 4) * page
 
         def write(txn: Any) -> int:
+            db, meta = dbs[kind], dbs["meta"]
             used = page * sum(_pages(txn.stat(self._dbs[name])) for name in _DBS)
             if used + need > self.max_map_size:
                 msg = (
@@ -337,10 +338,9 @@ class Outbox:
         """
         How many items of *kind* wait in the outbox.
         """
-        meta = self._dbs["meta"]
-        self._db(kind)
+        dbs = self._handles(kind)
         return self._env.read(
-            lambda txn: _read_number(txn, meta, b"count/" + kind.encode())
+            lambda txn: _read_number(txn, dbs["meta"], b"count/" + kind.encode())
         )
 
     def depth(self) -> OutboxDepth:
@@ -348,9 +348,10 @@ class Outbox:
         How many billing records and audit entries wait, read from the
         outbox now (batches put by other processes sharing it included).
         """
-        meta = self._dbs["meta"]
+        dbs = self._dbs
 
         def read(txn: Any) -> OutboxDepth:
+            meta = dbs["meta"]
             return OutboxDepth(
                 *(_read_number(txn, meta, b"count/" + k.encode()) for k in KINDS)
             )
@@ -369,9 +370,10 @@ class Outbox:
         moved to the quarantine (see the class docstring), and the rest
         are read on.
         """
-        db = self._db(kind)
+        dbs = self._handles(kind)
 
         def read(txn: Any) -> list[tuple[int, bytes]]:
+            db = dbs[kind]
             found: list[tuple[int, bytes]] = []
             total = 0
             with txn.cursor(db=db) as cursor:
@@ -399,9 +401,10 @@ class Outbox:
         Delete the delivered batches *numbers* of *kind* in one fsynced
         transaction (those already gone are skipped).
         """
-        db, meta = self._db(kind), self._dbs["meta"]
+        dbs = self._handles(kind)
 
         def write(txn: Any) -> None:
+            db, meta = dbs[kind], dbs["meta"]
             gone = 0
             for number in numbers:
                 raw = txn.pop(_key(number), db=db)
@@ -416,14 +419,11 @@ class Outbox:
         self, kind: str, number: int, raw: bytes, error: CorruptRecordError
     ) -> None:
         _log.error("%s; it is moved to the outbox quarantine", error)
-        db, meta, quarantine = (
-            self._db(kind),
-            self._dbs["meta"],
-            self._dbs["quarantine"],
-        )
+        dbs = self._handles(kind)
         reason = error.reason.encode()[:60_000]
 
         def write(txn: Any) -> None:
+            db, meta, quarantine = dbs[kind], dbs["meta"], dbs["quarantine"]
             if txn.pop(_key(number), db=db) is None:
                 return
             txn.put(
@@ -445,9 +445,10 @@ class Outbox:
         Every batch set aside as corrupt, by kind and number; an operator
         reads them here (the outbox never deletes them).
         """
-        quarantine = self._dbs["quarantine"]
+        dbs = self._dbs
 
         def read(txn: Any) -> list[QuarantinedBatch]:
+            quarantine = dbs["quarantine"]
             found = []
             for key, value in txn.cursor(db=quarantine):
                 kind, _, number = key.partition(b"/")
@@ -456,7 +457,9 @@ class Outbox:
                     QuarantinedBatch(
                         kind.decode(),
                         _NUMBER.unpack(number)[0],
-                        value[_REASON.size : _REASON.size + size].decode(),
+                        value[_REASON.size : _REASON.size + size].decode(
+                            errors="replace"
+                        ),
                         value[_REASON.size + size :],
                     )
                 )
@@ -464,11 +467,13 @@ class Outbox:
 
         return self._env.read(read)
 
-    def _db(self, kind: str) -> Any:
+    def _handles(self, kind: str) -> dict[str, Any]:
+        # The database handles, looked up inside each transaction: a forked
+        # child's environment replaces them when it reopens.
         if kind not in KINDS:
             msg = f"an outbox holds {' or '.join(KINDS)} batches, not {kind!r}"
             raise InvalidConfigError(msg, field="kind")
-        return self._dbs[kind]
+        return self._dbs
 
     def _after_change(self) -> None:
         with self._changed:
@@ -487,7 +492,7 @@ class Outbox:
         Raises:
             InvalidConfigError: another sink drains that kind.
         """
-        self._db(sink.kind)
+        self._handles(sink.kind)
         with self._round_lock:
             current = self._sinks.get(sink.kind)
             if current is not None and current is not sink:
