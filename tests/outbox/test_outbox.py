@@ -38,7 +38,6 @@ from zerfoo_cloud.stores.outbox import (
 )
 from zerfoo_cloud.stores.protocols import (
     ChainedAuditStore,
-    KeyedAuditStore,
     LinkAdoptingAuditStore,
     SummarizingBillingStore,
     TenantListingBillingStore,
@@ -390,7 +389,6 @@ def test_the_stores_keep_the_protocols(primary: Primary, outbox: Outbox) -> None
     audit = OutboxAuditStore(primary.audit, outbox)
     assert isinstance(audit, ChainedAuditStore)
     assert isinstance(audit, LinkAdoptingAuditStore)
-    assert isinstance(primary.audit, KeyedAuditStore)
     assert takes_batch_key(primary.audit)
     assert not takes_batch_key(object())
     stored = audit.append(_entry(1))

@@ -404,6 +404,8 @@ class KeyedAuditStore(ChainedAuditStore, Protocol):
     exactly once. `zerfoo_cloud.stores.outbox.OutboxAuditStore` detects the
     keyword (`zerfoo_cloud.stores.outbox.takes_batch_key`) and drains
     exactly once over such a store, at least once over any other.
+    (``isinstance`` checks method names only, so it cannot tell such a
+    store from a `ChainedAuditStore`: ask ``takes_batch_key``.)
 
     .. versionadded:: 0.1.0
     """

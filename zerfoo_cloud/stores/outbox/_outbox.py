@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-from zerfoo_cloud._fork import on_fork, reset_in_child
+from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import (
     CorruptRecordError,
     InvalidConfigError,
@@ -31,6 +31,7 @@ from zerfoo_cloud.stores.lmdb._env import (
     DEFAULT_MAX_MAP_SIZE,
     Environment,
 )
+from zerfoo_cloud.stores.lmdb._folders import FolderRegistry
 from zerfoo_cloud.stores.outbox._codec import item_count
 from zerfoo_cloud.stores.outbox._drainer import (
     FIRST_RETRY,
@@ -178,9 +179,6 @@ class Outbox:
     there.
     """
 
-    _registry: dict[tuple[int, int], Outbox] = {}  # noqa: RUF012 - class-wide by design
-    _registry_lock = threading.Lock()
-
     def __init__(
         self,
         path: Path,
@@ -209,8 +207,6 @@ class Outbox:
         self._page = int(
             self._env.read(lambda txn: txn.stat(self._dbs["meta"])["psize"])
         )
-        self._refs = 1
-        self._key: tuple[int, int] = (0, 0)
         self._sinks: dict[str, OutboxSink] = {}
         self._watchers: list[OutboxWatcher] = []
         self._failures = dict.fromkeys(KINDS, 0)
@@ -272,29 +268,16 @@ class Outbox:
             StoreError: the folder cannot be created or opened.
             InvalidConfigError: bad retry times.
         """
-        folder = Path(path)
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = folder.stat()
-        except OSError as exc:
-            msg = f"cannot create the outbox folder {str(folder)!r}: {exc}"
-            raise StoreError(msg) from exc
-        key = (st.st_dev, st.st_ino)
-        with cls._registry_lock:
-            existing = cls._registry.get(key)
-            if existing is not None and existing._refs > 0:  # noqa: SLF001
-                existing._refs += 1  # noqa: SLF001
-                return existing
-            outbox = cls(
+        return _OPEN.open(
+            path,
+            lambda folder: cls(
                 folder,
                 map_size=map_size,
                 max_map_size=max_map_size,
                 first_retry=first_retry,
                 max_retry=max_retry,
-            )
-            outbox._key = key
-            cls._registry[key] = outbox
-            return outbox
+            ),
+        )
 
     # -- storing ----------------------------------------------------------
 
@@ -633,14 +616,8 @@ class Outbox:
         to *timeout* seconds for a round under way) and closes the
         environment. What waits stays for the next process.
         """
-        with self._registry_lock:
-            if self._refs <= 0:
-                return
-            self._refs -= 1
-            if self._refs:
-                return
-            if self._registry.get(self._key) is self:
-                del self._registry[self._key]
+        if not _OPEN.release(self):
+            return
         self._drainer.stop(timeout)
         with self._round_lock:
             if self._lock_fd is not None:
@@ -653,7 +630,7 @@ class Outbox:
         """
         Whether every reference was closed.
         """
-        return self._refs <= 0
+        return not _OPEN.holds(self)
 
     def __enter__(self) -> Self:
         return self
@@ -688,9 +665,5 @@ def _add_count(txn: Any, meta: Any, kind: str, delta: int) -> None:
     txn.put(name, _key(max(0, _read_number(txn, meta, name) + delta)), db=meta)
 
 
-def _forget_after_fork() -> None:  # pragma: no cover - runs in forked children
-    with contextlib.suppress(RuntimeError):
-        Outbox._registry_lock = threading.Lock()  # noqa: SLF001
-
-
-on_fork(_forget_after_fork)
+#: The outboxes open in this process, one per folder.
+_OPEN: FolderRegistry[Outbox] = FolderRegistry("outbox")
