@@ -511,3 +511,46 @@ def test_a_corrupt_audit_batch_is_quarantined_and_the_chain_goes_on(
     assert (bad.kind, bad.number) == ("audit", 2)
     assert "wrong fields" in bad.reason
     logger.close()
+
+
+def test_threads_appending_audit_entries_while_it_flaps_keep_each_once_in_order(
+    primary: Primary, outbox: Outbox
+) -> None:
+    store = OutboxAuditStore(primary.audit, outbox)
+    logger = AuditLogger(store, secret=SECRET)
+    link = logger._linker
+    stop = threading.Event()
+
+    def flap() -> None:
+        while not stop.is_set():
+            primary.switch.down()
+            time.sleep(0.004)
+            primary.switch.up()
+            time.sleep(0.004)
+
+    def append(worker: int) -> None:
+        for n in range(30):
+            entries = [
+                AuditEntry(NOW, "acme", path=f"/w{worker}/{n * 3 + i}")
+                for i in range(3)
+            ]
+            store.append_linked(entries, link)
+
+    flapper = threading.Thread(target=flap)
+    flapper.start()
+    workers = [threading.Thread(target=append, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    flapper.join()
+    primary.switch.up()
+    assert outbox.wait_empty(20)
+    paths = [e.path for e in chain(primary)]
+    assert len(paths) == len(set(paths)) == 4 * 90
+    for worker in range(4):
+        mine = [p for p in paths if p.startswith(f"/w{worker}/")]
+        assert mine == [f"/w{worker}/{i}" for i in range(90)]
+    assert chain_verifies(primary, SECRET)
+    logger.close()
