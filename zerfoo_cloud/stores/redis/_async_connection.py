@@ -14,6 +14,7 @@ parent's sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import weakref
@@ -43,6 +44,14 @@ _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
 )
+
+#: Seconds `AsyncRedisConnection.close` waits for another thread's loop to
+#: close its client.
+_CLOSE_WAIT = 5.0
+#: A forked child's copies of its parent's clients, kept unused.
+_INHERITED: list[Any] = []
+#: Clients closing on the loop that called `close` (held until they are).
+_CLOSING: set[asyncio.Task[None]] = set()
 
 
 class AsyncScript:
@@ -116,7 +125,10 @@ class AsyncRedisConnection:
         )
 
     def _forked(self) -> None:
-        # The parent's clients hold the parent's sockets: never use them.
+        # The parent's clients hold the parent's sockets: never use them,
+        # and never let them be collected either: closing one here would
+        # unregister the parent's socket from the epoll both share.
+        _INHERITED.extend(self._clients.values())
         self._lock = threading.Lock()
         self._clients = weakref.WeakKeyDictionary()
 
@@ -188,23 +200,28 @@ class AsyncRedisConnection:
     def close(self) -> None:
         """
         Stop every loop's client: closed on its loop when that loop still
-        runs, else dropped with it. Calling it twice is harmless.
+        runs (waited for, up to a few seconds, from another thread), else
+        dropped with it. Calling it twice is harmless.
         """
         self.closed = True
         with self._lock:
             clients = list(self._clients.items())
             self._clients = weakref.WeakKeyDictionary()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        here = threading.get_ident()
         for loop, client in clients:
-            if loop is running:
-                loop.create_task(client.aclose())
-            elif not loop.is_closed() and loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-            elif not loop.is_closed():
+            if loop.is_closed():
+                continue
+            if not loop.is_running():
                 loop.run_until_complete(client.aclose())
+            elif getattr(loop, "_thread_id", None) == here:
+                # Called on the loop's own thread: it closes once we return.
+                task = loop.create_task(client.aclose())
+                _CLOSING.add(task)
+                task.add_done_callback(_CLOSING.discard)
+            else:
+                done = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                with contextlib.suppress(Exception):
+                    done.result(_CLOSE_WAIT)
 
     def __repr__(self) -> str:
         return f"AsyncRedisConnection({self.location!r})"
