@@ -141,6 +141,46 @@ def test_one_round_trip_per_admission_and_settlement(own_redis: str) -> None:
     assert delta.get("cmdstat_hello", 0) <= 2
 
 
+def test_concurrent_calls_share_trips_on_a_few_connections(own_redis: str) -> None:
+    """500 admissions at once: 500 EVALSHA, exactly the limit passes, over at most 4 connections."""
+    store = RedisLimiterStore.from_url(own_redis, prefix="zc-lanes:")
+    client = redis.Redis.from_url(own_redis)
+    seen: list[int] = []
+
+    async def main() -> list[bool]:
+        async def connections() -> None:
+            while True:
+                seen.append(len(client.client_list()))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.ensure_future(connections())
+        try:
+            await store.admit_async(None, [("w\x00r", 1.0, 0.0, 0)], 0.0)
+            answers = await asyncio.gather(
+                *[
+                    store.admit_async(None, [("k\x00r", 300.0, 0.0, 1)], 0.0)
+                    for _ in range(500)
+                ]
+            )
+            return [a[1] for a in answers]
+        finally:
+            watcher.cancel()
+            await store.async_connection.aclose()  # type: ignore[union-attr]
+
+    before = _commands(own_redis)
+    try:
+        allowed = asyncio.run(main())
+    finally:
+        store.clear("")
+        store.close()
+        client.close()
+    after = _commands(own_redis)
+    assert sum(allowed) == 300
+    assert after["cmdstat_evalsha"] - before["cmdstat_evalsha"] == 501
+    assert seen
+    assert max(seen) <= 4 + 1  # the lanes, and the watcher's own
+
+
 def test_each_event_loop_has_its_own_client(store: RedisLimiterStore) -> None:
     """Loops in two threads admit at once; exactly the limit passes, on two clients."""
     passed: list[bool] = []

@@ -9,6 +9,14 @@ An asyncio client belongs to the loop it was made on: its sockets are that
 loop's streams. So each loop that calls gets a client of its own, made on
 first use, and a forked child makes new ones rather than share its
 parent's sockets.
+
+Calls made on one loop while others are on their way share the trip: they
+queue, and the next free *lane* (one of a few connections per loop) sends
+the whole queue as one pipeline (``EVALSHA`` after ``EVALSHA``, no
+transaction: each script stays its own atomic step) and hands each caller
+its own answer. One call alone goes as it is. Each admission is still one
+command; many of them cost one write and one read of the socket, and a
+thousand concurrent requests need a few connections, not a thousand.
 """
 
 from __future__ import annotations
@@ -48,6 +56,9 @@ _UNAVAILABLE = (
 #: Seconds `AsyncRedisConnection.close` waits for another thread's loop to
 #: close its client.
 _CLOSE_WAIT = 5.0
+#: Pipelines one loop's client sends at once (each on a connection of its own).
+_LANES = 4
+
 #: A forked child's copies of its parent's clients, kept unused.
 _INHERITED: list[Any] = []
 #: Clients closing on the loop that called `close` (held until they are).
@@ -67,6 +78,103 @@ class AsyncScript:
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+class _Call:
+    """One script call waiting in a loop's queue."""
+
+    __slots__ = ("args", "done", "keys", "script")
+
+    def __init__(
+        self,
+        script: AsyncScript,
+        keys: list[bytes],
+        args: list[str],
+        done: asyncio.Future[Any],
+    ) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.done = done
+
+
+class _LoopClient:
+    """
+    One event loop's client, the calls queued for it, and the lanes that
+    send them.
+    """
+
+    __slots__ = ("client", "lanes", "queue", "tasks", "waiting")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queue: list[_Call] = []
+        # A sender is on its way to take the queue.
+        self.waiting = False
+        self.lanes = asyncio.Semaphore(_LANES)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, call: _Call) -> None:
+        """Queue *call*; start a sender unless one is on its way."""
+        self.queue.append(call)
+        if not self.waiting:
+            self.waiting = True
+            task = asyncio.get_running_loop().create_task(self._send())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self) -> None:
+        # Wait for a lane, then send everything queued meanwhile.
+        async with self.lanes:
+            batch, self.queue = self.queue, []
+            self.waiting = False
+            try:
+                if len(batch) == 1:
+                    answers = [await self._one(batch[0])]
+                else:
+                    answers = await self._pipeline(batch)
+            except BaseException as exc:  # the connection failed: every call did
+                for call in batch:
+                    if not call.done.done():
+                        call.done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+        for call, answer in zip(batch, answers, strict=True):
+            if call.done.done():
+                continue  # its caller was cancelled
+            if isinstance(answer, BaseException):
+                call.done.set_exception(answer)
+            else:
+                call.done.set_result(answer)
+
+    async def _one(self, call: _Call) -> Any:
+        client = self.client
+        keys = call.keys
+        try:
+            return await client.evalsha(call.script.sha, len(keys), *keys, *call.args)
+        except redis.exceptions.NoScriptError:
+            return await client.eval(call.script.text, len(keys), *keys, *call.args)
+        except redis.exceptions.ResponseError as exc:
+            return exc  # this call's own failure (a script error)
+
+    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in batch:
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        answers: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, answer in enumerate(answers):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                # A server that lost its scripts (restarted): EVAL loads it.
+                answers[index] = await self._one(batch[index])
+        return answers
+
+    def fail_queued(self, exc: BaseException) -> None:
+        """Fail every call still queued with *exc*."""
+        batch, self.queue = self.queue, []
+        for call in batch:
+            if not call.done.done():
+                call.done.set_exception(exc)
 
 
 class AsyncRedisConnection:
@@ -98,9 +206,9 @@ class AsyncRedisConnection:
         self._secret = secret
         self.closed = False
         self._lock = threading.Lock()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _LoopClient
+        ] = weakref.WeakKeyDictionary()
         reset_in_child(self)
 
     @classmethod
@@ -132,15 +240,19 @@ class AsyncRedisConnection:
         self._lock = threading.Lock()
         self._clients = weakref.WeakKeyDictionary()
 
-    def _client(self) -> Any:
+    def _loop_client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        state = self._clients.get(loop)
+        if state is None:
             with self._lock:
-                client = self._clients.get(loop)
-                if client is None:
-                    client = self._clients[loop] = self._new_client()
-        return client
+                state = self._clients.get(loop)
+                if state is None:
+                    state = self._clients[loop] = _LoopClient(self._new_client())
+        return state
+
+    def _client(self) -> Any:
+        # The calling loop's redis.asyncio client.
+        return self._loop_client().client
 
     def _new_client(self) -> Any:
         if self._cluster:
@@ -181,11 +293,10 @@ class AsyncRedisConnection:
             msg = f"the Redis connection to {self.location} is closed"
             raise StoreError(msg)
         try:
-            client = self._client()
-            try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                return await client.eval(script.text, len(keys), *keys, *args)
+            state = self._loop_client()
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            state.submit(_Call(script, keys, args, done))
+            return await done
         except (redis.exceptions.RedisError, *_UNAVAILABLE) as exc:
             raise self.error(what, exc) from exc
 
@@ -193,9 +304,16 @@ class AsyncRedisConnection:
         """
         Close the calling loop's client; later calls on this loop make a new one.
         """
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        state = self._clients.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await self._shut(state)
+
+    async def _shut(self, state: _LoopClient) -> None:
+        # Fail the calls still queued, then close the client.
+        state.fail_queued(
+            StoreError(f"the Redis connection to {self.location} is closed")
+        )
+        await state.client.aclose()
 
     def close(self) -> None:
         """
@@ -208,18 +326,18 @@ class AsyncRedisConnection:
             clients = list(self._clients.items())
             self._clients = weakref.WeakKeyDictionary()
         here = threading.get_ident()
-        for loop, client in clients:
+        for loop, state in clients:
             if loop.is_closed():
                 continue
             if not loop.is_running():
-                loop.run_until_complete(client.aclose())
+                loop.run_until_complete(self._shut(state))
             elif getattr(loop, "_thread_id", None) == here:
                 # Called on the loop's own thread: it closes once we return.
-                task = loop.create_task(client.aclose())
+                task = loop.create_task(self._shut(state))
                 _CLOSING.add(task)
                 task.add_done_callback(_CLOSING.discard)
             else:
-                done = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                done = asyncio.run_coroutine_threadsafe(self._shut(state), loop)
                 with contextlib.suppress(Exception):
                     done.result(_CLOSE_WAIT)
 
