@@ -181,6 +181,67 @@ def test_concurrent_calls_share_trips_on_a_few_connections(own_redis: str) -> No
     assert max(seen) <= 4 + 1  # the lanes, and the watcher's own
 
 
+@pytest.mark.parametrize("concurrent", [1, 50])
+def test_scripts_flushed_from_redis_are_loaded_again(
+    own_redis: str, concurrent: int
+) -> None:
+    """After SCRIPT FLUSH (a restarted Redis) every call still answers rightly."""
+    store = RedisLimiterStore.from_url(own_redis, prefix=f"zc-flush{concurrent}:")
+    client = redis.Redis.from_url(own_redis)
+
+    async def main() -> list[bool]:
+        try:
+            await store.admit_async(None, [("w\x00r", 1.0, 0.0, 0)], 0.0)
+            client.script_flush()
+            answers = await asyncio.gather(
+                *[
+                    store.admit_async(None, [("f\x00r", 30.0, 0.0, 1)], 0.0)
+                    for _ in range(concurrent)
+                ]
+            )
+            return [a[1] for a in answers]
+        finally:
+            await store.async_connection.aclose()  # type: ignore[union-attr]
+
+    try:
+        assert asyncio.run(main()) == [True] * min(concurrent, 30) + [False] * max(
+            0, concurrent - 30
+        )
+    finally:
+        store.clear("")
+        store.close()
+        client.close()
+
+
+def test_one_failing_call_fails_alone_in_a_shared_trip(own_redis: str) -> None:
+    """A script error (a key of the wrong type) fails its own call; the others in its trip pass."""
+    store = RedisLimiterStore.from_url(own_redis, prefix="zc-wrong:")
+    client = redis.Redis.from_url(own_redis)
+    client.rpush(b"zc-wrong:{gbad}bbad\x00r", b"not a bucket")
+
+    async def main() -> list[object]:
+        try:
+            calls = [
+                store.admit_async(None, [(f"{name}\x00r", 10.0, 0.0, 1)], 0.0)
+                for name in ("ok1", "bad", "ok2")
+            ]
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await store.async_connection.aclose()  # type: ignore[union-attr]
+
+    try:
+        first, bad, last = asyncio.run(main())
+    finally:
+        client.delete(b"zc-wrong:{gbad}bbad\x00r")
+        store.clear("")
+        store.close()
+        client.close()
+    assert first == (True, True, [9.0])
+    assert last == (True, True, [9.0])
+    assert type(bad) is StoreError
+    assert "WRONGTYPE" in str(bad)
+
+
 def test_each_event_loop_has_its_own_client(store: RedisLimiterStore) -> None:
     """Loops in two threads admit at once; exactly the limit passes, on two clients."""
     passed: list[bool] = []

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,12 @@ with needs_extra("redis", "Redis counters"):
     import redis.asyncio
     import redis.asyncio.cluster
     import redis.exceptions
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - the redis extra installs hiredis
+    _pack = None
 
 __all__ = ["AsyncRedisConnection", "AsyncScript"]
 
@@ -104,10 +111,14 @@ class _LoopClient:
     send them.
     """
 
-    __slots__ = ("client", "lanes", "queue", "tasks", "waiting")
+    __slots__ = ("client", "lanes", "plain", "queue", "tasks", "waiting")
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, plain: bool) -> None:
         self.client = client
+        # One Redis (not a cluster): batches go out on a pooled connection
+        # as commands packed by hiredis, past redis-py's per-argument
+        # encoding and pipeline bookkeeping.
+        self.plain = plain and _pack is not None
         self.queue: list[_Call] = []
         # A sender is on its way to take the queue.
         self.waiting = False
@@ -129,7 +140,9 @@ class _LoopClient:
             batch, self.queue = self.queue, []
             self.waiting = False
             try:
-                if len(batch) == 1:
+                if self.plain:
+                    answers = await self._packed(batch)
+                elif len(batch) == 1:
                     answers = [await self._one(batch[0])]
                 else:
                     answers = await self._pipeline(batch)
@@ -157,6 +170,45 @@ class _LoopClient:
             return await client.eval(call.script.text, len(keys), *keys, *call.args)
         except redis.exceptions.ResponseError as exc:
             return exc  # this call's own failure (a script error)
+
+    async def _packed(self, batch: list[_Call]) -> list[Any]:
+        assert _pack is not None
+        pool = self.client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                b"".join(
+                    [
+                        _pack(
+                            (
+                                b"EVALSHA",
+                                call.script.sha,
+                                len(call.keys),
+                                *call.keys,
+                                *call.args,
+                            )
+                        )
+                        for call in batch
+                    ]
+                ),
+                check_health=False,
+            )
+            answers: list[Any] = []
+            for _ in batch:
+                try:
+                    answers.append(await connection.read_response())
+                except redis.exceptions.ResponseError as exc:  # noqa: PERF203 - rare
+                    answers.append(exc)  # this call's own (read whole)
+        except BaseException:
+            # Answers may still be on their way: the connection is not reused.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        for index, answer in enumerate(answers):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                answers[index] = await self._one(batch[index])
+        return answers
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
@@ -247,7 +299,9 @@ class AsyncRedisConnection:
             with self._lock:
                 state = self._clients.get(loop)
                 if state is None:
-                    state = self._clients[loop] = _LoopClient(self._new_client())
+                    state = self._clients[loop] = _LoopClient(
+                        self._new_client(), plain=not self._cluster
+                    )
         return state
 
     def _client(self) -> Any:
