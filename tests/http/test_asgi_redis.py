@@ -223,3 +223,54 @@ def test_a_blocking_tenant_store_is_read_off_the_loop() -> None:
     assert len(store.lookups) == 1  # the second was a cache hit
     assert store.lookups[0] != loop_thread[0]
     assert ticks >= 15
+
+
+def test_a_request_cancelled_while_settling_is_settled_and_billed_once(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's task is cancelled mid-settlement: the slot still comes back, one record is written."""
+    settling = asyncio.Event()
+    settle = RedisLimiterStore.settle_async
+
+    async def slow_settle(self: RedisLimiterStore, *args: Any) -> list[float]:
+        settling.set()
+        await asyncio.sleep(0.3)  # Redis slow to answer
+        return await settle(self, *args)
+
+    monkeypatch.setattr(RedisLimiterStore, "settle_async", slow_settle)
+    store = RedisLimiterStore.from_url(redis_url, prefix=redis_prefix)
+    tenants = TenantManager(limits=store)
+    tenants.create(
+        TenantConfig(
+            "acme", KEY, rate_limit=100, token_budget=10_000, max_concurrent_requests=1
+        )
+    )
+    billing = MemoryBillingStore()
+    server, handler = _server(tenants, billing)
+
+    async def main() -> int:
+        try:
+            async with client(handler) as c:
+                request = asyncio.ensure_future(
+                    c.post(CHAT, json=BODY, headers={"authorization": f"Bearer {KEY}"})
+                )
+                await asyncio.wait_for(settling.wait(), 5)
+                request.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await request
+                await asyncio.sleep(0.6)  # the settlement runs on
+                again = await c.post(
+                    CHAT, json=BODY, headers={"authorization": f"Bearer {KEY}"}
+                )
+                return again.status_code
+        finally:
+            await store.async_connection.aclose()  # type: ignore[union-attr]
+
+    try:
+        assert asyncio.run(main()) == 200  # the one slot was given back
+        assert server.close(10)
+        assert [r.total_tokens for r in billing.all()] == [5, 5]
+        assert tenants.get("acme").in_flight() == 0
+    finally:
+        store.clear("")
+        store.close()
