@@ -114,14 +114,14 @@ async def _concurrent_rate(
         done = 0
         deadline = time.perf_counter() + seconds / 3
 
-        async def worker() -> None:
+        async def worker(deadline: float) -> None:
             nonlocal done
             while time.perf_counter() < deadline:
                 await call()
                 done += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(CONCURRENCY)])
+        await asyncio.gather(*[worker(deadline) for _ in range(CONCURRENCY)])
         best = max(best, done / (time.perf_counter() - started))
     return best
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -26,7 +27,7 @@ from tests._redis_servers import missing
 from zerfoo_cloud.errors import StoreError, StoreUnavailableError
 from zerfoo_cloud.stores.memory import MemoryLimiterStore
 from zerfoo_cloud.stores.protocols import AsyncLimiterStore, LimiterStore
-from zerfoo_cloud.stores.redis import RedisLimiterStore
+from zerfoo_cloud.stores.redis import RedisConnection, RedisLimiterStore
 
 pytestmark = pytest.mark.redis
 
@@ -408,3 +409,60 @@ def test_a_closed_store_refuses_async_calls(store: RedisLimiterStore) -> None:
             await store.admit_async(None, BUCKETS, 0.0)
 
     asyncio.run(main())
+
+
+def test_a_store_on_an_opened_connection_gets_its_asyncio_twin(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """RedisLimiterStore(connection) on RedisConnection.from_url has the asyncio path too."""
+    connection, _ = RedisConnection.from_url(redis_url, {"socket_timeout": 2.0})
+    store = RedisLimiterStore(connection, prefix=redis_prefix)
+    twin = store.async_connection
+    assert twin is not None
+    assert twin._timeouts["socket_timeout"] == 2.0
+
+    async def main() -> tuple[bool, bool, list[float]]:
+        try:
+            return await store.admit_async(None, [("t\x00r", 5.0, 0.0, 1)], 0.0)
+        finally:
+            await twin.aclose()
+
+    try:
+        assert asyncio.run(main()) == (True, True, [4.0])
+    finally:
+        store.clear("")
+        store.close()
+
+
+def test_a_store_on_a_bare_client_runs_its_sync_calls_off_the_loop(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """No asyncio connection: admit_async and settle_async run the sync calls in a worker thread."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisLimiterStore(
+        RedisConnection(client, "127.0.0.1:6379/0", None), prefix=redis_prefix
+    )
+    assert store.async_connection is None
+    loop_thread: list[int] = []
+    guard = store.connection.guard
+
+    def spy(what: str) -> Any:
+        # Each sync call into Redis, from a thread other than the loop's.
+        assert threading.get_ident() not in loop_thread
+        return guard(what)
+
+    store.connection.guard = spy  # type: ignore[method-assign]
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        assert (await store.admit_async(("t\x00c", 1), [], 0.0))[0]
+        assert not (await store.admit_async(("t\x00c", 1), [], 0.0))[0]
+        await store.settle_async("t\x00c", [], 0.0)
+
+    try:
+        asyncio.run(main())
+        store.connection.guard = guard  # type: ignore[method-assign]
+        assert store.slots_in_use("t\x00c") == 0
+    finally:
+        store.clear("")
+        store.close()

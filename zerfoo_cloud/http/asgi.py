@@ -260,7 +260,10 @@ class _Exchange:
         if self.accounted:
             return None
         self.accounted = True
-        finished = await self.finished(status)
+        if self.finish_async is None:  # inline: no coroutine on the common path
+            finished = self.finish(status, self.meter if self.metering else None)
+        else:
+            finished = await self.finished(status)
         self.accounting.submit(finished)
         return finished
 

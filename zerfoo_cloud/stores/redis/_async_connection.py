@@ -27,15 +27,12 @@ import hashlib
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import StoreError, StoreUnavailableError
-
-if TYPE_CHECKING:
-    from zerfoo_cloud.stores.redis._connection import RedisConnection
 
 with needs_extra("redis", "Redis counters"):
     import redis.asyncio
@@ -265,13 +262,13 @@ class AsyncRedisConnection:
 
     @classmethod
     def from_url(
-        cls, url: str, options: dict[str, Any], sync: RedisConnection
+        cls, url: str, options: dict[str, Any], location: str
     ) -> AsyncRedisConnection:
         """
-        The asyncio twin of *sync*, opened from the same *url* and
-        *options* (``cluster``, ``socket_timeout``, ``connect_timeout``,
-        already checked by `RedisConnection.from_url`); lazily: nothing is
-        sent until the first command.
+        The asyncio twin of a `RedisConnection` opened from the same *url*
+        and *options* (``cluster``, ``socket_timeout``, ``connect_timeout``,
+        already checked there), *location* naming it in messages; lazily:
+        nothing is sent until the first command.
         """
         return cls(
             url,
@@ -280,7 +277,7 @@ class AsyncRedisConnection:
                 "socket_timeout": float(options.get("socket_timeout", 1.0)),
                 "socket_connect_timeout": float(options.get("connect_timeout", 1.0)),
             },
-            location=sync.location,
+            location=location,
             secret=urlsplit(url).password,
         )
 

@@ -88,8 +88,9 @@ class RedisLimiterStore:
     coroutine, and an unreachable or silent Redis raises
     `zerfoo_cloud.errors.StoreUnavailableError` after *socket_timeout*.
     Both paths share the lease bookkeeping: a lease taken by either is
-    given back by either. A store built on a bare *connection* (no
-    *async_connection*) runs the sync calls in a worker thread instead.
+    given back by either. The asyncio connection is *async_connection*, or
+    the twin of a *connection* opened by `RedisConnection.from_url`; a
+    store with neither runs the sync calls in a worker thread instead.
 
     .. versionadded:: 0.1.0
     """
@@ -113,6 +114,8 @@ class RedisLimiterStore:
             msg = f"renew_every must be positive and below lease_seconds, not {renew_every!r}"
             raise InvalidConfigError(msg, field="renew_every")
         self.connection = connection
+        if async_connection is None and connection.open_async is not None:
+            async_connection = connection.open_async()
         self.async_connection = async_connection
         self._async_run: (
             Callable[[str, AsyncScript, list[bytes], list[str]], Awaitable[Any]] | None
@@ -144,8 +147,7 @@ class RedisLimiterStore:
         constructor's (``prefix``, ``lease_seconds``, ``renew_every``).
         """
         connection, rest = RedisConnection.from_url(url, options)
-        async_connection = AsyncRedisConnection.from_url(url, options, connection)
-        return cls(connection, async_connection=async_connection, **rest)
+        return cls(connection, **rest)
 
     def _clock(self, now: float) -> str:
         # ARGV[1] of every script: "" (Redis TIME) unless built for tests.
