@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -82,6 +83,20 @@ class AsyncScript:
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+#: `asyncio.timeout` (Python 3.11 and later).
+_one_timeout: Callable[[float | None], Any] | None = getattr(asyncio, "timeout", None)
+
+
+async def _answer(connection: Any, timeout: float | None) -> Any:
+    # The next answer on *connection*; an error answer is returned, not
+    # raised: it is its own call's failure (and was read whole). A
+    # *timeout* of inf: none of its own (the batch has one).
+    try:
+        return await connection.read_response(timeout=timeout)
+    except redis.exceptions.ResponseError as exc:
+        return exc
 
 
 class _Call:
@@ -190,12 +205,12 @@ class _LoopClient:
                 ),
                 check_health=False,
             )
-            answers: list[Any] = []
-            for _ in batch:
-                try:
-                    answers.append(await connection.read_response())
-                except redis.exceptions.ResponseError as exc:  # noqa: PERF203 - rare
-                    answers.append(exc)  # this call's own (read whole)
+            if _one_timeout is None:  # pragma: no cover - Python 3.10
+                answers = [await _answer(connection, None) for _ in batch]
+            else:
+                # One timer for the whole batch rather than one per answer.
+                async with _one_timeout(connection.socket_timeout):
+                    answers = [await _answer(connection, math.inf) for _ in batch]
         except BaseException:
             # Answers may still be on their way: the connection is not reused.
             await connection.disconnect()
