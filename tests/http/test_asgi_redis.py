@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._loop_ticks import ticking
 from zerfoo_cloud import CloudServer, TenantConfig, TenantManager, TokenMeter
 from zerfoo_cloud.http import CloudMiddleware
 from zerfoo_cloud.http._types import Receive, Scope, Send
@@ -88,17 +89,8 @@ def test_a_silent_redis_never_freezes_the_loop(silent_port: int) -> None:
     server, handler = _server(TenantManager(records, limits=store))
 
     async def main() -> tuple[httpx.Response, float, float, int]:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.ensure_future(tick())
         try:
-            async with client(handler) as c:
+            async with ticking() as ticks, client(handler) as c:
                 started = time.monotonic()
                 pending = asyncio.ensure_future(
                     c.post(CHAT, json=BODY, headers={"authorization": f"Bearer {KEY}"})
@@ -109,9 +101,8 @@ def test_a_silent_redis_never_freezes_the_loop(silent_port: int) -> None:
                 health_at = time.monotonic() - started
                 assert health.status_code == 200
                 response = await pending
-                return response, health_at, time.monotonic() - started, ticks
+                return response, health_at, time.monotonic() - started, ticks.count
         finally:
-            ticker.cancel()
             await store.async_connection.aclose()  # type: ignore[union-attr]
 
     response, health_at, took, ticks = asyncio.run(main())
@@ -199,23 +190,11 @@ def test_a_blocking_tenant_store_is_read_off_the_loop() -> None:
 
     async def main() -> tuple[list[int], int]:
         loop_thread.append(threading.current_thread().name)
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticker = asyncio.ensure_future(tick())
         headers: dict[str, Any] = {"authorization": f"Bearer {KEY}"}
-        try:
-            async with client(handler) as c:
-                first = await c.post(CHAT, json=BODY, headers=headers)
-                second = await c.post(CHAT, json=BODY, headers=headers)
-            return [first.status_code, second.status_code], ticks
-        finally:
-            ticker.cancel()
+        async with ticking() as ticks, client(handler) as c:
+            first = await c.post(CHAT, json=BODY, headers=headers)
+            second = await c.post(CHAT, json=BODY, headers=headers)
+        return [first.status_code, second.status_code], ticks.count
 
     statuses, ticks = asyncio.run(main())
     server.close(10)

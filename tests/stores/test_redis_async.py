@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests._loop_ticks import ticking
 from tests._redis_servers import missing
 from zerfoo_cloud.errors import StoreError, StoreUnavailableError
 from zerfoo_cloud.stores.memory import MemoryLimiterStore
@@ -376,22 +377,13 @@ def test_a_silent_redis_fails_within_the_timeout_and_the_loop_runs_on() -> None:
         )
 
         async def main() -> tuple[float, int]:
-            ticks = 0
-
-            async def tick() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0.01)
-                    ticks += 1
-
-            ticker = asyncio.ensure_future(tick())
             started = time.monotonic()
             try:
-                with pytest.raises(StoreUnavailableError):
-                    await store.admit_async(("t\x00con", 2), BUCKETS, 0.0)
-                return time.monotonic() - started, ticks
+                async with ticking() as ticks:
+                    with pytest.raises(StoreUnavailableError):
+                        await store.admit_async(("t\x00con", 2), BUCKETS, 0.0)
+                return time.monotonic() - started, ticks.count
             finally:
-                ticker.cancel()
                 await store.async_connection.aclose()  # type: ignore[union-attr]
 
         took, ticks = asyncio.run(main())
