@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._redis_servers import REDIS_PARAMS, redis_target
+from tests._redis_servers import REDIS_ASYNC_PARAMS, REDIS_PARAMS, redis_target
+from tests.stores._async_driven import AsyncDriven
 from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
@@ -50,6 +51,7 @@ def tenant_store(
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
         *REDIS_PARAMS,
+        *REDIS_ASYNC_PARAMS,
     ]
 )
 def limiter_store(
@@ -59,7 +61,9 @@ def limiter_store(
     Each implementation of `LimiterStore`, and `DictLimiterStore`: the
     smallest one written outside the library.
 
-    The Redis stores trust the caller's clock, as the suite moves time by hand.
+    The Redis stores trust the caller's clock, as the suite moves time by
+    hand; the ``-async`` ones are driven through `admit_async` and
+    `settle_async` (`AsyncDriven`).
     """
     if request.param == "memory":
         yield MemoryLimiterStore()
@@ -72,6 +76,12 @@ def limiter_store(
         store = RedisLimiterStore.from_url(
             url, cluster=cluster, prefix=redis_prefix, trust_caller_clock=True
         )
+        if request.param.endswith("-async"):
+            driven = AsyncDriven(store)
+            yield driven
+            driven.clear("")
+            driven.close()
+            return
         yield store
         store.clear("")
         store.close()
