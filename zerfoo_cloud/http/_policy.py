@@ -144,7 +144,9 @@ class Policy:
 
     With *prices* (the meter's price table), `admit` refuses a model the
     table has no price for at *clock*'s time, before anything is taken and
-    before the app runs.
+    before the app runs; a request that lets the app choose its model needs
+    the table's default price, and one that names no model at all (listing
+    models, an upload) is not checked.
 
     .. versionadded:: 0.1.0
     """
@@ -280,9 +282,11 @@ class Policy:
         ):
             raise ModelNotAllowedError(tenant.id, model)
         prices = self.prices
-        if prices is not None:
+        if prices is not None and (model or info.default_model):
             # Raises UnpricedModelError; a price in force now stays in force
-            # when the request finishes (prices are never taken away).
+            # when the request finishes (prices are never taken away). A
+            # request that uses no model (listing models, an upload) passes;
+            # one whose model the app picks needs the default price.
             prices.price_at(model, datetime.fromtimestamp(self.clock(), timezone.utc))
         budget = record.token_budget
         reserve = info.reserve

@@ -93,7 +93,9 @@ class TokenMeter(QueuedWriting):
     own and no default) is still recorded, with cost 0 and no currency, so
     that no use is lost: it is logged and counted in `unpriced_records`
     (the HTTP layer refuses such models before the app runs, so only a
-    direct caller can make one).
+    direct caller can make one). A record naming no model (``""``: a
+    request that used none) without a default price is unpriced too, and
+    neither logged nor counted.
 
     Args:
         store: where billing records go.
@@ -287,6 +289,9 @@ class TokenMeter(QueuedWriting):
                 prices.currency,
             )
         except UnpricedModelError:
+            if not model:
+                # A request that used no model (listing models, an upload).
+                return 0, ""
             with self._failures_lock:
                 self._unpriced += 1
                 count = self._unpriced
