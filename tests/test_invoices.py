@@ -11,7 +11,6 @@ import asyncio
 import csv
 import io
 import json
-import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,13 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._serving import BIN
+from tests._serving import run_cli as _cli
+from tests.pricing._support import price_from as _price
 from zerfoo_cloud import TenantConfig, TenantManager, TokenMeter, hash_api_key
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http.admin import AdminAPI
 from zerfoo_cloud.invoices import INVOICE_CSV_COLUMNS, build_invoice, parse_month
 from zerfoo_cloud.metering import MAX_TOKENS, BillingRecord
-from zerfoo_cloud.pricing import ModelPrice, PriceTable
+from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 
@@ -35,12 +35,6 @@ DEC = datetime(2026, 12, 1, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
 CHANGE = datetime(2026, 11, 15, 12, tzinfo=timezone.utc)
 ADMIN_KEY = "zc-admin-0123456789abcdef0123"
-
-
-def _price(when: datetime, input_rate: str, output_rate: str) -> ModelPrice:
-    return ModelPrice.from_mapping(
-        {"effective_from": when.isoformat(), "input": input_rate, "output": output_rate}
-    )
 
 
 PRICES = PriceTable(
@@ -280,16 +274,6 @@ def test_a_generation_time_is_written_only_when_given() -> None:
 # -- the command and the admin API --------------------------------------------
 
 
-def _cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "zerfoo-cloud"), "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.fixture
 def billed(tmp_path: Path) -> Path:
     """An LMDB store holding acme's November records, priced and not."""
@@ -365,6 +349,23 @@ def test_the_invoice_command_refuses_bad_input_in_one_line(
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def _admin_get(
+    tenants: TenantManager, meter: TokenMeter, paths: list[str]
+) -> list[httpx.Response]:
+    """GET each of *paths* from an admin API over *tenants* and *meter*, as the admin."""
+
+    async def calls() -> list[httpx.Response]:
+        api = AdminAPI(tenants, meter=meter, admin_key_hashes=[hash_api_key(ADMIN_KEY)])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(api),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as client:
+            return [await client.get(path) for path in paths]
+
+    return asyncio.run(calls())
+
+
 def test_the_admin_endpoint_serves_the_same_invoice(
     billed: Path, tmp_path: Path
 ) -> None:
@@ -378,31 +379,19 @@ def test_the_admin_endpoint_serves_the_same_invoice(
         "--prices",
         str(tmp_path / "prices.json"),
     ).stdout
+    paths = [
+        "/admin/tenants/acme/invoices/2026-11",
+        "/admin/tenants/acme/invoices/2026-11?format=csv",
+        "/admin/tenants/acme/invoices/2026-13",
+        "/admin/tenants/acme/invoices/2026-11?format=xml",
+        "/admin/tenants/nobody/invoices/2026-11",
+        "/admin/tenants/acme/invoices/2026-10",
+    ]
     with LMDBStores.open(billed) as stores:
         tenants = TenantManager(stores.tenants)
         tenants.create(TenantConfig("acme", "zc-" + "a" * 40, 0, 0))
         meter = TokenMeter(stores.billing, prices=PRICES)
-
-        async def calls() -> list[httpx.Response]:
-            api = AdminAPI(
-                tenants, meter=meter, admin_key_hashes=[hash_api_key(ADMIN_KEY)]
-            )
-            transport = httpx.ASGITransport(api)
-            async with httpx.AsyncClient(
-                transport=transport,
-                base_url="http://t",
-                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-            ) as client:
-                return [
-                    await client.get("/admin/tenants/acme/invoices/2026-11"),
-                    await client.get("/admin/tenants/acme/invoices/2026-11?format=csv"),
-                    await client.get("/admin/tenants/acme/invoices/2026-13"),
-                    await client.get("/admin/tenants/acme/invoices/2026-11?format=xml"),
-                    await client.get("/admin/tenants/nobody/invoices/2026-11"),
-                    await client.get("/admin/tenants/acme/invoices/2026-10"),
-                ]
-
-        got = asyncio.run(calls())
+        got = _admin_get(tenants, meter, paths)
         meter.close()
     assert got[0].status_code == 200
     assert got[0].text == expected
@@ -420,39 +409,16 @@ def test_a_tenant_without_records_gets_an_empty_invoice() -> None:
     tenants = TenantManager()
     tenants.create(TenantConfig("acme", "zc-" + "b" * 40, 0, 0))
     meter = TokenMeter(MemoryBillingStore())
-
-    async def call() -> httpx.Response:
-        api = AdminAPI(tenants, meter=meter, admin_key_hashes=[hash_api_key(ADMIN_KEY)])
-        transport = httpx.ASGITransport(api)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://t",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as client:
-            return await client.get("/admin/tenants/acme/invoices/2026-11")
-
-    response = asyncio.run(call())
+    (response,) = _admin_get(tenants, meter, ["/admin/tenants/acme/invoices/2026-11"])
     assert response.status_code == 200
     assert response.json()["lines"] == []
 
 
 def test_the_usage_report_shows_cost_beside_tokens(billed: Path) -> None:
     """usage report gives each row its cost and currency, unpriced records apart; the table shows 'unpriced' and the amount with its currency."""
-    done = _cli(
-        billed,
-        "usage",
-        "report",
-        "--tenant",
-        "acme",
-        "--since",
-        "2026-11-01",
-        "--until",
-        "2026-12-01",
-        "--by",
-        "model",
-        "--format",
-        "json",
-    )
+    november = ("--since", "2026-11-01", "--until", "2026-12-01", "--by", "model")
+    report = ("usage", "report", "--tenant", "acme", *november)
+    done = _cli(billed, *report, "--format", "json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert [(r["model"], r["currency"], r["cost"], r["cost_micros"]) for r in rows] == [
@@ -460,19 +426,7 @@ def test_the_usage_report_shows_cost_beside_tokens(billed: Path) -> None:
         ("llama", "USD", "0.75", 750_000),
         ("qwen", "USD", "1.8", 1_800_000),
     ]
-    table = _cli(
-        billed,
-        "usage",
-        "report",
-        "--tenant",
-        "acme",
-        "--since",
-        "2026-11-01",
-        "--until",
-        "2026-12-01",
-        "--by",
-        "model",
-    )
+    table = _cli(billed, *report)
     assert "COST" in table.stdout
     assert "unpriced" in table.stdout
     assert "0.75 USD" in table.stdout

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +16,9 @@ import openai
 import pytest
 
 from tests._serving import (
-    BIN,
     ROOT,
     free_port,
+    run_cli,
     serve_command,
     spawn,
     stop,
@@ -31,18 +30,8 @@ from zerfoo_cloud.stores.lmdb import LMDBStores
 
 pytestmark = pytest.mark.slow
 
-
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """
-    Run the zerfoo-cloud command as a subprocess.
-    """
-    return subprocess.run(
-        [str(BIN / "zerfoo-cloud"), "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+#: Run the zerfoo-cloud command as a process (other test modules import it).
+cli = run_cli
 
 
 @contextmanager

@@ -121,6 +121,16 @@ def _utf8_size(value: str) -> int:
         return -1
 
 
+def _visible_ascii(text: str, limit: int) -> bool:
+    # 1 to *limit* printable ASCII characters, no space.
+    return (
+        0 < len(text) <= limit
+        and text.isascii()
+        and text.isprintable()
+        and " " not in text
+    )
+
+
 def billable_model(model: str) -> str:
     """
     Return *model* as billing records can hold it: lone surrogates (which
@@ -168,11 +178,7 @@ def _check_money(cost: object, currency: object, key_id: object) -> None:
         msg = "a record with a cost needs its currency"
         raise InvalidConfigError(msg, field="currency")
     if key_id != "" and (
-        type(key_id) is not str
-        or len(key_id) > MAX_KEY_ID_LENGTH
-        or not key_id.isascii()
-        or not key_id.isprintable()
-        or " " in key_id
+        type(key_id) is not str or not _visible_ascii(key_id, MAX_KEY_ID_LENGTH)
     ):
         msg = (
             f"key_id must be empty or 1 to {MAX_KEY_ID_LENGTH} visible ASCII "
@@ -209,12 +215,8 @@ def _check_fields(
     if type(model) is not str or len(model) > MAX_MODEL_LENGTH or _utf8_size(model) < 0:
         msg = f"model must be valid text of at most {MAX_MODEL_LENGTH} characters"
         raise InvalidConfigError(msg, field="model")
-    if (
-        type(request_id) is not str
-        or not 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
-        or not request_id.isascii()
-        or not request_id.isprintable()
-        or " " in request_id
+    if type(request_id) is not str or not _visible_ascii(
+        request_id, MAX_REQUEST_ID_LENGTH
     ):
         msg = (
             f"request_id must be 1 to {MAX_REQUEST_ID_LENGTH} visible ASCII "

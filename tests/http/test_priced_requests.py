@@ -18,6 +18,7 @@ import pytest
 from toy_openai_app import make_app
 
 from tests.http._support import AUTH, CHAT, KEY, chat
+from tests.pricing._support import price_from as _price
 from zerfoo_cloud import (
     AuditAction,
     AuditLogger,
@@ -31,19 +32,13 @@ from zerfoo_cloud.errors import UnpricedModelError
 from zerfoo_cloud.http import CloudMiddleware, WSGICloudMiddleware
 from zerfoo_cloud.http._policy import Policy, PolicyOptions
 from zerfoo_cloud.http._types import Receive, Scope, Send
-from zerfoo_cloud.pricing import ModelPrice, PriceTable
+from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
 
 T0 = datetime(2026, 11, 3, 12, 0, tzinfo=timezone.utc)
 CHANGE = datetime(2026, 11, 15, tzinfo=timezone.utc)
 EVER = (T0 - timedelta(days=365), T0 + timedelta(days=365))
-
-
-def _price(when: datetime, input_rate: str, output_rate: str) -> ModelPrice:
-    return ModelPrice.from_mapping(
-        {"effective_from": when.isoformat(), "input": input_rate, "output": output_rate}
-    )
 
 
 #: toy-1 priced, its price changing mid-month; no default price.
