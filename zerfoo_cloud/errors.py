@@ -84,6 +84,7 @@ __all__ = [
     "GPUUnavailableError",
     "InvalidConfigError",
     "InvalidRequestError",
+    "KeyNotFoundError",
     "MissingExtraError",
     "ModelFormatError",
     "ModelNotAllowedError",
@@ -165,6 +166,24 @@ class TenantNotFoundError(CloudError, LookupError):
         else:
             msg = f"tenant {tenant_id!r} not found"
         super().__init__(msg)
+
+
+class KeyNotFoundError(CloudError, LookupError):
+    """
+    The tenant has no API key with the given id (HTTP 404, code
+    ``key_not_found``).
+
+    .. versionadded:: 0.1.0
+    """
+
+    http_status = 404
+    error_type = "invalid_request_error"
+    error_code = "key_not_found"
+
+    def __init__(self, tenant_id: str, key_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.key_id = key_id
+        super().__init__(f"tenant {tenant_id!r} has no key {key_id[:40]!r}")
 
 
 class TenantExistsError(CloudError):
