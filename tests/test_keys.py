@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -442,3 +445,67 @@ def test_key_records_round_trip() -> None:
         model_scope=("m1", "m2"),
     )
     assert key_from_dict(json.loads(json.dumps(key.to_dict()))) == key
+
+
+# -- another process --------------------------------------------------------------
+
+
+class _Child:
+    """A process looking keys up in the same LMDB store."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests._key_child", str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert self.ask_line() == "ready"
+
+    def ask_line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def ask(self, key: str) -> str:
+        """The child's answer for *key*: ``ok KEY_ID`` or ``refused``."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(key + "\n")
+        self.proc.stdin.flush()
+        return self.ask_line()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(10) == 0
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def test_rotation_grace_and_revocation_in_another_process(tmp_path: Path) -> None:
+    """Another process sharing the store: both keys work during the grace, then only the new one; a revoked key stops within the cache time."""
+    path = tmp_path / "db"
+    with LMDBStores.open(path) as stores:
+        m = TenantManager(stores.tenants, limits=stores.limits)
+        m.create(TenantConfig("acme", ORIGINAL, rate_limit=0, token_budget=0))
+        old_secret, old = m.create_key("acme", name="ci")
+        child = _Child(path)
+        try:
+            assert child.ask(old_secret) == f"ok {old.id}"  # now cached there
+            new_secret, new, retired = m.rotate_api_key("acme", old.id, grace=1.5)
+            assert retired.expires_at is not None
+            assert child.ask(new_secret) == f"ok {new.id}"
+            while time.time() < retired.expires_at - 0.3:
+                assert child.ask(old_secret) == f"ok {old.id}"
+                time.sleep(0.1)
+            while time.time() < retired.expires_at + 0.05:
+                time.sleep(0.05)
+            assert child.ask(old_secret) == "refused"
+            assert child.ask(new_secret) == f"ok {new.id}"
+            # Revocation: refused there once its cache time (0.5 s) is past.
+            m.revoke_key("acme", new.id)
+            time.sleep(0.6)
+            assert child.ask(new_secret) == "refused"
+            assert child.ask(ORIGINAL).startswith("ok ")
+        finally:
+            child.close()

@@ -203,8 +203,8 @@ def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
             stores.tenants, limits=MemoryLimiterStore(), cache_ttl=0
         )
         assert manager.get_by_api_key("acme-key").key_id == hash_api_key("acme-key")[:8]
-        secret, key = manager.create_key("acme", name="new")
-        assert manager.get_by_api_key(secret).key_id == key.id
+        secret, made = manager.create_key("acme", name="new")
+        assert manager.get_by_api_key(secret).made.id == key.id
         assert manager.get_by_api_key("beta-key").id == "beta"
         manager.delete("acme")
         with pytest.raises(TenantNotFoundError):
