@@ -204,7 +204,7 @@ def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
         )
         assert manager.get_by_api_key("acme-key").key_id == hash_api_key("acme-key")[:8]
         secret, made = manager.create_key("acme", name="new")
-        assert manager.get_by_api_key(secret).made.id == key.id
+        assert manager.get_by_api_key(secret).key_id == made.id
         assert manager.get_by_api_key("beta-key").id == "beta"
         manager.delete("acme")
         with pytest.raises(TenantNotFoundError):
