@@ -114,7 +114,7 @@ def test_rotation_without_grace_and_the_tenant_command(db: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("create", "acme", "--name", "bad\x07name"), "printable"),
+        (("create", "acme", "--name", "bad\x07name"), "visible ASCII"),
         (("create", "acme", "--name", "x" * 101), "1 to 100"),
         (("create", "acme", "--name", "x", "--expires", "99999999d"), "expires_at"),
         (("create", "acme", "--name", "x", "--expires", "2001-01-01"), "expires_at"),

@@ -19,6 +19,7 @@ import math
 import re
 import secrets
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -64,6 +65,12 @@ def visible_prefix(api_key: str) -> str:
     else:
         shown = api_key[:VISIBLE_PREFIX_LENGTH]
     return "".join(c if c.isascii() and c.isprintable() else "?" for c in shown)
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
@@ -128,6 +135,23 @@ class KeyRecord:
         Whether the key's scope lets it use *model* (an empty scope does).
         """
         return not self.model_scope or model in self.model_scope
+
+    def view(self, now: float) -> dict[str, Any]:
+        """
+        What may be shown of the key at *now* (to the CLI and the admin
+        API): never the key, never its hash. Times are ISO 8601 in UTC
+        (``None``: not set); ``state`` is `state`.
+        """
+        return {
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "state": self.state(now),
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.expires_at),
+            "revoked_at": _iso(self.revoked_at),
+            "model_scope": list(self.model_scope),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._extras import needs_extra
@@ -35,42 +34,21 @@ def key() -> None:
     """
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
-
-
-def key_dict(k: KeyRecord, now: float) -> dict[str, Any]:
-    """
-    What may be shown of key *k* at *now*: never the key, never its hash.
-    """
-    return {
-        "id": k.id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "state": k.state(now),
-        "created_at": _iso(k.created_at),
-        "expires_at": _iso(k.expires_at),
-        "revoked_at": _iso(k.revoked_at),
-        "model_scope": list(k.model_scope),
-    }
-
-
 def _rows(keys: Sequence[KeyRecord], now: float) -> str:
+    views = [k.view(now) for k in keys]
     return render_table(
         ["ID", "NAME", "PREFIX", "STATE", "CREATED", "EXPIRES", "MODELS"],
         [
             [
-                k.id,
-                k.name,
-                (k.prefix + "…") if k.prefix else "-",
-                k.state(now),
-                _iso(k.created_at) or "",
-                _iso(k.expires_at) or "never",
-                ", ".join(k.model_scope) or "all",
+                v["id"],
+                v["name"],
+                (v["prefix"] + "…") if v["prefix"] else "-",
+                v["state"],
+                v["created_at"],
+                v["expires_at"] or "never",
+                ", ".join(v["model_scope"]) or "all",
             ]
-            for k in keys
+            for v in views
         ],
     )
 
@@ -139,7 +117,7 @@ def key_create(
         _audited(audit, tenant_id, AuditAction.CREATE, f"key {made.id}")
     _emit(
         as_json,
-        key_dict(made, now) | {"api_key": secret},
+        made.view(now) | {"api_key": secret},
         f"created key {made.id} for {tenant_id!r}\n"
         f"API key (shown once; store it now): {secret}\n\n" + _rows([made], now),
     )
@@ -157,7 +135,7 @@ def key_list(obj: _Context, tenant_id: str, as_json: bool) -> None:
     now = time.time()
     with obj.manager() as manager:
         keys = manager.list_keys(tenant_id)
-    _emit(as_json, [key_dict(k, now) for k in keys], _rows(keys, now))
+    _emit(as_json, [k.view(now) for k in keys], _rows(keys, now))
 
 
 @key.command("revoke")
@@ -176,7 +154,7 @@ def key_revoke(obj: _Context, tenant_id: str, key_id: str, as_json: bool) -> Non
         _audited(audit, tenant_id, AuditAction.DELETE, f"key {revoked.id}")
     _emit(
         as_json,
-        key_dict(revoked, now),
+        revoked.view(now),
         f"revoked key {revoked.id} of {tenant_id!r}",
     )
 
@@ -208,13 +186,13 @@ def key_rotate(
             audit, tenant_id, AuditAction.UPDATE, f"key {old.id} rotated to {new.id}"
         )
     until = (
-        f"the old key works until {_iso(old.expires_at)}"
+        f"the old key works until {old.view(now)['expires_at']}"
         if old.revoked_at is None
         else "the old key no longer works"
     )
     _emit(
         as_json,
-        key_dict(new, now) | {"api_key": secret, "old_key": key_dict(old, now)},
+        new.view(now) | {"api_key": secret, "old_key": old.view(now)},
         f"new key {new.id} for {tenant_id!r} (shown once; store it now): {secret}\n"
         + until,
     )

@@ -8,11 +8,13 @@ naming the field), so the manager builds key records from checked values.
 from __future__ import annotations
 
 import math
+import re
 
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.key_records import MAX_KEY_NAME_LENGTH
 
 __all__ = [
+    "KEY_NAME_PATTERN",
     "MAX_GRACE",
     "MAX_KEY_LIFETIME",
     "check_expiry",
@@ -20,6 +22,10 @@ __all__ = [
     "check_key_name",
 ]
 
+#: What a key name is: visible ASCII and spaces, no space at its ends.
+KEY_NAME_PATTERN = re.compile(
+    r"[!-~](?:[ -~]{0,%d}[!-~])?" % (MAX_KEY_NAME_LENGTH - 2)  # noqa: UP031
+)
 #: The furthest expiry of a key: 100 years (36,525 days) after it is set.
 MAX_KEY_LIFETIME = 36_525 * 86_400.0
 #: The longest grace of a rotation: 30 days.
@@ -28,22 +34,19 @@ MAX_GRACE = 30 * 86_400.0
 
 def check_key_name(name: object) -> str:
     """
-    Return *name* if it is 1 to `MAX_KEY_NAME_LENGTH` printable characters
-    (no control characters, no spaces at its ends).
+    Return *name* if it is 1 to `MAX_KEY_NAME_LENGTH` visible ASCII
+    characters and spaces, with no space at its ends (`KEY_NAME_PATTERN`):
+    names show in tables, logs and audit entries, so they hold no control
+    characters and nothing that looks like another character.
 
     Raises:
         InvalidConfigError: it is not (field ``name``).
     """
-    if (
-        not isinstance(name, str)
-        or not 0 < len(name) <= MAX_KEY_NAME_LENGTH
-        or not name.isprintable()
-        or name != name.strip()
-    ):
+    if not isinstance(name, str) or not KEY_NAME_PATTERN.fullmatch(name):
         shown = repr(name)[:60]
         msg = (
-            f"a key name must be 1 to {MAX_KEY_NAME_LENGTH} printable characters "
-            f"without spaces at its ends, not {shown}"
+            f"a key name must be 1 to {MAX_KEY_NAME_LENGTH} visible ASCII "
+            f"characters or spaces, not starting or ending with a space, not {shown}"
         )
         raise InvalidConfigError(msg, field="name")
     return name
