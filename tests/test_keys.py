@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import FakeClock
 from zerfoo_cloud import (
     InvalidConfigError,
     KeyNotFoundError,
@@ -39,24 +40,14 @@ T0 = 1_800_000_000.0
 ORIGINAL = "zc-original-key-0123456789"
 
 
-class Clock:
-    """A settable clock (Unix seconds)."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> FakeClock:
     """The clock every manager of a test shares."""
-    return Clock()
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def manager(clock: Clock) -> TenantManager:
+def manager(clock: FakeClock) -> TenantManager:
     """A manager holding acme (models m1 and m2), read through no cache."""
     m = TenantManager(clock=clock, cache_ttl=0)
     m.create(
@@ -97,7 +88,7 @@ def test_created_keys_work_beside_the_first(manager: TenantManager) -> None:
 
 
 def test_expiry_at_the_limit_and_just_past(
-    manager: TenantManager, clock: Clock
+    manager: TenantManager, clock: FakeClock
 ) -> None:
     """A key works until the instant before its expiry and never from it on."""
     secret, _ = manager.create_key("acme", name="short", expires_at=T0 + 60)
@@ -113,7 +104,7 @@ def test_expiry_at_the_limit_and_just_past(
     assert manager.get_by_api_key(ORIGINAL).id == "acme"
 
 
-def test_expiry_holds_for_a_cached_key(clock: Clock) -> None:
+def test_expiry_holds_for_a_cached_key(clock: FakeClock) -> None:
     """A key found and cached stops working at its expiry, cache or not."""
     m = TenantManager(clock=clock, cache_ttl=1.0)
     m.create(TenantConfig("acme", ORIGINAL, rate_limit=0, token_budget=0))
@@ -209,7 +200,7 @@ def test_scope_must_lie_within_the_allow_list(manager: TenantManager) -> None:
     assert manager.get_by_api_key(ORIGINAL).model_allowed("m1")
 
 
-def test_rotation_with_grace(manager: TenantManager, clock: Clock) -> None:
+def test_rotation_with_grace(manager: TenantManager, clock: FakeClock) -> None:
     """Both keys work until the grace ends; then only the new one."""
     old_secret, old = manager.create_key("acme", name="ci", model_scope=("m1",))
     new_secret, new, retired = manager.rotate_api_key("acme", old.id, grace=3600)
@@ -258,7 +249,7 @@ def test_bad_graces_are_refused(manager: TenantManager, grace: object) -> None:
     assert manager.list_keys("acme") == [first]
 
 
-def test_revocation(manager: TenantManager, clock: Clock) -> None:
+def test_revocation(manager: TenantManager, clock: FakeClock) -> None:
     """A revoked key stops at once, the others keep working; revoking again changes nothing."""
     secret, key = manager.create_key("acme", name="x")
     revoked = manager.revoke_key("acme", key.id)
@@ -362,7 +353,7 @@ def test_old_records_decode_with_their_key_as_first_key() -> None:
     assert record.to_bytes() == raw
 
 
-def test_old_lmdb_records_keep_working(tmp_path: Path, clock: Clock) -> None:
+def test_old_lmdb_records_keep_working(tmp_path: Path, clock: FakeClock) -> None:
     """An LMDB file holding a tenant in the old format: its key works, and new keys can be added."""
     with LMDBStores.open(tmp_path / "db") as stores:
         env = stores.tenants._env

@@ -31,6 +31,7 @@ __all__ = [
     "KeyRecord",
     "key_from_dict",
     "new_key_id",
+    "typed_field",
     "visible_prefix",
 ]
 
@@ -173,12 +174,25 @@ class KeyRecord:
         return data
 
 
-def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+def typed_field(
+    data: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str = "field"
+) -> Any:
+    """
+    ``data[name]`` if it is of type *kind* (a bool is never an int).
+
+    Raises:
+        KeyError: it is missing.
+        ValueError: it has another type; the message names *what* and *name*.
+    """
     value = data[name]
     if isinstance(value, bool) or not isinstance(value, kind):
-        msg = f"key field {name!r} has the wrong type ({type(value).__name__})"
+        msg = f"{what} {name!r} has the wrong type ({type(value).__name__})"
         raise ValueError(msg)  # noqa: TRY004
     return value
+
+
+def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    return typed_field(data, name, kind, "key field")
 
 
 def _time(data: dict[str, Any], name: str) -> float | None:

@@ -29,6 +29,7 @@ from zerfoo_cloud.key_records import (
     MAX_KEYS_PER_TENANT,
     KeyRecord,
     key_from_dict,
+    typed_field,
 )
 
 __all__ = [
@@ -323,9 +324,4 @@ def _stored_incarnation(data: dict[str, Any]) -> str:
     return str(value)
 
 
-def _typed(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = data[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        msg = f"field {name!r} has the wrong type ({type(value).__name__})"
-        raise ValueError(msg)  # noqa: TRY004
-    return value
+_typed = typed_field

@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from toy_openai_app import make_app
 
+from tests.conftest import FakeClock
 from tests.http._support import CHAT, KEY, chat
+from tests.http.test_priced_requests import CountingApp
 from zerfoo_cloud import (
     AuditLogger,
     CloudServer,
@@ -25,33 +26,9 @@ from zerfoo_cloud import (
     TokenMeter,
 )
 from zerfoo_cloud.http import CloudMiddleware, WSGICloudMiddleware
-from zerfoo_cloud.http._types import Receive, Scope, Send
 from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
 
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    """A settable clock (Unix seconds)."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class CountingApp:
-    """The toy model, counting the requests that reach it."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.app = make_app()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.calls += 1
-        await self.app(scope, receive, send)
 
 
 def _wsgi_app(environ: Any, start_response: Any) -> Iterable[bytes]:
@@ -68,17 +45,26 @@ def _auth(key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> FakeClock:
     """The clock of the tenants."""
-    return Clock()
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def tenants(clock: Clock) -> TenantManager:
+def tenants(clock: FakeClock) -> TenantManager:
     """acme, without limits, through a cache (as a server has)."""
     manager = TenantManager(clock=clock)
     manager.create(TenantConfig("acme", KEY, rate_limit=0, token_budget=0))
     return manager
+
+
+def _server(app: CountingApp, tenants: TenantManager) -> CloudServer:
+    return CloudServer(
+        app,
+        tenants,
+        TokenMeter(MemoryBillingStore()),
+        audit=AuditLogger(MemoryAuditStore()),
+    )
 
 
 async def _post(server: CloudServer, key: str, **body: Any) -> httpx.Response:
@@ -130,12 +116,7 @@ def test_a_scoped_key_is_refused_other_models_before_the_app(
 ) -> None:
     """A key scoped to one model gets 403 model_not_allowed for another; the app never sees it."""
     app = CountingApp()
-    server = CloudServer(
-        app,
-        tenants,
-        TokenMeter(MemoryBillingStore()),
-        audit=AuditLogger(MemoryAuditStore()),
-    )
+    server = _server(app, tenants)
     secret, _ = tenants.create_key("acme", name="scoped", model_scope=("other-model",))
     refused = asyncio.run(_post(server, secret, model="toy-1"))
     assert refused.status_code == 403
@@ -147,15 +128,12 @@ def test_a_scoped_key_is_refused_other_models_before_the_app(
     assert server.close(10)
 
 
-def test_expired_and_revoked_keys_get_401(tenants: TenantManager, clock: Clock) -> None:
+def test_expired_and_revoked_keys_get_401(
+    tenants: TenantManager, clock: FakeClock
+) -> None:
     """A key at its expiry, or revoked, is refused as an invalid key; the app never sees it."""
     app = CountingApp()
-    server = CloudServer(
-        app,
-        tenants,
-        TokenMeter(MemoryBillingStore()),
-        audit=AuditLogger(MemoryAuditStore()),
-    )
+    server = _server(app, tenants)
     short, _ = tenants.create_key("acme", name="short", expires_at=T0 + 30)
     gone, gone_key = tenants.create_key("acme", name="gone")
     assert (asyncio.run(_post(server, short))).status_code == 200
