@@ -25,8 +25,14 @@ from zerfoo_cloud import (
     TenantManager,
     TokenMeter,
 )
+from zerfoo_cloud.errors import UnauthorizedError
 from zerfoo_cloud.http import CloudMiddleware, WSGICloudMiddleware
-from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
+from zerfoo_cloud.http._policy import Policy, PolicyOptions
+from zerfoo_cloud.stores.memory import (
+    MemoryAuditStore,
+    MemoryBillingStore,
+    MemoryTenantStore,
+)
 
 T0 = 1_800_000_000.0
 
@@ -148,3 +154,26 @@ def test_expired_and_revoked_keys_get_401(
     assert app.calls == 2
     assert (asyncio.run(_post(server, KEY))).status_code == 200
     assert server.close(10)
+
+
+class _NetworkTenantStore(MemoryTenantStore):
+    """A memory tenant store that says it waits on the network, as PostgreSQL's does."""
+
+    blocking_io = True
+
+
+def test_the_awaited_authentication_refuses_a_cached_key_past_its_expiry(
+    clock: FakeClock,
+) -> None:
+    """With a store on the network, a key the cache holds is refused from its expiry on (the cache hit is checked too)."""
+    manager = TenantManager(_NetworkTenantStore(), clock=clock, cache_ttl=1.0)
+    manager.create(TenantConfig("acme", KEY, rate_limit=0, token_budget=0))
+    secret, key = manager.create_key("acme", name="short", expires_at=T0 + 0.5)
+    policy = Policy(manager, PolicyOptions(), clock=clock)
+    assert policy.tenants_wait
+    assert asyncio.run(policy.authenticate_async(secret)).key_id == key.id
+    assert manager.cached_by_api_key(secret) is not None
+    clock.advance(0.5)
+    with pytest.raises(UnauthorizedError):
+        asyncio.run(policy.authenticate_async(secret))
+    assert asyncio.run(policy.authenticate_async(KEY)).id == "acme"
