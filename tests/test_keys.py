@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
 from zerfoo_cloud import (
@@ -505,3 +507,36 @@ def test_rotation_grace_and_revocation_in_another_process(tmp_path: Path) -> Non
             assert child.ask(ORIGINAL).startswith("ok ")
         finally:
             child.close()
+
+
+_times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+_keys = st.builds(
+    KeyRecord,
+    id=st.text("0123456789abcdef", min_size=16, max_size=16).map(lambda h: "k-" + h),
+    key_hash=st.text("0123456789abcdef", min_size=64, max_size=64),
+    name=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=100),
+    prefix=st.text(max_size=8),
+    created_at=_times,
+    expires_at=st.none() | _times,
+    revoked_at=st.none() | _times,
+    model_scope=st.lists(st.text(min_size=1, max_size=20), max_size=3).map(tuple),
+)
+
+
+@given(st.lists(_keys, max_size=5, unique_by=(lambda k: k.id, lambda k: k.key_hash)))
+def test_tenant_records_with_keys_round_trip(extra: list[KeyRecord]) -> None:
+    """Any set of keys survives the stored form exactly."""
+    base = TenantRecord(
+        id="acme", key_hash=hash_api_key("first"), rate_limit=1, token_budget=2
+    )
+    if any(k.key_hash == base.key_hash or k.id == base.key_id for k in extra):
+        return
+    record = TenantRecord(
+        id="acme",
+        key_hash=base.key_hash,
+        rate_limit=1,
+        token_budget=2,
+        incarnation=base.incarnation,
+        keys=(base.keys[0], *extra),
+    )
+    assert TenantRecord.from_bytes(record.to_bytes()) == record
