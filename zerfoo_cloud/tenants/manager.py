@@ -358,7 +358,8 @@ class TenantManager:
 
     def rotate_key(self, tenant_id: str, *, incarnation: str | None = None) -> str:
         """
-        Issue a new key for the tenant and return it; the old key stops working.
+        Replace the tenant's first key by a new one and return it; the old first
+        key stops working, the tenant's other keys keep working.
 
         With *incarnation*, only the tenant of that incarnation is re-keyed
         (see `update`).
@@ -530,7 +531,7 @@ class TenantManager:
 
     def delete(self, tenant_id: str) -> None:
         """
-        Remove the tenant; its key stops working at once.
+        Remove the tenant; its keys stop working at once.
 
         Raises:
             TenantNotFoundError: no tenant has id *tenant_id*.
