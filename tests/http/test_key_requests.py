@@ -18,12 +18,14 @@ import pytest
 from tests.conftest import FakeClock
 from tests.http._support import CHAT, KEY, chat
 from tests.http.test_priced_requests import CountingApp
+from tests.test_metering import ListRecorder
 from zerfoo_cloud import (
     AuditLogger,
     CloudServer,
     TenantConfig,
     TenantManager,
     TokenMeter,
+    UsageEvent,
 )
 from zerfoo_cloud.errors import UnauthorizedError
 from zerfoo_cloud.http import CloudMiddleware, WSGICloudMiddleware
@@ -177,3 +179,24 @@ def test_the_awaited_authentication_refuses_a_cached_key_past_its_expiry(
     with pytest.raises(UnauthorizedError):
         asyncio.run(policy.authenticate_async(secret))
     assert asyncio.run(policy.authenticate_async(KEY)).id == "acme"
+
+
+def test_usage_events_carry_the_key_id(tenants: TenantManager) -> None:
+    """The usage event of a request names its key; an event without one keeps the old JSON form."""
+    recorder = ListRecorder()
+    meter = TokenMeter(MemoryBillingStore(), recorder=recorder)
+    server = CloudServer(
+        CountingApp(), tenants, meter, audit=AuditLogger(MemoryAuditStore())
+    )
+    secret, key = tenants.create_key("acme", name="ci")
+    assert asyncio.run(_post(server, secret)).status_code == 200
+    assert server.close(10)
+    meter.close()
+    (event,) = recorder.events
+    assert event.key_id == key.id
+    assert json.loads(event.to_json())["key_id"] == key.id
+    old = UsageEvent("acme", "m", 1, 2, 3)
+    assert old.to_json() == (
+        '{"tenant_id":"acme","model":"m","prompt_tokens":1,'
+        '"completion_tokens":2,"timestamp":3}'
+    )

@@ -186,6 +186,7 @@ class Accounting:
                         usage.prompt_tokens,
                         usage.completion_tokens,
                         int(self.clock()),
+                        finished.key_id,
                     )
                     self._events.publish(event, self._recipients)
                 except Exception as exc:  # noqa: BLE001 - logged and counted
