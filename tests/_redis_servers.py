@@ -201,10 +201,10 @@ def own_redis(folder: Path, port: int | None = None) -> Iterator[tuple[str, int]
         _stop(proc)
 
 
-def start_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
+def start_redis(folder: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
     """
-    Start ``redis-server`` on *port* (no persistence, files in *folder*) and
-    wait until it answers.
+    Start ``redis-server`` on *port* (no persistence unless *options* ask
+    for it, files in *folder*) and wait until it answers.
     """
     proc = subprocess.Popen(
         [
@@ -219,6 +219,7 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
             "",
             "--appendonly",
             "no",
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
