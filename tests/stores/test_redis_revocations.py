@@ -8,7 +8,9 @@ falls back to the time to live, and the reconnection drops every cached key.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -277,3 +279,58 @@ def test_the_password_never_shows(redis_url: str) -> None:
     assert "s3cret-pa55" not in str(info.value)
     assert "127.0.0.1:1/0" in str(info.value)
     revocations.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork semantics on Linux")
+def test_a_forked_worker_listens_on_its_own(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """
+    A manager subscribed before fork (as serve's workers are): the child
+    starts its own listener and refuses a key re-keyed by the parent within
+    100 ms; the parent's listener keeps working.
+    """
+    stores = LMDBStores.open(tmp_path / "db")
+    heard = RedisKeyRevocations.from_url(redis_url, prefix=redis_prefix)
+    tenants = TenantManager(
+        stores.tenants, limits=stores.limits, cache_ttl=TTL, revocations=heard
+    )
+    tenants.create(TenantConfig("acme", "zc-old-key-0123456789", 0, 0))
+    _until(lambda: heard.live)
+    ours, theirs = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        code = 1
+        os.close(ours)
+        try:
+            tenants.get_by_api_key("zc-old-key-0123456789")
+            deadline = time.monotonic() + 10
+            while not heard.live and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.write(theirs, b"r")
+            while time.monotonic() < deadline:
+                if _refused(tenants, "zc-old-key-0123456789"):
+                    os.write(theirs, repr(time.monotonic()).encode())
+                    code = 0
+                    break
+                time.sleep(0.001)
+        finally:
+            os._exit(code)
+    os.close(theirs)  # the child's exit then ends every read
+    try:
+        assert os.read(ours, 1) == b"r"
+        started = time.monotonic()
+        parent_key = tenants.rotate_key("acme")
+        refused_at = os.read(ours, 64)
+        assert refused_at, "the child never refused the old key"
+        took = float(refused_at.decode()) - started
+        assert 0 <= took < BOUND
+        assert os.waitpid(pid, 0)[1] == 0
+        assert tenants.get_by_api_key(parent_key).id == "acme"
+        tenants.delete("acme")
+        assert _refused(tenants, parent_key)
+    finally:
+        os.close(ours)
+        tenants.close()
+        heard.close()
+        stores.close()
