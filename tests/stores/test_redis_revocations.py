@@ -147,7 +147,9 @@ def _disconnect(admin: redis.Redis, heard: RedisKeyRevocations) -> None:
     # Kill the subscriber's connection and keep it from coming back: new
     # connections need a password it does not have.
     admin.config_set("requirepass", "only-the-admin")
-    admin.client_kill_filter(_type="pubsub")
+    for client in admin.client_list():
+        if "P" in client["flags"]:  # the subscriber's, and only it
+            admin.client_kill_filter(_id=client["id"])
     _until(lambda: not heard.live)
 
 
