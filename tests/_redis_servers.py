@@ -1,6 +1,7 @@
 """
-Redis for the tests: the one on 127.0.0.1:6379, and a 3-node Redis Cluster
-started from the installed ``redis-server`` in a temporary folder.
+Redis for the tests: the one on 127.0.0.1:6379, a 3-node Redis Cluster
+started from the installed ``redis-server`` in a temporary folder, and a
+Redis of a test's own that it may kill, restart or reconfigure.
 
 Without them the tests that need them skip with one line saying what to
 start; with ``CI`` set they fail instead.
@@ -96,37 +97,19 @@ def redis_cluster(folder: Path) -> Iterator[str]:
         missing(
             "redis-server is not installed: install Redis 7 to run the cluster tests"
         )
-    ports = [_free_port() for _ in range(3)]
+    ports: list[int] = []
     procs = []
     try:
-        for port in ports:
-            node = folder / str(port)
-            node.mkdir()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--dir",
-                        str(node),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+        for n in range(3):
+            proc, port = start_redis_anywhere(
+                folder / f"node{n}",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
             )
-        for port in ports:
-            _wait(functools.partial(_answers, port, ("ping",), "PONG"))
+            procs.append(proc)
+            ports.append(port)
         _cli(
             ports[0],
             "--cluster",
