@@ -7,8 +7,10 @@ logger, wrap) add API keys, limits, billing, audit and ``/healthz``. Chat
 completions are answered whole or streamed as server-sent events, with a
 ``usage`` chunk last when ``stream_options.include_usage`` is set.
 
-It uses the store that ``zerfoo-cloud serve`` and the ``zerfoo-cloud``
-command use, named by ``ZERFOO_CLOUD_DB``, and stops if that is unset::
+It uses the stores that ``zerfoo-cloud serve`` and the ``zerfoo-cloud``
+command use, named by ``ZERFOO_CLOUD_DB`` (a folder or a URL) and, when the
+counters live elsewhere, ``ZERFOO_CLOUD_COUNTERS``, and stops if the first
+is unset::
 
     export ZERFOO_CLOUD_DB=/tmp/zerfoo-cloud
     zerfoo-cloud tenant create acme --rate-limit 600 --token-budget 200000
@@ -38,10 +40,7 @@ from zerfoo_cloud import (
     TokenMeter,
     report_usage,
 )
-from zerfoo_cloud.stores.lmdb import LMDBStores
-
-#: The environment variable naming the store folder, as for ``zerfoo-cloud``.
-DB_ENV = "ZERFOO_CLOUD_DB"
+from zerfoo_cloud.stores.open import RECORDS_ENV, stores_from_env
 
 api = FastAPI(title="toy inference")
 
@@ -117,9 +116,9 @@ async def _events(
         report_usage(request, prompt_tokens, sent)
 
 
-if not os.environ.get(DB_ENV):
-    sys.exit(f"set {DB_ENV} to the store folder (the one zerfoo-cloud uses)")
-stores = LMDBStores.open(os.environ[DB_ENV])
+if not os.environ.get(RECORDS_ENV):
+    sys.exit(f"set {RECORDS_ENV} to the store folder (the one zerfoo-cloud uses)")
+stores = stores_from_env()
 tenants = TenantManager(stores.tenants, limits=stores.limits)
 meter, audit = TokenMeter(stores.billing), AuditLogger(stores.audit)
 app = CloudServer(api, tenants, meter, audit=audit).handler()

@@ -48,8 +48,14 @@ DEFERRED = {
     # web (starlette): every server mounts the admin API, but the other
     # commands (``tenant``, ``usage``, ``audit``) import ``serve`` without it.
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
+    # postgres (psycopg): ``db upgrade`` alone talks to PostgreSQL (the
+    # second pair is the ``stores`` package that import runs).
+    ("zerfoo_cloud.cli._db_commands", "zerfoo_cloud.stores.postgres"),
+    ("zerfoo_cloud.cli._db_commands", "zerfoo_cloud.stores"),
     # server (anyio): the readiness probe, built only when ``serve`` runs.
     ("zerfoo_cloud.serve", "zerfoo_cloud._readiness"),
+    # redis (redis-py): counters in Redis only for a redis:// URL.
+    ("zerfoo_cloud.stores.open", "zerfoo_cloud.stores.redis"),
 }
 
 
@@ -82,6 +88,17 @@ def _resolve(name: str, item: str | None) -> str | None:
     while name not in MODULES and "." in name:
         name = name.rpartition(".")[0]
     return name if name in MODULES else None
+
+
+# postgres (psycopg): records in PostgreSQL only for a postgresql:// URL. The
+# pair is the module that import resolves to in this tree (the ``stores``
+# package while ``zerfoo_cloud.stores.postgres`` is not in it).
+DEFERRED.add(
+    (
+        "zerfoo_cloud.stores.open",
+        _resolve("zerfoo_cloud.stores.postgres", "PostgresStores") or "",
+    )
+)
 
 
 def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:

@@ -199,7 +199,7 @@ def test_readyz_follows_the_upstream(tmp_path: Path) -> None:
         assert down.status_code == 503
         assert down.json() == {
             "status": "not ready",
-            "checks": {"store": "ok", "upstream": "failing"},
+            "checks": {"store": "ok", "counters": "ok", "upstream": "failing"},
         }
         with running(upstream, up_port, cwd=ROOT / "examples"):
             deadline = time.monotonic() + 20

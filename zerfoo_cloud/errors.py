@@ -30,7 +30,8 @@ handles it sensibly::
     │   ├── ModelNotFoundError (LookupError)  404: no such model for this key
     │   ├── RequestTooLargeError             413: request body over the limit
     │   ├── RateLimitedError                 429: request, token or concurrency limit
-    │   └── RequestOverBudgetError           429: reservation above the whole token budget
+    │   ├── RequestOverBudgetError           429: reservation above the whole token budget
+    │   └── UnpricedModelError (PermissionError)  403: no price in force for the model
     ├── MissingExtraError (ImportError)      a feature's optional extra is not installed
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
@@ -104,6 +105,7 @@ __all__ = [
     "TenantExistsError",
     "TenantNotFoundError",
     "UnauthorizedError",
+    "UnpricedModelError",
     "UpstreamError",
 ]
 
@@ -633,6 +635,31 @@ class RateLimitedError(RequestRejectedError):
                 f"requested {requested}. Please try again in {retry_after:.3g}s."
             )
         super().__init__(msg)
+
+
+class UnpricedModelError(RequestRejectedError, PermissionError):
+    """
+    The price table has no price in force for the requested model and no
+    default price, so the request is refused rather than served for free
+    (HTTP 403, type ``invalid_request_error``, code ``model_not_priced``,
+    param ``model``).
+
+    A 403, not a 5xx: retrying will not help, and the client can pick a
+    priced model. Raised by `zerfoo_cloud.pricing.PriceTable.price_at`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    http_status = 403
+    error_code = "model_not_priced"
+    error_param = "model"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"The model {model!r} has no price on this server, so it cannot "
+            "be used. Ask the operator to price it, or use another model."
+        )
 
 
 class MissingExtraError(CloudError, ImportError):

@@ -1,5 +1,6 @@
 """
-The service ``zerfoo-cloud serve`` runs: a CloudServer on an LMDB store.
+The service ``zerfoo-cloud serve`` runs: a CloudServer on its stores (records
+and counters, see `zerfoo_cloud.stores.open`).
 
 `ServeConfig` says what to serve; `build_app` turns it into one ASGI app
 (the inference app or an `UpstreamProxy`, wrapped by `CloudServer`, with the
@@ -34,7 +35,7 @@ from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.open import COUNTERS_ENV, open_stores, redact_url
 from zerfoo_cloud.tenants import TenantManager, hash_api_key
 
 if TYPE_CHECKING:
@@ -90,7 +91,11 @@ class ServeConfig:
     What `build_app` serves.
 
     Attributes:
-        db: the LMDB store folder.
+        db: the records store: an LMDB folder or a URL (see
+            `zerfoo_cloud.stores.open.open_stores`).
+        counters: the counters store URL, or ``None``: `COUNTERS_ENV`
+            (``ZERFOO_CLOUD_COUNTERS``) of the serving process, else the
+            records store.
         app: the inference app as ``module:attribute`` (ASGI or WSGI), or
             ``None`` with *upstream*.
         upstream: the base URL of a remote OpenAI-compatible server.
@@ -127,7 +132,7 @@ class ServeConfig:
     .. versionadded:: 0.1.0
     """
 
-    db: str
+    db: str = attrs.field(repr=redact_url)
     app: str | None = None
     upstream: str | None = None
     upstreams: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
@@ -153,6 +158,9 @@ class ServeConfig:
     upstream_probe_interval: float = _POOL_DEFAULTS.probe_interval
     upstream_probe_timeout: float = _POOL_DEFAULTS.probe_timeout
     upstream_discovery_interval: float = _POOL_DEFAULTS.discovery_interval
+    counters: str | None = attrs.field(
+        default=None, repr=lambda url: "None" if url is None else redact_url(url)
+    )
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -307,7 +315,8 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     Secrets come from *environ* (default: the process environment): the admin
     key (`ADMIN_KEY_ENV` or `ADMIN_KEY_HASH_ENV`), the upstream key
     (`UPSTREAM_KEY_ENV`), the session secret (`SESSION_SECRET_ENV`) and the
-    audit secret (`AUDIT_SECRET_ENV`).
+    audit secret (`AUDIT_SECRET_ENV`); so does the counters store URL
+    (`COUNTERS_ENV`) when *config* names none.
 
     Raises:
         InvalidConfigError: the app cannot be loaded, or an option is bad.
@@ -335,8 +344,12 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
 
             app = WSGIMiddleware(app)
     # Billing and audit committed from one writer process, off the serving
-    # threads.
-    stores = LMDBStores.open(config.db, writer_process=True)
+    # threads (with LMDB records).
+    stores = open_stores(
+        config.db,
+        config.counters or env.get(COUNTERS_ENV) or None,
+        writer_process=True,
+    )
     tenants = TenantManager(stores.tenants, limits=stores.limits)
     meter = TokenMeter(stores.billing)
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
@@ -452,13 +465,20 @@ def _routes(
     from zerfoo_cloud._readiness import Readiness
 
     def read_store() -> bool:
-        stores.tenants.get("\x00readiness-probe")
+        stores.check_records()
+        return True
+
+    def read_counters() -> bool:
+        stores.check_counters()
         return True
 
     async def store() -> bool:
         return await anyio.to_thread.run_sync(read_store)
 
-    checks: dict[str, Any] = {"store": store}
+    async def counters() -> bool:
+        return await anyio.to_thread.run_sync(read_counters)
+
+    checks: dict[str, Any] = {"store": store, "counters": counters}
     if proxy is not None:
         checks["upstream"] = proxy.health
     token = metrics_token(dict(env))

@@ -8,10 +8,12 @@ parametrized fixture below.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._redis_servers import REDIS_PARAMS, redis_target
+from tests._redis_servers import REDIS_ASYNC_PARAMS, REDIS_PARAMS, redis_target
+from tests.stores._async_driven import AsyncDriven
 from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
@@ -19,11 +21,15 @@ from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore
 
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.postgres import PostgresStores
+
 
 @pytest.fixture(
     params=[
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
     ]
 )
 def tenant_store(
@@ -34,6 +40,9 @@ def tenant_store(
     """
     if request.param == "memory":
         return MemoryTenantStore()
+    if request.param == "postgres":
+        stores: PostgresStores = request.getfixturevalue("postgres_stores")
+        return stores.tenants
     return lmdb_stores.tenants
 
 
@@ -44,6 +53,7 @@ def tenant_store(
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
         pytest.param("failover", marks=pytest.mark.memory, id="failover"),
         *REDIS_PARAMS,
+        *REDIS_ASYNC_PARAMS,
     ]
 )
 def limiter_store(
@@ -54,7 +64,9 @@ def limiter_store(
     smallest one written outside the library) and `FailoverLimiterStore`
     over two memory stores.
 
-    The Redis stores trust the caller's clock, as the suite moves time by hand.
+    The Redis stores trust the caller's clock, as the suite moves time by
+    hand; the ``-async`` ones are driven through `admit_async` and
+    `settle_async` (`AsyncDriven`).
     """
     if request.param == "memory":
         yield MemoryLimiterStore()
@@ -69,6 +81,12 @@ def limiter_store(
         store = RedisLimiterStore.from_url(
             url, cluster=cluster, prefix=redis_prefix, trust_caller_clock=True
         )
+        if request.param.endswith("-async"):
+            driven = AsyncDriven(store)
+            yield driven
+            driven.clear("")
+            driven.close()
+            return
         yield store
         store.clear("")
         store.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.audit import AuditLogger
@@ -17,7 +17,10 @@ from zerfoo_cloud.cli._output import render_table
 from zerfoo_cloud.cli._window import _window, _window_options
 from zerfoo_cloud.export import export_audit
 from zerfoo_cloud.serve import AUDIT_SECRET_ENV
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.open import Stores
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.protocols import ChainedAuditStore
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
@@ -30,7 +33,7 @@ def audit() -> None:
     """
 
 
-def _audit_logger(stores: LMDBStores) -> Any:
+def _audit_logger(stores: Stores) -> Any:
     secret = os.environ.get(AUDIT_SECRET_ENV) or None
     return AuditLogger(stores.audit, secret=secret, background=False)
 
@@ -140,5 +143,5 @@ def audit_export(obj: _Context, fmt: str, output: str | None) -> None:
                 (e for _, e in entries if e is not None), out, fmt=_format(fmt)
             )
 
-        count = stores.audit.walk(visit)
+        count = cast("ChainedAuditStore", stores.audit).walk(visit)
     click.echo(f"exported {count} audit entries", err=True)

@@ -1,6 +1,8 @@
 """
-What every command receives: the store folder given by ``--db`` or
-``ZERFOO_CLOUD_DB``, and library errors turned into one-line messages.
+What every command receives: the records store given by ``--db`` or
+``ZERFOO_CLOUD_DB`` (a folder or a URL), the counters store given by
+``--counters`` or ``ZERFOO_CLOUD_COUNTERS``, and library errors turned into
+one-line messages.
 """
 
 from __future__ import annotations
@@ -8,45 +10,50 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import CloudError
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.open import (
+    RECORDS_ENV,
+    Stores,
+    lmdb_folder,
+    open_stores,
+)
 from zerfoo_cloud.tenants import TenantManager
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
 
 
-#: The environment variable naming the store folder when ``--db`` is absent.
-DB_ENV = "ZERFOO_CLOUD_DB"
+#: The environment variable naming the records store when ``--db`` is absent.
+DB_ENV = RECORDS_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Context:
     """
-    What every command needs: where the store is, and how to print.
+    What every command needs: where the stores are, and how to print.
     """
 
-    def __init__(self, db: str | None) -> None:
+    def __init__(self, db: str | None, counters: str | None = None) -> None:
         self.db = db
+        self.counters = counters or None
 
     @contextmanager
-    def stores(self, *, create: bool = False) -> Iterator[LMDBStores]:
+    def stores(self, *, create: bool = False) -> Iterator[Stores]:
         if not self.db:
-            msg = f"no store given: pass --db PATH or set {DB_ENV}"
+            msg = f"no store given: pass --db PATH|URL or set {DB_ENV}"
             raise click.UsageError(msg)
-        path = Path(self.db)
-        if not create and not (path / "data.mdb").exists():
+        folder = lmdb_folder(self.db)
+        if folder is not None and not create and not (folder / "data.mdb").exists():
             msg = (
-                f"no zerfoo-cloud store at {str(path)!r}: check --db / {DB_ENV}, "
+                f"no zerfoo-cloud store at {str(folder)!r}: check --db / {DB_ENV}, "
                 "or create the first tenant with 'zerfoo-cloud tenant create'"
             )
             raise click.ClickException(msg)
-        stores = LMDBStores.open(path)
+        stores = open_stores(self.db, self.counters)
         try:
             yield stores
         finally:

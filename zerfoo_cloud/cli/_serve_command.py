@@ -25,7 +25,7 @@ from zerfoo_cloud._serve_runtime import (
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
 from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.open import lmdb_folder, open_stores
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
@@ -47,6 +47,17 @@ def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
     for module, used in modules.items():
         if used:
             importlib.import_module(module)
+
+
+def _absolute_counters(counters: str | None) -> str | None:
+    """
+    *counters*, with an LMDB folder made absolute (every worker opens the
+    same one, wherever it runs).
+    """
+    if counters is None:
+        return None
+    folder = lmdb_folder(counters, counters=True)
+    return counters if folder is None else str(folder.resolve())
 
 
 def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
@@ -241,8 +252,9 @@ def serve(
     with needs_extra("server", "zerfoo-cloud serve"):
         import uvicorn
     if not obj.db:
-        msg = f"no store given: pass --db PATH or set {DB_ENV}"
+        msg = f"no store given: pass --db PATH|URL or set {DB_ENV}"
         raise click.UsageError(msg)
+    records_folder = lmdb_folder(obj.db)
     for spec in upstream:
         if "=" not in spec and not spec.startswith(("http://", "https://")):
             msg = f"--upstream must be an http:// or https:// URL, not {spec!r}"
@@ -256,7 +268,8 @@ def serve(
     # One bare URL is proxied as it is; several, or a model map, make a pool.
     single = len(upstream) == 1 and upstream[0].startswith(("http://", "https://"))
     config = ServeConfig(
-        db=str(Path(obj.db).resolve()),
+        db=obj.db if records_folder is None else str(records_folder.resolve()),
+        counters=_absolute_counters(obj.counters),
         app=app,
         upstream=upstream[0] if single else None,
         upstreams=() if single else upstream,
@@ -284,11 +297,15 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
             prefix="zerfoo-metrics-"
         )
-    LMDBStores.open(config.db).close()  # fail here if the store cannot be opened
+    # Fail here, in one line, if a store cannot be opened or read.
+    with open_stores(config.db, config.counters) as stores:
+        stores.check_records()
+        stores.check_counters()
+        shown = f"store {stores.records_url}, counters {stores.counters_url}"
     click.echo(
         redact_text(
             f"serving {app or ' '.join(upstream)} on http://{host}:{port} with {workers} "
-            f"worker(s) on {event_loop} and {parser}; store {config.db}"
+            f"worker(s) on {event_loop} and {parser}; {shown}"
         ),
         err=True,
     )

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.cli._context import _Context, _handle_errors
@@ -18,7 +18,10 @@ from zerfoo_cloud.cli._window import _window, _window_options
 from zerfoo_cloud.csv_cells import write_csv_row
 from zerfoo_cloud.export import export_billing
 from zerfoo_cloud.metering import TokenMeter
-from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.open import Stores
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.protocols import TenantListingBillingStore
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
@@ -40,7 +43,7 @@ _tenants_option = click.option(
 )
 
 
-def _tenant_ids(stores: LMDBStores, chosen: tuple[str, ...]) -> list[str]:
+def _tenant_ids(stores: Stores, chosen: tuple[str, ...]) -> list[str]:
     """
     The tenants chosen, or every tenant: the current ones and the deleted
     ones whose billing records are kept, so no usage is left out.
@@ -48,10 +51,11 @@ def _tenant_ids(stores: LMDBStores, chosen: tuple[str, ...]) -> list[str]:
     if chosen:
         return list(chosen)
     current = {r.id for r in stores.tenants.list()}
-    return sorted(current.union(stores.billing.tenant_ids()))
+    billing = cast("TenantListingBillingStore", stores.billing)
+    return sorted(current.union(billing.tenant_ids()))
 
 
-def _deleted(stores: LMDBStores, ids: Sequence[str]) -> set[str]:
+def _deleted(stores: Stores, ids: Sequence[str]) -> set[str]:
     """
     Which of *ids* name no current tenant.
     """

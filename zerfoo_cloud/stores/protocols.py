@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
+    "AsyncLimiterStore",
     "AuditStore",
     "BatchCommitter",
     "BillingStore",
@@ -31,7 +32,9 @@ __all__ = [
     "CommittingAuditStore",
     "CommittingBillingStore",
     "KeyRevocations",
+    "KeyedAuditStore",
     "LimiterStore",
+    "LinkAdoptingAuditStore",
     "LoopCommitter",
     "ReplayCache",
     "Subscription",
@@ -52,6 +55,11 @@ class TenantStore(Protocol):
     id and by key hash are O(1) (or O(log n)); every method sees writes made
     by other users of the same store (other threads, and for shared backends
     other processes) as soon as they return.
+
+    A store that waits on the network (PostgreSQL) says so with a
+    ``blocking_io = True`` attribute (absent means no: memory, LMDB): the
+    ASGI adapter then looks keys up that the tenant cache does not hold in
+    a worker thread, never on the event loop.
 
     .. versionadded:: 0.1.0
     """
@@ -208,6 +216,45 @@ class LimiterStore(Protocol):
     def close(self) -> None:
         """
         Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class AsyncLimiterStore(LimiterStore, Protocol):
+    """
+    **Protocol**: A `LimiterStore` whose primitive also runs on an asyncio
+    event loop without blocking it (a store on the network: Redis).
+
+    `admit_async` and `settle_async` take and return what `admit` and
+    `settle` do, in the same one atomic step; the loop runs other work
+    while the store answers. `zerfoo_cloud.RateLimiter` and
+    `zerfoo_cloud.Tenant` use them from their ``*_async`` methods, which
+    the ASGI adapter calls; a store without them (memory, LMDB: nothing to
+    wait for) is called synchronously there, with no thread hop. Failures
+    raise as the sync calls do; a store that cannot be reached raises
+    `zerfoo_cloud.errors.StoreUnavailableError`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    async def admit_async(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        `LimiterStore.admit`, awaited.
+        """
+
+    async def settle_async(
+        self,
+        slot_key: str | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> list[float]:
+        """
+        `LimiterStore.settle`, awaited.
         """
 
 
@@ -456,6 +503,57 @@ class ChainedAuditStore(AuditStore, Protocol):
         Drop entries in seq order while their timestamp is before *before*.
 
         The last one dropped becomes the anchor. Returns how many were dropped.
+        """
+
+
+@runtime_checkable
+class KeyedAuditStore(ChainedAuditStore, Protocol):
+    """
+    **Protocol**: A `ChainedAuditStore` that recognises a batch sent again.
+
+    Its `append_linked` takes a *batch_key*: a batch appended with a key
+    the store has committed before stores nothing and returns ``[]``, in
+    the same transaction that would have appended it. A caller unsure
+    whether a batch was committed (the connection broke before the answer,
+    or the process died) sends it again with the same key, so it is stored
+    exactly once. `zerfoo_cloud.stores.outbox.OutboxAuditStore` detects the
+    keyword (`zerfoo_cloud.stores.outbox.takes_batch_key`) and drains
+    exactly once over such a store, at least once over any other.
+    (``isinstance`` checks method names only, so it cannot tell such a
+    store from a `ChainedAuditStore`: ask ``takes_batch_key``.)
+
+    .. versionadded:: 0.1.0
+    """
+
+    def append_linked(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+        *,
+        batch_key: str | None = None,
+    ) -> list[AuditEntry]:
+        """
+        As `ChainedAuditStore.append_linked`; with *batch_key*, nothing is
+        stored (and ``[]`` returned) if a batch with that key was.
+        """
+
+
+@runtime_checkable
+class LinkAdoptingAuditStore(ChainedAuditStore, Protocol):
+    """
+    **Protocol**: A `ChainedAuditStore` that links some entries after its
+    `append_linked` returned (a local outbox drains them later), so it
+    needs the link of the logger that uses it before any entry is logged.
+
+    `zerfoo_cloud.AuditLogger` hands its link (keyed with its secret) to
+    such a store when it is made.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def adopt_link(self, link: Callable[[ChainLink, AuditEntry], AuditEntry]) -> None:
+        """
+        Link the entries it links later with *link*, until another is given.
         """
 
 

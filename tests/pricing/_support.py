@@ -1,0 +1,36 @@
+"""
+Helpers of the pricing tests: one-line refusals and price files on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from zerfoo_cloud.errors import InvalidConfigError
+
+
+def refused(
+    call: Callable[[], object], says: str, field: str | None = None
+) -> InvalidConfigError:
+    """
+    Return the `InvalidConfigError` *call* raises, checking that its message
+    matches *says*, is one short line, and (when given) names *field*.
+    """
+    with pytest.raises(InvalidConfigError, match=says) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert len(message) < 400
+    if field is not None:
+        assert caught.value.field == field
+    return caught.value
+
+
+def toml_file(folder: Path, text: str) -> Path:
+    """Write *text* as ``prices.toml`` in *folder* and return its path."""
+    path = folder / "prices.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

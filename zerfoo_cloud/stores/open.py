@@ -1,0 +1,256 @@
+"""
+Open every store of a service from two URLs: records and counters.
+
+Records (tenants, billing, audit) and counters (limits, concurrency slots,
+the SAML replay cache) may live in different backends: records in LMDB on
+one host or in PostgreSQL for a fleet, counters in LMDB on one host or in
+Redis for a fleet::
+
+    from zerfoo_cloud.stores.open import open_stores
+
+    with open_stores("/var/lib/zerfoo-cloud", "redis://redis.internal:6379/0") as stores:
+        tenants = TenantManager(stores.tenants, limits=stores.limits)
+
+`stores_from_env` reads the two URLs from `RECORDS_ENV` and `COUNTERS_ENV`
+(``ZERFOO_CLOUD_DB`` and ``ZERFOO_CLOUD_COUNTERS``), as ``zerfoo-cloud
+serve`` and every ``zerfoo-cloud`` command do. The URL forms and the
+combinations allowed are in ``docs/fleet.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.errors import InvalidConfigError, MissingExtraError
+from zerfoo_cloud.stores._store_set import Stores
+from zerfoo_cloud.stores._urls import (
+    StoreTarget,
+    parse_counters_url,
+    parse_records_url,
+    redact_url,
+)
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.memory import (
+    MemoryAuditStore,
+    MemoryBillingStore,
+    MemoryLimiterStore,
+    MemoryReplayCache,
+    MemoryTenantStore,
+)
+
+__all__ = [
+    "COUNTERS_ENV",
+    "RECORDS_ENV",
+    "Stores",
+    "lmdb_folder",
+    "open_stores",
+    "redact_url",
+    "stores_from_env",
+]
+
+#: The environment variable naming the records store (a folder or a URL).
+RECORDS_ENV = "ZERFOO_CLOUD_DB"
+#: The environment variable naming the counters store (a folder or a URL).
+COUNTERS_ENV = "ZERFOO_CLOUD_COUNTERS"
+
+_RECORDS_WHERE = f"{RECORDS_ENV}, --db"
+_COUNTERS_WHERE = f"{COUNTERS_ENV}, --counters"
+_NO_COUNTERS = (
+    f"PostgreSQL records need a counters store: set {COUNTERS_ENV}=redis://HOST:6379/0 "
+    "(or --counters) for a fleet, or lmdb:///FOLDER for one host"
+)
+
+
+def lmdb_folder(url: str, *, counters: bool = False) -> Path | None:
+    """
+    The LMDB folder that the records URL *url* (with *counters*: the
+    counters URL) names, or ``None`` when it names another backend.
+
+    Raises:
+        InvalidConfigError: *url* is not a records (counters) URL.
+    """
+    if counters:
+        return parse_counters_url(url, _COUNTERS_WHERE).folder
+    return parse_records_url(url, _RECORDS_WHERE).folder
+
+
+class _Opening:
+    """The backends opened so far, so a failure closes them all."""
+
+    def __init__(self) -> None:
+        self.closers: list[Callable[[], Any]] = []
+        self.lmdb: dict[Path, LMDBStores] = {}
+
+    def lmdb_stores(self, folder: Path, *, writer_process: bool) -> LMDBStores:
+        key = Path(os.path.abspath(folder))  # noqa: PTH100 - no symlink resolving
+        stores = self.lmdb.get(key)
+        if stores is None:
+            stores = LMDBStores.open(folder, writer_process=writer_process)
+            self.lmdb[key] = stores
+            self.closers.append(stores.close)
+        return stores
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+def _postgres_stores(url: str) -> Any:
+    feature = "PostgreSQL records (a postgresql:// URL)"
+    try:
+        # The postgres extra (psycopg): imported only for a postgresql:// URL.
+        with needs_extra("postgres", feature):
+            from zerfoo_cloud.stores.postgres import (  # type: ignore[import-not-found, unused-ignore]
+                PostgresStores,
+            )
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("zerfoo_cloud.stores.postgres"):
+            raise
+        # This installation has no PostgreSQL stores at all.
+        raise MissingExtraError("postgres", feature, exc.name) from exc
+    return PostgresStores.open(url)
+
+
+def _redis_counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
+    # The redis extra (redis-py): imported only for a redis:// URL.
+    from zerfoo_cloud.stores.redis import (
+        RedisConnection,
+        RedisLimiterStore,
+        RedisReplayCache,
+    )
+
+    options = dict(target.options)
+    prefix = str(options.pop("prefix", "zc:"))
+    store_options: dict[str, Any] = {
+        name: options.pop(name) for name in ("lease_seconds",) if name in options
+    }
+    connection, _ = RedisConnection.from_url(target.url, options)
+    # One connection pool for both stores; each close is idempotent.
+    opening.closers.append(connection.close)
+    limits = RedisLimiterStore(connection, prefix=prefix, **store_options)
+    opening.closers.append(limits.close)
+    replay = RedisReplayCache(connection, prefix=prefix)
+    return limits, replay
+
+
+def _records(target: StoreTarget, opening: _Opening, *, writer_process: bool) -> Any:
+    if target.kind == "lmdb":
+        assert target.folder is not None
+        return opening.lmdb_stores(target.folder, writer_process=writer_process)
+    if target.kind == "memory":
+        return _MemoryRecords()
+    stores = _postgres_stores(target.url)
+    opening.closers.append(stores.close)
+    return stores
+
+
+class _MemoryRecords:
+    def __init__(self) -> None:
+        self.tenants = MemoryTenantStore()
+        self.billing = MemoryBillingStore()
+        self.audit = MemoryAuditStore()
+
+
+def _counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
+    if target.kind == "lmdb":
+        assert target.folder is not None
+        stores = opening.lmdb_stores(target.folder, writer_process=False)
+        return stores.limits, stores.replay
+    if target.kind == "memory":
+        return MemoryLimiterStore(), MemoryReplayCache()
+    return _redis_counters(target, opening)
+
+
+def open_stores(
+    records: str, counters: str | None = None, *, writer_process: bool = False
+) -> Stores:
+    """
+    Open the records store *records* and the counters store *counters*.
+
+    Args:
+        records: where tenants, billing and audit live: a folder path or
+            ``lmdb:///absolute/folder`` (LMDB, created if missing),
+            ``memory://`` (this process only, gone when closed), or
+            ``postgresql://user:password@host:5432/db`` (also
+            ``postgres://``; the ``postgres`` extra).
+        counters: where limits, concurrency slots and the SAML replay cache
+            live: a folder path or ``lmdb:///absolute/folder``,
+            ``memory://``, or ``redis://[:password@]host:6379/0``
+            (``rediss://`` for TLS; the ``redis`` extra) with optional
+            query parameters ``cluster=1`` (a Redis Cluster: the URL names
+            one node), ``prefix`` (of every key, ``zc:`` by default),
+            ``lease_seconds``, ``socket_timeout`` and ``connect_timeout``.
+            ``None``: the records backend holds them (LMDB, memory); one
+            LMDB folder named by both is opened once.
+        writer_process: LMDB records commit billing and audit batches from
+            one child process (see `LMDBStores.open`); ``serve`` sets it.
+
+    Returns:
+        The `Stores`; close it (or use it in a ``with`` block).
+
+    Raises:
+        InvalidConfigError: a URL is malformed, or PostgreSQL records come
+            without counters (limits would then hold per host).
+        MissingExtraError: the backend's extra is not installed.
+        StoreError: a store cannot be opened.
+
+    .. versionadded:: 0.1.0
+    """
+    record_target = parse_records_url(records, _RECORDS_WHERE)
+    if counters is None:
+        if record_target.kind == "postgresql":
+            raise InvalidConfigError(_NO_COUNTERS, field="counters")
+        counter_target = record_target
+    else:
+        counter_target = parse_counters_url(counters, _COUNTERS_WHERE)
+    opening = _Opening()
+    try:
+        opened = _records(record_target, opening, writer_process=writer_process)
+        if counters is None and record_target.kind == "memory":
+            limits, replay = MemoryLimiterStore(), MemoryReplayCache()
+        else:
+            limits, replay = _counters(counter_target, opening)
+    except BaseException:
+        opening.close()
+        raise
+    return Stores(
+        tenants=opened.tenants,
+        limits=limits,
+        billing=opened.billing,
+        audit=opened.audit,
+        replay=replay,
+        records_url=record_target.shown,
+        counters_url=counter_target.shown,
+        closers=opening.closers,
+    )
+
+
+def stores_from_env(
+    env: Mapping[str, str] | None = None,
+    *,
+    records: str | None = None,
+    counters: str | None = None,
+    writer_process: bool = False,
+) -> Stores:
+    """
+    `open_stores` of *records* and *counters*, each read from *env*
+    (default: the process environment) when not given: `RECORDS_ENV`
+    (``ZERFOO_CLOUD_DB``) and `COUNTERS_ENV` (``ZERFOO_CLOUD_COUNTERS``).
+    An empty value counts as unset.
+
+    Raises:
+        InvalidConfigError: no records store is given, or as `open_stores`.
+
+    .. versionadded:: 0.1.0
+    """
+    environ = os.environ if env is None else env
+    records = records or environ.get(RECORDS_ENV) or None
+    if records is None:
+        msg = f"no records store given: set {RECORDS_ENV} to a folder or URL, or pass --db"
+        raise InvalidConfigError(msg, field="records")
+    counters = counters or environ.get(COUNTERS_ENV) or None
+    return open_stores(records, counters, writer_process=writer_process)
