@@ -6,6 +6,7 @@ backoff, come back, and settle every slot where it was admitted.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import signal
 import time
@@ -17,6 +18,7 @@ import pytest
 
 from tests._redis_servers import start_redis, start_redis_anywhere
 from tests.conftest import FakeClock
+from tests.http._support import free_port
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
@@ -291,3 +293,43 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
         limits.close()
+
+
+def test_the_asyncio_twins_switch_and_settle_as_the_sync_calls(
+    clock: FakeClock,
+) -> None:
+    """admit_async/settle_async: the same switch, the same slot bookkeeping."""
+    store, primary, fallback, switches = _store(clock)
+
+    async def run() -> None:
+        assert (await store.admit_async(SLOT, [], 0.0))[1]  # on the primary
+        primary.down = True
+        assert (await store.admit_async(SLOT, [], 0.0))[1]  # on the fallback
+        assert fallback.slots_in_use(SLOT[0]) == 1
+        await store.settle_async(SLOT[0], [], 0.0)
+        assert fallback.slots_in_use(SLOT[0]) == 0
+
+    asyncio.run(run())
+    assert switches == [("fallback", True)]
+    primary.down = False
+    assert primary.slots_in_use(SLOT[0]) == 1
+
+
+@pytest.mark.redis
+def test_a_dead_redis_fails_over_on_the_event_loop() -> None:
+    """A Redis nobody listens on, awaited through its asyncio client: admitted on the fallback."""
+    redis_store = RedisLimiterStore.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.2
+    )
+    switches: list[str] = []
+    store = FailoverLimiterStore(
+        redis_store, MemoryLimiterStore(), on_failover=lambda to, e: switches.append(to)
+    )
+    assert hasattr(store, "admit_async")
+
+    async def run() -> list[bool]:
+        return [(await store.admit_async(None, BUCKET, 0.0))[1] for _ in range(5)]
+
+    assert asyncio.run(run()) == [True, True, True, False, False]
+    assert switches == ["fallback"]
+    store.close()
