@@ -328,7 +328,10 @@ def test_a_dead_redis_fails_over_on_the_event_loop() -> None:
     assert hasattr(store, "admit_async")
 
     async def run() -> list[bool]:
-        return [(await store.admit_async(None, BUCKET, 0.0))[1] for _ in range(5)]
+        try:
+            return [(await store.admit_async(None, BUCKET, 0.0))[1] for _ in range(5)]
+        finally:
+            await redis_store.async_connection.aclose()  # type: ignore[union-attr]
 
     assert asyncio.run(run()) == [True, True, True, False, False]
     assert switches == ["fallback"]
