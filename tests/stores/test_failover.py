@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,13 +230,6 @@ def test_bad_probe_options_are_refused(options: dict[str, Any]) -> None:
     """Probe intervals are positive, finite, and the cap is not below the start."""
     with pytest.raises(InvalidConfigError):
         FailoverLimiterStore(MemoryLimiterStore(), MemoryLimiterStore(), **options)
-
-
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.mark.redis
