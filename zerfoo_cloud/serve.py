@@ -35,6 +35,7 @@ from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.open import COUNTERS_ENV, open_stores, redact_url
 from zerfoo_cloud.tenants import TenantManager, hash_api_key
 
@@ -93,6 +94,9 @@ class ServeConfig:
     Attributes:
         db: the records store: an LMDB folder or a URL (see
             `zerfoo_cloud.stores.open.open_stores`).
+        prices: a price file (JSON or TOML): every billing record is priced
+            with it, and a model it cannot price is refused (``None``: no
+            costs).
         counters: the counters store URL, or ``None``: `COUNTERS_ENV`
             (``ZERFOO_CLOUD_COUNTERS``) of the serving process, else the
             records store.
@@ -161,6 +165,7 @@ class ServeConfig:
     counters: str | None = attrs.field(
         default=None, repr=lambda url: "None" if url is None else redact_url(url)
     )
+    prices: str | None = None
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -183,6 +188,17 @@ class ServeConfig:
         self.pool_options()
         if self.upstreams:
             parse_upstreams(self.upstreams)
+        self.price_table()
+
+    def price_table(self) -> PriceTable | None:
+        """
+        The price table of *prices*, or ``None`` without one.
+
+        Raises:
+            InvalidConfigError: the file is missing or holds no valid
+                table (one line, starting with its path).
+        """
+        return None if self.prices is None else PriceTable.from_file(self.prices)
 
     def upstream_options(self) -> UpstreamOptions:
         """
@@ -351,7 +367,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         writer_process=True,
     )
     tenants = TenantManager(stores.tenants, limits=stores.limits)
-    meter = TokenMeter(stores.billing)
+    meter = TokenMeter(stores.billing, prices=config.price_table())
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
     server = CloudServer(
