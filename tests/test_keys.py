@@ -35,6 +35,11 @@ from zerfoo_cloud.key_records import (
     visible_prefix,
 )
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.memory import (
+    MemoryKeyRevocations,
+    MemoryLimiterStore,
+    MemoryTenantStore,
+)
 from zerfoo_cloud.tenant_records import TenantRecord, hash_api_key
 from zerfoo_cloud.tenants.key_checks import MAX_GRACE, MAX_KEY_LIFETIME
 
@@ -540,3 +545,31 @@ def test_tenant_records_with_keys_round_trip(extra: list[KeyRecord]) -> None:
         keys=(base.keys[0], *extra),
     )
     assert TenantRecord.from_bytes(record.to_bytes()) == record
+
+
+def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
+    """A key revoked, or rotated without grace, by one manager is refused by another at once, its cache notwithstanding."""
+    store, limits, revocations = (
+        MemoryTenantStore(),
+        MemoryLimiterStore(),
+        MemoryKeyRevocations(),
+    )
+    heard: list[str | None] = []
+    revocations.subscribe(heard.append)
+    serving = TenantManager(
+        store, limits=limits, clock=clock, cache_ttl=1.0, revocations=revocations
+    )
+    admin = TenantManager(store, limits=limits, clock=clock, revocations=revocations)
+    admin.create(TenantConfig("acme", ORIGINAL, rate_limit=0, token_budget=0))
+    secret, key = admin.create_key("acme", name="ci")
+    assert serving.get_by_api_key(secret).key_id == key.id  # cached now
+    admin.revoke_key("acme", key.id)
+    with pytest.raises(TenantNotFoundError):
+        serving.get_by_api_key(secret)
+    first = serving.get_by_api_key(ORIGINAL).key
+    assert first is not None
+    new_secret, new, _ = admin.rotate_api_key("acme", first.id)
+    with pytest.raises(TenantNotFoundError):
+        serving.get_by_api_key(ORIGINAL)
+    assert serving.get_by_api_key(new_secret).key_id == new.id
+    assert heard.count("acme") == 4  # create, create_key, revoke_key, rotate_api_key

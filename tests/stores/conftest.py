@@ -15,6 +15,7 @@ import pytest
 from tests._redis_servers import REDIS_ASYNC_PARAMS, REDIS_PARAMS, redis_target
 from tests.stores._async_driven import AsyncDriven
 from tests.stores._dict_limiter import DictLimiterStore
+from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
@@ -50,6 +51,10 @@ def tenant_store(
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
+        pytest.param("failover", marks=pytest.mark.memory, id="failover"),
+        pytest.param(
+            "failover-redis-async", marks=pytest.mark.redis, id="failover-redis-async"
+        ),
         *REDIS_PARAMS,
         *REDIS_ASYNC_PARAMS,
     ]
@@ -58,8 +63,10 @@ def limiter_store(
     request: pytest.FixtureRequest, lmdb_stores: LMDBStores, redis_prefix: str
 ) -> Iterator[LimiterStore]:
     """
-    Each implementation of `LimiterStore`, and `DictLimiterStore`: the
-    smallest one written outside the library.
+    Each implementation of `LimiterStore`, `DictLimiterStore` (the
+    smallest one written outside the library), and `FailoverLimiterStore`
+    over two memory stores and over Redis (driven through its asyncio
+    twins) with a memory fallback.
 
     The Redis stores trust the caller's clock, as the suite moves time by
     hand; the ``-async`` ones are driven through `admit_async` and
@@ -69,6 +76,18 @@ def limiter_store(
         yield MemoryLimiterStore()
     elif request.param == "dict":
         yield DictLimiterStore()
+    elif request.param == "failover":
+        yield FailoverLimiterStore(MemoryLimiterStore(), MemoryLimiterStore())
+    elif request.param == "failover-redis-async":
+        primary = RedisLimiterStore.from_url(
+            request.getfixturevalue("redis_url"),
+            prefix=redis_prefix,
+            trust_caller_clock=True,
+        )
+        over = AsyncDriven(FailoverLimiterStore(primary, MemoryLimiterStore()))
+        yield over
+        over.clear("")
+        over.close()
     elif request.param == "lmdb":
         yield lmdb_stores.limits
     else:
