@@ -10,6 +10,7 @@ handles it sensibly::
     ├── InvalidConfigError (ValueError)      bad limits, empty id or key, bad option
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
+    ├── KeyNotFoundError (LookupError)       no API key with that id for the tenant
     ├── StoreError                           a store failed; the message says what to do
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
@@ -170,15 +171,11 @@ class TenantNotFoundError(CloudError, LookupError):
 
 class KeyNotFoundError(CloudError, LookupError):
     """
-    The tenant has no API key with the given id (HTTP 404, code
-    ``key_not_found``).
+    The tenant has no API key with the given id. The admin API answers it
+    with 404, code ``key_not_found``; no inference request raises it.
 
     .. versionadded:: 0.1.0
     """
-
-    http_status = 404
-    error_type = "invalid_request_error"
-    error_code = "key_not_found"
 
     def __init__(self, tenant_id: str, key_id: str) -> None:
         self.tenant_id = tenant_id
