@@ -8,10 +8,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests._postgres_servers import (
+    require_postgres,
+    reset_database,
+    throwaway_database,
+)
 from tests._redis_servers import (
     REDIS_URL,
     START_REDIS,
@@ -20,6 +26,9 @@ from tests._redis_servers import (
     single_redis_up,
 )
 from zerfoo_cloud.stores.lmdb import LMDBStores
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.postgres import PostgresStores
 
 settings.register_profile(
     "ci",
@@ -92,3 +101,39 @@ def redis_prefix() -> str:
     A key prefix no other test uses, so tests sharing a Redis stay apart.
     """
     return f"zc-test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url() -> Iterator[str]:
+    """
+    The URL of a database of this test session, upgraded to the current
+    schema, on the PostgreSQL at 127.0.0.1:5432 (skipped, or failed under
+    CI, when it is not running); dropped at the end of the session.
+    """
+    require_postgres()
+    from zerfoo_cloud.stores.postgres import upgrade_schema
+
+    with throwaway_database() as url:
+        upgrade_schema(url)
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_session_url: str) -> str:
+    """
+    The session's PostgreSQL database, emptied for this test.
+    """
+    reset_database(postgres_session_url)
+    return postgres_session_url
+
+
+@pytest.fixture
+def postgres_stores(postgres_url: str) -> Iterator[PostgresStores]:
+    """
+    PostgreSQL stores over an empty database, closed after the test.
+    """
+    from zerfoo_cloud.stores.postgres import PostgresStores
+
+    stores = PostgresStores.open(postgres_url, max_size=4)
+    yield stores
+    stores.close()

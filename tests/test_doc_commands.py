@@ -72,6 +72,10 @@ NOT_RUN: dict[str, str] = {
         "fronts the vLLM hosts of the example above; its options are checked, "
         "and tests/http_pool/test_pool_serve.py serves a pool of toy servers"
     ),
+    "zerfoo-cloud db upgrade --db postgresql://zerfoo@db.internal:5432/zerfoo": (
+        "needs the PostgreSQL server of the example (db.internal); "
+        "tests/stores/test_postgres.py runs the command against a local one"
+    ),
     "zerfoo-cloud serve --workers 4 ...": (
         "'...' stands for the app and options of the serve command in "
         "deployment.md; its options are checked"

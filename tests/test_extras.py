@@ -30,6 +30,7 @@ EXTRA_MODULES = {
     "cli": ("click",),
     "web": ("starlette", "itsdangerous", "python_multipart"),
     "redis": ("redis", "hiredis"),
+    "postgres": ("psycopg", "psycopg_binary", "psycopg_pool"),
 }
 OPTIONAL = tuple(name for names in EXTRA_MODULES.values() for name in names)
 
@@ -84,9 +85,11 @@ def test_core_dependencies_are_exactly_the_four() -> None:
         "cli",
         "web",
         "redis",
+        "postgres",
         "dev",
     } <= set(extras)
     assert "redis" in extras["dev"][0]
+    assert "postgres" in extras["dev"][0]
     assert "web" in extras["server"][0]  # serve always mounts the admin API
     assert project["scripts"]["zerfoo-cloud"] == "zerfoo_cloud._console:main"
 
@@ -150,6 +153,7 @@ FEATURES = [
     ("web", "from zerfoo_cloud.http.admin import SessionSigner"),
     ("redis", "from zerfoo_cloud.stores.redis import RedisLimiterStore"),
     ("redis", "import zerfoo_cloud.stores.redis.replay"),
+    ("postgres", "from zerfoo_cloud.stores.postgres import PostgresStores"),
 ]
 
 
@@ -252,6 +256,7 @@ COMMANDS = [
         ],
     ),
     ("web", ["serve", "--upstream", "http://127.0.0.1:9/v1"]),
+    ("postgres", ["db", "upgrade"]),
 ]
 
 

@@ -48,6 +48,10 @@ DEFERRED = {
     # web (starlette): every server mounts the admin API, but the other
     # commands (``tenant``, ``usage``, ``audit``) import ``serve`` without it.
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
+    # postgres (psycopg): ``db upgrade`` alone talks to PostgreSQL (the
+    # second pair is the ``stores`` package that import runs).
+    ("zerfoo_cloud.cli._db_commands", "zerfoo_cloud.stores.postgres"),
+    ("zerfoo_cloud.cli._db_commands", "zerfoo_cloud.stores"),
     # server (anyio): the readiness probe, built only when ``serve`` runs.
     ("zerfoo_cloud.serve", "zerfoo_cloud._readiness"),
     # redis (redis-py): counters in Redis only for a redis:// URL.

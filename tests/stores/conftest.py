@@ -8,6 +8,7 @@ parametrized fixture below.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,11 +19,15 @@ from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore
 
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.postgres import PostgresStores
+
 
 @pytest.fixture(
     params=[
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
     ]
 )
 def tenant_store(
@@ -33,6 +38,9 @@ def tenant_store(
     """
     if request.param == "memory":
         return MemoryTenantStore()
+    if request.param == "postgres":
+        stores: PostgresStores = request.getfixturevalue("postgres_stores")
+        return stores.tenants
     return lmdb_stores.tenants
 
 

@@ -13,6 +13,7 @@ import builtins
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
@@ -30,6 +31,9 @@ from zerfoo_cloud.audit import (
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryAuditStore
 from zerfoo_cloud.stores.protocols import AuditStore, ChainedAuditStore
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.postgres import PostgresStores
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
@@ -77,6 +81,13 @@ def lmdb_audit(tmp_path: Path) -> Iterator[ChainedAuditStore]:
 
 
 @pytest.fixture
+def postgres_audit(request: pytest.FixtureRequest) -> ChainedAuditStore:
+    """A PostgreSQL audit store over an empty database."""
+    stores: PostgresStores = request.getfixturevalue("postgres_stores")
+    return stores.audit
+
+
+@pytest.fixture
 def third_party_audit() -> ThirdPartyAuditStore:
     """A minimal audit store defined by this test module."""
     return ThirdPartyAuditStore()
@@ -86,6 +97,7 @@ def third_party_audit() -> ThirdPartyAuditStore:
     params=[
         pytest.param("memory_audit", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb_audit", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("postgres_audit", marks=pytest.mark.postgres, id="postgres"),
         pytest.param(
             "third_party_audit", marks=pytest.mark.third_party, id="third_party"
         ),
@@ -101,6 +113,7 @@ def audit_store(request: pytest.FixtureRequest) -> AuditStore:
     params=[
         pytest.param("memory_audit", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb_audit", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("postgres_audit", marks=pytest.mark.postgres, id="postgres"),
     ]
 )
 def chained_store(request: pytest.FixtureRequest) -> ChainedAuditStore:

@@ -11,6 +11,7 @@ import builtins
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +27,9 @@ from zerfoo_cloud.metering import (
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 from zerfoo_cloud.stores.protocols import BillingStore
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.stores.postgres import PostgresStores
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 US = timedelta(microseconds=1)
@@ -73,6 +77,13 @@ def lmdb_billing(tmp_path: Path) -> Iterator[BillingStore]:
 
 
 @pytest.fixture
+def postgres_billing(request: pytest.FixtureRequest) -> BillingStore:
+    """A PostgreSQL billing store over an empty database."""
+    stores: PostgresStores = request.getfixturevalue("postgres_stores")
+    return stores.billing
+
+
+@pytest.fixture
 def third_party_billing() -> ThirdPartyBillingStore:
     """A minimal billing store defined by this test module."""
     return ThirdPartyBillingStore()
@@ -82,6 +93,7 @@ def third_party_billing() -> ThirdPartyBillingStore:
     params=[
         pytest.param("memory_billing", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb_billing", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("postgres_billing", marks=pytest.mark.postgres, id="postgres"),
         pytest.param(
             "third_party_billing", marks=pytest.mark.third_party, id="third_party"
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.cli._audit_commands import audit
 from zerfoo_cloud.cli._context import DB_ENV, _Context
+from zerfoo_cloud.cli._db_commands import db
 from zerfoo_cloud.cli._serve_command import serve
 from zerfoo_cloud.cli._tenant_commands import tenant
 from zerfoo_cloud.cli._usage_commands import usage
@@ -43,5 +44,5 @@ def cli(ctx: click.Context, db: str | None, counters: str | None) -> None:
     ctx.obj = _Context(db, counters)
 
 
-for _command in (tenant, usage, audit, serve):
+for _command in (tenant, usage, audit, serve, db):
     cli.add_command(_command)
