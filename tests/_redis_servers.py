@@ -180,3 +180,54 @@ def redis_target(request: pytest.FixtureRequest) -> tuple[str, bool]:
     if request.param == "redis":
         return request.getfixturevalue("redis_url"), False
     return request.getfixturevalue("redis_cluster_url"), True
+
+
+@contextmanager
+def own_redis(folder: Path, port: int | None = None) -> Iterator[tuple[str, int]]:
+    """
+    Start a Redis of the test's own on *port* (a free one by default) in
+    *folder*, one the test may kill, stop or reconfigure; yield its URL and
+    port. It is shut down afterwards.
+    """
+    if not shutil.which("redis-server"):
+        missing("redis-server is not installed: install Redis 7 to run this test")
+    port = _free_port() if port is None else port
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = start_redis(folder, port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", port
+    finally:
+        proc.terminate()
+        _stop(proc)
+
+
+def start_redis(folder: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    """
+    Start ``redis-server`` on *port* (no persistence unless *options* ask
+    for it, files in *folder*) and wait until it answers.
+    """
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(functools.partial(_answers, port, ("ping",), "PONG"))
+    except BaseException:
+        proc.kill()
+        _stop(proc)
+        raise
+    return proc

@@ -14,6 +14,7 @@ import pytest
 
 from tests._redis_servers import REDIS_PARAMS, redis_target
 from tests.stores._dict_limiter import DictLimiterStore
+from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
@@ -49,6 +50,7 @@ def tenant_store(
         pytest.param("memory", marks=pytest.mark.memory, id="memory"),
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
+        pytest.param("failover", marks=pytest.mark.memory, id="failover"),
         *REDIS_PARAMS,
     ]
 )
@@ -56,8 +58,9 @@ def limiter_store(
     request: pytest.FixtureRequest, lmdb_stores: LMDBStores, redis_prefix: str
 ) -> Iterator[LimiterStore]:
     """
-    Each implementation of `LimiterStore`, and `DictLimiterStore`: the
-    smallest one written outside the library.
+    Each implementation of `LimiterStore`, `DictLimiterStore` (the
+    smallest one written outside the library) and `FailoverLimiterStore`
+    over two memory stores.
 
     The Redis stores trust the caller's clock, as the suite moves time by hand.
     """
@@ -65,6 +68,8 @@ def limiter_store(
         yield MemoryLimiterStore()
     elif request.param == "dict":
         yield DictLimiterStore()
+    elif request.param == "failover":
+        yield FailoverLimiterStore(MemoryLimiterStore(), MemoryLimiterStore())
     elif request.param == "lmdb":
         yield lmdb_stores.limits
     else:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tests._redis_servers import REDIS_PARAMS, redis_target
 from tests.stores import _redis_workers
 from zerfoo_cloud import RateLimiter, TenantConfig, TenantManager
-from zerfoo_cloud.errors import InvalidConfigError, StoreError
+from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
 from zerfoo_cloud.limits import Rate
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore, RedisReplayCache
@@ -140,8 +140,10 @@ def test_a_failed_settle_keeps_its_lease_for_the_retry(
     assert store.admit(("t\x00c", 5), [], 0.0)[0]
     broken = store._keys.key("b", "t\x00broken")
     store.connection.client.rpush(broken, b"not a bucket")
-    with pytest.raises(StoreError, match="settling"):
+    with pytest.raises(StoreError, match="settling") as info:
         store.settle("t\x00c", [("t\x00broken", 1.0, 1.0, 1)], 0.0)
+    # Redis answered (a key of the wrong type): not a Redis that is down.
+    assert not isinstance(info.value, StoreUnavailableError)
     assert other.slots_in_use("t\x00c") == 2
     store.settle("t\x00c", [], 0.0)  # the retry, as RateLimiter.settle makes it
     assert other.slots_in_use("t\x00c") == 1
@@ -274,7 +276,7 @@ def _closed_port() -> int:
 
 
 def test_unreachable_redis_is_a_store_error_without_the_password() -> None:
-    """Every method fails with StoreError naming host and port, never the password."""
+    """Every method fails with StoreUnavailableError naming host and port, never the password."""
     port = _closed_port()
     url = f"redis://admin:s3cret-pa55@127.0.0.1:{port}/0"
     store = RedisLimiterStore.from_url(url, connect_timeout=0.5)
@@ -288,8 +290,10 @@ def test_unreachable_redis_is_a_store_error_without_the_password() -> None:
         lambda: cache.add("id", 10.0, 0.0),
     ]
     for call in calls:
-        with pytest.raises(StoreError) as info:
+        with pytest.raises(StoreUnavailableError) as info:
             call()
+        assert info.value.store == "redis"
+        assert info.value.retry_after >= 1
         shown = "".join(traceback.format_exception(info.value))
         assert f"127.0.0.1:{port}/0" in str(info.value)
         assert "s3cret-pa55" not in shown
@@ -309,7 +313,7 @@ def test_a_silent_redis_times_out() -> None:
             f"redis://127.0.0.1:{port}/0", socket_timeout=0.3
         )
         started = time.monotonic()
-        with pytest.raises(StoreError, match="Timeout"):
+        with pytest.raises(StoreUnavailableError, match="Timeout"):
             store.admit(None, [("t\x00r", 1.0, 1.0, 1)], 0.0)
         assert time.monotonic() - started < 3
         store.close()

@@ -24,20 +24,24 @@ from zerfoo_cloud.buckets import (
 )
 from zerfoo_cloud.errors import (
     InvalidConfigError,
+    StoreError,
     TenantExistsError,
     TenantNotFoundError,
 )
+from zerfoo_cloud.stores._subscribers import Subscribers, call
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord
+    from zerfoo_cloud.stores.protocols import Subscription
     from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
     "MemoryAuditStore",
     "MemoryBillingStore",
+    "MemoryKeyRevocations",
     "MemoryLimiterStore",
     "MemoryReplayCache",
     "MemoryTenantStore",
@@ -463,3 +467,54 @@ class MemoryReplayCache:
         """
         Nothing to release.
         """
+
+
+class MemoryKeyRevocations:
+    """
+    A `zerfoo_cloud.stores.protocols.KeyRevocations` within one process:
+    `publish` calls every subscriber at once, in the publisher's thread.
+
+    Share one between the `zerfoo_cloud.TenantManager` s of a process (or
+    use `zerfoo_cloud.stores.redis.RedisKeyRevocations` between hosts). A
+    subscriber is called with ``None`` when it subscribes: the subscription
+    is live at once and never disconnects.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._subscribers = Subscribers()
+        self._closed = False
+
+    def publish(self, tenant_id: str) -> None:
+        """
+        Call every subscriber with *tenant_id* now.
+
+        Raises:
+            StoreError: it is closed.
+        """
+        if self._closed:
+            msg = "the key revocations are closed"
+            raise StoreError(msg)
+        self._subscribers.deliver(tenant_id)
+
+    def subscribe(self, callback: Callable[[str | None], None]) -> Subscription:
+        """
+        Call *callback* with ``None`` now, then with every id published.
+
+        Raises:
+            StoreError: it is closed.
+        """
+        if self._closed:
+            msg = "the key revocations are closed"
+            raise StoreError(msg)
+        subscription = self._subscribers.add(callback)
+        call(callback, None)
+        return subscription
+
+    def close(self) -> None:
+        """
+        Drop every subscriber. Calling it twice is harmless.
+        """
+        self._closed = True
+        self._subscribers.clear()

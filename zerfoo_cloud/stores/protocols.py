@@ -30,9 +30,11 @@ __all__ = [
     "CommitExchange",
     "CommittingAuditStore",
     "CommittingBillingStore",
+    "KeyRevocations",
     "LimiterStore",
     "LoopCommitter",
     "ReplayCache",
+    "Subscription",
     "SummarizingBillingStore",
     "TenantListingBillingStore",
     "TenantStore",
@@ -206,6 +208,74 @@ class LimiterStore(Protocol):
     def close(self) -> None:
         """
         Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """
+    **Protocol**: One callback subscribed to `KeyRevocations`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def close(self) -> None:
+        """
+        Stop calling the callback; it may still be running one call when
+        this returns. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class KeyRevocations(Protocol):
+    """
+    **Protocol**: Messages saying that a tenant changed, to every host.
+
+    `zerfoo_cloud.TenantManager` keeps tenants found by key for a short
+    time (*cache_ttl*). Given revocations, it `publish` es a tenant's id
+    after every change that can make a kept tenant stale (a new key, new
+    limits or allow list, a deletion, a creation) has been written to the
+    tenant store, and drops the tenant's keys when a message naming it
+    arrives; so a key revoked on one host is refused on every host as soon
+    as the message arrives, not after the time to live.
+
+    Delivery is best effort: a message may be lost (a subscriber that was
+    disconnected when it was sent). To bound what a loss costs, a
+    subscriber is called with ``None``, meaning "anything may have
+    changed", each time its subscription becomes live: once it is ready,
+    and again after every reconnection. A cache dropping everything on
+    ``None`` then serves a stale tenant at most until its time to live
+    runs out, and only while the subscriber cannot hear messages.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def publish(self, tenant_id: str) -> None:
+        """
+        Tell every subscriber, on every host, that tenant *tenant_id* changed.
+
+        Raises:
+            StoreError: the message could not be sent
+                (`zerfoo_cloud.errors.StoreUnavailableError` when the
+                backend cannot be reached); subscribers then fall back to
+                their time to live.
+        """
+
+    def subscribe(self, callback: Callable[[str | None], None]) -> Subscription:
+        """
+        Call ``callback(tenant_id)`` for every message published from now
+        on (by any host, this one included), and ``callback(None)`` each
+        time the subscription becomes live (see the class docstring).
+
+        *callback* runs in a thread of the implementation (or, for one in
+        memory, in the publisher's); it must be quick and must not raise
+        (an exception it raises is logged and ignored).
+        """
+
+    def close(self) -> None:
+        """
+        Stop every subscription and release resources. Calling it twice is
+        harmless.
         """
 
 

@@ -5,7 +5,11 @@ It maps a key's hash (never the key) to when it was read and what was
 found, keeps the most recently used last, and drops the least recently used
 past its size. Entries expire after a time to live given on each lookup, so
 a key re-keyed or deleted by another process sharing the store stops
-working within it.
+working within it. Each entry belongs to a *group* (a tenant's id), and
+`KeyCache.forget` drops one group's entries in time proportional to their
+number, so a message saying a tenant changed drops that tenant's keys at
+once. A lookup that read the store before such a drop cannot put back what
+it read (`KeyCache.epoch`).
 """
 
 from __future__ import annotations
@@ -70,17 +74,41 @@ def check_cache_size(value: object) -> int:
 
 class KeyCache(Generic[T]):
     """
-    Values by key hash, each kept for a time to live; safe for many threads.
+    Values by key hash, each kept for a time to live and filed under a group
+    (a tenant id); safe for many threads.
+
+    Every `forget` and `clear` advances `epoch`; `put` given the epoch read
+    before the value was looked up keeps nothing if it has moved since, so a
+    value read before a drop never outlives it.
     """
 
-    __slots__ = ("_entries", "_lock")
+    __slots__ = ("_entries", "_epoch", "_groups", "_lock")
 
     def __init__(self) -> None:
-        # Key hash -> (when it was read, the value); most recently used last.
-        self._entries: collections.OrderedDict[str, tuple[float, T]] = (
+        # Key hash -> (when it was read, the value, its group); most
+        # recently used last.
+        self._entries: collections.OrderedDict[str, tuple[float, T, str]] = (
             collections.OrderedDict()
         )
+        # Group -> the key hashes filed under it.
+        self._groups: dict[str, set[str]] = {}
+        self._epoch = 0
         self._lock = threading.Lock()
+
+    @property
+    def epoch(self) -> int:
+        """
+        How many times entries were dropped by `forget` or `clear`.
+        """
+        return self._epoch
+
+    def _unfile(self, digest: str, group: str) -> None:
+        # Under the lock: remove *digest* from *group*'s index.
+        digests = self._groups.get(group)
+        if digests is not None:
+            digests.discard(digest)
+            if not digests:
+                del self._groups[group]
 
     def get(self, digest: str, now: float, ttl: float) -> T | None:
         """
@@ -96,22 +124,62 @@ class KeyCache(Generic[T]):
                     entries.move_to_end(digest)
                     return hit[1]
                 del entries[digest]
+                self._unfile(digest, hit[2])
         return None
 
-    def put(self, digest: str, now: float, value: T, size: int) -> None:
+    def put(
+        self,
+        digest: str,
+        now: float,
+        value: T,
+        size: int,
+        *,
+        group: str = "",
+        epoch: int | None = None,
+    ) -> bool:
         """
-        Keep *value* for *digest*, read at *now*; past *size* entries, drop
-        the least recently used.
+        Keep *value* for *digest*, read at *now*, filed under *group*; past
+        *size* entries, drop the least recently used.
+
+        With *epoch* (`epoch` read before *value* was looked up), keep
+        nothing if entries were dropped since. Returns whether it was kept.
         """
         entries = self._entries
         with self._lock:
-            entries[digest] = (now, value)
+            if epoch is not None and epoch != self._epoch:
+                return False
+            old = entries.pop(digest, None)
+            if old is not None:
+                self._unfile(digest, old[2])
+            entries[digest] = (now, value, group)
+            self._groups.setdefault(group, set()).add(digest)
             if len(entries) > size:
-                entries.popitem(last=False)
+                gone, (_, _, gone_group) = entries.popitem(last=False)
+                self._unfile(gone, gone_group)
+        return True
+
+    def forget(self, group: str) -> int:
+        """
+        Drop every value filed under *group*; return how many were dropped.
+        """
+        with self._lock:
+            self._epoch += 1
+            digests = self._groups.pop(group, ())
+            for digest in digests:
+                del self._entries[digest]
+            return len(digests)
 
     def clear(self) -> None:
         """
         Forget every value.
         """
         with self._lock:
+            self._epoch += 1
             self._entries.clear()
+            self._groups.clear()
+
+    def __len__(self) -> int:
+        """
+        How many values are kept (expired ones included until looked up).
+        """
+        return len(self._entries)

@@ -10,13 +10,17 @@ command writing the LMDB file while a server runs) can use its key at once.
 Lookups by key keep the tenants they found for a short time (*cache_ttl*,
 half a second by default), so a key re-keyed or deleted by another process
 stops working, and new limits set by it apply, within that time; changes
-made through the same manager apply at once.
+made through the same manager apply at once. Given `KeyRevocations`
+shared by every host (`zerfoo_cloud.stores.redis.RedisKeyRevocations`),
+each change is published and every manager drops the changed tenant's keys
+when the message arrives, well before the time to live runs out.
 """
 
 from __future__ import annotations
 
 import builtins
 import hmac
+import logging
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -49,10 +53,17 @@ from zerfoo_cloud.tenants.validation import (
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
-    from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
+    from zerfoo_cloud.stores.protocols import (
+        KeyRevocations,
+        LimiterStore,
+        Subscription,
+        TenantStore,
+    )
     from zerfoo_cloud.tenant_records import TenantConfig
 
 __all__ = ["TenantManager"]
+
+_log = logging.getLogger("zerfoo_cloud.tenants")
 
 
 class TenantManager:
@@ -73,6 +84,8 @@ class TenantManager:
             `MAX_CACHE_TTL` (0: read the store on every lookup).
         cache_size: at most this many tenants are kept (the least recently
             used go first).
+        revocations: where changes are announced to, and heard from, every
+            manager sharing the store (see below); ``None``: none.
 
     Every method but `get_by_api_key` reads the store, so changes made by
     another process sharing it are seen at once. `get_by_api_key` reads it
@@ -81,6 +94,15 @@ class TenantManager:
     process stops working, and its new limits apply, within that time.
     Changes made through this manager (`update`, `rotate_key`, `delete`)
     apply at once. Methods are safe to call from many threads.
+
+    With *revocations*, every change (`create`, `update`, `rotate_key`,
+    `delete`) is published once the store has it, and the manager drops the
+    keys of any tenant named in a message, whichever manager sent it: a
+    key re-keyed or deleted on one host is refused on every host as soon
+    as the message arrives. When a message is lost the time to live still
+    bounds it, and a subscription that comes back after a disconnection
+    drops every kept tenant. A publish that fails is logged, never raised:
+    the change is made, and other managers see it within *cache_ttl*.
 
     Raises:
         InvalidConfigError: *cache_ttl* or *cache_size* is out of range.
@@ -97,6 +119,7 @@ class TenantManager:
         key_prefix: str = API_KEY_PREFIX,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        revocations: KeyRevocations | None = None,
     ) -> None:
         if store is None or limits is None:
             store = MemoryTenantStore() if store is None else store
@@ -109,9 +132,42 @@ class TenantManager:
         self.cache_ttl = check_ttl(cache_ttl)
         self.cache_size = check_cache_size(cache_size)
         self._cache: KeyCache[Tenant] = KeyCache()
+        self.revocations = revocations
+        self._subscription: Subscription | None = None
+        if revocations is not None:
+            self._subscription = revocations.subscribe(self._revoked)
 
-    def _forget(self) -> None:
-        self._cache.clear()
+    def _revoked(self, tenant_id: str | None) -> None:
+        # A message: drop one tenant's keys, or (None) every key.
+        if tenant_id is None:
+            self._cache.clear()
+        else:
+            self._cache.forget(tenant_id)
+
+    def _changed(self, tenant_id: str) -> None:
+        # After a store write (or a failed one, which may have committed):
+        # this manager forgets at once, the others when the message comes.
+        self._cache.forget(tenant_id)
+        if self.revocations is None:
+            return
+        try:
+            self.revocations.publish(tenant_id)
+        except Exception as exc:  # noqa: BLE001 - the change is made; the TTL bounds the rest
+            _log.warning(
+                "could not announce that tenant %r changed (%s); other hosts "
+                "see it within their cache time to live",
+                tenant_id,
+                exc,
+            )
+
+    def close(self) -> None:
+        """
+        Stop hearing revocations. The stores and the revocations stay open
+        (whoever opened them closes them). Calling it twice is harmless.
+        """
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
 
     def _tenant(self, record: TenantRecord) -> Tenant:
         return Tenant(record, self.limiter)
@@ -141,6 +197,8 @@ class TenantManager:
         self.store.create(record)
         # Limit state left by an earlier tenant of the same id must not apply.
         self.limits.clear(record.id + "\x00")
+        # A key kept from an earlier tenant of this id or key is stale now.
+        self._changed(record.id)
         return self._tenant(record)
 
     def get(self, tenant_id: str) -> Tenant:
@@ -172,17 +230,23 @@ class TenantManager:
             raise TenantNotFoundError(None)
         digest = hash_api_key(api_key)
         ttl = self.cache_ttl
+        cache = self._cache
         if ttl:
             now = self.clock()
-            hit = self._cache.get(digest, now, ttl)
+            hit = cache.get(digest, now, ttl)
             if hit is not None:
                 return hit
+            # A revocation arriving while the store is read keeps what was
+            # read out of the cache (it may be from before the change).
+            epoch = cache.epoch
         record = self.store.get_by_key_hash(digest)
         if record is None or not hmac.compare_digest(record.key_hash, digest):
             raise TenantNotFoundError(None)
         tenant = self._tenant(record)
         if ttl:
-            self._cache.put(digest, now, tenant, self.cache_size)
+            cache.put(
+                digest, now, tenant, self.cache_size, group=record.id, epoch=epoch
+            )
         return tenant
 
     def list(self) -> list[TenantConfig]:
@@ -246,7 +310,7 @@ class TenantManager:
         try:
             record = self.store.update(tenant_id, change)
         finally:
-            self._forget()
+            self._changed(tenant_id)
         return self._tenant(record)
 
     def rotate_key(self, tenant_id: str, *, incarnation: str | None = None) -> str:
@@ -274,5 +338,5 @@ class TenantManager:
         try:
             self.store.delete(tenant_id)
         finally:
-            self._forget()
+            self._changed(tenant_id)
         self.limits.clear(tenant_id + "\x00")

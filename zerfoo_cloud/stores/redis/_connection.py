@@ -1,7 +1,10 @@
 """
 A connection to Redis or a Redis Cluster: opened from a URL, with every
 failure turned into one `zerfoo_cloud.errors.StoreError` that never shows
-the password.
+the password: `zerfoo_cloud.errors.StoreUnavailableError` when Redis
+cannot be reached (refused, timed out, a cluster that is down), a plain
+`zerfoo_cloud.errors.StoreError` for anything else (a script error, a key
+of the wrong type, a wrong password).
 """
 
 from __future__ import annotations
@@ -12,14 +15,35 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zerfoo_cloud._extras import needs_extra
-from zerfoo_cloud.errors import InvalidConfigError, StoreError
+from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
 
 with needs_extra("redis", "Redis counters"):
     import redis
     import redis.cluster
     import redis.exceptions
 
-__all__ = ["RedisConnection"]
+__all__ = ["RedisConnection", "is_unreachable"]
+
+#: What Redis not answering looks like: refused or lost connections,
+#: timeouts, a cluster without a quorum or a primary, a node still loading.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """
+    Whether *exc* (a redis-py error) means Redis cannot be reached now, as
+    opposed to a refusal by a Redis that answered (a wrong password, a script
+    error, a key of the wrong type).
+    """
+    return isinstance(exc, _UNREACHABLE) and not isinstance(
+        exc, redis.exceptions.AuthenticationError
+    )
 
 
 def _location(url: str) -> str:
@@ -39,7 +63,8 @@ class RedisConnection:
     A redis-py client (plain or cluster) and where it points, for messages.
 
     ``guard(what)`` turns any Redis failure in its block into `StoreError`
-    naming *what* failed and where, without the URL's password.
+    naming *what* failed and where, without the URL's password:
+    `StoreUnavailableError` when Redis cannot be reached.
 
     .. versionadded:: 0.1.0
     """
@@ -88,15 +113,20 @@ class RedisConnection:
 
     def error(self, what: str, exc: BaseException) -> StoreError:
         """
-        Return the `StoreError` for *exc*, raised while *what*.
+        Return the error for *exc*, raised while *what*:
+        `StoreUnavailableError` (``store="redis"``) when Redis cannot be
+        reached (`is_unreachable`), else `StoreError`.
         """
         detail = str(exc)
         if self._secret:
             detail = detail.replace(self._secret, "***")
-        return StoreError(
+        message = (
             f"Redis at {self.location} failed while {what}: "
             f"{type(exc).__name__}: {detail}; check that Redis is running and reachable"
         )
+        if is_unreachable(exc):
+            return StoreUnavailableError("redis", message)
+        return StoreError(message)
 
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:

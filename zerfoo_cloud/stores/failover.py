@@ -1,0 +1,333 @@
+"""
+Fail open on a per-host limiter store while the shared one cannot be
+reached: `FailoverLimiterStore`, and `failover_limits`, which builds it the
+way ``serve --counters-fail-open`` does.
+
+By default a limiter store that cannot be reached fails closed: every
+request is refused 503 ``service_unavailable`` with ``Retry-After``
+(`zerfoo_cloud.errors.StoreUnavailableError`). Failing open keeps serving,
+each host enforcing the limits on its own counters meanwhile, so a fleet of
+*n* hosts admits up to *n* times a tenant's limits during an outage.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from zerfoo_cloud.errors import InvalidConfigError, StoreUnavailableError
+from zerfoo_cloud.stores.memory import MemoryLimiterStore
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.buckets import BucketState
+    from zerfoo_cloud.stores.protocols import LimiterStore
+
+__all__ = ["FailoverLimiterStore", "OnFailover", "failover_limits"]
+
+_log = logging.getLogger("zerfoo_cloud.stores")
+
+T = TypeVar("T")
+
+#: ``on_failover(to, error)``: *to* is ``"fallback"`` (with the error that
+#: caused the switch) or ``"primary"`` (with ``None``).
+OnFailover = Callable[[str, StoreUnavailableError | None], None]
+
+#: At most this many tenants' "where was the latest request admitted" are
+#: remembered (the least recently admitted are forgotten first).
+_MAX_GROUPS = 100_000
+
+
+def _group(key: str) -> str:
+    cut = key.find("\x00")
+    return "" if cut < 0 else key[:cut]
+
+
+class FailoverLimiterStore:
+    """
+    A `zerfoo_cloud.stores.protocols.LimiterStore` that uses *primary* (a
+    shared store: `zerfoo_cloud.stores.redis.RedisLimiterStore`) and, while
+    it raises `zerfoo_cloud.errors.StoreUnavailableError`, *fallback* (this
+    host's own: a `zerfoo_cloud.stores.memory.MemoryLimiterStore` or the
+    host's LMDB limits).
+
+    **Switching.** The first call that finds the primary unreachable
+    switches to the fallback and is served there. While on the fallback,
+    one call at a time probes the primary, first *probe_min* seconds after
+    the switch, the wait doubling up to *probe_max* after each probe that
+    fails; the first that succeeds switches back. Each switch is logged
+    once, counted in `switches`, and reported to *on_failover* once, never
+    once per request. Other errors of the primary (a script error, a
+    corrupt record) are raised as they are and switch nothing.
+
+    **Settling where it was admitted.** A concurrency slot taken on the
+    fallback is given back on the fallback, even after the switch back (the
+    store counts, per slot key, the slots it holds there). A settle without
+    a slot goes where the tenant's (the key group's) latest request was
+    admitted; for requests in flight across a switch a refund or a charge
+    may then land on the other store. A settle due on the primary while it
+    is unreachable raises; its lease expires there.
+
+    **What failing open costs.** Counters on the fallback start full and
+    are this host's alone: until the switch back every host enforces each
+    limit separately, and the primary does not see what was taken on the
+    fallback. Reads (`get`, `slots_in_use`) follow the same switch;
+    `slots_in_use` on the primary adds the slots still held on the
+    fallback. `clear` clears both (and raises if the primary cannot be
+    reached); `close` closes both.
+
+    Raises:
+        InvalidConfigError: *probe_min* or *probe_max* is not a positive
+            number of seconds, or *probe_max* is below *probe_min*.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        primary: LimiterStore,
+        fallback: LimiterStore,
+        *,
+        on_failover: OnFailover | None = None,
+        probe_min: float = 0.5,
+        probe_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name, value in (("probe_min", probe_min), ("probe_max", probe_max)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < 1e6  # noqa: PLR2004 - about eleven days
+            ):
+                msg = f"{name} must be a positive number of seconds, not {value!r}"
+                raise InvalidConfigError(msg, field=name)
+        if probe_max < probe_min:
+            msg = (
+                f"probe_max ({probe_max!r}) must not be below probe_min ({probe_min!r})"
+            )
+            raise InvalidConfigError(msg, field="probe_max")
+        self.primary = primary
+        self.fallback = fallback
+        self._on_failover = on_failover
+        self._probe_min = float(probe_min)
+        self._probe_max = float(probe_max)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._probing = threading.Lock()
+        self._on_fallback = False
+        self._delay = self._probe_min
+        self._next_probe = 0.0
+        #: How many times it switched (to the fallback or back).
+        self.switches = 0
+        # Slot key -> slots held on the fallback.
+        self._fallback_slots: dict[str, int] = {}
+        # Group -> whether its latest admission was on the fallback.
+        self._latest: collections.OrderedDict[str, bool] = collections.OrderedDict()
+
+    @property
+    def on_fallback(self) -> bool:
+        """
+        Whether calls go to the fallback now.
+        """
+        return self._on_fallback
+
+    # -- switching ---------------------------------------------------------
+
+    def _switch(self, to_fallback: bool, error: StoreUnavailableError | None) -> None:
+        with self._lock:
+            if self._on_fallback == to_fallback:
+                return
+            self._on_fallback = to_fallback
+            self.switches += 1
+            self._delay = self._probe_min
+            self._next_probe = self._clock() + self._delay
+        if to_fallback:
+            _log.warning(
+                "the limiter store cannot be reached (%s); failing open: "
+                "limits are enforced by this host alone until it answers again",
+                error,
+            )
+        else:
+            _log.warning("the limiter store answers again; limits are shared again")
+        if self._on_failover is not None:
+            try:
+                self._on_failover("fallback" if to_fallback else "primary", error)
+            except Exception:  # noqa: BLE001 - a reporting bug must not fail requests
+                _log.exception("on_failover failed; ignored")
+
+    def _probe_due(self) -> bool:
+        # On the fallback: whether this call should try the primary (one
+        # caller at a time; it then holds _probing until _probed).
+        if self._clock() < self._next_probe:
+            return False
+        return self._probing.acquire(blocking=False)
+
+    def _probed(self, answered: bool) -> None:
+        if not answered:
+            with self._lock:
+                self._delay = min(self._delay * 2, self._probe_max)
+                self._next_probe = self._clock() + self._delay
+        self._probing.release()
+
+    def _route(
+        self, on_primary: Callable[[], T], on_fallback: Callable[[], T]
+    ) -> tuple[T, bool]:
+        # Run on the primary unless on the fallback (and no probe is due);
+        # fall over when it cannot be reached. Returns (result, on fallback).
+        if self._on_fallback:
+            if not self._probe_due():
+                return on_fallback(), True
+            try:
+                result = on_primary()
+            except StoreUnavailableError:
+                self._probed(answered=False)
+                return on_fallback(), True
+            except BaseException:
+                self._probed(answered=True)
+                self._switch(to_fallback=False, error=None)
+                raise
+            self._probed(answered=True)
+            self._switch(to_fallback=False, error=None)
+            return result, False
+        try:
+            return on_primary(), False
+        except StoreUnavailableError as exc:
+            self._switch(to_fallback=True, error=exc)
+            return on_fallback(), True
+
+    def _remember(self, group: str, on_fallback: bool) -> None:
+        with self._lock:
+            latest = self._latest
+            latest[group] = on_fallback
+            latest.move_to_end(group)
+            if len(latest) > _MAX_GROUPS:
+                latest.popitem(last=False)
+
+    # -- the protocol -------------------------------------------------------
+
+    def admit(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        `LimiterStore.admit` on the primary, or on the fallback while the
+        primary cannot be reached.
+        """
+        result, on_fallback = self._route(
+            lambda: self.primary.admit(slot, buckets, now),
+            lambda: self.fallback.admit(slot, buckets, now),
+        )
+        if result[1]:
+            keys = [key for key, _, _, _ in buckets]
+            if slot is not None:
+                keys.append(slot[0])
+                if on_fallback:
+                    with self._lock:
+                        held = self._fallback_slots
+                        held[slot[0]] = held.get(slot[0], 0) + 1
+            if keys:
+                self._remember(_group(keys[0]), on_fallback)
+        return result
+
+    def settle(
+        self,
+        slot_key: str | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> list[float]:
+        """
+        `LimiterStore.settle` on the store that admitted: the fallback for a
+        slot held there (or, without a slot, for a tenant whose latest
+        request it admitted), else the primary.
+        """
+        on_fallback = False
+        if slot_key is not None:
+            with self._lock:
+                held = self._fallback_slots.get(slot_key, 0)
+                if held:
+                    on_fallback = True
+                    if held == 1:
+                        del self._fallback_slots[slot_key]
+                    else:
+                        self._fallback_slots[slot_key] = held - 1
+        elif buckets:
+            with self._lock:
+                on_fallback = self._latest.get(_group(buckets[0][0]), False)
+        if on_fallback:
+            return self.fallback.settle(slot_key, buckets, now)
+        return self.primary.settle(slot_key, buckets, now)
+
+    def get(self, key: str) -> BucketState | None:
+        """
+        The bucket's state on the store in use now.
+        """
+        return self._route(
+            lambda: self.primary.get(key), lambda: self.fallback.get(key)
+        )[0]
+
+    def slots_in_use(self, key: str) -> int:
+        """
+        Slots of *key* taken on the store in use now; on the primary, plus
+        those still held on the fallback.
+        """
+        with self._lock:
+            held = self._fallback_slots.get(key, 0)
+        count, on_fallback = self._route(
+            lambda: self.primary.slots_in_use(key),
+            lambda: self.fallback.slots_in_use(key),
+        )
+        return count if on_fallback else count + held
+
+    def clear(self, prefix: str) -> None:
+        """
+        Clear *prefix* on both stores (the fallback first).
+
+        Raises:
+            StoreUnavailableError: the primary cannot be reached.
+        """
+        self.fallback.clear(prefix)
+        with self._lock:
+            for key in [k for k in self._fallback_slots if k.startswith(prefix)]:
+                del self._fallback_slots[key]
+        self.primary.clear(prefix)
+
+    def close(self) -> None:
+        """
+        Close both stores. Calling it twice is harmless.
+        """
+        try:
+            self.primary.close()
+        finally:
+            self.fallback.close()
+
+    def __repr__(self) -> str:
+        where = "fallback" if self._on_fallback else "primary"
+        return f"FailoverLimiterStore({self.primary!r}, {self.fallback!r}, on {where})"
+
+
+def failover_limits(
+    primary: LimiterStore,
+    *,
+    fallback: LimiterStore | None = None,
+    on_failover: OnFailover | None = None,
+) -> FailoverLimiterStore:
+    """
+    Fail open: the limiter store ``serve --counters-fail-open`` uses.
+
+    *primary* (the shared store) is used while it can be reached, *fallback*
+    (default: a new `zerfoo_cloud.stores.memory.MemoryLimiterStore`, this
+    process's own counters) while it cannot; *on_failover* hears each switch
+    (write it to the audit log, count it in a metric). Without this the
+    shared store fails closed: 503 ``service_unavailable`` with
+    ``Retry-After``.
+    """
+    return FailoverLimiterStore(
+        primary,
+        MemoryLimiterStore() if fallback is None else fallback,
+        on_failover=on_failover,
+    )
