@@ -31,7 +31,11 @@ from zerfoo_cloud.audit_records.entry import (
     make_entry,
 )
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.stores.protocols import ChainedAuditStore, CommittingAuditStore
+from zerfoo_cloud.stores.protocols import (
+    ChainedAuditStore,
+    CommittingAuditStore,
+    LinkAdoptingAuditStore,
+)
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -83,6 +87,11 @@ class AuditLogger(QueuedWriting):
     recognised by the store, so no entry is stored twice; `query`, `verify`
     and `purge` still run in this process, and `close` stops the process.
 
+    A store that links some entries later
+    (`zerfoo_cloud.stores.protocols.LinkAdoptingAuditStore`: a local outbox
+    in front of a shared database) is handed this logger's link when the
+    logger is made, so that what it drains is chained with this secret.
+
     Args:
         store: where entries go.
         secret: the chain key, at least `MIN_SECRET_BYTES` bytes; keep it
@@ -121,6 +130,9 @@ class AuditLogger(QueuedWriting):
         self._key = _secret_key(secret)
         self._linker = _Linker(self._key)
         self._chained = store if isinstance(store, ChainedAuditStore) else None
+        if isinstance(store, LinkAdoptingAuditStore):
+            # Entries it links later (from a local outbox) use our secret.
+            store.adopt_link(self._linker)
         self._committer = (
             store.committer(self._key)
             if isinstance(store, CommittingAuditStore)

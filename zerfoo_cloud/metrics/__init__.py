@@ -48,6 +48,7 @@ from zerfoo_cloud.metrics._labels import (
     UNKNOWN,
 )
 from zerfoo_cloud.metrics._metrics import DEFAULT_BUCKETS, Metrics
+from zerfoo_cloud.metrics._outbox import OutboxMetrics
 from zerfoo_cloud.metrics._resources import ResourceStats
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "UNKNOWN",
     "InFlight",
     "Metrics",
+    "OutboxMetrics",
     "ResourceStats",
     "metrics_app",
     "render_multiprocess",

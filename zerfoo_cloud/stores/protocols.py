@@ -31,7 +31,9 @@ __all__ = [
     "CommittingAuditStore",
     "CommittingBillingStore",
     "KeyRevocations",
+    "KeyedAuditStore",
     "LimiterStore",
+    "LinkAdoptingAuditStore",
     "LoopCommitter",
     "ReplayCache",
     "Subscription",
@@ -456,6 +458,57 @@ class ChainedAuditStore(AuditStore, Protocol):
         Drop entries in seq order while their timestamp is before *before*.
 
         The last one dropped becomes the anchor. Returns how many were dropped.
+        """
+
+
+@runtime_checkable
+class KeyedAuditStore(ChainedAuditStore, Protocol):
+    """
+    **Protocol**: A `ChainedAuditStore` that recognises a batch sent again.
+
+    Its `append_linked` takes a *batch_key*: a batch appended with a key
+    the store has committed before stores nothing and returns ``[]``, in
+    the same transaction that would have appended it. A caller unsure
+    whether a batch was committed (the connection broke before the answer,
+    or the process died) sends it again with the same key, so it is stored
+    exactly once. `zerfoo_cloud.stores.outbox.OutboxAuditStore` detects the
+    keyword (`zerfoo_cloud.stores.outbox.takes_batch_key`) and drains
+    exactly once over such a store, at least once over any other.
+    (``isinstance`` checks method names only, so it cannot tell such a
+    store from a `ChainedAuditStore`: ask ``takes_batch_key``.)
+
+    .. versionadded:: 0.1.0
+    """
+
+    def append_linked(
+        self,
+        entries: Sequence[AuditEntry],
+        link: Callable[[ChainLink, AuditEntry], AuditEntry],
+        *,
+        batch_key: str | None = None,
+    ) -> list[AuditEntry]:
+        """
+        As `ChainedAuditStore.append_linked`; with *batch_key*, nothing is
+        stored (and ``[]`` returned) if a batch with that key was.
+        """
+
+
+@runtime_checkable
+class LinkAdoptingAuditStore(ChainedAuditStore, Protocol):
+    """
+    **Protocol**: A `ChainedAuditStore` that links some entries after its
+    `append_linked` returned (a local outbox drains them later), so it
+    needs the link of the logger that uses it before any entry is logged.
+
+    `zerfoo_cloud.AuditLogger` hands its link (keyed with its secret) to
+    such a store when it is made.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def adopt_link(self, link: Callable[[ChainLink, AuditEntry], AuditEntry]) -> None:
+        """
+        Link the entries it links later with *link*, until another is given.
         """
 
 

@@ -5,16 +5,13 @@ process.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import shutil
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud._fork import on_fork
-from zerfoo_cloud.errors import SchemaMismatchError, StoreError
+from zerfoo_cloud.errors import SchemaMismatchError
 from zerfoo_cloud.stores.lmdb._audit import LMDBAuditStore
 from zerfoo_cloud.stores.lmdb._billing import LMDBBillingStore
 from zerfoo_cloud.stores.lmdb._channel import WriterProcess
@@ -23,6 +20,7 @@ from zerfoo_cloud.stores.lmdb._env import (
     DEFAULT_MAX_MAP_SIZE,
     Environment,
 )
+from zerfoo_cloud.stores.lmdb._folders import FolderRegistry
 from zerfoo_cloud.stores.lmdb._limits import LMDBLimiterStore
 from zerfoo_cloud.stores.lmdb._replay import LMDBReplayCache
 from zerfoo_cloud.stores.lmdb._tenants import LMDBTenantStore
@@ -68,9 +66,6 @@ class LMDBStores:
     .. versionadded:: 0.1.0
     """
 
-    _registry: ClassVar[dict[tuple[int, int], LMDBStores]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(
         self,
         path: Path,
@@ -79,8 +74,6 @@ class LMDBStores:
         max_map_size: int,
     ) -> None:
         self.path = path
-        self._refs = 1
-        self._key = (0, 0)
         self.durable = Environment(
             str(path),
             _DURABLE_DBS,
@@ -159,26 +152,14 @@ class LMDBStores:
             StoreError: the folder cannot be created or opened.
             SchemaMismatchError: it was written by an incompatible version.
         """
-        folder = Path(path)
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = folder.stat()
-        except OSError as exc:
-            msg = f"cannot create the store folder {str(folder)!r}: {exc}"
-            raise StoreError(msg) from exc
-        key = (st.st_dev, st.st_ino)
-        with cls._registry_lock:
-            existing = cls._registry.get(key)
-            if existing is not None and existing._refs > 0:  # noqa: SLF001
-                existing._refs += 1  # noqa: SLF001
-                stores = existing
-            else:
-                stores = cls(folder, map_size=map_size, max_map_size=max_map_size)
-                stores._key = key
-                cls._registry[key] = stores
-            if writer_process:
-                stores._use_writer_process()
-            return stores
+        stores = _OPEN.open(
+            path,
+            lambda folder: cls(folder, map_size=map_size, max_map_size=max_map_size),
+        )
+        if writer_process:
+            with _OPEN.lock:
+                stores._use_writer_process()  # noqa: SLF001 - its own class
+        return stores
 
     def _check_schema(self) -> None:
         meta = self.durable.dbs["meta"]
@@ -232,14 +213,8 @@ class LMDBStores:
         """
         Release this reference; the last one closes the environments.
         """
-        with self._registry_lock:
-            if self._refs <= 0:
-                return
-            self._refs -= 1
-            if self._refs:
-                return
-            if self._registry.get(self._key) is self:
-                del self._registry[self._key]
+        if not _OPEN.release(self):
+            return
         self.volatile.close()
         self.durable.close()
 
@@ -248,7 +223,7 @@ class LMDBStores:
         """
         Whether every reference was closed.
         """
-        return self._refs <= 0
+        return not _OPEN.holds(self)
 
     def __enter__(self) -> LMDBStores:  # noqa: PYI034
         return self
@@ -265,11 +240,5 @@ class LMDBStores:
         return f"LMDBStores({str(self.path)!r})"
 
 
-def _forget_after_fork() -> None:  # pragma: no cover - runs in forked children
-    # The parent's registry entries refer to environments the child must
-    # reopen; the objects stay valid, so the mapping may stay too.
-    with contextlib.suppress(RuntimeError):
-        LMDBStores._registry_lock = threading.Lock()  # noqa: SLF001
-
-
-on_fork(_forget_after_fork)
+#: The store sets open in this process, one per folder.
+_OPEN: FolderRegistry[LMDBStores] = FolderRegistry("store")
