@@ -11,15 +11,30 @@ admit and one settle, a slot and two buckets) on the memory, LMDB and Redis
 stores side by side, and decisions on Redis against `limits`' Redis storage
 (both over one connection to the Redis on 127.0.0.1:6379; skipped with a
 line when it is not running).
+
+Last, the asyncio path an ASGI server takes: admissions per second from
+`CONCURRENCY` coroutines on one event loop (`RateLimiter.admit_async`),
+against `limits`' asyncio strategies on its asyncio Redis storage
+(``limits.aio``, redis-py's asyncio client) at the same concurrency, and
+against its sync API; and whole requests (`Tenant.begin_request_async` +
+`Tenant.end_request_async`) at that concurrency.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
+from limits.aio.strategies import (
+    SlidingWindowCounterRateLimiter as AsyncSlidingWindowCounter,
+)
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import (
     MovingWindowRateLimiter,
@@ -38,6 +53,8 @@ from zerfoo_cloud.stores.redis import RedisLimiterStore
 LIMIT = 10**9
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_PREFIX = f"zc-bench:{os.getpid()}:"
+#: Coroutines admitting at once on one event loop (the asyncio rows).
+CONCURRENCY = 64
 
 
 def _requests_per_second(limits: LimiterStore) -> float:
@@ -83,6 +100,87 @@ def _redis_rows(memory_requests: float) -> list[str]:
         row("limits moving-window (Redis)", peer_moving, peer),
         row("limits sliding-window-counter (Redis)", peer_sliding, peer),
         row("zerfoo-cloud token bucket, Redis store", ours, peer),
+        *_redis_async_rows(peer),
+    ]
+
+
+async def _concurrent_rate(
+    call: Callable[[], Awaitable[object]], seconds: float = 1.0
+) -> float:
+    # Calls per second of CONCURRENCY coroutines each awaiting *call* in a
+    # loop; the best of three runs of about *seconds*.
+    best = 0.0
+    for _ in range(3):
+        done = 0
+        deadline = time.perf_counter() + seconds / 3
+
+        async def worker(deadline: float) -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await call()
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker(deadline) for _ in range(CONCURRENCY)])
+        best = max(best, done / (time.perf_counter() - started))
+    return best
+
+
+async def _async_figures(store: RedisLimiterStore) -> tuple[float, float, float, float]:
+    # Ours (decisions, whole requests) and limits' asyncio strategies.
+    limiter = RateLimiter(store)
+    bucket = Rate(LIMIT)
+    manager = TenantManager(limits=store)
+    manager.create(TenantConfig("acme", generate_api_key(), LIMIT, LIMIT, 10**6))
+    tenant = manager.get("acme")
+
+    async def request() -> None:
+        await tenant.begin_request_async(100)
+        await tenant.end_request_async(100, 60)
+
+    item = RateLimitItemPerMinute(LIMIT)
+    storage = AsyncRedisStorage(
+        "async+" + REDIS_URL,
+        implementation="redispy",
+        key_prefix=REDIS_PREFIX + "limits-aio",
+    )
+    moving = AsyncMovingWindow(storage)
+    sliding = AsyncSlidingWindowCounter(storage)
+    try:
+        ours = await _concurrent_rate(
+            lambda: limiter.admit_async(None, (("tenant", bucket, 1),))
+        )
+        requests = await _concurrent_rate(request)
+        peer_moving = await _concurrent_rate(lambda: moving.hit(item, "tenant"))
+        peer_sliding = await _concurrent_rate(lambda: sliding.hit(item, "tenant"))
+        await storage.reset()
+    finally:
+        await store.async_connection.aclose()  # type: ignore[union-attr]
+    return ours, requests, peer_moving, peer_sliding
+
+
+def _redis_async_rows(peer_sync: float) -> list[str]:
+    # The asyncio path, beside limits' asyncio and sync figures on Redis.
+    try:
+        store = RedisLimiterStore.from_url(REDIS_URL, prefix=REDIS_PREFIX)
+        store.clear("")
+    except StoreError as exc:
+        return [f"   (asyncio Redis rows skipped: {exc})"]
+    try:
+        ours, requests, peer_moving, peer_sliding = asyncio.run(_async_figures(store))
+        store.clear("")
+    finally:
+        store.close()
+    peer = max(peer_moving, peer_sliding)
+    return [
+        f"   asyncio: {CONCURRENCY} coroutines on one event loop, one process",
+        "   (baseline: limits' fastest asyncio strategy on its asyncio Redis",
+        "   storage at the same concurrency; then its sync single thread)",
+        row("limits.aio moving-window (Redis)", peer_moving, peer),
+        row("limits.aio sliding-window-counter (Redis)", peer_sliding, peer),
+        row("zerfoo-cloud admit_async, Redis store", ours, peer),
+        row("zerfoo-cloud admit_async vs limits' fastest sync", ours, peer_sync),
+        row("whole requests, begin/end_request_async", requests, peer),
     ]
 
 

@@ -172,12 +172,20 @@ REDIS_PARAMS = [
     pytest.param("redis-cluster", marks=pytest.mark.redis, id="redis-cluster"),
 ]
 
+#: The same, driven through the stores' asyncio calls.
+REDIS_ASYNC_PARAMS = [
+    pytest.param("redis-async", marks=pytest.mark.redis, id="redis-async"),
+    pytest.param(
+        "redis-cluster-async", marks=pytest.mark.redis, id="redis-cluster-async"
+    ),
+]
+
 
 def redis_target(request: pytest.FixtureRequest) -> tuple[str, bool]:
     """
     ``(url, cluster)`` of the Redis backend *request* is parametrized with.
     """
-    if request.param == "redis":
+    if request.param in {"redis", "redis-async"}:
         return request.getfixturevalue("redis_url"), False
     return request.getfixturevalue("redis_cluster_url"), True
 

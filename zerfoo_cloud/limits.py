@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -54,6 +54,16 @@ __all__ = [
     "refill_all",
     "take_all",
     "take_from",
+]
+
+#: `AsyncLimiterStore.admit_async` and `settle_async`, bound.
+_AdmitAsync = Callable[
+    [tuple[str, int] | None, Sequence[tuple[str, float, float, int]], float],
+    Awaitable[tuple[bool, bool, list[float]]],
+]
+_SettleAsync = Callable[
+    [str | None, Sequence[tuple[str, float, float, int]], float],
+    Awaitable[list[float]],
 ]
 
 #: Limits are kept in doubles: integers up to this are exact.
@@ -128,6 +138,40 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
     )
 
 
+def _store_buckets(
+    requests: Sequence[tuple[str, Rate, int]],
+) -> list[tuple[str, float, float, int]]:
+    # The buckets of `LimiterStore.admit` for ``(key, rate, cost)`` requests.
+    return [(key, rate.capacity, rate.per_second, cost) for key, rate, cost in requests]
+
+
+def _admission(
+    free: bool,
+    allowed: bool,
+    levels: list[float],
+    requests: Sequence[tuple[str, Rate, int]],
+) -> tuple[bool, tuple[Decision, ...]]:
+    # `RateLimiter.admit`'s answer for what the store's admit returned.
+    if not free:
+        return False, tuple(
+            _decision(level + EPSILON >= 1, level, rate, 1)
+            for level, (_, rate, _) in zip(levels, requests, strict=True)
+        )
+    if allowed:
+        return True, tuple(
+            [
+                _granted(level, request[1])
+                for level, request in zip(levels, requests, strict=True)
+            ]
+        )
+    return True, tuple(
+        [
+            _decision(level + EPSILON >= cost, level, rate, cost)
+            for level, (_, rate, cost) in zip(levels, requests, strict=True)
+        ]
+    )
+
+
 class RateLimiter:
     """
     Token-bucket limits over a `LimiterStore`.
@@ -146,6 +190,9 @@ class RateLimiter:
         # Bound once: the two calls of every request.
         self._admit = store.admit
         self._settle = store.settle
+        # And their asyncio twins, on a store that has them.
+        self._admit_async: _AdmitAsync | None = getattr(store, "admit_async", None)
+        self._settle_async: _SettleAsync | None = getattr(store, "settle_async", None)
 
     def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
         """
@@ -186,31 +233,26 @@ class RateLimiter:
             as `acquire_many` returns them.
         """
         free, allowed, levels = self._admit(
-            slot,
-            [
-                (key, rate.capacity, rate.per_second, cost)
-                for key, rate, cost in requests
-            ],
-            self.clock(),
+            slot, _store_buckets(requests), self.clock()
         )
-        if not free:
-            return False, tuple(
-                _decision(level + EPSILON >= 1, level, rate, 1)
-                for level, (_, rate, _) in zip(levels, requests, strict=True)
-            )
-        if allowed:
-            return True, tuple(
-                [
-                    _granted(level, request[1])
-                    for level, request in zip(levels, requests, strict=True)
-                ]
-            )
-        return True, tuple(
-            [
-                _decision(level + EPSILON >= cost, level, rate, cost)
-                for level, (_, rate, cost) in zip(levels, requests, strict=True)
-            ]
-        )
+        return _admission(free, allowed, levels, requests)
+
+    async def admit_async(
+        self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
+    ) -> tuple[bool, tuple[Decision, ...]]:
+        """
+        `admit`, awaited: on a store with ``admit_async``
+        (`zerfoo_cloud.stores.protocols.AsyncLimiterStore`) the event loop
+        runs other work while the store answers; on any other store it is
+        the sync call (memory and LMDB never wait on the network).
+        """
+        buckets = _store_buckets(requests)
+        admit = self._admit_async
+        if admit is None:
+            free, allowed, levels = self._admit(slot, buckets, self.clock())
+        else:
+            free, allowed, levels = await admit(slot, buckets, self.clock())
+        return _admission(free, allowed, levels, requests)
 
     def settle(
         self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
@@ -236,6 +278,31 @@ class RateLimiter:
             if slot_key is not None:
                 with contextlib.suppress(Exception):
                     self._settle(slot_key, (), now)
+            raise
+
+    async def settle_async(
+        self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
+    ) -> None:
+        """
+        `settle`, awaited, as `admit_async`.
+        """
+        settle = self._settle_async
+        if settle is None:
+            self.settle(slot_key, bucket)
+            return
+        if bucket is None or not bucket[2]:
+            if slot_key is not None:
+                await settle(slot_key, (), self.clock())
+            return
+        key, rate, delta = bucket
+        now = self.clock()
+        try:
+            await settle(slot_key, ((key, rate.capacity, rate.per_second, delta),), now)
+        except BaseException:
+            # Nothing changed: still try to give the slot back.
+            if slot_key is not None:
+                with contextlib.suppress(Exception):
+                    await settle(slot_key, (), now)
             raise
 
     def refund(self, key: str, rate: Rate, units: int) -> Decision:

@@ -1,6 +1,7 @@
 """
 A service under test for the accounting invariant: an OpenAI-like app served
-as ASGI, as WSGI, or behind `UpstreamProxy` from a real upstream server, each
+as ASGI, as WSGI (``asgi-redis``: ASGI with its limits in Redis, the asyncio path),
+or behind `UpstreamProxy` from a real upstream server, each
 wrapped by a `CloudServer` with a meter, an audit logger, a usage recorder
 and metrics, on a frozen clock.
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from zerfoo_cloud.http._types import Receive, Scope, Send
+    from zerfoo_cloud.stores.protocols import LimiterStore
     from zerfoo_cloud.tenants import Tenant
 
 ADAPTERS = ("asgi", "wsgi", "proxy")
@@ -82,13 +84,15 @@ class Service:
     *proxy_options* go to the `UpstreamProxy` of the ``proxy`` adapter.
     """
 
-    def __init__(self, adapter: str, **proxy_options: Any) -> None:
+    def __init__(
+        self, adapter: str, *, limits: LimiterStore | None = None, **proxy_options: Any
+    ) -> None:
         self.adapter = adapter
         self.proxy_options: dict[str, Any] = {"read_timeout": 10, **proxy_options}
         self.calls: list[str] = []
         self.recorder_fails = False
         self.events: list[UsageEvent] = []
-        self.tenants = TenantManager(clock=lambda: NOW)
+        self.tenants = TenantManager(limits=limits, clock=lambda: NOW)
         self.billing = MemoryBillingStore()
         self.audit_store = MemoryAuditStore()
         self.meter = TokenMeter(self.billing)
@@ -185,7 +189,7 @@ class Service:
                 self.url = url
                 yield self
             return
-        if self.adapter == "asgi":
+        if self.adapter in {"asgi", "asgi-redis"}:
             self.server = CloudServer(
                 self.asgi_app, self.tenants, self.meter, interface="asgi", **options
             )

@@ -11,12 +11,14 @@ request path raise and checks that, then that the next request is served.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import httpx
 import pytest
 
+from tests._redis_servers import REDIS_URL, START_REDIS, missing, single_redis_up
 from tests.http._invariant import ADAPTERS, SLOTS, Service
 from tests.http._support import wait_until
 from zerfoo_cloud import AuditLogger, TokenMeter
@@ -25,6 +27,7 @@ from zerfoo_cloud.http._policy import Policy
 from zerfoo_cloud.http._response_meter import ResponseMeter
 from zerfoo_cloud.http._usage import UsageSlot
 from zerfoo_cloud.metrics import InFlight, Metrics
+from zerfoo_cloud.stores.redis import RedisLimiterStore
 from zerfoo_cloud.tenants import Tenant
 
 CHAT = "/v1/chat/completions"
@@ -53,9 +56,17 @@ class Fault(NamedTuple):
     failure: bool = False
 
 
+async def _boom_async(*_: object, **__: object) -> Any:
+    _boom()
+
+
 def _patch(target: object, name: str) -> Callable[[pytest.MonkeyPatch, Service], None]:
+    """Make *name* raise, and its asyncio twin ``<name>_async`` if it has one."""
+
     def inject(mp: pytest.MonkeyPatch, service: Service) -> None:
         mp.setattr(target, name, _boom)
+        if hasattr(target, name + "_async"):
+            mp.setattr(target, name + "_async", _boom_async)
 
     return inject
 
@@ -100,10 +111,32 @@ FAULTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=ADAPTERS)
+@pytest.fixture(
+    scope="module",
+    params=[*ADAPTERS, pytest.param("asgi-redis", marks=pytest.mark.redis)],
+)
 def service(request: pytest.FixtureRequest) -> Iterator[Service]:
-    with Service(request.param).running() as running:
-        yield running
+    if request.param != "asgi-redis":
+        with Service(request.param).running() as running:
+            yield running
+        return
+    # The asyncio path: limits in Redis, on the frozen clock of the others.
+    if not single_redis_up():
+        missing(f"Redis is not running on 127.0.0.1:6379: start it with {START_REDIS}")
+    store = RedisLimiterStore.from_url(
+        REDIS_URL,
+        prefix=f"zc-test:{uuid.uuid4().hex}:",
+        trust_caller_clock=True,
+    )
+    try:
+        with Service(request.param, limits=store).running() as running:
+            yield running
+            store.close()  # its asyncio client closes on the server's loop
+    finally:
+        store.close()
+        cleaner = RedisLimiterStore.from_url(REDIS_URL, prefix=store._keys.prefix)
+        cleaner.clear("")
+        cleaner.close()
 
 
 def _post(service: Service, key: str, mode: str) -> httpx.Response | None:

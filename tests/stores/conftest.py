@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._redis_servers import REDIS_PARAMS, redis_target
+from tests._redis_servers import REDIS_ASYNC_PARAMS, REDIS_PARAMS, redis_target
+from tests.stores._async_driven import AsyncDriven
 from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
@@ -52,6 +53,7 @@ def tenant_store(
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
         pytest.param("failover", marks=pytest.mark.memory, id="failover"),
         *REDIS_PARAMS,
+        *REDIS_ASYNC_PARAMS,
     ]
 )
 def limiter_store(
@@ -62,7 +64,9 @@ def limiter_store(
     smallest one written outside the library) and `FailoverLimiterStore`
     over two memory stores.
 
-    The Redis stores trust the caller's clock, as the suite moves time by hand.
+    The Redis stores trust the caller's clock, as the suite moves time by
+    hand; the ``-async`` ones are driven through `admit_async` and
+    `settle_async` (`AsyncDriven`).
     """
     if request.param == "memory":
         yield MemoryLimiterStore()
@@ -77,6 +81,12 @@ def limiter_store(
         store = RedisLimiterStore.from_url(
             url, cluster=cluster, prefix=redis_prefix, trust_caller_clock=True
         )
+        if request.param.endswith("-async"):
+            driven = AsyncDriven(store)
+            yield driven
+            driven.clear("")
+            driven.close()
+            return
         yield store
         store.clear("")
         store.close()

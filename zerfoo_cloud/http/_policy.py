@@ -26,6 +26,7 @@ Every name above is importable from this module.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Protocol
 
 from zerfoo_cloud.errors import (
@@ -33,6 +34,7 @@ from zerfoo_cloud.errors import (
     ModelNotAllowedError,
     RateLimitedError,
     RequestOverBudgetError,
+    StoreError,
     TenantNotFoundError,
     UnauthorizedError,
 )
@@ -62,6 +64,7 @@ from zerfoo_cloud.http._settlement import (
     Ticket,
     _measured,
     _settle_apart,
+    _settle_apart_async,
     _unpin,
     clamp_usage,
     describe_failure,
@@ -72,12 +75,12 @@ from zerfoo_cloud.http._settlement import (
 from zerfoo_cloud.metering import new_request_id
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from contextlib import AbstractContextManager
 
     from zerfoo_cloud.http._response_meter import ResponseMeter
     from zerfoo_cloud.http._usage import Usage, UsageSlot
-    from zerfoo_cloud.tenants import Tenant, TenantManager
+    from zerfoo_cloud.tenants import Admission, Tenant, TenantManager
 
 __all__ = [
     "MAX_TOKENS_LIMIT",
@@ -147,6 +150,14 @@ class Policy:
         self.options = options
         self.resources = resources
         self.healthy = True
+        #: Whether the limiter store waits on the network (it has
+        #: ``admit_async``: Redis): the ASGI adapter then awaits
+        #: `admit_async` and `finisher_async`, else it calls `admit` and
+        #: `finisher` as they are (memory, LMDB: no wait, no thread hop).
+        self.limits_wait = hasattr(tenants.limits, "admit_async")
+        #: Whether the tenant store waits on the network (``blocking_io``):
+        #: `authenticate_async` then reads it in a worker thread.
+        self.tenants_wait = bool(getattr(tenants.store, "blocking_io", False))
 
     def health(self) -> tuple[int, bytes]:
         """
@@ -169,6 +180,19 @@ class Policy:
             return self.tenants.get_by_api_key(api_key)
         except TenantNotFoundError:
             raise UnauthorizedError("invalid") from None
+
+    async def authenticate_async(self, api_key: str | None) -> Tenant:
+        """
+        `authenticate` without blocking the event loop: a tenant the cache
+        holds is returned at once; a lookup in a tenant store that waits on
+        the network (``blocking_io``) runs in a worker thread.
+        """
+        if api_key is not None and self.tenants_wait:
+            hit = self.tenants.cached_by_api_key(api_key)
+            if hit is not None:
+                return hit
+            return await asyncio.to_thread(self.authenticate, api_key)
+        return self.authenticate(api_key)
 
     def inspect(self, method: str, path: str, body: bytes) -> RequestInfo:
         """
@@ -193,6 +217,39 @@ class Policy:
                 whole token budget (no wait would let it pass).
             RateLimitedError: a limit refused it.
         """
+        reserve = self._reserve(tenant, info)
+        admission = tenant.begin_request(reserve)
+        self._check_admission(tenant, admission, reserve)
+        try:
+            pin = self._pin_for(info.model)
+        except BaseException:
+            tenant.release_concurrent()
+            raise
+        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+
+    async def admit_async(self, tenant: Tenant, info: RequestInfo) -> Ticket:
+        """
+        `admit`, awaited: the event loop runs other work while a limiter
+        store on the network (Redis) answers (`Tenant.begin_request_async`).
+
+        Raises:
+            StoreUnavailableError: the limiter store cannot be reached;
+                nothing was taken.
+            InvalidRequestError, ModelNotAllowedError,
+            RequestOverBudgetError, RateLimitedError: as `admit`.
+        """
+        reserve = self._reserve(tenant, info)
+        admission = await tenant.begin_request_async(reserve)
+        self._check_admission(tenant, admission, reserve)
+        try:
+            pin = self._pin_for(info.model)
+        except BaseException:
+            await tenant.release_concurrent_async()
+            raise
+        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+
+    def _reserve(self, tenant: Tenant, info: RequestInfo) -> int:
+        # The checks before taking anything; returns the token reservation.
         model = info.model
         record = tenant.record
         if info.default_model and record.model_allow_list:
@@ -209,7 +266,12 @@ class Policy:
         reserve = info.reserve
         if budget and reserve > budget:
             raise RequestOverBudgetError(tenant.id, model, budget, reserve)
-        admission = tenant.begin_request(reserve)
+        return reserve
+
+    @staticmethod
+    def _check_admission(tenant: Tenant, admission: Admission, reserve: int) -> None:
+        # Raise `RateLimitedError` for a refused admission.
+        record = tenant.record
         if admission.concurrency_refused:
             raise RateLimitedError(
                 tenant.id,
@@ -229,16 +291,14 @@ class Policy:
                 requests=admission.requests,
                 tokens=admission.tokens,
                 requested=1 if by_requests else reserve,
-                capacity=record.rate_limit if by_requests else budget,
+                capacity=record.rate_limit if by_requests else record.token_budget,
             )
-        pin = None
+
+    def _pin_for(self, model: str) -> AbstractContextManager[object] | None:
+        # The pin keeping *model* loaded while the request runs, if any.
         if model and self.resources is not None:
-            try:
-                pin = self._pin(model)
-            except BaseException:
-                tenant.release_concurrent()
-                raise
-        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+            return self._pin(model)
+        return None
 
     def _pin(self, model: str) -> AbstractContextManager[object] | None:
         assert self.resources is not None
@@ -275,6 +335,8 @@ class Policy:
         """
         if isinstance(exc, RateLimitedError):
             headers = rate_limit_headers(exc.requests, exc.tokens)
+        elif isinstance(exc, StoreError):
+            headers = []  # the store failed: not asked again
         else:
             try:
                 headers = self.quota_headers(tenant)
@@ -325,7 +387,6 @@ class Policy:
         (`clamp_usage`); and when `settle` raises, the slot and the
         reservation are settled one by one instead.
         """
-        method, path, remote = request
 
         def finish(status: int, meter: ResponseMeter | None) -> Finished:
             failures: list[str] = []
@@ -337,18 +398,39 @@ class Policy:
             except Exception as exc:  # noqa: BLE001 - settled step by step below
                 failures.append(describe_failure("settlement", exc))
                 failures.extend(_settle_apart(ticket, billed.total_tokens))
-            return Finished(
-                ticket.tenant.id,
-                billed,
-                ticket.info.model,
-                status,
-                method,
-                path,
-                remote,
-                request_id=ticket.request_id,
-                correlation_id=correlation_id,
-                clamped=clamped,
-                failures=tuple(failures),
+            return _finished(
+                ticket, billed, status, request, correlation_id, clamped, failures
+            )
+
+        return finish
+
+    def finisher_async(
+        self,
+        ticket: Ticket,
+        slot: UsageSlot,
+        request: tuple[str, str, str],
+        *,
+        correlation_id: str | None = None,
+    ) -> Callable[[int, ResponseMeter | None], Awaitable[Finished]]:
+        """
+        `finisher`, awaited: ``await finish(status, meter)`` settles with
+        `settle_async` (then step by step with the store's asyncio calls),
+        so the event loop runs other work while a limiter store on the
+        network answers. It never raises either.
+        """
+
+        async def finish(status: int, meter: ResponseMeter | None) -> Finished:
+            failures: list[str] = []
+            usage, streamed = _measured(slot, meter, failures)
+            billed = usage or fallback_usage(ticket.info, status, streamed)
+            billed, clamped = clamp_usage(billed)
+            try:
+                await self.settle_async(ticket, billed, status, streamed)
+            except Exception as exc:  # noqa: BLE001 - settled step by step below
+                failures.append(describe_failure("settlement", exc))
+                failures.extend(await _settle_apart_async(ticket, billed.total_tokens))
+            return _finished(
+                ticket, billed, status, request, correlation_id, clamped, failures
             )
 
         return finish
@@ -375,3 +457,45 @@ class Policy:
         finally:
             _unpin(ticket)
         return billed
+
+    async def settle_async(
+        self, ticket: Ticket, usage: Usage | None, status: int, streamed_events: int
+    ) -> Usage:
+        """
+        `settle`, awaited (`Tenant.end_request_async`).
+        """
+        billed = usage or fallback_usage(ticket.info, status, streamed_events)
+        if ticket.settled:
+            return billed
+        ticket.settled = True
+        try:
+            await ticket.tenant.end_request_async(ticket.reserved, billed.total_tokens)
+        finally:
+            _unpin(ticket)
+        return billed
+
+
+def _finished(  # noqa: PLR0917 - the whole record of one request
+    ticket: Ticket,
+    billed: Usage,
+    status: int,
+    request: tuple[str, str, str],
+    correlation_id: str | None,
+    clamped: bool,
+    failures: list[str],
+) -> Finished:
+    # The record of a settled request.
+    method, path, remote = request
+    return Finished(
+        ticket.tenant.id,
+        billed,
+        ticket.info.model,
+        status,
+        method,
+        path,
+        remote,
+        request_id=ticket.request_id,
+        correlation_id=correlation_id,
+        clamped=clamped,
+        failures=tuple(failures),
+    )

@@ -117,8 +117,19 @@ class _MeteredPolicy(Policy):
         _STARTED.set(time.perf_counter())
         return super().authenticate(api_key)
 
+    async def authenticate_async(self, api_key: str | None) -> Tenant:
+        # Set here: a lookup in a worker thread sets it in that thread's copy.
+        _STARTED.set(time.perf_counter())
+        return await super().authenticate_async(api_key)
+
     def admit(self, tenant: Tenant, info: RequestInfo) -> Ticket:
-        ticket = super().admit(tenant, info)
+        return self._started(tenant, super().admit(tenant, info))
+
+    async def admit_async(self, tenant: Tenant, info: RequestInfo) -> Ticket:
+        return self._started(tenant, await super().admit_async(tenant, info))
+
+    def _started(self, tenant: Tenant, ticket: Ticket) -> Ticket:
+        # Count the admitted request in flight (metrics never refuse it).
         try:
             stale = _FLIGHT.get()
             if stale is not None:  # a request of this thread that never finished

@@ -176,6 +176,30 @@ def _settle_apart(ticket: Ticket, used: int) -> list[str]:
             tenant.deduct_tokens(used - ticket.reserved)
     except Exception as exc:  # noqa: BLE001 - reported by the caller
         failed.append(describe_failure("token reconciliation", exc))
+    return _unpin_apart(ticket, failed)
+
+
+async def _settle_apart_async(ticket: Ticket, used: int) -> list[str]:
+    """
+    `_settle_apart`, awaited: the store's asyncio calls
+    (`Policy.settle_async` failed).
+    """
+    ticket.settled = True
+    tenant = ticket.tenant
+    failed = []
+    try:
+        await tenant.release_concurrent_async()
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        failed.append(describe_failure("slot release", exc))
+    try:
+        await tenant.reconcile_tokens_async(ticket.reserved, used)
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        failed.append(describe_failure("token reconciliation", exc))
+    return _unpin_apart(ticket, failed)
+
+
+def _unpin_apart(ticket: Ticket, failed: list[str]) -> list[str]:
+    # The last step of settling apart: unpin, *failed* and its failure.
     try:
         _unpin(ticket)
     except Exception as exc:  # noqa: BLE001 - reported by the caller

@@ -11,6 +11,7 @@ message at a time: nothing of the response is buffered, whatever its size.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from zerfoo_cloud.errors import (
     DuplicateHeaderError,
+    RateLimitedError,
     RequestTooLargeError,
+    StoreError,
 )
 from zerfoo_cloud.http._accounting import (
     CLIENT_CLOSED_REQUEST,
@@ -49,7 +52,7 @@ from zerfoo_cloud.http._response_meter import ResponseMeter
 from zerfoo_cloud.http._usage import TENANT_KEY, USAGE_KEY, UsageSlot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.http._policy import Policy, RequestInfo
@@ -60,6 +63,10 @@ if TYPE_CHECKING:
 __all__ = ["BillingMiddleware", "CloudMiddleware"]
 
 _log = logging.getLogger("zerfoo_cloud.http")
+
+#: Settlements under way whose request's task was cancelled: each still
+#: runs to its end (`_Exchange.finished`), held here until it does.
+_SETTLING: set[asyncio.Task[Finished]] = set()
 
 _HealthHeaders = [
     (b"content-type", b"application/json"),
@@ -168,6 +175,7 @@ class _Exchange:
         "durable",
         "extra_headers",
         "finish",
+        "finish_async",
         "held",
         "holding",
         "meter",
@@ -194,6 +202,8 @@ class _Exchange:
         durable: bool,
         request_id: str | None = None,
         models: Callable[[str], bool] | None = None,
+        finish_async: Callable[[int, ResponseMeter | None], Awaitable[Finished]]
+        | None = None,
     ) -> None:
         self.upstream_receive = receive
         self.upstream_send = send
@@ -202,6 +212,7 @@ class _Exchange:
         self.metering = True
         self.extra_headers = extra_headers
         self.finish = finish
+        self.finish_async = finish_async
         self.accounting = accounting
         self.durable = durable
         self.request_id = request_id
@@ -239,9 +250,9 @@ class _Exchange:
             # Always re-raise, so that the server logs the error.
             raise
         finally:
-            self.account(self.status or 500)
+            await self.account(self.status or 500)
 
-    def account(self, status: int) -> Finished | None:
+    async def account(self, status: int) -> Finished | None:
         """
         Account the request, once: returns its record the first time,
         ``None`` after. Never raises (`Policy.finisher`, `Accounting.account`).
@@ -249,9 +260,37 @@ class _Exchange:
         if self.accounted:
             return None
         self.accounted = True
-        finished = self.finish(status, self.meter if self.metering else None)
+        if self.finish_async is None:  # inline: no coroutine on the common path
+            finished = self.finish(status, self.meter if self.metering else None)
+        else:
+            finished = await self.finished(status)
         self.accounting.submit(finished)
         return finished
+
+    async def finished(self, status: int) -> Finished:
+        """
+        Settle the request and return its record: with *finish* inline, or
+        awaiting *finish_async* (a limiter store on the network). The
+        settlement runs to its end even if this task is cancelled while it
+        waits; its record is then submitted when it ends.
+        """
+        meter = self.meter if self.metering else None
+        finish_async = self.finish_async
+        if finish_async is None:
+            return self.finish(status, meter)
+        task = asyncio.ensure_future(finish_async(status, meter))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            _SETTLING.add(task)
+            task.add_done_callback(self._submit_late)
+            raise
+
+    def _submit_late(self, task: asyncio.Task[Finished]) -> None:
+        # The settlement of a cancelled request ended: account it now.
+        _SETTLING.discard(task)
+        if not task.cancelled():
+            self.accounting.submit(task.result())
 
     def _meter_failed(self, exc: Exception) -> None:
         self.metering = False
@@ -343,7 +382,7 @@ class _Exchange:
         """
         if self.durable and not self.accounted:
             self.accounted = True
-            finished = self.finish(status, self.meter if self.metering else None)
+            finished = await self.finished(status)
             await self.accounting.submit_durable(finished)
 
     async def _before_sending(self, size: int) -> None:
@@ -368,7 +407,7 @@ class _Exchange:
         await self._account_durably(self.status)
         await self._send_pending_start()
         await self.upstream_send(message)
-        self.account(self.status)
+        await self.account(self.status)
 
     async def _hold(self, chunk: bytes, *, more: bool) -> None:
         """
@@ -466,7 +505,12 @@ class CloudMiddleware:
             authorization, api_key, length, client_id = _request_headers(scope)
             if client_id is not None:
                 correlation = client_request_id(client_id)
-            tenant = policy.authenticate(api_key_from(authorization, api_key))
+            key = api_key_from(authorization, api_key)
+            tenant = (
+                await policy.authenticate_async(key)
+                if policy.tenants_wait
+                else policy.authenticate(key)
+            )
             body = await _read_body(receive, options.max_body_bytes, length)
             if body is None:
                 self._gone(tenant, (model, method, path, remote), correlation)
@@ -475,7 +519,11 @@ class CloudMiddleware:
             model = info.model
             route = model_route(method, path)
             check_model_route(route, tenant)
-            ticket = policy.admit(tenant, info)
+            ticket = (
+                await policy.admit_async(tenant, info)
+                if policy.limits_wait
+                else policy.admit(tenant, info)
+            )
         except Exception as exc:  # noqa: BLE001 - every refusal is answered and audited
             await self._refuse(
                 exc, tenant, (model, method, path, remote), correlation, send
@@ -485,6 +533,13 @@ class CloudMiddleware:
         slot = UsageSlot()
         finish = policy.finisher(
             ticket, slot, (method, path, remote), correlation_id=correlation
+        )
+        finish_async = (
+            policy.finisher_async(
+                ticket, slot, (method, path, remote), correlation_id=correlation
+            )
+            if policy.limits_wait
+            else None
         )
         models = None
         if route is not None and route[0] and tenant.record.model_allow_list:
@@ -499,6 +554,7 @@ class CloudMiddleware:
             durable=options.durable,
             request_id=request_id,
             models=models,
+            finish_async=finish_async,
         )
 
         def setup() -> None:
@@ -524,9 +580,26 @@ class CloudMiddleware:
         Answer a request refused (or failed) before the app ran, and account
         it: an OpenAI-shaped error, one audit entry.
         """
-        refusal, finished = refuse_safely(
-            self.policy, self.accounting, exc, tenant, request, correlation
-        )
+        policy = self.policy
+        if (
+            tenant is not None
+            and policy.limits_wait
+            and not isinstance(exc, (RateLimitedError, StoreError))
+        ):
+            # Its quota headers are read from a store on the network.
+            refusal, finished = await asyncio.to_thread(
+                refuse_safely,
+                policy,
+                self.accounting,
+                exc,
+                tenant,
+                request,
+                correlation,
+            )
+        else:
+            refusal, finished = refuse_safely(
+                policy, self.accounting, exc, tenant, request, correlation
+            )
         await self.accounting.submit_refusal(
             finished, durable=self.policy.options.durable
         )

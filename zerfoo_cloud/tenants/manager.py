@@ -249,6 +249,16 @@ class TenantManager:
             )
         return tenant
 
+    def cached_by_api_key(self, api_key: str) -> Tenant | None:
+        """
+        Return the tenant whose key is *api_key* if the cache holds it,
+        else ``None``; never reads the store (so it never waits on one).
+        """
+        ttl = self.cache_ttl
+        if not ttl or not isinstance(api_key, str) or not api_key:
+            return None
+        return self._cache.get(hash_api_key(api_key), self.clock(), ttl)
+
     def list(self) -> list[TenantConfig]:
         """
         Return every tenant's settings (keys redacted), ordered by id.

@@ -90,23 +90,35 @@ class Tenant:
 
     # -- the admission primitive ----------------------------------------
 
-    def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
-        # One request, *tokens* tokens and *slot* (when given): all or none.
-        req_rate, tok_rate = self._req_rate, self._tok_rate
+    def _asks(self, tokens: int) -> list[tuple[str, Rate, int]]:
+        # The buckets one request with *tokens* tokens takes from.
         asks: list[tuple[str, Rate, int]] = []
-        if req_rate is not None:
-            asks.append((self._req_key, req_rate, 1))
-        if tok_rate is not None:
-            asks.append((self._tok_key, tok_rate, tokens))
-        if slot is None and not asks:
-            return _ADMITTED
-        free, decisions = self._limiter.admit(slot, asks)
-        req = decisions[0] if req_rate is not None else None
-        tok = decisions[-1] if tok_rate is not None else None
+        if self._req_rate is not None:
+            asks.append((self._req_key, self._req_rate, 1))
+        if self._tok_rate is not None:
+            asks.append((self._tok_key, self._tok_rate, tokens))
+        return asks
+
+    def _outcome(self, free: bool, decisions: tuple[Decision, ...]) -> Admission:
+        # The admission for what `RateLimiter.admit` answered.
+        req = decisions[0] if self._req_rate is not None else None
+        tok = decisions[-1] if self._tok_rate is not None else None
         if not free:
             return Admission(False, req, tok, concurrency_refused=True)
         allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
         return Admission(allowed, req, tok)
+
+    def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
+        # One request, *tokens* tokens and *slot* (when given): all or none.
+        asks = self._asks(tokens)
+        if slot is None and not asks:
+            return _ADMITTED
+        return self._outcome(*self._limiter.admit(slot, asks))
+
+    def _slot(self) -> tuple[str, int] | None:
+        # The concurrency slot a whole request takes, if it is limited.
+        limit = self._record.max_concurrent_requests
+        return (self._con_key, limit) if limit else None
 
     # -- requests ---------------------------------------------------------
 
@@ -205,8 +217,21 @@ class Tenant:
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises
-        limit = self._record.max_concurrent_requests
-        return self._admission(tokens, (self._con_key, limit) if limit else None)
+        return self._admission(tokens, self._slot())
+
+    async def begin_request_async(self, tokens: int) -> Admission:
+        """
+        `begin_request`, awaited: on a store with ``admit_async`` (Redis)
+        the event loop runs other work while the store answers; on any
+        other store it is the sync call.
+        """
+        if type(tokens) is not int or tokens < 0:
+            check_units(tokens)  # raises
+        slot = self._slot()
+        asks = self._asks(tokens)
+        if slot is None and not asks:
+            return _ADMITTED
+        return self._outcome(*await self._limiter.admit_async(slot, asks))
 
     def end_request(self, reserved: int, used: int) -> None:
         """
@@ -215,6 +240,23 @@ class Tenant:
         them), and give its concurrency slot back, even if the token update
         fails.
         """
+        settlement = self._settlement(reserved, used)
+        if settlement is not None:
+            self._limiter.settle(*settlement)
+
+    async def end_request_async(self, reserved: int, used: int) -> None:
+        """
+        `end_request`, awaited, as `begin_request_async`.
+        """
+        settlement = self._settlement(reserved, used)
+        if settlement is not None:
+            await self._limiter.settle_async(*settlement)
+
+    def _settlement(
+        self, reserved: int, used: int
+    ) -> tuple[str | None, tuple[str, Rate, int] | None] | None:
+        # What `RateLimiter.settle` gives back for a finished request
+        # (None: nothing to give back).
         if (
             type(reserved) is not int
             or type(used) is not int
@@ -228,8 +270,8 @@ class Tenant:
             bucket = (self._tok_key, tok_rate, reserved - used)
         slot_key = self._con_key if self._record.max_concurrent_requests else None
         if bucket is None and slot_key is None:
-            return
-        self._limiter.settle(slot_key, bucket)
+            return None
+        return slot_key, bucket
 
     # -- concurrency ------------------------------------------------------
 
@@ -250,6 +292,27 @@ class Tenant:
         """
         if self._record.max_concurrent_requests:
             self._limiter.settle(self._con_key, None)
+
+    async def release_concurrent_async(self) -> None:
+        """
+        `release_concurrent`, awaited, as `begin_request_async`.
+        """
+        if self._record.max_concurrent_requests:
+            await self._limiter.settle_async(self._con_key, None)
+
+    async def reconcile_tokens_async(self, reserved: int, used: int) -> None:
+        """
+        Refund the part of *reserved* tokens not *used*, or charge the
+        excess, without the slot (`refund_tokens`, `deduct_tokens`), awaited
+        as `begin_request_async`.
+        """
+        check_units(reserved)
+        check_units(used)
+        rate = self._tok_rate
+        if rate is not None and used != reserved:
+            await self._limiter.settle_async(
+                None, (self._tok_key, rate, reserved - used)
+            )
 
     def in_flight(self) -> int:
         """

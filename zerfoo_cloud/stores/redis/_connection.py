@@ -9,13 +9,15 @@ of the wrong type, a wrong password).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
+from zerfoo_cloud.stores.redis._async_connection import AsyncRedisConnection
 
 with needs_extra("redis", "Redis counters"):
     import redis
@@ -71,6 +73,9 @@ class RedisConnection:
 
     def __init__(self, client: Any, location: str, secret: str | None) -> None:
         self.client = client
+        #: Opens the asyncio twin of this connection (same URL and
+        #: options), when it was opened by `from_url`.
+        self.open_async: Callable[[], AsyncRedisConnection] | None = None
         self.closed = False
         self.location = location
         self._secret = secret
@@ -109,7 +114,11 @@ class RedisConnection:
                 client = redis.Redis.from_url(url, **timeouts)
         except redis.exceptions.RedisError as exc:
             raise cls(None, location, secret).error("connecting", exc) from exc
-        return cls(client, location, secret), rest
+        connection = cls(client, location, secret)
+        connection.open_async = functools.partial(
+            AsyncRedisConnection.from_url, url, dict(options), location
+        )
+        return connection, rest
 
     def error(self, what: str, exc: BaseException) -> StoreError:
         """

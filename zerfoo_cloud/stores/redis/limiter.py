@@ -5,11 +5,16 @@ every host that points at one Redis or Redis Cluster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.stores.redis._async_connection import (
+    AsyncRedisConnection,
+    AsyncScript,
+)
 from zerfoo_cloud.stores.redis._connection import RedisConnection
 from zerfoo_cloud.stores.redis._keys import BUCKET, SLOTS, KeySpace
 from zerfoo_cloud.stores.redis._leases import HeldLeases, LeaseRenewer
@@ -21,6 +26,10 @@ __all__ = ["RedisLimiterStore"]
 _Slot = tuple[str, int] | None
 _Buckets = Sequence[tuple[str, float, float, int]]
 _Admitted = tuple[bool, bool, list[float]]
+
+#: The scripts `admit_async` and `settle_async` run.
+_ADMIT_ASYNC = AsyncScript(ADMIT)
+_SETTLE_ASYNC = AsyncScript(SETTLE)
 
 #: Leases longer than this (seconds, about 31 years) are refused.
 _MAX_LEASE = 1e9
@@ -72,6 +81,17 @@ class RedisLimiterStore:
     `zerfoo_cloud.errors.StoreError`, whose message names the host, never
     the password.
 
+    **Asyncio.** `admit_async` and `settle_async`
+    (`zerfoo_cloud.stores.protocols.AsyncLimiterStore`) run the same two
+    scripts on ``redis.asyncio`` clients, one per event loop, so an ASGI
+    server's loop never waits on Redis: each request waits on its own
+    coroutine, and an unreachable or silent Redis raises
+    `zerfoo_cloud.errors.StoreUnavailableError` after *socket_timeout*.
+    Both paths share the lease bookkeeping: a lease taken by either is
+    given back by either. The asyncio connection is *async_connection*, or
+    the twin of a *connection* opened by `RedisConnection.from_url`; a
+    store with neither runs the sync calls in a worker thread instead.
+
     .. versionadded:: 0.1.0
     """
 
@@ -79,6 +99,7 @@ class RedisLimiterStore:
         self,
         connection: RedisConnection,
         *,
+        async_connection: AsyncRedisConnection | None = None,
         prefix: str = "zc:",
         lease_seconds: float = 60.0,
         renew_every: float | None = None,
@@ -93,6 +114,12 @@ class RedisLimiterStore:
             msg = f"renew_every must be positive and below lease_seconds, not {renew_every!r}"
             raise InvalidConfigError(msg, field="renew_every")
         self.connection = connection
+        if async_connection is None and connection.open_async is not None:
+            async_connection = connection.open_async()
+        self.async_connection = async_connection
+        self._async_run: (
+            Callable[[str, AsyncScript, list[bytes], list[str]], Awaitable[Any]] | None
+        ) = None if async_connection is None else async_connection.run
         self._keys = KeySpace(prefix)
         self._lease = _number(lease_seconds)
         self._caller_clock = trust_caller_clock
@@ -129,16 +156,16 @@ class RedisLimiterStore:
         self._last_now = max(self._last_now, now)
         return _number(now)
 
-    def admit(self, slot: _Slot, buckets: _Buckets, now: float) -> _Admitted:
-        """
-        Take a slot lease and units from *buckets* in one script: all, or nothing.
-        """
+    def _admit_call(
+        self, slot: _Slot, buckets: _Buckets, now: float
+    ) -> tuple[list[bytes], list[str], str] | None:
+        # The keys, arguments and lease id of one admission (None: nothing to do).
         names = [key for key, _, _, _ in buckets]
         if slot is not None:
             names.append(slot[0])
         self._keys.one_group(names)
         if not names:
-            return True, True, []
+            return None
         key = self._keys.key
         keys = [key(BUCKET, name) for name, _, _, _ in buckets]
         lease_id = ""
@@ -151,12 +178,78 @@ class RedisLimiterStore:
         args += [self._lease, lease_id]
         for _, capacity, rate, cost in buckets:
             args += [_number(capacity), _number(rate), str(int(cost))]
-        with self.connection.guard("admitting a request"):
-            free, allowed, *levels = self._admit(keys=keys, args=args)
+        return keys, args, lease_id
+
+    def _admitted(self, slot: _Slot, lease_id: str, result: list[Any]) -> _Admitted:
+        # What the admission script answered, its lease remembered if taken.
+        free, allowed, *levels = result
         if allowed and slot is not None:
             self._held.add(slot[0], lease_id)
             self._renewer.start()
         return bool(free), bool(allowed), [float(level) for level in levels]
+
+    def admit(self, slot: _Slot, buckets: _Buckets, now: float) -> _Admitted:
+        """
+        Take a slot lease and units from *buckets* in one script: all, or nothing.
+        """
+        call = self._admit_call(slot, buckets, now)
+        if call is None:
+            return True, True, []
+        keys, args, lease_id = call
+        with self.connection.guard("admitting a request"):
+            result = self._admit(keys=keys, args=args)
+        return self._admitted(slot, lease_id, result)
+
+    async def admit_async(
+        self, slot: _Slot, buckets: _Buckets, now: float
+    ) -> _Admitted:
+        """
+        `admit` on the running event loop: one ``EVALSHA`` of the same script
+        on the loop's asyncio client, the loop free while Redis answers.
+        Raises `zerfoo_cloud.errors.StoreUnavailableError` when Redis cannot
+        be reached or does not answer within *socket_timeout*.
+        """
+        call = self._admit_call(slot, buckets, now)
+        if call is None:
+            return True, True, []
+        keys, args, lease_id = call
+        run = self._async_run
+        if run is None:
+            return await asyncio.to_thread(self.admit, slot, buckets, now)
+        result = await run("admitting a request", _ADMIT_ASYNC, keys, args)
+        return self._admitted(slot, lease_id, result)
+
+    def _settle_call(
+        self, slot_key: str | None, buckets: _Buckets, now: float
+    ) -> tuple[list[bytes], list[str], str | None] | None:
+        # The keys, arguments and lease of one settlement (None: nothing to
+        # do); the lease is taken from those held, `_unsettled` puts it back.
+        names = [key for key, _, _, _ in buckets]
+        lease_id = None if slot_key is None else self._held.pop(slot_key)
+        if lease_id is not None and slot_key is not None:
+            names.append(slot_key)
+        if not names:
+            return None
+        try:
+            self._keys.one_group(names)
+        except BaseException:
+            self._unsettled(slot_key, lease_id)
+            raise
+        key = self._keys.key
+        keys = [key(BUCKET, name) for name, _, _, _ in buckets]
+        if lease_id is not None and slot_key is not None:
+            keys.append(key(SLOTS, slot_key))
+        args = [self._clock(now), self._expire, str(len(buckets)), lease_id or ""]
+        for _, capacity, rate, delta in buckets:
+            args += [_number(capacity), _number(rate), str(int(delta))]
+        return keys, args, lease_id
+
+    def _unsettled(self, slot_key: str | None, lease_id: str | None) -> None:
+        # A settlement failed: its lease is still held, so a retry gives
+        # back this lease, not another request's (and renewal forgets it
+        # if it was in fact freed).
+        if lease_id is not None and slot_key is not None:
+            self._held.add(slot_key, lease_id)
 
     def settle(
         self, slot_key: str | None, buckets: _Buckets, now: float
@@ -165,30 +258,43 @@ class RedisLimiterStore:
         Give units to *buckets* and one held lease of *slot_key* back, in
         one script.
         """
-        names = [key for key, _, _, _ in buckets]
-        lease_id = None if slot_key is None else self._held.pop(slot_key)
-        if lease_id is not None and slot_key is not None:
-            names.append(slot_key)
-        if not names:
+        call = self._settle_call(slot_key, buckets, now)
+        if call is None:
             return []
-        self._keys.one_group(names)
-        key = self._keys.key
-        keys = [key(BUCKET, name) for name, _, _, _ in buckets]
-        if lease_id is not None and slot_key is not None:
-            keys.append(key(SLOTS, slot_key))
-        args = [self._clock(now), self._expire, str(len(buckets)), lease_id or ""]
-        for _, capacity, rate, delta in buckets:
-            args += [_number(capacity), _number(rate), str(int(delta))]
+        keys, args, lease_id = call
         try:
             with self.connection.guard("settling a request"):
                 levels = self._settle(keys=keys, args=args)
         except BaseException:
-            if lease_id is not None and slot_key is not None:
-                # Still held: a retry gives back this lease, not another
-                # request's (and renewal forgets it if it was in fact freed).
-                self._held.add(slot_key, lease_id)
+            self._unsettled(slot_key, lease_id)
             raise
         return [float(level) for level in levels]
+
+    async def settle_async(
+        self, slot_key: str | None, buckets: _Buckets, now: float
+    ) -> list[float]:
+        """
+        `settle` on the running event loop: one ``EVALSHA``, as `admit_async`.
+        """
+        call = self._settle_call(slot_key, buckets, now)
+        if call is None:
+            return []
+        keys, args, lease_id = call
+        try:
+            run = self._async_run
+            if run is None:
+                levels = await asyncio.to_thread(self._settle_sync, keys, args)
+            else:
+                levels = await run("settling a request", _SETTLE_ASYNC, keys, args)
+        except BaseException:
+            self._unsettled(slot_key, lease_id)
+            raise
+        return [float(level) for level in levels]
+
+    def _settle_sync(self, keys: list[bytes], args: list[str]) -> list[Any]:
+        with self.connection.guard("settling a request"):
+            levels: list[Any] = self._settle(keys=keys, args=args)
+        return levels
 
     def renew(self, slot_key: str | None = None) -> int:
         """
@@ -255,6 +361,8 @@ class RedisLimiterStore:
         """
         self._renewer.stop()
         self.connection.close()
+        if self.async_connection is not None:
+            self.async_connection.close()
 
     def __repr__(self) -> str:
         return f"RedisLimiterStore({self.connection.location!r}, prefix={self._keys.prefix!r})"
