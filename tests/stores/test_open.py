@@ -65,15 +65,10 @@ def test_one_folder_named_twice_is_opened_once(tmp_path: Path) -> None:
     with open_stores(str(folder), f"lmdb://{folder}") as stores:
         lmdb = LMDBStores.open(folder)
         # This handle plus the single one open_stores took.
-        assert _references(lmdb) == 2
+        assert _OPEN.references(lmdb) == 2
         lmdb.close()
         _admit_one(stores)
     assert lmdb.closed
-
-
-def _references(stores: LMDBStores) -> int:
-    """How many opens of its folder *stores* serves in this process."""
-    return sum(refs for held, refs in _OPEN._open.values() if held is stores)
 
 
 def test_close_is_idempotent_and_closes_every_backend(tmp_path: Path) -> None:
@@ -87,7 +82,7 @@ def test_close_is_idempotent_and_closes_every_backend(tmp_path: Path) -> None:
     # Both folders are closed: opening them again builds new objects.
     for folder in (records, counters):
         with LMDBStores.open(folder) as again:
-            assert _references(again) == 1
+            assert _OPEN.references(again) == 1
 
 
 def test_lmdb_counters_in_another_folder(tmp_path: Path) -> None:
@@ -157,7 +152,7 @@ def test_a_failed_open_closes_what_it_opened(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         open_stores(str(records), str(blocker / "sub"))
     with LMDBStores.open(records) as again:
-        assert _references(again) == 1
+        assert _OPEN.references(again) == 1
 
 
 # --- PostgreSQL ---------------------------------------------------------------

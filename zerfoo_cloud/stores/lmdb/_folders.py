@@ -89,5 +89,11 @@ class FolderRegistry(Generic[T]):
         """
         Whether *held* is open (has references left).
         """
+        return self.references(held) > 0
+
+    def references(self, held: T) -> int:
+        """
+        How many references to *held* are open (0 once it is closed).
+        """
         with self.lock:
-            return any(obj is held for obj, _ in self._open.values())
+            return sum(refs for obj, refs in self._open.values() if obj is held)
