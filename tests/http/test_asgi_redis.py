@@ -253,3 +253,50 @@ def test_a_request_cancelled_while_settling_is_settled_and_billed_once(
     finally:
         store.clear("")
         store.close()
+
+
+def test_a_refusal_reads_its_quota_headers_off_the_loop(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A 403 for a model outside the allow list carries the quota headers, read from Redis in a worker thread."""
+    store = RedisLimiterStore.from_url(redis_url, prefix=redis_prefix)
+    readers: list[int] = []
+    get = store.get
+
+    def spy(key: str) -> Any:
+        readers.append(threading.get_ident())
+        return get(key)
+
+    store.get = spy  # type: ignore[method-assign]
+    tenants = TenantManager(limits=store)
+    tenants.create(
+        TenantConfig(
+            "acme",
+            KEY,
+            rate_limit=100,
+            token_budget=10_000,
+            model_allow_list=("other",),
+        )
+    )
+    server, handler = _server(tenants)
+
+    async def main() -> httpx.Response:
+        try:
+            async with client(handler) as c:
+                return await c.post(
+                    CHAT, json=BODY, headers={"authorization": f"Bearer {KEY}"}
+                )
+        finally:
+            await store.async_connection.aclose()  # type: ignore[union-attr]
+
+    try:
+        response = asyncio.run(main())
+        assert server.close(10)
+        assert response.status_code == 403
+        assert response.headers["x-ratelimit-limit-requests"] == "100"
+        assert response.headers["x-ratelimit-remaining-tokens"] == "10000"
+        assert readers
+        assert threading.get_ident() not in readers  # asyncio.run ran the loop here
+    finally:
+        store.clear("")
+        store.close()
