@@ -1,6 +1,7 @@
 """
-Redis for the tests: the one on 127.0.0.1:6379, and a 3-node Redis Cluster
-started from the installed ``redis-server`` in a temporary folder.
+Redis for the tests: the one on 127.0.0.1:6379, a 3-node Redis Cluster
+started from the installed ``redis-server`` in a temporary folder, and a
+Redis of a test's own that it may kill, restart or reconfigure.
 
 Without them the tests that need them skip with one line saying what to
 start; with ``CI`` set they fail instead.
@@ -96,37 +97,19 @@ def redis_cluster(folder: Path) -> Iterator[str]:
         missing(
             "redis-server is not installed: install Redis 7 to run the cluster tests"
         )
-    ports = [_free_port() for _ in range(3)]
+    ports: list[int] = []
     procs = []
     try:
-        for port in ports:
-            node = folder / str(port)
-            node.mkdir()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--dir",
-                        str(node),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+        for n in range(3):
+            proc, port = start_redis_anywhere(
+                folder / f"node{n}",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
             )
-        for port in ports:
-            _wait(functools.partial(_answers, port, ("ping",), "PONG"))
+            procs.append(proc)
+            ports.append(port)
         _cli(
             ports[0],
             "--cluster",
@@ -197,11 +180,11 @@ def own_redis(folder: Path, port: int | None = None) -> Iterator[tuple[str, int]
     *folder*, one the test may kill, stop or reconfigure; yield its URL and
     port. It is shut down afterwards.
     """
-    if not shutil.which("redis-server"):
-        missing("redis-server is not installed: install Redis 7 to run this test")
-    port = _free_port() if port is None else port
-    folder.mkdir(parents=True, exist_ok=True)
-    proc = start_redis(folder, port)
+    if port is None:
+        proc, port = start_redis_anywhere(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = start_redis(folder, port)
     try:
         yield f"redis://127.0.0.1:{port}/0", port
     finally:
@@ -209,10 +192,35 @@ def own_redis(folder: Path, port: int | None = None) -> Iterator[tuple[str, int]
         _stop(proc)
 
 
+def start_redis_anywhere(
+    folder: Path, *options: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """
+    Start ``redis-server`` (see `start_redis`) on a free port, trying
+    another when a process elsewhere takes the chosen one first; return it
+    and its port. Skips (fails under ``CI``) without ``redis-server``.
+    """
+    if not shutil.which("redis-server"):
+        missing("redis-server is not installed: install Redis 7 to run this test")
+    folder.mkdir(parents=True, exist_ok=True)
+    for attempt in range(5):
+        port = _free_port()
+        try:
+            return start_redis(folder, port, *options), port
+        except RuntimeError:
+            if attempt == 4:
+                raise
+    raise AssertionError  # pragma: no cover - the loop returns or raises
+
+
 def start_redis(folder: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
     """
     Start ``redis-server`` on *port* (no persistence unless *options* ask
-    for it, files in *folder*) and wait until it answers.
+    for it, files in *folder*) and wait until it answers; it must be this
+    process that answers, not another Redis that took the port first.
+
+    Raises:
+        RuntimeError: it did not start (the port is taken).
     """
     proc = subprocess.Popen(
         [
@@ -232,8 +240,15 @@ def start_redis(folder: Path, port: int, *options: str) -> subprocess.Popen[byte
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def ours() -> bool:
+        if proc.poll() is not None:
+            msg = f"redis-server could not start on port {port}"
+            raise RuntimeError(msg)
+        return _answers(port, ("info", "server"), f"process_id:{proc.pid}\n")
+
     try:
-        _wait(functools.partial(_answers, port, ("ping",), "PONG"))
+        _wait(ours)
     except BaseException:
         proc.kill()
         _stop(proc)

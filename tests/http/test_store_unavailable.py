@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests._redis_servers import missing, start_redis
+from tests._redis_servers import start_redis, start_redis_anywhere
 from tests.http._support import (
     AUTH,
     CHAT,
@@ -139,8 +138,8 @@ def test_a_dead_redis_refuses_503_with_retry_after(interface: str) -> None:
     stack.tenants.limits.close()
 
 
-def _start(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    return start_redis(folder, port, "--appendonly", "yes", "--appendfsync", "always")
+#: A Redis that keeps every write through a SIGKILL.
+AOF = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 @pytest.mark.parametrize("interface", ["asgi", "wsgi"])
@@ -149,11 +148,7 @@ def test_redis_killed_mid_run_and_restarted(tmp_path: Path, interface: str) -> N
     2 of 3 requests taken; Redis killed (SIGKILL): 503s that take nothing;
     restarted on its append-only file: exactly 1 more passes, then 429.
     """
-    port = free_port()
-    try:
-        proc = _start(tmp_path, port)
-    except FileNotFoundError:
-        missing("redis-server is not installed: install Redis 7 to run this test")
+    proc, port = start_redis_anywhere(tmp_path, *AOF)
     stack = _stack(f"redis://127.0.0.1:{port}/0", rate_limit=3)
     app = Counting()
     statuses = []
@@ -172,7 +167,7 @@ def test_redis_killed_mid_run_and_restarted(tmp_path: Path, interface: str) -> N
             proc.wait(10)
             for _ in range(4):
                 _is_503(ask())
-            proc = _start(tmp_path, port)
+            proc = start_redis(tmp_path, port, *AOF)
             assert ask().status_code == 200
             refused = ask()
             assert refused.status_code == 429

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests._redis_servers import missing, start_redis
+from tests._redis_servers import start_redis, start_redis_anywhere
 from tests.conftest import FakeClock
-from tests.http._support import free_port
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
@@ -247,13 +246,8 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
     the limit is Redis's again, with the slot taken meanwhile given back on
     the fallback.
     """
-    port = free_port()
-    try:
-        proc = start_redis(
-            tmp_path, port, "--appendonly", "yes", "--appendfsync", "always"
-        )
-    except FileNotFoundError:
-        missing("redis-server is not installed: install Redis 7 to run this test")
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    proc, port = start_redis_anywhere(tmp_path, *aof)
     redis_store = RedisLimiterStore.from_url(
         f"redis://127.0.0.1:{port}/0", connect_timeout=0.2, socket_timeout=0.5
     )
@@ -280,9 +274,7 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
         assert tenant.begin_request(0).allowed
         assert not tenant.begin_request(0).allowed
         assert switches == ["fallback"]
-        proc = start_redis(
-            tmp_path, port, "--appendonly", "yes", "--appendfsync", "always"
-        )
+        proc = start_redis(tmp_path, port, *aof)
         time.sleep(0.1)
         # Redis's bucket kept 1 of 2: one more passes there, then it refuses.
         assert tenant.begin_request(0).allowed

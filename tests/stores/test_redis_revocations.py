@@ -7,7 +7,6 @@ falls back to the time to live, and the reconnection drops every cached key.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import statistics
 import sys
@@ -18,9 +17,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from benchmarks._revocation_host import latencies
 from tests._redis_servers import own_redis
 from tests.conftest import FakeClock
-from tests.stores import _revocation_workers
 from zerfoo_cloud import TenantConfig, TenantManager, TenantNotFoundError
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.stores.lmdb import LMDBStores
@@ -28,8 +27,6 @@ from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.redis import RedisKeyRevocations
 
 pytestmark = pytest.mark.redis
-
-SPAWN = multiprocessing.get_context("spawn")
 
 #: The bound the fleet promises, and the time to live that cannot explain it.
 BOUND = 0.1
@@ -44,52 +41,6 @@ def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def _latencies(
-    folder: Path, url: str, prefix: str, *, subscribe: bool, trials: int
-) -> list[float]:
-    """
-    Re-key *trials* tenants in this process (publishing), each while a
-    spawned process spins on its old key; return how long each took to be
-    refused there, from the start of `rotate_key`.
-    """
-    stores = LMDBStores.open(folder)
-    revocations = RedisKeyRevocations.from_url(url, prefix=prefix)
-    tenants = TenantManager(
-        stores.tenants, limits=stores.limits, revocations=revocations
-    )
-    ours, theirs = SPAWN.Pipe()
-    child = SPAWN.Process(
-        target=_revocation_workers.serve_lookups,
-        args=(folder, url, prefix, subscribe, theirs),
-    )
-    child.start()
-    try:
-        assert ours.poll(60), "the second process did not start"
-        assert ours.recv() == "live"
-        took = []
-        for trial in range(trials):
-            key = f"zc-trial-{trial}-key-0123456789"
-            tenants.create(TenantConfig(f"t{trial}", key, 0, 0))
-            ours.send(key)
-            assert ours.poll(10)
-            assert ours.recv() == "ready"
-            started = time.monotonic()
-            tenants.rotate_key(f"t{trial}")
-            assert ours.poll(10), "the old key was never refused"
-            took.append(ours.recv() - started)
-        ours.send(None)
-        child.join(30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.kill()
-            child.join()
-        tenants.close()
-        revocations.close()
-        stores.close()
-    return took
-
-
 @pytest.mark.slow
 def test_a_rekeyed_key_is_refused_by_another_process_within_100ms(
     tmp_path: Path, redis_url: str, redis_prefix: str
@@ -99,7 +50,7 @@ def test_a_rekeyed_key_is_refused_by_another_process_within_100ms(
     LMDB folder and Redis within 100 ms, with a 1 s time to live there;
     without the subscription the same setup takes about the time to live.
     """
-    took = _latencies(
+    took = latencies(
         tmp_path / "db", redis_url, redis_prefix, subscribe=True, trials=TRIALS
     )
     cuts = statistics.quantiles(took, n=100, method="inclusive")
@@ -110,7 +61,7 @@ def test_a_rekeyed_key_is_refused_by_another_process_within_100ms(
     )
     assert max(took) < BOUND
     # The baseline: the same two processes, the second not subscribed.
-    baseline = _latencies(
+    baseline = latencies(
         tmp_path / "baseline", redis_url, redis_prefix, subscribe=False, trials=3
     )
     print("without revocations: " + ", ".join(f"{t * 1000:.0f} ms" for t in baseline))
@@ -147,7 +98,9 @@ def _disconnect(admin: redis.Redis, heard: RedisKeyRevocations) -> None:
     # Kill the subscriber's connection and keep it from coming back: new
     # connections need a password it does not have.
     admin.config_set("requirepass", "only-the-admin")
-    admin.client_kill_filter(_type="pubsub")
+    for client in admin.client_list():
+        if "P" in client["flags"]:  # the subscriber's, and only it
+            admin.client_kill_filter(_id=client["id"])
     _until(lambda: not heard.live)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from zerfoo_cloud.errors import InvalidConfigError, StoreUnavailableError
+from zerfoo_cloud.stores._seconds import check_seconds
 from zerfoo_cloud.stores.memory import MemoryLimiterStore
 
 if TYPE_CHECKING:
@@ -96,14 +97,8 @@ class FailoverLimiterStore:
         probe_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        for name, value in (("probe_min", probe_min), ("probe_max", probe_max)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 < value < 1e6  # noqa: PLR2004 - about eleven days
-            ):
-                msg = f"{name} must be a positive number of seconds, not {value!r}"
-                raise InvalidConfigError(msg, field=name)
+        probe_min = check_seconds("probe_min", probe_min)
+        probe_max = check_seconds("probe_max", probe_max)
         if probe_max < probe_min:
             msg = (
                 f"probe_max ({probe_max!r}) must not be below probe_min ({probe_min!r})"
@@ -112,8 +107,8 @@ class FailoverLimiterStore:
         self.primary = primary
         self.fallback = fallback
         self._on_failover = on_failover
-        self._probe_min = float(probe_min)
-        self._probe_max = float(probe_max)
+        self._probe_min = probe_min
+        self._probe_max = probe_max
         self._clock = clock
         self._lock = threading.Lock()
         self._probing = threading.Lock()

@@ -240,8 +240,8 @@ class KeyRevocations(Protocol):
     **Protocol**: Messages saying that a tenant changed, to every host.
 
     `zerfoo_cloud.TenantManager` keeps tenants found by key for a short
-    time (*cache_ttl*). Given revocations, it `publish` es a tenant's id
-    after every change that can make a kept tenant stale (a new key, new
+    time (*cache_ttl*). Given revocations, it publishes a tenant's id
+    (`publish`) after every change that can make a kept tenant stale (a new key, new
     limits or allow list, a deletion, a creation) has been written to the
     tenant store, and drops the tenant's keys when a message naming it
     arrives; so a key revoked on one host is refused on every host as soon

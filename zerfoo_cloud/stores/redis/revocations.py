@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._fork import reset_in_child
-from zerfoo_cloud.errors import InvalidConfigError, StoreError
+from zerfoo_cloud.errors import StoreError
+from zerfoo_cloud.stores._seconds import check_seconds
 from zerfoo_cloud.stores._subscribers import Subscribers, call
 from zerfoo_cloud.stores.redis._connection import RedisConnection
 from zerfoo_cloud.stores.redis._keys import KeySpace
@@ -31,17 +32,6 @@ _log = logging.getLogger("zerfoo_cloud.stores.redis")
 #: How long one wait for a message lasts, in seconds: how soon `close` is
 #: noticed and how often the connection's health is checked.
 _POLL = 0.1
-
-
-def _positive(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 < value < 1e6  # noqa: PLR2004 - about eleven days
-    ):
-        msg = f"{name} must be a positive number of seconds, not {value!r}"
-        raise InvalidConfigError(msg, field=name)
-    return float(value)
 
 
 class RedisKeyRevocations:
@@ -91,10 +81,10 @@ class RedisKeyRevocations:
         self.connection = connection
         #: The channel messages are published on.
         self.channel = KeySpace(prefix).raw_prefix + b"revoked"
-        self._ping_every = _positive("ping_every", ping_every)
-        self._backoff_min = _positive("backoff_min", backoff_min)
+        self._ping_every = check_seconds("ping_every", ping_every)
+        self._backoff_min = check_seconds("backoff_min", backoff_min)
         self._backoff_max = max(
-            self._backoff_min, _positive("backoff_max", backoff_max)
+            self._backoff_min, check_seconds("backoff_max", backoff_max)
         )
         self._subscribers = Subscribers()
         self._closed = False
