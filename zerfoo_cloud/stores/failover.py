@@ -16,7 +16,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from zerfoo_cloud.errors import InvalidConfigError, StoreUnavailableError
@@ -193,6 +193,33 @@ class FailoverLimiterStore:
             self._switch(to_fallback=True, error=exc)
             return on_fallback(), True
 
+    async def _route_async(
+        self, on_primary: Callable[[], Awaitable[T]], on_fallback: Callable[[], T]
+    ) -> tuple[T, bool]:
+        # `_route` with the primary's call awaited (the same switching).
+        probing = False
+        if self._on_fallback:
+            if not self._probe_due():
+                return on_fallback(), True
+            probing = True
+        try:
+            result = await on_primary()
+        except StoreUnavailableError as exc:
+            if probing:
+                self._probed(answered=False)
+            else:
+                self._switch(to_fallback=True, error=exc)
+            return on_fallback(), True
+        except BaseException:
+            if probing:
+                self._probed(answered=True)
+                self._switch(to_fallback=False, error=None)
+            raise
+        if probing:
+            self._probed(answered=True)
+            self._switch(to_fallback=False, error=None)
+        return result, False
+
     def _remember(self, group: str, on_fallback: bool) -> None:
         with self._lock:
             latest = self._latest
@@ -217,6 +244,42 @@ class FailoverLimiterStore:
             lambda: self.primary.admit(slot, buckets, now),
             lambda: self.fallback.admit(slot, buckets, now),
         )
+        return self._admitted(result, on_fallback, slot, buckets)
+
+    async def admit_async(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        `admit`, with the primary awaited when it has ``admit_async``
+        (`zerfoo_cloud.stores.protocols.AsyncLimiterStore`: Redis), so the
+        event loop never waits on it; the fallback is called as it is.
+        """
+        admit_async = getattr(self.primary, "admit_async", None)
+
+        async def on_primary() -> tuple[bool, bool, list[float]]:
+            if admit_async is None:
+                return self.primary.admit(slot, buckets, now)
+            result: tuple[bool, bool, list[float]] = await admit_async(
+                slot, buckets, now
+            )
+            return result
+
+        result, on_fallback = await self._route_async(
+            on_primary, lambda: self.fallback.admit(slot, buckets, now)
+        )
+        return self._admitted(result, on_fallback, slot, buckets)
+
+    def _admitted(
+        self,
+        result: tuple[bool, bool, list[float]],
+        on_fallback: bool,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+    ) -> tuple[bool, bool, list[float]]:
+        # Remember where an admitted request's slot and buckets are.
         if result[1]:
             keys = [key for key, _, _, _ in buckets]
             if slot is not None:
@@ -240,6 +303,32 @@ class FailoverLimiterStore:
         slot held there (or, without a slot, for a tenant whose latest
         request it admitted), else the primary.
         """
+        if self._settles_on_fallback(slot_key, buckets):
+            return self.fallback.settle(slot_key, buckets, now)
+        return self.primary.settle(slot_key, buckets, now)
+
+    async def settle_async(
+        self,
+        slot_key: str | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> list[float]:
+        """
+        `settle`, with the primary awaited when it has ``settle_async``.
+        """
+        if self._settles_on_fallback(slot_key, buckets):
+            return self.fallback.settle(slot_key, buckets, now)
+        settle_async = getattr(self.primary, "settle_async", None)
+        if settle_async is None:
+            return self.primary.settle(slot_key, buckets, now)
+        levels: list[float] = await settle_async(slot_key, buckets, now)
+        return levels
+
+    def _settles_on_fallback(
+        self, slot_key: str | None, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> bool:
+        # Whether the fallback admitted what this settles (and, for a slot,
+        # forget one slot held there).
         on_fallback = False
         if slot_key is not None:
             with self._lock:
@@ -253,9 +342,7 @@ class FailoverLimiterStore:
         elif buckets:
             with self._lock:
                 on_fallback = self._latest.get(_group(buckets[0][0]), False)
-        if on_fallback:
-            return self.fallback.settle(slot_key, buckets, now)
-        return self.primary.settle(slot_key, buckets, now)
+        return on_fallback
 
     def get(self, key: str) -> BucketState | None:
         """
