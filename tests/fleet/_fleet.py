@@ -151,6 +151,7 @@ class Fleet:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env[RECORDS_ENV] = self.records
         env[COUNTERS_ENV] = self.counters
+        env[OUTBOX_ENV] = str(self.folder / "outbox-commands")
         # The documented first step of a fleet: the schema, once.
         upgrade = subprocess.run(
             [str(BIN / "zerfoo-cloud"), "db", "upgrade"],
