@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests._serving import free_port
+from tests._redis_servers import start_redis, start_redis_anywhere
+from tests._serving import free_port, stop
 
 #: Where Debian and Ubuntu install the PostgreSQL 15 server binaries.
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -29,6 +30,8 @@ INSTALL_POSTGRES = (
     "PostgreSQL 15 server binaries are not in /usr/lib/postgresql/15/bin: "
     "install postgresql-15 to run the fleet tests"
 )
+#: Redis options that keep every counter across a stop and a start.
+AOF = ("--appendonly", "yes", "--appendfsync", "always")
 INSTALL_REDIS = "redis-server is not installed: install Redis 7 to run the fleet tests"
 
 
@@ -154,9 +157,10 @@ class PostgresServer:
 
 class RedisServer:
     """
-    A ``redis-server`` on a free port of 127.0.0.1 that keeps its data in an
-    append-only file in *folder* (every write fsynced), so a stop and a
-    start keep every counter, as a production Redis with persistence does.
+    A ``redis-server`` on a free port of 127.0.0.1 (the same port again
+    after a `stop`) that keeps its data in an append-only file in *folder*
+    (every write fsynced), so a stop and a start keep every counter, as a
+    production Redis with persistence does.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -164,49 +168,23 @@ class RedisServer:
             missing(INSTALL_REDIS)
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """Its URL."""
+        """Its URL (once started)."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start it; return once it answers."""
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--dir", str(self.folder), "--save", ""),
-                *("--appendonly", "yes", "--appendfsync", "always"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._ready, "the fleet tests' redis-server did not start")
-
-    def _ready(self) -> bool:
-        import redis
-
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            pytest.fail("redis-server exited at start")
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.exceptions.RedisError:
-            return False
-        finally:
-            client.close()
+        if self.port:
+            self.proc = start_redis(self.folder, self.port, *AOF)
+        else:
+            self.proc, self.port = start_redis_anywhere(self.folder, *AOF)
 
     def stop(self) -> None:
         """Stop it (SIGTERM: it writes what it holds) and wait."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc is not None:
+            stop(proc)

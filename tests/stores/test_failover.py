@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -237,17 +238,21 @@ def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.redis
-@pytest.mark.slow
-def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
+#: Redis options that keep every counter across a restart.
+AOF = ("--appendonly", "yes", "--appendfsync", "always")
+
+
+def failing_over_redis(
+    tmp_path: Path,
+) -> tuple[
+    subprocess.Popen[bytes], int, RedisLimiterStore, FailoverLimiterStore, list[str]
+]:
     """
-    A tenant on a real Redis that is killed: requests pass on this host's
-    counters (one switch reported); restarted, the store switches back and
-    the limit is Redis's again, with the slot taken meanwhile given back on
-    the fallback.
+    A real Redis started in *tmp_path* (`AOF`), and a `FailoverLimiterStore`
+    over it that probes every 0.05 s and lists its switches: the process,
+    its port, the Redis store, the failover store and the switches.
     """
-    aof = ("--appendonly", "yes", "--appendfsync", "always")
-    proc, port = start_redis_anywhere(tmp_path, *aof)
+    proc, port = start_redis_anywhere(tmp_path, *AOF)
     redis_store = RedisLimiterStore.from_url(
         f"redis://127.0.0.1:{port}/0", connect_timeout=0.2, socket_timeout=0.5
     )
@@ -258,6 +263,19 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
         on_failover=lambda to, e: switches.append(to),
         probe_min=0.05,
     )
+    return proc, port, redis_store, limits, switches
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
+    """
+    A tenant on a real Redis that is killed: requests pass on this host's
+    counters (one switch reported); restarted, the store switches back and
+    the limit is Redis's again, with the slot taken meanwhile given back on
+    the fallback.
+    """
+    proc, port, redis_store, limits, switches = failing_over_redis(tmp_path)
     store = MemoryTenantStore()
     TenantManager(store, limits=MemoryLimiterStore()).create(
         TenantConfig("acme", "key-a", 2, 0, max_concurrent_requests=5)
@@ -274,7 +292,7 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
         assert tenant.begin_request(0).allowed
         assert not tenant.begin_request(0).allowed
         assert switches == ["fallback"]
-        proc = start_redis(tmp_path, port, *aof)
+        proc = start_redis(tmp_path, port, *AOF)
         time.sleep(0.1)
         # Redis's bucket kept 1 of 2: one more passes there, then it refuses.
         assert tenant.begin_request(0).allowed

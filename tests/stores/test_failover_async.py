@@ -12,12 +12,17 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests._redis_servers import start_redis, start_redis_anywhere
-from tests.stores.test_failover import BUCKET, SLOT, Unplugged
+from tests._redis_servers import start_redis
+from tests.stores.test_failover import (
+    AOF,
+    BUCKET,
+    SLOT,
+    Unplugged,
+    failing_over_redis,
+)
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
-from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 
 class AsyncUnplugged(Unplugged):
@@ -127,18 +132,7 @@ def test_other_errors_are_raised_and_switch_nothing() -> None:
 
 def test_fails_open_on_a_killed_redis_on_the_asyncio_path(tmp_path: Path) -> None:
     """A real Redis killed and restarted, tenants admitted with ``*_async``."""
-    aof = ("--appendonly", "yes", "--appendfsync", "always")
-    proc, port = start_redis_anywhere(tmp_path, *aof)
-    redis_store = RedisLimiterStore.from_url(
-        f"redis://127.0.0.1:{port}/0", connect_timeout=0.2, socket_timeout=0.5
-    )
-    switches: list[str] = []
-    limits = FailoverLimiterStore(
-        redis_store,
-        MemoryLimiterStore(),
-        on_failover=lambda to, error: switches.append(to),
-        probe_min=0.05,
-    )
+    proc, port, redis_store, limits, switches = failing_over_redis(tmp_path)
     store = MemoryTenantStore()
     TenantManager(store, limits=MemoryLimiterStore()).create(
         TenantConfig("acme", "key-a", 2, 0)
@@ -163,7 +157,7 @@ def test_fails_open_on_a_killed_redis_on_the_asyncio_path(tmp_path: Path) -> Non
         # This host's own 2 a minute.
         assert [await allowed() for _ in range(3)] == [True, True, False]
         assert switches == ["fallback"]
-        proc = start_redis(tmp_path, port, *aof)
+        proc = start_redis(tmp_path, port, *AOF)
         await asyncio.sleep(0.1)
         # Redis kept 1 of 2: one more there, then refused.
         assert [await allowed() for _ in range(2)] == [True, False]
