@@ -97,3 +97,16 @@ def run_python(
         cwd=cwd,
         check=check,
     )
+
+
+def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``zerfoo-cloud --db DB ARGS`` as a process and return what it did.
+    """
+    return subprocess.run(
+        [str(BIN / "zerfoo-cloud"), "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

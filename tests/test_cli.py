@@ -260,8 +260,8 @@ def test_usage_report_formats(tmp_path: Path) -> None:
     assert "qwen" in out
     code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
     assert out.splitlines() == [
-        "tenant,requests,input_tokens,output_tokens,total_tokens,deleted",
-        "acme,5,60,100,160,false",
+        "tenant,requests,input_tokens,output_tokens,total_tokens,cost,cost_micros,currency,deleted",
+        "acme,5,60,100,160,0,0,,false",
     ]
     code, out = run(db, "usage", "report", "--by", "model", "--format", "json")
     rows = json.loads(out)
@@ -288,8 +288,8 @@ def test_deleted_tenants_stay_in_usage_reports_and_exports(tmp_path: Path) -> No
     code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
     assert code == 0, out
     assert out.splitlines() == [
-        "tenant,requests,input_tokens,output_tokens,total_tokens,deleted",
-        "acme,5,60,100,160,true",
+        "tenant,requests,input_tokens,output_tokens,total_tokens,cost,cost_micros,currency,deleted",
+        "acme,5,60,100,160,0,0,,true",
     ]
     code, out = run(db, "usage", "report", "--by", "model", "--format", "json")
     rows = json.loads(out)
@@ -307,7 +307,7 @@ def test_deleted_tenants_stay_in_usage_reports_and_exports(tmp_path: Path) -> No
     # Re-created under the same id, the tenant is current again: not deleted.
     code, out = run(db, "tenant", "create", "acme")
     code, out = run(db, "usage", "report", "--by", "total", "--format", "csv")
-    assert out.splitlines()[1] == "acme,5,60,100,160,false"
+    assert out.splitlines()[1] == "acme,5,60,100,160,0,0,,false"
 
 
 def test_usage_export_to_a_file(tmp_path: Path) -> None:

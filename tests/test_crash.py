@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._serving import run_cli as _cli
 from zerfoo_cloud import TokenMeter
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
@@ -30,16 +31,6 @@ BIN = Path(sys.executable).parent
 REQUESTS = 300
 CONCURRENCY = 16
 _LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-def _cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "zerfoo-cloud"), "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _wait_for_port(proc: subprocess.Popen[bytes], log: Path) -> int:

@@ -105,6 +105,11 @@ REWRITES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"--host 0\.0\.0\.0"), "--host 127.0.0.1", "no outside interface"),
     (re.compile(r"--port \d+"), "--port 0", "a free port, never a fixed one"),
     (
+        re.compile(r"(?<![\w/])examples/"),
+        f"{ROOT}/examples/",
+        "the repository's example files, wherever the test runs",
+    ),
+    (
         re.compile(r"--workers \d+"),
         "--workers 2",
         "two cores: fast and still multi-process",

@@ -46,6 +46,9 @@ def test_billing_ndjson_text_and_binary() -> None:
         "model": "llama",
         "input_tokens": 10,
         "output_tokens": 20,
+        "cost": 0,
+        "currency": "",
+        "key_id": "",
     }
 
 
@@ -62,6 +65,9 @@ def test_billing_csv_has_a_header_and_safe_cells() -> None:
         "llama",
         "10",
         "20",
+        "0",
+        "",
+        "",
     ]
     assert rows[2][3] == '\'=HYPERLINK("x")'
     assert rows[3][3] == '模型,"quoted"\nline'

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +16,9 @@ import openai
 import pytest
 
 from tests._serving import (
-    BIN,
     ROOT,
     free_port,
+    run_cli,
     serve_command,
     spawn,
     stop,
@@ -31,18 +30,8 @@ from zerfoo_cloud.stores.lmdb import LMDBStores
 
 pytestmark = pytest.mark.slow
 
-
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """
-    Run the zerfoo-cloud command as a subprocess.
-    """
-    return subprocess.run(
-        [str(BIN / "zerfoo-cloud"), "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+#: Run the zerfoo-cloud command as a process (other test modules import it).
+cli = run_cli
 
 
 @contextmanager
@@ -331,3 +320,58 @@ def test_built_service_has_saml_login_admin_and_metrics(tmp_path: Path) -> None:
     assert admin.status_code == 200
     assert denied.status_code == 401
     asyncio.run(app.close())
+
+
+def test_serve_with_prices_bills_cost_and_refuses_unpriced_models(
+    tmp_path: Path,
+) -> None:
+    """serve --prices: a priced model is billed its cost at the price of the moment; another is refused 403 and never billed; the invoice total is the records' costs."""
+    db = tmp_path / "db"
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        'currency = "EUR"\n'
+        '[[models."toy-1"]]\n'
+        "effective_from = 2020-01-01T00:00:00Z\n"
+        'input = "1.5"\n'
+        'output = "3"\n'
+    )
+    key = json.loads(cli(db, "tenant", "create", "acme", "--json").stdout)["api_key"]
+    port = free_port()
+    args = serve_command(
+        db, "toy_openai_app:app", "--port", str(port), "--prices", str(prices)
+    )
+    with running(args, port, cwd=ROOT / "examples") as url:
+        served = chat(url, key)
+        refused = chat(url, key, model="toy-unpriced")
+    assert served.status_code == 200, served.text
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "model_not_priced"
+    usage = served.json()["usage"]
+    with LMDBStores.open(db) as stores:
+        now = datetime.now(timezone.utc)
+        (record,) = TokenMeter(stores.billing).query(
+            "acme", now - timedelta(hours=1), now + timedelta(hours=1)
+        )
+    expected = -(
+        -(usage["prompt_tokens"] * 1_500_000 + usage["completion_tokens"] * 3_000_000)
+        // 1_000_000
+    )
+    assert (record.model, record.cost, record.currency) == ("toy-1", expected, "EUR")
+    month = record.timestamp.strftime("%Y-%m")
+    invoice = json.loads(cli(db, "invoice", "acme", "--month", month).stdout)
+    assert invoice["total_micros"] == expected
+    assert invoice["currency"] == "EUR"
+
+
+def test_serve_refuses_a_bad_price_file(tmp_path: Path) -> None:
+    """A missing or malformed price file stops serve before it starts, in one line."""
+    db = tmp_path / "db"
+    cli(db, "tenant", "create", "acme")
+    bad = tmp_path / "prices.json"
+    bad.write_text('{"currency": "usd", "models": {}}')
+    for path, says in ((tmp_path / "none.json", "cannot read"), (bad, "capitals")):
+        done = cli(db, "serve", "toy_openai_app:app", "--prices", str(path))
+        assert done.returncode == 1
+        assert says in done.stderr
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

@@ -1,9 +1,10 @@
 """
 Billing records: what a `BillingStore` keeps of each finished request.
 
-A `BillingRecord` (tenant, tokens, model, request id, time) checks its own
-fields; `UsageSummary`, `summary_rows` and `summarize` total records by
-model and day; `new_request_id` makes the unique request id every record
+A `BillingRecord` (tenant, tokens, model, request id, time, and the cost
+computed when it was made, with its currency and the API key used) checks
+its own fields; `UsageSummary`, `summary_rows` and `summarize` total
+records (tokens, requests and cost) by model and day; `new_request_id` makes the unique request id every record
 carries. Records sit below the meter and the stores: both import them, and
 they import neither.
 """
@@ -24,6 +25,8 @@ from zerfoo_cloud._fork import on_fork
 from zerfoo_cloud.errors import InvalidConfigError
 
 __all__ = [
+    "MAX_COST",
+    "MAX_KEY_ID_LENGTH",
     "MAX_REQUEST_ID_LENGTH",
     "MAX_TOKENS",
     "SUMMARY_KEYS",
@@ -39,6 +42,10 @@ __all__ = [
 MAX_REQUEST_ID_LENGTH = 128
 #: The largest token count of one record (a signed 64-bit integer).
 MAX_TOKENS = 2**63 - 1
+#: The largest cost of one record, in micro-units (a signed 64-bit integer).
+MAX_COST = 2**63 - 1
+#: A key id is empty or 1 to this many visible ASCII characters.
+MAX_KEY_ID_LENGTH = 128
 #: What `TokenMeter.summary` can group by.
 SUMMARY_KEYS = ("model", "day")
 
@@ -114,6 +121,16 @@ def _utf8_size(value: str) -> int:
         return -1
 
 
+def _visible_ascii(text: str, limit: int) -> bool:
+    # 1 to *limit* printable ASCII characters, no space.
+    return (
+        0 < len(text) <= limit
+        and text.isascii()
+        and text.isprintable()
+        and " " not in text
+    )
+
+
 def billable_model(model: str) -> str:
     """
     Return *model* as billing records can hold it: lone surrogates (which
@@ -137,6 +154,37 @@ def _check_record(record: BillingRecord) -> None:
         record.model,
         record.request_id,
     )
+    _check_money(record.cost, record.currency, record.key_id)
+
+
+def _check_money(cost: object, currency: object, key_id: object) -> None:
+    # The cost, its currency and the key id; the common case (no price, no
+    # key id) costs three comparisons.
+    if type(cost) is not int or not 0 <= cost <= MAX_COST:
+        msg = (
+            f"cost must be an integer of micro-units from 0 to {MAX_COST}, not {cost!r}"
+        )
+        raise InvalidConfigError(msg, field="cost")
+    if currency != "" and (
+        type(currency) is not str
+        or len(currency) != 3  # noqa: PLR2004 - an ISO 4217 code
+        or not currency.isascii()
+        or not currency.isupper()
+        or not currency.isalpha()
+    ):
+        msg = f"currency must be an ISO 4217 code such as 'USD' or empty, not {currency!r}"
+        raise InvalidConfigError(msg, field="currency")
+    if cost and not currency:
+        msg = "a record with a cost needs its currency"
+        raise InvalidConfigError(msg, field="currency")
+    if key_id != "" and (
+        type(key_id) is not str or not _visible_ascii(key_id, MAX_KEY_ID_LENGTH)
+    ):
+        msg = (
+            f"key_id must be empty or 1 to {MAX_KEY_ID_LENGTH} visible ASCII "
+            f"characters, not {key_id!r}"
+        )
+        raise InvalidConfigError(msg, field="key_id")
 
 
 def _check_fields(
@@ -167,12 +215,8 @@ def _check_fields(
     if type(model) is not str or len(model) > MAX_MODEL_LENGTH or _utf8_size(model) < 0:
         msg = f"model must be valid text of at most {MAX_MODEL_LENGTH} characters"
         raise InvalidConfigError(msg, field="model")
-    if (
-        type(request_id) is not str
-        or not 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
-        or not request_id.isascii()
-        or not request_id.isprintable()
-        or " " in request_id
+    if type(request_id) is not str or not _visible_ascii(
+        request_id, MAX_REQUEST_ID_LENGTH
     ):
         msg = (
             f"request_id must be 1 to {MAX_REQUEST_ID_LENGTH} visible ASCII "
@@ -203,6 +247,15 @@ class BillingRecord:
             characters.
         request_id: unique per request, 1 to `MAX_REQUEST_ID_LENGTH` visible
             ASCII characters; a store keeps one record per id.
+        cost: what the request cost, in micro-units of *currency*
+            (0 to `MAX_COST`), computed once when the record was made, at
+            the price in force at *timestamp*; never recomputed. 0 with no
+            currency: the request was not priced (records made without a
+            price table, or before costs were recorded).
+        currency: the ISO 4217 code of *cost* (three capitals), or ``""``
+            when the record was not priced; a record with a cost has one.
+        key_id: the id of the API key that made the request (``""`` when
+            unknown), at most `MAX_KEY_ID_LENGTH` visible ASCII characters.
 
     Raises:
         InvalidConfigError: a field is out of range (``field`` names it).
@@ -216,6 +269,9 @@ class BillingRecord:
     timestamp: datetime = attrs.field(converter=_utc)
     model: str = ""
     request_id: str = attrs.field(factory=new_request_id)
+    cost: int = 0
+    currency: str = ""
+    key_id: str = ""
 
     def __attrs_post_init__(self) -> None:
         _check_record(self)
@@ -238,6 +294,9 @@ class BillingRecord:
             "model": self.model,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cost": self.cost,
+            "currency": self.currency,
+            "key_id": self.key_id,
         }
 
 
@@ -247,7 +306,11 @@ class UsageSummary:
     Token totals of one group of billing records (one row of a usage report).
 
     *model* is ``None`` unless the summary was grouped by model, *day* (a
-    UTC date) ``None`` unless it was grouped by day.
+    UTC date) ``None`` unless it was grouped by day. *cost* is the sum of
+    the records' stored costs, in micro-units of *currency*: records are
+    always grouped by currency too, so a total never adds two currencies,
+    and records made without a price (``currency`` ``""``, cost 0) total
+    apart from priced ones.
 
     .. versionadded:: 0.1.0
     """
@@ -257,6 +320,8 @@ class UsageSummary:
     input_tokens: int
     output_tokens: int
     requests: int
+    cost: int = 0
+    currency: str = ""
 
     @property
     def total_tokens(self) -> int:
@@ -275,21 +340,33 @@ def _check_by(by: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def summary_rows(
-    totals: Mapping[tuple[str | None, date | None], Sequence[int]],
+    totals: Mapping[tuple[Any, ...], Sequence[int]],
 ) -> list[UsageSummary]:
     """
-    Turn ``{(model, day): (input, output, requests)}`` into sorted summary rows.
+    Turn ``{(model, day, currency): (input, output, requests, cost)}`` into
+    sorted summary rows. Keys of ``(model, day)`` alone mean no currency,
+    totals without a cost mean cost 0 (the form of stores that keep no
+    cost).
 
-    Rows are ordered by day, then model. For store implementers: a store's
-    ``summary`` method may aggregate its own way and build its rows here.
+    Rows are ordered by day, then model, then currency. For store
+    implementers: a store's ``summary`` method may aggregate its own way and
+    build its rows here.
 
     .. versionadded:: 0.1.0
     """
     rows = [
-        UsageSummary(model, day, int(t[0]), int(t[1]), int(t[2]))
-        for (model, day), t in totals.items()
+        UsageSummary(
+            key[0],
+            key[1],
+            int(t[0]),
+            int(t[1]),
+            int(t[2]),
+            int(t[3]) if len(t) > 3 else 0,  # noqa: PLR2004 - the cost's place
+            key[2] if len(key) > 2 else "",  # noqa: PLR2004 - the currency's place
+        )
+        for key, t in totals.items()
     ]
-    rows.sort(key=lambda r: (r.day or date.min, r.model or ""))
+    rows.sort(key=lambda r: (r.day or date.min, r.model or "", r.currency))
     return rows
 
 
@@ -297,7 +374,8 @@ def summarize(
     records: Iterable[BillingRecord], by: str | Sequence[str] = SUMMARY_KEYS
 ) -> list[UsageSummary]:
     """
-    Total *records* by model and/or UTC day.
+    Total *records* by model and/or UTC day (and always by currency: see
+    `UsageSummary`).
 
     Args:
         records: the billing records to total.
@@ -315,14 +393,19 @@ def summarize(
     keys = _check_by(by)
     by_model = "model" in keys
     by_day = "day" in keys
-    totals: dict[tuple[str | None, date | None], list[int]] = {}
+    totals: dict[tuple[str | None, date | None, str], list[int]] = {}
     for r in records:
-        key = (r.model if by_model else None, r.timestamp.date() if by_day else None)
+        key = (
+            r.model if by_model else None,
+            r.timestamp.date() if by_day else None,
+            r.currency,
+        )
         t = totals.get(key)
         if t is None:
-            totals[key] = [r.input_tokens, r.output_tokens, 1]
+            totals[key] = [r.input_tokens, r.output_tokens, 1, r.cost]
         else:
             t[0] += r.input_tokens
             t[1] += r.output_tokens
             t[2] += 1
+            t[3] += r.cost
     return summary_rows(totals)

@@ -46,6 +46,9 @@ BILLING_FIELDS = (
     "model",
     "input_tokens",
     "output_tokens",
+    "cost",
+    "currency",
+    "key_id",
 )
 #: The fields (NDJSON keys, CSV columns) of an exported audit entry.
 AUDIT_FIELDS = tuple(AuditEntry().to_dict())

@@ -37,6 +37,7 @@ from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.failover import failover_limits
 from zerfoo_cloud.stores.open import COUNTERS_ENV, OUTBOX_ENV, open_stores, redact_url
 from zerfoo_cloud.tenants import TenantManager, hash_api_key
@@ -96,6 +97,9 @@ class ServeConfig:
     Attributes:
         db: the records store: an LMDB folder or a URL (see
             `zerfoo_cloud.stores.open.open_stores`).
+        prices: a price file (JSON or TOML): every billing record is priced
+            with it, and a model it cannot price is refused (``None``: no
+            costs).
         counters: the counters store URL, or ``None``: `COUNTERS_ENV`
             (``ZERFOO_CLOUD_COUNTERS``) of the serving process, else the
             records store.
@@ -168,6 +172,7 @@ class ServeConfig:
     counters: str | None = attrs.field(
         default=None, repr=lambda url: "None" if url is None else redact_url(url)
     )
+    prices: str | None = None
     counters_fail_open: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -191,6 +196,17 @@ class ServeConfig:
         self.pool_options()
         if self.upstreams:
             parse_upstreams(self.upstreams)
+        self.price_table()
+
+    def price_table(self) -> PriceTable | None:
+        """
+        The price table of *prices*, or ``None`` without one.
+
+        Raises:
+            InvalidConfigError: the file is missing or holds no valid
+                table (one line, starting with its path).
+        """
+        return None if self.prices is None else PriceTable.from_file(self.prices)
 
     def upstream_options(self) -> UpstreamOptions:
         """
@@ -360,7 +376,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         writer_process=True,
         outbox=env.get(OUTBOX_ENV) or None,
     )
-    meter = TokenMeter(stores.billing)
+    meter = TokenMeter(stores.billing, prices=config.price_table())
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     limits = stores.limits
     if config.counters_fail_open:

@@ -582,6 +582,7 @@ def test_usage_by_model_and_day(
         "output_tokens": 27,
         "total_tokens": 43,
         "requests": 3,
+        "costs": [],
     }
 
     by_model = client.get("/admin/tenants/acme/usage?by=model", headers=ADMIN).json()
@@ -689,7 +690,10 @@ def test_a_meter_of_ones_own_gets_the_parsed_range_and_grouping(
             self, tenant_id: str, start: datetime, end: datetime, by: Sequence[str]
         ) -> list[UsageSummary]:
             calls.append((tenant_id, start, end, tuple(by)))
-            return [UsageSummary("m", date(2024, 5, 1), 3, 4, 2)]
+            return [
+                UsageSummary("m", date(2024, 5, 1), 3, 4, 2, 1_500_000, "USD"),
+                UsageSummary("m", date(2024, 5, 1), 1, 1, 1),
+            ]
 
     meter: UsageMeter = OwnMeter()
     client = Client(make_api(meter=meter))
@@ -702,8 +706,26 @@ def test_a_meter_of_ones_own_gets_the_parsed_range_and_grouping(
             "output_tokens": 4,
             "total_tokens": 7,
             "requests": 2,
-        }
+            "cost": "1.5",
+            "cost_micros": 1_500_000,
+            "currency": "USD",
+        },
+        {
+            "model": "m",
+            "day": "2024-05-01",
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "total_tokens": 2,
+            "requests": 1,
+            "cost": "0",
+            "cost_micros": 0,
+            "currency": "",
+        },
     ]
+    assert usage["totals"]["costs"] == [
+        {"currency": "USD", "cost": "1.5", "cost_micros": 1_500_000}
+    ]
+    assert usage["totals"]["requests"] == 3
     now = datetime.fromtimestamp(clock.now, timezone.utc)
     assert calls == [("acme", now - timedelta(days=30), now, ("day", "model"))]
 

@@ -5,11 +5,13 @@ Helpers of the pricing tests: one-line refusals and price files on disk.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.pricing import ModelPrice
 
 
 def refused(
@@ -34,3 +36,10 @@ def toml_file(folder: Path, text: str) -> Path:
     path = folder / "prices.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def price_from(when: datetime, input_rate: str, output_rate: str) -> ModelPrice:
+    """A price taking effect at *when*: *input_rate* and *output_rate* per million tokens."""
+    return ModelPrice.from_mapping(
+        {"effective_from": when.isoformat(), "input": input_rate, "output": output_rate}
+    )

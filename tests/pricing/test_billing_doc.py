@@ -83,3 +83,48 @@ def test_the_worked_example_is_the_cost() -> None:
     assert table.cost_of("llama-3.1-8b", 1001, 500, 200, when=feb) == 436
     assert "290 micro-units" in PAGE
     assert table.cost_of("llama-3.1-8b", 1000, 500, 200, when=apr) == 290
+
+
+def test_the_worked_invoice_is_what_build_invoice_writes() -> None:
+    """The page's invoice example is the CSV build_invoice writes for the records its table lists."""
+    from zerfoo_cloud.invoices import build_invoice
+    from zerfoo_cloud.metering import BillingRecord
+
+    (shown,) = [b for b in _blocks("text") if b.startswith("tenant_id,")]
+    table = PriceTable.from_mapping(
+        {
+            "currency": "USD",
+            "models": {
+                "llama-3.1-8b": [
+                    {
+                        "effective_from": "2026-01-01T00:00:00Z",
+                        "input": "0.15",
+                        "output": "0.60",
+                    },
+                    {
+                        "effective_from": "2026-11-15T00:00:00Z",
+                        "input": "0.10",
+                        "output": "0.40",
+                    },
+                ]
+            },
+        }
+    )
+
+    def priced(day: int, key: str, tokens: tuple[int, int], rid: str) -> BillingRecord:
+        at = datetime(2026, 11, day, 10, tzinfo=timezone.utc)
+        cost = table.cost_of("llama-3.1-8b", *tokens, when=at)
+        return BillingRecord("acme", *tokens, at, "llama-3.1-8b", rid, cost, "USD", key)
+
+    old = datetime(2026, 11, 1, 9, tzinfo=timezone.utc)
+    records = [
+        BillingRecord("acme", 500, 100, old, "llama-3.1-8b", "r0"),
+        priced(3, "k1", (1_000_000, 200_000), "r1"),
+        priced(20, "k1", (2_000_000, 500_000), "r2"),
+        priced(21, "k2", (10_000, 2_000), "r3"),
+    ]
+    assert [r.cost for r in records] == [0, 270_000, 400_000, 1_800]
+    invoice = build_invoice("acme", "2026-11", records, prices=table)
+    assert invoice.to_csv().replace("\r\n", "\n") == shown
+    assert invoice.total == 671_800
+    assert "0.6718 USD (671,800 micro-units)" in PAGE

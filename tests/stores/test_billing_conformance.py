@@ -8,13 +8,18 @@ To add a backend, add a fixture that yields a fresh store and a
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from zerfoo_cloud.billing_records import MAX_COST, MAX_KEY_ID_LENGTH
 from zerfoo_cloud.metering import (
     MAX_MODEL_LENGTH,
     MAX_REQUEST_ID_LENGTH,
@@ -224,5 +229,79 @@ def test_meter_over_every_store(billing_store: BillingStore) -> None:
         assert [r.request_id for r in found] == ["1", "2"]
         assert meter.summary("acme", T0, T0) == summarize(found)
         assert [s.total_tokens for s in meter.summary("acme", T0, T0, by=())] == [33]
+    finally:
+        meter.close()
+
+
+def test_costs_currencies_and_key_ids_round_trip(billing_store: BillingStore) -> None:
+    """A record's cost (up to MAX_COST), currency and longest key id come back unchanged, beside unpriced ones."""
+    priced = BillingRecord(
+        "acme", 3, 5, T0, "m", "p", MAX_COST, "USD", "k" * MAX_KEY_ID_LENGTH
+    )
+    zero = BillingRecord("acme", 0, 0, T0 + US, "m", "z", 0, "EUR", "key-1")
+    keyed = BillingRecord("acme", 1, 1, T0 + 2 * US, "m", "k", 0, "", "key-2")
+    unpriced = rec(T0 + 3 * US, "u")
+    assert billing_store.add([priced, zero, keyed, unpriced]) == 4
+    assert billing_store.query("acme", T0, T0 + 3 * US) == [
+        priced,
+        zero,
+        keyed,
+        unpriced,
+    ]
+    assert (unpriced.cost, unpriced.currency, unpriced.key_id) == (0, "", "")
+
+
+_codes = st.sampled_from(["", "USD", "EUR"])
+
+
+@st.composite
+def _priced_records(draw: st.DrawFn) -> list[BillingRecord]:
+    count = draw(st.integers(0, 12))
+    found = []
+    for i in range(count):
+        currency = draw(_codes)
+        found.append(
+            BillingRecord(
+                "t",
+                draw(st.integers(0, 10**6)),
+                draw(st.integers(0, 10**6)),
+                T0 + timedelta(hours=draw(st.integers(0, 72)), microseconds=i),
+                draw(st.sampled_from(["a", "b"])),
+                f"r{i}",
+                draw(st.integers(0, MAX_COST // 16)) if currency else 0,
+                currency,
+                draw(st.sampled_from(["", "k1", "k2"])),
+            )
+        )
+    return found
+
+
+@given(records=_priced_records())
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_summaries_total_costs_by_currency_on_every_store(
+    billing_store: BillingStore, records: list[BillingRecord]
+) -> None:
+    """Every store's summary (SQL, LMDB scan, or summarize) gives the same rows, costs summed per currency."""
+    tenant = f"t{uuid.uuid4().hex}"
+    ours = [
+        attrs.evolve(r, tenant_id=tenant, request_id=tenant + r.request_id)
+        for r in records
+    ]
+    billing_store.add(ours)
+    end = T0 + timedelta(days=4)
+    meter = TokenMeter(billing_store, background=False)
+    try:
+        for by in (("model", "day"), ("model",), ("day",), ()):
+            rows = meter.summary(tenant, T0, end, by=by)
+            assert rows == summarize(ours, by)
+            assert sum(r.cost for r in rows) == sum(r.cost for r in ours)
+            for code in ("", "USD", "EUR"):
+                assert sum(r.cost for r in rows if r.currency == code) == sum(
+                    r.cost for r in ours if r.currency == code
+                )
     finally:
         meter.close()

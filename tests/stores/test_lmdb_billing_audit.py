@@ -6,6 +6,7 @@ records, tampering with the file, full maps, and what lands on disk.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -29,7 +30,7 @@ from zerfoo_cloud.errors import (
     StoreError,
     StoreFullError,
 )
-from zerfoo_cloud.metering import BillingRecord, TokenMeter
+from zerfoo_cloud.metering import BillingRecord, TokenMeter, summarize
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.lmdb import _audit as _lmdb_audit
 from zerfoo_cloud.stores.lmdb._keys import TIME, tenant_prefix, time_key
@@ -97,6 +98,56 @@ def test_corrupt_billing_record_is_named(
     assert info.value.store == "lmdb:billing"
     with pytest.raises(CorruptRecordError):
         stores.billing.summary("acme", T0, T0, ("model", "day"))
+
+
+def test_records_written_before_costs_read_back_unpriced(stores: LMDBStores) -> None:
+    """Bytes of the first format (no cost, currency or key id), written byte for byte, read back with the defaults; summaries agree."""
+    old = struct.pack(">BQQ", 1, 7, 9) + "modèle".encode()
+    key = _billing_key("acme", T0, "old-1")
+    _raw(stores, "billing", lambda txn, db: txn.put(key, old, db=db))
+    new = BillingRecord("acme", 1, 2, T0 + US, "modèle", "new-1", 1234, "USD", "k1")
+    stores.billing.add([new])
+    found = stores.billing.query("acme", T0, T0 + US)
+    assert found == [BillingRecord("acme", 7, 9, T0, "modèle", "old-1"), new]
+    assert (found[0].cost, found[0].currency, found[0].key_id) == (0, "", "")
+    for by in (("model", "day"), ("model",), ()):
+        assert stores.billing.summary("acme", T0, T0 + US, by) == summarize(found, by)
+
+
+def test_unpriced_records_keep_the_first_format(stores: LMDBStores) -> None:
+    """A record without cost, currency or key id is stored in the shorter first format; a priced one in the second."""
+    stores.billing.add([BillingRecord("acme", 1, 2, T0, "m", "a")])
+    stores.billing.add([BillingRecord("acme", 1, 2, T0 + US, "m", "b", 5, "EUR")])
+    values: list[bytes] = []
+    _raw(
+        stores,
+        "billing",
+        lambda txn, db: values.extend(bytes(v) for _, v in txn.cursor(db=db)),
+    )
+    assert [v[0] for v in values] == [1, 2]
+    assert len(values[0]) == 17 + 1
+    assert len(values[1]) == 29 + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\x02" + bytes(27), "value too short"),
+        (struct.pack(">BQQQ3sB", 2, 1, 1, 1, b"USD", 9) + b"k", "key id cut short"),
+        (struct.pack(">BQQQ3sB", 2, 1, 1, 1, b"usd", 0), "currency"),
+        (struct.pack(">BQQQ3sB", 2, 1, 1, 5, b"\0\0\0", 0), "needs its currency"),
+        (struct.pack(">BQQQ3sB", 2, 1, 1, 1, b"USD", 1) + b"\x01", "key_id"),
+    ],
+)
+def test_corrupt_priced_record_is_named(
+    stores: LMDBStores, value: bytes, reason: str
+) -> None:
+    """A second-format value cut short or holding a field no record can hold raises CorruptRecordError."""
+    key = _billing_key("acme", T0, "req-2")
+    _raw(stores, "billing", lambda txn, db: txn.put(key, value, db=db))
+    with pytest.raises(CorruptRecordError, match=reason) as info:
+        stores.billing.query("acme", T0, T0)
+    assert info.value.key == f"acme/{T0.isoformat()}/req-2"
 
 
 def test_corrupt_key_is_named_by_its_bytes(stores: LMDBStores) -> None:

@@ -48,6 +48,7 @@ from zerfoo_cloud.stores.postgres import (
     PostgresStores,
     upgrade_schema,
 )
+from zerfoo_cloud.stores.postgres._schema import MIGRATIONS
 from zerfoo_cloud.tenants import TenantRecord, hash_api_key
 
 pytestmark = pytest.mark.postgres
@@ -122,6 +123,57 @@ def test_upgrade_is_idempotent(fresh_url: str) -> None:
     assert upgrade_schema(fresh_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
     with PostgresStores.open(fresh_url) as stores:
         assert [r.request_id for r in stores.billing.query("acme", T0, T0)] == ["kept"]
+
+
+def _version_1(url: str) -> None:
+    # A database as the first schema left it: version 1's statements only.
+    ((_, statements),) = [m for m in MIGRATIONS if m[0] == 1]
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE zerfoo_cloud_schema (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO zerfoo_cloud_schema (version) VALUES (1)")
+
+
+def test_a_version_1_database_with_rows_is_refused_then_upgraded(
+    fresh_url: str,
+) -> None:
+    """Billing rows of schema 1 survive the upgrade to 2 and read back unpriced; new rows carry cost, currency and key id."""
+    _version_1(fresh_url)
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute(
+            "CREATE TABLE billing_y2025m03 PARTITION OF billing "
+            "FOR VALUES FROM ('2025-03-01 00:00:00+00') TO ('2025-04-01 00:00:00+00')"
+        )
+        conn.execute(
+            "INSERT INTO billing (tenant_id, ts, request_id, model, input_tokens,"
+            " output_tokens) VALUES (%s, %s, %s, %s, %s, %s)",
+            (b"acme", T0, "old-1", b"m", 7, 9),
+        )
+        conn.execute("INSERT INTO billing_request_ids VALUES (%s, %s)", ("old-1", T0))
+    with pytest.raises(SchemaMismatchError, match="version 1") as info:
+        PostgresStores.open(fresh_url)
+    assert (info.value.found, info.value.expected) == (1, SCHEMA_VERSION)
+    assert upgrade_schema(fresh_url) == (1, SCHEMA_VERSION)
+    assert upgrade_schema(fresh_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    priced = BillingRecord("acme", 1, 2, T0 + US, "m", "new-1", 4321, "USD", "k1")
+    with PostgresStores.open(fresh_url) as stores:
+        assert stores.billing.add([priced]) == 1
+        found = stores.billing.query("acme", T0, T0 + US)
+        assert found == [BillingRecord("acme", 7, 9, T0, "m", "old-1"), priced]
+        assert stores.billing.summary("acme", T0, T0 + US, ()) == summarize(found, ())
+
+
+def test_a_negative_cost_is_refused_by_the_database(fresh_url: str) -> None:
+    """The cost column holds no negative amount, whatever writes to it."""
+    upgrade_schema(fresh_url)
+    with PostgresStores.open(fresh_url) as stores:
+        stores.billing.add([rec(T0, "a")])
+    with pytest.raises(psycopg.errors.CheckViolation):
+        _sql(fresh_url, "UPDATE billing SET cost = -1")
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from zerfoo_cloud.cli._audit_commands import audit_export as audit_export
 from zerfoo_cloud.cli._audit_commands import audit_query as audit_query
 from zerfoo_cloud.cli._audit_commands import audit_verify as audit_verify
 from zerfoo_cloud.cli._context import DB_ENV
+from zerfoo_cloud.cli._invoice_command import invoice as invoice
 from zerfoo_cloud.cli._main import main
 from zerfoo_cloud.cli._output import render_table
 from zerfoo_cloud.cli._root import cli as cli

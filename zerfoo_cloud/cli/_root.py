@@ -9,6 +9,7 @@ from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.cli._audit_commands import audit
 from zerfoo_cloud.cli._context import DB_ENV, _Context
 from zerfoo_cloud.cli._db_commands import db
+from zerfoo_cloud.cli._invoice_command import invoice
 from zerfoo_cloud.cli._serve_command import serve
 from zerfoo_cloud.cli._tenant_commands import tenant
 from zerfoo_cloud.cli._usage_commands import usage
@@ -39,10 +40,10 @@ with needs_extra("cli", "the zerfoo-cloud command"):
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, counters: str | None) -> None:
     """
-    Manage a zerfoo-cloud service: tenants, usage, audit, and the server.
+    Manage a zerfoo-cloud service: tenants, usage, invoices, audit, and the server.
     """
     ctx.obj = _Context(db, counters)
 
 
-for _command in (tenant, usage, audit, serve, db):
+for _command in (tenant, usage, invoice, audit, serve, db):
     cli.add_command(_command)

@@ -198,6 +198,12 @@ def _upstream_options(command: Any) -> Any:
     "--public-url", metavar="URL", help="This service's external URL (needed for SAML)."
 )
 @click.option(
+    "--prices",
+    metavar="FILE",
+    help="Price every billing record with this price file (JSON or TOML); "
+    "models it cannot price are refused with 403.",
+)
+@click.option(
     "--loop",
     type=click.Choice(LOOP_CHOICES),
     default="auto",
@@ -239,6 +245,7 @@ def serve(
     header_timeout: float,
     saml: tuple[str, ...],
     public_url: str | None,
+    prices: str | None,
     loop: str,
     http_parser: str,
     log_level: str,
@@ -293,6 +300,7 @@ def serve(
         metrics_host=metrics_host,
         metrics_tenant_labels=metrics_tenant_labels,
         http_parser=http_parser,
+        prices=None if prices is None else str(Path(prices).resolve()),
         **upstream_options,
     )
     if app is not None:

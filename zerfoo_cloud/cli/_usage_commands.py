@@ -18,6 +18,7 @@ from zerfoo_cloud.cli._window import _window, _window_options
 from zerfoo_cloud.csv_cells import write_csv_row
 from zerfoo_cloud.export import export_billing
 from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.pricing import format_cost, format_micros
 from zerfoo_cloud.stores.open import Stores
 
 if TYPE_CHECKING:
@@ -113,7 +114,11 @@ def usage_report(
     fmt: str,
 ) -> None:
     """
-    Total input and output tokens and requests per tenant, model and UTC day.
+    Total input and output tokens, requests and cost per tenant, model and UTC day.
+
+    Costs are the sums of the costs stored in the billing records (priced
+    when each was made); rows are split by currency, and records made
+    without a price show as "unpriced".
 
     Every tenant with usage is reported, deleted ones too (marked in the
     DELETED column / "deleted" field), so invoices miss nothing.
@@ -137,6 +142,9 @@ def usage_report(
                         "input_tokens": row.input_tokens,
                         "output_tokens": row.output_tokens,
                         "total_tokens": row.total_tokens,
+                        "cost": format_micros(row.cost),
+                        "cost_micros": row.cost,
+                        "currency": row.currency,
                     }
                     for row in meter.summary(tenant_id, start, end, by=keys)
                 )
@@ -148,6 +156,9 @@ def usage_report(
         "input_tokens",
         "output_tokens",
         "total_tokens",
+        "cost",
+        "cost_micros",
+        "currency",
         "deleted",
     ]
     if fmt == "json":
@@ -168,10 +179,21 @@ def usage_report(
     elif not rows:
         click.echo(f"no usage between {start.isoformat()} and {end.isoformat()}")
     else:
+        # The table shows the cost once, with its currency ("unpriced" for
+        # records made without a price).
+        shown = [c for c in columns if c not in {"cost_micros", "currency"}]
         click.echo(
             render_table(
-                [c.upper() for c in columns],
-                [[_cell(r[c]) for c in columns] for r in rows],
+                [c.upper() for c in shown],
+                [
+                    [
+                        format_cost(r["cost_micros"], r["currency"])
+                        if c == "cost"
+                        else _cell(r[c])
+                        for c in shown
+                    ]
+                    for r in rows
+                ],
             )
         )
 

@@ -20,6 +20,8 @@ functions and methods that take and return values:
 
 A reservation larger than the tenant's whole token budget is refused at once
 with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
+With a price table, a model it cannot price is refused with
+`UnpricedModelError` (403 ``model_not_priced``) before anything is taken.
 
 Every name above is importable from this module.
 """
@@ -27,6 +29,8 @@ Every name above is importable from this module.
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
 from zerfoo_cloud.errors import (
@@ -78,8 +82,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from contextlib import AbstractContextManager
 
+    from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.http._response_meter import ResponseMeter
     from zerfoo_cloud.http._usage import Usage, UsageSlot
+    from zerfoo_cloud.pricing import PriceTable
     from zerfoo_cloud.tenants import Admission, Tenant, TenantManager
 
 __all__ = [
@@ -136,6 +142,12 @@ class Policy:
     """
     Authentication, admission and settlement of requests (sans-IO).
 
+    With *prices* (the meter's price table), `admit` refuses a model the
+    table has no price for at *clock*'s time, before anything is taken and
+    before the app runs; a request that lets the app choose its model needs
+    the table's default price, and one that names no model at all (listing
+    models, an upload) is not checked.
+
     .. versionadded:: 0.1.0
     """
 
@@ -145,10 +157,15 @@ class Policy:
         options: PolicyOptions,
         *,
         resources: ResourcePinner | None = None,
+        prices: PriceTable | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.tenants = tenants
         self.options = options
         self.resources = resources
+        #: The price table models must be priced in (``None``: no check).
+        self.prices = prices
+        self.clock = clock
         self.healthy = True
         #: Whether the limiter store waits on the network (it has
         #: ``admit_async``: Redis): the ASGI adapter then awaits
@@ -204,8 +221,8 @@ class Policy:
         """
         Admit one request of *tenant*, or refuse it having taken nothing.
 
-        Order: the model allow list, then the reservation against the whole
-        token budget, then a concurrency slot, one request and the token
+        Order: the model allow list, then the model's price (with a price
+        table), then the reservation against the whole token budget, then a concurrency slot, one request and the token
         reservation in one atomic step (`Tenant.begin_request`). A refusal
         by one limit leaves the others untouched.
 
@@ -213,6 +230,8 @@ class Policy:
             InvalidRequestError: the request lets the app choose its model
                 and the tenant has an allow list.
             ModelNotAllowedError: the model is not in the allow list.
+            UnpricedModelError: the price table has no price for the model
+                (nor a default) now.
             RequestOverBudgetError: the reservation exceeds the tenant's
                 whole token budget (no wait would let it pass).
             RateLimitedError: a limit refused it.
@@ -235,7 +254,7 @@ class Policy:
         Raises:
             StoreUnavailableError: the limiter store cannot be reached;
                 nothing was taken.
-            InvalidRequestError, ModelNotAllowedError,
+            InvalidRequestError, ModelNotAllowedError, UnpricedModelError,
             RequestOverBudgetError, RateLimitedError: as `admit`.
         """
         reserve = self._reserve(tenant, info)
@@ -262,6 +281,13 @@ class Policy:
             or (info.mangled and record.model_allow_list)
         ):
             raise ModelNotAllowedError(tenant.id, model)
+        prices = self.prices
+        if prices is not None and (model or info.default_model):
+            # Raises UnpricedModelError; a price in force now stays in force
+            # when the request finishes (prices are never taken away). A
+            # request that uses no model (listing models, an upload) passes;
+            # one whose model the app picks needs the default price.
+            prices.price_at(model, datetime.fromtimestamp(self.clock(), timezone.utc))
         budget = record.token_budget
         reserve = info.reserve
         if budget and reserve > budget:

@@ -14,6 +14,7 @@ from zerfoo_cloud.errors import (
     ModelNotAllowedError,
     RateLimitedError,
     RequestTooLargeError,
+    UnpricedModelError,
 )
 from zerfoo_cloud.http._accounting import Accounting
 from zerfoo_cloud.http._policy import (
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.http.admin import AdminAPI
     from zerfoo_cloud.metering import TokenMeter, UsageRecorder
     from zerfoo_cloud.metrics import InFlight, Metrics
+    from zerfoo_cloud.pricing import PriceTable
     from zerfoo_cloud.tenants import Tenant, TenantManager
 
 __all__ = ["CloudServer", "billing_middleware", "detect_interface"]
@@ -87,7 +89,7 @@ _STARTED: contextvars.ContextVar[float] = contextvars.ContextVar(
 def _limit_of(exc: BaseException) -> str | None:
     if isinstance(exc, RateLimitedError):
         return exc.limit
-    if isinstance(exc, ModelNotAllowedError):
+    if isinstance(exc, (ModelNotAllowedError, UnpricedModelError)):
         return "model"
     if isinstance(exc, RequestTooLargeError):
         return "body_size"
@@ -107,8 +109,12 @@ class _MeteredPolicy(Policy):
         resources: ResourcePinner | None,
         metrics: Metrics,
         report: Callable[[str, str | None], None],
+        prices: PriceTable | None = None,
+        clock: Clock = time.time,
     ) -> None:
-        super().__init__(tenants, options, resources=resources)
+        super().__init__(
+            tenants, options, resources=resources, prices=prices, clock=clock
+        )
         self.metrics = metrics
         # Logs and counts a failed step: `Accounting.note_failure`.
         self.report = report
@@ -278,7 +284,11 @@ class CloudServer:
         app: an ASGI or WSGI callable (FastAPI, Starlette, Flask, a bare
             function, ...).
         tenants: authenticates keys and enforces the tenants' limits.
-        meter: receives one billing record per admitted request.
+        meter: receives one billing record per admitted request. When it
+            has a price table (``TokenMeter(prices=...)``), each record
+            carries its cost, and a request for a model the table cannot
+            price is refused with 403 ``model_not_priced`` before the app
+            runs.
         audit: receives one audit entry per request (admitted or refused).
         recorder: receives one `zerfoo_cloud.UsageEvent` per admitted
             request (besides the meter's own recorder, if it has one).
@@ -354,7 +364,13 @@ class CloudServer:
             health_path=health_path,
         )
         if metrics is None:
-            self.policy = Policy(tenants, self.options, resources=resources)
+            self.policy = Policy(
+                tenants,
+                self.options,
+                resources=resources,
+                prices=meter.prices,
+                clock=meter.clock,
+            )
             self.accounting = Accounting(
                 meter, audit=audit, recorder=recorder, clock=clock
             )
@@ -368,6 +384,8 @@ class CloudServer:
                 resources=resources,
                 metrics=metrics,
                 report=self.accounting.note_failure,
+                prices=meter.prices,
+                clock=meter.clock,
             )
             if resources is not None and hasattr(resources, "stats"):
                 metrics.track_resources(resources)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from zerfoo_cloud._clock import wire_stamp
+from zerfoo_cloud._clock import utc_stamp, wire_stamp
 from zerfoo_cloud._queued_writing import QueuedWriting, WriterTuning
 from zerfoo_cloud._writer import (
     DEFAULT_MAX_BATCH,
@@ -28,10 +28,12 @@ from zerfoo_cloud.billing_records import (
     UsageSummary,
     _check_by,
     _check_fields,
+    _check_money,
     _utc,
     new_request_id,
     summarize,
 )
+from zerfoo_cloud.errors import UnpricedModelError
 from zerfoo_cloud.metering.events import UsageEvent
 from zerfoo_cloud.metering.usage_events import Recipient, UsageEvents
 from zerfoo_cloud.stores.protocols import (
@@ -42,6 +44,7 @@ from zerfoo_cloud.stores.protocols import (
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.metering.events import UsageRecorder
+    from zerfoo_cloud.pricing import PriceTable
     from zerfoo_cloud.stores.protocols import BillingStore
 
 __all__ = ["TokenMeter"]
@@ -82,9 +85,23 @@ class TokenMeter(QueuedWriting):
     `zerfoo_cloud.stores.lmdb.LMDBStores.open`); `close` then stops that
     process.
 
+    **Costs.** With *prices*, each record's cost is computed once, when the
+    record is made, at the price in force at its timestamp
+    (`zerfoo_cloud.pricing.PriceTable.cost_of`), and stored in it with the
+    table's currency; a later price change (a new table) never touches a
+    record made before it. A model the table cannot price (no price of its
+    own and no default) is still recorded, with cost 0 and no currency, so
+    that no use is lost: it is logged and counted in `unpriced_records`
+    (the HTTP layer refuses such models before the app runs, so only a
+    direct caller can make one). A record naming no model (``""``: a
+    request that used none) without a default price is unpriced too, and
+    neither logged nor counted.
+
     Args:
         store: where billing records go.
         recorder: also publish one `UsageEvent` per record here.
+        prices: price every record with this table (``None``: records carry
+            no cost).
         clock: the time source, Unix seconds.
         background: queue records for a writer thread (``True``) or store
             them in the caller's thread (``False``); ``None`` picks by store.
@@ -111,6 +128,7 @@ class TokenMeter(QueuedWriting):
         store: BillingStore,
         *,
         recorder: UsageRecorder | None = None,
+        prices: PriceTable | None = None,
         clock: Clock = time.time,
         background: bool | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
@@ -120,6 +138,9 @@ class TokenMeter(QueuedWriting):
     ) -> None:
         self.store: BillingStore = store
         self.recorder = recorder
+        #: The price table records are priced with (``None``: no cost).
+        self.prices = prices
+        self._unpriced = 0
         self.clock = clock
         self._committer = (
             store.committer() if isinstance(store, CommittingBillingStore) else None
@@ -160,9 +181,12 @@ class TokenMeter(QueuedWriting):
         *,
         model: str = "",
         request_id: str | None = None,
+        key_id: str = "",
     ) -> BillingRecord:
         """
-        Record one request's tokens and return the billing record.
+        Record one request's tokens and return the billing record, priced
+        when the meter has a price table (see the class docstring).
+        *key_id* names the API key that made the request.
 
         The record is queued for the writer thread (see the class docstring);
         call `flush` to wait until it is durable. Pass the request's own id
@@ -177,47 +201,71 @@ class TokenMeter(QueuedWriting):
                 failing store (or, for an in-memory store, it failed).
         """
         record = self._queue(
-            tenant_id, input_tokens, output_tokens, model, request_id, fields=False
+            tenant_id,
+            input_tokens,
+            output_tokens,
+            model,
+            request_id,
+            key_id,
+            fields=False,
         )
         assert record is not None
         return record
 
-    def _queue(
+    def _queue(  # noqa: PLR0917 - the fields of one record
         self,
         tenant_id: str,
         input_tokens: int,
         output_tokens: int,
         model: str,
         request_id: str | None,
+        key_id: str,
         *,
         fields: bool,
     ) -> BillingRecord | None:
-        # Check, stamp and queue one record (or only its fields, for the
-        # writer process to make it from); publish its usage event.
+        # Check, stamp, price and queue one record (or only its fields, for
+        # the writer process to make it from); publish its usage event.
         if request_id is None:
             request_id = new_request_id()
         now = self.clock()
         record = None
+        cost, currency = 0, ""
         if fields:
             _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
+            stamp = wire_stamp(now)
+            if self.prices is not None:
+                cost, currency = self._cost(
+                    model, input_tokens, output_tokens, utc_stamp(stamp)
+                )
+            _check_money(cost, currency, key_id)
             # In BillingRecord's order.
             item: Any = (
                 tenant_id,
                 input_tokens,
                 output_tokens,
-                wire_stamp(now),
+                stamp,
                 model,
                 request_id,
+                cost,
+                currency,
+                key_id,
             )
         else:
+            when = datetime.fromtimestamp(now, timezone.utc)
+            if self.prices is not None:
+                _check_fields(tenant_id, input_tokens, output_tokens, model, request_id)
+                cost, currency = self._cost(model, input_tokens, output_tokens, when)
             # The constructor checks the fields.
             record = BillingRecord(
                 tenant_id,
                 input_tokens,
                 output_tokens,
-                datetime.fromtimestamp(now, timezone.utc),
+                when,
                 model,
                 request_id,
+                cost,
+                currency,
+                key_id,
             )
             item = record
         self._writer.submit(item)
@@ -228,6 +276,40 @@ class TokenMeter(QueuedWriting):
             )
         return record
 
+    def _cost(
+        self, model: str, input_tokens: int, output_tokens: int, when: datetime
+    ) -> tuple[int, str]:
+        # The cost and currency of one record at *when*; (0, "") for a model
+        # the table cannot price.
+        prices = self.prices
+        assert prices is not None
+        try:
+            return (
+                prices.cost_of(model, input_tokens, output_tokens, when=when),
+                prices.currency,
+            )
+        except UnpricedModelError:
+            if not model:
+                # A request that used no model (listing models, an upload).
+                return 0, ""
+            with self._failures_lock:
+                self._unpriced += 1
+                count = self._unpriced
+            _log.warning(
+                "model %r has no price: recorded without a cost; %d such records",
+                model[:64],
+                count,
+            )
+            return 0, ""
+
+    @property
+    def unpriced_records(self) -> int:
+        """
+        How many records this meter made without a cost because its price
+        table had no price for their model (0 without a table).
+        """
+        return self._unpriced
+
     def record_request(
         self,
         tenant_id: str,
@@ -236,6 +318,7 @@ class TokenMeter(QueuedWriting):
         *,
         model: str = "",
         request_id: str | None = None,
+        key_id: str = "",
     ) -> None:
         """
         Record one request's tokens, as `record` does, without returning the
@@ -256,6 +339,7 @@ class TokenMeter(QueuedWriting):
             output_tokens,
             model,
             request_id,
+            key_id,
             fields=self._fields,
         )
 

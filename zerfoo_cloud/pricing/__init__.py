@@ -11,7 +11,8 @@ currency) and never floats. Tables load from JSON or TOML price files
 A model without a price is refused with `UnpricedModelError` unless the
 table has a default price. See ``docs/billing.md``.
 
-**Modules.** `money` (`Money`, `parse_micros`, `format_micros`),
+**Modules.** `money` (`Money`, `parse_micros`, `format_micros`,
+`format_cost`),
 `currencies` (`CURRENCIES`), `model_price` (`ModelPrice`), `table`
 (`PriceTable`) and `price_file` (`read_price_file`); every name is
 importable from this package.
@@ -30,7 +31,9 @@ from zerfoo_cloud.pricing.model_price import (
 from zerfoo_cloud.pricing.money import (
     DECIMAL_PLACES,
     MICROS_PER_UNIT,
+    UNPRICED,
     Money,
+    format_cost,
     format_micros,
     parse_micros,
 )
@@ -48,12 +51,14 @@ __all__ = [
     "MAX_PRICE_MICROS",
     "MICROS_PER_UNIT",
     "TOKENS_PER_PRICE",
+    "UNPRICED",
     "ModelPrice",
     "Money",
     "NumberText",
     "PriceTable",
     "UnpricedModelError",
     "check_currency",
+    "format_cost",
     "format_micros",
     "parse_instant",
     "parse_micros",

@@ -29,10 +29,16 @@ from zerfoo_cloud.pricing.currencies import check_currency
 __all__ = [
     "DECIMAL_PLACES",
     "MICROS_PER_UNIT",
+    "UNPRICED",
     "Money",
+    "format_cost",
     "format_micros",
     "parse_micros",
 ]
+
+#: How a cost without a currency (a billing record made without a price) is
+#: shown.
+UNPRICED = "unpriced"
 
 #: Micro-units in one unit of a currency.
 MICROS_PER_UNIT = 1_000_000
@@ -155,6 +161,19 @@ def format_micros(micros: int) -> str:
         return f"{sign}{whole}"
     digits = f"{fraction:0{DECIMAL_PLACES}d}".rstrip("0")
     return f"{sign}{whole}.{digits}"
+
+
+def format_cost(micros: int, currency: str) -> str:
+    """
+    Return a stored cost as reports show it: ``"0.15 USD"`` (`format_micros`
+    and the currency), or `UNPRICED` when *currency* is ``""`` (records made
+    without a price, whose cost is 0 because it is unknown, not free).
+
+    .. versionadded:: 0.1.0
+    """
+    if not currency:
+        return UNPRICED
+    return f"{format_micros(micros)} {currency}"
 
 
 @attrs.frozen

@@ -48,6 +48,7 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
     "/rotate-key": {"POST": ("rotate", AuditAction.UPDATE, True, False)},
     "/usage": {"GET": ("usage", AuditAction.LIST, True, False)},
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},
+    "/invoices/{month}": {"GET": ("invoice", AuditAction.LIST, True, False)},
 }
 _METHOD_ACTIONS = {
     "POST": AuditAction.CREATE,

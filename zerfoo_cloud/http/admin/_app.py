@@ -141,6 +141,9 @@ class AdminAPI:
     - ``POST /admin/tenants/{id}/rotate-key`` (the new ``api_key``, once);
     - ``GET /admin/tenants/{id}/usage?since=&until=&by=model,day``;
     - ``GET /admin/tenants/{id}/audit?since=&until=&limit=``;
+    - ``GET /admin/tenants/{id}/invoices/{YYYY-MM}?format=json|csv``: the
+      tenant's invoice for one UTC calendar month
+      (`zerfoo_cloud.invoices.build_invoice`, with the meter's price table);
     - ``GET /sso/saml/{tenant}/login``, ``POST /sso/saml/{tenant}/acs`` and
       ``GET /sso/saml/{tenant}/metadata``.
 
@@ -155,8 +158,9 @@ class AdminAPI:
 
     Args:
         tenants: the tenant manager the API changes.
-        meter: where usage totals come from (a `zerfoo_cloud.TokenMeter`);
-            without it the usage route answers 404.
+        meter: where usage totals and invoices come from (a
+            `zerfoo_cloud.TokenMeter`); without it the usage and invoice
+            routes answer 404.
         audit: where calls are audited; without it nothing is audited and
             the audit route answers 404.
         admin_key_hashes: SHA-256 hex digests of the admin keys
@@ -229,6 +233,7 @@ class AdminAPI:
             "rotate": crud.rotate,
             "usage": reports.usage,
             "audit": reports.audit_log,
+            "invoice": reports.invoice,
         }
         self._router = Router(
             [*self._admin_routes(), *self._sso_routes()],

@@ -1,6 +1,7 @@
 """
 The report operations of the admin API: a tenant's usage totals and audit
-log over a time range, of deleted tenants too (each runs in a worker thread).
+log over a time range, and its invoice for a month, of deleted tenants too
+(each runs in a worker thread).
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from zerfoo_cloud.errors import TenantNotFoundError
-from zerfoo_cloud.http.admin._inputs import query_fields
+from zerfoo_cloud.http.admin._inputs import query_fields, segments_of
 from zerfoo_cloud.http.admin._params import audit_limit, group_by, time_range
-from zerfoo_cloud.http.admin._responses import HTTPProblem, json_response
-from zerfoo_cloud.http.admin._shapes import entry_json, row_json, when
+from zerfoo_cloud.http.admin._responses import (
+    HTTPProblem,
+    bytes_response,
+    json_response,
+)
+from zerfoo_cloud.http.admin._shapes import entry_json, row_json, totals_json, when
+from zerfoo_cloud.invoices import build_invoice, parse_month
 from zerfoo_cloud.stores.protocols import TenantListingBillingStore
 
 if TYPE_CHECKING:
@@ -49,7 +55,8 @@ class UsageMeter(Protocol):
 
 class ReportOperations:
     """
-    ``/admin/tenants/{id}/usage`` and ``/admin/tenants/{id}/audit``.
+    ``/admin/tenants/{id}/usage``, ``/admin/tenants/{id}/audit`` and
+    ``/admin/tenants/{id}/invoices/{YYYY-MM}``.
     """
 
     def __init__(
@@ -104,22 +111,10 @@ class ReportOperations:
             op, request, "by", self.meter, "usage"
         )
         by = group_by(params)
-        if since > until:
-            rows = []
-        else:
+        rows: Sequence[UsageSummary] = []
+        if since <= until:
             assert self.meter is not None
-            rows = [
-                row_json(r.model, r.day, r.input_tokens, r.output_tokens, r.requests)
-                for r in self.meter.summary(tenant_id, since, until, by)
-            ]
-        totals = row_json(
-            None,
-            None,
-            sum(r["input_tokens"] for r in rows),
-            sum(r["output_tokens"] for r in rows),
-            sum(r["requests"] for r in rows),
-        )
-        del totals["model"], totals["day"]
+            rows = self.meter.summary(tenant_id, since, until, by)
         return json_response(
             200,
             {
@@ -129,10 +124,46 @@ class ReportOperations:
                 "since": since,
                 "until": until,
                 "by": list(by),
-                "data": rows,
-                "totals": totals,
+                "data": [row_json(r) for r in rows],
+                "totals": totals_json(rows),
             },
         )
+
+    def invoice(
+        self, op: Op, request: Request, body: bytes, record: CallRecord
+    ) -> Response:
+        """
+        ``GET /admin/tenants/{id}/invoices/{YYYY-MM}``: the tenant's invoice
+        for a UTC calendar month, as JSON or (``?format=csv``) CSV, priced
+        lines listing the meter's prices in force.
+        """
+        assert op.tenant is not None
+        params = query_fields(request, ("format",))
+        fmt = params.get("format", "json")
+        if fmt not in {"json", "csv"}:
+            msg = f"format must be json or csv, not {fmt[:40]!r}"
+            raise HTTPProblem(400, "invalid_format", msg, param="format")
+        month = segments_of(request)[4]
+        start, end = parse_month(month)
+        query = getattr(self.meter, "query", None)
+        if query is None:
+            raise HTTPProblem(
+                404, "usage_not_configured", "no usage store is configured"
+            )
+        tenant_id = op.tenant
+        if self.tenants.store.get(tenant_id) is None and (
+            tenant_id not in self._billed_tenants()
+        ):
+            raise TenantNotFoundError(tenant_id)
+        result = build_invoice(
+            tenant_id,
+            month,
+            query(tenant_id, start, end),
+            prices=getattr(self.meter, "prices", None),
+        )
+        if fmt == "csv":
+            return bytes_response(200, result.to_csv().encode(), "text/csv")
+        return bytes_response(200, result.to_json().encode(), "application/json")
 
     def audit_log(
         self, op: Op, request: Request, body: bytes, record: CallRecord

@@ -4,14 +4,19 @@ The JSON shapes of the admin API: a tenant, a usage row, an audit entry.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud.pricing import format_micros
+
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from zerfoo_cloud.audit import AuditEntry
+    from zerfoo_cloud.billing_records import UsageSummary
     from zerfoo_cloud.tenants import TenantRecord
 
-__all__ = ["entry_json", "row_json", "tenant_json", "when"]
+__all__ = ["entry_json", "row_json", "tenant_json", "totals_json", "when"]
 
 
 def when(ts: float) -> datetime:
@@ -38,19 +43,45 @@ def tenant_json(record: TenantRecord) -> dict[str, Any]:
     }
 
 
-def row_json(
-    model: str | None, day: date | None, input_tokens: int, output_tokens: int, n: int
-) -> dict[str, Any]:
+def row_json(row: UsageSummary) -> dict[str, Any]:
     """
-    One row of a usage report.
+    One row of a usage report: its tokens, requests and cost (decimal text
+    and micro-units, with its currency; ``""`` for records made without a
+    price).
     """
     return {
-        "model": model,
-        "day": None if day is None else day.isoformat(),
+        "model": row.model,
+        "day": None if row.day is None else row.day.isoformat(),
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "total_tokens": row.total_tokens,
+        "requests": row.requests,
+        "cost": format_micros(row.cost),
+        "cost_micros": row.cost,
+        "currency": row.currency,
+    }
+
+
+def totals_json(rows: Sequence[UsageSummary]) -> dict[str, Any]:
+    """
+    The totals of a usage report: tokens and requests, and the cost in each
+    currency of its priced rows (sorted by currency).
+    """
+    costs: dict[str, int] = {}
+    for row in rows:
+        if row.currency:
+            costs[row.currency] = costs.get(row.currency, 0) + row.cost
+    input_tokens = sum(r.input_tokens for r in rows)
+    output_tokens = sum(r.output_tokens for r in rows)
+    return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "total_tokens": input_tokens + output_tokens,
-        "requests": n,
+        "requests": sum(r.requests for r in rows),
+        "costs": [
+            {"currency": code, "cost": format_micros(micros), "cost_micros": micros}
+            for code, micros in sorted(costs.items())
+        ],
     }
 
 

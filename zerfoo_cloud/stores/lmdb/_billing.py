@@ -28,9 +28,15 @@ if TYPE_CHECKING:
 
 __all__ = ["LMDBBillingStore"]
 
-# Value: format version, input tokens, output tokens; then the model (UTF-8).
-_VALUE = struct.Struct(">BQQ")
-_FORMAT = 1
+# Format 1 (of records without a cost or key id): version, input tokens,
+# output tokens; then the model (UTF-8). Format 2 (of the others): version, input tokens, output tokens,
+# cost (micro-units), currency (three ASCII letters, or three zero bytes for
+# none), the key id's length; then the key id (ASCII) and the model (UTF-8).
+_VALUE_V1 = struct.Struct(">BQQ")
+_VALUE = struct.Struct(">BQQQ3sB")
+_FORMAT_V1 = 1
+_FORMAT = 2
+_NO_CURRENCY = b"\0\0\0"
 _US_PER_DAY = 86_400_000_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _STORE = "lmdb:billing"
@@ -45,16 +51,34 @@ def _name(key: bytes) -> str:
         return key.hex()
 
 
-def _counts(key: bytes, value: bytes) -> tuple[int, int]:
+def _counts(key: bytes, value: bytes) -> tuple[int, int, int, bytes, int, int]:
+    # (input, output, cost, currency, where the key id starts, where the
+    # model starts) of a stored value of either format.
     try:
-        version, input_tokens, output_tokens = _VALUE.unpack_from(value)
+        if value[:1] == b"\x02":
+            _, input_tokens, output_tokens, cost, currency, key_length = (
+                _VALUE.unpack_from(value)
+            )
+            model_at = _VALUE.size + key_length
+            if len(value) < model_at:
+                msg = "key id cut short"
+                raise struct.error(msg)  # noqa: TRY301 - one handler for every short value
+            return (
+                input_tokens,
+                output_tokens,
+                cost,
+                currency,
+                _VALUE.size,
+                model_at,
+            )
+        version, input_tokens, output_tokens = _VALUE_V1.unpack_from(value)
     except struct.error as exc:
         raise CorruptRecordError(
             _STORE, _name(key), f"value too short ({exc})"
         ) from exc
-    if version != _FORMAT:
+    if version != _FORMAT_V1:
         raise CorruptRecordError(_STORE, _name(key), f"unknown format {version}")
-    return input_tokens, output_tokens
+    return input_tokens, output_tokens, 0, _NO_CURRENCY, _VALUE_V1.size, _VALUE_V1.size
 
 
 class _KnownRequestIdError(Exception):
@@ -68,7 +92,9 @@ class LMDBBillingStore:
     `zerfoo_cloud.stores.lmdb.LMDBStores`.
 
     Two databases, changed together in one transaction: ``billing`` maps
-    (tenant, time, request id) to the token counts and model, ordered so
+    (tenant, time, request id) to the token counts, cost, currency, key id
+    and model (records stored before costs were recorded read back with
+    cost 0, no currency and no key id), ordered so
     that a tenant's time range is one cursor scan; ``billing_ids`` maps each
     request id to its record's key, so a request id is stored once.
     Timestamps are kept to the microsecond.
@@ -99,6 +125,7 @@ class LMDBBillingStore:
     def _encode(records: Sequence[BillingRecord]) -> list[tuple[bytes, bytes, bytes]]:
         prefixes: dict[str, bytes] = {}
         pack = _VALUE.pack
+        pack_v1 = _VALUE_V1.pack
         rows = []
         for record in records:
             tenant_id = record.tenant_id
@@ -110,18 +137,32 @@ class LMDBBillingStore:
                     raise InvalidConfigError(msg, field="tenant_id")
                 prefixes[tenant_id] = prefix
             request_id = record.request_id.encode()
+            key_id = record.key_id.encode()
+            if record.cost or record.currency or key_id:
+                head = pack(
+                    _FORMAT,
+                    record.input_tokens,
+                    record.output_tokens,
+                    record.cost,
+                    record.currency.encode() or _NO_CURRENCY,
+                    len(key_id),
+                )
+            else:
+                # Nothing format 1 cannot say: twelve bytes fewer.
+                head = pack_v1(_FORMAT_V1, record.input_tokens, record.output_tokens)
             rows.append(
                 (
                     request_id,
                     time_key(prefix, micros(record.timestamp)) + request_id,
-                    pack(_FORMAT, record.input_tokens, record.output_tokens)
-                    + record.model.encode(),
+                    head + key_id + record.model.encode(),
                 )
             )
         return rows
 
     def _decode(self, key: bytes, value: bytes) -> BillingRecord:
-        input_tokens, output_tokens = _counts(key, value)
+        input_tokens, output_tokens, cost, currency, key_at, model_at = _counts(
+            key, value
+        )
         try:
             tenant, us, request_id = split_key(key)
             return BillingRecord(
@@ -129,8 +170,11 @@ class LMDBBillingStore:
                 input_tokens,
                 output_tokens,
                 stamp(us),
-                value[_VALUE.size :].decode(),
+                value[model_at:].decode(),
                 request_id.decode("ascii"),
+                cost,
+                "" if currency == _NO_CURRENCY else currency.decode("ascii"),
+                value[key_at:model_at].decode("ascii"),
             )
         except (ValueError, OverflowError) as exc:
             raise CorruptRecordError(_STORE, _name(key), str(exc)) from exc
@@ -229,34 +273,40 @@ class LMDBBillingStore:
         by_day = "day" in by
         at_time = len(prefix)
         db = self._db
-        skip = _VALUE.size
 
-        def read(txn: Any) -> dict[tuple[bytes | None, int | None], list[Any]]:
-            totals: dict[tuple[bytes | None, int | None], list[Any]] = {}
+        def read(
+            txn: Any,
+        ) -> dict[tuple[bytes | None, int | None, bytes], list[Any]]:
+            totals: dict[tuple[bytes | None, int | None, bytes], list[Any]] = {}
             for key, value in scan(txn, db, prefix, first, last):
-                input_tokens, output_tokens = _counts(key, value)
+                input_tokens, output_tokens, cost, currency, _, model_at = _counts(
+                    key, value
+                )
                 group = (
-                    value[skip:] if by_model else None,
+                    value[model_at:] if by_model else None,
                     _EPOCH_ORDINAL + key_time(key, at_time) // _US_PER_DAY
                     if by_day
                     else None,
+                    currency,
                 )
                 t = totals.get(group)
                 if t is None:
-                    totals[group] = [input_tokens, output_tokens, 1, key]
+                    totals[group] = [input_tokens, output_tokens, 1, cost, key]
                 else:
                     t[0] += input_tokens
                     t[1] += output_tokens
                     t[2] += 1
+                    t[3] += cost
             return totals
 
-        rows: dict[tuple[str | None, date | None], list[Any]] = {}
-        for (model, day), t in self._env.read(read).items():
+        rows: dict[tuple[str | None, date | None, str], list[Any]] = {}
+        for (model, day, currency), t in self._env.read(read).items():
             try:
                 name = None if model is None else model.decode()
+                code = "" if currency == _NO_CURRENCY else currency.decode("ascii")
             except UnicodeDecodeError as exc:
-                raise CorruptRecordError(_STORE, _name(t[3]), str(exc)) from exc
-            rows[name, None if day is None else date.fromordinal(day)] = t
+                raise CorruptRecordError(_STORE, _name(t[4]), str(exc)) from exc
+            rows[name, None if day is None else date.fromordinal(day), code] = t
         return summary_rows(rows)
 
     def tenant_ids(self) -> list[str]:

@@ -45,7 +45,15 @@ __all__ = [
 WRITER_PROCESS_LINGER = 0.05
 
 _BILLING_FIELDS = operator.attrgetter(
-    "tenant_id", "input_tokens", "output_tokens", "timestamp", "model", "request_id"
+    "tenant_id",
+    "input_tokens",
+    "output_tokens",
+    "timestamp",
+    "model",
+    "request_id",
+    "cost",
+    "currency",
+    "key_id",
 )
 # In `AuditEntry`'s positional order; the enums as their values (plain str),
 # which pickle without a Python-level call.

@@ -52,8 +52,10 @@ def _billing_writer(store: Any) -> _Writer:
     def records(frame: Any) -> list[BillingRecord]:
         _, items = frame
         return [
-            BillingRecord(tenant, prompt, completion, utc_stamp(stamp), model, rid)
-            for tenant, prompt, completion, stamp, model, rid in items
+            BillingRecord(
+                tenant, prompt, completion, utc_stamp(stamp), model, rid, *money
+            )
+            for tenant, prompt, completion, stamp, model, rid, *money in items
         ]
 
     def write(frame: Any) -> object:

@@ -60,22 +60,25 @@ def _payload(store: str, name: str, raw: bytes) -> tuple[int, Any]:
 
 def encode_billing(records: Sequence[BillingRecord]) -> bytes:
     """
-    The stored form of a batch of billing records.
+    The stored form of a batch of billing records: each a list of six
+    fields (tenant, tokens, time, model, request id), and three more (cost,
+    currency, key id) when any of them is set.
     """
-    return _pack(
-        len(records),
-        [
-            [
-                r.tenant_id,
-                r.input_tokens,
-                r.output_tokens,
-                r.timestamp.isoformat(timespec="microseconds"),
-                r.model,
-                r.request_id,
-            ]
-            for r in records
-        ],
-    )
+    rows: list[list[Any]] = []
+    for r in records:
+        row: list[Any] = [
+            r.tenant_id,
+            r.input_tokens,
+            r.output_tokens,
+            r.timestamp.isoformat(timespec="microseconds"),
+            r.model,
+            r.request_id,
+        ]
+        # A record without a cost or key id keeps the six fields of old.
+        if r.cost or r.currency or r.key_id:
+            row += (r.cost, r.currency, r.key_id)
+        rows.append(row)
+    return _pack(len(records), rows)
 
 
 def decode_billing(number: int, raw: bytes) -> list[BillingRecord]:
@@ -94,10 +97,12 @@ def decode_billing(number: int, raw: bytes) -> list[BillingRecord]:
             raise ValueError(msg)  # noqa: TRY301 - one handler for every shape error
         records = []
         for row in rows:
-            tenant, input_tokens, output_tokens, ts, model, request_id = row
-            for value in (input_tokens, output_tokens):
+            # Batches kept before costs were recorded have six fields.
+            tenant, input_tokens, output_tokens, ts, model, request_id, *money = row
+            cost, currency, key_id = money or (0, "", "")
+            for value in (input_tokens, output_tokens, cost):
                 if type(value) is not int:
-                    msg = f"token count {value!r} is not an integer"
+                    msg = f"count {value!r} is not an integer"
                     raise TypeError(msg)  # noqa: TRY301
             records.append(
                 BillingRecord(
@@ -107,6 +112,9 @@ def decode_billing(number: int, raw: bytes) -> list[BillingRecord]:
                     datetime.fromisoformat(ts),
                     model,
                     request_id,
+                    cost,
+                    currency,
+                    key_id,
                 )
             )
     except (TypeError, ValueError) as exc:

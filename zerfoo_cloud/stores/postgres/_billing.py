@@ -37,16 +37,25 @@ _PARTITION = re.compile(r"billing_y(\d{4})m(\d{2})")
 _INSERT = """
 WITH incoming AS (
     SELECT * FROM unnest(
-        %s::bytea[], %s::timestamptz[], %s::text[], %s::bytea[], %s::int8[], %s::int8[]
-    ) AS r(tenant_id, ts, request_id, model, input_tokens, output_tokens)
+        %s::bytea[], %s::timestamptz[], %s::text[], %s::bytea[], %s::int8[], %s::int8[],
+        %s::int8[], %s::text[], %s::text[]
+    ) AS r(
+        tenant_id, ts, request_id, model, input_tokens, output_tokens,
+        cost, currency, key_id
+    )
 ), fresh AS (
     INSERT INTO billing_request_ids (request_id, ts)
     SELECT request_id, ts FROM incoming ORDER BY request_id
     ON CONFLICT DO NOTHING
     RETURNING request_id
 )
-INSERT INTO billing (tenant_id, ts, request_id, model, input_tokens, output_tokens)
-SELECT i.tenant_id, i.ts, i.request_id, i.model, i.input_tokens, i.output_tokens
+INSERT INTO billing (
+    tenant_id, ts, request_id, model, input_tokens, output_tokens,
+    cost, currency, key_id
+)
+SELECT
+    i.tenant_id, i.ts, i.request_id, i.model, i.input_tokens, i.output_tokens,
+    i.cost, i.currency, i.key_id
 FROM incoming AS i JOIN fresh USING (request_id)
 """
 
@@ -108,7 +117,9 @@ class PostgresBillingStore:
     PostgreSQL, shared by every host using the database. Get it from
     `zerfoo_cloud.stores.postgres.PostgresStores`.
 
-    ``billing`` holds one row per record, partitioned by the month of its
+    ``billing`` holds one row per record (rows stored before schema
+    version 2 read back with cost 0, no currency and no key id),
+    partitioned by the month of its
     timestamp (UTC), indexed by (tenant, time, request id); a month's
     partition is made by the first `add` that needs it, in that add's
     transaction. ``billing_request_ids`` holds every request id stored: a
@@ -176,6 +187,9 @@ class PostgresBillingStore:
             [r.model.encode() for r in rows],
             [r.input_tokens for r in rows],
             [r.output_tokens for r in rows],
+            [r.cost for r in rows],
+            [r.currency for r in rows],
+            [r.key_id for r in rows],
         )
         for attempt in range(2):
             missing = self._missing(months)
@@ -207,7 +221,17 @@ class PostgresBillingStore:
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _decode(self, row: Sequence[Any]) -> BillingRecord:
-        tenant, ts, request_id, model, input_tokens, output_tokens = row
+        (
+            tenant,
+            ts,
+            request_id,
+            model,
+            input_tokens,
+            output_tokens,
+            cost,
+            currency,
+            key_id,
+        ) = row
         try:
             return BillingRecord(
                 bytes(tenant).decode(),
@@ -216,6 +240,9 @@ class PostgresBillingStore:
                 ts,
                 bytes(model).decode(),
                 request_id,
+                cost,
+                currency,
+                key_id,
             )
         except (ValueError, InvalidConfigError) as exc:
             name = f"{bytes(tenant).decode('utf-8', 'backslashreplace')}/{request_id}"
@@ -236,8 +263,8 @@ class PostgresBillingStore:
         rows = self._db.idempotent(
             "reading billing records",
             lambda conn: conn.execute(
-                "SELECT tenant_id, ts, request_id, model, input_tokens, output_tokens "
-                "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s "
+                "SELECT tenant_id, ts, request_id, model, input_tokens, "
+                "output_tokens, cost, currency, key_id FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s "
                 "ORDER BY ts, request_id",
                 (tenant_id.encode("utf-8", "surrogatepass"), start, end),
             ).fetchall(),
@@ -257,8 +284,10 @@ class PostgresBillingStore:
         model = "model" if by_model else "NULL::bytea"
         day = "(ts AT TIME ZONE 'UTC')::date" if by_day else "NULL::date"
         query = (
-            f"SELECT {model}, {day}, sum(input_tokens), sum(output_tokens), count(*) "  # noqa: S608 - fixed column texts
-            "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s GROUP BY 1, 2"
+            f"SELECT {model}, {day}, sum(input_tokens), sum(output_tokens), count(*), "  # noqa: S608 - fixed column texts
+            "sum(cost), currency "
+            "FROM billing WHERE tenant_id = %s AND ts >= %s AND ts <= %s "
+            "GROUP BY 1, 2, currency"
         )
         found = self._db.idempotent(
             "totalling billing records",
@@ -266,15 +295,30 @@ class PostgresBillingStore:
                 query, (tenant_id.encode("utf-8", "surrogatepass"), start, end)
             ).fetchall(),
         )
-        totals: dict[tuple[str | None, date | None], tuple[int, int, int]] = {}
-        for raw_model, raw_day, input_tokens, output_tokens, count in found:
+        totals: dict[
+            tuple[str | None, date | None, str], tuple[int, int, int, int]
+        ] = {}
+        for (
+            raw_model,
+            raw_day,
+            input_tokens,
+            output_tokens,
+            count,
+            cost,
+            currency,
+        ) in found:
             try:
                 name = None if raw_model is None else bytes(raw_model).decode()
             except UnicodeDecodeError as exc:
                 raise CorruptRecordError(
                     _STORE, f"{tenant_id}/model", str(exc)
                 ) from exc
-            totals[name, raw_day] = (int(input_tokens), int(output_tokens), int(count))
+            totals[name, raw_day, currency] = (
+                int(input_tokens),
+                int(output_tokens),
+                int(count),
+                int(cost),
+            )
         return summary_rows(totals)
 
     def tenant_ids(self) -> list[str]:

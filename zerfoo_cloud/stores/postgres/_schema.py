@@ -84,8 +84,22 @@ _V1 = (
     """,
 )
 
+_V2 = (
+    # Costs in billing records: the cost in micro-units, its currency and
+    # the API key's id. Rows of version 1 read back as unpriced (cost 0, no
+    # currency) with no key id. Adding a column with a constant default
+    # rewrites nothing (PostgreSQL 11 and later).
+    """
+    ALTER TABLE billing
+        ADD COLUMN cost bigint NOT NULL DEFAULT 0 CONSTRAINT billing_cost_range
+            CHECK (cost >= 0),
+        ADD COLUMN currency text COLLATE "C" NOT NULL DEFAULT '',
+        ADD COLUMN key_id text COLLATE "C" NOT NULL DEFAULT ''
+    """,
+)
+
 #: The migrations, oldest first: ``(version, statements)``.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
 
 #: The schema version this library reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
