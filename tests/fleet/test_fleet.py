@@ -28,6 +28,7 @@ from tests.fleet._fleet import (
     ADMIN_KEY,
     LEASE_SECONDS,
     Fleet,
+    Host,
     chat,
     elapsed_since,
     spread,
@@ -223,9 +224,10 @@ _PENDING = re.compile(
 )
 
 
-def _outbox_pending(fleet: Fleet) -> int:
+def _outbox_pending(*hosts: Host) -> int:
+    """Billing records and audit entries waiting in the outboxes of *hosts*."""
     total = 0
-    for host in fleet.hosts:
+    for host in hosts:
         total += sum(int(float(n)) for _, n in _PENDING.findall(host.metrics()))
     return total
 
@@ -234,12 +236,19 @@ def _status(client: httpx.Client, url: str, key: str) -> int:
     try:
         return chat(client, url, key, "sleep:0.2").status_code
     except httpx.TransportError:
+        time.sleep(0.1)  # a killed host: do not spin
         return 0
 
 
 def test_postgres_down_for_10s_under_load_loses_nothing(fleet: Fleet) -> None:
-    """Billing rows == answers of 200 seen, and the audit chain verifies."""
+    """
+    PostgreSQL stopped for 10 s under load, and one host killed meanwhile
+    with records in its outbox: once the database is back and that host
+    restarted, every answer of 200 has its billing row, and the audit
+    chain verifies.
+    """
     tenant_id, key = fleet.tenant()
+    a, b, c = fleet.hosts
     seen: list[int] = []
     stop = threading.Event()
 
@@ -250,6 +259,7 @@ def test_postgres_down_for_10s_under_load_loses_nothing(fleet: Fleet) -> None:
                 seen.append(_status(client, url, key))
 
     depth = 0
+    left_on_c = 0
     slowest = 0.0
     with ThreadPoolExecutor(6) as pool:
         for index in range(6):
@@ -260,25 +270,35 @@ def test_postgres_down_for_10s_under_load_loses_nothing(fleet: Fleet) -> None:
             down = time.monotonic()
             while elapsed_since(down) < 10:
                 asked = time.monotonic()
-                depth = max(depth, _outbox_pending(fleet))
+                live = (a, b) if left_on_c else (a, b, c)
+                depth = max(depth, _outbox_pending(*live))
                 # No host's event loop waits on the database.
                 slowest = max(slowest, elapsed_since(asked))
+                if not left_on_c and elapsed_since(down) > 3:
+                    left_on_c = _outbox_pending(c)
+                    if left_on_c:
+                        c.kill()  # with records in its outbox
                 time.sleep(0.25)
             fleet.postgres.start()
             time.sleep(1)
         finally:
             stop.set()
     assert depth > 0, "the outbox depth never showed on /metrics"
+    assert left_on_c > 0, "host c never had records in its outbox"
     assert slowest < 1.5, slowest
     answered = seen.count(200)
     assert answered >= 20
-    assert set(seen) <= {200, 503}, set(seen)
+    assert set(seen) <= {0, 200, 503}, set(seen)
+    c.spawn()  # drains what its killed run left
+    c.wait_ready()
     wait_until(
-        lambda: _outbox_pending(fleet) == 0, "the outboxes did not drain", timeout=30
+        lambda: _outbox_pending(a, b, c) == 0, "the outboxes did not drain", timeout=30
     )
     records = fleet.billing(tenant_id)
-    assert len(records) == answered
-    assert len({r.request_id for r in records}) == answered
+    assert len({r.request_id for r in records}) == len(records)
+    # A request host c had billed (durably, in its outbox) when it was
+    # killed may not have reached its client: at most one per thread on c.
+    assert answered <= len(records) <= answered + 2, (answered, len(records))
     assert fleet.audit_ok()
 
 
