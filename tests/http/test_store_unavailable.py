@@ -89,6 +89,19 @@ def _stack(url: str, rate_limit: int) -> Stack:
 
 @contextlib.contextmanager
 def _serving(interface: str, stack: Stack, app: Counting) -> Iterator[CloudServer]:
+    """
+    `_served`, and the limiter store closed while the server still runs (its
+    event loop's Redis client is closed on that loop).
+    """
+    with _served(interface, stack, app) as server:
+        try:
+            yield server
+        finally:
+            stack.tenants.limits.close()
+
+
+@contextlib.contextmanager
+def _served(interface: str, stack: Stack, app: Counting) -> Iterator[CloudServer]:
     """Serve *app* behind CloudServer on *interface*; yield the server (url in .url)."""
     if interface == "wsgi":
         server = stack.server(app.wsgi)
@@ -135,7 +148,6 @@ def test_a_dead_redis_refuses_503_with_retry_after(interface: str) -> None:
     assert {a.tenant_id for a in audits} == {"acme"}
     assert stack.billing.all() == []
     assert app.calls == 0
-    stack.tenants.limits.close()
 
 
 #: A Redis that keeps every write through a SIGKILL.
@@ -180,4 +192,3 @@ def test_redis_killed_mid_run_and_restarted(tmp_path: Path, interface: str) -> N
     assert [a.status_code for a in audits] == statuses
     assert statuses == [200, 200, 503, 503, 503, 503, 200, 429]
     assert len(stack.billing.all()) == 3
-    stack.tenants.limits.close()

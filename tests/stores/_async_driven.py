@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from zerfoo_cloud.buckets import BucketState
-from zerfoo_cloud.stores.redis import RedisLimiterStore
+from zerfoo_cloud.stores.protocols import AsyncLimiterStore
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ class AsyncDriven:
     The reads and upkeep are *store*'s own.
     """
 
-    def __init__(self, store: RedisLimiterStore) -> None:
+    def __init__(self, store: AsyncLimiterStore) -> None:
         self.store = store
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

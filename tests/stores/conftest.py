@@ -52,6 +52,9 @@ def tenant_store(
         pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
         pytest.param("dict", marks=pytest.mark.third_party, id="dict"),
         pytest.param("failover", marks=pytest.mark.memory, id="failover"),
+        pytest.param(
+            "failover-redis-async", marks=pytest.mark.redis, id="failover-redis-async"
+        ),
         *REDIS_PARAMS,
         *REDIS_ASYNC_PARAMS,
     ]
@@ -61,8 +64,9 @@ def limiter_store(
 ) -> Iterator[LimiterStore]:
     """
     Each implementation of `LimiterStore`, `DictLimiterStore` (the
-    smallest one written outside the library) and `FailoverLimiterStore`
-    over two memory stores.
+    smallest one written outside the library), and `FailoverLimiterStore`
+    over two memory stores and over Redis (driven through its asyncio
+    twins) with a memory fallback.
 
     The Redis stores trust the caller's clock, as the suite moves time by
     hand; the ``-async`` ones are driven through `admit_async` and
@@ -74,6 +78,16 @@ def limiter_store(
         yield DictLimiterStore()
     elif request.param == "failover":
         yield FailoverLimiterStore(MemoryLimiterStore(), MemoryLimiterStore())
+    elif request.param == "failover-redis-async":
+        primary = RedisLimiterStore.from_url(
+            request.getfixturevalue("redis_url"),
+            prefix=redis_prefix,
+            trust_caller_clock=True,
+        )
+        over = AsyncDriven(FailoverLimiterStore(primary, MemoryLimiterStore()))
+        yield over
+        over.clear("")
+        over.close()
     elif request.param == "lmdb":
         yield lmdb_stores.limits
     else:

@@ -6,11 +6,11 @@ backoff, come back, and settle every slot where it was admitted.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from tests._redis_servers import start_redis, start_redis_anywhere
 from tests.conftest import FakeClock
+from tests.http._support import free_port
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
@@ -231,28 +232,17 @@ def test_bad_probe_options_are_refused(options: dict[str, Any]) -> None:
         FailoverLimiterStore(MemoryLimiterStore(), MemoryLimiterStore(), **options)
 
 
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-#: Redis options that keep every counter across a restart.
-AOF = ("--appendonly", "yes", "--appendfsync", "always")
-
-
-def failing_over_redis(
-    tmp_path: Path,
-) -> tuple[
-    subprocess.Popen[bytes], int, RedisLimiterStore, FailoverLimiterStore, list[str]
-]:
+@pytest.mark.redis
+@pytest.mark.slow
+def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
     """
-    A real Redis started in *tmp_path* (`AOF`), and a `FailoverLimiterStore`
-    over it that probes every 0.05 s and lists its switches: the process,
-    its port, the Redis store, the failover store and the switches.
+    A tenant on a real Redis that is killed: requests pass on this host's
+    counters (one switch reported); restarted, the store switches back and
+    the limit is Redis's again, with the slot taken meanwhile given back on
+    the fallback.
     """
-    proc, port = start_redis_anywhere(tmp_path, *AOF)
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    proc, port = start_redis_anywhere(tmp_path, *aof)
     redis_store = RedisLimiterStore.from_url(
         f"redis://127.0.0.1:{port}/0", connect_timeout=0.2, socket_timeout=0.5
     )
@@ -263,19 +253,6 @@ def failing_over_redis(
         on_failover=lambda to, e: switches.append(to),
         probe_min=0.05,
     )
-    return proc, port, redis_store, limits, switches
-
-
-@pytest.mark.redis
-@pytest.mark.slow
-def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
-    """
-    A tenant on a real Redis that is killed: requests pass on this host's
-    counters (one switch reported); restarted, the store switches back and
-    the limit is Redis's again, with the slot taken meanwhile given back on
-    the fallback.
-    """
-    proc, port, redis_store, limits, switches = failing_over_redis(tmp_path)
     store = MemoryTenantStore()
     TenantManager(store, limits=MemoryLimiterStore()).create(
         TenantConfig("acme", "key-a", 2, 0, max_concurrent_requests=5)
@@ -292,7 +269,7 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
         assert tenant.begin_request(0).allowed
         assert not tenant.begin_request(0).allowed
         assert switches == ["fallback"]
-        proc = start_redis(tmp_path, port, *AOF)
+        proc = start_redis(tmp_path, port, *aof)
         time.sleep(0.1)
         # Redis's bucket kept 1 of 2: one more passes there, then it refuses.
         assert tenant.begin_request(0).allowed
@@ -309,3 +286,46 @@ def test_fails_open_on_a_killed_redis_and_comes_back(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
         limits.close()
+
+
+def test_the_asyncio_twins_switch_and_settle_as_the_sync_calls(
+    clock: FakeClock,
+) -> None:
+    """admit_async/settle_async: the same switch, the same slot bookkeeping."""
+    store, primary, fallback, switches = _store(clock)
+
+    async def run() -> None:
+        assert (await store.admit_async(SLOT, [], 0.0))[1]  # on the primary
+        primary.down = True
+        assert (await store.admit_async(SLOT, [], 0.0))[1]  # on the fallback
+        assert fallback.slots_in_use(SLOT[0]) == 1
+        await store.settle_async(SLOT[0], [], 0.0)
+        assert fallback.slots_in_use(SLOT[0]) == 0
+
+    asyncio.run(run())
+    assert switches == [("fallback", True)]
+    primary.down = False
+    assert primary.slots_in_use(SLOT[0]) == 1
+
+
+@pytest.mark.redis
+def test_a_dead_redis_fails_over_on_the_event_loop() -> None:
+    """A Redis nobody listens on, awaited through its asyncio client: admitted on the fallback."""
+    redis_store = RedisLimiterStore.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.2
+    )
+    switches: list[str] = []
+    store = FailoverLimiterStore(
+        redis_store, MemoryLimiterStore(), on_failover=lambda to, e: switches.append(to)
+    )
+    assert hasattr(store, "admit_async")
+
+    async def run() -> list[bool]:
+        try:
+            return [(await store.admit_async(None, BUCKET, 0.0))[1] for _ in range(5)]
+        finally:
+            await redis_store.async_connection.aclose()  # type: ignore[union-attr]
+
+    assert asyncio.run(run()) == [True, True, True, False, False]
+    assert switches == ["fallback"]
+    store.close()

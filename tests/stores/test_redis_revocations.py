@@ -70,22 +70,42 @@ def test_a_rekeyed_key_is_refused_by_another_process_within_100ms(
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, redis.Redis]]:
-    """A Redis of this test's own, and an admin client connected to it."""
-    with own_redis(tmp_path) as (url, _):
-        admin = redis.Redis.from_url(url)
+    """
+    A Redis of this test's own, and an admin client on it as user
+    ``admin``, who can still connect while the default user (the
+    subscriber's) is switched off.
+    """
+    with own_redis(tmp_path) as (url, port):
+        with redis.Redis.from_url(url) as bootstrap:
+            bootstrap.acl_setuser(
+                "admin",
+                enabled=True,
+                passwords=["+admin-pw"],
+                keys=["*"],
+                channels=["*"],
+                commands=["+@all"],
+            )
+        admin = redis.Redis.from_url(f"redis://admin:admin-pw@127.0.0.1:{port}/0")
         yield url, admin
         admin.close()
 
 
 def _pair(
-    url: str, clock: FakeClock
+    url: str,
+    clock: FakeClock,
+    told_url: str | None = None,
+    tenants: tuple[TenantConfig, ...] = (),
 ) -> tuple[TenantManager, TenantManager, RedisKeyRevocations, RedisKeyRevocations]:
     # Two managers over one store, each with its own Redis connection: the
     # first serves lookups (on a clock that stands still, so its time to
-    # live never runs out by itself), the second makes changes.
+    # live never runs out by itself), the second makes changes (publishing
+    # on *told_url*, by default *url*). *tenants* are created first, without
+    # a message (one arriving after a lookup would drop what it cached).
     store, limits = MemoryTenantStore(), MemoryLimiterStore()
+    for config in tenants:
+        TenantManager(store, limits=limits).create(config)
     heard = RedisKeyRevocations.from_url(url, backoff_min=0.02, backoff_max=0.1)
-    told = RedisKeyRevocations.from_url(url)
+    told = RedisKeyRevocations.from_url(told_url or url)
     serving = TenantManager(
         store, limits=limits, clock=clock, cache_ttl=TTL, revocations=heard
     )
@@ -94,13 +114,17 @@ def _pair(
     return serving, changing, heard, told
 
 
+def _admin_url(admin: redis.Redis) -> str:
+    kwargs = admin.connection_pool.connection_kwargs
+    return f"redis://admin:admin-pw@127.0.0.1:{kwargs['port']}/0"
+
+
 def _disconnect(admin: redis.Redis, heard: RedisKeyRevocations) -> None:
-    # Kill the subscriber's connection and keep it from coming back: new
-    # connections need a password it does not have.
-    admin.config_set("requirepass", "only-the-admin")
-    for client in admin.client_list():
-        if "P" in client["flags"]:  # the subscriber's, and only it
-            admin.client_kill_filter(_id=client["id"])
+    # Kill the subscriber's connection and keep it from coming back: the
+    # default user it connects as is switched off (the publisher connects
+    # as admin).
+    admin.acl_setuser("default", enabled=False, reset_passwords=False)
+    admin.client_kill_filter(_type="pubsub")
     _until(lambda: not heard.live)
 
 
@@ -109,9 +133,8 @@ def test_a_lost_message_falls_back_to_the_time_to_live(
 ) -> None:
     """A re-key published while the subscriber is away is missed; the TTL still ends the old key."""
     url, admin = private_redis
-    serving, changing, heard, told = _pair(url, clock)
-    changing.create(TenantConfig("acme", "zc-old-key-0123456789", 0, 0))
-    told.publish("warm")  # open the publisher's connection before the password
+    acme = TenantConfig("acme", "zc-old-key-0123456789", 0, 0)
+    serving, changing, heard, told = _pair(url, clock, _admin_url(admin), (acme,))
     assert serving.get_by_api_key("zc-old-key-0123456789").id == "acme"
     _disconnect(admin, heard)
     changing.rotate_key("acme")  # published, but nobody hears it
@@ -129,10 +152,11 @@ def test_reconnecting_drops_every_cached_key(
 ) -> None:
     """Back from a disconnection, the subscriber drops every key: a change it missed applies at once."""
     url, admin = private_redis
-    serving, changing, heard, told = _pair(url, clock)
-    changing.create(TenantConfig("acme", "zc-old-key-0123456789", 0, 0))
-    changing.create(TenantConfig("other", "zc-other-key-0123456789", 5, 0))
-    told.publish("warm")
+    created = (
+        TenantConfig("acme", "zc-old-key-0123456789", 0, 0),
+        TenantConfig("other", "zc-other-key-0123456789", 5, 0),
+    )
+    serving, changing, heard, told = _pair(url, clock, _admin_url(admin), created)
     assert serving.get_by_api_key("zc-old-key-0123456789").id == "acme"
     assert serving.get_by_api_key("zc-other-key-0123456789").record.rate_limit == 5
     confirmed = heard.subscribed
@@ -140,7 +164,7 @@ def test_reconnecting_drops_every_cached_key(
     changing.rotate_key("acme")
     changing.update("other", rate_limit=7)
     assert serving.get_by_api_key("zc-old-key-0123456789").id == "acme"
-    admin.config_set("requirepass", "")
+    admin.acl_setuser("default", enabled=True)
     _until(lambda: heard.subscribed > confirmed)
     # The clock never moved: only the reconnection explains these.
     with pytest.raises(TenantNotFoundError):
@@ -155,8 +179,8 @@ def test_redis_killed_and_restarted_resumes_listening(
 ) -> None:
     """A Redis that dies and comes back on its port: the subscriber reconnects and hears again."""
     with own_redis(tmp_path / "first") as (url, port):
-        serving, changing, heard, told = _pair(url, clock)
-        changing.create(TenantConfig("acme", "zc-old-key-0123456789", 0, 0))
+        acme = TenantConfig("acme", "zc-old-key-0123456789", 0, 0)
+        serving, changing, heard, told = _pair(url, clock, tenants=(acme,))
         assert serving.get_by_api_key("zc-old-key-0123456789").id == "acme"
     # Redis is gone (a reconnection racing its shutdown may have dropped the
     # cache once more: read the key again once it settled).
@@ -256,10 +280,12 @@ def test_a_forked_worker_listens_on_its_own(
         code = 1
         os.close(ours)
         try:
-            tenants.get_by_api_key("zc-old-key-0123456789")
             deadline = time.monotonic() + 10
             while not heard.live and time.monotonic() < deadline:
                 time.sleep(0.005)
+            # Cached once the child's own subscription is live (going live
+            # drops every cached key).
+            tenants.get_by_api_key("zc-old-key-0123456789")
             os.write(theirs, b"r")
             while time.monotonic() < deadline:
                 if _refused(tenants, "zc-old-key-0123456789"):

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zerfoo_cloud.errors import InvalidConfigError, StoreUnavailableError
 from zerfoo_cloud.stores._seconds import check_seconds
@@ -40,6 +40,14 @@ OnFailover = Callable[[str, StoreUnavailableError | None], None]
 #: At most this many tenants' "where was the latest request admitted" are
 #: remembered (the least recently admitted are forgotten first).
 _MAX_GROUPS = 100_000
+
+
+async def _awaited(store: LimiterStore, name: str, *args: Any) -> Any:
+    # ``store.<name>_async(*args)`` when the store has it, else the sync call.
+    method = getattr(store, name + "_async", None)
+    if method is not None:
+        return await method(*args)
+    return getattr(store, name)(*args)
 
 
 def _group(key: str) -> str:
@@ -167,57 +175,65 @@ class FailoverLimiterStore:
                 self._next_probe = self._clock() + self._delay
         self._probing.release()
 
+    def _choose(self) -> tuple[bool, bool]:
+        # (try the primary, as a probe): the primary unless on the fallback
+        # with no probe due.
+        if not self._on_fallback:
+            return True, False
+        if self._probe_due():
+            return True, True
+        return False, False
+
+    def _failed(self, probing: bool, exc: StoreUnavailableError) -> None:
+        # The primary could not be reached: back off, or fall over.
+        if probing:
+            self._probed(answered=False)
+        else:
+            self._switch(to_fallback=True, error=exc)
+
+    def _answered(self, probing: bool) -> None:
+        # The primary answered (even with an error): a probe switches back.
+        if probing:
+            self._probed(answered=True)
+            self._switch(to_fallback=False, error=None)
+
     def _route(
         self, on_primary: Callable[[], T], on_fallback: Callable[[], T]
     ) -> tuple[T, bool]:
         # Run on the primary unless on the fallback (and no probe is due);
         # fall over when it cannot be reached. Returns (result, on fallback).
-        if self._on_fallback:
-            if not self._probe_due():
-                return on_fallback(), True
-            try:
-                result = on_primary()
-            except StoreUnavailableError:
-                self._probed(answered=False)
-                return on_fallback(), True
-            except BaseException:
-                self._probed(answered=True)
-                self._switch(to_fallback=False, error=None)
-                raise
-            self._probed(answered=True)
-            self._switch(to_fallback=False, error=None)
-            return result, False
-        try:
-            return on_primary(), False
-        except StoreUnavailableError as exc:
-            self._switch(to_fallback=True, error=exc)
+        primary, probing = self._choose()
+        if not primary:
             return on_fallback(), True
+        try:
+            result = on_primary()
+        except StoreUnavailableError as exc:
+            self._failed(probing, exc)
+            return on_fallback(), True
+        except BaseException:
+            self._answered(probing)
+            raise
+        self._answered(probing)
+        return result, False
 
     async def _route_async(
-        self, on_primary: Callable[[], Awaitable[T]], on_fallback: Callable[[], T]
+        self,
+        on_primary: Callable[[], Awaitable[T]],
+        on_fallback: Callable[[], Awaitable[T]],
     ) -> tuple[T, bool]:
-        # `_route` with the primary's call awaited (the same switching).
-        probing = False
-        if self._on_fallback:
-            if not self._probe_due():
-                return on_fallback(), True
-            probing = True
+        # `_route` on the event loop: the primary awaited.
+        primary, probing = self._choose()
+        if not primary:
+            return await on_fallback(), True
         try:
             result = await on_primary()
         except StoreUnavailableError as exc:
-            if probing:
-                self._probed(answered=False)
-            else:
-                self._switch(to_fallback=True, error=exc)
-            return on_fallback(), True
+            self._failed(probing, exc)
+            return await on_fallback(), True
         except BaseException:
-            if probing:
-                self._probed(answered=True)
-                self._switch(to_fallback=False, error=None)
+            self._answered(probing)
             raise
-        if probing:
-            self._probed(answered=True)
-            self._switch(to_fallback=False, error=None)
+        self._answered(probing)
         return result, False
 
     def _remember(self, group: str, on_fallback: bool) -> None:
@@ -229,6 +245,44 @@ class FailoverLimiterStore:
                 latest.popitem(last=False)
 
     # -- the protocol -------------------------------------------------------
+
+    def _admitted(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        result: tuple[bool, bool, list[float]],
+        on_fallback: bool,
+    ) -> tuple[bool, bool, list[float]]:
+        # Remember where an allowed admission was taken.
+        if result[1]:
+            keys = [key for key, _, _, _ in buckets]
+            if slot is not None:
+                keys.append(slot[0])
+                if on_fallback:
+                    with self._lock:
+                        held = self._fallback_slots
+                        held[slot[0]] = held.get(slot[0], 0) + 1
+            if keys:
+                self._remember(_group(keys[0]), on_fallback)
+        return result
+
+    def _settles_on_fallback(
+        self, slot_key: str | None, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> bool:
+        # Where a settle goes (taking the slot off the fallback's count).
+        with self._lock:
+            if slot_key is not None:
+                held = self._fallback_slots.get(slot_key, 0)
+                if not held:
+                    return False
+                if held == 1:
+                    del self._fallback_slots[slot_key]
+                else:
+                    self._fallback_slots[slot_key] = held - 1
+                return True
+            if buckets:
+                return self._latest.get(_group(buckets[0][0]), False)
+            return False
 
     def admit(
         self,
@@ -244,53 +298,7 @@ class FailoverLimiterStore:
             lambda: self.primary.admit(slot, buckets, now),
             lambda: self.fallback.admit(slot, buckets, now),
         )
-        return self._admitted(result, on_fallback, slot, buckets)
-
-    async def admit_async(
-        self,
-        slot: tuple[str, int] | None,
-        buckets: Sequence[tuple[str, float, float, int]],
-        now: float,
-    ) -> tuple[bool, bool, list[float]]:
-        """
-        `admit`, with the primary awaited when it has ``admit_async``
-        (`zerfoo_cloud.stores.protocols.AsyncLimiterStore`: Redis), so the
-        event loop never waits on it; the fallback is called as it is.
-        """
-        admit_async = getattr(self.primary, "admit_async", None)
-
-        async def on_primary() -> tuple[bool, bool, list[float]]:
-            if admit_async is None:
-                return self.primary.admit(slot, buckets, now)
-            result: tuple[bool, bool, list[float]] = await admit_async(
-                slot, buckets, now
-            )
-            return result
-
-        result, on_fallback = await self._route_async(
-            on_primary, lambda: self.fallback.admit(slot, buckets, now)
-        )
-        return self._admitted(result, on_fallback, slot, buckets)
-
-    def _admitted(
-        self,
-        result: tuple[bool, bool, list[float]],
-        on_fallback: bool,
-        slot: tuple[str, int] | None,
-        buckets: Sequence[tuple[str, float, float, int]],
-    ) -> tuple[bool, bool, list[float]]:
-        # Remember where an admitted request's slot and buckets are.
-        if result[1]:
-            keys = [key for key, _, _, _ in buckets]
-            if slot is not None:
-                keys.append(slot[0])
-                if on_fallback:
-                    with self._lock:
-                        held = self._fallback_slots
-                        held[slot[0]] = held.get(slot[0], 0) + 1
-            if keys:
-                self._remember(_group(keys[0]), on_fallback)
-        return result
+        return self._admitted(slot, buckets, result, on_fallback)
 
     def settle(
         self,
@@ -307,6 +315,24 @@ class FailoverLimiterStore:
             return self.fallback.settle(slot_key, buckets, now)
         return self.primary.settle(slot_key, buckets, now)
 
+    async def admit_async(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        `admit`, awaited: the primary's ``admit_async`` when it has one
+        (`zerfoo_cloud.stores.protocols.AsyncLimiterStore`: Redis), so the
+        event loop never waits on the network; the fallback (in memory or
+        LMDB, nothing to wait for) is called directly.
+        """
+        result, on_fallback = await self._route_async(
+            lambda: _awaited(self.primary, "admit", slot, buckets, now),
+            lambda: _awaited(self.fallback, "admit", slot, buckets, now),
+        )
+        return self._admitted(slot, buckets, result, on_fallback)
+
     async def settle_async(
         self,
         slot_key: str | None,
@@ -314,35 +340,15 @@ class FailoverLimiterStore:
         now: float,
     ) -> list[float]:
         """
-        `settle`, with the primary awaited when it has ``settle_async``.
+        `settle`, awaited, as `admit_async`.
         """
-        if self._settles_on_fallback(slot_key, buckets):
-            return self.fallback.settle(slot_key, buckets, now)
-        settle_async = getattr(self.primary, "settle_async", None)
-        if settle_async is None:
-            return self.primary.settle(slot_key, buckets, now)
-        levels: list[float] = await settle_async(slot_key, buckets, now)
-        return levels
-
-    def _settles_on_fallback(
-        self, slot_key: str | None, buckets: Sequence[tuple[str, float, float, int]]
-    ) -> bool:
-        # Whether the fallback admitted what this settles (and, for a slot,
-        # forget one slot held there).
-        on_fallback = False
-        if slot_key is not None:
-            with self._lock:
-                held = self._fallback_slots.get(slot_key, 0)
-                if held:
-                    on_fallback = True
-                    if held == 1:
-                        del self._fallback_slots[slot_key]
-                    else:
-                        self._fallback_slots[slot_key] = held - 1
-        elif buckets:
-            with self._lock:
-                on_fallback = self._latest.get(_group(buckets[0][0]), False)
-        return on_fallback
+        store = (
+            self.fallback
+            if self._settles_on_fallback(slot_key, buckets)
+            else self.primary
+        )
+        result: list[float] = await _awaited(store, "settle", slot_key, buckets, now)
+        return result
 
     def get(self, key: str) -> BucketState | None:
         """

@@ -220,6 +220,45 @@ class LimiterStore(Protocol):
 
 
 @runtime_checkable
+class AsyncLimiterStore(LimiterStore, Protocol):
+    """
+    **Protocol**: A `LimiterStore` whose primitive also runs on an asyncio
+    event loop without blocking it (a store on the network: Redis).
+
+    `admit_async` and `settle_async` take and return what `admit` and
+    `settle` do, in the same one atomic step; the loop runs other work
+    while the store answers. `zerfoo_cloud.RateLimiter` and
+    `zerfoo_cloud.Tenant` use them from their ``*_async`` methods, which
+    the ASGI adapter calls; a store without them (memory, LMDB: nothing to
+    wait for) is called synchronously there, with no thread hop. Failures
+    raise as the sync calls do; a store that cannot be reached raises
+    `zerfoo_cloud.errors.StoreUnavailableError`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    async def admit_async(
+        self,
+        slot: tuple[str, int] | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        `LimiterStore.admit`, awaited.
+        """
+
+    async def settle_async(
+        self,
+        slot_key: str | None,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> list[float]:
+        """
+        `LimiterStore.settle`, awaited.
+        """
+
+
+@runtime_checkable
 class Subscription(Protocol):
     """
     **Protocol**: One callback subscribed to `KeyRevocations`.
@@ -284,45 +323,6 @@ class KeyRevocations(Protocol):
         """
         Stop every subscription and release resources. Calling it twice is
         harmless.
-        """
-
-
-@runtime_checkable
-class AsyncLimiterStore(LimiterStore, Protocol):
-    """
-    **Protocol**: A `LimiterStore` whose primitive also runs on an asyncio
-    event loop without blocking it (a store on the network: Redis).
-
-    `admit_async` and `settle_async` take and return what `admit` and
-    `settle` do, in the same one atomic step; the loop runs other work
-    while the store answers. `zerfoo_cloud.RateLimiter` and
-    `zerfoo_cloud.Tenant` use them from their ``*_async`` methods, which
-    the ASGI adapter calls; a store without them (memory, LMDB: nothing to
-    wait for) is called synchronously there, with no thread hop. Failures
-    raise as the sync calls do; a store that cannot be reached raises
-    `zerfoo_cloud.errors.StoreUnavailableError`.
-
-    .. versionadded:: 0.1.0
-    """
-
-    async def admit_async(
-        self,
-        slot: tuple[str, int] | None,
-        buckets: Sequence[tuple[str, float, float, int]],
-        now: float,
-    ) -> tuple[bool, bool, list[float]]:
-        """
-        `LimiterStore.admit`, awaited.
-        """
-
-    async def settle_async(
-        self,
-        slot_key: str | None,
-        buckets: Sequence[tuple[str, float, float, int]],
-        now: float,
-    ) -> list[float]:
-        """
-        `LimiterStore.settle`, awaited.
         """
 
 
