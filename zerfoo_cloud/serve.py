@@ -419,8 +419,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
 def _audit_failover(audit: AuditLogger) -> Any:
     """
     The ``on_failover`` of ``--counters-fail-open``: one audit entry per
-    switch (resource ``counters``; result ``error`` when limits go to this
-    host's own counters, ``success`` when they are shared again).
+    switch, with no tenant id: resource ``counters:this-host`` and result
+    ``error`` when limits go to this host's own counters,
+    ``counters:shared`` and ``success`` when they are shared again.
     """
 
     def switched(to: str, error: Exception | None) -> None:
