@@ -152,19 +152,12 @@ class Fleet:
         env[RECORDS_ENV] = self.records
         env[COUNTERS_ENV] = self.counters
         env[OUTBOX_ENV] = str(self.folder / "outbox-commands")
-        # The documented first step of a fleet: the schema, once.
-        upgrade = subprocess.run(
-            [str(BIN / "zerfoo-cloud"), "db", "upgrade"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert upgrade.returncode == 0, upgrade.stderr
         env["ZERFOO_CLOUD_ADMIN_KEY"] = ADMIN_KEY
         env["ZERFOO_CLOUD_METRICS_TOKEN"] = METRICS_TOKEN
         self.env = env
+        # The documented first step of a fleet: the schema, once.
+        upgrade = self.command("db", "upgrade")
+        assert upgrade.returncode == 0, upgrade.stderr
         with (self.folder / "upstream.log").open("ab") as log:
             self.upstream_proc = subprocess.Popen(
                 uvicorn_command(
@@ -190,6 +183,17 @@ class Fleet:
             self.stores.tenants,
             limits=self.stores.limits,
             revocations=self.stores.revocations,
+        )
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``zerfoo-cloud ARGS`` with the fleet's URLs; return what it did."""
+        return subprocess.run(
+            [str(BIN / "zerfoo-cloud"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def host(self, name: str, *args: str) -> Host:
