@@ -57,8 +57,16 @@ class PostgresTenantStore:
     indexed) and the record's stored form (`TenantRecord.to_bytes`), which
     gives the record back exactly.
 
+    Every call waits on the network (``blocking_io``): the ASGI adapter
+    looks keys up here from a worker thread, never on its event loop, so a
+    database that is slow or down (each call then waits up to the pool's
+    connect timeout) does not stall the host's other requests.
+
     .. versionadded:: 0.1.0
     """
+
+    #: Calls wait on the network (see `zerfoo_cloud.stores.protocols.TenantStore`).
+    blocking_io = True
 
     def __init__(self, db: PostgresConnection) -> None:
         self._db = db
