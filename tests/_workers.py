@@ -10,6 +10,7 @@ from pathlib import Path
 
 from zerfoo_cloud import TenantManager
 from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.protocols import LimiterStore
 
 
 def hammer_requests(
@@ -79,3 +80,45 @@ def race_admits(
     results.put(allowed)
     done.wait(60)
     stores.close()
+
+
+def admit_on_command(
+    store_url: str,
+    prefix: str,
+    commands: multiprocessing.Queue[tuple[str, int, float, int, int] | None],
+    start: multiprocessing.synchronize.Barrier,
+    results: multiprocessing.Queue[int],
+) -> None:
+    """
+    Serve rounds of racing admissions until ``None`` arrives.
+
+    *store_url* is an LMDB folder or a Redis URL (*prefix* keeps its keys
+    apart). Each command ``(key, slot_limit, capacity, cost, attempts)``
+    waits on *start* with the other workers, then tries *attempts*
+    admissions of a slot of *slot_limit* and *cost* units of a bucket of
+    *capacity* that never refills, holding every slot it got, and reports
+    how many passed.
+    """
+    from zerfoo_cloud.stores.redis import RedisLimiterStore
+
+    stores = None
+    if store_url.startswith("redis://"):
+        store: LimiterStore = RedisLimiterStore.from_url(store_url, prefix=prefix)
+    else:
+        stores = LMDBStores.open(Path(store_url))
+        store = stores.limits
+    try:
+        while (command := commands.get(timeout=120)) is not None:
+            key, slot_limit, capacity, cost, attempts = command
+            start.wait(60)
+            passed = sum(
+                store.admit(
+                    (key, slot_limit), [(f"{key}-r", capacity, 0.0, cost)], 1.0
+                )[1]
+                for _ in range(attempts)
+            )
+            results.put(passed)
+    finally:
+        store.close()
+        if stores is not None:
+            stores.close()

@@ -367,10 +367,14 @@ def test_old_lmdb_records_keep_working(tmp_path: Path, clock: FakeClock) -> None
 
         def write(txn: Any) -> None:
             txn.put(
-                b"acme", _old_record_bytes("acme", "legacy-key"), db=env.dbs["tenants"]
+                b"acme",
+                _old_record_bytes("acme", "legacy-key"),
+                db=env.handles()["tenants"],
             )
             txn.put(
-                hash_api_key("legacy-key").encode(), b"acme", db=env.dbs["tenant_keys"]
+                hash_api_key("legacy-key").encode(),
+                b"acme",
+                db=env.handles()["tenant_keys"],
             )
 
         env.write(write)

@@ -31,12 +31,15 @@ from zerfoo_cloud._pool_options import PoolOptions
 from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.audit import AuditLogger
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
+from zerfoo_cloud.audit_records.entry import AuditEntry
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
 from zerfoo_cloud.pricing import PriceTable
-from zerfoo_cloud.stores.open import COUNTERS_ENV, open_stores, redact_url
+from zerfoo_cloud.stores.failover import failover_limits
+from zerfoo_cloud.stores.open import COUNTERS_ENV, OUTBOX_ENV, open_stores, redact_url
 from zerfoo_cloud.tenants import TenantManager, hash_api_key
 
 if TYPE_CHECKING:
@@ -122,6 +125,10 @@ class ServeConfig:
             (in the ``serve`` process) instead of the serving port.
         metrics_host: the address the metrics port is bound to.
         metrics_tenant_labels: label metrics with tenant ids.
+        counters_fail_open: while the counters store (Redis) cannot be
+            reached, admit on this process's own counters
+            (`zerfoo_cloud.stores.failover.failover_limits`; each switch
+            is written to the audit log) instead of answering 503.
         http_parser: uvicorn's HTTP parser, ``h11`` or ``httptools``
             (``auto``: httptools when installed).
         upstream_connect_timeout, upstream_read_timeout,
@@ -166,6 +173,7 @@ class ServeConfig:
         default=None, repr=lambda url: "None" if url is None else redact_url(url)
     )
     prices: str | None = None
+    counters_fail_open: bool = False
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -331,8 +339,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     Secrets come from *environ* (default: the process environment): the admin
     key (`ADMIN_KEY_ENV` or `ADMIN_KEY_HASH_ENV`), the upstream key
     (`UPSTREAM_KEY_ENV`), the session secret (`SESSION_SECRET_ENV`) and the
-    audit secret (`AUDIT_SECRET_ENV`); so does the counters store URL
-    (`COUNTERS_ENV`) when *config* names none.
+    audit secret (`AUDIT_SECRET_ENV`); so do the counters store URL
+    (`COUNTERS_ENV`) when *config* names none, and the local outbox folder
+    of PostgreSQL records (`OUTBOX_ENV`).
 
     Raises:
         InvalidConfigError: the app cannot be loaded, or an option is bad.
@@ -365,10 +374,20 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         config.db,
         config.counters or env.get(COUNTERS_ENV) or None,
         writer_process=True,
+        outbox=env.get(OUTBOX_ENV) or None,
     )
-    tenants = TenantManager(stores.tenants, limits=stores.limits)
     meter = TokenMeter(stores.billing, prices=config.price_table())
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
+    limits = stores.limits
+    if config.counters_fail_open:
+        limits = failover_limits(limits, on_failover=_audit_failover(audit))
+    tenants = TenantManager(
+        stores.tenants, limits=limits, revocations=stores.revocations
+    )
+    if metrics is not None and stores.outbox is not None:
+        from zerfoo_cloud.metrics import OutboxMetrics
+
+        OutboxMetrics(metrics.registry).track(stores.outbox)
     admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
     server = CloudServer(
         app,
@@ -384,6 +403,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
 
     def close_all() -> None:
         server.close()
+        tenants.close()
         meter.close()
         audit.close()
         stores.close()
@@ -394,6 +414,31 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         closers,
         _routes(config, env, stores, proxy, metrics),
     )
+
+
+def _audit_failover(audit: AuditLogger) -> Any:
+    """
+    The ``on_failover`` of ``--counters-fail-open``: one audit entry per
+    switch, with no tenant id: resource ``counters:this-host`` and result
+    ``error`` when limits go to this host's own counters,
+    ``counters:shared`` and ``success`` when they are shared again.
+    """
+
+    def switched(to: str, error: Exception | None) -> None:
+        failed = to == "fallback"
+        audit.log(
+            AuditEntry(
+                None,
+                "",
+                AuditAction.UPDATE,
+                AuditResult.ERROR if failed else AuditResult.SUCCESS,
+                resource="counters:" + ("this-host" if failed else "shared"),
+                status_code=503 if failed else 200,
+            )
+        )
+        del error  # logged by the store; its text may name hosts
+
+    return switched
 
 
 def _proxy(config: ServeConfig, upstream_key: str | None, metrics: Any) -> Any:

@@ -158,7 +158,7 @@ def test_lmdb_keeps_the_incarnation_and_loads_records_written_before_it(
         lambda txn: txn.put(
             b"globex",
             _legacy_bytes(globex),
-            db=store._dbs["tenants"],
+            db=store._db,
         )
     )
     stores.close()

@@ -11,6 +11,7 @@ import stat
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lmdb
@@ -19,6 +20,8 @@ import pytest
 from tests import _workers
 from tests._serving import run_python
 from zerfoo_cloud import (
+    AuditEntry,
+    BillingRecord,
     CorruptRecordError,
     SchemaMismatchError,
     StoreError,
@@ -393,6 +396,38 @@ def test_forked_child_reopens_the_environment(tmp_path: Path) -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert not m.get("acme").allow_request()
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="fork semantics are tested on Linux"
+)
+def test_forked_child_writes_billing_audit_and_replay_used_before_fork(
+    tmp_path: Path,
+) -> None:
+    """Every store used before a fork writes in the child, into the same folder."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    with LMDBStores.open(tmp_path / "db") as stores:
+        stores.billing.add([BillingRecord("acme", 1, 1, when, "m", "before")])
+        stores.audit.append(AuditEntry(when, "acme", resource="before"))
+        assert stores.replay.add("before", 2e9, 1e9)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 0
+            try:
+                stores.billing.add([BillingRecord("acme", 1, 1, when, "m", "child")])
+                stores.audit.append(AuditEntry(when, "acme", resource="child"))
+                code = 0 if stores.replay.add("child", 2e9, 1e9) else 3
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        ids = [r.request_id for r in stores.billing.query("acme", when, when)]
+        assert ids == ["before", "child"]
+        end = datetime(2100, 1, 1, tzinfo=UTC)
+        entries = stores.audit.query("acme", when, end)
+        assert [e.resource for e in entries] == ["before", "child"]
+        assert not stores.replay.add("child", 2e9, 1e9)
 
 
 def test_map_grown_by_another_process_is_adopted(tmp_path: Path) -> None:

@@ -20,14 +20,21 @@ from zerfoo_cloud.stores.lmdb._stores import _OPEN
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.open import (
     COUNTERS_ENV,
+    OUTBOX_ENV,
     RECORDS_ENV,
     Stores,
     lmdb_folder,
     open_stores,
+    outbox_folder,
     redact_url,
     stores_from_env,
 )
-from zerfoo_cloud.stores.redis import RedisLimiterStore, RedisReplayCache
+from zerfoo_cloud.stores.outbox import Outbox, OutboxAuditStore, OutboxBillingStore
+from zerfoo_cloud.stores.redis import (
+    RedisKeyRevocations,
+    RedisLimiterStore,
+    RedisReplayCache,
+)
 
 SECRET = "hunter2-S3CRET"
 
@@ -191,6 +198,64 @@ def test_postgres_without_the_extra_names_it() -> None:
     assert "needs the 'postgres' extra" in message
     assert "pip install 'zerfoo-cloud[postgres]'" in message
     assert "SECRET" not in message
+
+
+def test_outbox_folder_is_one_per_database(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    one = outbox_folder(f"postgresql://zc:{SECRET}@db.internal:5432/zc", env)
+    assert one.parent == tmp_path / "zerfoo-cloud" / "outbox"
+    assert one.name.startswith("zc-")
+    assert SECRET not in str(one)
+    # Another user or password: the same database, the same folder.
+    assert outbox_folder("postgresql://other@db.internal/zc", env) == one
+    for other in (
+        "postgresql://zc@db.internal:5433/zc",
+        "postgresql://zc@db2.internal:5432/zc",
+        "postgresql://zc@db.internal:5432/zc2",
+    ):
+        assert outbox_folder(other, env) != one
+    hostile = outbox_folder("postgresql://h/..%2F..%2Fetc", env)
+    assert hostile.parent == one.parent
+    assert OUTBOX_ENV == "ZERFOO_CLOUD_OUTBOX"
+    given = tmp_path / "here"
+    assert outbox_folder("postgresql://h/zc", {OUTBOX_ENV: str(given)}) == given
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_postgres_records_and_redis_counters_make_a_fleet(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    counters = f"{redis_url}?prefix={redis_prefix}"
+    folder = tmp_path / "outbox"
+    with open_stores(postgres_url, counters, outbox=folder) as stores:
+        assert isinstance(stores.revocations, RedisKeyRevocations)
+        assert stores.revocations.channel == (redis_prefix + "revoked").encode()
+        assert isinstance(stores.billing, OutboxBillingStore)
+        assert isinstance(stores.audit, OutboxAuditStore)
+        assert isinstance(stores.outbox, Outbox)
+        assert stores.outbox.path == folder
+        heard: list[str | None] = []
+        manager = TenantManager(
+            stores.tenants, limits=stores.limits, revocations=stores.revocations
+        )
+        listener = stores.revocations.subscribe(heard.append)
+        try:
+            manager.create(TenantConfig("acme", "zc-key-acme-1", 5, 0))
+            deadline = time.monotonic() + 5
+            while "acme" not in heard:
+                assert time.monotonic() < deadline, heard
+                time.sleep(0.01)
+        finally:
+            listener.close()
+            manager.close()
+        outbox = stores.outbox
+    assert outbox.closed
+    assert stores.revocations.connection.closed
+    # LMDB records: no outbox, no revocations without Redis.
+    with open_stores(str(tmp_path / "lmdb")) as stores:
+        assert stores.revocations is None
+        assert stores.outbox is None
 
 
 # --- Redis --------------------------------------------------------------------

@@ -62,7 +62,14 @@ class _Context:
     @contextmanager
     def manager(self, *, create: bool = False) -> Iterator[TenantManager]:
         with self.stores(create=create) as stores:
-            yield TenantManager(stores.tenants, limits=stores.limits)
+            # With Redis counters, each change is announced to every host.
+            manager = TenantManager(
+                stores.tenants, limits=stores.limits, revocations=stores.revocations
+            )
+            try:
+                yield manager
+            finally:
+                manager.close()
 
 
 def _handle_errors(fn: F) -> F:

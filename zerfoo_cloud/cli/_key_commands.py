@@ -56,11 +56,16 @@ def _rows(keys: Sequence[KeyRecord], now: float) -> str:
 @contextmanager
 def _keys(obj: _Context) -> Iterator[tuple[TenantManager, Any]]:
     # The manager and an audit logger on the same stores.
+    # With Redis counters, each change is announced to every host.
     with obj.stores() as stores:
         audit = _audit_logger(stores)
+        manager = TenantManager(
+            stores.tenants, limits=stores.limits, revocations=stores.revocations
+        )
         try:
-            yield TenantManager(stores.tenants, limits=stores.limits), audit
+            yield manager, audit
         finally:
+            manager.close()
             audit.close()
 
 

@@ -135,6 +135,13 @@ def _upstream_options(command: Any) -> Any:
     " milliseconds of records in a crash.",
 )
 @click.option(
+    "--counters-fail-open",
+    is_flag=True,
+    help="While the counters store (Redis) cannot be reached, admit on this "
+    "host's own counters (each switch audited) instead of answering 503; "
+    "a fleet of N hosts then admits up to N times each limit.",
+)
+@click.option(
     "--max-body-bytes",
     type=click.IntRange(0),
     default=32 * 1024 * 1024,
@@ -228,6 +235,7 @@ def serve(
     port: int,
     workers: int,
     durable: bool,
+    counters_fail_open: bool,
     max_body_bytes: int,
     metrics: bool,
     metrics_port: int | None,
@@ -281,6 +289,7 @@ def serve(
         upstream=upstream[0] if single else None,
         upstreams=() if single else upstream,
         durable=durable,
+        counters_fail_open=counters_fail_open,
         max_body_bytes=max_body_bytes,
         metrics=exposed,
         saml=_saml_pairs(saml),

@@ -45,6 +45,9 @@ class Stores:
         revocations: the channel that tells every host of a fleet of a
             revoked key, or ``None`` (hosts then rely on the tenant cache's
             TTL).
+        outbox: the local outbox `billing` and `audit` write through while
+            the records database cannot be reached
+            (`zerfoo_cloud.stores.outbox.Outbox`), or ``None``.
         records_url: the records URL, its password replaced by ``***``.
         counters_url: the counters URL (the records URL when the records
             backend holds the counters), its password replaced by ``***``.
@@ -64,6 +67,7 @@ class Stores:
         counters_url: str,
         closers: Sequence[Callable[[], Any]] = (),
         revocations: Any = None,
+        outbox: Any = None,
     ) -> None:
         self.tenants = tenants
         self.limits = limits
@@ -71,6 +75,7 @@ class Stores:
         self.audit = audit
         self.replay = replay
         self.revocations = revocations
+        self.outbox = outbox
         self.records_url = records_url
         self.counters_url = counters_url
         self._closers = list(closers)

@@ -15,14 +15,25 @@ Redis for a fleet::
 (``ZERFOO_CLOUD_DB`` and ``ZERFOO_CLOUD_COUNTERS``), as ``zerfoo-cloud
 serve`` and every ``zerfoo-cloud`` command do. The URL forms and the
 combinations allowed are in ``docs/fleet.md``.
+
+With Redis counters the stores carry `Stores.revocations` (a
+`zerfoo_cloud.stores.redis.RedisKeyRevocations` on the same Redis), so a
+key revoked through one host is refused by every host. PostgreSQL records
+write billing and audit through a durable local outbox
+(`zerfoo_cloud.stores.outbox`): while the database cannot be reached they
+wait on this host's disk, in the folder `outbox_folder` names, and are
+drained into it, exactly once, when it is back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError, MissingExtraError
@@ -41,13 +52,16 @@ from zerfoo_cloud.stores.memory import (
     MemoryReplayCache,
     MemoryTenantStore,
 )
+from zerfoo_cloud.stores.outbox import Outbox, OutboxAuditStore, OutboxBillingStore
 
 __all__ = [
     "COUNTERS_ENV",
+    "OUTBOX_ENV",
     "RECORDS_ENV",
     "Stores",
     "lmdb_folder",
     "open_stores",
+    "outbox_folder",
     "redact_url",
     "stores_from_env",
 ]
@@ -56,6 +70,9 @@ __all__ = [
 RECORDS_ENV = "ZERFOO_CLOUD_DB"
 #: The environment variable naming the counters store (a folder or a URL).
 COUNTERS_ENV = "ZERFOO_CLOUD_COUNTERS"
+#: The environment variable naming the local outbox folder of PostgreSQL
+#: records (default: `outbox_folder`).
+OUTBOX_ENV = "ZERFOO_CLOUD_OUTBOX"
 
 _RECORDS_WHERE = f"{RECORDS_ENV}, --db"
 _COUNTERS_WHERE = f"{COUNTERS_ENV}, --counters"
@@ -78,12 +95,40 @@ def lmdb_folder(url: str, *, counters: bool = False) -> Path | None:
     return parse_records_url(url, _RECORDS_WHERE).folder
 
 
+def outbox_folder(records: str, env: Mapping[str, str] | None = None) -> Path:
+    """
+    The local outbox folder of the PostgreSQL records URL *records*:
+    `OUTBOX_ENV` (``ZERFOO_CLOUD_OUTBOX``) of *env* (default: the process
+    environment) when set, else one folder per database under the user's
+    state folder: ``$XDG_STATE_HOME/zerfoo-cloud/outbox/DB-HASH``
+    (``~/.local/state`` when ``XDG_STATE_HOME`` is unset), where *DB* is the
+    database name and *HASH* is taken from host, port and name (never the
+    user or password), so every process of one host writing to one
+    database shares one outbox, and another database gets another.
+
+    .. versionadded:: 0.1.0
+    """
+    environ = os.environ if env is None else env
+    given = environ.get(OUTBOX_ENV)
+    if given:
+        return Path(given)
+    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    parts = urlsplit(records)
+    database = unquote(parts.path.lstrip("/")) or "postgres"
+    where = f"{parts.hostname or ''}:{parts.port or 5432}/{database}"
+    digest = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", database)[:64].lstrip(".") or "db"
+    return Path(state) / "zerfoo-cloud" / "outbox" / f"{name}-{digest}"
+
+
 class _Opening:
     """The backends opened so far, so a failure closes them all."""
 
     def __init__(self) -> None:
         self.closers: list[Callable[[], Any]] = []
         self.lmdb: dict[Path, LMDBStores] = {}
+        self.revocations: Any = None
+        self.outbox: Any = None
 
     def lmdb_stores(self, folder: Path, *, writer_process: bool) -> LMDBStores:
         key = Path(os.path.abspath(folder))  # noqa: PTH100 - no symlink resolving
@@ -115,10 +160,25 @@ def _postgres_stores(url: str) -> Any:
     return PostgresStores.open(url)
 
 
+def _with_outbox(stores: Any, folder: Path, opening: _Opening) -> tuple[Any, Any]:
+    """PostgreSQL billing and audit, each through the local outbox *folder*."""
+    outbox = Outbox.open(folder)
+    # Closers run last first: the stores stop draining, then the outbox
+    # closes, then the database.
+    opening.closers.append(outbox.close)
+    opening.outbox = outbox
+    billing = OutboxBillingStore(stores.billing, outbox)
+    opening.closers.append(billing.close)
+    audit = OutboxAuditStore(stores.audit, outbox)
+    opening.closers.append(audit.close)
+    return billing, audit
+
+
 def _redis_counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
     # The redis extra (redis-py): imported only for a redis:// URL.
     from zerfoo_cloud.stores.redis import (
         RedisConnection,
+        RedisKeyRevocations,
         RedisLimiterStore,
         RedisReplayCache,
     )
@@ -134,6 +194,13 @@ def _redis_counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
     limits = RedisLimiterStore(connection, prefix=prefix, **store_options)
     opening.closers.append(limits.close)
     replay = RedisReplayCache(connection, prefix=prefix)
+    # Its own connection: the listening thread holds one for its
+    # subscription; closed first (closers run last first).
+    revocations_connection, _ = RedisConnection.from_url(
+        target.url, dict(target.options)
+    )
+    opening.revocations = RedisKeyRevocations(revocations_connection, prefix=prefix)
+    opening.closers.append(opening.revocations.close)
     return limits, replay
 
 
@@ -146,6 +213,13 @@ def _records(target: StoreTarget, opening: _Opening, *, writer_process: bool) ->
     stores = _postgres_stores(target.url)
     opening.closers.append(stores.close)
     return stores
+
+
+class _Records:
+    def __init__(self, tenants: Any, billing: Any, audit: Any) -> None:
+        self.tenants = tenants
+        self.billing = billing
+        self.audit = audit
 
 
 class _MemoryRecords:
@@ -166,7 +240,11 @@ def _counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
 
 
 def open_stores(
-    records: str, counters: str | None = None, *, writer_process: bool = False
+    records: str,
+    counters: str | None = None,
+    *,
+    writer_process: bool = False,
+    outbox: str | os.PathLike[str] | None = None,
 ) -> Stores:
     """
     Open the records store *records* and the counters store *counters*.
@@ -188,9 +266,22 @@ def open_stores(
             LMDB folder named by both is opened once.
         writer_process: LMDB records commit billing and audit batches from
             one child process (see `LMDBStores.open`); ``serve`` sets it.
+        outbox: the local outbox folder of PostgreSQL records (billing and
+            audit wait there while the database cannot be reached; see
+            `zerfoo_cloud.stores.outbox.Outbox`); ``None``: `outbox_folder`
+            of *records* (``ZERFOO_CLOUD_OUTBOX``, else a folder per
+            database under the user's state folder). Other records ignore
+            it.
 
     Returns:
-        The `Stores`; close it (or use it in a ``with`` block).
+        The `Stores`; close it (or use it in a ``with`` block). With Redis
+        counters its ``revocations`` is a
+        `zerfoo_cloud.stores.redis.RedisKeyRevocations` on that Redis (with
+        the URL's ``prefix``); otherwise ``None``. With PostgreSQL records
+        its ``billing`` and ``audit`` are an
+        `zerfoo_cloud.stores.outbox.OutboxBillingStore` and
+        `zerfoo_cloud.stores.outbox.OutboxAuditStore`, and its ``outbox``
+        the `zerfoo_cloud.stores.outbox.Outbox` they share.
 
     Raises:
         InvalidConfigError: a URL is malformed, or PostgreSQL records come
@@ -214,6 +305,10 @@ def open_stores(
             limits, replay = MemoryLimiterStore(), MemoryReplayCache()
         else:
             limits, replay = _counters(counter_target, opening)
+        if record_target.kind == "postgresql":
+            folder = outbox_folder(records) if outbox is None else Path(outbox)
+            billing, audit = _with_outbox(opened, folder, opening)
+            opened = _Records(opened.tenants, billing, audit)
     except BaseException:
         opening.close()
         raise
@@ -226,6 +321,8 @@ def open_stores(
         records_url=record_target.shown,
         counters_url=counter_target.shown,
         closers=opening.closers,
+        revocations=opening.revocations,
+        outbox=opening.outbox,
     )
 
 

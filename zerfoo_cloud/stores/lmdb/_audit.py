@@ -116,9 +116,20 @@ class LMDBAuditStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._db = env.dbs["audit"]
-        self._index = env.dbs["audit_time"]
-        self._meta = env.dbs["audit_meta"]
+
+    # Looked up per call: in a forked child the environment reopens with
+    # handles of its own.
+    @property
+    def _db(self) -> Any:
+        return self._env.handles()["audit"]
+
+    @property
+    def _index(self) -> Any:
+        return self._env.handles()["audit_time"]
+
+    @property
+    def _meta(self) -> Any:
+        return self._env.handles()["audit_meta"]
 
     #: The store set's writer process (`LMDBStores.open` with
     #: ``writer_process=True``), or ``None``.

@@ -104,8 +104,16 @@ class LMDBBillingStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._db = env.dbs["billing"]
-        self._ids = env.dbs["billing_ids"]
+
+    # Looked up per call: in a forked child the environment reopens with
+    # handles of its own.
+    @property
+    def _db(self) -> Any:
+        return self._env.handles()["billing"]
+
+    @property
+    def _ids(self) -> Any:
+        return self._env.handles()["billing_ids"]
 
     #: The store set's writer process (`LMDBStores.open` with
     #: ``writer_process=True``), or ``None``.

@@ -193,6 +193,15 @@ class Environment:
         self.dbs.clear()
         self.dbs.update(dbs)
 
+    def handles(self) -> dict[str, Any]:
+        """
+        The named databases' handles, by name. In a forked child the
+        environment is reopened first, so the handles are the child's own.
+        """
+        if self._env is None:
+            self._handle()
+        return self.dbs
+
     @property
     def initial_map_size(self) -> int:
         """

@@ -105,16 +105,15 @@ class LMDBLimiterStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._dbs = env.dbs
         self._raw_keys: dict[str, bytes] = {}
 
     @property
     def _db(self) -> Any:
-        return self._dbs["buckets"]
+        return self._env.handles()["buckets"]
 
     @property
     def _slots(self) -> Any:
-        return self._dbs["slots"]
+        return self._env.handles()["slots"]
 
     def _decode(self, key: bytes, raw: bytes | None) -> BucketState | None:
         state = _unpack(key, raw)
@@ -152,7 +151,7 @@ class LMDBLimiterStore:
             own = prefix + _OWN.packed
             limit = slot[1]
         pack = _BUCKET.pack
-        dbs = self._dbs
+        dbs = self._env.handles()
 
         def write(txn: Any) -> tuple[bool, bool, list[float]]:
             db = dbs["buckets"]
@@ -215,7 +214,7 @@ class LMDBLimiterStore:
             own = raw(slot_key) + b"\x00" + _OWN.packed
         if not changes and own is None:
             return []
-        dbs = self._dbs
+        dbs = self._env.handles()
 
         def write(txn: Any) -> list[float]:
             db = dbs["buckets"]

@@ -55,8 +55,16 @@ class LMDBReplayCache:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._db = env.dbs["replay"]
-        self._index = env.dbs["replay_expiry"]
+
+    # Looked up per call: in a forked child the environment reopens with
+    # handles of its own.
+    @property
+    def _db(self) -> Any:
+        return self._env.handles()["replay"]
+
+    @property
+    def _index(self) -> Any:
+        return self._env.handles()["replay_expiry"]
 
     def _decode(self, key: bytes, raw: bytes) -> float:
         if len(raw) != _TIME.size:

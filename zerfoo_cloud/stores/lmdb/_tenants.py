@@ -35,15 +35,14 @@ class LMDBTenantStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
-        self._dbs = env.dbs
 
     @property
     def _db(self) -> Any:
-        return self._dbs["tenants"]
+        return self._env.handles()["tenants"]
 
     @property
     def _keys(self) -> Any:
-        return self._dbs["tenant_keys"]
+        return self._env.handles()["tenant_keys"]
 
     def _decode(self, key: bytes, raw: bytes) -> TenantRecord:
         name = key.decode("utf-8", "backslashreplace")

@@ -73,8 +73,16 @@ class PostgresTenantStore:
     ``tenant_keys``, the hash of every key of every tenant (unique) and
     its tenant's id, changed in the same transaction.
 
+    Every call waits on the network (``blocking_io``): the ASGI adapter
+    looks keys up here from a worker thread, never on its event loop, so a
+    database that is slow or down (each call then waits up to the pool's
+    connect timeout) does not stall the host's other requests.
+
     .. versionadded:: 0.1.0
     """
+
+    #: Calls wait on the network (see `zerfoo_cloud.stores.protocols.TenantStore`).
+    blocking_io = True
 
     def __init__(self, db: PostgresConnection) -> None:
         self._db = db

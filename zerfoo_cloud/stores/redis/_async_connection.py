@@ -391,13 +391,17 @@ class AsyncRedisConnection:
         with self._lock:
             clients = list(self._clients.items())
             self._clients = weakref.WeakKeyDictionary()
-        here = threading.get_ident()
+        try:
+            # uvloop's loops have no _thread_id: ask which loop runs here.
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, state in clients:
             if loop.is_closed():
                 continue
             if not loop.is_running():
                 loop.run_until_complete(self._shut(state))
-            elif getattr(loop, "_thread_id", None) == here:
+            elif loop is here:
                 # Called on the loop's own thread: it closes once we return.
                 task = loop.create_task(self._shut(state))
                 _CLOSING.add(task)
