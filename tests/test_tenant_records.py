@@ -29,7 +29,12 @@ def test_stores_do_not_import_the_tenants_service(backend: str) -> None:
 
 def test_records_import_no_service() -> None:
     targets = {e.target for e in EDGES if e.source == "zerfoo_cloud.tenant_records"}
-    assert targets <= {"zerfoo_cloud._redacted"}
+    assert targets <= {"zerfoo_cloud._redacted", "zerfoo_cloud.key_records"}
+
+
+def test_key_records_import_nothing_of_the_package() -> None:
+    targets = {e.target for e in EDGES if e.source == "zerfoo_cloud.key_records"}
+    assert not targets
 
 
 @pytest.mark.parametrize("name", tenant_records.__all__)

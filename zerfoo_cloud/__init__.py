@@ -28,6 +28,7 @@ from zerfoo_cloud.errors import (
     GPUUnavailableError,
     InvalidConfigError,
     InvalidRequestError,
+    KeyNotFoundError,
     MissingExtraError,
     ModelFormatError,
     ModelNotAllowedError,
@@ -51,6 +52,7 @@ from zerfoo_cloud.errors import (
     UpstreamError,
 )
 from zerfoo_cloud.http import CloudServer, billing_middleware, report_usage
+from zerfoo_cloud.key_records import KeyRecord
 from zerfoo_cloud.limits import BucketState, Decision, Rate, RateLimiter
 from zerfoo_cloud.metering import (
     BillingRecord,
@@ -112,6 +114,8 @@ __all__ = [
     "GPUUnavailableError",
     "InvalidConfigError",
     "InvalidRequestError",
+    "KeyNotFoundError",
+    "KeyRecord",
     "MissingExtraError",
     "ModelFormatError",
     "ModelInfo",

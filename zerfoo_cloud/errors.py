@@ -10,6 +10,7 @@ handles it sensibly::
     ├── InvalidConfigError (ValueError)      bad limits, empty id or key, bad option
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
+    ├── KeyNotFoundError (LookupError)       no API key with that id for the tenant
     ├── StoreError                           a store failed; the message says what to do
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
@@ -84,6 +85,7 @@ __all__ = [
     "GPUUnavailableError",
     "InvalidConfigError",
     "InvalidRequestError",
+    "KeyNotFoundError",
     "MissingExtraError",
     "ModelFormatError",
     "ModelNotAllowedError",
@@ -165,6 +167,20 @@ class TenantNotFoundError(CloudError, LookupError):
         else:
             msg = f"tenant {tenant_id!r} not found"
         super().__init__(msg)
+
+
+class KeyNotFoundError(CloudError, LookupError):
+    """
+    The tenant has no API key with the given id. The admin API answers it
+    with 404, code ``key_not_found``; no inference request raises it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, tenant_id: str, key_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.key_id = key_id
+        super().__init__(f"tenant {tenant_id!r} has no key {key_id[:40]!r}")
 
 
 class TenantExistsError(CloudError):

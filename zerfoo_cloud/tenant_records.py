@@ -25,6 +25,12 @@ from typing import Any
 import attrs
 
 from zerfoo_cloud._redacted import REDACTED
+from zerfoo_cloud.key_records import (
+    MAX_KEYS_PER_TENANT,
+    KeyRecord,
+    key_from_dict,
+    typed_field,
+)
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -78,6 +84,10 @@ def _to_tuple(models: Iterable[str]) -> tuple[str, ...]:
     return tuple(models)
 
 
+def _key_tuple(keys: Iterable[KeyRecord]) -> tuple[KeyRecord, ...]:
+    return tuple(keys)
+
+
 @attrs.frozen
 class TenantConfig:
     """
@@ -127,33 +137,92 @@ class TenantRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     incarnation: str = attrs.field(factory=new_incarnation)
+    keys: tuple[KeyRecord, ...] = attrs.field(
+        default=attrs.Factory(lambda self: (_first_key(self),), takes_self=True),
+        converter=_key_tuple,
+        repr=False,
+    )
+
+    def __attrs_post_init__(self) -> None:
+        # The first key is the one ``key_hash`` names. A record made from
+        # another with only ``key_hash`` changed (``attrs.evolve``) gets a
+        # first key for the new hash, with the old one's name.
+        keys = self.keys
+        if not keys:
+            msg = "a tenant has at least one key"
+            raise ValueError(msg)
+        if keys[0].key_hash != self.key_hash:
+            first = attrs.evolve(
+                _first_key(self), name=keys[0].name, created_at=self.updated_at
+            )
+            keys = (first, *keys[1:])
+            object.__setattr__(self, "keys", keys)
+        if len({k.key_hash for k in keys}) != len(keys) or len(
+            {k.id for k in keys}
+        ) != len(keys):
+            msg = "two keys of the tenant share an id or a hash"
+            raise ValueError(msg)
 
     @property
     def key_id(self) -> str:
         """
-        A short, public fingerprint of the key (first 8 hex digits of its hash).
+        The id of the tenant's first key (the one ``key_hash`` names): the
+        first 8 hex digits of its hash for a tenant's original key.
         """
-        return self.key_hash[:8]
+        return self.first_key().id
+
+    def first_key(self) -> KeyRecord:
+        """
+        The key whose hash is ``key_hash``: the tenant's original key (the
+        one `TenantManager.create` and `TenantManager.rotate_key` set).
+        """
+        return self.keys[0]
+
+    def key_hashes(self) -> frozenset[str]:
+        """
+        The hashes of every key of the tenant (live, expiring and revoked):
+        what a store's key index holds for it.
+        """
+        return frozenset(k.key_hash for k in self.keys)
+
+    def key_by_hash(self, key_hash: str) -> KeyRecord | None:
+        """
+        The key with this hash, or ``None``.
+        """
+        for key in self.keys:
+            if key.key_hash == key_hash:
+                return key
+        return None
+
+    def key_by_id(self, key_id: str) -> KeyRecord | None:
+        """
+        The key with this id, or ``None``.
+        """
+        for key in self.keys:
+            if key.id == key_id:
+                return key
+        return None
 
     def to_bytes(self) -> bytes:
         """
-        Encode as compact JSON (the stored form).
+        Encode as compact JSON (the stored form). A tenant with only its
+        original key is stored as before tenants had several keys.
         """
-        return json.dumps(
-            {
-                "v": 1,
-                "id": self.id,
-                "key_hash": self.key_hash,
-                "rate_limit": self.rate_limit,
-                "token_budget": self.token_budget,
-                "max_concurrent_requests": self.max_concurrent_requests,
-                "model_allow_list": list(self.model_allow_list),
-                "created_at": self.created_at,
-                "updated_at": self.updated_at,
-                "incarnation": self.incarnation,
-            },
-            separators=(",", ":"),
-        ).encode()
+        data: dict[str, Any] = {
+            "v": 1,
+            "id": self.id,
+            "key_hash": self.key_hash,
+            "rate_limit": self.rate_limit,
+            "token_budget": self.token_budget,
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "model_allow_list": list(self.model_allow_list),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "incarnation": self.incarnation,
+        }
+        if self.keys != (_first_key(self),):
+            data["keys"] = [k.to_dict() for k in self.keys]
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TenantRecord:
@@ -175,6 +244,7 @@ class TenantRecord:
             msg = f"unknown record version {data.get('v')!r}"
             raise ValueError(msg)
         try:
+            keys = _stored_keys(data)
             record = cls(
                 id=_typed(data, "id", str),
                 key_hash=_typed(data, "key_hash", str),
@@ -188,6 +258,7 @@ class TenantRecord:
                 created_at=float(_typed(data, "created_at", (int, float))),
                 updated_at=float(_typed(data, "updated_at", (int, float))),
                 incarnation=_stored_incarnation(data),
+                **keys,
             )
         except KeyError as exc:
             msg = f"missing field {exc}"
@@ -211,6 +282,33 @@ class TenantRecord:
         )
 
 
+def _first_key(record: TenantRecord) -> KeyRecord:
+    # The key record of a tenant's original key, as the tenant was created.
+    return KeyRecord(
+        id=record.key_hash[:8],
+        key_hash=record.key_hash,
+        name="default",
+        prefix="",
+        created_at=record.created_at,
+    )
+
+
+def _stored_keys(data: dict[str, Any]) -> dict[str, tuple[KeyRecord, ...]]:
+    # The ``keys`` argument of a stored record: none for one stored before
+    # tenants had several keys (its key becomes its first key).
+    if "keys" not in data:
+        return {}
+    raw = _typed(data, "keys", list)
+    if not 1 <= len(raw) <= MAX_KEYS_PER_TENANT:
+        msg = f"a tenant has 1 to {MAX_KEYS_PER_TENANT} keys, not {len(raw)}"
+        raise ValueError(msg)
+    keys = tuple(key_from_dict(k) for k in raw)
+    if keys[0].key_hash != data.get("key_hash"):
+        msg = "the first key is not the one key_hash names"
+        raise ValueError(msg)
+    return {"keys": keys}
+
+
 def _stored_incarnation(data: dict[str, Any]) -> str:
     """
     The incarnation of a stored record; records written before tenants had
@@ -226,9 +324,4 @@ def _stored_incarnation(data: dict[str, Any]) -> str:
     return str(value)
 
 
-def _typed(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = data[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        msg = f"field {name!r} has the wrong type ({type(value).__name__})"
-        raise ValueError(msg)  # noqa: TRY004
-    return value
+_typed = typed_field

@@ -1033,7 +1033,7 @@ def test_routes_methods_and_other_paths(
         "/admin/users",
         "/admin/tenants/acme/usage/x",
         "/admin/tenants/",
-        "/admin/tenants/acme/keys",
+        "/admin/tenants/acme/keys/x/y",
     ):
         response = client.get(path, headers=ADMIN)
         assert response.status_code == 404, path

@@ -41,15 +41,17 @@ from zerfoo_cloud.errors import (
     SchemaMismatchError,
     StoreError,
     StoreUnavailableError,
+    TenantNotFoundError,
 )
 from zerfoo_cloud.metering import BillingRecord, summarize
+from zerfoo_cloud.stores.memory import MemoryLimiterStore
 from zerfoo_cloud.stores.postgres import (
     SCHEMA_VERSION,
     PostgresStores,
     upgrade_schema,
 )
 from zerfoo_cloud.stores.postgres._schema import MIGRATIONS
-from zerfoo_cloud.tenants import TenantRecord, hash_api_key
+from zerfoo_cloud.tenants import TenantManager, TenantRecord, hash_api_key
 
 pytestmark = pytest.mark.postgres
 
@@ -165,6 +167,51 @@ def test_a_version_1_database_with_rows_is_refused_then_upgraded(
         found = stores.billing.query("acme", T0, T0 + US)
         assert found == [BillingRecord("acme", 7, 9, T0, "m", "old-1"), priced]
         assert stores.billing.summary("acme", T0, T0 + US, ()) == summarize(found, ())
+
+
+def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
+    fresh_url: str,
+) -> None:
+    """Tenants stored by schema 2 keep their key after the upgrade to 3 (it becomes their first key); keys added since are unique across tenants."""
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute(
+            "CREATE TABLE zerfoo_cloud_schema (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, statements in MIGRATIONS:
+            if version <= 2:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO zerfoo_cloud_schema (version) VALUES (%s)", (version,)
+                )
+        for tenant, key in (("acme", "acme-key"), ("beta", "beta-key")):
+            old = TenantRecord(
+                id=tenant, key_hash=hash_api_key(key), rate_limit=1, token_budget=1
+            )
+            raw = old.to_bytes()
+            assert b'"keys"' not in raw  # exactly the bytes schema 2 held
+            conn.execute(
+                "INSERT INTO tenants (id, key_hash, record) VALUES (%s, %s, %s)",
+                (tenant.encode(), old.key_hash.encode(), raw),
+            )
+    with pytest.raises(SchemaMismatchError, match="version 2"):
+        PostgresStores.open(fresh_url)
+    assert upgrade_schema(fresh_url) == (2, SCHEMA_VERSION)
+    with PostgresStores.open(fresh_url) as stores:
+        manager = TenantManager(
+            stores.tenants, limits=MemoryLimiterStore(), cache_ttl=0
+        )
+        assert manager.get_by_api_key("acme-key").key_id == hash_api_key("acme-key")[:8]
+        secret, made = manager.create_key("acme", name="new")
+        assert manager.get_by_api_key(secret).key_id == made.id
+        assert manager.get_by_api_key("beta-key").id == "beta"
+        manager.delete("acme")
+        with pytest.raises(TenantNotFoundError):
+            manager.get_by_api_key(secret)
+    with psycopg.connect(fresh_url) as conn:
+        rows = conn.execute("SELECT tenant_id FROM tenant_keys").fetchall()
+    assert rows == [(b"beta",)]
 
 
 def test_a_negative_cost_is_refused_by_the_database(fresh_url: str) -> None:

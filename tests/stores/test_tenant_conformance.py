@@ -5,13 +5,14 @@ The `TenantStore` contract, run against every implementation.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import attrs
 import pytest
 
 from zerfoo_cloud import InvalidConfigError, TenantExistsError, TenantNotFoundError
 from zerfoo_cloud.stores.protocols import TenantStore
-from zerfoo_cloud.tenants import TenantRecord, hash_api_key
+from zerfoo_cloud.tenants import KeyRecord, TenantRecord, hash_api_key
 
 
 def rec(tenant_id: str, key: str | None = None, **kw: object) -> TenantRecord:
@@ -157,3 +158,89 @@ def test_close_twice_is_harmless(tenant_store: TenantStore) -> None:
     """close() may be called twice."""
     tenant_store.close()
     tenant_store.close()
+
+
+# -- several keys per tenant --------------------------------------------------
+
+
+def _key(name: str, **kw: Any) -> KeyRecord:
+    """A key record for the key *name* (its id derived from the name)."""
+    digest = hash_api_key(name)
+    return KeyRecord(
+        id="k-" + digest[:16], key_hash=digest, name=name, prefix="zc-" + name[:4], **kw
+    )
+
+
+def _with_keys(record: TenantRecord, *names: str) -> TenantRecord:
+    return attrs.evolve(record, keys=(record.keys[0], *(_key(n) for n in names)))
+
+
+def test_every_key_of_a_tenant_finds_it(tenant_store: TenantStore) -> None:
+    """Each key of a tenant, original or added, finds the same record."""
+    r = _with_keys(rec("acme", key="first"), "second", "third")
+    tenant_store.create(r)
+    for name in ("first", "second", "third"):
+        assert tenant_store.get_by_key_hash(hash_api_key(name)) == r
+    assert tenant_store.get("acme") == r
+    assert tenant_store.list() == [r]
+
+
+def test_keys_added_and_removed_by_update(tenant_store: TenantStore) -> None:
+    """An update indexes the keys it adds and drops the ones it removes."""
+    tenant_store.create(_with_keys(rec("acme", key="first"), "second"))
+    out = tenant_store.update(
+        "acme", lambda r: attrs.evolve(r, keys=(r.keys[0], _key("third")))
+    )
+    assert tenant_store.get_by_key_hash(hash_api_key("third")) == out
+    assert tenant_store.get_by_key_hash(hash_api_key("first")) == out
+    assert tenant_store.get_by_key_hash(hash_api_key("second")) is None
+
+
+def test_key_hashes_unique_across_tenants(tenant_store: TenantStore) -> None:
+    """No key hash may belong to two tenants: not at creation, not by update;
+    a refused write changes nothing."""
+    a = _with_keys(rec("a", key="ka"), "shared")
+    tenant_store.create(a)
+    with pytest.raises(TenantExistsError) as info:
+        tenant_store.create(_with_keys(rec("b", key="kb"), "shared"))
+    assert info.value.field == "api_key"
+    assert tenant_store.get("b") is None
+    assert tenant_store.get_by_key_hash(hash_api_key("kb")) is None
+    tenant_store.create(rec("b", key="kb"))
+    before = tenant_store.get("b")
+    with pytest.raises(TenantExistsError) as info:
+        tenant_store.update("b", lambda r: _with_keys(r, "fresh", "shared"))
+    assert info.value.field == "api_key"
+    assert tenant_store.get("b") == before
+    assert tenant_store.get_by_key_hash(hash_api_key("fresh")) is None
+    assert tenant_store.get_by_key_hash(hash_api_key("shared")) == a
+
+
+def test_delete_drops_every_key(tenant_store: TenantStore) -> None:
+    """Deleting a tenant frees all its keys' hashes for another tenant."""
+    tenant_store.create(_with_keys(rec("a", key="ka"), "k2", "k3"))
+    tenant_store.delete("a")
+    for name in ("ka", "k2", "k3"):
+        assert tenant_store.get_by_key_hash(hash_api_key(name)) is None
+    again = _with_keys(rec("b", key="k2"), "k3", "ka")
+    tenant_store.create(again)
+    assert tenant_store.get_by_key_hash(hash_api_key("ka")) == again
+
+
+def test_key_records_round_trip(tenant_store: TenantStore) -> None:
+    """Expiry, revocation and scope of every key are stored exactly."""
+    r = attrs.evolve(
+        rec("acme", key="first"),
+        keys=(
+            rec("acme", key="first").keys[0],
+            _key("exp", expires_at=1_700_000_000.5, model_scope=("m1",)),
+            _key("gone", revoked_at=1_600_000_000.0),
+        ),
+    )
+    tenant_store.create(r)
+    got = tenant_store.get_by_key_hash(hash_api_key("gone"))
+    assert got == r
+    assert got is not None
+    assert got.key_by_id(_key("exp").id) == _key(
+        "exp", expires_at=1_700_000_000.5, model_scope=("m1",)
+    )

@@ -237,7 +237,7 @@ def tenant_update(
 @_handle_errors
 def tenant_delete(obj: _Context, tenant_id: str, yes: bool) -> None:
     """
-    Delete a tenant; its key stops working at once. Billing and audit records stay.
+    Delete a tenant; its keys stop working at once. Billing and audit records stay.
     """
     if not yes and not click.confirm(
         f"delete tenant {tenant_id!r}? Its key stops working at once", default=False
@@ -255,7 +255,7 @@ def tenant_delete(obj: _Context, tenant_id: str, yes: bool) -> None:
 @_handle_errors
 def tenant_rotate_key(obj: _Context, tenant_id: str, as_json: bool) -> None:
     """
-    Issue a new API key (shown only once); the old key stops working at once.
+    Issue a new API key (shown only once); the old first key stops working at once (see 'key rotate' for the others).
     """
     with obj.manager() as manager:
         key = manager.rotate_key(tenant_id)

@@ -174,6 +174,7 @@ class Accounting:
                         usage.completion_tokens,
                         model=finished.model,
                         request_id=finished.request_id,
+                        key_id=finished.key_id,
                     )
                 except Exception as exc:  # noqa: BLE001 - logged and counted; the response goes on
                     self._failed(describe_failure("billing record", exc), finished)
@@ -185,6 +186,7 @@ class Accounting:
                         usage.prompt_tokens,
                         usage.completion_tokens,
                         int(self.clock()),
+                        finished.key_id,
                     )
                     self._events.publish(event, self._recipients)
                 except Exception as exc:  # noqa: BLE001 - logged and counted

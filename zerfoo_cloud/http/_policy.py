@@ -271,15 +271,13 @@ class Policy:
         # The checks before taking anything; returns the token reservation.
         model = info.model
         record = tenant.record
-        if info.default_model and record.model_allow_list:
+        limited = tenant.model_limited()
+        if info.default_model and limited:
             msg = (
                 "You must provide a model parameter: this key may use only some models."
             )
             raise InvalidRequestError(msg, code="missing_model", param="model")
-        if model and (
-            not tenant.model_allowed(model)
-            or (info.mangled and record.model_allow_list)
-        ):
+        if model and (not tenant.model_allowed(model) or (info.mangled and limited)):
             raise ModelNotAllowedError(tenant.id, model)
         prices = self.prices
         if prices is not None and (model or info.default_model):
@@ -524,4 +522,5 @@ def _finished(  # noqa: PLR0917 - the whole record of one request
         correlation_id=correlation_id,
         clamped=clamped,
         failures=tuple(failures),
+        key_id=ticket.tenant.key_id,
     )

@@ -235,7 +235,8 @@ class Finished(NamedTuple):
     client's own ``x-request-id`` when it sent a valid one (logged, never
     used as the id). *clamped* says the usage was cut to what a billing
     record holds (`clamp_usage`); *failures* names the steps of accounting
-    that raised (each is logged and counted once).
+    that raised (each is logged and counted once); *key_id* is the id of
+    the API key the request was admitted with (``""``: none known).
 
     .. versionadded:: 0.1.0
     """
@@ -252,6 +253,7 @@ class Finished(NamedTuple):
     correlation_id: str | None = None
     clamped: bool = False
     failures: tuple[str, ...] = ()
+    key_id: str = ""
 
 
 def refusal_record(

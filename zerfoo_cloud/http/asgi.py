@@ -542,7 +542,7 @@ class CloudMiddleware:
             else None
         )
         models = None
-        if route is not None and route[0] and tenant.record.model_allow_list:
+        if route is not None and route[0] and tenant.model_limited():
             models = tenant.model_allowed
         exchange = _Exchange(
             receive,

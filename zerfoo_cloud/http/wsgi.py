@@ -471,7 +471,7 @@ class WSGICloudMiddleware:
             ticket, slot, (method, path, remote), correlation_id=correlation
         )
         models = None
-        if route is not None and route[0] and tenant.record.model_allow_list:
+        if route is not None and route[0] and tenant.model_limited():
             models = tenant.model_allowed
         exchange = _Exchange(
             start_response,

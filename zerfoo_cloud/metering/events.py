@@ -22,7 +22,9 @@ class UsageEvent:
     The token use of one request, as published to a `UsageRecorder`.
 
     *timestamp* is in whole Unix seconds. *tenant_id* is the tenant's id,
-    never anything derived from its key.
+    never anything derived from its key. *key_id* is the public id of the
+    API key that made the request (``""``: none known); the JSON form
+    leaves it out when it is empty, as events had no key id before.
 
     .. versionadded:: 0.1.0
     """
@@ -32,12 +34,16 @@ class UsageEvent:
     prompt_tokens: int
     completion_tokens: int
     timestamp: int
+    key_id: str = ""
 
     def to_json(self) -> str:
         """
         Return the event as one line of compact JSON (no newline).
         """
-        return json.dumps(attrs.asdict(self), separators=(",", ":"))
+        data = attrs.asdict(self)
+        if not self.key_id:
+            del data["key_id"]
+        return json.dumps(data, separators=(",", ":"))
 
 
 @runtime_checkable

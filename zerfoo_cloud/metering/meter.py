@@ -272,7 +272,9 @@ class TokenMeter(QueuedWriting):
         events = self._events
         if events is not None:
             events.publish(
-                UsageEvent(tenant_id, model, input_tokens, output_tokens, int(now))
+                UsageEvent(
+                    tenant_id, model, input_tokens, output_tokens, int(now), key_id
+                )
             )
         return record
 

@@ -69,10 +69,12 @@ class MemoryTenantStore:
         with self._lock:
             if record.id in self._by_id:
                 raise TenantExistsError(record.id)
-            if record.key_hash in self._by_hash:
+            hashes = record.key_hashes()
+            if any(h in self._by_hash for h in hashes):
                 raise TenantExistsError(record.id, field="api_key")
             self._by_id[record.id] = record
-            self._by_hash[record.key_hash] = record.id
+            for digest in hashes:
+                self._by_hash[digest] = record.id
 
     def get(self, tenant_id: str) -> TenantRecord | None:
         """
@@ -102,11 +104,13 @@ class MemoryTenantStore:
             if new.id != old.id:
                 msg = "a tenant's id cannot change"
                 raise InvalidConfigError(msg, field="id")
-            if new.key_hash != old.key_hash:
-                if new.key_hash in self._by_hash:
-                    raise TenantExistsError(tenant_id, field="api_key")
-                del self._by_hash[old.key_hash]
-                self._by_hash[new.key_hash] = tenant_id
+            before, after = old.key_hashes(), new.key_hashes()
+            if any(h in self._by_hash for h in after - before):
+                raise TenantExistsError(tenant_id, field="api_key")
+            for digest in before - after:
+                del self._by_hash[digest]
+            for digest in after - before:
+                self._by_hash[digest] = tenant_id
             self._by_id[tenant_id] = new
             return new
 
@@ -118,7 +122,8 @@ class MemoryTenantStore:
             old = self._by_id.pop(tenant_id, None)
             if old is None:
                 raise TenantNotFoundError(tenant_id)
-            self._by_hash.pop(old.key_hash, None)
+            for digest in old.key_hashes():
+                self._by_hash.pop(digest, None)
 
     def list(self) -> list[TenantRecord]:
         """

@@ -69,8 +69,9 @@ class TenantStore(Protocol):
         Store a new record.
 
         Raises:
-            TenantExistsError: the id, or the key hash, is already stored
-                (``field`` says which). Nothing is written.
+            TenantExistsError: the id, or one of its keys' hashes
+                (`TenantRecord.key_hashes`), is already stored (``field``
+                says which). Nothing is written.
         """
 
     def get(self, tenant_id: str) -> TenantRecord | None:
@@ -80,7 +81,9 @@ class TenantStore(Protocol):
 
     def get_by_key_hash(self, key_hash: str) -> TenantRecord | None:
         """
-        Return the record whose key hash is *key_hash*, or ``None``.
+        Return the record one of whose keys (`TenantRecord.keys`: live,
+        expiring or revoked) has the hash *key_hash*, or ``None``. Key
+        hashes are unique across all tenants.
         """
 
     def update(
@@ -89,17 +92,19 @@ class TenantStore(Protocol):
         """
         Atomically replace a record by ``change(old)`` and return the new one.
 
-        *change* must not alter the id. A new key hash replaces the old one in
-        the key index in the same step, so the old key stops working at once.
+        *change* must not alter the id. The key index follows the record's
+        keys in the same step: hashes of keys removed leave it (those keys
+        stop being found at once), hashes of keys added enter it.
 
         Raises:
             TenantNotFoundError: no record has id *tenant_id*.
-            TenantExistsError: the new key hash belongs to another tenant.
+            TenantExistsError: a new key hash belongs to another tenant;
+                nothing is changed.
         """
 
     def delete(self, tenant_id: str) -> None:
         """
-        Remove a record and its key index entry, even a corrupt one.
+        Remove a record and its key index entries, even a corrupt one.
 
         Raises:
             TenantNotFoundError: no record has id *tenant_id*.

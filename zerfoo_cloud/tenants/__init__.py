@@ -6,10 +6,12 @@ updates, re-keys and deletes tenants in a `TenantStore`; a `Tenant` handle
 enforces the tenant's limits through a `LimiterStore`.
 
 The records (`TenantConfig`, `TenantRecord`) and the key helpers live in
-`zerfoo_cloud.tenant_records`, below the stores; this package re-exports
+`zerfoo_cloud.tenant_records`, and `KeyRecord` (one of a tenant's API keys)
+in `zerfoo_cloud.key_records`, below the stores; this package re-exports
 them. Its modules:
 
 - `zerfoo_cloud.tenants.validation`: checks of ids, keys, limits and allow lists;
+- `zerfoo_cloud.tenants.key_checks`: checks of key names, expiries and graces;
 - `zerfoo_cloud.tenants.admission`: `Admission`, the outcome of an admission;
 - `zerfoo_cloud.tenants.tenant`: `Tenant`, the handle that enforces limits;
 - `zerfoo_cloud.tenants.key_cache`: the lookup cache of keys;
@@ -19,6 +21,7 @@ them. Its modules:
 from __future__ import annotations
 
 from zerfoo_cloud._redacted import REDACTED
+from zerfoo_cloud.key_records import KeyRecord
 from zerfoo_cloud.tenant_records import (
     API_KEY_PREFIX,
     TenantConfig,
@@ -52,6 +55,7 @@ __all__ = [
     "REDACTED",
     "TENANT_ID_PATTERN",
     "Admission",
+    "KeyRecord",
     "Tenant",
     "TenantConfig",
     "TenantManager",

@@ -22,12 +22,23 @@ import builtins
 import hmac
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from zerfoo_cloud.errors import TenantNotFoundError
+from zerfoo_cloud.errors import (
+    InvalidConfigError,
+    KeyNotFoundError,
+    TenantExistsError,
+    TenantNotFoundError,
+)
+from zerfoo_cloud.key_records import (
+    MAX_KEYS_PER_TENANT,
+    KeyRecord,
+    new_key_id,
+    visible_prefix,
+)
 from zerfoo_cloud.limits import RateLimiter
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.tenant_records import (
@@ -43,6 +54,7 @@ from zerfoo_cloud.tenants.key_cache import (
     check_cache_size,
     check_ttl,
 )
+from zerfoo_cloud.tenants.key_checks import check_expiry, check_grace, check_key_name
 from zerfoo_cloud.tenants.tenant import Tenant
 from zerfoo_cloud.tenants.validation import (
     check_id,
@@ -64,6 +76,61 @@ if TYPE_CHECKING:
 __all__ = ["TenantManager"]
 
 _log = logging.getLogger("zerfoo_cloud.tenants")
+
+
+def _original_key(key_hash: str, api_key: str, name: str, now: float) -> KeyRecord:
+    # The record of a tenant's original key (created with it, or set by
+    # `TenantManager.update`): named by the first 8 hex digits of its hash,
+    # as before tenants had several keys.
+    return KeyRecord(
+        id=key_hash[:8],
+        key_hash=key_hash,
+        name=name,
+        prefix=visible_prefix(api_key),
+        created_at=now,
+    )
+
+
+def _usable(tenant: Tenant, now: float) -> Tenant:
+    # *tenant* if the key it was found by works at *now*.
+    key = tenant.key
+    if key is not None and not key.usable(now):
+        raise TenantNotFoundError(None)
+    return tenant
+
+
+def _key(record: TenantRecord, key_id: str) -> KeyRecord:
+    # The key *key_id* of *record*.
+    key = record.key_by_id(key_id) if isinstance(key_id, str) else None
+    if key is None:
+        raise KeyNotFoundError(record.id, str(key_id))
+    return key
+
+
+def _check_scope(record: TenantRecord, scope: tuple[str, ...]) -> None:
+    # A key's scope must lie within the tenant's allow list.
+    allowed = record.model_allow_list
+    outside = [m for m in scope if allowed and m not in allowed]
+    if outside:
+        msg = (
+            f"model_scope must lie within the tenant's allow list; "
+            f"{outside[0][:80]!r} is not in it"
+        )
+        raise InvalidConfigError(msg, field="model_scope")
+
+
+def _room(record: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
+    # The tenant's keys with room for one more: revoked and expired keys
+    # (never the original one) are dropped when it holds the most it may.
+    keys = record.keys
+    if len(keys) < MAX_KEYS_PER_TENANT:
+        return keys
+    first = record.key_hash
+    keys = tuple(k for k in keys if k.key_hash == first or k.usable(now))
+    if len(keys) >= MAX_KEYS_PER_TENANT:
+        msg = f"a tenant has at most {MAX_KEYS_PER_TENANT} keys that work"
+        raise InvalidConfigError(msg, field="keys")
+    return keys
 
 
 class TenantManager:
@@ -96,7 +163,7 @@ class TenantManager:
     apply at once. Methods are safe to call from many threads.
 
     With *revocations*, every change (`create`, `update`, `rotate_key`,
-    `delete`) is published once the store has it, and the manager drops the
+    `create_key`, `revoke_key`, `rotate_api_key`, `delete`) is published once the store has it, and the manager drops the
     keys of any tenant named in a message, whichever manager sent it: a
     key re-keyed or deleted on one host is refused on every host as soon
     as the message arrives. When a message is lost the time to live still
@@ -169,8 +236,8 @@ class TenantManager:
         if subscription is not None:
             subscription.close()
 
-    def _tenant(self, record: TenantRecord) -> Tenant:
-        return Tenant(record, self.limiter)
+    def _tenant(self, record: TenantRecord, key: KeyRecord | None = None) -> Tenant:
+        return Tenant(record, self.limiter, key=key)
 
     def create(self, cfg: TenantConfig) -> Tenant:
         """
@@ -182,9 +249,11 @@ class TenantManager:
             TenantExistsError: the id or the key is taken.
         """
         now = self.clock()
+        api_key = check_key(cfg.api_key)
+        key_hash = hash_api_key(api_key)
         record = TenantRecord(
             id=check_id(cfg.id),
-            key_hash=hash_api_key(check_key(cfg.api_key)),
+            key_hash=key_hash,
             rate_limit=check_limit("rate_limit", cfg.rate_limit),
             token_budget=check_limit("token_budget", cfg.token_budget),
             max_concurrent_requests=check_limit(
@@ -193,6 +262,7 @@ class TenantManager:
             model_allow_list=check_models(cfg.model_allow_list),
             created_at=now,
             updated_at=now,
+            keys=(_original_key(key_hash, api_key, "default", now),),
         )
         self.store.create(record)
         # Limit state left by an earlier tenant of the same id must not apply.
@@ -215,39 +285,50 @@ class TenantManager:
 
     def get_by_api_key(self, api_key: str) -> Tenant:
         """
-        Return the tenant whose key is *api_key*.
+        Return the tenant whose key is *api_key*, bound to that key
+        (`Tenant.key`).
 
         The key is hashed, looked up in O(1) and the hashes compared in
         constant time; the key is never logged or kept (the cache holds its
         hash). A tenant found is kept for *cache_ttl* seconds; an unknown key
-        is looked up in the store every time.
+        is looked up in the store every time. A revoked key, or one at or
+        past its expiry by *clock*, is refused, from the cache too (an
+        expiry holds to the second in every process; a revocation made by
+        another process applies when its message arrives on *revocations*,
+        and within *cache_ttl* in any case).
 
         Raises:
-            TenantNotFoundError: no tenant has this key (``tenant_id`` is
-                ``None``, so the error carries no secret).
+            TenantNotFoundError: no tenant has this key, or it is revoked
+                or expired (``tenant_id`` is ``None``, so the error carries
+                no secret).
         """
         if not isinstance(api_key, str) or not api_key:
             raise TenantNotFoundError(None)
         digest = hash_api_key(api_key)
         ttl = self.cache_ttl
         cache = self._cache
+        now = self.clock()
         if ttl:
-            now = self.clock()
             hit = cache.get(digest, now, ttl)
             if hit is not None:
-                return hit
+                return _usable(hit, now)
             # A revocation arriving while the store is read keeps what was
             # read out of the cache (it may be from before the change).
             epoch = cache.epoch
         record = self.store.get_by_key_hash(digest)
-        if record is None or not hmac.compare_digest(record.key_hash, digest):
+        key = None if record is None else record.key_by_hash(digest)
+        if (
+            record is None
+            or key is None
+            or not hmac.compare_digest(key.key_hash, digest)
+        ):
             raise TenantNotFoundError(None)
-        tenant = self._tenant(record)
+        tenant = self._tenant(record, key)
         if ttl:
             cache.put(
                 digest, now, tenant, self.cache_size, group=record.id, epoch=epoch
             )
-        return tenant
+        return _usable(tenant, now)
 
     def cached_by_api_key(self, api_key: str) -> Tenant | None:
         """
@@ -257,7 +338,11 @@ class TenantManager:
         ttl = self.cache_ttl
         if not ttl or not isinstance(api_key, str) or not api_key:
             return None
-        return self._cache.get(hash_api_key(api_key), self.clock(), ttl)
+        now = self.clock()
+        hit = self._cache.get(hash_api_key(api_key), now, ttl)
+        if hit is None or hit.key is None or hit.key.usable(now):
+            return hit
+        return None  # refused by `get_by_api_key`
 
     def list(self) -> list[TenantConfig]:
         """
@@ -298,6 +383,7 @@ class TenantManager:
             TenantExistsError: *api_key* belongs to another tenant.
         """
         changes: dict[str, Any] = {}
+        now = self.clock()
         if api_key is not None:
             changes["key_hash"] = hash_api_key(check_key(api_key))
         if rate_limit is not None:
@@ -310,12 +396,24 @@ class TenantManager:
             )
         if model_allow_list is not None:
             changes["model_allow_list"] = check_models(model_allow_list)
-        changes["updated_at"] = self.clock()
+        changes["updated_at"] = now
 
         def change(old: TenantRecord) -> TenantRecord:
             if incarnation is not None and old.incarnation != incarnation:
                 raise TenantNotFoundError(tenant_id)
-            return attrs.evolve(old, **changes)
+            if api_key is None:
+                return attrs.evolve(old, **changes)
+            # The new key takes the original key's place (and name).
+            first = old.first_key()
+            new_first = _original_key(changes["key_hash"], api_key, first.name, now)
+            others = old.keys[1:]
+            if any(
+                k.id == new_first.id or k.key_hash == new_first.key_hash for k in others
+            ):
+                # Another key of this tenant: taken, as another tenant's is.
+                raise TenantExistsError(tenant_id, field="api_key")
+            keys = (new_first, *others)
+            return attrs.evolve(old, keys=keys, **changes)
 
         try:
             record = self.store.update(tenant_id, change)
@@ -325,7 +423,8 @@ class TenantManager:
 
     def rotate_key(self, tenant_id: str, *, incarnation: str | None = None) -> str:
         """
-        Issue a new key for the tenant and return it; the old key stops working.
+        Replace the tenant's first key by a new one and return it; the old first
+        key stops working, the tenant's other keys keep working.
 
         With *incarnation*, only the tenant of that incarnation is re-keyed
         (see `update`).
@@ -338,9 +437,167 @@ class TenantManager:
         self.update(tenant_id, api_key=key, incarnation=incarnation)
         return key
 
+    # -- several keys per tenant -----------------------------------------
+
+    def _change_keys(
+        self,
+        tenant_id: str,
+        change: Callable[[TenantRecord, float], tuple[KeyRecord, ...]],
+        incarnation: str | None,
+    ) -> TenantRecord:
+        # Replace the tenant's keys by ``change(old, now)``, atomically.
+        now = self.clock()
+
+        def update(old: TenantRecord) -> TenantRecord:
+            if incarnation is not None and old.incarnation != incarnation:
+                raise TenantNotFoundError(tenant_id)
+            return attrs.evolve(old, keys=change(old, now), updated_at=now)
+
+        try:
+            return self.store.update(tenant_id, update)
+        finally:
+            self._changed(tenant_id)
+
+    def create_key(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        expires_at: float | None = None,
+        model_scope: Iterable[str] = (),
+        incarnation: str | None = None,
+    ) -> tuple[str, KeyRecord]:
+        """
+        Issue one more key for the tenant; return it (shown this once) and
+        its record. The tenant's other keys keep working.
+
+        *expires_at* (Unix seconds) must lie in the future, at most
+        `MAX_KEY_LIFETIME` away; *model_scope* must lie within the
+        tenant's allow list (empty: every model the tenant may use). A
+        tenant keeps at most `MAX_KEYS_PER_TENANT` keys: revoked and
+        expired ones are dropped to make room.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id* (and
+                *incarnation*).
+            InvalidConfigError: a bad name, expiry or scope, or the tenant
+                has `MAX_KEYS_PER_TENANT` keys that still work.
+        """
+        key_name = check_key_name(name)
+        scope = check_models(model_scope)
+        api_key = generate_api_key(self.key_prefix)
+        made: list[KeyRecord] = []
+
+        def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
+            _check_scope(old, scope)
+            key = KeyRecord(
+                id=new_key_id(),
+                key_hash=hash_api_key(api_key),
+                name=key_name,
+                prefix=visible_prefix(api_key),
+                created_at=now,
+                expires_at=check_expiry(expires_at, now),
+                model_scope=scope,
+            )
+            made.append(key)
+            return (*_room(old, now), key)
+
+        self._change_keys(tenant_id, change, incarnation)
+        return api_key, made[-1]
+
+    def list_keys(self, tenant_id: str) -> builtins.list[KeyRecord]:
+        """
+        Return the tenant's keys (hashes inside, never a key), oldest first.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id*.
+        """
+        return builtins.list(self.get(tenant_id).record.keys)
+
+    def revoke_key(
+        self, tenant_id: str, key_id: str, *, incarnation: str | None = None
+    ) -> KeyRecord:
+        """
+        Revoke one key of the tenant: it stops working at once here, in
+        other processes when the message on *revocations* arrives (without
+        one, within *cache_ttl*). Revoking a revoked key changes nothing.
+        Returns the key's record.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id*.
+            KeyNotFoundError: the tenant has no key *key_id*.
+        """
+        done: list[KeyRecord] = []
+
+        def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
+            key = _key(old, key_id)
+            revoked = (
+                key if key.revoked_at is not None else attrs.evolve(key, revoked_at=now)
+            )
+            done.append(revoked)
+            return tuple(revoked if k is key else k for k in old.keys)
+
+        self._change_keys(tenant_id, change, incarnation)
+        return done[-1]
+
+    def rotate_api_key(
+        self,
+        tenant_id: str,
+        key_id: str,
+        *,
+        grace: float = 0.0,
+        incarnation: str | None = None,
+    ) -> tuple[str, KeyRecord, KeyRecord]:
+        """
+        Replace one key by a new one with the same name and scope; return
+        the new key (shown this once), its record and the old key's record.
+
+        The new key works at once. The old one keeps working for *grace*
+        seconds (0 to `MAX_GRACE`): it gets ``expires_at = now + grace``
+        (or keeps an earlier expiry it had); with no grace it is revoked
+        at once.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id*.
+            KeyNotFoundError: the tenant has no key *key_id*, or it no longer
+                works.
+            InvalidConfigError: *grace* is out of range.
+        """
+        seconds = check_grace(grace)
+        api_key = generate_api_key(self.key_prefix)
+        done: list[tuple[KeyRecord, KeyRecord]] = []
+
+        def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
+            key = _key(old, key_id)
+            if not key.usable(now):
+                raise KeyNotFoundError(tenant_id, key_id)
+            if seconds:
+                until = now + seconds
+                if key.expires_at is not None:
+                    until = min(until, key.expires_at)
+                retired = attrs.evolve(key, expires_at=until)
+            else:
+                retired = attrs.evolve(key, revoked_at=now)
+            new = KeyRecord(
+                id=new_key_id(),
+                key_hash=hash_api_key(api_key),
+                name=key.name,
+                prefix=visible_prefix(api_key),
+                created_at=now,
+                expires_at=key.expires_at,
+                model_scope=key.model_scope,
+            )
+            done.append((new, retired))
+            kept = tuple(retired if k is key else k for k in _room(old, now))
+            return (*kept, new)
+
+        self._change_keys(tenant_id, change, incarnation)
+        new, retired = done[-1]
+        return api_key, new, retired
+
     def delete(self, tenant_id: str) -> None:
         """
-        Remove the tenant; its key stops working at once.
+        Remove the tenant; its keys stop working at once.
 
         Raises:
             TenantNotFoundError: no tenant has id *tenant_id*.

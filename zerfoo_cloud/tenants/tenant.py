@@ -16,6 +16,7 @@ from zerfoo_cloud.tenants.admission import Admission
 from zerfoo_cloud.tenants.validation import check_units
 
 if TYPE_CHECKING:
+    from zerfoo_cloud.key_records import KeyRecord
     from zerfoo_cloud.limits import RateLimiter
     from zerfoo_cloud.tenant_records import TenantConfig, TenantRecord
 
@@ -42,6 +43,7 @@ class Tenant:
 
     __slots__ = (
         "_con_key",
+        "_key",
         "_limiter",
         "_record",
         "_req_key",
@@ -50,8 +52,15 @@ class Tenant:
         "_tok_rate",
     )
 
-    def __init__(self, record: TenantRecord, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        record: TenantRecord,
+        limiter: RateLimiter,
+        *,
+        key: KeyRecord | None = None,
+    ) -> None:
         self._record = record
+        self._key = key
         self._limiter = limiter
         self._req_key = record.id + "\x00req"
         self._tok_key = record.id + "\x00tok"
@@ -63,7 +72,7 @@ class Tenant:
     def __repr__(self) -> str:
         r = self._record
         return (
-            f"<Tenant {r.id!r} key={r.key_id}… rate_limit={r.rate_limit} "
+            f"<Tenant {r.id!r} key={self.key_id or r.key_id}… rate_limit={r.rate_limit} "
             f"token_budget={r.token_budget} "
             f"max_concurrent_requests={r.max_concurrent_requests}>"
         )
@@ -74,6 +83,23 @@ class Tenant:
         The tenant id.
         """
         return self._record.id
+
+    @property
+    def key(self) -> KeyRecord | None:
+        """
+        The key this handle was found by (`TenantManager.get_by_api_key`),
+        or ``None`` for a handle found by id.
+        """
+        return self._key
+
+    @property
+    def key_id(self) -> str:
+        """
+        The id of `key`, or ``""`` when there is none: what billing
+        records name the key by.
+        """
+        key = self._key
+        return "" if key is None else key.id
 
     @property
     def record(self) -> TenantRecord:
@@ -324,10 +350,25 @@ class Tenant:
 
     def model_allowed(self, model: str) -> bool:
         """
-        Whether the tenant may use *model* (an empty allow list allows all).
+        Whether the tenant may use *model* (an empty allow list allows all)
+        and, for a handle found by key, whether the key's scope lets it
+        (`KeyRecord.model_scope`; an empty scope lets every model).
         """
         allow = self._record.model_allow_list
-        return not allow or model in allow
+        key = self._key
+        return (not allow or model in allow) and (
+            key is None or key.scope_allows(model)
+        )
+
+    def model_limited(self) -> bool:
+        """
+        Whether some models are refused: the tenant has an allow list, or
+        the key this handle was found by has a scope.
+        """
+        key = self._key
+        return bool(self._record.model_allow_list) or (
+            key is not None and bool(key.model_scope)
+        )
 
 
 _UNLIMITED = Decision(True, 0, 0, 0.0, 0.0)

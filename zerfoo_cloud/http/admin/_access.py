@@ -46,6 +46,12 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
         "DELETE": ("delete", AuditAction.DELETE, False, False),
     },
     "/rotate-key": {"POST": ("rotate", AuditAction.UPDATE, True, False)},
+    "/keys": {
+        "GET": ("keys", AuditAction.LIST, True, False),
+        "POST": ("create_key", AuditAction.CREATE, False, True),
+    },
+    "/keys/{key_id}": {"DELETE": ("revoke_key", AuditAction.DELETE, False, False)},
+    "/keys/{key_id}/rotate": {"POST": ("rotate_key", AuditAction.UPDATE, False, True)},
     "/usage": {"GET": ("usage", AuditAction.LIST, True, False)},
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},
     "/invoices/{month}": {"GET": ("invoice", AuditAction.LIST, True, False)},

@@ -23,6 +23,7 @@ from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE
 from zerfoo_cloud.errors import (
     CloudError,
     InvalidConfigError,
+    KeyNotFoundError,
     StoreError,
     TenantExistsError,
     TenantNotFoundError,
@@ -35,6 +36,7 @@ from zerfoo_cloud.http.admin._inputs import (
     routing_scope,
     segments_of,
 )
+from zerfoo_cloud.http.admin._key_routes import KeyOperations
 from zerfoo_cloud.http.admin._params import clip
 from zerfoo_cloud.http.admin._report_routes import ReportOperations, UsageMeter
 from zerfoo_cloud.http.admin._responses import HTTPProblem, error_response
@@ -74,6 +76,7 @@ _Operation = Callable[[Op, Request, bytes, CallRecord], "Response"]
 _ERROR_STATUS: dict[type[CloudError], tuple[int, str]] = {
     InvalidConfigError: (400, "invalid_field"),
     TenantNotFoundError: (404, "tenant_not_found"),
+    KeyNotFoundError: (404, "key_not_found"),
     TenantExistsError: (409, "tenant_exists"),
     StoreError: (503, "store_unavailable"),
 }
@@ -139,6 +142,10 @@ class AdminAPI:
       ``api_key``, shown only this once);
     - ``GET|PATCH|DELETE /admin/tenants/{id}``;
     - ``POST /admin/tenants/{id}/rotate-key`` (the new ``api_key``, once);
+    - ``GET|POST /admin/tenants/{id}/keys``, ``DELETE
+      /admin/tenants/{id}/keys/{key_id}`` and ``POST
+      /admin/tenants/{id}/keys/{key_id}/rotate``: the tenant's API keys
+      (a new key shown once; `KeyOperations`);
     - ``GET /admin/tenants/{id}/usage?since=&until=&by=model,day``;
     - ``GET /admin/tenants/{id}/audit?since=&until=&limit=``;
     - ``GET /admin/tenants/{id}/invoices/{YYYY-MM}?format=json|csv``: the
@@ -223,6 +230,7 @@ class AdminAPI:
             else None
         )
         crud = TenantOperations(tenants)
+        keys = KeyOperations(tenants)
         reports = ReportOperations(tenants, meter, audit, clock)
         self._ops: dict[str, _Operation] = {
             "list": crud.list,
@@ -231,6 +239,10 @@ class AdminAPI:
             "update": crud.update,
             "delete": crud.delete,
             "rotate": crud.rotate,
+            "keys": keys.list,
+            "create_key": keys.create,
+            "revoke_key": keys.revoke,
+            "rotate_key": keys.rotate,
             "usage": reports.usage,
             "audit": reports.audit_log,
             "invoice": reports.invoice,

@@ -33,7 +33,16 @@ _log = logging.getLogger("zerfoo_cloud.http.admin")
 
 _MAX_AUDIT_SEGMENTS = 8
 _ROUTE_WORDS = frozenset({"", "admin", "tenants", "rotate-key", "usage", "audit"})
-_RESOURCE_SUFFIX = {"rotate": "/key", "usage": "/usage", "audit": "/audit"}
+_RESOURCE_SUFFIX = {
+    "rotate": "/key",
+    "usage": "/usage",
+    "audit": "/audit",
+    # The key's id, when there is one, is in the entry's path.
+    "keys": "/keys",
+    "create_key": "/keys",
+    "revoke_key": "/keys",
+    "rotate_key": "/keys",
+}
 _SAFE_PATH = re.compile(r"[A-Za-z0-9/._:@~-]{1,512}")
 # API keys of this library and OpenAI-style services, as the audit module
 # recognises them: never written to an audit entry.

@@ -26,8 +26,9 @@ class LMDBTenantStore:
     A `zerfoo_cloud.stores.protocols.TenantStore` in LMDB, shared by every
     process of the host. Get it from `zerfoo_cloud.stores.lmdb.LMDBStores`.
 
-    Two databases: ``tenants`` (id to JSON record) and ``tenant_keys`` (key
-    hash to id). Both change in one transaction.
+    Two databases: ``tenants`` (id to JSON record) and ``tenant_keys`` (the
+    hash of each of a tenant's keys to its id). Both change in one
+    transaction.
 
     .. versionadded:: 0.1.0
     """
@@ -64,15 +65,16 @@ class LMDBTenantStore:
         Store a new record (see the protocol).
         """
         key = record.id.encode()
-        digest = record.key_hash.encode()
+        digests = [h.encode() for h in sorted(record.key_hashes())]
 
         def write(txn: Any) -> None:
             if txn.get(key, db=self._db) is not None:
                 raise TenantExistsError(record.id)
-            if txn.get(digest, db=self._keys) is not None:
+            if any(txn.get(d, db=self._keys) is not None for d in digests):
                 raise TenantExistsError(record.id, field="api_key")
             txn.put(key, record.to_bytes(), db=self._db)
-            txn.put(digest, key, db=self._keys)
+            for digest in digests:
+                txn.put(digest, key, db=self._keys)
 
         self._env.write(write)
 
@@ -94,7 +96,7 @@ class LMDBTenantStore:
             if tenant_id is None:
                 return None
             record = self._load(txn, tenant_id)
-            if record is None or record.key_hash != key_hash:
+            if record is None or key_hash not in record.key_hashes():
                 raise CorruptRecordError(
                     "lmdb:tenant_keys",
                     key_hash[:8] + "…",
@@ -120,12 +122,14 @@ class LMDBTenantStore:
             if new.id != old.id:
                 msg = "a tenant's id cannot change"
                 raise InvalidConfigError(msg, field="id")
-            if new.key_hash != old.key_hash:
-                digest = new.key_hash.encode()
-                if txn.get(digest, db=self._keys) is not None:
-                    raise TenantExistsError(tenant_id, field="api_key")
-                txn.delete(old.key_hash.encode(), db=self._keys)
-                txn.put(digest, key, db=self._keys)
+            before, after = old.key_hashes(), new.key_hashes()
+            added = [h.encode() for h in sorted(after - before)]
+            if any(txn.get(d, db=self._keys) is not None for d in added):
+                raise TenantExistsError(tenant_id, field="api_key")
+            for digest in sorted(before - after):
+                txn.delete(digest.encode(), db=self._keys)
+            for d in added:
+                txn.put(d, key, db=self._keys)
             txn.put(key, new.to_bytes(), db=self._db)
             return new
 
@@ -153,7 +157,8 @@ class LMDBTenantStore:
                 for k in stale:
                     txn.delete(k, db=self._keys)
                 return
-            txn.delete(old.key_hash.encode(), db=self._keys)
+            for digest in old.key_hashes():
+                txn.delete(digest.encode(), db=self._keys)
 
         self._env.write(write)
 

@@ -98,8 +98,27 @@ _V2 = (
     """,
 )
 
+_V3 = (
+    # Several keys per tenant: the hash of every key of every tenant (its
+    # original key and those in the record's ``keys``), unique across all
+    # tenants, removed with its tenant. ``tenants.key_hash`` stays the hash
+    # of the tenant's original key. Tenants of version 2 have one key each.
+    """
+    CREATE TABLE tenant_keys (
+        key_hash bytea CONSTRAINT tenant_keys_pkey PRIMARY KEY,
+        tenant_id bytea NOT NULL REFERENCES tenants (id) ON DELETE CASCADE
+    )
+    """,
+    "CREATE INDEX tenant_keys_tenant ON tenant_keys (tenant_id)",
+    "INSERT INTO tenant_keys (key_hash, tenant_id) SELECT key_hash, id FROM tenants",
+)
+
 #: The migrations, oldest first: ``(version, statements)``.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+)
 
 #: The schema version this library reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -4,7 +4,7 @@ The PostgreSQL tenant store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._extras import needs_extra
@@ -42,9 +42,23 @@ def _decode(key: bytes, raw: bytes) -> TenantRecord:
     return record
 
 
+_KEY_CONSTRAINTS = frozenset({"tenants_key_hash_key", "tenant_keys_pkey"})
+
+
 def _exists(tenant_id: str, exc: psycopg.errors.UniqueViolation) -> TenantExistsError:
-    field = "api_key" if exc.diag.constraint_name == "tenants_key_hash_key" else "id"
+    field = "api_key" if exc.diag.constraint_name in _KEY_CONSTRAINTS else "id"
     return TenantExistsError(tenant_id, field=field)
+
+
+def _index(conn: Any, tenant_id: bytes, hashes: Iterable[str]) -> None:
+    # Add *hashes* to the key index of *tenant_id* (sorted: the same lock
+    # order in every transaction).
+    rows = [(_raw(h), tenant_id) for h in sorted(hashes)]
+    if rows:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO tenant_keys (key_hash, tenant_id) VALUES (%s, %s)", rows
+            )
 
 
 class PostgresTenantStore:
@@ -53,9 +67,11 @@ class PostgresTenantStore:
     every host using the database. Get it from
     `zerfoo_cloud.stores.postgres.PostgresStores`.
 
-    One table, ``tenants``: the id and the key hash (both unique, both
-    indexed) and the record's stored form (`TenantRecord.to_bytes`), which
-    gives the record back exactly.
+    Two tables: ``tenants``, the id and the original key's hash (both
+    unique, both indexed) and the record's stored form
+    (`TenantRecord.to_bytes`), which gives the record back exactly; and
+    ``tenant_keys``, the hash of every key of every tenant (unique) and
+    its tenant's id, changed in the same transaction.
 
     Every call waits on the network (``blocking_io``): the ASGI adapter
     looks keys up here from a worker thread, never on its event loop, so a
@@ -77,12 +93,15 @@ class PostgresTenantStore:
         constraints reject a taken id or key hash, even from another host
         at the same moment.
         """
-        with self._db.connection("creating a tenant") as conn:
+        # A unique violation fails the transaction: raising out of the
+        # block rolls it back.
+        with self._db.transaction("creating a tenant") as conn:
             try:
                 conn.execute(
                     "INSERT INTO tenants (id, key_hash, record) VALUES (%s, %s, %s)",
                     (_raw(record.id), _raw(record.key_hash), record.to_bytes()),
                 )
+                _index(conn, _raw(record.id), record.key_hashes())
             except psycopg.errors.UniqueViolation as exc:
                 raise _exists(record.id, exc) from None
 
@@ -105,16 +124,17 @@ class PostgresTenantStore:
         row = self._db.idempotent(
             "reading a tenant",
             lambda conn: conn.execute(
-                "SELECT id, record FROM tenants WHERE key_hash = %s",
+                "SELECT t.id, t.record FROM tenant_keys k JOIN tenants t"
+                " ON t.id = k.tenant_id WHERE k.key_hash = %s",
                 (_raw(key_hash),),
             ).fetchone(),
         )
         if row is None:
             return None
         record = _decode(row[0], row[1])
-        if record.key_hash != key_hash:
+        if key_hash not in record.key_hashes():
             raise CorruptRecordError(
-                _STORE, key_hash[:8] + "…", "its key hash column and record differ"
+                _STORE, key_hash[:8] + "…", "its key index and record differ"
             )
         return record
 
@@ -137,18 +157,28 @@ class PostgresTenantStore:
             if new.id != old.id:
                 msg = "a tenant's id cannot change"
                 raise InvalidConfigError(msg, field="id")
+            before, after = old.key_hashes(), new.key_hashes()
+            gone = [_raw(h) for h in sorted(before - after)]
             try:
+                if gone:
+                    conn.execute(
+                        "DELETE FROM tenant_keys WHERE tenant_id = %s"
+                        " AND key_hash = ANY(%s)",
+                        (key, gone),
+                    )
                 conn.execute(
                     "UPDATE tenants SET key_hash = %s, record = %s WHERE id = %s",
                     (_raw(new.key_hash), new.to_bytes(), key),
                 )
+                _index(conn, key, after - before)
             except psycopg.errors.UniqueViolation as exc:
                 raise _exists(tenant_id, exc) from None
         return new
 
     def delete(self, tenant_id: str) -> None:
         """
-        Remove a record and its key (one row), even a corrupt one.
+        Remove a record and its keys (its row; its key index rows go with
+        it), even a corrupt one.
         """
         with self._db.connection("deleting a tenant") as conn:
             cursor = conn.execute(

@@ -1,0 +1,203 @@
+"""
+``zerfoo-cloud key``: create, list, revoke and rotate a tenant's API keys.
+
+Every change is written to the audit log (a keyed log needs
+``ZERFOO_CLOUD_AUDIT_SECRET``), naming the key by its id, never by itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditResult
+from zerfoo_cloud.cli._audit_commands import _audit_logger
+from zerfoo_cloud.cli._context import _Context, _handle_errors
+from zerfoo_cloud.cli._durations import parse_duration, parse_expiry
+from zerfoo_cloud.cli._output import _emit, _json_option, render_table
+from zerfoo_cloud.tenants import TenantManager
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.key_records import KeyRecord
+
+with needs_extra("cli", "the zerfoo-cloud command"):
+    import click
+
+
+@click.group()
+def key() -> None:
+    """
+    Create, list, revoke and rotate a tenant's API keys.
+    """
+
+
+def _rows(keys: Sequence[KeyRecord], now: float) -> str:
+    views = [k.view(now) for k in keys]
+    return render_table(
+        ["ID", "NAME", "PREFIX", "STATE", "CREATED", "EXPIRES", "MODELS"],
+        [
+            [
+                v["id"],
+                v["name"],
+                (v["prefix"] + "…") if v["prefix"] else "-",
+                v["state"],
+                v["created_at"],
+                v["expires_at"] or "never",
+                ", ".join(v["model_scope"]) or "all",
+            ]
+            for v in views
+        ],
+    )
+
+
+@contextmanager
+def _keys(obj: _Context) -> Iterator[tuple[TenantManager, Any]]:
+    # The manager and an audit logger on the same stores.
+    # With Redis counters, each change is announced to every host.
+    with obj.stores() as stores:
+        audit = _audit_logger(stores)
+        manager = TenantManager(
+            stores.tenants, limits=stores.limits, revocations=stores.revocations
+        )
+        try:
+            yield manager, audit
+        finally:
+            manager.close()
+            audit.close()
+
+
+def _audited(audit: Any, tenant_id: str, action: AuditAction, what: str) -> None:
+    audit.log(
+        AuditEntry(
+            tenant_id=tenant_id,
+            action=action,
+            result=AuditResult.SUCCESS,
+            resource=what,
+            method="CLI",
+            path="/keys",
+        )
+    )
+
+
+@key.command("create")
+@click.argument("tenant_id")
+@click.option(
+    "--name", required=True, help="A label for the key (1 to 100 characters)."
+)
+@click.option(
+    "--expires",
+    metavar="DURATION|TIME",
+    help="When the key stops working: a duration (30d, 12h) or an ISO 8601 time.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="A model the key may use, within the tenant's (repeat; none: all of them).",
+)
+@_json_option
+@click.pass_obj
+@_handle_errors
+def key_create(
+    obj: _Context,
+    tenant_id: str,
+    name: str,
+    expires: str | None,
+    models: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """
+    Issue a new API key for TENANT_ID and print it (shown only once).
+    """
+    now = time.time()
+    expires_at = None if expires is None else parse_expiry(expires, now)
+    with _keys(obj) as (manager, audit):
+        secret, made = manager.create_key(
+            tenant_id, name=name, expires_at=expires_at, model_scope=models
+        )
+        _audited(audit, tenant_id, AuditAction.CREATE, f"key {made.id}")
+    _emit(
+        as_json,
+        made.view(now) | {"api_key": secret},
+        f"created key {made.id} for {tenant_id!r}\n"
+        f"API key (shown once; store it now): {secret}\n\n" + _rows([made], now),
+    )
+
+
+@key.command("list")
+@click.argument("tenant_id")
+@_json_option
+@click.pass_obj
+@_handle_errors
+def key_list(obj: _Context, tenant_id: str, as_json: bool) -> None:
+    """
+    List TENANT_ID's keys: ids, names, prefixes and states, never the keys.
+    """
+    now = time.time()
+    with obj.manager() as manager:
+        keys = manager.list_keys(tenant_id)
+    _emit(as_json, [k.view(now) for k in keys], _rows(keys, now))
+
+
+@key.command("revoke")
+@click.argument("tenant_id")
+@click.argument("key_id")
+@_json_option
+@click.pass_obj
+@_handle_errors
+def key_revoke(obj: _Context, tenant_id: str, key_id: str, as_json: bool) -> None:
+    """
+    Revoke key KEY_ID of TENANT_ID: it stops working at once.
+    """
+    now = time.time()
+    with _keys(obj) as (manager, audit):
+        revoked = manager.revoke_key(tenant_id, key_id)
+        _audited(audit, tenant_id, AuditAction.DELETE, f"key {revoked.id}")
+    _emit(
+        as_json,
+        revoked.view(now),
+        f"revoked key {revoked.id} of {tenant_id!r}",
+    )
+
+
+@key.command("rotate")
+@click.argument("tenant_id")
+@click.argument("key_id")
+@click.option(
+    "--grace",
+    default="0",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the old key keeps working (90s, 15m, 1h, 7d; at most 30d).",
+)
+@_json_option
+@click.pass_obj
+@_handle_errors
+def key_rotate(
+    obj: _Context, tenant_id: str, key_id: str, grace: str, as_json: bool
+) -> None:
+    """
+    Replace key KEY_ID of TENANT_ID by a new one (printed, shown only once).
+    """
+    seconds = parse_duration(grace, "--grace")
+    now = time.time()
+    with _keys(obj) as (manager, audit):
+        secret, new, old = manager.rotate_api_key(tenant_id, key_id, grace=seconds)
+        _audited(
+            audit, tenant_id, AuditAction.UPDATE, f"key {old.id} rotated to {new.id}"
+        )
+    until = (
+        f"the old key works until {old.view(now)['expires_at']}"
+        if old.revoked_at is None
+        else "the old key no longer works"
+    )
+    _emit(
+        as_json,
+        new.view(now) | {"api_key": secret, "old_key": old.view(now)},
+        f"new key {new.id} for {tenant_id!r} (shown once; store it now): {secret}\n"
+        + until,
+    )
