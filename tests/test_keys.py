@@ -327,6 +327,41 @@ def test_secrets_never_in_reprs_or_records(manager: TenantManager) -> None:
     assert secret not in tenant.record.to_bytes().decode()
 
 
+def test_a_short_key_is_never_stored_or_listed_whole(clock: FakeClock) -> None:
+    """
+    A key an operator chose, short or with a dash early on, keeps at least
+    16 characters hidden: its prefix never holds the whole key (or nearly),
+    neither at rest nor in a listing.
+    """
+    store = MemoryTenantStore()
+    manager = TenantManager(store, clock=clock, cache_ttl=0)
+    for tenant_id, key in (("dash", "abcdefgh-ijkl"), ("plain", "abcd")):
+        manager.create(TenantConfig(tenant_id, key, rate_limit=0, token_budget=0))
+        (first,) = manager.list_keys(tenant_id)
+        assert first.prefix == ""
+        record = store.get(tenant_id)
+        assert record is not None
+        assert key.encode() not in record.to_bytes()
+        assert key[:4] not in str([k.view(T0) for k in manager.list_keys(tenant_id)])
+        assert manager.get_by_api_key(key).id == tenant_id
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("zc-" + "A" * 20, "zc-AAAA"),  # 16 hidden: at the limit
+        ("zc-" + "A" * 19, "zc-AAA"),  # one character shorter: one less shown
+        ("zc-" + "A" * 13, ""),  # 16 characters: nothing shown
+        ("x" * 20, "xxxx"),  # no dash: four shown, 16 hidden
+        ("x" * 19, "xxx"),
+    ],
+)
+def test_visible_prefix_leaves_16_characters_hidden(key: str, shown: str) -> None:
+    """The prefix leaves at least 16 characters of any key hidden."""
+    assert visible_prefix(key) == shown
+    assert len(key) - len(visible_prefix(key)) >= 16
+
+
 # -- stored forms ---------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ import attrs
 __all__ = [
     "MAX_KEYS_PER_TENANT",
     "MAX_KEY_NAME_LENGTH",
+    "MIN_HIDDEN_LENGTH",
     "VISIBLE_PREFIX_LENGTH",
     "KeyRecord",
     "key_from_dict",
@@ -41,6 +42,8 @@ MAX_KEY_NAME_LENGTH = 100
 MAX_KEYS_PER_TENANT = 100
 #: How many characters of a key `visible_prefix` shows after ``zc-``.
 VISIBLE_PREFIX_LENGTH = 4
+#: How many characters of a key `visible_prefix` always leaves hidden.
+MIN_HIDDEN_LENGTH = 16
 
 _KEY_ID = re.compile(r"k-[0-9a-f]{16}|[0-9a-f]{8}")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -57,14 +60,17 @@ def visible_prefix(api_key: str) -> str:
     """
     Return the part of *api_key* that may be shown: up to its first dash
     and `VISIBLE_PREFIX_LENGTH` characters more (``zc-AbC1``); a key
-    without a dash shows `VISIBLE_PREFIX_LENGTH` characters. The rest of a
-    generated key holds 256 random bits less these 24.
+    without a dash shows `VISIBLE_PREFIX_LENGTH` characters. At least
+    `MIN_HIDDEN_LENGTH` characters always stay hidden, so a short key (one
+    an operator chose) shows less, or nothing. The rest of a generated key
+    holds 256 random bits less these 24.
     """
     head, dash, _ = api_key.partition("-")
     if dash and len(head) <= 8:  # noqa: PLR2004 - a short scheme prefix
         shown = head + dash + api_key[len(head) + 1 :][:VISIBLE_PREFIX_LENGTH]
     else:
         shown = api_key[:VISIBLE_PREFIX_LENGTH]
+    shown = shown[: max(0, len(api_key) - MIN_HIDDEN_LENGTH)]
     return "".join(c if c.isascii() and c.isprintable() else "?" for c in shown)
 
 

@@ -161,3 +161,24 @@ def test_a_session_lists_its_keys_but_changes_none(
         )
     assert len(tenants.list_keys("acme")) == 1
     assert _works(tenants, ACME_KEY)
+
+
+def test_a_session_cannot_touch_another_tenants_keys(
+    client: Client, sessions: SessionSigner, tenants: TenantManager
+) -> None:
+    """A session for acme gets 403 on every key route of globex, listing included."""
+    headers = {
+        "authorization": f"Bearer {issue_session(sessions, tenants, 'acme', 'alice')}"
+    }
+    other = "/admin/tenants/globex/keys"
+    first = tenants.list_keys("globex")[0].id
+    for method, path, body in (
+        ("GET", other, None),
+        ("POST", other, {"name": "x"}),
+        ("DELETE", f"{other}/{first}", None),
+        ("POST", f"{other}/{first}/rotate", None),
+    ):
+        response = client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 403, (method, path)
+        assert first not in response.text
+    assert len(tenants.list_keys("globex")) == 1
