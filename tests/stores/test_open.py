@@ -435,3 +435,31 @@ def test_import_does_not_load_redis() -> None:
         cwd=ROOT,
     )
     assert done.stdout.strip() == "False"
+
+
+def test_outbox_folder_reads_host_port_and_dbname_from_the_query(
+    tmp_path: Path,
+) -> None:
+    # libpq takes host, port and dbname from the query too (and they win
+    # over the URL's): two databases named only there must not share an
+    # outbox, or one's billing would be drained into the other.
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    one = outbox_folder("postgresql:///zc?host=db1.internal", env)
+    for other in (
+        "postgresql:///zc?host=db2.internal",
+        "postgresql:///zc?host=/var/run/postgresql",
+        "postgresql:///zc?host=db1.internal&port=5433",
+        "postgresql:///?host=db1.internal&dbname=zc2",
+        "postgresql://db2.internal/zc?host=db1.internal&dbname=zc2",
+    ):
+        assert outbox_folder(other, env) != one, other
+    same = (
+        "postgresql://db1.internal:5432/zc",
+        "postgresql://elsewhere/other?host=db1.internal&dbname=zc",
+        "postgresql://u@/zc?host=db1.internal&port=5432&sslmode=require",
+    )
+    for alias in same:
+        assert outbox_folder(alias, env) == one, alias
+    assert outbox_folder("postgresql:///?host=h&dbname=billing", env).name.startswith(
+        "billing-"
+    )
