@@ -929,3 +929,25 @@ def test_the_urls_options_are_kept_beside_the_session_timezone() -> None:
             stored = conn.execute("SELECT count(*) FROM zc_two.billing").fetchone()
         assert tables == {"zc_two"}
         assert stored == (1,)
+
+
+def test_a_months_partition_in_another_schema_is_not_taken_for_this_ones() -> None:
+    # Two deployments in one database, a schema each: the first to bill a
+    # month must not keep the second from making that month's partition.
+    require_postgres()
+    with throwaway_database() as base:
+        urls = []
+        for schema in ("zc_one", "zc_two"):
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            urls.append(f"{base}?options=-c%20search_path%3D{schema}")
+            upgrade_schema(urls[-1])
+        at = datetime(2031, 5, 6, 7, 8, tzinfo=timezone.utc)
+        for number, url in enumerate(urls):
+            stores = PostgresStores.open(url, max_size=2)
+            try:
+                record = BillingRecord("t-1", 1, 2, at, "m", f"r-{number}")
+                assert stores.billing.add([record]) == 1
+                assert stores.billing.partitions() == [(2031, 5)]
+            finally:
+                stores.close()
