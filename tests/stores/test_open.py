@@ -400,6 +400,9 @@ def test_bad_counters_urls(url: str, why: str, tmp_path: Path) -> None:
             "postgresql://h/db?password=***&user=u",
         ),
         ("postgres://u@h/db?sslpassword=pw", "postgres://***@h/db?sslpassword=***"),
+        # libpq decodes the names of query parameters as well as values.
+        ("postgresql://h/db?p%61ssword=pw", "postgresql://h/db?p%61ssword=***"),
+        ("postgresql://h/db?%70assword=pw", "postgresql://h/db?%70assword=***"),
         ("/var/lib/zerfoo-cloud", "/var/lib/zerfoo-cloud"),
         ("lmdb:///var/lib/zc", "lmdb:///var/lib/zc"),
         ("memory://", "memory://"),

@@ -85,7 +85,9 @@ def _redact_query(query: str) -> str:
     parts = []
     for item in query.split("&"):
         name, eq, _ = item.partition("=")
-        parts.append(f"{name}={HIDDEN}" if eq and _SECRET_PARAMS.search(name) else item)
+        # libpq decodes the name too: p%61ssword is password.
+        secret = _SECRET_PARAMS.search(unquote(name))
+        parts.append(f"{name}={HIDDEN}" if eq and secret else item)
     return "&".join(parts) + fragment
 
 
