@@ -331,6 +331,10 @@ BAD_RECORDS = {
     f"postgresql://u:{SECRET}@h:port/zc": "port is not a number",
     "": "folder path is empty",
     "://x": "neither a folder path nor a URL",
+    # A scheme without "//" is a typo, not a folder named "postgresql:".
+    "postgresql:/h/zc": "write postgresql://",
+    f"postgres:u:{SECRET}@h/zc": "write postgres://",
+    "LMDB:/var/lib/zc": "write LMDB://",
 }
 BAD_COUNTERS = {
     "postgresql://h/zc": "unknown scheme 'postgresql'",
@@ -349,6 +353,9 @@ BAD_COUNTERS = {
     "redis://h/0?prefix=a&prefix=b": "given twice",
     "redis://h/0#frag": "no #fragment",
     "lmdb://host/abs": "absolute path after three slashes",
+    "redis:6379": "write redis://",
+    f"rediss:/:{SECRET}@h:6379/0": "write rediss://",
+    "memory:": "write memory://",
 }
 
 
