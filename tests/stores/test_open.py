@@ -335,6 +335,9 @@ BAD_RECORDS = {
     "postgresql:/h/zc": "write postgresql://",
     f"postgres:u:{SECRET}@h/zc": "write postgres://",
     "LMDB:/var/lib/zc": "write LMDB://",
+    # libpq's key=value form is not a folder either (PostgresStores takes it).
+    f"host=db.internal dbname=zc password={SECRET}": "write postgresql://",
+    f" user=zc password='{SECRET} x' host=h": "write postgresql://",
 }
 BAD_COUNTERS = {
     "postgresql://h/zc": "unknown scheme 'postgresql'",

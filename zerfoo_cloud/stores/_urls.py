@@ -30,6 +30,10 @@ HIDDEN = "***"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 #: ``scheme:`` at the start of what is not a URL.
 _TYPO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+#: A libpq ``key=value`` connection string (``host=h dbname=d``).
+_KEYWORDS = re.compile(
+    r"^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*="
+)
 #: Query parameters whose value is a secret in some backend.
 _SECRET_PARAMS = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 #: The query parameters of a Redis counters URL this library reads ...
@@ -258,6 +262,14 @@ def _parse(
             name = typo.group(1)
             problem.shown = redact_url(f"{name}://{url[typo.end() :].lstrip('/')}")
             problem.fail(f"a URL needs '//' after the scheme: write {name}://")
+        if _KEYWORDS.match(url):
+            # libpq's key=value form: not a folder (not shown: a quoted
+            # password may hold anything).
+            problem.shown = "host=... (a key=value string)"
+            problem.fail(
+                "a libpq key=value string is not taken here: write "
+                "postgresql://user@host:5432/dbname"
+            )
         if "://" in url or url.startswith(":"):
             problem.fail(f"it is neither a folder path nor a URL ({spelled})")
         return _lmdb(url, problem)
