@@ -329,3 +329,23 @@ def test_a_dead_redis_fails_over_on_the_event_loop() -> None:
     assert asyncio.run(run()) == [True, True, True, False, False]
     assert switches == ["fallback"]
     store.close()
+
+
+def test_slots_held_on_the_fallback_count_against_the_limit_after_the_switch_back(
+    clock: FakeClock,
+) -> None:
+    """Two of two slots taken on the fallback: back on the primary, none is free until they are given back."""
+    store, primary, _, _ = _store(clock)
+    primary.down = True
+    assert store.admit(SLOT, [], 0.0)[1]
+    assert store.admit(SLOT, [], 0.0)[1]
+    assert not store.admit(SLOT, [], 0.0)[1]
+    primary.down = False
+    clock.advance(1.0)
+    assert store.slots_in_use(SLOT[0]) == 2  # switches back
+    assert not store.on_fallback
+    assert not store.admit(SLOT, [], 0.0)[1], "the limit is 2, and 2 are in use"
+    store.settle(SLOT[0], [], 0.0)  # given back on the fallback
+    assert store.admit(SLOT, [], 0.0)[1]
+    assert not store.admit(SLOT, [], 0.0)[1]
+    assert primary.slots_in_use(SLOT[0]) == 1

@@ -331,6 +331,13 @@ BAD_RECORDS = {
     f"postgresql://u:{SECRET}@h:port/zc": "port is not a number",
     "": "folder path is empty",
     "://x": "neither a folder path nor a URL",
+    # A scheme without "//" is a typo, not a folder named "postgresql:".
+    "postgresql:/h/zc": "write postgresql://",
+    f"postgres:u:{SECRET}@h/zc": "write postgres://",
+    "LMDB:/var/lib/zc": "write LMDB://",
+    # libpq's key=value form is not a folder either (PostgresStores takes it).
+    f"host=db.internal dbname=zc password={SECRET}": "write postgresql://",
+    f" user=zc password='{SECRET} x' host=h": "write postgresql://",
 }
 BAD_COUNTERS = {
     "postgresql://h/zc": "unknown scheme 'postgresql'",
@@ -349,6 +356,9 @@ BAD_COUNTERS = {
     "redis://h/0?prefix=a&prefix=b": "given twice",
     "redis://h/0#frag": "no #fragment",
     "lmdb://host/abs": "absolute path after three slashes",
+    "redis:6379": "write redis://",
+    f"rediss:/:{SECRET}@h:6379/0": "write rediss://",
+    "memory:": "write memory://",
 }
 
 
@@ -400,6 +410,9 @@ def test_bad_counters_urls(url: str, why: str, tmp_path: Path) -> None:
             "postgresql://h/db?password=***&user=u",
         ),
         ("postgres://u@h/db?sslpassword=pw", "postgres://***@h/db?sslpassword=***"),
+        # libpq decodes the names of query parameters as well as values.
+        ("postgresql://h/db?p%61ssword=pw", "postgresql://h/db?p%61ssword=***"),
+        ("postgresql://h/db?%70assword=pw", "postgresql://h/db?%70assword=***"),
         ("/var/lib/zerfoo-cloud", "/var/lib/zerfoo-cloud"),
         ("lmdb:///var/lib/zc", "lmdb:///var/lib/zc"),
         ("memory://", "memory://"),
@@ -435,3 +448,31 @@ def test_import_does_not_load_redis() -> None:
         cwd=ROOT,
     )
     assert done.stdout.strip() == "False"
+
+
+def test_outbox_folder_reads_host_port_and_dbname_from_the_query(
+    tmp_path: Path,
+) -> None:
+    # libpq takes host, port and dbname from the query too (and they win
+    # over the URL's): two databases named only there must not share an
+    # outbox, or one's billing would be drained into the other.
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    one = outbox_folder("postgresql:///zc?host=db1.internal", env)
+    for other in (
+        "postgresql:///zc?host=db2.internal",
+        "postgresql:///zc?host=/var/run/postgresql",
+        "postgresql:///zc?host=db1.internal&port=5433",
+        "postgresql:///?host=db1.internal&dbname=zc2",
+        "postgresql://db2.internal/zc?host=db1.internal&dbname=zc2",
+    ):
+        assert outbox_folder(other, env) != one, other
+    same = (
+        "postgresql://db1.internal:5432/zc",
+        "postgresql://elsewhere/other?host=db1.internal&dbname=zc",
+        "postgresql://u@/zc?host=db1.internal&port=5432&sslmode=require",
+    )
+    for alias in same:
+        assert outbox_folder(alias, env) == one, alias
+    assert outbox_folder("postgresql:///?host=h&dbname=billing", env).name.startswith(
+        "billing-"
+    )

@@ -895,3 +895,59 @@ def test_a_server_that_never_answers_times_out() -> None:
         assert time.monotonic() - began < 5
         assert f"127.0.0.1:{port}/zc" in str(info.value)
         assert PASSWORD not in str(info.value)
+
+
+def test_the_urls_options_are_kept_beside_the_session_timezone() -> None:
+    # A URL's ``options`` (say a search_path: one schema per deployment)
+    # must reach the server: dropping it silently put these stores' tables
+    # and records in another schema (another deployment's, or public).
+    require_postgres()
+    with throwaway_database() as base:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA zc_two")
+        url = f"{base}?options=-c%20search_path%3Dzc_two"
+        upgrade_schema(url)
+        stores = PostgresStores.open(url, max_size=2)
+        try:
+            at = datetime(2026, 12, 6, 23, 30, tzinfo=timezone.utc)
+            stores.billing.add([BillingRecord("t-1", 1, 2, at, "m", "r-1")])
+            with stores._db.connection("checking") as conn:
+                session = conn.execute(
+                    "SELECT current_schema(), current_setting('TimeZone')"
+                ).fetchone()
+        finally:
+            stores.close()
+        assert session == ("zc_two", "UTC")
+        with psycopg.connect(base, autocommit=True) as conn:
+            tables = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT table_schema FROM information_schema.tables "
+                    "WHERE table_name IN ('billing', 'tenants', 'audit')"
+                )
+            }
+            stored = conn.execute("SELECT count(*) FROM zc_two.billing").fetchone()
+        assert tables == {"zc_two"}
+        assert stored == (1,)
+
+
+def test_a_months_partition_in_another_schema_is_not_taken_for_this_ones() -> None:
+    # Two deployments in one database, a schema each: the first to bill a
+    # month must not keep the second from making that month's partition.
+    require_postgres()
+    with throwaway_database() as base:
+        urls = []
+        for schema in ("zc_one", "zc_two"):
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            urls.append(f"{base}?options=-c%20search_path%3D{schema}")
+            upgrade_schema(urls[-1])
+        at = datetime(2031, 5, 6, 7, 8, tzinfo=timezone.utc)
+        for number, url in enumerate(urls):
+            stores = PostgresStores.open(url, max_size=2)
+            try:
+                record = BillingRecord("t-1", 1, 2, at, "m", f"r-{number}")
+                assert stores.billing.add([record]) == 1
+                assert stores.billing.partitions() == [(2031, 5)]
+            finally:
+                stores.close()

@@ -28,6 +28,12 @@ __all__ = ["StoreTarget", "parse_counters_url", "parse_records_url", "redact_url
 HIDDEN = "***"
 #: ``scheme://`` at the start: a URL, not a folder path.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: ``scheme:`` at the start of what is not a URL.
+_TYPO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+#: A libpq ``key=value`` connection string (``host=h dbname=d``).
+_KEYWORDS = re.compile(
+    r"^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*="
+)
 #: Query parameters whose value is a secret in some backend.
 _SECRET_PARAMS = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 #: The query parameters of a Redis counters URL this library reads ...
@@ -85,7 +91,9 @@ def _redact_query(query: str) -> str:
     parts = []
     for item in query.split("&"):
         name, eq, _ = item.partition("=")
-        parts.append(f"{name}={HIDDEN}" if eq and _SECRET_PARAMS.search(name) else item)
+        # libpq decodes the name too: p%61ssword is password.
+        secret = _SECRET_PARAMS.search(unquote(name))
+        parts.append(f"{name}={HIDDEN}" if eq and secret else item)
     return "&".join(parts) + fragment
 
 
@@ -247,6 +255,21 @@ def _parse(
     problem = _Problem(role, url, where)
     scheme = _SCHEME.match(url)
     if scheme is None:
+        typo = _TYPO.match(url)
+        if typo and typo.group(1).lower() in _RECORDS.keys() | _COUNTERS.keys():
+            # "redis:6379" or "postgresql:/h/db": a URL missing its "//",
+            # not a folder of that name (shown as the URL, password hidden).
+            name = typo.group(1)
+            problem.shown = redact_url(f"{name}://{url[typo.end() :].lstrip('/')}")
+            problem.fail(f"a URL needs '//' after the scheme: write {name}://")
+        if _KEYWORDS.match(url):
+            # libpq's key=value form: not a folder (not shown: a quoted
+            # password may hold anything).
+            problem.shown = "host=... (a key=value string)"
+            problem.fail(
+                "a libpq key=value string is not taken here: write "
+                "postgresql://user@host:5432/dbname"
+            )
         if "://" in url or url.startswith(":"):
             problem.fail(f"it is neither a folder path nor a URL ({spelled})")
         return _lmdb(url, problem)

@@ -83,7 +83,9 @@ class FailoverLimiterStore:
     **What failing open costs.** Counters on the fallback start full and
     are this host's alone: until the switch back every host enforces each
     limit separately, and the primary does not see what was taken on the
-    fallback. Reads (`get`, `slots_in_use`) follow the same switch;
+    fallback. After the switch back, the slots still held on the fallback
+    count against the limit on the primary until given back. Reads
+    (`get`, `slots_in_use`) follow the same switch;
     `slots_in_use` on the primary adds the slots still held on the
     fallback. `clear` clears both (and raises if the primary cannot be
     reached); `close` closes both.
@@ -266,6 +268,15 @@ class FailoverLimiterStore:
                 self._remember(_group(keys[0]), on_fallback)
         return result
 
+    def _on_primary(self, slot: tuple[str, int] | None) -> tuple[str, int] | None:
+        # The slot asked of the primary: its limit less the slots still held
+        # on the fallback, which the primary does not see.
+        if slot is None:
+            return None
+        with self._lock:
+            held = self._fallback_slots.get(slot[0], 0)
+        return slot if not held else (slot[0], max(0, slot[1] - held))
+
     def _settles_on_fallback(
         self, slot_key: str | None, buckets: Sequence[tuple[str, float, float, int]]
     ) -> bool:
@@ -295,7 +306,7 @@ class FailoverLimiterStore:
         primary cannot be reached.
         """
         result, on_fallback = self._route(
-            lambda: self.primary.admit(slot, buckets, now),
+            lambda: self.primary.admit(self._on_primary(slot), buckets, now),
             lambda: self.fallback.admit(slot, buckets, now),
         )
         return self._admitted(slot, buckets, result, on_fallback)
@@ -328,7 +339,9 @@ class FailoverLimiterStore:
         LMDB, nothing to wait for) is called directly.
         """
         result, on_fallback = await self._route_async(
-            lambda: _awaited(self.primary, "admit", slot, buckets, now),
+            lambda: _awaited(
+                self.primary, "admit", self._on_primary(slot), buckets, now
+            ),
             lambda: _awaited(self.fallback, "admit", slot, buckets, now),
         )
         return self._admitted(slot, buckets, result, on_fallback)

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError, MissingExtraError
@@ -102,8 +102,9 @@ def outbox_folder(records: str, env: Mapping[str, str] | None = None) -> Path:
     environment) when set, else one folder per database under the user's
     state folder: ``$XDG_STATE_HOME/zerfoo-cloud/outbox/DB-HASH``
     (``~/.local/state`` when ``XDG_STATE_HOME`` is unset), where *DB* is the
-    database name and *HASH* is taken from host, port and name (never the
-    user or password), so every process of one host writing to one
+    database name and *HASH* is taken from host, port and name (those of
+    the query over the URL's, as libpq reads them; never the user or
+    password), so every process of one host writing to one
     database shares one outbox, and another database gets another.
 
     .. versionadded:: 0.1.0
@@ -114,8 +115,12 @@ def outbox_folder(records: str, env: Mapping[str, str] | None = None) -> Path:
         return Path(given)
     state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     parts = urlsplit(records)
-    database = unquote(parts.path.lstrip("/")) or "postgres"
-    where = f"{parts.hostname or ''}:{parts.port or 5432}/{database}"
+    # libpq reads host, port and dbname from the query too, over the URL's.
+    query = dict(parse_qsl(parts.query))
+    database = query.get("dbname") or unquote(parts.path.lstrip("/")) or "postgres"
+    host = query.get("host") or parts.hostname or ""
+    port = query.get("port") or parts.port or 5432
+    where = f"{host}:{port}/{database}"
     digest = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", database)[:64].lstrip(".") or "db"
     return Path(state) / "zerfoo-cloud" / "outbox" / f"{name}-{digest}"

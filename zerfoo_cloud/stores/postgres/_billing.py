@@ -144,7 +144,12 @@ class PostgresBillingStore:
         found = {
             row[0]
             for row in conn.execute(
-                "SELECT relname FROM pg_class WHERE relname = ANY(%s)", (names,)
+                # This billing table's partitions: a table of that name in
+                # another schema (another deployment's) is not one.
+                "SELECT c.relname FROM pg_inherits AS i "
+                "JOIN pg_class AS c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'billing'::regclass AND c.relname = ANY(%s)",
+                (names,),
             )
         }
         absent = [

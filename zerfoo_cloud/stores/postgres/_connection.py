@@ -155,7 +155,7 @@ class PostgresConnection:
                 min_size=min_size,
                 max_size=max_size,
                 timeout=connect_timeout,
-                kwargs={**connect_options(connect_timeout), "autocommit": True},
+                kwargs={**connect_options(connect_timeout, url), "autocommit": True},
                 open=False,
                 name="zerfoo-cloud",
             )
@@ -279,16 +279,18 @@ def check_pool_options(min_size: int, max_size: int, connect_timeout: float) -> 
         raise InvalidConfigError(msg, field="connect_timeout")
 
 
-def connect_options(connect_timeout: float) -> dict[str, Any]:
+def connect_options(connect_timeout: float, url: str = "") -> dict[str, Any]:
     """
     The options of every connection: a whole-second connect timeout (at
-    least 2, libpq's least), UTC sessions, and TCP keepalives and a TCP user timeout of
+    least 2, libpq's least), UTC sessions (after the ``options`` of *url*,
+    which are kept: a ``search_path``, say), and TCP keepalives and a TCP user timeout of
     *connect_timeout*, so a server that vanished mid-call (a dead host, a
     network partition) fails the call within seconds instead of hanging it.
     """
+    given = psycopg.conninfo.conninfo_to_dict(url).get("options") if url else None
     return {
         "connect_timeout": max(2, math.ceil(connect_timeout)),
-        "options": _SESSION_OPTIONS,
+        "options": f"{given} {_SESSION_OPTIONS}" if given else _SESSION_OPTIONS,
         "keepalives": 1,
         "keepalives_idle": 10,
         "keepalives_interval": 5,
@@ -314,6 +316,6 @@ def connect_once(
     errors = PostgresConnection(None, location, secret)
     with (
         errors.guard(what),
-        psycopg.connect(url, **connect_options(connect_timeout)) as conn,
+        psycopg.connect(url, **connect_options(connect_timeout, url)) as conn,
     ):
         yield conn
