@@ -12,15 +12,13 @@ import contextlib
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from zerfoo_cloud._closing import ClosedOnExit
 from zerfoo_cloud._writer import BatchWriter, choose_linger, in_background
 from zerfoo_cloud.errors import StoreError
 
 if TYPE_CHECKING:
     import logging
     from collections.abc import Callable
-    from types import TracebackType
-
-    from typing_extensions import Self
 
     from zerfoo_cloud.stores.protocols import BatchCommitter
 
@@ -40,7 +38,7 @@ class WriterTuning(NamedTuple):
     linger: float | None
 
 
-class QueuedWriting:
+class QueuedWriting(ClosedOnExit):
     """
     What `TokenMeter` and `AuditLogger` share: the flush, close and status
     methods over their writers.
@@ -150,17 +148,6 @@ class QueuedWriting:
             writer.close(timeout)
         if self._committer is not None:
             self._committer.close(timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 async def wait_for(future: concurrent.futures.Future[None]) -> None:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._closing import ClosedOnExit
 from zerfoo_cloud.stores.protocols import (
     AuditStore,
     BillingStore,
@@ -18,7 +19,7 @@ from zerfoo_cloud.stores.protocols import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = ["Stores"]
 
@@ -26,7 +27,7 @@ __all__ = ["Stores"]
 PROBE_KEY = "\x00readiness-probe"
 
 
-class Stores:
+class Stores(ClosedOnExit):
     """
     The stores of a service: records (`tenants`, `billing`, `audit`) from
     one backend, counters (`limits`, `replay`) from another or the same.
@@ -124,17 +125,6 @@ class Stores:
                 failure = failure or exc
         if failure is not None:
             raise failure
-
-    def __enter__(self) -> Stores:  # noqa: PYI034
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Stores(records={self.records_url!r}, counters={self.counters_url!r})"

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zerfoo_cloud._closing import ClosedOnExit
 from zerfoo_cloud.errors import SchemaMismatchError
 from zerfoo_cloud.stores.lmdb._audit import LMDBAuditStore
 from zerfoo_cloud.stores.lmdb._billing import LMDBBillingStore
@@ -26,7 +27,7 @@ from zerfoo_cloud.stores.lmdb._replay import LMDBReplayCache
 from zerfoo_cloud.stores.lmdb._tenants import LMDBTenantStore
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = ["SCHEMA_VERSION", "LMDBStores"]
 
@@ -56,7 +57,7 @@ def _boot_id() -> str:
         return "unknown"
 
 
-class LMDBStores:
+class LMDBStores(ClosedOnExit):
     """
     Every LMDB store of one folder, sharing its environments.
 
@@ -224,17 +225,6 @@ class LMDBStores:
         Whether every reference was closed.
         """
         return not _OPEN.holds(self)
-
-    def __enter__(self) -> LMDBStores:  # noqa: PYI034
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"LMDBStores({str(self.path)!r})"

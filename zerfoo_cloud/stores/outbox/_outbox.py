@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
+from zerfoo_cloud._closing import ClosedOnExit
 from zerfoo_cloud._fork import reset_in_child
 from zerfoo_cloud.errors import (
     CorruptRecordError,
@@ -41,7 +41,7 @@ from zerfoo_cloud.stores.outbox._drainer import (
 )
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    pass
 
 __all__ = [
     "KINDS",
@@ -142,7 +142,7 @@ def _key(number: int) -> bytes:
     return _NUMBER.pack(number)
 
 
-class Outbox:
+class Outbox(ClosedOnExit):
     """
     A durable local queue of billing record batches and audit entry
     batches, in arrival order, and the thread that drains it.
@@ -631,17 +631,6 @@ class Outbox:
         Whether every reference was closed.
         """
         return not _OPEN.holds(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Outbox({str(self.path)!r})"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from zerfoo_cloud._closing import ClosedOnExit
 from zerfoo_cloud.stores.postgres._audit import PostgresAuditStore
 from zerfoo_cloud.stores.postgres._billing import PostgresBillingStore
 from zerfoo_cloud.stores.postgres._connection import (
@@ -19,12 +20,12 @@ from zerfoo_cloud.stores.postgres._schema import check_schema
 from zerfoo_cloud.stores.postgres._tenants import PostgresTenantStore
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = ["PostgresStores"]
 
 
-class PostgresStores:
+class PostgresStores(ClosedOnExit):
     """
     The PostgreSQL stores of one database: `tenants`, `billing` and `audit`,
     shared by every host that opens it.
@@ -108,17 +109,6 @@ class PostgresStores:
         Close the pool. Calling it twice is harmless.
         """
         self._db.close()
-
-    def __enter__(self) -> PostgresStores:  # noqa: PYI034
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresStores({self._db.location!r})"
