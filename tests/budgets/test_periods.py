@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from zerfoo_cloud.budgets import LIFETIME_ID, period_at
 from zerfoo_cloud.errors import InvalidConfigError
 
-ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+ZONES = [
+    "UTC",
+    "Europe/Paris",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+]
 KINDS = ["day", "week", "month"]
 
 
@@ -58,7 +64,10 @@ def test_the_last_second_of_a_month() -> None:
 
 def test_a_month_in_a_time_zone() -> None:
     # 23:30 UTC on 31 January is already February in Paris.
-    assert period_at("month", "Europe/Paris", _ts("2026-01-31T23:30:00+00:00")).id == "2026-02"
+    assert (
+        period_at("month", "Europe/Paris", _ts("2026-01-31T23:30:00+00:00")).id
+        == "2026-02"
+    )
     assert period_at("month", "UTC", _ts("2026-01-31T23:30:00+00:00")).id == "2026-01"
 
 
@@ -126,5 +135,7 @@ def test_unknown_kinds_and_zones(kind: str, zone: str) -> None:
 
 
 def test_utc_offsets_are_honoured() -> None:
-    period = period_at("day", "Asia/Kolkata", datetime(2026, 6, 1, 20, tzinfo=timezone.utc).timestamp())
+    period = period_at(
+        "day", "Asia/Kolkata", datetime(2026, 6, 1, 20, tzinfo=timezone.utc).timestamp()
+    )
     assert period.id == "2026-06-02"
