@@ -16,9 +16,11 @@ from zerfoo_cloud.errors import BudgetExceededError
 from zerfoo_cloud.http._errors import error_response
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTION = (ROOT / "docs" / "billing.md").read_text(encoding="utf-8").split(
-    "## Spend budgets"
-)[1]
+SECTION = (
+    (ROOT / "docs" / "billing.md")
+    .read_text(encoding="utf-8")
+    .split("## Spend budgets")[1]
+)
 
 
 def test_the_python_block_prints_what_it_says() -> None:

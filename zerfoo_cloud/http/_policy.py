@@ -560,7 +560,8 @@ class Policy:
             )
         finally:
             _unpin(ticket)
-        self._budget_settled(ticket, spent)
+        if spent:
+            self._budget_settled(ticket, spent)
         return billed
 
     async def settle_async(
@@ -580,7 +581,8 @@ class Policy:
             )
         finally:
             _unpin(ticket)
-        self._budget_settled(ticket, spent)
+        if spent:
+            self._budget_settled(ticket, spent)
         return billed
 
     def _cost(self, ticket: Ticket, billed: Usage) -> int:
@@ -589,22 +591,42 @@ class Policy:
         hold = ticket.hold
         if hold is None:
             return 0
-        ticket.cost = cost = actual_cost(
-            hold.prices,
-            hold.model,
-            billed.prompt_tokens,
-            billed.completion_tokens,
-            self.clock(),
-        )
+        try:
+            cost = actual_cost(
+                hold.prices,
+                hold.model,
+                billed.prompt_tokens,
+                billed.completion_tokens,
+                self.clock(),
+            )
+        except Exception as exc:  # noqa: BLE001 - the hold is charged instead
+            _log.error(
+                "request %s: %s; its budgets are charged its worst case",
+                ticket.request_id,
+                describe_failure("budget cost", exc),
+            )
+            cost = hold.worst
+        ticket.cost = cost
         return cost
 
     def _budget_settled(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
         # Report the thresholds each budget's spending reached, and an
         # overrun (a cost beyond the hold that left a budget over its
         # amount). Each charge is settled atomically, so each threshold is
-        # reached by one request on one host.
+        # reached by one request on one host. Never raises: the request is
+        # settled already.
+        try:
+            self._report_spending(ticket, spent)
+        except Exception as exc:  # noqa: BLE001 - settled; only the report is lost
+            _log.error(
+                "request %s: %s",
+                ticket.request_id,
+                describe_failure("budget events", exc),
+            )
+
+    def _report_spending(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
         hold = ticket.hold
-        if hold is None or not spent:
+        if hold is None:
             return
         cost = ticket.cost
         beyond = max(0, cost - hold.worst)
