@@ -93,7 +93,10 @@ class WebhookSender:
                 due = self.outbox.due(self.clock(), _BATCH)
                 if not due:
                     break
-                went += sum(self._send(delivery) for delivery in due)
+                for delivery in due:
+                    if self._stopping:
+                        break
+                    went += self._send(delivery)
         self._tell_counts()
         return went
 
