@@ -52,6 +52,7 @@ from zerfoo_cloud.alerts.folder import ALERTS_OUTBOX_ENV, alerts_folder
 from zerfoo_cloud.alerts.key_alerts import key_alert
 from zerfoo_cloud.alerts.post import post
 from zerfoo_cloud.alerts.retry import RetryPolicy
+from zerfoo_cloud.alerts.secret_source import WEBHOOK_SECRET_ENV, load_secrets
 from zerfoo_cloud.alerts.sender import WebhookSender
 from zerfoo_cloud.alerts.service import DEFAULT_QUEUE_SIZE, Alerts
 from zerfoo_cloud.alerts.signing import (
@@ -71,6 +72,7 @@ __all__ = [
     "DEFAULT_SCAN_INTERVAL",
     "DEFAULT_TOLERANCE",
     "EVENT_TYPES",
+    "WEBHOOK_SECRET_ENV",
     "AlertEvent",
     "AlertWatcher",
     "Alerts",
@@ -90,6 +92,7 @@ __all__ = [
     "display_url",
     "expiring_key_alerts",
     "key_alert",
+    "load_secrets",
     "parse_event_filter",
     "parse_secrets",
     "post",
