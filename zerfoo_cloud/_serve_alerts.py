@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["ServedAlerts", "webhook_endpoints"]
 
 
-def webhook_endpoints(specs: Iterable[str], events: str = "") -> tuple[WebhookEndpoint, ...]:
+def webhook_endpoints(
+    specs: Iterable[str], events: str = ""
+) -> tuple[WebhookEndpoint, ...]:
     """
     The endpoints of ``--webhook-url`` values *specs*: ``URL`` (the types
     of *events*, the ``--webhook-events`` filter; empty: all) or

@@ -31,7 +31,11 @@ from zerfoo_cloud._pool_options import PoolOptions
 from zerfoo_cloud._serve_alerts import ServedAlerts, webhook_endpoints
 from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
-from zerfoo_cloud.alerts import DEFAULT_EXPIRY_WINDOW, DEFAULT_SCAN_INTERVAL, display_url
+from zerfoo_cloud.alerts import (
+    DEFAULT_EXPIRY_WINDOW,
+    DEFAULT_SCAN_INTERVAL,
+    display_url,
+)
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
 from zerfoo_cloud.audit_records.entry import AuditEntry

@@ -21,7 +21,9 @@ def main(folder: str) -> None:
     secrets = parse_secrets(os.environ["ZERFOO_CLOUD_WEBHOOK_SECRET"])
     with LMDBAlertOutbox.open(folder) as outbox:
         went = WebhookSender(outbox, secrets).send_due()
-        sys.stdout.write(orjson.dumps({"went": went, **outbox.counts()._asdict()}).decode())
+        sys.stdout.write(
+            orjson.dumps({"went": went, **outbox.counts()._asdict()}).decode()
+        )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def receiving(fail_first: int = 0) -> Iterator[Receiver]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: object) -> None:
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

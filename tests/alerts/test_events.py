@@ -23,7 +23,9 @@ parts = st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=20)), max_
 
 
 @given(st.sampled_from(EVENT_TYPES), parts)
-def test_the_same_parts_always_give_the_same_id(kind: str, values: list[object]) -> None:
+def test_the_same_parts_always_give_the_same_id(
+    kind: str, values: list[object]
+) -> None:
     """An id made twice of the same type and parts is the same, and is a valid id."""
     first = deterministic_event_id(kind, *values)
     assert first == deterministic_event_id(kind, *values)
@@ -33,7 +35,10 @@ def test_the_same_parts_always_give_the_same_id(kind: str, values: list[object])
 @given(parts, parts)
 def test_different_parts_give_different_ids(a: list[object], b: list[object]) -> None:
     """Different parts (by their text) give different ids."""
-    text = lambda v: ["" if p is None else str(p) for p in v]  # noqa: E731
+
+    def text(values: list[object]) -> list[str]:
+        return ["" if p is None else str(p) for p in values]
+
     if text(a) != text(b):
         assert deterministic_event_id("test", *a) != deterministic_event_id("test", *b)
 
@@ -45,7 +50,9 @@ def test_random_ids_differ() -> None:
 
 def test_the_body_is_the_documented_json() -> None:
     """The body holds id, type, an ISO 8601 UTC timestamp, tenant_id and data."""
-    event = AlertEvent("evt_1", "key.created", 1_800_000_000.25, "acme", {"key_id": "k-1"})
+    event = AlertEvent(
+        "evt_1", "key.created", 1_800_000_000.25, "acme", {"key_id": "k-1"}
+    )
     assert orjson.loads(event.body()) == {
         "id": "evt_1",
         "type": "key.created",
@@ -74,7 +81,9 @@ def test_the_body_is_the_documented_json() -> None:
         ("data", {"data": ["not", "a", "mapping"]}),
     ],
 )
-def test_a_malformed_event_is_refused_naming_the_field(field: str, kwargs: dict[str, object]) -> None:
+def test_a_malformed_event_is_refused_naming_the_field(
+    field: str, kwargs: dict[str, object]
+) -> None:
     """Bad ids, types, times, data (not JSON, or a key in it) are refused."""
     values: dict[str, object] = {
         "id": "evt_1",

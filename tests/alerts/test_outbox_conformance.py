@@ -14,7 +14,9 @@ A, B = "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"
 
 
 def _event(n: int = 1) -> AlertEvent:
-    return AlertEvent(deterministic_event_id("test", n), "test", 100.0 + n, "acme", {"n": n})
+    return AlertEvent(
+        deterministic_event_id("test", n), "test", 100.0 + n, "acme", {"n": n}
+    )
 
 
 def test_an_event_id_is_queued_once(outbox: AlertOutbox) -> None:
@@ -35,7 +37,9 @@ def test_an_event_with_no_endpoint_is_remembered(outbox: AlertOutbox) -> None:
     assert outbox.pending() == []
 
 
-def test_due_returns_what_is_due_oldest_first_up_to_the_limit(outbox: AlertOutbox) -> None:
+def test_due_returns_what_is_due_oldest_first_up_to_the_limit(
+    outbox: AlertOutbox,
+) -> None:
     """Only deliveries due at now come back, in queue order, at most *limit*."""
     for n in range(3):
         outbox.add(_event(n), [A], 10.0 + n)
@@ -53,7 +57,10 @@ def test_attempts_are_kept_and_a_retry_waits(outbox: AlertOutbox) -> None:
     (again,) = outbox.due(20.0, 10)
     assert again.attempts == (Attempt(10.0, "500"),)
     outbox.attempted(again, Attempt(20.0, "timeout"), "retry", 40.0)
-    assert outbox.pending()[0].attempts == (Attempt(10.0, "500"), Attempt(20.0, "timeout"))
+    assert outbox.pending()[0].attempts == (
+        Attempt(10.0, "500"),
+        Attempt(20.0, "timeout"),
+    )
     assert outbox.next_due() == 40.0
 
 
@@ -64,18 +71,22 @@ def test_a_dead_letter_is_kept_counted_listed_and_retried(outbox: AlertOutbox) -
     for delivery in outbox.due(10.0, 10):
         outbox.attempted(delivery, Attempt(10.0, "503"), "dead", 10.0)
     assert outbox.counts() == (0, 2, 0)
-    assert outbox.pending() == [] and outbox.next_due() is None
+    assert outbox.pending() == []
+    assert outbox.next_due() is None
     assert [d.dead for d in outbox.dead_letters()] == [True, True]
     assert outbox.retry(_event(1).id, 50.0) == 1
     (back,) = outbox.due(50.0, 10)
-    assert back.event.id == _event(1).id and not back.dead
+    assert back.event.id == _event(1).id
+    assert not back.dead
     assert back.attempts == (Attempt(10.0, "503"),)
     assert outbox.retry(None, 60.0) == 1
     assert outbox.retry(None, 60.0) == 0
     assert outbox.counts() == (2, 0, 0)
 
 
-def test_an_attempt_on_a_delivery_no_longer_pending_changes_nothing(outbox: AlertOutbox) -> None:
+def test_an_attempt_on_a_delivery_no_longer_pending_changes_nothing(
+    outbox: AlertOutbox,
+) -> None:
     """Recording an attempt twice (another process did) leaves the outbox alone."""
     outbox.add(_event(), [A], 10.0)
     (delivery,) = outbox.due(10.0, 10)

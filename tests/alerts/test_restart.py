@@ -44,7 +44,9 @@ def test_a_new_process_delivers_what_a_stopped_sender_left(
             outbox.add(event, [receiver.url], now)
         calls = []
 
-        def stopping_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> str:
+        def stopping_post(
+            url: str, body: bytes, headers: dict[str, str], timeout: float
+        ) -> str:
             calls.append(url)
             if len(calls) == 5:
                 sender.stop(0)
@@ -62,7 +64,12 @@ def test_a_new_process_delivers_what_a_stopped_sender_left(
         check=True,
         timeout=60,
     )
-    assert orjson.loads(done.stdout) == {"went": 15, "pending": 0, "dead": 0, "delivered": 20}
+    assert orjson.loads(done.stdout) == {
+        "went": 15,
+        "pending": 0,
+        "dead": 0,
+        "delivered": 20,
+    }
     assert sorted(receiver.ids()) == sorted(e.id for e in events)
     assert secret.reveal() not in done.stderr.decode()
 
@@ -78,6 +85,10 @@ def test_a_second_process_does_not_send_while_one_sends(tmp_path: Path) -> None:
             "with o.sending() as mine: print(mine)\n"
         )
         done = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True, timeout=60
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=60,
         )
         assert done.stdout.strip() == b"False"

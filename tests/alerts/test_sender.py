@@ -24,17 +24,26 @@ from zerfoo_cloud.alerts import (
 )
 from zerfoo_cloud.stores.alerts import AlertOutbox, MemoryAlertOutbox
 
-FAST = RetryPolicy(first_delay=1.0, max_delay=4.0, max_attempts=5, max_age=1000.0, timeout=2.0)
+FAST = RetryPolicy(
+    first_delay=1.0, max_delay=4.0, max_attempts=5, max_age=1000.0, timeout=2.0
+)
 
 
 def _sender(
-    outbox: AlertOutbox, secret: WebhookSecret, clock: FakeClock, policy: RetryPolicy = FAST
+    outbox: AlertOutbox,
+    secret: WebhookSecret,
+    clock: FakeClock,
+    policy: RetryPolicy = FAST,
 ) -> WebhookSender:
-    return WebhookSender(outbox, [secret], policy=policy, clock=clock, rng=random.Random(7))
+    return WebhookSender(
+        outbox, [secret], policy=policy, clock=clock, rng=random.Random(7)
+    )
 
 
 def _event(clock: FakeClock) -> AlertEvent:
-    return AlertEvent(random_event_id(), "key.created", clock(), "acme", {"key_id": "k-1"})
+    return AlertEvent(
+        random_event_id(), "key.created", clock(), "acme", {"key_id": "k-1"}
+    )
 
 
 def test_a_delivery_is_signed_and_verified_by_the_receiver(
@@ -92,12 +101,17 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_a_delivery_gives_up_after_max_attempts(
-    outbox: AlertOutbox, secret: WebhookSecret, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    outbox: AlertOutbox,
+    secret: WebhookSecret,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """At the last attempt allowed, a failing delivery becomes a dead letter, logged without secrets."""
     with receiving(fail_first=100) as receiver:
         outbox.add(_event(clock), [receiver.url], clock())
-        sender = _sender(outbox, secret, clock, RetryPolicy(first_delay=1.0, max_attempts=3))
+        sender = _sender(
+            outbox, secret, clock, RetryPolicy(first_delay=1.0, max_attempts=3)
+        )
         with caplog.at_level(logging.DEBUG, logger="zerfoo_cloud"):
             for _ in range(3):
                 sender.send_due()
@@ -117,7 +131,9 @@ def test_a_delivery_gives_up_once_too_old(
     """Past max_age, the next failure makes a dead letter whatever the attempt count."""
     with receiving(fail_first=100) as receiver:
         outbox.add(_event(clock), [receiver.url], clock())
-        sender = _sender(outbox, secret, clock, RetryPolicy(max_age=60.0, max_attempts=100))
+        sender = _sender(
+            outbox, secret, clock, RetryPolicy(max_age=60.0, max_attempts=100)
+        )
         sender.send_due()
         assert outbox.counts().pending == 1
         clock.advance(60.0)
@@ -143,7 +159,9 @@ def test_a_receiver_that_never_answers_times_out_and_is_retried(
         assert _sender(outbox, secret, clock, policy).send_due() == 1
 
 
-def test_no_receiver_at_all_is_a_failed_attempt(secret: WebhookSecret, clock: FakeClock) -> None:
+def test_no_receiver_at_all_is_a_failed_attempt(
+    secret: WebhookSecret, clock: FakeClock
+) -> None:
     """A refused connection is recorded by its error name and retried."""
     outbox = MemoryAlertOutbox()
     with receiving() as receiver:
@@ -153,18 +171,23 @@ def test_no_receiver_at_all_is_a_failed_attempt(secret: WebhookSecret, clock: Fa
     assert outbox.pending()[0].attempts[0].result == "ConnectionRefusedError"
 
 
-def test_each_endpoint_is_delivered_on_its_own(secret: WebhookSecret, clock: FakeClock) -> None:
+def test_each_endpoint_is_delivered_on_its_own(
+    secret: WebhookSecret, clock: FakeClock
+) -> None:
     """One endpoint failing does not hold back another."""
     outbox = MemoryAlertOutbox()
     with receiving() as good, receiving(fail_first=100) as bad:
         event = _event(clock)
         outbox.add(event, [good.url, bad.url], clock())
         assert _sender(outbox, secret, clock).send_due() == 1
-        assert good.ids() == [event.id] and bad.ids() == [event.id]
+        assert good.ids() == [event.id]
+        assert bad.ids() == [event.id]
         assert [d.url for d in outbox.pending()] == [bad.url]
 
 
-def test_the_thread_delivers_what_is_due(secret: WebhookSecret, receiver: Receiver) -> None:
+def test_the_thread_delivers_what_is_due(
+    secret: WebhookSecret, receiver: Receiver
+) -> None:
     """Started, the sender thread delivers a queued event without being asked."""
     import time
 
@@ -172,7 +195,11 @@ def test_the_thread_delivers_what_is_due(secret: WebhookSecret, receiver: Receiv
     sender = WebhookSender(outbox, [secret], poll=0.05)
     sender.start()
     try:
-        outbox.add(AlertEvent(random_event_id(), "test", time.time(), "", {}), [receiver.url], time.time())
+        outbox.add(
+            AlertEvent(random_event_id(), "test", time.time(), "", {}),
+            [receiver.url],
+            time.time(),
+        )
         sender.wake()
         deadline = time.monotonic() + 10
         while outbox.counts().delivered < 1 and time.monotonic() < deadline:

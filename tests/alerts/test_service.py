@@ -15,7 +15,7 @@ import pytest
 
 from tests.alerts._receiver import Receiver
 from tests.alerts.conftest import FakeClock
-from zerfoo_cloud import AuditLogger, TenantConfig, TenantManager
+from zerfoo_cloud import AuditAction, AuditLogger, TenantConfig, TenantManager
 from zerfoo_cloud.alerts import (
     AlertEvent,
     Alerts,
@@ -26,7 +26,6 @@ from zerfoo_cloud.alerts import (
     expiring_key_alerts,
     random_event_id,
 )
-from zerfoo_cloud import AuditAction
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.stores.alerts import AlertOutbox, LMDBAlertOutbox, MemoryAlertOutbox
 from zerfoo_cloud.stores.memory import MemoryAuditStore
@@ -41,7 +40,12 @@ def test_each_event_id_is_queued_once_with_one_audit_entry(
 ) -> None:
     """Emitting one id three times queues one delivery and one audit entry."""
     store = MemoryAuditStore()
-    alerts = Alerts(outbox, [WebhookEndpoint("http://127.0.0.1:9/x")], [secret], audit=AuditLogger(store))
+    alerts = Alerts(
+        outbox,
+        [WebhookEndpoint("http://127.0.0.1:9/x")],
+        [secret],
+        audit=AuditLogger(store),
+    )
     event = _event(event_id="evt_same")
     assert alerts.record(event)
     assert not alerts.record(event)
@@ -61,7 +65,9 @@ def test_endpoints_get_only_the_types_they_filter_for(secret: WebhookSecret) -> 
     alerts = Alerts(outbox, [budget, every], [secret])
     alerts.record(_event("key.revoked"))
     alerts.record(_event("budget.exhausted"))
-    assert sorted((d.event.type, d.url.rsplit("/", 1)[1]) for d in outbox.pending()) == [
+    assert sorted(
+        (d.event.type, d.url.rsplit("/", 1)[1]) for d in outbox.pending()
+    ) == [
         ("budget.exhausted", "all"),
         ("budget.exhausted", "budget"),
         ("key.revoked", "all"),
@@ -97,7 +103,9 @@ def test_a_full_queue_drops_counts_and_logs_once(
             return super().add(event, urls, now)  # type: ignore[arg-type]
 
     outbox = Stalled()
-    alerts = Alerts(outbox, [WebhookEndpoint("http://127.0.0.1:9/x")], [secret], queue_size=2)
+    alerts = Alerts(
+        outbox, [WebhookEndpoint("http://127.0.0.1:9/x")], [secret], queue_size=2
+    )
     alerts.start()
     try:
         assert alerts.emit(_event())  # taken by the thread, which stalls
@@ -118,7 +126,9 @@ def test_a_full_queue_drops_counts_and_logs_once(
     assert outbox.counts().pending == 3
 
 
-def test_a_full_outbox_drops_and_counts(tmp_path: object, secret: WebhookSecret) -> None:
+def test_a_full_outbox_drops_and_counts(
+    tmp_path: object, secret: WebhookSecret
+) -> None:
     """An LMDB outbox at its size limit refuses the event; it is dropped and counted."""
     from pathlib import Path
 
@@ -144,7 +154,9 @@ def test_endpoints_need_a_secret() -> None:
         Alerts(MemoryAlertOutbox(), [WebhookEndpoint("http://127.0.0.1:9/x")], [])
 
 
-@pytest.mark.parametrize("url", ["ftp://h/x", "http:///x", "http://h/x y", "", "http://h:99999/"])
+@pytest.mark.parametrize(
+    "url", ["ftp://h/x", "http:///x", "http://h/x y", "", "http://h:99999/"]
+)
 def test_a_bad_endpoint_url_is_refused(url: str) -> None:
     """Only http(s) URLs with a host are endpoints."""
     with pytest.raises(InvalidConfigError, match="webhook URL"):
@@ -176,11 +188,14 @@ def test_key_changes_through_the_manager_make_key_alerts(secret: WebhookSecret) 
     assert events[1].data["previous"]["key_id"] == made.id
     for event in events:
         text = event.body().decode()
-        assert api_key not in text and new_key not in text
+        assert api_key not in text
+        assert new_key not in text
         assert made.key_hash not in text
 
 
-def test_a_failing_key_event_sink_never_fails_the_change(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_key_event_sink_never_fails_the_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A sink that raises is logged; the key is created anyway."""
 
     def broken(event: object) -> None:
@@ -194,7 +209,9 @@ def test_a_failing_key_event_sink_never_fails_the_change(caplog: pytest.LogCaptu
     assert "key event sink failed" in caplog.text
 
 
-def test_the_expiry_scan_finds_keys_within_the_window_with_stable_ids(clock: FakeClock) -> None:
+def test_the_expiry_scan_finds_keys_within_the_window_with_stable_ids(
+    clock: FakeClock,
+) -> None:
     """Keys expiring within the window are found; scans repeat the same ids."""
     manager = TenantManager(clock=clock)
     manager.create(TenantConfig("acme", "zc-" + "k" * 40, 10, 1000))
@@ -238,14 +255,18 @@ class _Budget:
     [
         (_Budget(), "budget.threshold"),
         (_Budget(threshold=100, spent=10_000_000, exhausted=True), "budget.exhausted"),
-        (_Budget(threshold=100, spent=10_000_001, exhausted=True, overrun=1), "budget.overrun"),
+        (
+            _Budget(threshold=100, spent=10_000_001, exhausted=True, overrun=1),
+            "budget.overrun",
+        ),
     ],
 )
 def test_budget_events_become_budget_alerts(event: _Budget, kind: str) -> None:
     """A budget event becomes its alert type, with money in micro-units and a stable id."""
     alert = budget_alert(event, 5.0)
     assert alert.type == kind
-    assert alert.data["spent"] == event.spent and alert.data["overrun"] == event.overrun
+    assert alert.data["spent"] == event.spent
+    assert alert.data["overrun"] == event.overrun
     assert alert.data["period_start"] == "2027-01-01T00:00:00+00:00"
     assert budget_alert(event, 9.0).id == alert.id
     next_month = attrs.evolve(event, period_start=1_801_440_000.0)

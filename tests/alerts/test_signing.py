@@ -9,7 +9,8 @@ import base64
 import pickle
 
 import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError as SWError
+from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError as SWError
 
 from zerfoo_cloud.alerts import (
     AlertEvent,
@@ -84,12 +85,33 @@ def test_verify_accepts_what_the_standardwebhooks_library_signs() -> None:
         (lambda b, h: (b, {**h, "webhook-timestamp": str(NOW + 1)}), "signature"),
         (lambda b, h: (b, {**h, "webhook-id": "evt_other"}), "signature"),
         (lambda b, h: (b, {**h, "webhook-signature": "v1,AAAA"}), "signature"),
-        (lambda b, h: (b, {**h, "webhook-signature": "v2," + h["webhook-signature"][3:]}), "signature"),
-        (lambda b, h: (b, {k: v for k, v in h.items() if k != "webhook-id"}), "headers"),
+        (
+            lambda b, h: (
+                b,
+                {**h, "webhook-signature": "v2," + h["webhook-signature"][3:]},
+            ),
+            "signature",
+        ),
+        (
+            lambda b, h: (b, {k: v for k, v in h.items() if k != "webhook-id"}),
+            "headers",
+        ),
         (lambda b, h: (b, {**h, "webhook-timestamp": "soon"}), "headers"),
-        (lambda b, h: (b, {k: v for k, v in h.items() if k != "webhook-signature"}), "headers"),
+        (
+            lambda b, h: (b, {k: v for k, v in h.items() if k != "webhook-signature"}),
+            "headers",
+        ),
     ],
-    ids=["body", "timestamp", "id", "signature", "version", "no-id", "bad-time", "unsigned"],
+    ids=[
+        "body",
+        "timestamp",
+        "id",
+        "signature",
+        "version",
+        "no-id",
+        "bad-time",
+        "unsigned",
+    ],
 )
 def test_a_tampered_delivery_is_refused(change: object, reason: str) -> None:
     """Any change to the body, id, timestamp or signature is refused, saying why."""
@@ -103,7 +125,9 @@ def test_a_tampered_delivery_is_refused(change: object, reason: str) -> None:
     assert secret.reveal() not in str(info.value)
 
 
-@pytest.mark.parametrize(("offset", "ok"), [(300, True), (301, False), (-300, True), (-301, False)])
+@pytest.mark.parametrize(
+    ("offset", "ok"), [(300, True), (301, False), (-300, True), (-301, False)]
+)
 def test_the_timestamp_tolerance_holds_to_the_second(offset: int, ok: bool) -> None:
     """A delivery replayed more than the tolerance (5 minutes) later, or dated ahead, is refused."""
     secret = WebhookSecret.generate()

@@ -92,7 +92,9 @@ class Delivery:
                 str(data["url"]),
                 float(data["queued_at"]),
                 float(data["next_at"]),
-                tuple(Attempt(float(a["at"]), str(a["result"])) for a in data["attempts"]),
+                tuple(
+                    Attempt(float(a["at"]), str(a["result"])) for a in data["attempts"]
+                ),
                 bool(data["dead"]),
             )
         except (TypeError, KeyError) as exc:

@@ -44,7 +44,9 @@ EVENT_TYPES = (
 MAX_DATA_BYTES = 16 * 1024
 #: The longest event id.
 MAX_ID_LENGTH = 100
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_ID_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+)
 #: Every event id starts with this.
 ID_PREFIX = "evt_"
 
@@ -57,7 +59,10 @@ def deterministic_event_id(event_type: str, *parts: object) -> str:
     every run, so the same event is queued and delivered once.
     """
     text = "\x1f".join([event_type, *("" if p is None else str(p) for p in parts)])
-    return ID_PREFIX + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return (
+        ID_PREFIX
+        + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    )
 
 
 def random_event_id() -> str:
@@ -105,7 +110,7 @@ def _data(value: object) -> dict[str, Any]:
     return plain
 
 
-def _check_id(instance: object, attribute: object, value: object) -> None:
+def _check_id(instance: object, attribute: object, value: Any) -> None:
     if (
         not isinstance(value, str)
         or not value
@@ -116,22 +121,27 @@ def _check_id(instance: object, attribute: object, value: object) -> None:
         raise InvalidConfigError(msg, field="id")
 
 
-def _check_type(instance: object, attribute: object, value: object) -> None:
+def _check_type(instance: object, attribute: object, value: Any) -> None:
     if value not in EVENT_TYPES:
         msg = f"alert event type must be one of {', '.join(EVENT_TYPES)}, not {value!r}"
         raise InvalidConfigError(msg, field="type")
 
 
-def _check_time(instance: object, attribute: object, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        0 <= value < 2**33
+def _check_time(instance: object, attribute: object, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 <= value < 2**33)
     ):
         msg = f"created_at must be Unix seconds from 1970 to 2242, not {value!r}"
         raise InvalidConfigError(msg, field="created_at")
 
 
-def _check_tenant(instance: object, attribute: object, value: object) -> None:
-    if not isinstance(value, str) or len(value.encode("utf-8", "surrogatepass")) > MAX_TENANT_ID_BYTES:
+def _check_tenant(instance: object, attribute: object, value: Any) -> None:
+    if (
+        not isinstance(value, str)
+        or len(value.encode("utf-8", "surrogatepass")) > MAX_TENANT_ID_BYTES
+    ):
         msg = f"tenant_id must be text of at most {MAX_TENANT_ID_BYTES} bytes"
         raise InvalidConfigError(msg, field="tenant_id")
 
@@ -162,7 +172,9 @@ class AlertEvent:
     type: str = attrs.field(validator=_check_type)
     created_at: float = attrs.field(validator=_check_time)
     tenant_id: str = attrs.field(validator=_check_tenant)
-    data: dict[str, Any] = attrs.field(factory=dict, converter=_data, eq=True, hash=False)
+    data: dict[str, Any] = attrs.field(
+        factory=dict, converter=_data, eq=True, hash=False
+    )
 
     def timestamp(self) -> str:
         """

@@ -6,6 +6,8 @@ wants.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -37,7 +39,7 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{rest}"
 
 
-def _check_url(instance: object, attribute: object, value: object) -> None:
+def _check_url(instance: object, attribute: object, value: Any) -> None:
     ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_LENGTH
     if ok:
         assert isinstance(value, str)
@@ -75,6 +77,10 @@ def parse_event_filter(text: str) -> tuple[str, ...]:
     return patterns
 
 
+def _patterns(values: Iterable[str]) -> tuple[str, ...]:
+    return (values,) if isinstance(values, str) else tuple(values)
+
+
 @attrs.frozen
 class WebhookEndpoint:
     """
@@ -90,7 +96,7 @@ class WebhookEndpoint:
     """
 
     url: str = attrs.field(validator=_check_url, repr=display_url)
-    events: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    events: tuple[str, ...] = attrs.field(default=(), converter=_patterns)
 
     def __attrs_post_init__(self) -> None:
         parse_event_filter(",".join(self.events))

@@ -6,7 +6,6 @@ timeout, its outcome as short text.
 from __future__ import annotations
 
 import http.client
-import socket
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -48,7 +47,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> s
         answer = conn.getresponse()
         answer.read(_MAX_ANSWER)
         return str(answer.status)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return "timeout"
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return type(exc).__name__

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import attrs
 
@@ -13,7 +14,7 @@ from zerfoo_cloud.errors import InvalidConfigError
 __all__ = ["RetryPolicy"]
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         msg = f"{attribute.name} must be a positive number, not {value!r}"
         raise InvalidConfigError(msg, field=attribute.name)

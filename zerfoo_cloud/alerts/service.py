@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from zerfoo_cloud._closing import ClosedOnExit
-from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
-from zerfoo_cloud.audit_records.entry import AuditEntry
 from zerfoo_cloud.alerts.budget_alerts import BudgetEventLike, budget_alert
 from zerfoo_cloud.alerts.key_alerts import key_alert
 from zerfoo_cloud.alerts.post import post
 from zerfoo_cloud.alerts.sender import DEFAULT_POLL, Poster, WebhookSender
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
+from zerfoo_cloud.audit_records.entry import AuditEntry
 from zerfoo_cloud.errors import InvalidConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -241,7 +241,9 @@ class Alerts(ClosedOnExit):
             try:
                 self._queue.put(_STOP, timeout=timeout)
             except queue.Full:
-                _log.warning("the alert queue did not drain in time; its events are lost")
+                _log.warning(
+                    "the alert queue did not drain in time; its events are lost"
+                )
             else:
                 thread.join(timeout)
         self.sender.stop(timeout)

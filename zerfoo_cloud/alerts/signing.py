@@ -24,6 +24,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from zerfoo_cloud.errors import InvalidConfigError, WebhookVerificationError
 
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 #: Every secret's text starts with this.
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 #: A receiver refuses a timestamp further than this many seconds from now.
 DEFAULT_TOLERANCE = 5 * 60
 #: A secret holds 24 to 64 bytes.
@@ -107,7 +108,7 @@ class WebhookSecret:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         # Pickling would write the key wherever the pickle goes.
         msg = "a webhook secret is not pickled"
         raise TypeError(msg)

@@ -40,7 +40,9 @@ def _folder(obj: _Context, outbox: str | None) -> Path:
     if outbox is not None:
         return Path(outbox)
     if not obj.db:
-        msg = f"no store given: pass --db PATH|URL (or set {DB_ENV}), or --outbox FOLDER"
+        msg = (
+            f"no store given: pass --db PATH|URL (or set {DB_ENV}), or --outbox FOLDER"
+        )
         raise click.UsageError(msg)
     return alerts_folder(obj.db)
 
@@ -86,9 +88,7 @@ def _view(delivery: Delivery) -> dict[str, object]:
         "state": "dead" if delivery.dead else "pending",
         "queued_at": _iso(delivery.queued_at),
         "next_at": None if delivery.dead else _iso(delivery.next_at),
-        "attempts": [
-            {"at": _iso(a.at), "result": a.result} for a in delivery.attempts
-        ],
+        "attempts": [{"at": _iso(a.at), "result": a.result} for a in delivery.attempts],
         "last_result": None if last is None else last.result,
     }
 
@@ -123,7 +123,9 @@ def alerts_list(obj: _Context, dead: bool, outbox: str | None, as_json: bool) ->
     List the deliveries waiting (and the dead letters), oldest first.
     """
     with _outbox(obj, outbox) as opened:
-        found = opened.dead_letters() if dead else opened.pending() + opened.dead_letters()
+        found = (
+            opened.dead_letters() if dead else opened.pending() + opened.dead_letters()
+        )
         counts = opened.counts()
     views = [_view(d) for d in found]
     _emit(
@@ -165,9 +167,14 @@ def alerts_retry(
     metavar="FILE",
     help="Read the secret(s) from this file, not from ZERFOO_CLOUD_WEBHOOK_SECRET.",
 )
-@click.option("--tenant", "tenant_id", default="", help="The tenant id the event names.")
 @click.option(
-    "--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True
+    "--tenant", "tenant_id", default="", help="The tenant id the event names."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=10.0,
+    show_default=True,
 )
 @click.pass_obj
 @_handle_errors
@@ -186,10 +193,14 @@ def alerts_send_test(
     endpoint = WebhookEndpoint(url)
     secrets = load_secrets(None, webhook_secret_file)
     now = time.time()
-    event = AlertEvent(random_event_id(), "test", now, tenant_id, {"message": "a test alert"})
+    event = AlertEvent(
+        random_event_id(), "test", now, tenant_id, {"message": "a test alert"}
+    )
     body = event.body()
     policy = RetryPolicy(timeout=timeout)
-    result = post(endpoint.url, body, sign(secrets, event.id, int(now), body), policy.timeout)
+    result = post(
+        endpoint.url, body, sign(secrets, event.id, int(now), body), policy.timeout
+    )
     shown = display_url(endpoint.url)
     if not (result.isdigit() and 200 <= int(result) < 300):  # noqa: PLR2004
         msg = f"the test alert {event.id} to {shown} failed: {result}"

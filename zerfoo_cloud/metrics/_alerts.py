@@ -66,7 +66,8 @@ class AlertMetrics:
             "alerts_dead_lettered_total", "Alert deliveries moved to the dead letters."
         )
         self._dropped = counter(
-            "alerts_dropped_total", "Alert events dropped: the queue or outbox was full."
+            "alerts_dropped_total",
+            "Alert events dropped: the queue or outbox was full.",
         )
 
     def counts_changed(self, counts: OutboxCounts) -> None:

@@ -44,9 +44,8 @@ def _decode(name: str, key: bytes, raw: bytes) -> Delivery:
     try:
         return Delivery.from_dict(orjson.loads(raw))
     except (ValueError, orjson.JSONDecodeError) as exc:
-        raise CorruptRecordError(
-            f"alerts:{name}", key.decode(errors="replace"), str(exc)
-        ) from exc
+        store = f"alerts:{name}"
+        raise CorruptRecordError(store, key.decode(errors="replace"), str(exc)) from exc
 
 
 def _encode(delivery: Delivery) -> bytes:
@@ -84,7 +83,9 @@ class LMDBAlertOutbox(ClosedOnExit):
             max_map_size=max_bytes + _RESERVE,
         )
         self._dbs = self._env.dbs
-        self._page = int(self._env.read(lambda txn: txn.stat(self._dbs["meta"])["psize"]))
+        self._page = int(
+            self._env.read(lambda txn: txn.stat(self._dbs["meta"])["psize"])
+        )
         self._reset()
         reset_in_child(self)
 
@@ -123,7 +124,10 @@ class LMDBAlertOutbox(ClosedOnExit):
         """
         See `AlertOutbox.add`.
         """
-        rows = [(d.key.encode(), _encode(d)) for d in (Delivery(event, u, now, now) for u in dict.fromkeys(urls))]
+        rows = [
+            (d.key.encode(), _encode(d))
+            for d in (Delivery(event, u, now, now) for u in dict.fromkeys(urls))
+        ]
         need = (sum(len(raw) for _, raw in rows) // self._page + 4) * self._page
 
         def write(txn: Any) -> bool:
@@ -211,10 +215,7 @@ class LMDBAlertOutbox(ClosedOnExit):
 
         def write(txn: Any) -> int:
             dbs = self._dbs
-            chosen = [
-                (k, _decode("dead", k, v))
-                for k, v in txn.cursor(db=dbs["dead"])
-            ]
+            chosen = [(k, _decode("dead", k, v)) for k, v in txn.cursor(db=dbs["dead"])]
             moved = 0
             for key, delivery in chosen:
                 if event_id not in {None, delivery.event.id}:
@@ -251,7 +252,9 @@ class LMDBAlertOutbox(ClosedOnExit):
         with self._fd_lock:
             if self._lock_fd is None:
                 self._lock_fd = os.open(
-                    self.path / "send.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+                    self.path / "send.lock",
+                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
                 )
             fd = self._lock_fd
         try:
@@ -285,7 +288,6 @@ class LMDBAlertOutbox(ClosedOnExit):
 
 def _pages(stat: dict[str, int]) -> int:
     return stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
-
 
 
 #: The alert outboxes open in this process, one per folder.

@@ -104,9 +104,7 @@ class MemoryAlertOutbox(ClosedOnExit):
         See `AlertOutbox.retry`.
         """
         with self._lock:
-            chosen = [
-                d for d in self._dead.values() if event_id in {None, d.event.id}
-            ]
+            chosen = [d for d in self._dead.values() if event_id in {None, d.event.id}]
             for delivery in chosen:
                 del self._dead[delivery.key]
                 self._pending[delivery.key] = attrs.evolve(
@@ -135,4 +133,3 @@ class MemoryAlertOutbox(ClosedOnExit):
         """
         Nothing to release.
         """
-
