@@ -76,6 +76,8 @@ class ServedAlerts:
         secrets = load_secrets(env, secret_file)
         self.outbox = LMDBAlertOutbox.open(alerts_folder(records, env))
         try:
+            # Commands changing keys on this host queue for these endpoints.
+            self.outbox.set_endpoints([(e.url, e.events) for e in endpoints])
             self.alerts = Alerts(self.outbox, endpoints, secrets, audit=audit)
             self.scan = ExpiryScan(
                 tenant_records, self.alerts.emit, window=window, interval=interval

@@ -54,7 +54,7 @@ from zerfoo_cloud.alerts.post import post
 from zerfoo_cloud.alerts.retry import RetryPolicy
 from zerfoo_cloud.alerts.secret_source import WEBHOOK_SECRET_ENV, load_secrets
 from zerfoo_cloud.alerts.sender import WebhookSender
-from zerfoo_cloud.alerts.service import DEFAULT_QUEUE_SIZE, Alerts
+from zerfoo_cloud.alerts.service import DEFAULT_QUEUE_SIZE, Alerts, queue_event
 from zerfoo_cloud.alerts.signing import (
     DEFAULT_TOLERANCE,
     WebhookSecret,
@@ -96,6 +96,7 @@ __all__ = [
     "parse_event_filter",
     "parse_secrets",
     "post",
+    "queue_event",
     "random_event_id",
     "sign",
     "verify",

@@ -33,13 +33,45 @@ if TYPE_CHECKING:
     from zerfoo_cloud.stores.alerts import AlertOutbox
     from zerfoo_cloud.tenants.key_events import KeyEvent
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "Alerts"]
+__all__ = ["DEFAULT_QUEUE_SIZE", "Alerts", "queue_event"]
 
 #: At most this many events wait for the hand-off thread.
 DEFAULT_QUEUE_SIZE = 10_000
 _STOP = object()
 
 _log = logging.getLogger("zerfoo_cloud.alerts")
+
+
+def queue_event(
+    outbox: AlertOutbox,
+    endpoints: Sequence[WebhookEndpoint],
+    event: AlertEvent,
+    *,
+    audit: AuditLogger | None,
+    now: float,
+) -> bool:
+    """
+    Queue *event* in *outbox* for each of *endpoints* that wants its type,
+    with one audit entry (action ``alert``, resource ``alert:TYPE:ID``) in
+    *audit* if its id is new; return whether it was. Blocks on the disk:
+    call it from a thread, never an event loop.
+
+    Raises:
+        StoreError: the outbox cannot take it (full, or failing).
+    """
+    urls = [e.url for e in endpoints if e.wants(event.type)]
+    new = outbox.add(event, urls, now)
+    if new and audit is not None:
+        audit.log(
+            AuditEntry(
+                None,
+                event.tenant_id,
+                AuditAction.ALERT,
+                AuditResult.SUCCESS,
+                resource=f"alert:{event.type}:{event.id}",
+            )
+        )
+    return new
 
 
 class Alerts(ClosedOnExit):
@@ -99,7 +131,6 @@ class Alerts(ClosedOnExit):
         self.endpoints = tuple(endpoints)
         self.audit = audit
         self.clock = clock
-        self.watchers = list(watchers)
         self.sender = WebhookSender(
             outbox,
             secrets,
@@ -107,8 +138,10 @@ class Alerts(ClosedOnExit):
             clock=clock,
             poster=poster,
             poll=poll,
-            watchers=self.watchers,
+            watchers=watchers,
         )
+        # One list: a watcher added later hears the sender too.
+        self.watchers = self.sender.watchers
         self._queue: queue.Queue[object] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._full = False
@@ -174,19 +207,10 @@ class Alerts(ClosedOnExit):
         Raises:
             StoreError: the outbox cannot take it (full, or failing).
         """
-        urls = [e.url for e in self.endpoints if e.wants(event.type)]
-        new = self.outbox.add(event, urls, self.clock())
-        if new and self.audit is not None:
-            self.audit.log(
-                AuditEntry(
-                    None,
-                    event.tenant_id,
-                    AuditAction.ALERT,
-                    AuditResult.SUCCESS,
-                    resource=f"alert:{event.type}:{event.id}",
-                )
-            )
-        if new and urls:
+        new = queue_event(
+            self.outbox, self.endpoints, event, audit=self.audit, now=self.clock()
+        )
+        if new:
             self.sender.wake()
         return new
 

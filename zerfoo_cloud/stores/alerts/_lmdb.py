@@ -244,6 +244,25 @@ class LMDBAlertOutbox(ClosedOnExit):
 
         return self._env.read(read)
 
+    def set_endpoints(self, endpoints: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+        """
+        See `AlertOutbox.set_endpoints`.
+        """
+        raw = orjson.dumps([[url, list(p)] for url, p in endpoints])
+        self._env.write(lambda txn: txn.put(b"endpoints", raw, db=self._dbs["meta"]))
+
+    def endpoints(self) -> list[tuple[str, tuple[str, ...]]]:
+        """
+        See `AlertOutbox.endpoints`.
+        """
+        raw = self._env.read(lambda txn: txn.get(b"endpoints", db=self._dbs["meta"]))
+        if raw is None:
+            return []
+        try:
+            return [(str(url), tuple(map(str, p))) for url, p in orjson.loads(raw)]
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecordError("alerts:meta", "endpoints", str(exc)) from exc
+
     @contextlib.contextmanager
     def sending(self) -> Iterator[bool]:
         """

@@ -35,6 +35,7 @@ class MemoryAlertOutbox(ClosedOnExit):
         self._dead: dict[str, Delivery] = {}
         self._seen: set[str] = set()
         self._delivered = 0
+        self._endpoints: list[tuple[str, tuple[str, ...]]] = []
 
     def add(self, event: AlertEvent, urls: Sequence[str], now: float) -> bool:
         """
@@ -118,6 +119,18 @@ class MemoryAlertOutbox(ClosedOnExit):
         """
         with self._lock:
             return OutboxCounts(len(self._pending), len(self._dead), self._delivered)
+
+    def set_endpoints(self, endpoints: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+        """
+        See `AlertOutbox.set_endpoints`.
+        """
+        self._endpoints = [(url, tuple(p)) for url, p in endpoints]
+
+    def endpoints(self) -> list[tuple[str, tuple[str, ...]]]:
+        """
+        See `AlertOutbox.endpoints`.
+        """
+        return list(self._endpoints)
 
     @contextlib.contextmanager
     def _sending(self) -> Iterator[bool]:

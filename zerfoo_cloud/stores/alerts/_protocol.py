@@ -89,6 +89,20 @@ class AlertOutbox(Protocol):
         """
         ...
 
+    def set_endpoints(self, endpoints: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+        """
+        Remember the endpoints a server sends to, as ``(url, patterns)``,
+        so that other processes of the host (commands changing keys) queue
+        their events for the same endpoints.
+        """
+        ...
+
+    def endpoints(self) -> list[tuple[str, tuple[str, ...]]]:
+        """
+        The endpoints last given to `set_endpoints` (none: empty).
+        """
+        ...
+
     def sending(self) -> AbstractContextManager[bool]:
         """
         A block in which this process may send: yields whether it holds the
