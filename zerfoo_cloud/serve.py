@@ -39,6 +39,7 @@ from zerfoo_cloud.alerts import (
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
 from zerfoo_cloud.audit_records.entry import AuditEntry
+from zerfoo_cloud.budgets.event_log import log_budget_event
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
@@ -409,7 +410,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     if config.counters_fail_open:
         limits = failover_limits(limits, on_failover=_audit_failover(audit))
     tenants = TenantManager(
-        stores.tenants, limits=limits, revocations=stores.revocations
+        stores.tenants, limits=limits, revocations=stores.revocations, audit=audit
     )
     alerts = _alerts(config, env, audit, tenants)
     if metrics is not None and stores.outbox is not None:
@@ -431,6 +432,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         max_body_bytes=config.max_body_bytes,
         admin=admin,
         metrics=metrics,
+        budget_events=_budget_events(alerts),
     )
 
     def close_all() -> None:
@@ -475,6 +477,23 @@ def _alerts(
     tenants.key_events = served.alerts.key_event
     served.start()
     return served
+
+
+def _budget_events(alerts: ServedAlerts | None) -> Any:
+    """
+    What ``serve`` does with budget events: log each, and with webhooks,
+    emit its alert (`zerfoo_cloud.alerts.Alerts.budget_event`, which never
+    blocks the event loop).
+    """
+    if alerts is None:
+        return log_budget_event
+    emit = alerts.alerts.budget_event
+
+    def both(event: Any) -> None:
+        log_budget_event(event)
+        emit(event)
+
+    return both
 
 
 def _audit_failover(audit: AuditLogger) -> Any:
