@@ -1,5 +1,5 @@
 """
-Fixtures of the alert tests: a fake clock, a secret, a receiver, and the
+Fixtures of the alert tests (the fake clock is the suite's): a secret, a receiver, and the
 alert outboxes (memory and LMDB, one conformance suite).
 """
 
@@ -13,25 +13,6 @@ import pytest
 from tests.alerts._receiver import Receiver, receiving
 from zerfoo_cloud.alerts import WebhookSecret
 from zerfoo_cloud.stores.alerts import AlertOutbox, LMDBAlertOutbox, MemoryAlertOutbox
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fake clock at 2027-01-15."""
-    return FakeClock()
 
 
 @pytest.fixture

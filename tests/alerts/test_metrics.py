@@ -9,7 +9,7 @@ import random
 from prometheus_client import CollectorRegistry
 
 from tests.alerts._receiver import receiving
-from tests.alerts.conftest import FakeClock
+from tests.conftest import FakeClock
 from zerfoo_cloud.alerts import (
     AlertEvent,
     Alerts,

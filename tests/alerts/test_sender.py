@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.alerts._receiver import Receiver, receiving
-from tests.alerts.conftest import FakeClock
+from tests.conftest import FakeClock
 from zerfoo_cloud.alerts import (
     AlertEvent,
     RetryPolicy,

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from tests.alerts._receiver import Receiver
-from tests.alerts.conftest import FakeClock
+from tests.conftest import FakeClock
 from zerfoo_cloud import AuditAction, AuditLogger, TenantConfig, TenantManager
 from zerfoo_cloud.alerts import (
     AlertEvent,

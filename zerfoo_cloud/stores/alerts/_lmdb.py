@@ -6,11 +6,8 @@ on the host's disk, shared by the host's processes.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import struct
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +21,7 @@ from zerfoo_cloud.alert_records import Delivery, OutboxCounts, oldest_first
 from zerfoo_cloud.errors import CorruptRecordError, StoreFullError
 from zerfoo_cloud.stores.lmdb._env import DEFAULT_MAP_SIZE, Environment
 from zerfoo_cloud.stores.lmdb._folders import FolderRegistry
+from zerfoo_cloud.stores.lmdb._host_lock import HostLock
 
 if TYPE_CHECKING:
     from zerfoo_cloud.alert_records import AlertEvent, Attempt
@@ -86,18 +84,11 @@ class LMDBAlertOutbox(ClosedOnExit):
         self._page = int(
             self._env.read(lambda txn: txn.stat(self._dbs["meta"])["psize"])
         )
-        self._reset()
+        self._send_lock = HostLock(path / "send.lock")
         reset_in_child(self)
 
-    def _reset(self) -> None:
-        self._lock_fd: int | None = None
-        self._fd_lock = threading.Lock()
-
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
-        self._reset()
+        self._send_lock.forked()
 
     @classmethod
     def open(
@@ -268,25 +259,13 @@ class LMDBAlertOutbox(ClosedOnExit):
         """
         See `AlertOutbox.sending`: holds ``send.lock`` in the folder.
         """
-        with self._fd_lock:
-            if self._lock_fd is None:
-                self._lock_fd = os.open(
-                    self.path / "send.lock",
-                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                    0o600,
-                )
-            fd = self._lock_fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in {errno.EWOULDBLOCK, errno.EAGAIN}:
-                yield False
-                return
-            raise
+        if not self._send_lock.acquire():
+            yield False
+            return
         try:
             yield True
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._send_lock.release()
 
     def close(self) -> None:
         """
@@ -295,10 +274,7 @@ class LMDBAlertOutbox(ClosedOnExit):
         """
         if not _OPEN.release(self):
             return
-        with self._fd_lock:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+        self._send_lock.close()
         self._env.close()
 
     def __repr__(self) -> str:
