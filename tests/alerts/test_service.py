@@ -285,3 +285,27 @@ def test_budget_event_goes_through_emit(secret: WebhookSecret) -> None:
     alerts.flush()
     alerts.close()
     assert [d.event.type for d in outbox.pending()] == ["budget.threshold"]
+
+
+def test_the_alert_outbox_folder_is_per_store_beside_the_others(
+    tmp_path: object,
+) -> None:
+    """One folder per store under the state folder (a path and its lmdb URL share it); the variable wins."""
+    from pathlib import Path
+
+    from zerfoo_cloud.alerts import alerts_folder
+
+    env = {"XDG_STATE_HOME": "/state"}
+    db = Path(str(tmp_path)) / "db"
+    folder = alerts_folder(str(db), env)
+    assert folder.parent == Path("/state/zerfoo-cloud/alerts")
+    assert folder.name.startswith("db-")
+    assert alerts_folder(f"lmdb://{db}", env) == folder
+    assert alerts_folder(str(db) + "2", env) != folder
+    pg = alerts_folder("postgresql://u:pw@db.internal:5432/zerfoo", env)
+    assert pg.name.startswith("zerfoo-")
+    assert "pw" not in str(pg)
+    assert alerts_folder("postgresql://u:other@db.internal:5432/zerfoo", env) == pg
+    assert alerts_folder(str(db), {**env, "ZERFOO_CLOUD_ALERTS_OUTBOX": "/x"}) == Path(
+        "/x"
+    )

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from zerfoo_cloud.stores._urls import redact_url
-from zerfoo_cloud.stores.open import lmdb_folder
+from zerfoo_cloud.stores.open import lmdb_folder, state_folder
 
 __all__ = ["ALERTS_OUTBOX_ENV", "alerts_folder"]
 
@@ -36,10 +34,7 @@ def alerts_folder(records: str, env: Mapping[str, str] | None = None) -> Path:
     given = environ.get(ALERTS_OUTBOX_ENV)
     if given:
         return Path(given)
-    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     folder = lmdb_folder(records)
     where = str(folder.resolve()) if folder is not None else redact_url(records)
-    digest = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    base = folder.name if folder is not None else where.rsplit("/", 1)[-1]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", base)[:64].lstrip(".") or "db"
-    return Path(state) / "zerfoo-cloud" / "alerts" / f"{name}-{digest}"
+    name = folder.name if folder is not None else where.rsplit("/", 1)[-1]
+    return state_folder("alerts", name, where, environ)
