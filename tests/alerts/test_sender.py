@@ -10,6 +10,8 @@ import random
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from tests.alerts._receiver import Receiver, receiving
@@ -207,3 +209,31 @@ def test_the_thread_delivers_what_is_due(
     finally:
         sender.stop()
     assert outbox.counts() == (0, 0, 1)
+
+
+@given(
+    first=st.floats(0.001, 100.0),
+    factor=st.floats(1.0, 1000.0),
+    attempts=st.integers(1, 10_000),
+    seed=st.integers(0, 2**32),
+)
+def test_backoff_stays_between_half_and_all_of_the_capped_doubling(
+    first: float, factor: float, attempts: int, seed: int
+) -> None:
+    """Any policy's wait lies in [base/2, base], base = min(cap, first * 2**(n-1)), never above the cap."""
+    policy = RetryPolicy(first_delay=first, max_delay=first * factor)
+    wait = policy.delay(attempts, random.Random(seed))
+    base = min(policy.max_delay, first * 2.0 ** min(attempts - 1, 64))
+    assert base / 2 <= wait <= base
+    assert wait <= policy.max_delay
+
+
+@pytest.mark.parametrize(
+    ("attempts", "age", "gives_up"),
+    [(4, 0, False), (5, 0, True), (1, 999.9, False), (1, 1000.0, True)],
+)
+def test_giving_up_holds_at_the_limits(
+    attempts: int, age: float, gives_up: bool
+) -> None:
+    """At max_attempts or max_age a delivery gives up; just under, it does not."""
+    assert FAST.gives_up(attempts, 0.0, age) is gives_up
