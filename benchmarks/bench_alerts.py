@@ -26,21 +26,8 @@ from zerfoo_cloud.alerts import (
     random_event_id,
     sign,
 )
+from zerfoo_cloud.budgets import BudgetEvent
 from zerfoo_cloud.stores.alerts import LMDBAlertOutbox, MemoryAlertOutbox
-
-
-@attrs.frozen
-class _Budget:
-    tenant_id: str = "acme"
-    key_id: str | None = None
-    period: str = "month"
-    period_start: float | None = 1_798_761_600.0
-    threshold: int = 80
-    spent: int = 8_000_000
-    amount: int = 10_000_000
-    currency: str = "USD"
-    exhausted: bool = False
-    overrun: int = 0
 
 
 def main() -> None:
@@ -59,7 +46,18 @@ def main() -> None:
         MemoryAlertOutbox(), [WebhookEndpoint("http://127.0.0.1:9/x")], [secret]
     )
     pending = alerts._queue  # noqa: SLF001 - drained here, as the thread would
-    event = _Budget()
+    event = BudgetEvent(
+        "acme",
+        None,
+        "month",
+        1_798_761_600.0,
+        80,
+        8_000_000,
+        10_000_000,
+        "USD",
+        False,
+        0,
+    )
 
     def budget_event() -> None:
         alerts.budget_event(event)
