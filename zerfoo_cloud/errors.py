@@ -38,6 +38,7 @@ handles it sensibly::
     ├── MissingExtraError (ImportError)      a feature's optional extra is not installed
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
+    ├── WebhookVerificationError (ValueError)  a webhook's signature or time was refused
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -113,6 +114,7 @@ __all__ = [
     "UnauthorizedError",
     "UnpricedModelError",
     "UpstreamError",
+    "WebhookVerificationError",
 ]
 
 
@@ -432,6 +434,23 @@ class UpstreamError(CloudError):
             f"the upstream server failed ({code}) after {bytes_sent} bytes of "
             "the response were sent; the response was cut short"
         )
+
+
+class WebhookVerificationError(CloudError, ValueError):
+    """
+    A signed webhook was refused by `zerfoo_cloud.alerts.verify`.
+
+    *reason* is ``"headers"`` (a header is missing or malformed),
+    ``"timestamp"`` (outside the tolerance) or ``"signature"`` (no
+    signature matches any secret). Neither the secret nor the body is kept
+    on the exception.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SAMLError(CloudError):

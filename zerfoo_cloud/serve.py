@@ -28,8 +28,14 @@ from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
 from zerfoo_cloud._pool_options import PoolOptions
+from zerfoo_cloud._serve_alerts import ServedAlerts, webhook_endpoints
 from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
+from zerfoo_cloud.alerts import (
+    DEFAULT_EXPIRY_WINDOW,
+    DEFAULT_SCAN_INTERVAL,
+    display_url,
+)
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
 from zerfoo_cloud.audit_records.entry import AuditEntry
@@ -140,6 +146,17 @@ class ServeConfig:
         upstream_eject_after, upstream_eject_cooldown,
         upstream_probe_interval, upstream_probe_timeout,
         upstream_discovery_interval: the `PoolOptions` of *upstreams*.
+        webhook_urls: where alerts are POSTed, ``URL`` or ``PATTERNS=URL``
+            (see `zerfoo_cloud._serve_alerts.webhook_endpoints`); none: no
+            alerts. The signing secret comes from ``ZERFOO_CLOUD_WEBHOOK_SECRET``
+            or *webhook_secret_file*.
+        webhook_events: the event types of the URLs without their own
+            patterns (``budget.*,key.*``; empty: all).
+        webhook_secret_file: a file of webhook secrets (instead of the
+            environment).
+        key_expiry_window: keys expiring within this many seconds are
+            announced (``key.expiring``).
+        key_expiry_interval: seconds between key expiry scans.
 
     .. versionadded:: 0.1.0
     """
@@ -175,6 +192,15 @@ class ServeConfig:
     )
     prices: str | None = None
     counters_fail_open: bool = False
+    webhook_urls: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_str_tuple,
+        repr=lambda urls: repr(tuple(display_url(u.rpartition("=")[2]) for u in urls)),
+    )
+    webhook_events: str = ""
+    webhook_secret_file: str | None = None
+    key_expiry_window: float = DEFAULT_EXPIRY_WINDOW
+    key_expiry_interval: float = DEFAULT_SCAN_INTERVAL
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -198,6 +224,7 @@ class ServeConfig:
         if self.upstreams:
             parse_upstreams(self.upstreams)
         self.price_table()
+        webhook_endpoints(self.webhook_urls, self.webhook_events)
 
     def price_table(self) -> PriceTable | None:
         """
@@ -385,10 +412,15 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     tenants = TenantManager(
         stores.tenants, limits=limits, revocations=stores.revocations, audit=audit
     )
+    alerts = _alerts(config, env, audit, tenants)
     if metrics is not None and stores.outbox is not None:
         from zerfoo_cloud.metrics import OutboxMetrics
 
         OutboxMetrics(metrics.registry).track(stores.outbox)
+    if metrics is not None and alerts is not None:
+        from zerfoo_cloud.metrics import AlertMetrics
+
+        alerts.alerts.watch(AlertMetrics(metrics.registry))
     admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
     server = CloudServer(
         app,
@@ -400,11 +432,13 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         max_body_bytes=config.max_body_bytes,
         admin=admin,
         metrics=metrics,
-        budget_events=log_budget_event,
+        budget_events=_budget_events(alerts),
     )
 
     def close_all() -> None:
         server.close()
+        if alerts is not None:
+            alerts.close()
         tenants.close()
         meter.close()
         audit.close()
@@ -416,6 +450,50 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         closers,
         _routes(config, env, stores, proxy, metrics),
     )
+
+
+def _alerts(
+    config: ServeConfig,
+    env: Mapping[str, str],
+    audit: AuditLogger,
+    tenants: TenantManager,
+) -> ServedAlerts | None:
+    """
+    The running alerts of *config* (``None`` without ``--webhook-url``);
+    *tenants* tells them of key changes.
+    """
+    if not config.webhook_urls:
+        return None
+    served = ServedAlerts(
+        webhook_endpoints(config.webhook_urls, config.webhook_events),
+        records=config.db,
+        env=env,
+        secret_file=config.webhook_secret_file,
+        audit=audit,
+        tenant_records=tenants.records,
+        window=config.key_expiry_window,
+        interval=config.key_expiry_interval,
+    )
+    tenants.key_events = served.alerts.key_event
+    served.start()
+    return served
+
+
+def _budget_events(alerts: ServedAlerts | None) -> Any:
+    """
+    What ``serve`` does with budget events: log each, and with webhooks,
+    emit its alert (`zerfoo_cloud.alerts.Alerts.budget_event`, which never
+    blocks the event loop).
+    """
+    if alerts is None:
+        return log_budget_event
+    emit = alerts.alerts.budget_event
+
+    def both(event: Any) -> None:
+        log_budget_event(event)
+        emit(event)
+
+    return both
 
 
 def _audit_failover(audit: AuditLogger) -> Any:

@@ -22,6 +22,8 @@ class AuditAction(str, enum.Enum):
     DELETE = "delete"
     LIST = "list"
     AUTH = "auth"
+    #: An alert event was queued for its webhooks (resource ``alert:TYPE:ID``).
+    ALERT = "alert"
 
 
 class AuditResult(str, enum.Enum):

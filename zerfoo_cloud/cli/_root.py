@@ -6,6 +6,7 @@ and its command groups.
 from __future__ import annotations
 
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.cli._alerts_commands import alerts
 from zerfoo_cloud.cli._audit_commands import audit
 from zerfoo_cloud.cli._context import DB_ENV, _Context
 from zerfoo_cloud.cli._db_commands import db
@@ -46,5 +47,5 @@ def cli(ctx: click.Context, db: str | None, counters: str | None) -> None:
     ctx.obj = _Context(db, counters)
 
 
-for _command in (tenant, key, usage, invoice, audit, serve, db):
+for _command in (tenant, key, usage, invoice, audit, alerts, serve, db):
     cli.add_command(_command)

@@ -63,6 +63,7 @@ __all__ = [
     "open_stores",
     "outbox_folder",
     "redact_url",
+    "state_folder",
     "stores_from_env",
 ]
 
@@ -113,17 +114,28 @@ def outbox_folder(records: str, env: Mapping[str, str] | None = None) -> Path:
     given = environ.get(OUTBOX_ENV)
     if given:
         return Path(given)
-    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     parts = urlsplit(records)
     # libpq reads host, port and dbname from the query too, over the URL's.
     query = dict(parse_qsl(parts.query))
     database = query.get("dbname") or unquote(parts.path.lstrip("/")) or "postgres"
     host = query.get("host") or parts.hostname or ""
     port = query.get("port") or parts.port or 5432
-    where = f"{host}:{port}/{database}"
+    return state_folder("outbox", database, f"{host}:{port}/{database}", environ)
+
+
+def state_folder(kind: str, name: str, where: str, env: Mapping[str, str]) -> Path:
+    """
+    The folder of this host's *kind* state (``outbox``, ``alerts``) for the
+    store at *where*: ``$XDG_STATE_HOME/zerfoo-cloud/KIND/NAME-HASH`` of
+    *env* (``~/.local/state`` when ``XDG_STATE_HOME`` is unset), *NAME*
+    made safe for a file name and *HASH* taken from *where*.
+
+    .. versionadded:: 0.1.0
+    """
+    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     digest = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", database)[:64].lstrip(".") or "db"
-    return Path(state) / "zerfoo-cloud" / "outbox" / f"{name}-{digest}"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64].lstrip(".") or "db"
+    return Path(state) / "zerfoo-cloud" / kind / f"{safe}-{digest}"
 
 
 class _Opening:

@@ -65,6 +65,7 @@ from zerfoo_cloud.tenants.key_cache import (
     check_ttl,
 )
 from zerfoo_cloud.tenants.key_checks import check_expiry, check_grace, check_key_name
+from zerfoo_cloud.tenants.key_events import KeyEvent, KeyEventSink, tell_key_event
 from zerfoo_cloud.tenants.tenant import Tenant
 from zerfoo_cloud.tenants.validation import (
     check_id,
@@ -164,6 +165,9 @@ class TenantManager:
             used go first).
         revocations: where changes are announced to, and heard from, every
             manager sharing the store (see below); ``None``: none.
+        key_events: told of each key created, revoked or rotated through
+            this manager (`zerfoo_cloud.tenants.key_events.KeyEvent`), after
+            the store has it; it must not block. ``None``: nobody.
         audit: where `set_budgets` records its changes (``None``: not
             recorded).
 
@@ -200,6 +204,7 @@ class TenantManager:
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = DEFAULT_CACHE_SIZE,
         revocations: KeyRevocations | None = None,
+        key_events: KeyEventSink | None = None,
         audit: AuditLogger | None = None,
     ) -> None:
         if store is None or limits is None:
@@ -214,6 +219,7 @@ class TenantManager:
         self.cache_size = check_cache_size(cache_size)
         self._cache: KeyCache[Tenant] = KeyCache()
         self.revocations = revocations
+        self.key_events = key_events
         self.audit = audit
         self._subscription: Subscription | None = None
         if revocations is not None:
@@ -449,8 +455,20 @@ class TenantManager:
                 *incarnation*).
         """
         key = generate_api_key(self.key_prefix)
-        self.update(tenant_id, api_key=key, incarnation=incarnation)
+        record = self.update(tenant_id, api_key=key, incarnation=incarnation).record
+        self._key_event("rotated", tenant_id, record.first_key())
         return key
+
+    def _key_event(
+        self,
+        kind: str,
+        tenant_id: str,
+        key: KeyRecord,
+        previous: KeyRecord | None = None,
+    ) -> None:
+        tell_key_event(
+            self.key_events, KeyEvent(kind, tenant_id, key, self.clock(), previous)
+        )
 
     # -- several keys per tenant -----------------------------------------
 
@@ -518,6 +536,7 @@ class TenantManager:
             return (*_room(old, now), key)
 
         self._change_keys(tenant_id, change, incarnation)
+        self._key_event("created", tenant_id, made[-1])
         return api_key, made[-1]
 
     def list_keys(self, tenant_id: str) -> builtins.list[KeyRecord]:
@@ -542,18 +561,21 @@ class TenantManager:
             TenantNotFoundError: no tenant has id *tenant_id*.
             KeyNotFoundError: the tenant has no key *key_id*.
         """
-        done: list[KeyRecord] = []
+        done: list[tuple[KeyRecord, bool]] = []
 
         def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
             key = _key(old, key_id)
             revoked = (
                 key if key.revoked_at is not None else attrs.evolve(key, revoked_at=now)
             )
-            done.append(revoked)
+            done.append((revoked, revoked is not key))
             return tuple(revoked if k is key else k for k in old.keys)
 
         self._change_keys(tenant_id, change, incarnation)
-        return done[-1]
+        revoked, changed = done[-1]
+        if changed:
+            self._key_event("revoked", tenant_id, revoked)
+        return revoked
 
     def rotate_api_key(
         self,
@@ -608,6 +630,7 @@ class TenantManager:
 
         self._change_keys(tenant_id, change, incarnation)
         new, retired = done[-1]
+        self._key_event("rotated", tenant_id, new, retired)
         return api_key, new, retired
 
     # -- spend budgets ---------------------------------------------------
