@@ -45,7 +45,7 @@ def _check_list(
         if price.effective_from < now and price not in kept:
             msg = (
                 f"{field}: a new price takes effect at {_iso(price.effective_from)}, "
-                f"in the past; a new price takes effect from now ({_iso(now)}) on"
+                f"in the past; a new price takes effect from now ({_iso(now.replace(microsecond=0))}) on"
             )
             raise InvalidConfigError(msg, field=field)
 
