@@ -18,6 +18,8 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+import attrs
+
 from zerfoo_cloud.errors import (
     InvalidConfigError,
     PricesReadOnlyError,
@@ -90,7 +92,9 @@ class PriceBook:
             )
             raise PricesReadOnlyError(msg)
 
-    def replace(self, table: PriceTable, expected_version: int) -> StoredPrices:
+    def replace(
+        self, table: PriceTable, expected_version: int, *, now: datetime | None = None
+    ) -> StoredPrices:
         """
         Make *table* the table in force, if the stored one is still at
         *expected_version* and *table* keeps every price that took effect;
@@ -101,25 +105,30 @@ class PriceBook:
             PriceTableChangedError: the stored version is not
                 *expected_version*; nothing changed.
             InvalidConfigError: *table* would change the past (see
-                `zerfoo_cloud.pricing.check_change`); nothing changed.
+                `zerfoo_cloud.pricing.check_change`, whose "now" is *now*,
+                default *clock*'s reading); nothing changed.
             StoreError: the store failed.
         """
         self._check_writable()
         stored = self.store.read()
         if stored.version != expected_version:
             raise PriceTableChangedError(expected_version, stored.version)
-        now = datetime.fromtimestamp(self.clock(), timezone.utc)
+        if now is None:
+            now = datetime.fromtimestamp(self.clock(), timezone.utc)
         check_change(stored.table, table, now)
         version = self.store.replace(table, expected_version)
         return StoredPrices(table, version)
 
-    def add(self, model: str, price: ModelPrice) -> StoredPrices:
+    def add(
+        self, model: str, price: ModelPrice, *, from_now: bool = False
+    ) -> StoredPrices:
         """
         Add *price* to *model*'s prices (a price change from
-        ``price.effective_from`` on, which must be now or later once the
-        model had a price) in the stored table, whatever its version:
-        when another change wins in between, it reads again, up to
-        `ADD_ATTEMPTS` times.
+        ``price.effective_from`` on, which must be now or later) in the
+        stored table, whatever its version: when another change wins in
+        between, it reads again, up to `ADD_ATTEMPTS` times. With
+        *from_now*, the price takes effect at the moment of the change
+        (*clock*'s reading then), whatever ``price.effective_from`` says.
 
         Raises:
             PricesReadOnlyError: the table is *fixed*.
@@ -138,8 +147,15 @@ class PriceBook:
                     "currency), then add prices to it"
                 )
                 raise InvalidConfigError(msg, field="prices")
+            if from_now:
+                when = datetime.fromtimestamp(self.clock(), timezone.utc)
+                price = attrs.evolve(price, effective_from=when)
             try:
-                return self.replace(stored.table.with_price(model, price), stored.version)
+                return self.replace(
+                    stored.table.with_price(model, price),
+                    stored.version,
+                    now=price.effective_from if from_now else None,
+                )
             except PriceTableChangedError:
                 if attempt == ADD_ATTEMPTS - 1:
                     raise

@@ -104,14 +104,17 @@ class PriceReloader:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except CloudError as exc:
-                if not self._failing:
-                    _log.warning("price table not reloaded: %s", exc)
-                self._failing = True
-            else:
-                self._failing = False
+            self._check_logged()
+
+    def _check_logged(self) -> None:
+        try:
+            self.check()
+        except CloudError as exc:
+            if not self._failing:
+                _log.warning("price table not reloaded: %s", exc)
+            self._failing = True
+        else:
+            self._failing = False
 
     def close(self) -> None:
         """

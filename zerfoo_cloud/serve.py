@@ -383,9 +383,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     )
     fixed = config.price_table()
     stored = stores.prices.read() if fixed is None else None
-    meter = TokenMeter(
-        stores.billing, prices=fixed if stored is None else stored.table
-    )
+    meter = TokenMeter(stores.billing, prices=fixed if stored is None else stored.table)
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     limits = stores.limits
     if config.counters_fail_open:

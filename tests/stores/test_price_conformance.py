@@ -42,9 +42,9 @@ def test_replace_stores_the_table_and_counts_versions(
     """Each change adds one to the version; the table reads back equal."""
     assert price_store.replace(table(), 0) == 1
     assert price_store.read() == StoredPrices(table(), 1)
-    assert price_store.replace(table(700_000), 1) == 2  # noqa: PLR2004
+    assert price_store.replace(table(700_000), 1) == 2
     assert price_store.read() == StoredPrices(table(700_000), 2)
-    assert price_store.version() == 2  # noqa: PLR2004
+    assert price_store.version() == 2
 
 
 @pytest.mark.parametrize("expected", [0, 2, 5])
@@ -92,7 +92,7 @@ def test_concurrent_changes_from_one_version_let_exactly_one_win(
     for thread in threads:
         thread.join()
     assert len(won) == 1
-    assert len(refused) == 7  # noqa: PLR2004
+    assert len(refused) == 7
     assert price_store.read() == StoredPrices(table(100_000 + won[0]), 2)
 
 

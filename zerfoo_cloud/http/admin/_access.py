@@ -117,9 +117,7 @@ def op_for(suffix: str | None, method: str, tenant: str | None) -> Op:
     of `SERVICE_ROUTES`; ``None``: no route).
     """
     fallback = _METHOD_ACTIONS.get(method, AuditAction.LIST)
-    methods = (
-        None if suffix is None else ROUTES.get(suffix) or SERVICE_ROUTES[suffix]
-    )
+    methods = None if suffix is None else ROUTES.get(suffix) or SERVICE_ROUTES[suffix]
     if methods is None:
         return Op(None, fallback)
     found = methods.get(method)

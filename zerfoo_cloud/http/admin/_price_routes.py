@@ -7,6 +7,7 @@ thread).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud.http.admin._inputs import json_object
@@ -110,7 +111,8 @@ class PriceOperations:
     ) -> Response:
         """
         ``POST /admin/prices``: one price for one model (``model`` and the
-        fields of a price), added to the table in force (201).
+        fields of a price; ``effective_from`` may be ``"now"``), added to
+        the table in force (201).
         """
         book = self._book()
         data: dict[str, Any] = json_object(body)
@@ -120,7 +122,11 @@ class PriceOperations:
             raise HTTPProblem(
                 400, "invalid_field", "model must be a model name", param="model"
             )
+        # "now": the moment the change is made, on the server's clock.
+        from_now = data.get("effective_from") == "now"
+        if from_now:
+            data["effective_from"] = datetime.now(timezone.utc)
         price = ModelPrice.from_mapping(data, field="price")
-        stored = book.add(model, price)
+        stored = book.add(model, price, from_now=from_now)
         record.resource = f"prices/v{stored.version}"
         return _answer(201, stored, book)
