@@ -11,6 +11,7 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.admin.conftest import ACME_KEY, ADMIN_KEY, SECRET
@@ -165,7 +166,9 @@ def test_admin_api_conforms_to_the_document(case: schemathesis.Case[Any]) -> Non
     # A price table valid by the schema is refused by rules a schema cannot
     # state: the version it is based on (412) and the prices already in
     # force (400); every other check still runs on /admin/prices.
-    excluded = [positive_data_acceptance] if case.path == "/admin/prices" else []
+    excluded: list[CheckFunction] = (
+        [positive_data_acceptance] if case.path == "/admin/prices" else []
+    )
     case.call_and_validate(
         headers={"Authorization": f"Bearer {ADMIN_KEY}"}, excluded_checks=excluded
     )
