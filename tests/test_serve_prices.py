@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._serving import free_port, serve_command
-from tests.test_serve import ROOT, chat, cli, running
+from tests._serving import ROOT, free_port, serve_command
+from tests.test_serve import chat, cli, running
 from zerfoo_cloud import TokenMeter
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
