@@ -69,9 +69,7 @@ class Gateway:
             budget_events=self.events.append,
         )
 
-    async def post(
-        self, body: dict[str, Any] | None = None, **headers: str
-    ) -> httpx.Response:
+    async def post(self, headers: dict[str, str] | None = None) -> httpx.Response:
         transport = httpx.ASGITransport(
             self.server.handler(), raise_app_exceptions=False
         )
