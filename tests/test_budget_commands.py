@@ -313,3 +313,24 @@ def test_what_a_server_spent_is_shown_by_the_command_and_the_admin_api(
     (status,) = shown
     assert status["spent"] == format_micros(billed)
     assert status["held"] == "0"
+
+
+def test_changes_are_audited_as_made_from_the_command_line(db: Path) -> None:
+    """set and clear each write an audit entry naming the budgets and the cli actor."""
+    run(
+        db,
+        "budget",
+        "set",
+        "acme",
+        "--period",
+        "day",
+        "--amount",
+        "1",
+        "--currency",
+        "USD",
+    )
+    run(db, "budget", "clear", "acme")
+    code, out = run(db, "audit", "query", "--tenant", "acme", "--format", "json")
+    assert code == 0, out
+    resources = [entry["resource"] for entry in json.loads(out)]
+    assert resources[-2:] == ["spend_budgets by cli", "spend_budgets by cli"]

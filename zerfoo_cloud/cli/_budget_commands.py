@@ -5,6 +5,8 @@ or of one of its keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from zerfoo_cloud._extras import needs_extra
@@ -15,9 +17,11 @@ from zerfoo_cloud.budget_forms import (
     without_period,
 )
 from zerfoo_cloud.budget_records import BUDGET_PERIODS, DEFAULT_ALERT_AT, SpendBudget
+from zerfoo_cloud.cli._audit_commands import _audit_logger
 from zerfoo_cloud.cli._context import F, _Context, _handle_errors
 from zerfoo_cloud.cli._output import _emit, _json_option, render_table
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.tenants import TenantManager
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
@@ -31,6 +35,25 @@ def budget() -> None:
     """
     Set, show and clear spend budgets (money per day, week, month or lifetime).
     """
+
+
+@contextmanager
+def _audited_manager(obj: _Context) -> Iterator[TenantManager]:
+    # A manager that writes each budget change to the audit log; with Redis
+    # counters, each change is announced to every host.
+    with obj.stores() as stores:
+        audit = _audit_logger(stores)
+        manager = TenantManager(
+            stores.tenants,
+            limits=stores.limits,
+            revocations=stores.revocations,
+            audit=audit,
+        )
+        try:
+            yield manager
+        finally:
+            manager.close()
+            audit.close()
 
 
 def _key_option(fn: F) -> F:
@@ -122,7 +145,7 @@ def budget_set(
             "alert_at": list(_alerts(alert_at)),
         }
     )
-    with obj.manager() as manager:
+    with _audited_manager(obj) as manager:
         current = budgets_of(manager.get(tenant_id).record, key_id)
         record = manager.set_budgets(
             tenant_id, with_budget(current, new), key_id=key_id, actor=_ACTOR
@@ -175,7 +198,7 @@ def budget_clear(
     """
     Remove the budgets of TENANT (or of its key --key): all, or one --period.
     """
-    with obj.manager() as manager:
+    with _audited_manager(obj) as manager:
         current = budgets_of(manager.get(tenant_id).record, key_id)
         manager.set_budgets(
             tenant_id, without_period(current, period), key_id=key_id, actor=_ACTOR
