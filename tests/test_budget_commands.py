@@ -28,6 +28,11 @@ def run(db: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def budget_set(db: Path, *args: str) -> tuple[int, str]:
+    """Run ``budget set acme ARGS`` in this process."""
+    return run(db, "budget", "set", "acme", *args)
+
+
 def one_line_error(code: int, output: str, says: str) -> None:
     """The command failed with one line saying *says*."""
     assert code != 0
@@ -46,6 +51,10 @@ def budgets(db: Path, key_id: str | None = None) -> tuple[SpendBudget, ...]:
     return key.spend_budgets
 
 
+#: A one-dollar day budget.
+DAY = ("--period", "day", "--amount", "1", "--currency", "USD")
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """A store with tenant acme."""
@@ -56,16 +65,12 @@ def db(tmp_path: Path) -> Path:
 
 def test_set_adds_or_replaces_one_period_and_keeps_the_others(db: Path) -> None:
     """set month then day: both kept; set month again: replaced, the day kept."""
-    code, out = run(
-        db, "budget", "set", "acme", "--period", "month", "--amount", "25.00",
+    code, out = budget_set(db, "--period", "month", "--amount", "25.00",
         "--currency", "USD", "--timezone", "Europe/Paris", "--alert-at", "50,80,100",
     )  # fmt: skip
     assert (code, out) == (0, "month budget of acme set to 25 USD\n")
-    run(
+    budget_set(
         db,
-        "budget",
-        "set",
-        "acme",
         "--period",
         "day",
         "--amount",
@@ -73,8 +78,7 @@ def test_set_adds_or_replaces_one_period_and_keeps_the_others(db: Path) -> None:
         "--currency",
         "USD",
     )
-    code, out = run(
-        db, "budget", "set", "acme", "--period", "month", "--amount", "30",
+    code, out = budget_set(db, "--period", "month", "--amount", "30",
         "--currency", "USD", "--json",
     )  # fmt: skip
     assert code == 0
@@ -89,11 +93,8 @@ def test_show_prints_each_budget_and_its_period(db: Path) -> None:
     """show: one row per budget with spent, held and remaining; --json gives decimal text."""
     code, out = run(db, "budget", "show", "acme")
     assert (code, out) == (0, "no spend budgets for acme\n")
-    run(
+    budget_set(
         db,
-        "budget",
-        "set",
-        "acme",
         "--period",
         "lifetime",
         "--amount",
@@ -128,11 +129,8 @@ def test_key_budgets_and_clear(db: Path) -> None:
     key_id = json.loads(run(db, "key", "create", "acme", "--name", "ci", "--json")[1])[
         "id"
     ]
-    run(
+    budget_set(
         db,
-        "budget",
-        "set",
-        "acme",
         "--key",
         key_id,
         "--period",
@@ -142,11 +140,8 @@ def test_key_budgets_and_clear(db: Path) -> None:
         "--currency",
         "USD",
     )
-    run(
+    budget_set(
         db,
-        "budget",
-        "set",
-        "acme",
         "--key",
         key_id,
         "--period",
@@ -191,33 +186,19 @@ def test_bad_budgets_are_one_line_and_change_nothing(
     db: Path, args: tuple[str, str], says: str
 ) -> None:
     """Each bad value: one line naming the problem; the budgets stay as they were."""
-    run(
-        db,
-        "budget",
-        "set",
-        "acme",
-        "--period",
-        "day",
-        "--amount",
-        "1",
-        "--currency",
-        "USD",
-    )
+    budget_set(db, *DAY)
     before = budgets(db)
     options = {"--period": "month", "--amount": "25", "--currency": "USD"}
     options.update(dict([args]))
     flat = [part for pair in options.items() for part in pair]
-    one_line_error(*run(db, "budget", "set", "acme", *flat), says)
+    one_line_error(*budget_set(db, *flat), says)
     assert budgets(db) == before
 
 
 def test_an_unknown_period_is_a_usage_error(db: Path) -> None:
     """--period outside day, week, month, lifetime: click's usage error (exit 2), naming the choices."""
-    code, out = run(
+    code, out = budget_set(
         db,
-        "budget",
-        "set",
-        "acme",
         "--period",
         "year",
         "--amount",
@@ -234,11 +215,8 @@ def test_the_largest_amount_is_accepted(db: Path) -> None:
     """2**53-1 micro-units is a valid amount."""
     largest = format_micros(MAX_BUDGET_MICROS)
     assert (
-        run(
+        budget_set(
             db,
-            "budget",
-            "set",
-            "acme",
             "--period",
             "month",
             "--amount",
@@ -317,18 +295,7 @@ def test_what_a_server_spent_is_shown_by_the_command_and_the_admin_api(
 
 def test_changes_are_audited_as_made_from_the_command_line(db: Path) -> None:
     """set and clear each write an audit entry naming the budgets and the cli actor."""
-    run(
-        db,
-        "budget",
-        "set",
-        "acme",
-        "--period",
-        "day",
-        "--amount",
-        "1",
-        "--currency",
-        "USD",
-    )
+    budget_set(db, *DAY)
     run(db, "budget", "clear", "acme")
     code, out = run(db, "audit", "query", "--tenant", "acme", "--format", "json")
     assert code == 0, out
