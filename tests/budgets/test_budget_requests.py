@@ -19,11 +19,11 @@ from tests.budgets._support import (
     KEY,
     PRICES,
     PROMPT,
-    Clock,
     UsageApp,
     chat,
     worst,
 )
+from tests.pricing._support import Clock
 from zerfoo_cloud import (
     AuditLogger,
     CloudServer,
@@ -34,7 +34,15 @@ from zerfoo_cloud import (
 from zerfoo_cloud.budget_records import SpendBudget
 from zerfoo_cloud.budgets import BudgetEvent
 from zerfoo_cloud.pricing import ModelPrice, PriceTable
-from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.memory import (
+    MemoryAuditStore,
+    MemoryBillingStore,
+    MemoryLimiterStore,
+    MemoryTenantStore,
+)
+from zerfoo_cloud.stores.protocols import LimiterStore
+from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 NOON = datetime(2026, 11, 12, 12, tzinfo=timezone.utc)
 ONE = worst(10)  # 310 micro-units
@@ -50,9 +58,14 @@ class Gateway:
         *,
         when: datetime = NOON,
         prices: PriceTable | None = PRICES,
+        limits: LimiterStore | None = None,
     ) -> None:
         self.clock = Clock(when)
-        self.tenants = TenantManager(clock=self.clock)
+        self.tenants = TenantManager(
+            MemoryTenantStore(),
+            limits=MemoryLimiterStore() if limits is None else limits,
+            clock=self.clock,
+        )
         self.tenants.create(TenantConfig("acme", KEY, rate_limit=0, token_budget=0))
         self.tenants.set_budgets("acme", budgets)
         self.billing = MemoryBillingStore()
@@ -311,3 +324,74 @@ def test_requests_without_a_model_are_not_charged() -> None:
 
     assert _run(models()).status_code == 200
     assert gateway.spent() == 0
+
+
+async def _at_once(gateway: Gateway, count: int) -> list[int]:
+    try:
+        responses = await asyncio.gather(*(gateway.post() for _ in range(count)))
+    finally:
+        connection = getattr(gateway.tenants.limits, "async_connection", None)
+        if connection is not None:
+            await connection.aclose()  # inside the loop that opened it
+    return [r.status_code for r in responses]
+
+
+def _concurrent_on(limits: LimiterStore) -> None:
+    app = UsageApp(delay=0.02)
+    gateway = Gateway(app, [_monthly(3 * ONE + ONE // 2)], limits=limits)
+    statuses = _run(_at_once(gateway, 30))
+    assert statuses.count(200) == app.calls == 3
+    assert statuses.count(429) == 27
+    assert gateway.spent() == gateway.billed() == 3 * ONE
+
+
+@pytest.mark.redis
+def test_at_once_on_redis(redis_url: str, redis_prefix: str) -> None:
+    """Admission through Redis's asyncio script holds the budget too."""
+    store = RedisLimiterStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        _concurrent_on(store)
+    finally:
+        store.clear("")
+        store.close()
+
+
+def test_at_once_on_lmdb(lmdb_stores: LMDBStores) -> None:
+    _concurrent_on(lmdb_stores.limits)
+
+
+def test_a_failing_event_callback_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: BudgetEvent) -> None:
+        raise RuntimeError(event.period)
+
+    gateway = Gateway(UsageApp(), [_monthly(2 * ONE)])
+    gateway.server.policy.budget_events = broken
+    assert [_run(gateway.post()).status_code for _ in range(3)] == [200, 200, 429]
+    assert gateway.spent() == gateway.billed() == 2 * ONE
+    assert "the budget event callback failed" in caplog.text
+
+
+def test_wsgi_apps_are_held_to_budgets() -> None:
+    calls: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        calls.append(1)
+        environ["wsgi.input"].read()
+        body = (
+            b'{"usage": {"prompt_tokens": 11, "completion_tokens": 10, '
+            b'"total_tokens": 21}}'
+        )
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    gateway = Gateway(app, [_monthly(2 * ONE)])
+    with httpx.Client(
+        transport=httpx.WSGITransport(gateway.server.handler()), base_url="http://t"
+    ) as client:
+        statuses = [client.post(CHAT, json=chat(), headers=AUTH) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert statuses[2].json()["error"]["code"] == "insufficient_quota"
+    assert len(calls) == 2
+    assert gateway.spent() == gateway.billed() == 2 * ONE

@@ -9,6 +9,7 @@ quotas.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import attrs
@@ -47,6 +48,7 @@ class Tenant:
     """
 
     __slots__ = (
+        "_accounts",
         "_con_key",
         "_key",
         "_limiter",
@@ -67,6 +69,9 @@ class Tenant:
         self._record = record
         self._key = key
         self._limiter = limiter
+        # The budget accounts of the periods last asked for, and the span
+        # of Unix seconds they hold for: (accounts, from, until).
+        self._accounts: tuple[tuple[BudgetAccount, ...], float, float] | None = None
         self._req_key = record.id + "\x00req"
         self._tok_key = record.id + "\x00tok"
         self._con_key = record.id + "\x00con"
@@ -277,52 +282,44 @@ class Tenant:
         return self._outcome(*await self._limiter.admit_async(slot, asks))
 
     def end_request(
-        self,
-        reserved: int,
-        used: int,
-        hold: BudgetHold | None = None,
-        cost: int = 0,
+        self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
     ) -> tuple[int, ...]:
         """
         Finish a request admitted by `begin_request`: refund the part of its
         *reserved* tokens it did not use (or charge what it used beyond
-        them), settle its *hold* on its spend budgets with its actual *cost*
-        (micro-units), and give its concurrency slot back, even if the rest
-        fails. One atomic store step.
+        them), settle its spend budget hold with its actual cost (*charge*:
+        the hold and the cost in micro-units), and give its concurrency slot
+        back, even if the rest fails. One atomic store step.
 
         Returns:
             Each budget account's spending once settled, in micro-units
-            (empty without *hold*).
+            (empty without *charge*).
         """
         settlement = self._settlement(reserved, used)
-        if hold is not None and hold.accounts:
+        if charge is not None and charge[0].accounts:
             slot_key, bucket = settlement or (None, None)
-            levels = self._limiter.settle_with(slot_key, bucket, hold.settlement(cost))
-            return _spent_after(levels)
+            extra = charge[0].settlement(charge[1])
+            return _spent_after(self._limiter.settle_with(slot_key, bucket, extra))
         if settlement is not None:
             self._limiter.settle(*settlement)
         return ()
 
     async def end_request_async(
-        self,
-        reserved: int,
-        used: int,
-        hold: BudgetHold | None = None,
-        cost: int = 0,
+        self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
     ) -> tuple[int, ...]:
         """
         `end_request`, awaited, as `begin_request_async`.
         """
         settlement = self._settlement(reserved, used)
-        if hold is not None and hold.accounts:
-            slot_key, bucket = settlement or (None, None)
-            levels = await self._limiter.settle_with_async(
-                slot_key, bucket, hold.settlement(cost)
-            )
-            return _spent_after(levels)
-        if settlement is not None:
-            await self._limiter.settle_async(*settlement)
-        return ()
+        if charge is None or not charge[0].accounts:
+            if settlement is not None:
+                await self._limiter.settle_async(*settlement)
+            return ()
+        slot_key, bucket = settlement or (None, None)
+        extra = charge[0].settlement(charge[1])
+        return _spent_after(
+            await self._limiter.settle_with_async(slot_key, bucket, extra)
+        )
 
     # -- spend budgets ----------------------------------------------------
 
@@ -333,15 +330,27 @@ class Tenant:
         """
         record = self._record
         key = self._key
-        if key is None:
-            if not record.spend_budgets:
-                return ()
-            return accounts_at(record.id, record.spend_budgets, None, (), now)
-        if not record.spend_budgets and not key.spend_budgets:
+        if not record.spend_budgets and (key is None or not key.spend_budgets):
             return ()
-        return accounts_at(
-            record.id, record.spend_budgets, key.id, key.spend_budgets, now
+        kept = self._accounts
+        if kept is not None and kept[1] <= now < kept[2]:
+            return kept[0]
+        if key is None:
+            accounts = accounts_at(record.id, record.spend_budgets, None, (), now)
+        else:
+            accounts = accounts_at(
+                record.id, record.spend_budgets, key.id, key.spend_budgets, now
+            )
+        # Kept while every period stays the same (handles live a short time
+        # in the manager's cache; periods last a day at least).
+        starts = [a.period.start_ts for a in accounts]
+        ends = [a.period.end_ts for a in accounts]
+        self._accounts = (
+            accounts,
+            max((t for t in starts if t is not None), default=-math.inf),
+            min((t for t in ends if t is not None), default=math.inf),
         )
+        return accounts
 
     def _budget_outcome(self, answer: Admitted, hold: BudgetHold) -> Admission:
         # The admission for what `RateLimiter.admit_with` answered.
