@@ -49,6 +49,7 @@ from zerfoo_cloud.stores.memory import (
     MemoryAuditStore,
     MemoryBillingStore,
     MemoryLimiterStore,
+    MemoryPriceStore,
     MemoryReplayCache,
     MemoryTenantStore,
 )
@@ -233,10 +234,11 @@ def _records(target: StoreTarget, opening: _Opening, *, writer_process: bool) ->
 
 
 class _Records:
-    def __init__(self, tenants: Any, billing: Any, audit: Any) -> None:
+    def __init__(self, tenants: Any, billing: Any, audit: Any, prices: Any) -> None:
         self.tenants = tenants
         self.billing = billing
         self.audit = audit
+        self.prices = prices
 
 
 class _MemoryRecords:
@@ -244,6 +246,7 @@ class _MemoryRecords:
         self.tenants = MemoryTenantStore()
         self.billing = MemoryBillingStore()
         self.audit = MemoryAuditStore()
+        self.prices = MemoryPriceStore()
 
 
 def _counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
@@ -298,7 +301,8 @@ def open_stores(
         its ``billing`` and ``audit`` are an
         `zerfoo_cloud.stores.outbox.OutboxBillingStore` and
         `zerfoo_cloud.stores.outbox.OutboxAuditStore`, and its ``outbox``
-        the `zerfoo_cloud.stores.outbox.Outbox` they share.
+        the `zerfoo_cloud.stores.outbox.Outbox` they share. Its ``prices``
+        is the records backend's `zerfoo_cloud.stores.protocols.PriceStore`.
 
     Raises:
         InvalidConfigError: a URL is malformed, or PostgreSQL records come
@@ -325,7 +329,7 @@ def open_stores(
         if record_target.kind == "postgresql":
             folder = outbox_folder(records) if outbox is None else Path(outbox)
             billing, audit = _with_outbox(opened, folder, opening)
-            opened = _Records(opened.tenants, billing, audit)
+            opened = _Records(opened.tenants, billing, audit, opened.prices)
     except BaseException:
         opening.close()
         raise
@@ -335,6 +339,7 @@ def open_stores(
         billing=opened.billing,
         audit=opened.audit,
         replay=replay,
+        prices=opened.prices,
         records_url=record_target.shown,
         counters_url=counter_target.shown,
         closers=opening.closers,
