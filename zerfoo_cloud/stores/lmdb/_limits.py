@@ -218,15 +218,13 @@ class LMDBLimiterStore:
 
         def write(txn: Any) -> list[float]:
             db = dbs["buckets"]
-            # Bound once: a settlement with spend budgets moves five buckets.
-            get, put, pack = txn.get, txn.put, _BUCKET.pack
             levels = []
             for raw_key, capacity, rate, delta in changes:
-                state = _unpack(raw_key, get(raw_key, db=db))
+                state = _unpack(raw_key, txn.get(raw_key, db=db))
                 if delta:
-                    level, stamp = adjust_bucket(state, capacity, rate, delta, now)
-                    put(raw_key, pack(level, stamp), db=db)
-                    levels.append(level)
+                    new = adjust_bucket(state, capacity, rate, delta, now)
+                    txn.put(raw_key, _BUCKET.pack(*new), db=db)
+                    levels.append(new.level)
                 else:
                     levels.append(refill(state, capacity, rate, now)[0])
             if own is not None:
