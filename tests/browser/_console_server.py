@@ -1,0 +1,136 @@
+"""
+A real ``zerfoo-cloud serve`` for the browser tests: the toy OpenAI app behind
+the gateway, the admin API and the console, SAML login through the test IdP,
+and tenants with usage, invoices and audit entries made by real requests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+import httpx
+import openai
+
+from tests._serving import ROOT, free_port, serve_command, spawn, stop
+from zerfoo_cloud import TenantConfig, TenantManager
+from zerfoo_cloud.stores.lmdb import LMDBStores
+
+#: The operators' admin key (the server is given it in its environment).
+ADMIN_KEY = "zca-browser-0123456789abcdefghijklmnopqrstuvwxyz"
+#: The secret that signs console sessions.
+SESSION_SECRET = "browser-tests-session-secret-0123456789"
+#: The API keys of the tenants the server starts with.
+KEYS = {
+    "acme": "zc-acme-browser-0123456789abcdefghijklmnop",
+    "globex": "zc-globex-browser-0123456789abcdefghijklm",
+    "tiny": "zc-tiny-browser-0123456789abcdefghijklmnopq",
+}
+#: Requests per minute of each tenant: ``tiny`` allows one, the second gets 429.
+RATE_LIMITS = {"acme": 600, "globex": 600, "tiny": 1}
+#: The prompts acme sends before the tests start (its usage and invoice).
+PROMPTS = (
+    "Summarise the quarterly report in three sentences",
+    "Translate good morning into French",
+    "List four prime numbers",
+    "Write a haiku about rate limits",
+    "What is the capital of Norway",
+)
+
+
+@attrs.frozen
+class ConsoleServer:
+    """
+    A running server: its base URL and the folder of its store.
+    """
+
+    url: str
+    db: Path
+
+    def console(self, path: str = "") -> str:
+        """The absolute URL of the console page *path* (``t/acme/keys``)."""
+        return f"{self.url}/console/{path}"
+
+    def client(self, tenant_id: str) -> openai.OpenAI:
+        """An OpenAI client of the gateway with *tenant_id*'s key."""
+        return openai.OpenAI(
+            api_key=KEYS[tenant_id], base_url=self.url + "/v1", max_retries=0
+        )
+
+
+def seed_tenants(db: Path) -> None:
+    """Create the tenants of `KEYS` in the store at *db*."""
+    with LMDBStores.open(db) as stores:
+        tenants = TenantManager(stores.tenants)
+        for tenant_id, key in KEYS.items():
+            tenants.create(TenantConfig(tenant_id, key, RATE_LIMITS[tenant_id], 0))
+        tenants.close()
+
+
+def send_traffic(server: ConsoleServer) -> None:
+    """acme's requests through the gateway: billed, counted and audited."""
+    client = server.client("acme")
+    for prompt in PROMPTS:
+        client.chat.completions.create(
+            model="toy-1",
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=16,
+        )
+
+
+def _answers(url: str) -> bool:
+    """Whether a server answers at *url*."""
+    try:
+        httpx.get(url + "/healthz", timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[str], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not _answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            msg = f"zerfoo-cloud serve did not start:\n{log.read_text()}"
+            raise RuntimeError(msg)
+        time.sleep(0.05)
+
+
+@contextmanager
+def console_server(folder: Path, saml_metadata: Path) -> Iterator[ConsoleServer]:
+    """
+    Serve the console from a fresh store in *folder*, every tenant signing
+    in through the IdP of *saml_metadata*; stop the server after.
+    """
+    db = folder / "db"
+    seed_tenants(db)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    saml = [f"--saml-metadata={tenant}={saml_metadata}" for tenant in KEYS]
+    args = serve_command(
+        db,
+        "toy_openai_app:app",
+        "--port",
+        str(port),
+        "--public-url",
+        url,
+        *saml,
+    )
+    env = {
+        "ZERFOO_CLOUD_ADMIN_KEY": ADMIN_KEY,
+        "ZERFOO_CLOUD_SESSION_SECRET": SESSION_SECRET,
+    }
+    log_path = folder / "serve.log"
+    with log_path.open("w") as log:
+        proc = spawn(args, cwd=ROOT / "examples", out=log, env=env, text=True)
+        try:
+            _wait_until_up(url, proc, log_path)
+            server = ConsoleServer(url, db)
+            send_traffic(server)
+            yield server
+        finally:
+            stop(proc)
