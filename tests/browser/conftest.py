@@ -76,7 +76,8 @@ def browser() -> Iterator[Browser]:
     """
     chromium = find_chromium()
     if chromium is None:
-        missing(INSTALL)
+        named = os.environ.get(CHROMIUM_ENV)
+        missing(f"{CHROMIUM_ENV}={named} is not a program" if named else INSTALL)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
