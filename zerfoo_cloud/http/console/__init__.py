@@ -1,0 +1,3 @@
+"""
+The web console: pages for tenants' admins and viewers and for operators.
+"""
