@@ -37,6 +37,8 @@ from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.price_book import PriceBook
+from zerfoo_cloud.price_reloader import PriceReloader
 from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.failover import failover_limits
 from zerfoo_cloud.stores.open import COUNTERS_ENV, OUTBOX_ENV, open_stores, redact_url
@@ -98,8 +100,11 @@ class ServeConfig:
         db: the records store: an LMDB folder or a URL (see
             `zerfoo_cloud.stores.open.open_stores`).
         prices: a price file (JSON or TOML): every billing record is priced
-            with it, and a model it cannot price is refused (``None``: no
-            costs).
+            with it, and a model it cannot price is refused; the stored
+            price table is then neither used nor changeable (the admin API
+            answers 409). ``None``: the table stored in the records store
+            (``zerfoo-cloud prices set``, ``PUT /admin/prices``), reloaded
+            within a second of each change; no costs while none is stored.
         counters: the counters store URL, or ``None``: `COUNTERS_ENV`
             (``ZERFOO_CLOUD_COUNTERS``) of the serving process, else the
             records store.
@@ -376,7 +381,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         writer_process=True,
         outbox=env.get(OUTBOX_ENV) or None,
     )
-    meter = TokenMeter(stores.billing, prices=config.price_table())
+    fixed = config.price_table()
+    stored = stores.prices.read() if fixed is None else None
+    meter = TokenMeter(stores.billing, prices=fixed if stored is None else stored.table)
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     limits = stores.limits
     if config.counters_fail_open:
@@ -388,7 +395,10 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         from zerfoo_cloud.metrics import OutboxMetrics
 
         OutboxMetrics(metrics.registry).track(stores.outbox)
-    admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
+    prices = PriceBook(stores.prices, fixed=fixed)
+    admin = _admin_api(
+        config, env, stores, tenants=tenants, meter=meter, audit=audit, prices=prices
+    )
     server = CloudServer(
         app,
         tenants,
@@ -400,8 +410,18 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         admin=admin,
         metrics=metrics,
     )
+    reloader = None
+    if stored is not None:
+        # Prices from the store: every change, made on any host, reaches
+        # this one's meter and policy within a second.
+        reloader = PriceReloader(
+            stores.prices, [meter, server.policy], version=stored.version
+        )
+        reloader.start()
 
     def close_all() -> None:
+        if reloader is not None:
+            reloader.close()
         server.close()
         tenants.close()
         meter.close()
@@ -473,6 +493,7 @@ def _admin_api(
     tenants: TenantManager,
     meter: TokenMeter,
     audit: AuditLogger,
+    prices: PriceBook,
 ) -> Any:
     """The admin API, with SAML login for the tenants of ``--saml``."""
     # The admin API needs the web extra (Starlette); `serve` checks it first.
@@ -505,6 +526,7 @@ def _admin_api(
         admin_key_hashes=_admin_hashes(env),
         sessions=sessions,
         sso=sso or None,
+        prices=prices,
     )
 
 
