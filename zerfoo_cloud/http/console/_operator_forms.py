@@ -82,10 +82,10 @@ def parse_limits_form(form: Mapping[str, str]) -> LimitsForm:
 
     .. versionadded:: 0.1.0
     """
-    limits = [_limit(form, name) for name in LIMIT_FIELDS]
+    rate_limit, token_budget, concurrency = (_limit(form, n) for n in LIMIT_FIELDS)
     names = [m.strip() for m in _SEPARATORS.split(form.get("model_allow_list", ""))]
     models = check_models(tuple(dict.fromkeys(m for m in names if m)))
-    return LimitsForm(*limits, models)
+    return LimitsForm(rate_limit, token_budget, concurrency, models)
 
 
 def parse_new_tenant_form(form: Mapping[str, str]) -> tuple[str, LimitsForm]:
