@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN_KEY_ENV",
     "CONFIG_ENV",
+    "CONSOLE_SESSION_IDLE",
+    "CONSOLE_SESSION_TTL",
     "SESSION_SECRET_ENV",
     "UPSTREAM_KEY_ENV",
     "ServeConfig",
@@ -68,6 +70,10 @@ ADMIN_KEY_HASH_ENV = "ZERFOO_CLOUD_ADMIN_KEY_HASH"
 UPSTREAM_KEY_ENV = "ZERFOO_CLOUD_UPSTREAM_KEY"
 #: The secret that signs tenant-admin sessions (at least 32 bytes).
 SESSION_SECRET_ENV = "ZERFOO_CLOUD_SESSION_SECRET"  # noqa: S105 - a variable name
+#: Console and SAML sessions end this many seconds after sign-in (12 hours)...
+CONSOLE_SESSION_TTL = 12 * 3600
+#: ...or after this many seconds without a request (30 minutes).
+CONSOLE_SESSION_IDLE = 30 * 60
 #: The audit chain's HMAC secret, if any.
 AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
 
@@ -121,7 +127,9 @@ class ServeConfig:
         metrics: serve ``/metrics``.
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
         public_url: this service's external base URL (the SAML SP entity id
-            and ACS URLs are derived from it).
+            and ACS URLs are derived from it; the console's cookies are
+            ``Secure`` unless it is plain ``http://`` on 127.0.0.1 or
+            localhost).
         max_header_bytes: a longer request head (request line and headers)
             gets 431.
         header_timeout: seconds a client has to send a whole request head
@@ -495,20 +503,27 @@ def _admin_api(
     audit: AuditLogger,
     prices: PriceBook,
 ) -> Any:
-    """The admin API, with SAML login for the tenants of ``--saml``."""
+    """
+    The admin API, with SAML login for the tenants of ``--saml``, and the
+    web console when a session secret is set.
+    """
     # The admin API needs the web extra (Starlette); `serve` checks it first.
     from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 
     sso: dict[str, Any] = {}
     sessions = None
+    secret = env.get(SESSION_SECRET_ENV, "")
+    if config.saml or secret:
+        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
+            what = "SAML login" if config.saml else "the console"
+            msg = f"{what} needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            raise InvalidConfigError(msg, field="session_secret")
+        sessions = SessionSigner(
+            secret.encode(), ttl=CONSOLE_SESSION_TTL, idle=CONSOLE_SESSION_IDLE
+        )
     if config.saml:
         from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
 
-        secret = env.get(SESSION_SECRET_ENV, "")
-        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
-            raise InvalidConfigError(msg, field="session_secret")
-        sessions = SessionSigner(secret.encode())
         base = (config.public_url or "").rstrip("/")
         for tenant_id, path in config.saml.items():
             metadata = parse_saml_metadata(Path(path).read_bytes())
@@ -519,7 +534,7 @@ def _admin_api(
                 acs_url=f"{base}/sso/saml/{tenant_id}/acs",
                 replay_cache=stores.replay,
             )
-    return AdminAPI(
+    api = AdminAPI(
         tenants,
         meter=meter,
         audit=audit,
@@ -527,6 +542,26 @@ def _admin_api(
         sessions=sessions,
         sso=sso or None,
         prices=prices,
+    )
+    if sessions is not None:
+        from zerfoo_cloud.http.console import mount_console
+
+        mount_console(api, secure_cookies=not _loopback_http(config.public_url))
+    return api
+
+
+def _loopback_http(url: str | None) -> bool:
+    """
+    Whether *url* is plain HTTP on this machine: the only place the
+    console's cookies go without ``Secure``.
+    """
+    return bool(url) and str(url).startswith(
+        (
+            "http://127.0.0.1:",
+            "http://127.0.0.1/",
+            "http://localhost:",
+            "http://localhost/",
+        )
     )
 
 

@@ -3,7 +3,7 @@ Who may call the admin API, and what each route lets them do.
 
 An admin key (only its SHA-256 hash is configured) may do everything; a
 tenant-admin session may read only its own tenant, its usage and its audit
-log, and rotate its own key, and only while the tenant it signed in to still
+log, and rotate its own key (a viewer's session only reads them), and only while the tenant it signed in to still
 exists (the same *incarnation*, not merely the same id).
 """
 
@@ -19,6 +19,7 @@ from zerfoo_cloud.errors import SessionError
 from zerfoo_cloud.http.admin._inputs import cookie
 from zerfoo_cloud.http.admin._responses import HTTPProblem
 from zerfoo_cloud.http.admin._sso import SESSION_COOKIE
+from zerfoo_cloud.sso.roles import Role
 from zerfoo_cloud.tenants import hash_api_key
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class Principal:
     tenant_id: str | None
     actor: str
     incarnation: str = ""
+    read_only: bool = False
 
 
 @attrs.frozen
@@ -204,8 +206,15 @@ class Access:
                     401, "session_expired", str(exc), headers=[CHALLENGE]
                 ) from exc
             raise invalid_credentials() from exc
+        if session.role is Role.OPERATOR:
+            # An operator's console session is no API credential: the API
+            # takes the admin key itself.
+            raise invalid_credentials()
         return Principal(
-            session.tenant_id, "sso:" + session.subject, session.incarnation
+            session.tenant_id,
+            "sso:" + session.subject,
+            session.incarnation,
+            read_only=session.role is Role.VIEWER,
         )
 
     @staticmethod
@@ -226,7 +235,11 @@ class Access:
             raise HTTPProblem(404, "not_found", "no such admin route")
         if principal.tenant_id is None:
             return
-        if op.own and op.tenant == principal.tenant_id:
+        if (
+            op.own
+            and op.tenant == principal.tenant_id
+            and not (principal.read_only and op.action is not AuditAction.LIST)
+        ):
             return
         msg = (
             f"a session for tenant {principal.tenant_id!r} may only read that "
