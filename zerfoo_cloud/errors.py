@@ -11,6 +11,8 @@ handles it sensibly::
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
     ├── KeyNotFoundError (LookupError)       no API key with that id for the tenant
+    ├── PriceTableChangedError               the stored price table is not at the version read
+    ├── PricesReadOnlyError                  prices come from a price file, not the store
     ├── StoreError                           a store failed; the message says what to do
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
@@ -92,6 +94,8 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "PriceTableChangedError",
+    "PricesReadOnlyError",
     "RateLimitedError",
     "RequestOverBudgetError",
     "RequestRejectedError",
@@ -198,6 +202,32 @@ class TenantExistsError(CloudError):
         else:
             msg = f"tenant {tenant_id!r} already exists"
         super().__init__(msg)
+
+
+class PriceTableChangedError(CloudError):
+    """
+    The stored price table is no longer at the version the change was based
+    on: someone else changed it since it was read. Nothing was written; read
+    it again and redo the change.
+
+    *expected* is the version the change was based on, *found* the one
+    stored.
+    """
+
+    def __init__(self, expected: int, found: int) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"the price table changed since it was read (version {expected}, now "
+            f"{found}): read it again and redo the change"
+        )
+
+
+class PricesReadOnlyError(CloudError):
+    """
+    The service prices with a price file (``serve --prices FILE``): the
+    table cannot be changed through the store while the file rules.
+    """
 
 
 class StoreError(CloudError):

@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from zerfoo_cloud.budget_records import SpendBudget, budgets_from_list
+
 __all__ = [
     "MAX_KEYS_PER_TENANT",
     "MAX_KEY_NAME_LENGTH",
@@ -84,6 +86,10 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _budgets(values: Iterable[SpendBudget]) -> tuple[SpendBudget, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class KeyRecord:
     """
@@ -102,6 +108,8 @@ class KeyRecord:
         revoked_at: Unix seconds when it was revoked, or ``None``.
         model_scope: the models the key may use (within the tenant's allow
             list); empty means every model the tenant may use.
+        spend_budgets: the key's own spend budgets (at most one per
+            period), on top of the tenant's.
 
     The repr shows no hash.
 
@@ -116,6 +124,7 @@ class KeyRecord:
     expires_at: float | None = None
     revoked_at: float | None = None
     model_scope: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    spend_budgets: tuple[SpendBudget, ...] = attrs.field(default=(), converter=_budgets)
 
     def usable(self, now: float) -> bool:
         """
@@ -177,6 +186,8 @@ class KeyRecord:
             data["revoked_at"] = self.revoked_at
         if self.model_scope:
             data["model_scope"] = list(self.model_scope)
+        if self.spend_budgets:
+            data["spend_budgets"] = [b.to_dict() for b in self.spend_budgets]
         return data
 
 
@@ -233,6 +244,7 @@ def key_from_dict(data: object) -> KeyRecord:
             model_scope=tuple(
                 _field({"m": m}, "m", str) for m in data.get("model_scope", [])
             ),
+            spend_budgets=budgets_from_list(data.get("spend_budgets", [])),
         )
     except KeyError as exc:
         msg = f"key missing field {exc}"

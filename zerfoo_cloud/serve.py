@@ -37,6 +37,8 @@ from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.price_book import PriceBook
+from zerfoo_cloud.price_reloader import PriceReloader
 from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.failover import failover_limits
 from zerfoo_cloud.stores.open import COUNTERS_ENV, OUTBOX_ENV, open_stores, redact_url
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN_KEY_ENV",
     "CONFIG_ENV",
+    "CONSOLE_SESSION_IDLE",
+    "CONSOLE_SESSION_TTL",
     "SESSION_SECRET_ENV",
     "UPSTREAM_KEY_ENV",
     "ServeConfig",
@@ -66,6 +70,10 @@ ADMIN_KEY_HASH_ENV = "ZERFOO_CLOUD_ADMIN_KEY_HASH"
 UPSTREAM_KEY_ENV = "ZERFOO_CLOUD_UPSTREAM_KEY"
 #: The secret that signs tenant-admin sessions (at least 32 bytes).
 SESSION_SECRET_ENV = "ZERFOO_CLOUD_SESSION_SECRET"  # noqa: S105 - a variable name
+#: Console and SAML sessions end this many seconds after sign-in (12 hours)...
+CONSOLE_SESSION_TTL = 12 * 3600
+#: ...or after this many seconds without a request (30 minutes).
+CONSOLE_SESSION_IDLE = 30 * 60
 #: The audit chain's HMAC secret, if any.
 AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
 
@@ -98,8 +106,11 @@ class ServeConfig:
         db: the records store: an LMDB folder or a URL (see
             `zerfoo_cloud.stores.open.open_stores`).
         prices: a price file (JSON or TOML): every billing record is priced
-            with it, and a model it cannot price is refused (``None``: no
-            costs).
+            with it, and a model it cannot price is refused; the stored
+            price table is then neither used nor changeable (the admin API
+            answers 409). ``None``: the table stored in the records store
+            (``zerfoo-cloud prices set``, ``PUT /admin/prices``), reloaded
+            within a second of each change; no costs while none is stored.
         counters: the counters store URL, or ``None``: `COUNTERS_ENV`
             (``ZERFOO_CLOUD_COUNTERS``) of the serving process, else the
             records store.
@@ -116,7 +127,9 @@ class ServeConfig:
         metrics: serve ``/metrics``.
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
         public_url: this service's external base URL (the SAML SP entity id
-            and ACS URLs are derived from it).
+            and ACS URLs are derived from it; the console's cookies are
+            ``Secure`` unless it is plain ``http://`` on 127.0.0.1 or
+            localhost).
         max_header_bytes: a longer request head (request line and headers)
             gets 431.
         header_timeout: seconds a client has to send a whole request head
@@ -376,7 +389,9 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         writer_process=True,
         outbox=env.get(OUTBOX_ENV) or None,
     )
-    meter = TokenMeter(stores.billing, prices=config.price_table())
+    fixed = config.price_table()
+    stored = stores.prices.read() if fixed is None else None
+    meter = TokenMeter(stores.billing, prices=fixed if stored is None else stored.table)
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     limits = stores.limits
     if config.counters_fail_open:
@@ -388,7 +403,10 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         from zerfoo_cloud.metrics import OutboxMetrics
 
         OutboxMetrics(metrics.registry).track(stores.outbox)
-    admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
+    prices = PriceBook(stores.prices, fixed=fixed)
+    admin = _admin_api(
+        config, env, stores, tenants=tenants, meter=meter, audit=audit, prices=prices
+    )
     server = CloudServer(
         app,
         tenants,
@@ -400,8 +418,18 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         admin=admin,
         metrics=metrics,
     )
+    reloader = None
+    if stored is not None:
+        # Prices from the store: every change, made on any host, reaches
+        # this one's meter and policy within a second.
+        reloader = PriceReloader(
+            stores.prices, [meter, server.policy], version=stored.version
+        )
+        reloader.start()
 
     def close_all() -> None:
+        if reloader is not None:
+            reloader.close()
         server.close()
         tenants.close()
         meter.close()
@@ -473,21 +501,29 @@ def _admin_api(
     tenants: TenantManager,
     meter: TokenMeter,
     audit: AuditLogger,
+    prices: PriceBook,
 ) -> Any:
-    """The admin API, with SAML login for the tenants of ``--saml``."""
+    """
+    The admin API, with SAML login for the tenants of ``--saml``, and the
+    web console when a session secret is set.
+    """
     # The admin API needs the web extra (Starlette); `serve` checks it first.
     from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 
     sso: dict[str, Any] = {}
     sessions = None
+    secret = env.get(SESSION_SECRET_ENV, "")
+    if config.saml or secret:
+        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
+            what = "SAML login" if config.saml else "the console"
+            msg = f"{what} needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            raise InvalidConfigError(msg, field="session_secret")
+        sessions = SessionSigner(
+            secret.encode(), ttl=CONSOLE_SESSION_TTL, idle=CONSOLE_SESSION_IDLE
+        )
     if config.saml:
         from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
 
-        secret = env.get(SESSION_SECRET_ENV, "")
-        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
-            raise InvalidConfigError(msg, field="session_secret")
-        sessions = SessionSigner(secret.encode())
         base = (config.public_url or "").rstrip("/")
         for tenant_id, path in config.saml.items():
             metadata = parse_saml_metadata(Path(path).read_bytes())
@@ -498,13 +534,34 @@ def _admin_api(
                 acs_url=f"{base}/sso/saml/{tenant_id}/acs",
                 replay_cache=stores.replay,
             )
-    return AdminAPI(
+    api = AdminAPI(
         tenants,
         meter=meter,
         audit=audit,
         admin_key_hashes=_admin_hashes(env),
         sessions=sessions,
         sso=sso or None,
+        prices=prices,
+    )
+    if sessions is not None:
+        from zerfoo_cloud.http.console import mount_console
+
+        mount_console(api, secure_cookies=not _loopback_http(config.public_url))
+    return api
+
+
+def _loopback_http(url: str | None) -> bool:
+    """
+    Whether *url* is plain HTTP on this machine: the only place the
+    console's cookies go without ``Secure``.
+    """
+    return bool(url) and str(url).startswith(
+        (
+            "http://127.0.0.1:",
+            "http://127.0.0.1/",
+            "http://localhost:",
+            "http://localhost/",
+        )
     )
 
 

@@ -17,8 +17,12 @@ from tests.stores._async_driven import AsyncDriven
 from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
-from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
-from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
+from zerfoo_cloud.stores.memory import (
+    MemoryLimiterStore,
+    MemoryPriceStore,
+    MemoryTenantStore,
+)
+from zerfoo_cloud.stores.protocols import LimiterStore, PriceStore, TenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 if TYPE_CHECKING:
@@ -44,6 +48,25 @@ def tenant_store(
         stores: PostgresStores = request.getfixturevalue("postgres_stores")
         return stores.tenants
     return lmdb_stores.tenants
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.memory, id="memory"),
+        pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+    ]
+)
+def price_store(request: pytest.FixtureRequest, lmdb_stores: LMDBStores) -> PriceStore:
+    """
+    Each implementation of `PriceStore`.
+    """
+    if request.param == "memory":
+        return MemoryPriceStore()
+    if request.param == "postgres":
+        stores: PostgresStores = request.getfixturevalue("postgres_stores")
+        return stores.prices
+    return lmdb_stores.prices
 
 
 @pytest.fixture(

@@ -11,6 +11,7 @@ from zerfoo_cloud.cli._context import DB_ENV, _Context
 from zerfoo_cloud.cli._db_commands import db
 from zerfoo_cloud.cli._invoice_command import invoice
 from zerfoo_cloud.cli._key_commands import key
+from zerfoo_cloud.cli._price_commands import prices
 from zerfoo_cloud.cli._serve_command import serve
 from zerfoo_cloud.cli._tenant_commands import tenant
 from zerfoo_cloud.cli._usage_commands import usage
@@ -46,5 +47,5 @@ def cli(ctx: click.Context, db: str | None, counters: str | None) -> None:
     ctx.obj = _Context(db, counters)
 
 
-for _command in (tenant, key, usage, invoice, audit, serve, db):
+for _command in (tenant, key, usage, invoice, audit, serve, db, prices):
     cli.add_command(_command)

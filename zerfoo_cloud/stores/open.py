@@ -49,6 +49,7 @@ from zerfoo_cloud.stores.memory import (
     MemoryAuditStore,
     MemoryBillingStore,
     MemoryLimiterStore,
+    MemoryPriceStore,
     MemoryReplayCache,
     MemoryTenantStore,
 )
@@ -221,10 +222,11 @@ def _records(target: StoreTarget, opening: _Opening, *, writer_process: bool) ->
 
 
 class _Records:
-    def __init__(self, tenants: Any, billing: Any, audit: Any) -> None:
+    def __init__(self, tenants: Any, billing: Any, audit: Any, prices: Any) -> None:
         self.tenants = tenants
         self.billing = billing
         self.audit = audit
+        self.prices = prices
 
 
 class _MemoryRecords:
@@ -232,6 +234,7 @@ class _MemoryRecords:
         self.tenants = MemoryTenantStore()
         self.billing = MemoryBillingStore()
         self.audit = MemoryAuditStore()
+        self.prices = MemoryPriceStore()
 
 
 def _counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
@@ -313,7 +316,7 @@ def open_stores(
         if record_target.kind == "postgresql":
             folder = outbox_folder(records) if outbox is None else Path(outbox)
             billing, audit = _with_outbox(opened, folder, opening)
-            opened = _Records(opened.tenants, billing, audit)
+            opened = _Records(opened.tenants, billing, audit, opened.prices)
     except BaseException:
         opening.close()
         raise
@@ -323,6 +326,7 @@ def open_stores(
         billing=opened.billing,
         audit=opened.audit,
         replay=replay,
+        prices=opened.prices,
         records_url=record_target.shown,
         counters_url=counter_target.shown,
         closers=opening.closers,

@@ -22,11 +22,21 @@ import builtins
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
+from zerfoo_cloud.audit_records.entry import AuditEntry
+from zerfoo_cloud.budget_records import SpendBudget, check_budget_set
+from zerfoo_cloud.budgets.accounts import (
+    BudgetAccount,
+    accounts_at,
+    hold_level,
+    spent_from_level,
+)
+from zerfoo_cloud.budgets.status import BudgetStatus
 from zerfoo_cloud.errors import (
     InvalidConfigError,
     KeyNotFoundError,
@@ -65,6 +75,7 @@ from zerfoo_cloud.tenants.validation import (
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.audit import AuditLogger
     from zerfoo_cloud.stores.protocols import (
         KeyRevocations,
         LimiterStore,
@@ -153,6 +164,8 @@ class TenantManager:
             used go first).
         revocations: where changes are announced to, and heard from, every
             manager sharing the store (see below); ``None``: none.
+        audit: where `set_budgets` records its changes (``None``: not
+            recorded).
 
     Every method but `get_by_api_key` reads the store, so changes made by
     another process sharing it are seen at once. `get_by_api_key` reads it
@@ -187,6 +200,7 @@ class TenantManager:
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = DEFAULT_CACHE_SIZE,
         revocations: KeyRevocations | None = None,
+        audit: AuditLogger | None = None,
     ) -> None:
         if store is None or limits is None:
             store = MemoryTenantStore() if store is None else store
@@ -200,6 +214,7 @@ class TenantManager:
         self.cache_size = check_cache_size(cache_size)
         self._cache: KeyCache[Tenant] = KeyCache()
         self.revocations = revocations
+        self.audit = audit
         self._subscription: Subscription | None = None
         if revocations is not None:
             self._subscription = revocations.subscribe(self._revoked)
@@ -594,6 +609,134 @@ class TenantManager:
         self._change_keys(tenant_id, change, incarnation)
         new, retired = done[-1]
         return api_key, new, retired
+
+    # -- spend budgets ---------------------------------------------------
+
+    def set_budgets(
+        self,
+        tenant_id: str,
+        budgets: Sequence[SpendBudget],
+        *,
+        key_id: str | None = None,
+        actor: str = "operator",
+    ) -> TenantRecord:
+        """
+        Replace the spend budgets of the tenant, or of its key *key_id*, by
+        *budgets* (at most one per period; empty: none) and return the new
+        record.
+
+        A budget whose amount changes keeps what its current period has
+        spent: the period's hold bucket is moved by the difference (a lower
+        amount may leave it in debt: requests are refused until the next
+        period). A budget whose time zone or currency changes starts a new
+        period. The change is audited (with *actor*) when the manager has
+        an *audit* logger, and other hosts drop their copy of the tenant as
+        for `update`.
+
+        Raises:
+            InvalidConfigError: a budget is not a `SpendBudget`, or two share
+                a period; nothing changed.
+            TenantNotFoundError: no tenant has id *tenant_id*.
+            KeyNotFoundError: the tenant has no key *key_id*.
+        """
+        new = check_budget_set(budgets)
+        old: list[tuple[SpendBudget, ...]] = []
+
+        def change(record: TenantRecord) -> TenantRecord:
+            if key_id is None:
+                old.append(record.spend_budgets)
+                return attrs.evolve(record, spend_budgets=new, updated_at=now)
+            key = _key(record, key_id)
+            old.append(key.spend_budgets)
+            keys = tuple(
+                attrs.evolve(k, spend_budgets=new) if k is key else k
+                for k in record.keys
+            )
+            return attrs.evolve(record, keys=keys, updated_at=now)
+
+        now = self.clock()
+        try:
+            record = self.store.update(tenant_id, change)
+        finally:
+            self._changed(tenant_id)
+        self._move_holds(tenant_id, key_id, old[-1], new, now)
+        if self.audit is not None:
+            where = "" if key_id is None else f"/keys/{key_id}"
+            self.audit.log(
+                AuditEntry(
+                    tenant_id=tenant_id,
+                    action=AuditAction.UPDATE,
+                    result=AuditResult.SUCCESS,
+                    resource=f"spend_budgets{where} by {actor}"[:200],
+                )
+            )
+        return record
+
+    def _move_holds(
+        self,
+        tenant_id: str,
+        key_id: str | None,
+        old: Sequence[SpendBudget],
+        new: Sequence[SpendBudget],
+        now: float,
+    ) -> None:
+        # Move the current period's hold bucket of every budget whose amount
+        # changed by the difference, so what was spent stays spent.
+        before = {(b.period, b.timezone, b.currency): b for b in old}
+        for budget in new:
+            was = before.get((budget.period, budget.timezone, budget.currency))
+            if was is None or was.amount == budget.amount:
+                continue
+            account = BudgetAccount.at(tenant_id, key_id, was, now)
+            # Write the bucket as the old amount left it (a bucket never used
+            # reads as full at whatever capacity is given), then move it;
+            # the larger capacity keeps the move from being capped.
+            self.limits.admit(None, (account.hold(0),), now)
+            delta = budget.amount - was.amount
+            capacity = float(max(budget.amount, was.amount))
+            self.limits.settle(None, ((account.hold_key, capacity, 0.0, delta),), now)
+
+    def spend(
+        self, tenant_id: str, *, key_id: str | None = None
+    ) -> tuple[BudgetStatus, ...]:
+        """
+        The current period of each spend budget of the tenant (with
+        *key_id*: of that key): spent, held by requests in flight and
+        remaining, in micro-units.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id*.
+            KeyNotFoundError: the tenant has no key *key_id*.
+        """
+        record = self.get(tenant_id).record
+        if key_id is None:
+            accounts = accounts_at(
+                record.id, record.spend_budgets, None, (), self.clock()
+            )
+        else:
+            key = _key(record, key_id)
+            accounts = accounts_at(
+                record.id, (), key.id, key.spend_budgets, self.clock()
+            )
+        return tuple(self._status(account) for account in accounts)
+
+    def _status(self, account: BudgetAccount) -> BudgetStatus:
+        # One account's status, read from its two buckets.
+        amount = account.budget.amount
+        spent_state = self.limits.get(account.spent_key)
+        hold_state = self.limits.get(account.hold_key)
+        spent = 0 if spent_state is None else spent_from_level(spent_state.level)
+        remaining = amount if hold_state is None else hold_level(hold_state.level)
+        period = account.period
+        return BudgetStatus(
+            budget=account.budget,
+            key_id=account.key_id,
+            period_start=period.start,
+            period_end=period.end,
+            spent=spent,
+            held=amount - remaining - spent,
+            remaining=remaining,
+        )
 
     def delete(self, tenant_id: str) -> None:
         """

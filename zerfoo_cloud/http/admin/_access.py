@@ -3,7 +3,7 @@ Who may call the admin API, and what each route lets them do.
 
 An admin key (only its SHA-256 hash is configured) may do everything; a
 tenant-admin session may read only its own tenant, its usage and its audit
-log, and rotate its own key, and only while the tenant it signed in to still
+log, and rotate its own key (a viewer's session only reads them), and only while the tenant it signed in to still
 exists (the same *incarnation*, not merely the same id).
 """
 
@@ -19,6 +19,7 @@ from zerfoo_cloud.errors import SessionError
 from zerfoo_cloud.http.admin._inputs import cookie
 from zerfoo_cloud.http.admin._responses import HTTPProblem
 from zerfoo_cloud.http.admin._sso import SESSION_COOKIE
+from zerfoo_cloud.sso.roles import Role
 from zerfoo_cloud.tenants import hash_api_key
 
 if TYPE_CHECKING:
@@ -27,7 +28,16 @@ if TYPE_CHECKING:
     from zerfoo_cloud.http.admin._sessions import SessionSigner
     from zerfoo_cloud.stores.protocols import TenantStore
 
-__all__ = ["CHALLENGE", "ROUTES", "Access", "Op", "Principal", "op_for"]
+__all__ = [
+    "CHALLENGE",
+    "PRICES_PATH",
+    "ROUTES",
+    "SERVICE_ROUTES",
+    "Access",
+    "Op",
+    "Principal",
+    "op_for",
+]
 
 
 #: The challenge of every 401.
@@ -56,6 +66,17 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},
     "/invoices/{month}": {"GET": ("invoice", AuditAction.LIST, True, False)},
 }
+#: The path of the price table.
+PRICES_PATH = "/admin/prices"
+#: Routes of the whole service, outside ``/admin/tenants``: path -> method
+#: -> as `ROUTES` (never allowed to a tenant's session).
+SERVICE_ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
+    PRICES_PATH: {
+        "GET": ("prices", AuditAction.LIST, False, False),
+        "PUT": ("set_prices", AuditAction.UPDATE, False, True),
+        "POST": ("add_price", AuditAction.CREATE, False, True),
+    },
+}
 _METHOD_ACTIONS = {
     "POST": AuditAction.CREATE,
     "PUT": AuditAction.UPDATE,
@@ -74,6 +95,7 @@ class Principal:
     tenant_id: str | None
     actor: str
     incarnation: str = ""
+    read_only: bool = False
 
 
 @attrs.frozen
@@ -93,10 +115,11 @@ class Op:
 
 def op_for(suffix: str | None, method: str, tenant: str | None) -> Op:
     """
-    The operation of *method* on the route *suffix* (``None``: no route).
+    The operation of *method* on the route *suffix* (a key of `ROUTES` or
+    of `SERVICE_ROUTES`; ``None``: no route).
     """
     fallback = _METHOD_ACTIONS.get(method, AuditAction.LIST)
-    methods = None if suffix is None else ROUTES[suffix]
+    methods = None if suffix is None else ROUTES.get(suffix) or SERVICE_ROUTES[suffix]
     if methods is None:
         return Op(None, fallback)
     found = methods.get(method)
@@ -183,8 +206,15 @@ class Access:
                     401, "session_expired", str(exc), headers=[CHALLENGE]
                 ) from exc
             raise invalid_credentials() from exc
+        if session.role is Role.OPERATOR:
+            # An operator's console session is no API credential: the API
+            # takes the admin key itself.
+            raise invalid_credentials()
         return Principal(
-            session.tenant_id, "sso:" + session.subject, session.incarnation
+            session.tenant_id,
+            "sso:" + session.subject,
+            session.incarnation,
+            read_only=session.role is Role.VIEWER,
         )
 
     @staticmethod
@@ -205,7 +235,11 @@ class Access:
             raise HTTPProblem(404, "not_found", "no such admin route")
         if principal.tenant_id is None:
             return
-        if op.own and op.tenant == principal.tenant_id:
+        if (
+            op.own
+            and op.tenant == principal.tenant_id
+            and not (principal.read_only and op.action is not AuditAction.LIST)
+        ):
             return
         msg = (
             f"a session for tenant {principal.tenant_id!r} may only read that "

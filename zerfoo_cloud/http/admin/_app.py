@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Route, Router
 
 from zerfoo_cloud._asgi import acknowledge_lifespan
 from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE
@@ -24,11 +24,19 @@ from zerfoo_cloud.errors import (
     CloudError,
     InvalidConfigError,
     KeyNotFoundError,
+    PricesReadOnlyError,
+    PriceTableChangedError,
     StoreError,
     TenantExistsError,
     TenantNotFoundError,
 )
-from zerfoo_cloud.http.admin._access import ROUTES, Access, Op, op_for
+from zerfoo_cloud.http.admin._access import (
+    ROUTES,
+    SERVICE_ROUTES,
+    Access,
+    Op,
+    op_for,
+)
 from zerfoo_cloud.http.admin._audit_trail import AuditTrail, CallRecord
 from zerfoo_cloud.http.admin._inputs import (
     read_body,
@@ -38,6 +46,7 @@ from zerfoo_cloud.http.admin._inputs import (
 )
 from zerfoo_cloud.http.admin._key_routes import KeyOperations
 from zerfoo_cloud.http.admin._params import clip
+from zerfoo_cloud.http.admin._price_routes import PriceOperations
 from zerfoo_cloud.http.admin._report_routes import ReportOperations, UsageMeter
 from zerfoo_cloud.http.admin._responses import HTTPProblem, error_response
 from zerfoo_cloud.http.admin._sso import (
@@ -48,14 +57,16 @@ from zerfoo_cloud.http.admin._sso import (
     check_providers,
 )
 from zerfoo_cloud.http.admin._tenant_routes import TenantOperations
+from zerfoo_cloud.tenants import hash_api_key
 
 if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import Receive, Scope, Send
 
     from zerfoo_cloud._clock import Clock
-    from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.audit import AuditEntry, AuditLogger
     from zerfoo_cloud.http.admin._sessions import SessionSigner
+    from zerfoo_cloud.price_book import PriceBook
     from zerfoo_cloud.sso import SAMLProvider
     from zerfoo_cloud.tenants import TenantManager
 
@@ -78,6 +89,8 @@ _ERROR_STATUS: dict[type[CloudError], tuple[int, str]] = {
     TenantNotFoundError: (404, "tenant_not_found"),
     KeyNotFoundError: (404, "key_not_found"),
     TenantExistsError: (409, "tenant_exists"),
+    PriceTableChangedError: (412, "price_table_changed"),
+    PricesReadOnlyError: (409, "prices_read_only"),
     StoreError: (503, "store_unavailable"),
 }
 
@@ -151,6 +164,10 @@ class AdminAPI:
     - ``GET /admin/tenants/{id}/invoices/{YYYY-MM}?format=json|csv``: the
       tenant's invoice for one UTC calendar month
       (`zerfoo_cloud.invoices.build_invoice`, with the meter's price table);
+    - ``GET /admin/prices`` (the price table, its version as ``ETag``),
+      ``PUT /admin/prices`` (a whole table, ``If-Match`` the version it is
+      based on: 412 if it changed since, 409 if prices come from a file)
+      and ``POST /admin/prices`` (one price for one model), on *prices*;
     - ``GET /sso/saml/{tenant}/login``, ``POST /sso/saml/{tenant}/acs`` and
       ``GET /sso/saml/{tenant}/metadata``.
 
@@ -180,6 +197,11 @@ class AdminAPI:
             ``/sso/saml/<tenant>/acs``).
         clock: the time source, Unix seconds (default times of queries).
         max_body: the largest request body, in bytes (413 past it).
+        prices: the service's price table (a `zerfoo_cloud.price_book.PriceBook`);
+            without it the price routes answer 404.
+
+    `zerfoo_cloud.http.console.mount_console` adds the web console's
+    routes (``/console/...``) to this app.
 
     Raises:
         InvalidConfigError: an admin key hash that is not a SHA-256 hex
@@ -201,6 +223,7 @@ class AdminAPI:
         sso: Mapping[str, SAMLProvider] | None = None,
         clock: Clock = time.time,
         max_body: int = DEFAULT_MAX_BODY,
+        prices: PriceBook | None = None,
     ) -> None:
         hashes = _admin_hashes(admin_key_hashes)
         if (
@@ -232,6 +255,8 @@ class AdminAPI:
         crud = TenantOperations(tenants)
         keys = KeyOperations(tenants)
         reports = ReportOperations(tenants, meter, audit, clock)
+        self.prices = prices
+        price_ops = PriceOperations(prices)
         self._ops: dict[str, _Operation] = {
             "list": crud.list,
             "create": crud.create,
@@ -246,6 +271,9 @@ class AdminAPI:
             "usage": reports.usage,
             "audit": reports.audit_log,
             "invoice": reports.invoice,
+            "prices": price_ops.show,
+            "set_prices": price_ops.replace,
+            "add_price": price_ops.add,
         }
         self._router = Router(
             [*self._admin_routes(), *self._sso_routes()],
@@ -263,9 +291,41 @@ class AdminAPI:
     @staticmethod
     def handles(path: str) -> bool:
         """
-        Whether *path* belongs to this app (``/admin/...`` or ``/sso/...``).
+        Whether *path* belongs to this app (``/admin/...``, ``/sso/...`` or
+        ``/console/...``).
         """
-        return path.startswith(("/admin/", "/sso/")) or path == "/admin"
+        return path.startswith(("/admin/", "/sso/", "/console/")) or path in {
+            "/admin",
+            "/console",
+        }
+
+    @property
+    def saml_tenants(self) -> frozenset[str]:
+        """
+        The tenants whose people sign in through SAML here.
+        """
+        return frozenset(self._sso.providers) if self._sso is not None else frozenset()
+
+    def is_admin_key(self, key: str) -> bool:
+        """
+        Whether *key* is one of the admin keys (its SHA-256 compared with
+        every configured hash in constant time).
+        """
+        return self._access.is_admin_hash(bytes.fromhex(hash_api_key(key)))
+
+    def log_audit(self, entry: AuditEntry) -> None:
+        """
+        Write *entry* to the audit log, if there is one; a failure is
+        logged, never raised (call it from a worker thread).
+        """
+        self._trail.log(entry)
+
+    def mount(self, routes: Iterable[BaseRoute]) -> None:
+        """
+        Serve *routes* too, after the admin and SSO routes (the web
+        console's: `zerfoo_cloud.http.console.mount_console`).
+        """
+        self._router.routes.extend(routes)
 
     # -- ASGI -------------------------------------------------------------
 
@@ -306,15 +366,24 @@ class AdminAPI:
 
             return respond
 
+        def serve_service(path: str) -> Callable[[Request], Awaitable[Response]]:
+            async def respond(request: Request) -> Response:
+                return await self._admin(request, path, None)
+
+            return respond
+
         paths = {
             "": ["/admin/tenants"],
             # /admin/tenants/{tenant}/ is the tenant too.
             "/": ["/admin/tenants/{tenant}", "/admin/tenants/{tenant}/"],
         }
         return [
-            Route(path, _Endpoint(serve(suffix)))
-            for suffix in ROUTES
-            for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
+            *(
+                Route(path, _Endpoint(serve(suffix)))
+                for suffix in ROUTES
+                for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
+            ),
+            *(Route(path, _Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
         ]
 
     def _sso_routes(self) -> list[Route]:

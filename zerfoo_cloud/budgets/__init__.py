@@ -1,0 +1,39 @@
+"""
+Spend budgets: money a tenant, or one of its keys, may spend per period.
+
+A budget (`zerfoo_cloud.budget_records.SpendBudget`) is enforced by
+reserving each request's worst-case cost in the same atomic limiter step as
+the tenant's other limits, and settling its actual cost when it finishes
+(see ``docs/billing.md``). Its modules:
+
+- `zerfoo_cloud.budgets.periods`: the calendar period containing an instant
+  (`period_at`, `BudgetPeriod`);
+- `zerfoo_cloud.budgets.accounts`: the limiter buckets of one budget's
+  period (`BudgetAccount`);
+- `zerfoo_cloud.budgets.events`: `BudgetEvent`, sent when a threshold is
+  reached;
+- `zerfoo_cloud.budgets.status`: `BudgetStatus`, what `TenantManager.spend`
+  reports.
+"""
+
+from __future__ import annotations
+
+from zerfoo_cloud.budget_records import BUDGET_PERIODS, SpendBudget
+from zerfoo_cloud.budgets.accounts import SPENT_CAPACITY, BudgetAccount, accounts_at
+from zerfoo_cloud.budgets.events import BudgetEvent, crossed_thresholds
+from zerfoo_cloud.budgets.periods import LIFETIME_ID, BudgetPeriod, period_at
+from zerfoo_cloud.budgets.status import BudgetStatus
+
+__all__ = [
+    "BUDGET_PERIODS",
+    "LIFETIME_ID",
+    "SPENT_CAPACITY",
+    "BudgetAccount",
+    "BudgetEvent",
+    "BudgetPeriod",
+    "BudgetStatus",
+    "SpendBudget",
+    "accounts_at",
+    "crossed_thresholds",
+    "period_at",
+]
