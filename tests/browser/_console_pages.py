@@ -1,0 +1,52 @@
+"""
+What the browser tests do on the console again and again: sign in (SAML
+through the test IdP, or an operator's admin key) and open a page.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from tests.browser._console_server import ADMIN_KEY
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.browser._console_server import ConsoleServer
+
+#: A tenant's console pages: file name of its screenshot -> path under the tenant.
+TENANT_PAGES = {
+    "overview": "",
+    "usage": "usage",
+    "keys": "keys",
+    "audit": "audit",
+    "invoices": "invoices",
+}
+
+
+def sign_in_with_saml(page: Page, server: ConsoleServer, tenant_id: str) -> None:
+    """
+    Sign in to *tenant_id*'s console as the test IdP's next user: the
+    login page, the tenant, its SAML button, the IdP's page posting back.
+    """
+    page.goto(server.console("login"))
+    page.get_by_test_id("login-tenant").fill(tenant_id)
+    page.get_by_test_id("login-tenant-submit").click()
+    page.get_by_test_id("login-saml").click()
+    page.wait_for_url(server.console(f"t/{tenant_id}/"))
+
+
+def sign_in_as_operator(page: Page, server: ConsoleServer) -> None:
+    """Sign in to the operators' pages with the admin key."""
+    page.goto(server.console("login"))
+    page.get_by_test_id("operator-key").fill(ADMIN_KEY)
+    page.get_by_test_id("operator-submit").click()
+    page.wait_for_url(server.console("operator/"))
+
+
+def count_of(page: Page, test_id: str) -> int:
+    """The number an element shows (``1,234`` reads 1234)."""
+    text = page.get_by_test_id(test_id).inner_text()
+    assert re.fullmatch(r"[\d,]+", text), f"{test_id} shows {text!r}"
+    return int(text.replace(",", ""))
