@@ -18,10 +18,13 @@ import pytest
 
 from tests.conftest import FakeClock
 from tests.console._browser import Browser
-from zerfoo_cloud import AuditEntry, BillingRecord
+from tests.console.conftest import sign_in
+from zerfoo_cloud import AuditEntry, BillingRecord, TokenMeter
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.budget_records import SpendBudget
 from zerfoo_cloud.errors import TenantNotFoundError
+from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
+from zerfoo_cloud.http.console import mount_console
 from zerfoo_cloud.limits import MAX_LIMIT
 from zerfoo_cloud.pricing import ModelPrice, PriceTable
 from zerfoo_cloud.sso.roles import Role
@@ -33,7 +36,7 @@ TENANT_ROLES = (Role.ADMIN, Role.VIEWER, Role.OPERATOR)
 OPERATOR = "/console/operator"
 
 
-def testid(page: str, name: str) -> str:
+def text_of(page: str, name: str) -> str:
     """
     The text inside the first element marked ``data-testid="name"``, tags
     removed and entities decoded.
@@ -66,19 +69,41 @@ def _now(clock: FakeClock) -> datetime:
     return datetime.fromtimestamp(clock(), timezone.utc)
 
 
-def _traffic(billing: MemoryBillingStore, audit: MemoryAuditStore, clock: FakeClock) -> None:
+def _traffic(
+    billing: MemoryBillingStore, audit: MemoryAuditStore, clock: FakeClock
+) -> None:
     # acme: two requests today, one yesterday, one 429 and one 502 today.
     now = _now(clock)
     billing.add(
         [
-            BillingRecord("acme", 1000, 234, now, "m1", cost=1_500_000, currency="USD", key_id="k1"),
-            BillingRecord("acme", 10, 0, now, "=cmd|' /C calc'!A0", cost=1, currency="USD", key_id="k2"),
+            BillingRecord(
+                "acme",
+                1000,
+                234,
+                now,
+                "m1",
+                cost=1_500_000,
+                currency="USD",
+                key_id="k1",
+            ),
+            BillingRecord(
+                "acme",
+                10,
+                0,
+                now,
+                "=cmd|' /C calc'!A0",
+                cost=1,
+                currency="USD",
+                key_id="k2",
+            ),
             BillingRecord("acme", 5, 5, now - timedelta(days=1), "m1", key_id="k1"),
             BillingRecord("globex", 7, 7, now, "secret-model", key_id="g1"),
         ]
     )
     for status, result in ((429, AuditResult.RATE_LIMITED), (502, AuditResult.ERROR)):
-        audit.append(AuditEntry(now, "acme", AuditAction.INFERENCE, result, status_code=status))
+        audit.append(
+            AuditEntry(now, "acme", AuditAction.INFERENCE, result, status_code=status)
+        )
 
 
 # -- Overview -------------------------------------------------------------
@@ -89,14 +114,14 @@ def test_overview_empty_state(browse: Browse, role: Role) -> None:
     """A tenant without traffic sees zeros, its limits and a first request to send."""
     page = browse(role).get("/console/t/acme/")
     assert page.status_code == 200
-    assert testid(page.text, "overview-requests-today") == "0"
-    assert testid(page.text, "overview-429-today") == "0"
-    assert testid(page.text, "overview-rate-limit") == "60"
-    assert testid(page.text, "overview-token-budget") == "10,000"
-    assert "curl https://console.test/v1/chat/completions" in testid(
+    assert text_of(page.text, "overview-requests-today") == "0"
+    assert text_of(page.text, "overview-429-today") == "0"
+    assert text_of(page.text, "overview-rate-limit") == "60"
+    assert text_of(page.text, "overview-token-budget") == "10,000"
+    assert "curl https://console.test/v1/chat/completions" in text_of(
         page.text, "overview-first-request"
     )
-    assert testid(page.text, "overview-no-budgets").startswith("No spend budget")
+    assert text_of(page.text, "overview-no-budgets").startswith("No spend budget")
 
 
 def test_overview_figures(
@@ -110,13 +135,13 @@ def test_overview_figures(
     _traffic(billing_store, audit_store, clock)
     tenants.set_budgets("acme", [SpendBudget("month", 20_000_000, "USD")])
     page = browse(Role.VIEWER).get("/console/t/acme/").text
-    assert testid(page, "overview-requests-today") == "2"
-    assert testid(page, "overview-tokens-today") == "1,244"
-    assert testid(page, "overview-spend-today") == "1.500001 USD"
-    assert testid(page, "overview-429-today") == "1"
-    assert testid(page, "overview-errors-today") == "1"
+    assert text_of(page, "overview-requests-today") == "2"
+    assert text_of(page, "overview-tokens-today") == "1,244"
+    assert text_of(page, "overview-spend-today") == "1.500001 USD"
+    assert text_of(page, "overview-429-today") == "1"
+    assert text_of(page, "overview-errors-today") == "1"
     assert 'data-testid="overview-empty"' not in page
-    assert testid(page, "overview-budget-amount") == "20 USD"
+    assert text_of(page, "overview-budget-amount") == "20 USD"
     assert "secret-model" not in page
 
 
@@ -141,8 +166,8 @@ def test_usage_chart_table_and_csv_agree(
     assert '<svg xmlns="http://www.w3.org/2000/svg"' in page.text
     assert "<script" not in page.text.split("<svg", 1)[1].split("</svg>", 1)[0]
     rows = table_rows(page.text, "usage-table")
-    assert len(rows) == (3 if split == "model" else 2)
-    assert testid(page.text, "usage-requests") == "3"
+    assert len(rows) == 3
+    assert text_of(page.text, "usage-requests") == "3"
     link = html.unescape(
         re.search(r'href="([^"]+)"[^>]*data-testid="usage-csv-link"', page.text)[1]  # type: ignore[index]
     )
@@ -153,7 +178,9 @@ def test_usage_chart_table_and_csv_agree(
     assert download.headers["cache-control"] == "no-store"
     cells = list(csv.reader(io.StringIO(download.text)))[1:]
     shown = [[cell.replace(",", "") for cell in row] for row in rows]
-    written = [[c.removeprefix("'") if c.startswith("'=") else c for c in row] for row in cells]
+    written = [
+        [c.removeprefix("'") if c.startswith("'=") else c for c in row] for row in cells
+    ]
     assert written == shown
     if split == "model":
         assert any(row[1].startswith("'=cmd") for row in cells)
@@ -164,7 +191,7 @@ def test_usage_empty_range(browse: Browse) -> None:
     """A range without traffic draws an empty chart and says so."""
     page = browse(Role.ADMIN).get("/console/t/acme/usage").text
     assert 'data-testid="usage-chart-empty"' in page
-    assert testid(page, "usage-empty").startswith("No requests were billed")
+    assert text_of(page, "usage-empty").startswith("No requests were billed")
 
 
 @pytest.mark.parametrize(
@@ -177,7 +204,9 @@ def test_usage_empty_range(browse: Browse) -> None:
     ],
 )
 @pytest.mark.parametrize("path", ["usage", "usage.csv"])
-def test_bad_usage_parameters(browse: Browse, query: str, message: str, path: str) -> None:
+def test_bad_usage_parameters(
+    browse: Browse, query: str, message: str, path: str
+) -> None:
     """A bad range or split is a 400 page saying why, never a CSV."""
     response = browse(Role.ADMIN).get(f"/console/t/acme/{path}?{query}")
     assert response.status_code == 400
@@ -243,15 +272,19 @@ def test_create_tenant_shows_key_once(
     }
     made = browser.submit(OPERATOR + "/tenants/new", OPERATOR + "/tenants/new", form)
     assert made.status_code == 201
-    key = testid(made.text, "new-tenant-secret")
+    key = text_of(made.text, "new-tenant-secret")
     assert tenants.get_by_api_key(key).id == "initech"
     record = tenants.get("initech").record
-    assert (record.rate_limit, record.token_budget, record.max_concurrent_requests) == (120, 5000, 3)
+    assert (record.rate_limit, record.token_budget, record.max_concurrent_requests) == (
+        120,
+        5000,
+        3,
+    )
     assert record.model_allow_list == ("m1", "m2")
     assert key not in browser.get(OPERATOR + "/tenants/initech").text
     entries = [e for e in audit_store.all() if e.tenant_id == "initech"]
     assert [(e.action, e.status_code) for e in entries] == [(AuditAction.CREATE, 201)]
-    assert "by admin:0123abcd" in entries[0].resource
+    assert entries[0].resource == "tenant/initech by admin-key:admin:0123abcd"
     again = browser.submit(OPERATOR + "/tenants/new", OPERATOR + "/tenants/new", form)
     assert again.status_code == 409
     assert "exists already" in html.unescape(again.text)
@@ -269,14 +302,19 @@ def test_create_tenant_refuses_bad_input(
     browse: Browse, tenants: TenantManager, field: str, value: str, message: str
 ) -> None:
     """A bad field is a 400 naming it; no tenant is created."""
-    form = {"id": "initech", "rate_limit": "1", "token_budget": "1", "max_concurrent_requests": "0"}
+    form = {
+        "id": "initech",
+        "rate_limit": "1",
+        "token_budget": "1",
+        "max_concurrent_requests": "0",
+    }
     form[field] = value
     before = [r.id for r in tenants.records()]
     response = browse(Role.OPERATOR).submit(
         OPERATOR + "/tenants/new", OPERATOR + "/tenants/new", form
     )
     assert response.status_code == 400
-    assert message in testid(response.text, "operator-error")
+    assert message in text_of(response.text, "operator-error")
     assert [r.id for r in tenants.records()] == before
 
 
@@ -284,40 +322,72 @@ def test_edit_limits(browse: Browse, tenants: TenantManager) -> None:
     """The limits form changes the record; a bad value changes nothing."""
     browser = browse(Role.OPERATOR)
     page = OPERATOR + "/tenants/acme"
-    limits = {"form": "limits", "rate_limit": str(MAX_LIMIT), "token_budget": "0", "max_concurrent_requests": "2", "model_allow_list": "m9"}
+    limits = {
+        "form": "limits",
+        "rate_limit": str(MAX_LIMIT),
+        "token_budget": "0",
+        "max_concurrent_requests": "2",
+        "model_allow_list": "m9",
+    }
     done = browser.submit(page, page, limits)
     assert done.status_code == 200
-    assert testid(done.text, "operator-done") == "Limits saved."
+    assert text_of(done.text, "operator-done") == "Limits saved."
     record = tenants.get("acme").record
-    assert (record.rate_limit, record.token_budget, record.max_concurrent_requests) == (MAX_LIMIT, 0, 2)
+    assert (record.rate_limit, record.token_budget, record.max_concurrent_requests) == (
+        MAX_LIMIT,
+        0,
+        2,
+    )
     assert record.model_allow_list == ("m9",)
-    refused = browser.submit(page, page, {**limits, "rate_limit": str(MAX_LIMIT + 1), "token_budget": "7"})
+    refused = browser.submit(
+        page, page, {**limits, "rate_limit": str(MAX_LIMIT + 1), "token_budget": "7"}
+    )
     assert refused.status_code == 400
-    assert "rate_limit" in testid(refused.text, "operator-error")
+    assert "rate_limit" in text_of(refused.text, "operator-error")
     assert tenants.get("acme").record == record
 
 
-def test_edit_budgets(browse: Browse, tenants: TenantManager, audit_store: MemoryAuditStore) -> None:
+def test_edit_budgets(
+    browse: Browse, tenants: TenantManager, audit_store: MemoryAuditStore
+) -> None:
     """The budgets form replaces the tenant's budgets; a bad one changes nothing."""
     browser = browse(Role.OPERATOR)
     page = OPERATOR + "/tenants/acme"
     done = browser.submit(
         page,
         page,
-        {"form": "budgets", "budget_month_amount": "12.50", "budget_month_currency": "USD"},
+        {
+            "form": "budgets",
+            "budget_month_amount": "12.50",
+            "budget_month_currency": "USD",
+        },
     )
     assert done.status_code == 200
-    assert tenants.get("acme").record.spend_budgets == (SpendBudget("month", 12_500_000, "USD"),)
+    assert tenants.get("acme").record.spend_budgets == (
+        SpendBudget("month", 12_500_000, "USD"),
+    )
     assert 'value="12.5"' in done.text
     refused = browser.submit(
         page,
         page,
-        {"form": "budgets", "budget_day_amount": "1", "budget_day_currency": "USD", "budget_day_timezone": "Mars/Base"},
+        {
+            "form": "budgets",
+            "budget_day_amount": "1",
+            "budget_day_currency": "USD",
+            "budget_day_timezone": "Mars/Base",
+        },
     )
     assert refused.status_code == 400
-    assert "day budget" in testid(refused.text, "operator-error")
-    assert tenants.get("acme").record.spend_budgets == (SpendBudget("month", 12_500_000, "USD"),)
-    results = [e.status_code for e in audit_store.all() if e.action is AuditAction.UPDATE and "by admin:" in e.resource]
+    assert "day budget" in text_of(refused.text, "operator-error")
+    assert tenants.get("acme").record.spend_budgets == (
+        SpendBudget("month", 12_500_000, "USD"),
+    )
+    results = [
+        e.status_code
+        for e in audit_store.all()
+        if e.action is AuditAction.UPDATE
+        and e.resource == "tenant/acme/budgets by admin-key:admin:0123abcd"
+    ]
     assert 200 in results
     assert 400 in results
 
@@ -342,34 +412,42 @@ def test_unknown_tenant_settings(browse: Browse) -> None:
     assert browse(Role.OPERATOR).get(OPERATOR + "/tenants/nobody").status_code == 404
 
 
-def test_viewer_and_admin_cannot_post_operator_forms(browse: Browse, tenants: TenantManager) -> None:
+def test_viewer_and_admin_cannot_post_operator_forms(
+    browse: Browse, tenants: TenantManager
+) -> None:
     """Operator forms refuse tenant sessions, changing nothing."""
     for role in (Role.ADMIN, Role.VIEWER):
-        response = browse(role).post(OPERATOR + "/tenants/acme/delete", {"confirm": "acme"})
+        response = browse(role).post(
+            OPERATOR + "/tenants/acme/delete", {"confirm": "acme"}
+        )
         assert response.status_code == 403
     assert tenants.get("acme").id == "acme"
 
 
-def test_prices_page(make_api: Callable[..., object], browse: Browse, clock: FakeClock) -> None:
+def test_prices_page(
+    make_api: Callable[..., object], browse: Browse, clock: FakeClock
+) -> None:
     """Without prices the page says so; with a table it lists each model's prices."""
-    assert testid(browse(Role.OPERATOR).get(OPERATOR + "/prices").text, "no-prices").startswith("No price table")
+    assert text_of(
+        browse(Role.OPERATOR).get(OPERATOR + "/prices").text, "no-prices"
+    ).startswith("No price table")
 
 
 def test_prices_table(
-    make_api: Callable[..., object], sessions: object, tenants: TenantManager, clock: FakeClock, billing_store: MemoryBillingStore
+    make_api: Callable[..., AdminAPI],
+    sessions: SessionSigner,
+    tenants: TenantManager,
+    clock: FakeClock,
+    billing_store: MemoryBillingStore,
 ) -> None:
     """The price table in force is listed per model, hostile names escaped."""
-    from zerfoo_cloud import TokenMeter
-    from zerfoo_cloud.http.console import mount_console
-    from tests.console.conftest import sign_in
-
     start = datetime(2023, 1, 1, tzinfo=timezone.utc)
     table = PriceTable(
         "USD", {"<b>m1</b>": [ModelPrice(start, 500_000, 1_500_000, 250_000)]}
     )
     api = make_api(meter=TokenMeter(billing_store, clock=clock, prices=table))
-    mount_console(api)  # type: ignore[arg-type]
-    browser = sign_in(Browser(api), sessions, tenants, Role.OPERATOR)  # type: ignore[arg-type]
+    mount_console(api)
+    browser = sign_in(Browser(api), sessions, tenants, Role.OPERATOR)
     page = browser.get(OPERATOR + "/prices").text
     assert table_rows(page, "price-table")[0][0] == "<b>m1</b>"
     assert "&lt;b&gt;m1" in page

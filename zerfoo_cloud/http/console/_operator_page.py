@@ -74,7 +74,11 @@ def tenants(request: PageRequest) -> Response:
                 "spend": sorted((r.currency, r.cost) for r in rows if r.currency),
             }
     return request.render(
-        "operator.html", tenants=records, usage=usage, month=month, metered=meter is not None
+        "operator.html",
+        tenants=records,
+        usage=usage,
+        month=month,
+        metered=meter is not None,
     )
 
 
@@ -86,13 +90,14 @@ def _for_tenant(request: PageRequest, tenant_id: str) -> PageRequest:
 def _new_page(
     request: PageRequest, *, status: int = _DONE, error: str = "", **values: Any
 ) -> Response:
+    shown: dict[str, Any] = {"created": None, "secret": None, **values}
     return request.render(
         "operator_new.html",
         status=status,
         error=error,
         form=request.form,
         limit_fields=LIMIT_FIELDS,
-        **values,
+        **shown,
     )
 
 
@@ -200,7 +205,12 @@ def save_tenant(request: PageRequest) -> Response:
     audited = _for_tenant(request, record.id)
     manager = request.services.tenants
     which = request.form.get("form", "")
-    resource = f"tenant/{record.id}/{which if which in {'limits', 'budgets'} else 'settings'}"
+    if which not in {"limits", "budgets"}:
+        resource = f"tenant/{record.id}/settings"
+        audited.audit(AuditAction.UPDATE, _BAD_FORM, resource)
+        msg = "The form must say which settings it changes: limits or budgets."
+        return _edit_page(request, record, status=_BAD_FORM, error=msg)
+    resource = f"tenant/{record.id}/{which}"
     try:
         if which == "limits":
             limits = parse_limits_form(request.form)
@@ -212,15 +222,12 @@ def save_tenant(request: PageRequest) -> Response:
                 model_allow_list=limits.model_allow_list,
                 incarnation=record.incarnation,
             )
-        elif which == "budgets":
+        else:
             manager.set_budgets(
                 record.id,
                 parse_budgets_form(request.form),
                 actor=request.session.actor,
             )
-        else:
-            msg = "the form must say which settings it changes: limits or budgets"
-            raise InvalidConfigError(msg, field="form")
     except InvalidConfigError as exc:
         audited.audit(AuditAction.UPDATE, _BAD_FORM, resource)
         return _edit_page(request, record, status=_BAD_FORM, error=str(exc))

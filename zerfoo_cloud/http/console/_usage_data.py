@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
@@ -67,6 +67,7 @@ _TOO_MANY_REQUESTS = 429
 _QUOTE = 40
 
 
+@runtime_checkable
 class UsageSource(Protocol):
     """
     **Protocol**: What a usage report reads of a `zerfoo_cloud.TokenMeter`.
