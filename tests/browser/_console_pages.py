@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import attrs
+
 from tests.browser._console_server import ADMIN_KEY
 
 if TYPE_CHECKING:
@@ -15,13 +17,27 @@ if TYPE_CHECKING:
 
     from tests.browser._console_server import ConsoleServer
 
-#: A tenant's console pages: file name of its screenshot -> path under the tenant.
+
+@attrs.frozen
+class TenantPage:
+    """
+    One of a tenant's console pages: its path under ``/console/t/{tenant}/``,
+    the test id of its link in the navigation, and of what it shows when the
+    tenant has data.
+    """
+
+    path: str
+    nav: str
+    content: str
+
+
+#: A tenant's console pages, by the name of their screenshot.
 TENANT_PAGES = {
-    "overview": "",
-    "usage": "usage",
-    "keys": "keys",
-    "audit": "audit",
-    "invoices": "invoices",
+    "overview": TenantPage("", "nav-overview", "overview-traffic"),
+    "usage": TenantPage("usage", "nav-usage", "usage-table"),
+    "keys": TenantPage("keys", "nav-keys", "key-table"),
+    "audit": TenantPage("audit", "nav-audit-log", "audit-table"),
+    "invoices": TenantPage("invoices", "nav-invoices", "invoice-table"),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 import httpx
 import openai
+from openai.types.chat import ChatCompletion
 
 from tests._serving import ROOT, free_port, serve_command, spawn, stop
 from zerfoo_cloud import TenantConfig, TenantManager
@@ -60,6 +61,13 @@ class ConsoleServer:
         return openai.OpenAI(
             api_key=KEYS[tenant_id], base_url=self.url + "/v1", max_retries=0
         )
+
+
+def say_hello(client: openai.OpenAI) -> ChatCompletion:
+    """One small chat completion through the gateway."""
+    return client.chat.completions.create(
+        model="toy-1", messages=[{"role": "user", "content": "hello"}]
+    )
 
 
 def seed_tenants(db: Path) -> None:

@@ -22,7 +22,7 @@ from tests.browser._console_pages import (
     sign_in_as_operator,
     sign_in_with_saml,
 )
-from tests.browser._console_server import PROMPTS
+from tests.browser._console_server import PROMPTS, say_hello
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -62,8 +62,8 @@ def test_saml_sign_in_lands_on_the_tenants_overview(
     """The IdP's signed answer opens acme's overview, with acme's traffic."""
     sign_in_with_saml(page, server, "acme")
     assert page.get_by_test_id("tenant-id").inner_text() == "acme"
-    assert page.get_by_test_id("signed-in-as").inner_text().startswith(
-        "alice@example.com"
+    assert (
+        page.get_by_test_id("signed-in-as").inner_text().startswith("alice@example.com")
     )
     assert count_of(page, "overview-requests-today") >= len(PROMPTS)
 
@@ -76,14 +76,15 @@ def test_each_tenant_page_opens(
     screenshot: Screenshot,
     name: str,
 ) -> None:
-    """Each of acme's pages opens from its link in the navigation."""
+    """Each of acme's pages opens from its link in the navigation, with data."""
+    shown = TENANT_PAGES[name]
     page.context.add_cookies(acme_cookies)
     page.goto(server.console("t/acme/"))
-    if name != "overview":
-        page.get_by_test_id(f"nav-{name}").click()
-    page.wait_for_url(server.console(f"t/acme/{TENANT_PAGES[name]}"))
-    assert page.get_by_test_id("page-title").is_visible()
+    page.get_by_test_id(shown.nav).click()
+    page.wait_for_url(server.console(f"t/acme/{shown.path}"))
+    assert page.get_by_test_id(shown.nav).get_attribute("aria-current") == "page"
     assert page.get_by_test_id("tenant-id").inner_text() == "acme"
+    assert page.get_by_test_id(shown.content).is_visible()
     screenshot(page, name)
 
 
@@ -103,8 +104,7 @@ def test_a_key_is_created_copied_used_and_revoked(
     assert page.get_by_test_id("copy-key").inner_text() == "Copied"
     assert page.evaluate("navigator.clipboard.readText()") == secret
     client = openai.OpenAI(api_key=secret, base_url=server.url + "/v1", max_retries=0)
-    ask = {"model": "toy-1", "messages": [{"role": "user", "content": "hi"}]}
-    assert client.chat.completions.create(**ask).usage is not None
+    assert say_hello(client).usage is not None
 
     page.goto(server.console("t/acme/keys"))
     assert page.get_by_test_id("new-key-secret").count() == 0
@@ -114,7 +114,7 @@ def test_a_key_is_created_copied_used_and_revoked(
     page.wait_for_url(server.console("t/acme/keys"))
     assert row.get_by_test_id("key-state").inner_text() == "revoked"
     with pytest.raises(openai.AuthenticationError):
-        client.chat.completions.create(**ask)
+        say_hello(client)
 
 
 def test_usage_csv_downloads_what_the_page_shows(
@@ -139,10 +139,9 @@ def test_a_429_is_counted_on_the_overview(page: Page, server: ConsoleServer) -> 
     sign_in_with_saml(page, server, "tiny")
     before = count_of(page, "overview-429-today")
     client = server.client("tiny")
-    ask = {"model": "toy-1", "messages": [{"role": "user", "content": "hi"}]}
-    client.chat.completions.create(**ask)
+    say_hello(client)
     with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(**ask)
+        say_hello(client)
     deadline = time.monotonic() + 5
     while True:
         page.reload()
@@ -182,9 +181,7 @@ def test_operator_sees_every_tenant(
     """The admin key opens the operators' page: every tenant, acme's traffic."""
     sign_in_as_operator(page, server)
     rows = page.get_by_test_id("tenant-row")
-    ids = {
-        rows.nth(i).get_attribute("data-tenant-id") for i in range(rows.count())
-    }
+    ids = {rows.nth(i).get_attribute("data-tenant-id") for i in range(rows.count())}
     assert ids == {"acme", "globex", "tiny"}
     acme = page.locator('[data-testid="tenant-row"][data-tenant-id="acme"]')
     requests = acme.get_by_test_id("tenant-requests-month").inner_text()
