@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import attrs
@@ -18,7 +19,9 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from tests._serving import ROOT, free_port, serve_command, spawn, stop
-from zerfoo_cloud import TenantConfig, TenantManager
+from tests.conftest import FakeClock
+from zerfoo_cloud import TenantConfig, TenantManager, TokenMeter
+from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 #: The operators' admin key (the server is given it in its environment).
@@ -33,6 +36,12 @@ KEYS = {
 }
 #: Requests per minute of each tenant: ``tiny`` allows one, the second gets 429.
 RATE_LIMITS = {"acme": 600, "globex": 600, "tiny": 1}
+#: The price file the server bills with (every model has a price).
+PRICES = ROOT / "examples" / "prices.json"
+#: Days of acme's traffic before today, made before the server starts.
+HISTORY_DAYS = 29
+#: The models of that traffic, each with a scale for its token counts.
+HISTORY_MODELS = {"llama-3.1-8b": 30, "qwen2.5-72b": 10}
 #: The prompts acme sends before the tests start (its usage and invoice).
 PROMPTS = (
     "Summarise the quarterly report in three sentences",
@@ -70,13 +79,43 @@ def say_hello(client: openai.OpenAI) -> ChatCompletion:
     )
 
 
-def seed_tenants(db: Path) -> None:
-    """Create the tenants of `KEYS` in the store at *db*."""
+def seed_store(db: Path) -> None:
+    """
+    Create the tenants of `KEYS` in the store at *db*, `HISTORY_DAYS` ago,
+    and acme's earlier traffic: two more keys and, on each of the last
+    `HISTORY_DAYS` days before today, requests to two models at the prices
+    of `PRICES` (the same numbers on every run, so the screenshots show the
+    same shape; only their dates move).
+    """
+    today = datetime.now(timezone.utc).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    clock = FakeClock((today - timedelta(days=HISTORY_DAYS)).timestamp())
     with LMDBStores.open(db) as stores:
-        tenants = TenantManager(stores.tenants)
+        tenants = TenantManager(stores.tenants, clock=clock)
         for tenant_id, key in KEYS.items():
             tenants.create(TenantConfig(tenant_id, key, RATE_LIMITS[tenant_id], 0))
+        key_ids = [
+            tenants.create_key("acme", name=name)[1].id
+            for name in ("production", "staging")
+        ]
         tenants.close()
+        meter = TokenMeter(
+            stores.billing, clock=clock, prices=PriceTable.from_file(PRICES)
+        )
+        for day in range(HISTORY_DAYS, 0, -1):
+            clock.now = (today - timedelta(days=day, hours=-9)).timestamp()
+            for model, scale in HISTORY_MODELS.items():
+                for n in range(2 + (day * 5 + scale) % 4):
+                    clock.advance(600)
+                    meter.record(
+                        "acme",
+                        scale * (900 + (day * 37 + n * 101) % 700),
+                        scale * (300 + (day * 53 + n * 59) % 400),
+                        model=model,
+                        key_id=key_ids[(day + n) % 2],
+                    )
+        meter.close()
 
 
 def send_traffic(server: ConsoleServer) -> None:
@@ -115,7 +154,7 @@ def console_server(folder: Path, saml_metadata: Path) -> Iterator[ConsoleServer]
     in through the IdP of *saml_metadata*; stop the server after.
     """
     db = folder / "db"
-    seed_tenants(db)
+    seed_store(db)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     saml = [f"--saml-metadata={tenant}={saml_metadata}" for tenant in KEYS]
@@ -126,6 +165,8 @@ def console_server(folder: Path, saml_metadata: Path) -> Iterator[ConsoleServer]
         str(port),
         "--public-url",
         url,
+        "--prices",
+        str(PRICES),
         *saml,
     )
     env = {

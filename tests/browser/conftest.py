@@ -17,10 +17,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import uvicorn
+from playwright.sync_api import sync_playwright
 
 from tests._serving import ROOT
 from tests.browser._console_server import ConsoleServer, console_server
@@ -61,7 +62,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def missing(what: str) -> None:
+def missing(what: str) -> NoReturn:
     """Skip the test (fail it when ``CI`` is set): *what* is not available."""
     if os.environ.get("CI"):
         pytest.fail(f"{what} (CI is set: browser tests may not skip)")
@@ -72,17 +73,12 @@ def missing(what: str) -> None:
 def browser() -> Iterator[Browser]:
     """
     One headless Chromium for the whole session (skipped, or failed under
-    CI, without Chromium or Playwright).
+    CI, without Chromium).
     """
     chromium = find_chromium()
     if chromium is None:
         named = os.environ.get(CHROMIUM_ENV)
         missing(f"{CHROMIUM_ENV}={named} is not a program" if named else INSTALL)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("Playwright is not installed: pip install -e '.[dev]'")
-    assert chromium is not None
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium)
         yield launched

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser._console_pages import (
     TENANT_PAGES,
@@ -101,7 +102,7 @@ def test_a_key_is_created_copied_used_and_revoked(
     page.get_by_test_id("create-key-submit").click()
     secret = page.get_by_test_id("new-key-secret").inner_text().strip()
     page.get_by_test_id("copy-key").click()
-    assert page.get_by_test_id("copy-key").inner_text() == "Copied"
+    expect(page.get_by_test_id("copy-key")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == secret
     client = openai.OpenAI(api_key=secret, base_url=server.url + "/v1", max_retries=0)
     assert say_hello(client).usage is not None
