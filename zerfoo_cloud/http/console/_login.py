@@ -93,6 +93,7 @@ class Login:
             "tenant_id": None,
             "nav": (),
             "title": "Sign in",
+            "is_operator": False,
             "now": self.services.clock(),
             "csrf": form_token,
             "error": error,

@@ -12,6 +12,7 @@ return a response, usually ``request.render(template, ...)``.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,9 @@ class PageRequest:
         if self.tenant_id is None:
             base = AREAS["operator"]
         else:
-            base = AREAS["tenant"].format(tenant=self.tenant_id)
+            base = AREAS["tenant"].format(
+                tenant=urllib.parse.quote(self.tenant_id, safe="")
+            )
         return base + path
 
     def render(self, template: str, *, status: int = 200, **values: Any) -> Response:
