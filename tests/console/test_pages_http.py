@@ -530,3 +530,27 @@ def test_prices_from_a_file_are_read_only(
     )
     assert refused.status_code == 400
     assert "m2" not in book.current().table.models  # type: ignore[union-attr]
+
+
+def test_without_a_meter(
+    make_api: Callable[..., AdminAPI], sessions: SessionSigner, tenants: TenantManager
+) -> None:
+    """Without a usage store the pages say so, and the CSV is a 404 page."""
+    api = make_api(meter=None)
+    mount_console(api)
+    admin = sign_in(Browser(api), sessions, tenants, Role.ADMIN)
+    assert "overview-no-usage" in admin.get("/console/t/acme/").text
+    assert "usage-not-configured" in admin.get("/console/t/acme/usage").text
+    assert admin.get("/console/t/acme/usage.csv").status_code == 404
+    operator = sign_in(Browser(api), sessions, tenants, Role.OPERATOR)
+    assert "no usage store" in operator.get(OPERATOR + "/").text
+
+
+def test_first_request_names_an_allowed_model(
+    browse: Browse, tenants: TenantManager
+) -> None:
+    """The empty state's curl names the first allowed model, quotes kept out of the shell."""
+    tenants.update("acme", model_allow_list=['it\'s "m1"'])
+    page = browse(Role.ADMIN).get("/console/t/acme/").text
+    command = text_of(page, "overview-first-request")
+    assert """-d '{"model": "it\\u0027s \\"m1\\"", """ in command
