@@ -166,6 +166,7 @@ class Console:
             Route("/console/logout", _Endpoint(self._logout)),
             Route("/console/static/{name}", _Endpoint(self._static_file)),
             *(Route(page.route(), page_endpoint(page)) for page in self.pages),
+            Route("/console/{rest:path}", _Endpoint(self._no_page)),
         ]
 
     # -- sessions ----------------------------------------------------------
@@ -281,6 +282,9 @@ class Console:
             return self._not_allowed("POST")
         session, _ = self._session(request)
         return secure(await self.login.sign_out(request, session))
+
+    async def _no_page(self, request: Request) -> Response:
+        return secure(self._error(404, "There is no such console page."))
 
     def _not_allowed(self, allow: str) -> Response:
         response = self._error(405, f"Use {allow} here.")
