@@ -34,7 +34,15 @@ from zerfoo_cloud import (
 from zerfoo_cloud.budget_records import SpendBudget
 from zerfoo_cloud.budgets import BudgetEvent
 from zerfoo_cloud.pricing import ModelPrice, PriceTable
-from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.memory import (
+    MemoryAuditStore,
+    MemoryBillingStore,
+    MemoryLimiterStore,
+    MemoryTenantStore,
+)
+from zerfoo_cloud.stores.protocols import LimiterStore
+from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 NOON = datetime(2026, 11, 12, 12, tzinfo=timezone.utc)
 ONE = worst(10)  # 310 micro-units
@@ -50,9 +58,14 @@ class Gateway:
         *,
         when: datetime = NOON,
         prices: PriceTable | None = PRICES,
+        limits: LimiterStore | None = None,
     ) -> None:
         self.clock = Clock(when)
-        self.tenants = TenantManager(clock=self.clock)
+        self.tenants = TenantManager(
+            MemoryTenantStore(),
+            limits=MemoryLimiterStore() if limits is None else limits,
+            clock=self.clock,
+        )
         self.tenants.create(TenantConfig("acme", KEY, rate_limit=0, token_budget=0))
         self.tenants.set_budgets("acme", budgets)
         self.billing = MemoryBillingStore()
@@ -69,9 +82,7 @@ class Gateway:
             budget_events=self.events.append,
         )
 
-    async def post(
-        self, body: dict[str, Any] | None = None, **headers: str
-    ) -> httpx.Response:
+    async def post(self, headers: dict[str, str] | None = None) -> httpx.Response:
         transport = httpx.ASGITransport(
             self.server.handler(), raise_app_exceptions=False
         )
@@ -313,3 +324,37 @@ def test_requests_without_a_model_are_not_charged() -> None:
 
     assert _run(models()).status_code == 200
     assert gateway.spent() == 0
+
+
+async def _at_once(gateway: Gateway, count: int) -> list[int]:
+    try:
+        responses = await asyncio.gather(*(gateway.post() for _ in range(count)))
+    finally:
+        connection = getattr(gateway.tenants.limits, "async_connection", None)
+        if connection is not None:
+            await connection.aclose()  # inside the loop that opened it
+    return [r.status_code for r in responses]
+
+
+def _concurrent_on(limits: LimiterStore) -> None:
+    app = UsageApp(delay=0.02)
+    gateway = Gateway(app, [_monthly(3 * ONE + ONE // 2)], limits=limits)
+    statuses = _run(_at_once(gateway, 30))
+    assert statuses.count(200) == app.calls == 3
+    assert statuses.count(429) == 27
+    assert gateway.spent() == gateway.billed() == 3 * ONE
+
+
+@pytest.mark.redis
+def test_at_once_on_redis(redis_url: str, redis_prefix: str) -> None:
+    """Admission through Redis's asyncio script holds the budget too."""
+    store = RedisLimiterStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        _concurrent_on(store)
+    finally:
+        store.clear("")
+        store.close()
+
+
+def test_at_once_on_lmdb(lmdb_stores: LMDBStores) -> None:
+    _concurrent_on(lmdb_stores.limits)
