@@ -23,7 +23,7 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.stores.protocols import LimiterStore
 
 __all__ = [
+    "Admitted",
     "BucketState",
     "Decision",
     "Rate",
@@ -172,6 +173,51 @@ def _admission(
     )
 
 
+class Admitted(NamedTuple):
+    """
+    The answer of `RateLimiter.admit_with`.
+
+    Attributes:
+        free: a concurrency slot was free (always, without a slot).
+        allowed: everything was taken (slot, every bucket, every extra).
+        decisions: one per rate-limited bucket, as `RateLimiter.admit`
+            gives them (when refused, each says whether its own bucket had
+            enough).
+        extra_levels: the level of each extra bucket after the step (before
+            it, when refused).
+
+    .. versionadded:: 0.1.0
+    """
+
+    free: bool
+    allowed: bool
+    decisions: tuple[Decision, ...]
+    extra_levels: list[float]
+
+
+def _admitted(
+    free: bool,
+    allowed: bool,
+    levels: list[float],
+    requests: Sequence[tuple[str, Rate, int]],
+) -> Admitted:
+    count = len(requests)
+    _, decisions = _admission(free, allowed, levels[:count], requests)
+    return Admitted(free, allowed, decisions, levels[count:])
+
+
+def _settle_buckets(
+    bucket: tuple[str, Rate, int] | None,
+    extra: Sequence[tuple[str, float, float, int]],
+) -> list[tuple[str, float, float, int]]:
+    # The buckets of `LimiterStore.settle` for a rate-limited bucket (when
+    # it moves) and raw ones.
+    if bucket is None or not bucket[2]:
+        return list(extra)
+    key, rate, delta = bucket
+    return [(key, rate.capacity, rate.per_second, delta), *extra]
+
+
 class RateLimiter:
     """
     Token-bucket limits over a `LimiterStore`.
@@ -253,6 +299,82 @@ class RateLimiter:
         else:
             free, allowed, levels = await admit(slot, buckets, self.clock())
         return _admission(free, allowed, levels, requests)
+
+    def admit_with(
+        self,
+        slot: tuple[str, int] | None,
+        requests: Sequence[tuple[str, Rate, int]],
+        extra: Sequence[tuple[str, float, float, int]],
+    ) -> Admitted:
+        """
+        `admit` with *extra* buckets taken in the same atomic step: raw
+        ``(key, capacity, per_second, cost)`` buckets, which may never
+        refill (``per_second = 0``: spend budgets).
+        """
+        buckets = [*_store_buckets(requests), *extra]
+        return _admitted(*self._admit(slot, buckets, self.clock()), requests)
+
+    async def admit_with_async(
+        self,
+        slot: tuple[str, int] | None,
+        requests: Sequence[tuple[str, Rate, int]],
+        extra: Sequence[tuple[str, float, float, int]],
+    ) -> Admitted:
+        """
+        `admit_with`, awaited, as `admit_async`.
+        """
+        buckets = [*_store_buckets(requests), *extra]
+        admit = self._admit_async
+        if admit is None:
+            answer = self._admit(slot, buckets, self.clock())
+        else:
+            answer = await admit(slot, buckets, self.clock())
+        return _admitted(*answer, requests)
+
+    def settle_with(
+        self,
+        slot_key: str | None,
+        bucket: tuple[str, Rate, int] | None,
+        extra: Sequence[tuple[str, float, float, int]],
+    ) -> list[float]:
+        """
+        `settle` with *extra* raw buckets (as `admit_with`) moved in the
+        same atomic step; returns their levels after it. When it fails, the
+        slot is still given back in a step of its own, and the error raised.
+        """
+        buckets = _settle_buckets(bucket, extra)
+        now = self.clock()
+        try:
+            levels = self._settle(slot_key, buckets, now)
+        except BaseException:
+            if slot_key is not None and buckets:
+                with contextlib.suppress(Exception):
+                    self._settle(slot_key, (), now)
+            raise
+        return levels[len(buckets) - len(extra) :]
+
+    async def settle_with_async(
+        self,
+        slot_key: str | None,
+        bucket: tuple[str, Rate, int] | None,
+        extra: Sequence[tuple[str, float, float, int]],
+    ) -> list[float]:
+        """
+        `settle_with`, awaited, as `admit_async`.
+        """
+        settle = self._settle_async
+        if settle is None:
+            return self.settle_with(slot_key, bucket, extra)
+        buckets = _settle_buckets(bucket, extra)
+        now = self.clock()
+        try:
+            levels = await settle(slot_key, buckets, now)
+        except BaseException:
+            if slot_key is not None and buckets:
+                with contextlib.suppress(Exception):
+                    await settle(slot_key, (), now)
+            raise
+        return levels[len(buckets) - len(extra) :]
 
     def settle(
         self, slot_key: str | None, bucket: tuple[str, Rate, int] | None

@@ -33,6 +33,7 @@ from zerfoo_cloud._upstream_options import UpstreamOptions
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
 from zerfoo_cloud.audit_records.entry import AuditEntry
+from zerfoo_cloud.budgets.event_log import log_budget_event
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
@@ -397,7 +398,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
     if config.counters_fail_open:
         limits = failover_limits(limits, on_failover=_audit_failover(audit))
     tenants = TenantManager(
-        stores.tenants, limits=limits, revocations=stores.revocations
+        stores.tenants, limits=limits, revocations=stores.revocations, audit=audit
     )
     if metrics is not None and stores.outbox is not None:
         from zerfoo_cloud.metrics import OutboxMetrics
@@ -417,6 +418,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         max_body_bytes=config.max_body_bytes,
         admin=admin,
         metrics=metrics,
+        budget_events=log_budget_event,
     )
     reloader = None
     if stored is not None:

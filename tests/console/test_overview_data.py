@@ -100,3 +100,24 @@ def test_unknown_tenant(parts: tuple[TenantManager, TokenMeter, AuditLogger]) ->
     manager, meter, _ = parts
     with pytest.raises(TenantNotFoundError):
         build_overview("nobody", NOW, manager, meter)
+
+
+def test_refused_traffic_is_not_idle(
+    parts: tuple[TenantManager, TokenMeter, AuditLogger],
+) -> None:
+    """A tenant whose every request was refused has traffic: 0 billed, its 429s counted."""
+    manager, meter, audit = parts
+    audit.log(
+        AuditEntry(
+            NOW,
+            "acme",
+            AuditAction.INFERENCE,
+            AuditResult.RATE_LIMITED,
+            status_code=429,
+        )
+    )
+    audit.flush()
+    overview = build_overview("acme", NOW, manager, meter, audit)
+    assert overview.month_figures.requests == 0
+    assert overview.month_figures.rate_limited == 1
+    assert not overview.idle

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import FakeClock
-from tests.console._browser import Browser
+from tests.console._browser import Browser, csrf_of
 from tests.console.conftest import sign_in
 from zerfoo_cloud import AuditEntry, BillingRecord, TokenMeter
 from zerfoo_cloud.audit import AuditAction, AuditResult
@@ -26,9 +26,14 @@ from zerfoo_cloud.errors import TenantNotFoundError
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 from zerfoo_cloud.http.console import mount_console
 from zerfoo_cloud.limits import MAX_LIMIT
+from zerfoo_cloud.price_book import PriceBook
 from zerfoo_cloud.pricing import ModelPrice, PriceTable
 from zerfoo_cloud.sso.roles import Role
-from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
+from zerfoo_cloud.stores.memory import (
+    MemoryAuditStore,
+    MemoryBillingStore,
+    MemoryPriceStore,
+)
 from zerfoo_cloud.tenants import TenantManager
 
 Browse = Callable[..., Browser]
@@ -452,3 +457,100 @@ def test_prices_table(
     assert table_rows(page, "price-table")[0][0] == "<b>m1</b>"
     assert "&lt;b&gt;m1" in page
     assert table_rows(page, "price-table")[0][2] == "0.5 USD"
+
+
+def _book_browser(
+    make_api: Callable[..., AdminAPI],
+    sessions: SessionSigner,
+    tenants: TenantManager,
+    book: PriceBook,
+) -> Browser:
+    api = make_api(prices=book)
+    mount_console(api)
+    return sign_in(Browser(api), sessions, tenants, Role.OPERATOR)
+
+
+def test_add_price(
+    make_api: Callable[..., AdminAPI],
+    sessions: SessionSigner,
+    tenants: TenantManager,
+    clock: FakeClock,
+    audit_store: MemoryAuditStore,
+) -> None:
+    """An operator adds a price from now; a bad amount or a past start changes nothing."""
+    store = MemoryPriceStore()
+    book = PriceBook(store, clock=clock)
+    start = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    store.replace(PriceTable("USD", {"m1": [ModelPrice(start, 1, 1, 1)]}), 0)
+    browser = _book_browser(make_api, sessions, tenants, book)
+    page = OPERATOR + "/prices"
+    done = browser.submit(page, page, {"model": "m2", "input": "0.5", "output": "1.5"})
+    assert done.status_code == 200
+    assert text_of(done.text, "operator-done") == "Price of m2 added."
+    stored = book.current()
+    assert stored.version == 2
+    assert stored.table is not None
+    assert stored.table.models["m2"][0].input == 500_000
+    assert stored.table.models["m2"][0].effective_from == _now(clock)
+    for bad, message in (
+        ({"input": "-1"}, "must not be negative"),
+        ({"effective_from": "2020-01-01T00:00:00Z"}, "in the past"),
+        ({"model": ""}, "model must be"),
+    ):
+        form = {"model": "m3", "input": "1", "output": "1", **bad}
+        refused = browser.submit(page, page, form)
+        assert refused.status_code == 400
+        assert message in text_of(refused.text, "operator-error")
+        assert book.current() == stored
+    entries = [
+        (e.resource, e.status_code)
+        for e in audit_store.all()
+        if e.resource.startswith("prices")
+    ]
+    assert entries[0] == ("prices/v2 by admin-key:admin:0123abcd", 200)
+    assert [status for _, status in entries[1:]] == [400, 400, 400]
+
+
+def test_prices_from_a_file_are_read_only(
+    make_api: Callable[..., AdminAPI],
+    sessions: SessionSigner,
+    tenants: TenantManager,
+) -> None:
+    """Prices from a price file are shown without a form, and a POST changes nothing."""
+    start = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    fixed = PriceTable("USD", {"m1": [ModelPrice(start, 1, 1, 1)]})
+    book = PriceBook(MemoryPriceStore(), fixed=fixed)
+    browser = _book_browser(make_api, sessions, tenants, book)
+    page = browser.get(OPERATOR + "/prices").text
+    assert "price-form" not in page
+    assert text_of(page, "prices-read-only").startswith("Prices come from a price file")
+    refused = browser.post(
+        OPERATOR + "/prices",
+        {"csrf": csrf_of(page), "model": "m2", "input": "1", "output": "1"},
+    )
+    assert refused.status_code == 400
+    assert "m2" not in book.current().table.models  # type: ignore[union-attr]
+
+
+def test_without_a_meter(
+    make_api: Callable[..., AdminAPI], sessions: SessionSigner, tenants: TenantManager
+) -> None:
+    """Without a usage store the pages say so, and the CSV is a 404 page."""
+    api = make_api(meter=None)
+    mount_console(api)
+    admin = sign_in(Browser(api), sessions, tenants, Role.ADMIN)
+    assert "overview-no-usage" in admin.get("/console/t/acme/").text
+    assert "usage-not-configured" in admin.get("/console/t/acme/usage").text
+    assert admin.get("/console/t/acme/usage.csv").status_code == 404
+    operator = sign_in(Browser(api), sessions, tenants, Role.OPERATOR)
+    assert "no usage store" in operator.get(OPERATOR + "/").text
+
+
+def test_first_request_names_an_allowed_model(
+    browse: Browse, tenants: TenantManager
+) -> None:
+    """The empty state's curl names the first allowed model, quotes kept out of the shell."""
+    tenants.update("acme", model_allow_list=['it\'s "m1"'])
+    page = browse(Role.ADMIN).get("/console/t/acme/").text
+    command = text_of(page, "overview-first-request")
+    assert """-d '{"model": "it\\u0027s \\"m1\\"", """ in command

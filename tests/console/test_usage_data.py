@@ -32,12 +32,18 @@ def _at(day: date, hour: int = 12) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def meter(lmdb_stores: LMDBStores) -> Iterator[TokenMeter]:
+@pytest.fixture(
+    params=[
+        pytest.param("lmdb_stores", id="lmdb"),
+        pytest.param("postgres_stores", id="postgres"),
+    ]
+)
+def meter(request: pytest.FixtureRequest) -> Iterator[TokenMeter]:
     """
-    A meter on a fresh LMDB billing store.
+    A meter on a fresh LMDB or PostgreSQL billing store.
     """
-    meter = TokenMeter(lmdb_stores.billing)
+    stores = request.getfixturevalue(request.param)
+    meter = TokenMeter(stores.billing)
     yield meter
     meter.close()
 
@@ -185,7 +191,7 @@ def test_currencies_and_unpriced_records_are_kept_apart(meter: TokenMeter) -> No
 
 
 def test_errors_and_429s_come_from_the_audit_log(
-    meter: TokenMeter, audit: AuditLogger
+    lmdb_stores: LMDBStores, audit: AuditLogger
 ) -> None:
     """Inference entries count by day: 429s apart, other statuses of 400 and up as errors."""
     day1, day2 = date(2026, 3, 1), date(2026, 3, 2)
@@ -217,7 +223,9 @@ def test_errors_and_429s_come_from_the_audit_log(
         )
     )
     audit.flush()
+    meter = TokenMeter(lmdb_stores.billing)
     report = build_usage_report("acme", DayRange(day1, day2), "model", meter, audit)
+    meter.close()
     assert report.outcomes == {
         day1: DayOutcomes(attempts=4, errors=1, rate_limited=2),
         day2: DayOutcomes(attempts=2, errors=1, rate_limited=0),
@@ -226,10 +234,14 @@ def test_errors_and_429s_come_from_the_audit_log(
     assert report.rate_limited() == 2
 
 
-def test_no_records_is_an_empty_report(meter: TokenMeter, audit: AuditLogger) -> None:
+def test_no_records_is_an_empty_report(
+    lmdb_stores: LMDBStores, audit: AuditLogger
+) -> None:
     """A range without traffic has no rows, zero totals and zero outcomes on every day."""
     days = DayRange(date(2026, 3, 1), date(2026, 3, 3))
+    meter = TokenMeter(lmdb_stores.billing)
     report = build_usage_report("acme", days, "key", meter, audit)
+    meter.close()
     assert report.rows == ()
     assert report.series == ()
     assert report.tokens == 0

@@ -39,3 +39,7 @@ class AuditResult(str, enum.Enum):
     #: The request was served, but the usage the app reported was more than
     #: a billing record holds; it was billed the most a record holds.
     USAGE_CLAMPED = "usage_clamped"
+    #: The request was served, but the app reported more tokens than were
+    #: reserved and its cost left a spend budget over its amount; the whole
+    #: cost was charged.
+    BUDGET_OVERRUN = "budget_overrun"

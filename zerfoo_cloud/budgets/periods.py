@@ -12,6 +12,7 @@ limiter bucket keys.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -106,6 +107,9 @@ def period_at(kind: str, zone_name: str, now: float) -> BudgetPeriod:
         msg = f"period: unknown period {kind!r} (known: {', '.join(BUDGET_PERIODS)})"
         raise InvalidConfigError(msg, field="period")
     zone = _zone(zone_name)
-    local = datetime.fromtimestamp(now, zone)
+    # The whole second: `fromtimestamp` rounds to the microsecond, which
+    # would put an instant half a microsecond before midnight in the next
+    # day. Midnights fall on whole seconds (offsets are whole seconds).
+    local = datetime.fromtimestamp(math.floor(now), zone)
     first, following, ident = _bounds(kind, local.date())
     return BudgetPeriod(kind, ident, _midnight(first, zone), _midnight(following, zone))

@@ -22,6 +22,11 @@ A reservation larger than the tenant's whole token budget is refused at once
 with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 With a price table, a model it cannot price is refused with
 `UnpricedModelError` (403 ``model_not_priced``) before anything is taken.
+A tenant or key with spend budgets holds each request's worst-case cost in
+the same atomic step as its other limits, and is refused with
+`BudgetExceededError` (429 ``insufficient_quota``) when a budget cannot
+hold it; settlement charges the actual cost and reports every threshold
+reached as a `BudgetEvent` (see ``docs/billing.md``).
 
 Every name above is importable from this module.
 """
@@ -29,11 +34,16 @@ Every name above is importable from this module.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
+from zerfoo_cloud.budgets.events import BudgetEvent, crossed_thresholds
+from zerfoo_cloud.budgets.holds import BudgetHold, actual_cost, worst_cost
 from zerfoo_cloud.errors import (
+    BudgetExceededError,
+    BudgetUnenforceableError,
     InvalidRequestError,
     ModelNotAllowedError,
     RateLimitedError,
@@ -116,6 +126,8 @@ __all__ = [
     "status_for",
 ]
 
+_log = logging.getLogger("zerfoo_cloud.http")
+
 #: Seconds a client refused for concurrency is told to wait: a slot usually
 #: frees within one (there is no refill time to compute).
 _CONCURRENCY_RETRY_AFTER = 1.0
@@ -159,6 +171,7 @@ class Policy:
         resources: ResourcePinner | None = None,
         prices: PriceTable | None = None,
         clock: Clock = time.time,
+        budget_events: Callable[[BudgetEvent], None] | None = None,
     ) -> None:
         self.tenants = tenants
         self.options = options
@@ -166,6 +179,9 @@ class Policy:
         #: The price table models must be priced in (``None``: no check).
         self.prices = prices
         self.clock = clock
+        #: Called (on the event loop: it must not block) with every
+        #: `BudgetEvent`; ``None``: events are dropped.
+        self.budget_events = budget_events
         self.healthy = True
         #: Whether the limiter store waits on the network (it has
         #: ``admit_async``: Redis): the ASGI adapter then awaits
@@ -236,15 +252,17 @@ class Policy:
                 whole token budget (no wait would let it pass).
             RateLimitedError: a limit refused it.
         """
-        reserve = self._reserve(tenant, info)
-        admission = tenant.begin_request(reserve)
+        reserve, hold = self._reserve(tenant, info)
+        admission = tenant.begin_request(reserve, hold)
         self._check_admission(tenant, admission, reserve)
         try:
             pin = self._pin_for(info.model)
         except BaseException:
-            tenant.release_concurrent()
+            tenant.end_request(reserve, reserve, hold, 0)
             raise
-        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+        return Ticket(
+            tenant, info, reserve, admission.requests, admission.tokens, pin, hold
+        )
 
     async def admit_async(self, tenant: Tenant, info: RequestInfo) -> Ticket:
         """
@@ -257,18 +275,23 @@ class Policy:
             InvalidRequestError, ModelNotAllowedError, UnpricedModelError,
             RequestOverBudgetError, RateLimitedError: as `admit`.
         """
-        reserve = self._reserve(tenant, info)
-        admission = await tenant.begin_request_async(reserve)
+        reserve, hold = self._reserve(tenant, info)
+        admission = await tenant.begin_request_async(reserve, hold)
         self._check_admission(tenant, admission, reserve)
         try:
             pin = self._pin_for(info.model)
         except BaseException:
-            await tenant.release_concurrent_async()
+            await tenant.end_request_async(reserve, reserve, hold, 0)
             raise
-        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+        return Ticket(
+            tenant, info, reserve, admission.requests, admission.tokens, pin, hold
+        )
 
-    def _reserve(self, tenant: Tenant, info: RequestInfo) -> int:
-        # The checks before taking anything; returns the token reservation.
+    def _reserve(
+        self, tenant: Tenant, info: RequestInfo
+    ) -> tuple[int, BudgetHold | None]:
+        # The checks before taking anything; returns the token reservation
+        # and what the request holds of its spend budgets.
         model = info.model
         record = tenant.record
         limited = tenant.model_limited()
@@ -290,11 +313,50 @@ class Policy:
         reserve = info.reserve
         if budget and reserve > budget:
             raise RequestOverBudgetError(tenant.id, model, budget, reserve)
-        return reserve
+        return reserve, self._hold(tenant, info, reserve, prices)
 
-    @staticmethod
-    def _check_admission(tenant: Tenant, admission: Admission, reserve: int) -> None:
-        # Raise `RateLimitedError` for a refused admission.
+    def _hold(
+        self,
+        tenant: Tenant,
+        info: RequestInfo,
+        reserve: int,
+        prices: PriceTable | None,
+    ) -> BudgetHold | None:
+        # What the request holds of its spend budgets: its worst-case cost
+        # in each, at the price in force now (None: no budget applies).
+        now = self.clock()
+        accounts = tenant.budget_accounts(now)
+        if not accounts:
+            return None
+        if prices is None:
+            raise BudgetUnenforceableError(tenant.id, "the server has no prices")
+        for account in accounts:
+            if account.budget.currency != prices.currency:
+                why = (
+                    f"a {account.budget.period} budget is in "
+                    f"{account.budget.currency}, prices are in {prices.currency}"
+                )
+                raise BudgetUnenforceableError(tenant.id, why)
+        if not (info.model or info.default_model):
+            return None  # no model (listing models, an upload): no cost
+        worst = worst_cost(prices, info.model, info.prompt_tokens, reserve, now)
+        for account in accounts:
+            if worst > account.budget.amount:
+                raise BudgetExceededError(
+                    tenant.id,
+                    account.key_id,
+                    account.budget.period,
+                    None,
+                    None,
+                    too_large=True,
+                )
+        return BudgetHold(accounts, worst, prices, info.model)
+
+    def _check_admission(
+        self, tenant: Tenant, admission: Admission, reserve: int
+    ) -> None:
+        # Raise `RateLimitedError` (or `BudgetExceededError`) for a refused
+        # admission.
         record = tenant.record
         if admission.concurrency_refused:
             raise RateLimitedError(
@@ -304,6 +366,16 @@ class Policy:
                 requests=admission.requests,
                 tokens=admission.tokens,
                 capacity=record.max_concurrent_requests,
+            )
+        account = admission.budget
+        if account is not None and admission.refused_by == "budget":
+            end = account.period.end
+            raise BudgetExceededError(
+                tenant.id,
+                account.key_id,
+                account.budget.period,
+                None if end is None else end.isoformat(),
+                None if end is None else max(1.0, end.timestamp() - self.clock()),
             )
         if not admission.allowed:
             refused = admission.refused_by or "requests"
@@ -476,10 +548,14 @@ class Policy:
         if ticket.settled:
             return billed
         ticket.settled = True
+        cost = self._cost(ticket, billed)
         try:
-            ticket.tenant.end_request(ticket.reserved, billed.total_tokens)
+            spent = ticket.tenant.end_request(
+                ticket.reserved, billed.total_tokens, ticket.hold, cost
+            )
         finally:
             _unpin(ticket)
+        self._budget_settled(ticket, spent)
         return billed
 
     async def settle_async(
@@ -492,11 +568,76 @@ class Policy:
         if ticket.settled:
             return billed
         ticket.settled = True
+        cost = self._cost(ticket, billed)
         try:
-            await ticket.tenant.end_request_async(ticket.reserved, billed.total_tokens)
+            spent = await ticket.tenant.end_request_async(
+                ticket.reserved, billed.total_tokens, ticket.hold, cost
+            )
         finally:
             _unpin(ticket)
+        self._budget_settled(ticket, spent)
         return billed
+
+    def _cost(self, ticket: Ticket, billed: Usage) -> int:
+        # The actual cost charged to the ticket's budgets (0 without), kept
+        # on the ticket for a settlement made step by step.
+        hold = ticket.hold
+        if hold is None:
+            return 0
+        ticket.cost = cost = actual_cost(
+            hold.prices,
+            hold.model,
+            billed.prompt_tokens,
+            billed.completion_tokens,
+            self.clock(),
+        )
+        return cost
+
+    def _budget_settled(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
+        # Report the thresholds each budget's spending reached, and an
+        # overrun (a cost beyond the hold that left a budget over its
+        # amount). Each charge is settled atomically, so each threshold is
+        # reached by one request on one host.
+        hold = ticket.hold
+        if hold is None or not spent:
+            return
+        cost = ticket.cost
+        beyond = max(0, cost - hold.worst)
+        for account, after in zip(hold.accounts, spent, strict=True):
+            budget = account.budget
+            over = max(0, after - budget.amount)
+            if over and beyond:
+                ticket.overrun = max(ticket.overrun, min(over, beyond))
+            reached = crossed_thresholds(budget, after - cost, after)
+            if not reached and over and beyond:
+                reached = [budget.alert_at[-1] if budget.alert_at else 100]
+            for threshold in reached:
+                self._emit(
+                    BudgetEvent(
+                        tenant_id=account.tenant_id,
+                        key_id=account.key_id,
+                        period=budget.period,
+                        period_start=account.period.start_ts,
+                        threshold=threshold,
+                        spent=after,
+                        amount=budget.amount,
+                        currency=budget.currency,
+                        exhausted=after >= budget.amount,
+                        overrun=over,
+                    )
+                )
+
+    def _emit(self, event: BudgetEvent) -> None:
+        callback = self.budget_events
+        if callback is None:
+            return
+        try:
+            callback(event)
+        except Exception as exc:  # noqa: BLE001 - the request is not the callee's concern
+            _log.error(
+                "the budget event callback failed: %s",
+                describe_failure("budget event", exc),
+            )
 
 
 def _finished(  # noqa: PLR0917 - the whole record of one request
@@ -523,4 +664,5 @@ def _finished(  # noqa: PLR0917 - the whole record of one request
         clamped=clamped,
         failures=tuple(failures),
         key_id=ticket.tenant.key_id,
+        overrun=ticket.overrun,
     )

@@ -4,9 +4,14 @@ Admission: the outcome of asking for one request and its token reservation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from zerfoo_cloud.limits import Decision
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.budgets.accounts import BudgetAccount
 
 __all__ = ["Admission"]
 
@@ -30,6 +35,7 @@ class Admission:
     requests: Decision | None
     tokens: Decision | None
     concurrency_refused: bool = False
+    budget: BudgetAccount | None = None
 
     @property
     def retry_after(self) -> float:
@@ -46,8 +52,8 @@ class Admission:
     @property
     def refused_by(self) -> str | None:
         """
-        ``"concurrency"``, ``"requests"`` or ``"tokens"``: the limit that
-        refused, or ``None``.
+        ``"concurrency"``, ``"requests"``, ``"tokens"`` or ``"budget"``: the
+        limit that refused, or ``None``.
         """
         if self.concurrency_refused:
             return "concurrency"
@@ -55,4 +61,6 @@ class Admission:
             return "requests"
         if self.tokens is not None and not self.tokens.allowed:
             return "tokens"
+        if self.budget is not None:
+            return "budget"
         return None

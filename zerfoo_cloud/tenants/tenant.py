@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
+
+from zerfoo_cloud.buckets import EPSILON
+from zerfoo_cloud.budgets.accounts import BudgetAccount, accounts_at, spent_from_level
 from zerfoo_cloud.limits import Decision, Rate
 from zerfoo_cloud.tenants.admission import Admission
 from zerfoo_cloud.tenants.validation import check_units
 
 if TYPE_CHECKING:
+    from zerfoo_cloud.budgets.holds import BudgetHold
     from zerfoo_cloud.key_records import KeyRecord
-    from zerfoo_cloud.limits import RateLimiter
+    from zerfoo_cloud.limits import Admitted, RateLimiter
     from zerfoo_cloud.tenant_records import TenantConfig, TenantRecord
 
 __all__ = ["PERIOD_SECONDS", "Tenant"]
@@ -232,20 +237,29 @@ class Tenant:
 
     # -- whole requests ---------------------------------------------------
 
-    def begin_request(self, tokens: int) -> Admission:
+    def begin_request(self, tokens: int, hold: BudgetHold | None = None) -> Admission:
         """
-        Take a concurrency slot, one request and *tokens* tokens: all or none.
+        Take a concurrency slot, one request and *tokens* tokens, and with
+        *hold* its worst-case cost from each of its spend budgets: all or
+        none.
 
         A request refused for concurrency keeps its request and token quota;
-        one refused by a quota holds no slot: one atomic store call
-        (`zerfoo_cloud.stores.protocols.LimiterStore.admit`). An allowed
+        one refused by a quota or a budget holds no slot: one atomic store
+        call (`zerfoo_cloud.stores.protocols.LimiterStore.admit`). An allowed
         request must be finished with one `end_request`.
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises
+        if hold is not None and hold.accounts:
+            answer = self._limiter.admit_with(
+                self._slot(), self._asks(tokens), hold.asks()
+            )
+            return self._budget_outcome(answer, hold)
         return self._admission(tokens, self._slot())
 
-    async def begin_request_async(self, tokens: int) -> Admission:
+    async def begin_request_async(
+        self, tokens: int, hold: BudgetHold | None = None
+    ) -> Admission:
         """
         `begin_request`, awaited: on a store with ``admit_async`` (Redis)
         the event loop runs other work while the store answers; on any
@@ -255,28 +269,109 @@ class Tenant:
             check_units(tokens)  # raises
         slot = self._slot()
         asks = self._asks(tokens)
+        if hold is not None and hold.accounts:
+            answer = await self._limiter.admit_with_async(slot, asks, hold.asks())
+            return self._budget_outcome(answer, hold)
         if slot is None and not asks:
             return _ADMITTED
         return self._outcome(*await self._limiter.admit_async(slot, asks))
 
-    def end_request(self, reserved: int, used: int) -> None:
+    def end_request(
+        self,
+        reserved: int,
+        used: int,
+        hold: BudgetHold | None = None,
+        cost: int = 0,
+    ) -> tuple[int, ...]:
         """
         Finish a request admitted by `begin_request`: refund the part of its
         *reserved* tokens it did not use (or charge what it used beyond
-        them), and give its concurrency slot back, even if the token update
-        fails.
+        them), settle its *hold* on its spend budgets with its actual *cost*
+        (micro-units), and give its concurrency slot back, even if the rest
+        fails. One atomic store step.
+
+        Returns:
+            Each budget account's spending once settled, in micro-units
+            (empty without *hold*).
         """
         settlement = self._settlement(reserved, used)
+        if hold is not None and hold.accounts:
+            slot_key, bucket = settlement or (None, None)
+            levels = self._limiter.settle_with(slot_key, bucket, hold.settlement(cost))
+            return _spent_after(levels)
         if settlement is not None:
             self._limiter.settle(*settlement)
+        return ()
 
-    async def end_request_async(self, reserved: int, used: int) -> None:
+    async def end_request_async(
+        self,
+        reserved: int,
+        used: int,
+        hold: BudgetHold | None = None,
+        cost: int = 0,
+    ) -> tuple[int, ...]:
         """
         `end_request`, awaited, as `begin_request_async`.
         """
         settlement = self._settlement(reserved, used)
+        if hold is not None and hold.accounts:
+            slot_key, bucket = settlement or (None, None)
+            levels = await self._limiter.settle_with_async(
+                slot_key, bucket, hold.settlement(cost)
+            )
+            return _spent_after(levels)
         if settlement is not None:
             await self._limiter.settle_async(*settlement)
+        return ()
+
+    # -- spend budgets ----------------------------------------------------
+
+    def budget_accounts(self, now: float) -> tuple[BudgetAccount, ...]:
+        """
+        The spend budget accounts a request of this handle takes from at
+        *now*: the tenant's budgets, then those of `key`.
+        """
+        record = self._record
+        key = self._key
+        if key is None:
+            if not record.spend_budgets:
+                return ()
+            return accounts_at(record.id, record.spend_budgets, None, (), now)
+        if not record.spend_budgets and not key.spend_budgets:
+            return ()
+        return accounts_at(
+            record.id, record.spend_budgets, key.id, key.spend_budgets, now
+        )
+
+    def _budget_outcome(self, answer: Admitted, hold: BudgetHold) -> Admission:
+        # The admission for what `RateLimiter.admit_with` answered.
+        outcome = self._outcome(answer.free, answer.decisions)
+        if answer.allowed or not outcome.allowed or outcome.refused_by is not None:
+            return outcome
+        # Refused, not by a rate limit: by the first budget short of it.
+        for account, level in zip(hold.accounts, answer.extra_levels, strict=True):
+            if level + EPSILON < hold.worst:
+                return attrs.evolve(outcome, allowed=False, budget=account)
+        return attrs.evolve(outcome, allowed=False, budget=hold.accounts[0])
+
+    async def settle_budgets_async(
+        self, hold: BudgetHold, cost: int
+    ) -> tuple[int, ...]:
+        """
+        Settle *hold* with its actual *cost* on its own, without the slot or
+        the tokens (after `end_request_async` failed).
+        """
+        return _spent_after(
+            await self._limiter.settle_with_async(None, None, hold.settlement(cost))
+        )
+
+    def settle_budgets(self, hold: BudgetHold, cost: int) -> tuple[int, ...]:
+        """
+        `settle_budgets_async`, for the sync path (`end_request` failed).
+        """
+        return _spent_after(
+            self._limiter.settle_with(None, None, hold.settlement(cost))
+        )
 
     def _settlement(
         self, reserved: int, used: int
@@ -369,6 +464,12 @@ class Tenant:
         return bool(self._record.model_allow_list) or (
             key is not None and bool(key.model_scope)
         )
+
+
+def _spent_after(levels: list[float]) -> tuple[int, ...]:
+    # The spent counters' readings among the levels of a settled hold (hold,
+    # spent, hold, spent, ...).
+    return tuple(spent_from_level(level) for level in levels[1::2])
 
 
 _UNLIMITED = Decision(True, 0, 0, 0.0, 0.0)

@@ -75,6 +75,7 @@ def mount_console(
             max_body=api.max_body,
             secure_cookies=secure_cookies,
             sign_in=sign_in or saml_links(api),
+            prices=api.prices,
         )
     )
     api.mount(console.routes())

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 
 import attrs
 
+from zerfoo_cloud._field_limits import MAX_MODEL_LENGTH
 from zerfoo_cloud.budget_records import BUDGET_PERIODS, SpendBudget
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.pricing import ModelPrice
 from zerfoo_cloud.tenants.validation import check_id, check_limit, check_models
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "parse_budgets_form",
     "parse_limits_form",
     "parse_new_tenant_form",
+    "parse_price_form",
 ]
 
 #: The limit fields of the tenant forms, in the order shown.
@@ -165,3 +169,39 @@ def parse_budgets_form(form: Mapping[str, str]) -> list[SpendBudget]:
             msg = f"{period} budget: {exc}"
             raise InvalidConfigError(msg, field=exc.field) from None
     return budgets
+
+
+def parse_price_form(
+    form: Mapping[str, str], now: datetime
+) -> tuple[str, ModelPrice, bool]:
+    """
+    Read one price of one model: ``model``, ``input``, ``output`` and
+    optionally ``cached_input`` (decimal text per million tokens; blank
+    cached input: the input rate), and ``effective_from`` (ISO 8601 with an
+    offset, or blank or ``now`` for the moment of the change).
+
+    Returns:
+        The model, its price (from *now* when it takes effect at once) and
+        whether it does (`zerfoo_cloud.price_book.PriceBook.add`'s
+        *from_now*).
+
+    Raises:
+        InvalidConfigError: a bad field (``field`` names it).
+
+    .. versionadded:: 0.1.0
+    """
+    model = _text(form, "model")
+    if not 0 < len(model) <= MAX_MODEL_LENGTH:
+        msg = f"model must be 1 to {MAX_MODEL_LENGTH} characters"
+        raise InvalidConfigError(msg, field="model")
+    when = _text(form, "effective_from")
+    from_now = when.lower() in {"", "now"}
+    data: dict[str, object] = {
+        "effective_from": now if from_now else when,
+        "input": _text(form, "input"),
+        "output": _text(form, "output"),
+    }
+    cached = _text(form, "cached_input")
+    if cached:
+        data["cached_input"] = cached
+    return model, ModelPrice.from_mapping(data, field="price"), from_now

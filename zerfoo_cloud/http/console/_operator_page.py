@@ -21,6 +21,8 @@ from zerfoo_cloud.audit import AuditAction
 from zerfoo_cloud.budget_records import BUDGET_PERIODS
 from zerfoo_cloud.errors import (
     InvalidConfigError,
+    PricesReadOnlyError,
+    PriceTableChangedError,
     TenantExistsError,
     TenantNotFoundError,
 )
@@ -30,6 +32,7 @@ from zerfoo_cloud.http.console._operator_forms import (
     parse_budgets_form,
     parse_limits_form,
     parse_new_tenant_form,
+    parse_price_form,
 )
 from zerfoo_cloud.http.console._pages import Page, PageProblem
 from zerfoo_cloud.http.console._usage_data import DayRange
@@ -270,12 +273,53 @@ def delete_tenant(request: PageRequest) -> Response:
     return request.redirect("/")
 
 
+def _prices_page(
+    request: PageRequest, *, status: int = _DONE, error: str = "", done: str = ""
+) -> Response:
+    book = request.services.prices
+    version = None
+    if book is not None:
+        stored = book.current()
+        table, version = stored.table, stored.version
+    else:
+        table = getattr(request.services.meter, "prices", None)
+    return request.render(
+        "operator_prices.html",
+        status=status,
+        table=table,
+        version=version,
+        editable=book is not None and not book.read_only,
+        error=error,
+        done=done,
+        form=request.form if error else {},
+    )
+
+
 def prices(request: PageRequest) -> Response:
     """
-    The price table in force (the meter's), per model and from when.
+    The price table in force (the stored one, else the meter's), per model
+    and from when; a form to add a price when the table can be changed.
     """
-    table = getattr(request.services.meter, "prices", None)
-    return request.render("operator_prices.html", table=table)
+    return _prices_page(request)
+
+
+def add_price(request: PageRequest) -> Response:
+    """
+    Add the form's price to the stored table (a change from now or from a
+    later moment; the past never changes).
+    """
+    book = request.services.prices
+    if book is None:
+        raise PageProblem(_NOT_FOUND, "No price store is configured.")
+    now = datetime.fromtimestamp(request.now, timezone.utc)
+    try:
+        model, price, from_now = parse_price_form(request.form, now)
+        stored = book.add(model, price, from_now=from_now)
+    except (InvalidConfigError, PricesReadOnlyError, PriceTableChangedError) as exc:
+        request.audit(AuditAction.UPDATE, _BAD_FORM, "prices")
+        return _prices_page(request, status=_BAD_FORM, error=str(exc))
+    request.audit(AuditAction.UPDATE, _DONE, f"prices/v{stored.version}")
+    return _prices_page(request, done=f"Price of {model} added.")
 
 
 #: The operators' pages.
@@ -302,5 +346,5 @@ PAGES = (
         post=delete_tenant,
         area="operator",
     ),
-    Page("/prices", "Prices", get=prices, area="operator"),
+    Page("/prices", "Prices", get=prices, post=add_price, area="operator"),
 )

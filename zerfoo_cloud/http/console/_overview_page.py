@@ -47,11 +47,11 @@ def overview(request: PageRequest) -> Response:
     """
     assert request.tenant_id is not None
     services = request.services
-    record = services.tenants.get(request.tenant_id).record
-    working = sum(1 for key in record.keys if key.usable(request.now))
     meter = usage_meter(request)
     data = None
-    if meter is not None:
+    if meter is None:
+        record = services.tenants.get(request.tenant_id).record
+    else:
         data = build_overview(
             request.tenant_id,
             datetime.fromtimestamp(request.now, timezone.utc),
@@ -60,6 +60,7 @@ def overview(request: PageRequest) -> Response:
             services.audit,
         )
         record = data.tenant
+    working = sum(1 for key in record.keys if key.usable(request.now))
     return request.render(
         "overview.html",
         tenant=record,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.audit import AuditEntry, AuditLogger
     from zerfoo_cloud.http.admin._report_routes import UsageMeter
     from zerfoo_cloud.http.admin._sessions import SessionSigner
+    from zerfoo_cloud.price_book import PriceBook
     from zerfoo_cloud.tenants import TenantManager
 
 __all__ = ["ConsoleServices", "SignInLink"]
@@ -52,6 +53,9 @@ class ConsoleServices:
             ``http://127.0.0.1`` development and tests only, and the console
             then refuses to sign anyone in on any other host.
         sign_in: tenant id -> the ways its people sign in.
+        prices: the service's price table, changed on the operators'
+            Prices page (``None``: the page shows the meter's table, read
+            only).
     """
 
     tenants: TenantManager
@@ -64,3 +68,4 @@ class ConsoleServices:
     max_body: int
     secure_cookies: bool = True
     sign_in: Callable[[str], Sequence[SignInLink]] = lambda tenant_id: ()
+    prices: PriceBook | None = None

@@ -30,6 +30,7 @@ import attrs
 
 from zerfoo_cloud.audit import AuditAction
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.http.admin._report_routes import UsageMeter
 
 if TYPE_CHECKING:
     from zerfoo_cloud.audit_records.entry import AuditEntry
@@ -68,19 +69,13 @@ _QUOTE = 40
 
 
 @runtime_checkable
-class UsageSource(Protocol):
+class UsageSource(UsageMeter, Protocol):
     """
-    **Protocol**: What a usage report reads of a `zerfoo_cloud.TokenMeter`.
+    **Protocol**: What a usage report reads of a `zerfoo_cloud.TokenMeter`:
+    its `summary` (the admin API's `UsageMeter`) and its records.
 
     .. versionadded:: 0.1.0
     """
-
-    def summary(
-        self, tenant_id: str, start: datetime, end: datetime, by: Sequence[str]
-    ) -> Sequence[UsageSummary]:
-        """
-        Total the tenant's records in ``[start, end]`` grouped by *by*.
-        """
 
     def query(
         self, tenant_id: str, start: datetime, end: datetime
