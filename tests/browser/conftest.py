@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
-import uvicorn
 from playwright.sync_api import sync_playwright
 
-from tests._serving import ROOT
+from tests._serving import ROOT, served_in_thread
 from tests.browser._console_server import ConsoleServer, console_server
 from tests.browser._saml_idp import SignedInUser, idp_app, metadata_xml
 from tests.sso._idp import KeyPair, make_keypair
@@ -100,30 +96,8 @@ def idp_user() -> SignedInUser:
 @pytest.fixture(scope="session")
 def idp_url(idp_keys: KeyPair, idp_user: SignedInUser) -> Iterator[str]:
     """The base URL of the test SAML IdP, served in a thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            idp_app(idp_keys, idp_user),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the test IdP did not start"
-        assert thread.is_alive(), "the test IdP stopped"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
+    with served_in_thread(idp_app(idp_keys, idp_user), lifespan="off") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
