@@ -49,6 +49,10 @@ class SSOIdentity:
             Unix seconds (the IdP's limit on the login session), or ``None``.
         issuer: the IdP's entity id.
         assertion_id: the assertion's ID (what the replay cache records).
+        groups: the user's groups or roles as the IdP sent them (SAML: the
+            provider's group attributes; OpenID Connect: its group claims),
+            in order, without repeats; a `zerfoo_cloud.sso.RoleMap` turns
+            them into a console role.
 
     .. versionadded:: 0.1.0
     """
@@ -65,3 +69,4 @@ class SSOIdentity:
     session_expires_at: float | None = attrs.field(default=None, kw_only=True)
     issuer: str = attrs.field(default="", kw_only=True)
     assertion_id: str = attrs.field(default="", kw_only=True)
+    groups: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
