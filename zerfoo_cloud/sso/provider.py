@@ -31,7 +31,6 @@ from zerfoo_cloud.sso._response_checks import (
     own_signature,
 )
 from zerfoo_cloud.sso._signature import PinnedKeys, register_ids
-from zerfoo_cloud.sso.roles import DEFAULT_GROUP_ATTRIBUTES, RoleMap, pick_groups
 from zerfoo_cloud.sso._xml import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_SIZE,
@@ -47,6 +46,7 @@ from zerfoo_cloud.sso.errors import (
 )
 from zerfoo_cloud.sso.identity import SSOIdentity
 from zerfoo_cloud.sso.protocol import SSOProvider
+from zerfoo_cloud.sso.roles import DEFAULT_GROUP_ATTRIBUTES, RoleMap, pick_groups
 from zerfoo_cloud.sso.sp import AuthnRedirect, build_authn_redirect, build_sp_metadata
 from zerfoo_cloud.stores.memory import MemoryReplayCache
 

@@ -74,6 +74,7 @@ class Principal:
     tenant_id: str | None
     actor: str
     incarnation: str = ""
+    role: str = "admin"
 
 
 @attrs.frozen
@@ -184,7 +185,10 @@ class Access:
                 ) from exc
             raise invalid_credentials() from exc
         return Principal(
-            session.tenant_id, "sso:" + session.subject, session.incarnation
+            session.tenant_id,
+            "sso:" + session.subject,
+            session.incarnation,
+            session.role,
         )
 
     @staticmethod
@@ -206,6 +210,9 @@ class Access:
         if principal.tenant_id is None:
             return
         if op.own and op.tenant == principal.tenant_id:
+            if principal.role == "viewer" and op.action is not AuditAction.LIST:
+                msg = "a viewer's session may read its tenant but change nothing"
+                raise HTTPProblem(403, "forbidden", msg)
             return
         msg = (
             f"a session for tenant {principal.tenant_id!r} may only read that "

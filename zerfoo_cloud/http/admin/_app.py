@@ -224,7 +224,6 @@ class AdminAPI:
                 providers,
                 sessions,
                 audit=self._trail.log,
-                incarnation=self._incarnation_of,
             )
             if providers and sessions is not None
             else None
@@ -282,6 +281,8 @@ class AdminAPI:
             await send({"type": "websocket.close", "code": 1008})
             return
         routed = routing_scope(scope)
+        # start_console_session finds the sessions and tenants through it.
+        routed["app"] = self
         try:
             await self._router(routed, receive, send)
         except ClientDisconnect:
@@ -413,7 +414,7 @@ class AdminAPI:
         self._trail.record(request, record, response)
         return response
 
-    def _incarnation_of(self, tenant_id: str) -> str | None:
+    def incarnation_of(self, tenant_id: str) -> str | None:
         """
         The current incarnation of *tenant_id*, ``None`` if there is no such
         tenant.

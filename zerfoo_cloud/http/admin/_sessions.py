@@ -53,6 +53,8 @@ MAX_TOKEN_LENGTH = 4096
 _VERSION = "v1"
 _TOKEN = re.compile(r"v1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 _SESSION_PURPOSE = "session"
+#: The console roles a session may carry (`zerfoo_cloud.sso.Role` values).
+_ROLES = ("admin", "viewer", "operator")
 
 
 def _malformed() -> SessionError:
@@ -162,6 +164,10 @@ class Session:
             is deleted, even if one with the same id is created again
             (empty for tokens issued without one, which no admin API
             accepts).
+        role: the console role (``admin``, ``viewer`` or ``operator``, the
+            values of `zerfoo_cloud.sso.Role`); an operator's session has
+            no tenant (*tenant_id* ``""``).
+        via: how the user signed in (``saml`` or ``oidc``), or ``""``.
 
     .. versionadded:: 0.1.0
     """
@@ -170,6 +176,8 @@ class Session:
     subject: str
     expires_at: float
     incarnation: str = ""
+    role: str = "admin"
+    via: str = ""
 
 
 class SessionSigner:
@@ -229,6 +237,8 @@ class SessionSigner:
         *,
         incarnation: str,
         expires_at: float | None = None,
+        role: str = "admin",
+        via: str = "",
     ) -> str:
         """
         Return a new session token for *subject*, valid for `ttl` seconds,
@@ -242,30 +252,72 @@ class SessionSigner:
                 (it was deleted, and perhaps created again).
             expires_at: end the session at this Unix time instead, if that
                 is sooner (the IdP's ``SessionNotOnOrAfter``).
+            role: the console role: ``admin``, ``viewer``, or ``operator``
+                (whose session has no tenant: *tenant_id* and *incarnation*
+                ``""``).
+            via: how the user signed in (``saml``, ``oidc``).
 
         Raises:
             InvalidConfigError: a malformed tenant id, an empty subject or
-                one over `MAX_SUBJECT_LENGTH` characters, or an empty or
-                overlong incarnation.
+                one over `MAX_SUBJECT_LENGTH` characters, an empty or
+                overlong incarnation, or an unknown role.
         """
+        if role not in _ROLES:
+            msg = f"role must be one of {', '.join(_ROLES)}, not {role!r}"
+            raise InvalidConfigError(msg, field="role")
+        if role == "operator":
+            if tenant_id or incarnation:
+                msg = "an operator's session has no tenant"
+                raise InvalidConfigError(msg, field="tenant_id")
+            return self._sign(
+                "", subject, incarnation="", expires_at=expires_at, role=role, via=via
+            )
         if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
             msg = f"tenant id {tenant_id!r} is invalid"
             raise InvalidConfigError(msg, field="tenant_id")
-        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
-            msg = f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
-            raise InvalidConfigError(msg, field="subject")
         if (
             not isinstance(incarnation, str)
             or not 0 < len(incarnation) <= MAX_INCARNATION_LENGTH
         ):
             msg = f"the incarnation must be 1 to {MAX_INCARNATION_LENGTH} characters"
             raise InvalidConfigError(msg, field="incarnation")
+        return self._sign(
+            tenant_id,
+            subject,
+            incarnation=incarnation,
+            expires_at=expires_at,
+            role=role,
+            via=via,
+        )
+
+    def _sign(
+        self,
+        tenant_id: str,
+        subject: str,
+        *,
+        incarnation: str,
+        expires_at: float | None,
+        role: str,
+        via: str,
+    ) -> str:
+        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
+            msg = f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
+            raise InvalidConfigError(msg, field="subject")
         end = self.clock() + self.ttl
         if expires_at is not None:
             end = min(end, expires_at)
-        return self._codec.dumps(
-            {"t": tenant_id, "s": subject, "i": incarnation, "e": end}
-        )
+        payload: dict[str, Any] = {
+            "t": tenant_id,
+            "s": subject,
+            "i": incarnation,
+            "e": end,
+        }
+        # Tokens of admins signed in before roles existed stay as they were.
+        if role != "admin":
+            payload["r"] = role
+        if via:
+            payload["v"] = str(via)[:16]
+        return self._codec.dumps(payload)
 
     def verify(self, token: str) -> Session:
         """
@@ -279,14 +331,19 @@ class SessionSigner:
         payload = self._codec.loads(token)
         tenant_id, subject = payload.get("t"), payload.get("s")
         incarnation = payload.get("i", "")
+        role, via = payload.get("r", "admin"), payload.get("v", "")
         if (
             not isinstance(tenant_id, str)
             or not isinstance(subject, str)
             or not isinstance(incarnation, str)
+            or role not in _ROLES
+            or not isinstance(via, str)
         ):
             msg = "the session token is malformed"  # pragma: no cover - signed
             raise SessionError(msg, reason="malformed")  # pragma: no cover
-        return Session(tenant_id, subject, float(payload["e"]), incarnation)
+        return Session(
+            tenant_id, subject, float(payload["e"]), incarnation, role=role, via=via
+        )
 
 
 def state_codec(signer: SessionSigner, purpose: str) -> TokenCodec:

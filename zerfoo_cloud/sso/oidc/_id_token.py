@@ -102,7 +102,8 @@ def _check_times(claims: dict[str, Any], now: float, skew: float) -> None:
     exp = _number(claims, "exp", required=True)
     iat = _number(claims, "iat", required=True)
     nbf = _number(claims, "nbf", required=False)
-    assert exp is not None and iat is not None
+    assert exp is not None
+    assert iat is not None
     if now >= exp + skew:
         raise _fail("oidc_expired", "the ID token has expired")
     if iat > now + skew or (nbf is not None and nbf > now + skew):

@@ -42,7 +42,9 @@ def _public_keys(document: Any) -> list[tuple[str | None, str | None, SigningKey
         importer = _IMPORTERS.get(str(item.get("kty")))
         if importer is None:
             continue
-        public = {k: v for k, v in item.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+        public = {
+            k: v for k, v in item.items() if k not in ("d", "p", "q", "dp", "dq", "qi")
+        }
         try:
             key = importer.import_key(public)
         except (JoseError, ValueError, TypeError):

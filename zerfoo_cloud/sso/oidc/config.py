@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+import tomllib
 
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.sso.oidc._fetch import check_url
@@ -202,18 +202,13 @@ class OIDCConfig:
             self.tenant_id
         ):
             raise _field("tenant", f"{self.tenant_id!r} is not a tenant id")
-        if not isinstance(self.role_map, RoleMap) or not self.role_map.roles:
-            raise _field("roles", "map at least one group to a role")
-        granted = set(self.role_map.roles.values())
-        if self.operators and granted != {Role.OPERATOR}:
-            raise _field("roles", "the operators' provider may only give 'operator'")
-        if not self.operators and Role.OPERATOR in granted:
-            msg = "a tenant's provider may not give 'operator'; use operators = true"
-            raise _field("roles", msg)
+        self._check_roles()
         if self.token_auth not in TOKEN_AUTH_METHODS:
             methods = ", ".join(TOKEN_AUTH_METHODS)
             raise _field("token_auth", f"must be one of {methods}")
-        if (self.token_auth == "none") != (self.client_secret is None):
+        if (self.token_auth == "none") != (  # noqa: S105 - a method's name
+            self.client_secret is None
+        ):
             msg = (
                 "a client secret (client_secret_file or client_secret_env) "
                 "goes with client_secret_basic or client_secret_post, and "
@@ -222,15 +217,23 @@ class OIDCConfig:
             raise _field("token_auth", msg)
         if "openid" not in self.scopes:
             raise _field("scopes", "must include 'openid'")
-        if not self.algorithms or not set(self.algorithms) <= set(
-            SUPPORTED_ALGORITHMS
-        ):
+        if not self.algorithms or not set(self.algorithms) <= set(SUPPORTED_ALGORITHMS):
             supported = ", ".join(SUPPORTED_ALGORITHMS)
             raise _field("algorithms", f"must be some of {supported}")
         _positive("clock_skew", self.clock_skew, 600)
         _positive("timeout", self.timeout, 120)
         _positive("max_response_bytes", self.max_response_bytes, 16 << 20)
         _positive("jwks_refresh_interval", self.jwks_refresh_interval, 86_400)
+
+    def _check_roles(self) -> None:
+        if not isinstance(self.role_map, RoleMap) or not self.role_map.roles:
+            raise _field("roles", "map at least one group to a role")
+        granted = set(self.role_map.roles.values())
+        if self.operators and granted != {Role.OPERATOR}:
+            raise _field("roles", "the operators' provider may only give 'operator'")
+        if not self.operators and Role.OPERATOR in granted:
+            msg = "a tenant's provider may not give 'operator'; use operators = true"
+            raise _field("roles", msg)
 
     @property
     def name(self) -> str:
@@ -329,7 +332,8 @@ def read_oidc_file(
     try:
         return _read_providers(Path(path), public_url, env)
     except InvalidConfigError as exc:
-        raise InvalidConfigError(f"{where}: {exc}", field=exc.field) from None
+        msg = f"{where}: {exc}"
+        raise InvalidConfigError(msg, field=exc.field) from None
 
 
 def _read_providers(
@@ -355,8 +359,7 @@ def _read_providers(
     if not isinstance(entries, list) or not entries:
         raise _field("providers", "list at least one provider")
     configs = tuple(
-        OIDCConfig.from_dict(entry, public_url=public_url, env=env)
-        for entry in entries
+        OIDCConfig.from_dict(entry, public_url=public_url, env=env) for entry in entries
     )
     names = [config.name for config in configs]
     for name in names:

@@ -174,7 +174,8 @@ class OIDCProvider:
         }
         auth = None
         secret = config.client_secret
-        if config.token_auth == "client_secret_basic" and secret is not None:
+        basic = config.token_auth == "client_secret_basic"  # noqa: S105 - a name
+        if basic and secret is not None:
             auth = (_form_encoded(config.client_id), _form_encoded(secret.reveal()))
         else:
             form["client_id"] = config.client_id
