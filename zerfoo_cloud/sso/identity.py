@@ -5,7 +5,7 @@ The user an identity provider vouched for: `SSOIdentity`.
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -20,6 +20,14 @@ def _freeze(attributes: Mapping[str, object]) -> Mapping[str, tuple[str, ...]]:
         else:
             frozen[str(name)] = tuple(str(v) for v in values)  # type: ignore[attr-defined]
     return types.MappingProxyType(frozen)
+
+
+def _groups(values: Iterable[str]) -> tuple[str, ...]:
+    unique: list[str] = []
+    for value in values:
+        if value not in unique:
+            unique.append(str(value))
+    return tuple(unique)
 
 
 @attrs.frozen
@@ -69,4 +77,4 @@ class SSOIdentity:
     session_expires_at: float | None = attrs.field(default=None, kw_only=True)
     issuer: str = attrs.field(default="", kw_only=True)
     assertion_id: str = attrs.field(default="", kw_only=True)
-    groups: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
+    groups: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_groups)

@@ -38,7 +38,7 @@ from zerfoo_cloud.http.admin._responses import (
     bytes_response,
     empty_response,
 )
-from zerfoo_cloud.http.admin._sessions import SessionSigner, state_codec
+from zerfoo_cloud.http.admin._sessions import SessionSigner, TokenCodec, state_codec
 from zerfoo_cloud.sso import SAMLInResponseToError, SAMLReplayError
 from zerfoo_cloud.sso.roles import Role
 
@@ -55,7 +55,9 @@ __all__ = [
     "SSO_REQUEST_TTL",
     "SAMLLogin",
     "check_providers",
+    "next_target",
     "no_role",
+    "read_pending",
     "set_cookie",
 ]
 
@@ -166,14 +168,7 @@ class SAMLLogin:
         Raises:
             HTTPProblem: 400 for a bad ``next``.
         """
-        params = query_fields(request, ("next",))
-        target = params.get("next", "")
-        if target and (len(target) > MAX_NEXT_LENGTH or not _NEXT.fullmatch(target)):
-            msg = (
-                f"next must be a path on this server (starting with one '/', "
-                f"at most {MAX_NEXT_LENGTH} characters)"
-            )
-            raise HTTPProblem(400, "invalid_parameter", msg, param="next")
+        target = next_target(request)
         nonce = secrets.token_urlsafe(16)
         redirect = provider.authn_request(relay_state=nonce)
         state = self._state.dumps(
@@ -215,12 +210,14 @@ class SAMLLogin:
         self, request: Request, provider: SAMLProvider, form: Mapping[str, str]
     ) -> Response:
         seen: list[str] = []
+        reason = ""
         try:
             response = self._accept(request, provider, form, seen)
         except HTTPProblem as problem:
             response = login_refused(request, problem)
-            return self.audited(request, provider, response, *seen, problem.code)
-        return self.audited(request, provider, response, *seen)
+            reason = problem.code
+        subject = seen[0] if seen else ""
+        return self.audited(request, provider, response, subject, reason=reason)
 
     def audited(
         self,
@@ -228,6 +225,7 @@ class SAMLLogin:
         provider: SAMLProvider,
         response: Response,
         subject: str = "",
+        *,
         reason: str = "",
     ) -> Response:
         """
@@ -245,23 +243,13 @@ class SAMLLogin:
         )
 
     def _pending(self, request: Request, tenant_id: str) -> dict[str, object]:
-        start = f"start again at /sso/saml/{tenant_id}/login"
-        pending = cookie(request, REQUEST_COOKIE)
-        if not pending:
-            msg = f"no sign-in is pending in this browser; {start}"
-            raise HTTPProblem(401, "no_pending_login", msg)
-        try:
-            state = self._state.loads(pending)
-        except SessionError as exc:
-            if exc.reason == "expired":
-                msg = f"the sign-in took too long; {start}"
-            else:
-                msg = f"the pending sign-in is not valid; {start}"
-            raise HTTPProblem(401, "no_pending_login", msg) from exc
-        if state.get("t") != tenant_id:
-            msg = f"the pending sign-in is for another tenant; {start}"
-            raise HTTPProblem(403, "wrong_tenant", msg)
-        return state
+        return read_pending(
+            request,
+            self._state,
+            REQUEST_COOKIE,
+            tenant_id,
+            f"/sso/saml/{tenant_id}/login",
+        )
 
     def _accept(
         self,
@@ -308,6 +296,56 @@ class SAMLLogin:
             same_site="none",
         )
         return response
+
+
+def next_target(request: Request) -> str:
+    """
+    The ``next`` query parameter of a login (where to go once signed in),
+    or ``""``; the only parameter a login takes.
+
+    Raises:
+        HTTPProblem: 400 for another parameter, or a ``next`` that is not a
+            path on this server of at most `MAX_NEXT_LENGTH` characters.
+    """
+    target = query_fields(request, ("next",)).get("next", "")
+    if target and (len(target) > MAX_NEXT_LENGTH or not _NEXT.fullmatch(target)):
+        msg = (
+            f"next must be a path on this server (starting with one '/', "
+            f"at most {MAX_NEXT_LENGTH} characters)"
+        )
+        raise HTTPProblem(400, "invalid_parameter", msg, param="next")
+    return target
+
+
+def read_pending(
+    request: Request, codec: TokenCodec, name: str, tenant_id: str, start_path: str
+) -> dict[str, object]:
+    """
+    The pending login held in cookie *name*, signed by *codec*, for
+    *tenant_id* (the provider's name).
+
+    Raises:
+        HTTPProblem: 401 when there is none, it is not valid or it expired;
+            403 when it is another tenant's. Each message says to start
+            again at *start_path*.
+    """
+    start = f"start again at {start_path}"
+    pending = cookie(request, name)
+    if not pending:
+        msg = f"no sign-in is pending in this browser; {start}"
+        raise HTTPProblem(401, "no_pending_login", msg)
+    try:
+        state = codec.loads(pending)
+    except SessionError as exc:
+        if exc.reason == "expired":
+            msg = f"the sign-in took too long; {start}"
+        else:
+            msg = f"the pending sign-in is not valid; {start}"
+        raise HTTPProblem(401, "no_pending_login", msg) from exc
+    if state.get("t") != tenant_id:
+        msg = f"the pending sign-in is for another tenant; {start}"
+        raise HTTPProblem(403, "wrong_tenant", msg)
+    return state
 
 
 def no_role() -> HTTPProblem:

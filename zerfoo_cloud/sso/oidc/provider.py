@@ -270,5 +270,5 @@ def _identity(claims: dict[str, Any], config: OIDCConfig) -> SSOIdentity:
         expires_at=float(claims["exp"]),
         issuer=config.issuer,
         assertion_id=jti if isinstance(jti, str) else "",
-        groups=tuple(dict.fromkeys(groups)),
+        groups=groups,
     )
