@@ -75,7 +75,6 @@ _UPSTREAM_CODES = frozenset(
         "oidc_network",
         "oidc_timeout",
         "oidc_too_large",
-        "oidc_token_endpoint",
     }
 )
 _MAX_SHOWN_ERROR = 64

@@ -79,6 +79,7 @@ class JWKSCache:
         self._refresh_interval = refresh_interval
         self._keys: list[tuple[str | None, str | None, SigningKey]] | None = None
         self._fetched_at = float("-inf")
+        self._refetched_at = float("-inf")
         self._lock = threading.Lock()
 
     def _refresh(self, *, unless_after: float) -> None:
@@ -103,9 +104,11 @@ class JWKSCache:
         if self._keys is None or now - seen >= _MAX_AGE:
             self._refresh(unless_after=seen)
         found = self._match(kid, alg)
-        seen = self._fetched_at
-        if found is None and self._clock() - seen >= self._refresh_interval:
-            self._refresh(unless_after=seen)
+        if found is None and now - self._refetched_at >= self._refresh_interval:
+            # Rate-limited apart from the hourly fetch: a key that rotated in
+            # just after a fetch is still found at once.
+            self._refetched_at = now
+            self._refresh(unless_after=self._fetched_at)
             found = self._match(kid, alg)
         if found is None:
             shown = "without a key id" if kid is None else f"with key id {kid[:80]!r}"
