@@ -180,7 +180,7 @@ class OIDCTestProvider:
         self.rsa_keys.append(RSAKey.generate_key(2048, parameters={"kid": kid}))
         return kid
 
-    def __enter__(self) -> OIDCTestProvider:
+    def __enter__(self) -> OIDCTestProvider:  # noqa: PYI034 - final in practice
         app = Starlette(
             routes=[
                 Route("/.well-known/openid-configuration", self._discovery),
@@ -206,7 +206,8 @@ class OIDCTestProvider:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None and self._thread is not None
+        assert self._server is not None
+        assert self._thread is not None
         self._server.should_exit = True
         self._thread.join(30)
         self._sock.close()
@@ -293,7 +294,8 @@ class OIDCTestProvider:
 
     async def _jwks(self, request: Request) -> Response:
         self.requests["jwks"] += 1
-        keys = [k.as_dict(private=False) for k in (*self.rsa_keys, self.ec_key)]
+        keys = [k.as_dict(private=False) for k in self.rsa_keys]
+        keys.append(self.ec_key.as_dict(private=False))
         body: dict[str, Any] = {"keys": keys}
         if self.faults.jwks_padding:
             body["padding"] = "x" * self.faults.jwks_padding

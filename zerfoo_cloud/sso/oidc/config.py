@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import tomllib
 
-from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.errors import InvalidConfigError, OIDCError
 from zerfoo_cloud.sso.oidc._fetch import check_url
 from zerfoo_cloud.sso.roles import DEFAULT_GROUP_CLAIMS, Role, RoleMap
 from zerfoo_cloud.tenants import TENANT_ID_PATTERN
@@ -108,6 +108,13 @@ def _field(name: str, message: str) -> InvalidConfigError:
     return InvalidConfigError(f"{name}: {message}", field=name)
 
 
+def _checked_url(name: str, value: object) -> None:
+    try:
+        check_url(value, name)
+    except OIDCError as exc:
+        raise _field(name, str(exc)) from None
+
+
 def _positive(name: str, value: object, top: float) -> float:
     if (
         isinstance(value, bool)
@@ -191,8 +198,8 @@ class OIDCConfig:
     jwks_refresh_interval: float = attrs.field(default=60.0, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        check_url(self.issuer, "issuer")
-        check_url(self.redirect_uri, "redirect_uri")
+        _checked_url("issuer", self.issuer)
+        _checked_url("redirect_uri", self.redirect_uri)
         if not isinstance(self.client_id, str) or not self.client_id:
             raise _field("client_id", "is required")
         if self.operators == (self.tenant_id is not None):
