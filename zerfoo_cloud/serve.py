@@ -115,6 +115,9 @@ class ServeConfig:
         max_body_bytes: larger request bodies get 413.
         metrics: serve ``/metrics``.
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
+        oidc: an ``--oidc`` file (JSON or TOML) of OpenID providers, one per
+            tenant and one for the operators
+            (`zerfoo_cloud.sso.oidc.read_oidc_file`).
         public_url: this service's external base URL (the SAML SP entity id
             and ACS URLs are derived from it).
         max_header_bytes: a longer request head (request line and headers)
@@ -174,6 +177,7 @@ class ServeConfig:
     )
     prices: str | None = None
     counters_fail_open: bool = False
+    oidc: str | None = None
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -182,6 +186,9 @@ class ServeConfig:
             raise InvalidConfigError(msg, field="app")
         if self.saml and not self.public_url:
             msg = "SAML login needs --public-url (the address IdPs post back to)"
+            raise InvalidConfigError(msg, field="public_url")
+        if self.oidc and not self.public_url:
+            msg = "OpenID Connect login needs --public-url (the address providers redirect back to)"
             raise InvalidConfigError(msg, field="public_url")
         if self.max_header_bytes < 1:
             msg = f"max_header_bytes must be at least 1, not {self.max_header_bytes}"
@@ -474,21 +481,26 @@ def _admin_api(
     meter: TokenMeter,
     audit: AuditLogger,
 ) -> Any:
-    """The admin API, with SAML login for the tenants of ``--saml``."""
+    """
+    The admin API, with SAML login for the tenants of ``--saml`` and
+    OpenID Connect login for the providers of ``--oidc``.
+    """
     # The admin API needs the web extra (Starlette); `serve` checks it first.
     from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 
     sso: dict[str, Any] = {}
+    oidc: list[Any] = []
     sessions = None
+    if config.saml or config.oidc:
+        secret = env.get(SESSION_SECRET_ENV, "")
+        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
+            msg = f"SSO login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            raise InvalidConfigError(msg, field="session_secret")
+        sessions = SessionSigner(secret.encode())
+    base = (config.public_url or "").rstrip("/")
     if config.saml:
         from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
 
-        secret = env.get(SESSION_SECRET_ENV, "")
-        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
-            raise InvalidConfigError(msg, field="session_secret")
-        sessions = SessionSigner(secret.encode())
-        base = (config.public_url or "").rstrip("/")
         for tenant_id, path in config.saml.items():
             metadata = parse_saml_metadata(Path(path).read_bytes())
             sso[tenant_id] = SAMLProvider(
@@ -498,6 +510,13 @@ def _admin_api(
                 acs_url=f"{base}/sso/saml/{tenant_id}/acs",
                 replay_cache=stores.replay,
             )
+    if config.oidc:
+        from zerfoo_cloud.sso.oidc import OIDCProvider, read_oidc_file
+
+        oidc = [
+            OIDCProvider(provider)
+            for provider in read_oidc_file(config.oidc, public_url=base, env=env)
+        ]
     return AdminAPI(
         tenants,
         meter=meter,
@@ -505,6 +524,7 @@ def _admin_api(
         admin_key_hashes=_admin_hashes(env),
         sessions=sessions,
         sso=sso or None,
+        oidc=oidc,
     )
 
 
