@@ -40,6 +40,8 @@ handles it sensibly::
     ├── MissingExtraError (ImportError)      a feature's optional extra is not installed
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
+    ├── OIDCError                            an OpenID Connect login failed
+    │   (*code* says which check or call, e.g. ``oidc_issuer``)
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -98,8 +100,12 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+<<<<<<< HEAD
     "PriceTableChangedError",
     "PricesReadOnlyError",
+=======
+    "OIDCError",
+>>>>>>> console
     "RateLimitedError",
     "RequestOverBudgetError",
     "RequestRejectedError",
@@ -462,6 +468,27 @@ class UpstreamError(CloudError):
             f"the upstream server failed ({code}) after {bytes_sent} bytes of "
             "the response were sent; the response was cut short"
         )
+
+
+class OIDCError(CloudError):
+    """
+    An OpenID Connect login failed: the provider could not be reached or
+    answered badly, or its ID token failed a check.
+
+    *code* names what failed (``oidc_discovery``, ``oidc_network``,
+    ``oidc_timeout``, ``oidc_too_large``, ``oidc_token_endpoint``,
+    ``oidc_signature``, ``oidc_algorithm``, ``oidc_unknown_key``,
+    ``oidc_issuer``, ``oidc_audience``, ``oidc_expired``,
+    ``oidc_not_yet_valid``, ``oidc_nonce``, ``oidc_at_hash``,
+    ``oidc_claims``, ``oidc_provider_error``). The message never holds a
+    token, a code or a secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SAMLError(CloudError):

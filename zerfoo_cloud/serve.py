@@ -127,6 +127,9 @@ class ServeConfig:
         max_body_bytes: larger request bodies get 413.
         metrics: serve ``/metrics``.
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
+        oidc: an ``--oidc`` file (JSON or TOML) of OpenID providers, one per
+            tenant and one for the operators
+            (`zerfoo_cloud.sso.oidc.read_oidc_file`).
         public_url: this service's external base URL (the SAML SP entity id
             and ACS URLs are derived from it; the console's cookies are
             ``Secure`` unless it is plain ``http://`` on 127.0.0.1 or
@@ -188,6 +191,7 @@ class ServeConfig:
     )
     prices: str | None = None
     counters_fail_open: bool = False
+    oidc: str | None = None
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -196,6 +200,9 @@ class ServeConfig:
             raise InvalidConfigError(msg, field="app")
         if self.saml and not self.public_url:
             msg = "SAML login needs --public-url (the address IdPs post back to)"
+            raise InvalidConfigError(msg, field="public_url")
+        if self.oidc and not self.public_url:
+            msg = "OpenID Connect login needs --public-url (the address providers redirect back to)"
             raise InvalidConfigError(msg, field="public_url")
         if self.max_header_bytes < 1:
             msg = f"max_header_bytes must be at least 1, not {self.max_header_bytes}"
@@ -506,27 +513,29 @@ def _admin_api(
     prices: PriceBook,
 ) -> Any:
     """
-    The admin API, with SAML login for the tenants of ``--saml``, and the
-    web console when a session secret is set.
+    The admin API, with SAML login for the tenants of ``--saml``, OpenID
+    Connect login for the providers of ``--oidc``, and the web console
+    when a session secret is set.
     """
     # The admin API needs the web extra (Starlette); `serve` checks it first.
     from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 
     sso: dict[str, Any] = {}
+    oidc: list[Any] = []
     sessions = None
     secret = env.get(SESSION_SECRET_ENV, "")
-    if config.saml or secret:
+    if config.saml or config.oidc or secret:
         if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            what = "SAML login" if config.saml else "the console"
+            what = "SSO login" if config.saml or config.oidc else "the console"
             msg = f"{what} needs {SESSION_SECRET_ENV} set to at least 32 bytes"
             raise InvalidConfigError(msg, field="session_secret")
         sessions = SessionSigner(
             secret.encode(), ttl=CONSOLE_SESSION_TTL, idle=CONSOLE_SESSION_IDLE
         )
+    base = (config.public_url or "").rstrip("/")
     if config.saml:
         from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
 
-        base = (config.public_url or "").rstrip("/")
         for tenant_id, path in config.saml.items():
             metadata = parse_saml_metadata(Path(path).read_bytes())
             sso[tenant_id] = SAMLProvider(
@@ -536,6 +545,13 @@ def _admin_api(
                 acs_url=f"{base}/sso/saml/{tenant_id}/acs",
                 replay_cache=stores.replay,
             )
+    if config.oidc:
+        from zerfoo_cloud.sso.oidc import OIDCProvider, read_oidc_file
+
+        oidc = [
+            OIDCProvider(provider)
+            for provider in read_oidc_file(config.oidc, public_url=base, env=env)
+        ]
     api = AdminAPI(
         tenants,
         meter=meter,
@@ -544,6 +560,7 @@ def _admin_api(
         sessions=sessions,
         sso=sso or None,
         prices=prices,
+        oidc=oidc,
     )
     if sessions is not None:
         from zerfoo_cloud.http.console import mount_console

@@ -11,22 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_invoices
 from tests._serving import run_cli
 from tests.admin.conftest import SECRET
 from tests.console._browser import Browser
 from tests.console.conftest import sign_in
-from tests.test_invoices import PRICES, billed  # noqa: F401 - fixture
 from zerfoo_cloud import TenantConfig, TenantManager, TokenMeter
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 from zerfoo_cloud.http.console import mount_console
 from zerfoo_cloud.sso.roles import Role
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
+PRICES = test_invoices.PRICES
+billed = test_invoices.billed
 DECEMBER = datetime(2026, 12, 20, tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture
-def billed_browser(billed: Path) -> Iterator[Browser]:  # noqa: F811 - the fixture
+def billed_browser(billed: Path) -> Iterator[Browser]:
     """An acme admin's browser on a console over the billed LMDB store."""
     with LMDBStores.open(billed) as stores:
         clock = lambda: DECEMBER  # noqa: E731
@@ -55,7 +57,7 @@ def test_a_month_with_usage_is_a_row_with_its_total(billed_browser: Browser) -> 
 def test_downloads_are_the_invoice_commands_bytes(
     billed_browser: Browser,
     billed: Path,
-    fmt: str,  # noqa: F811 - the fixture
+    fmt: str,
 ) -> None:
     """The CSV and JSON equal ``zerfoo-cloud invoice`` with the same prices."""
     prices = str(billed.parent / "prices.json")

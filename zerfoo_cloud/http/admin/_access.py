@@ -95,7 +95,7 @@ class Principal:
     tenant_id: str | None
     actor: str
     incarnation: str = ""
-    read_only: bool = False
+    role: str = "admin"
 
 
 @attrs.frozen
@@ -206,15 +206,19 @@ class Access:
                     401, "session_expired", str(exc), headers=[CHALLENGE]
                 ) from exc
             raise invalid_credentials() from exc
-        if session.role is Role.OPERATOR:
+        if session.role == Role.OPERATOR.value:
             # An operator's console session is no API credential: the API
             # takes the admin key itself.
-            raise invalid_credentials()
+            msg = (
+                "an operator's console session does not call the admin API; "
+                "send the admin key"
+            )
+            raise HTTPProblem(403, "forbidden", msg)
         return Principal(
             session.tenant_id,
             "sso:" + session.subject,
             session.incarnation,
-            read_only=session.role is Role.VIEWER,
+            session.role,
         )
 
     @staticmethod
@@ -235,11 +239,10 @@ class Access:
             raise HTTPProblem(404, "not_found", "no such admin route")
         if principal.tenant_id is None:
             return
-        if (
-            op.own
-            and op.tenant == principal.tenant_id
-            and not (principal.read_only and op.action is not AuditAction.LIST)
-        ):
+        if op.own and op.tenant == principal.tenant_id:
+            if principal.role == "viewer" and op.action is not AuditAction.LIST:
+                msg = "a viewer's session may read its tenant but change nothing"
+                raise HTTPProblem(403, "forbidden", msg)
             return
         msg = (
             f"a session for tenant {principal.tenant_id!r} may only read that "

@@ -45,6 +45,12 @@ from zerfoo_cloud.http.admin._inputs import (
     segments_of,
 )
 from zerfoo_cloud.http.admin._key_routes import KeyOperations
+from zerfoo_cloud.http.admin._oidc import (
+    OIDC_ENDPOINTS,
+    OIDC_REQUEST_COOKIE,
+    OIDCLogin,
+    check_oidc_providers,
+)
 from zerfoo_cloud.http.admin._params import clip
 from zerfoo_cloud.http.admin._price_routes import PriceOperations
 from zerfoo_cloud.http.admin._report_routes import ReportOperations, UsageMeter
@@ -68,6 +74,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.http.admin._sessions import SessionSigner
     from zerfoo_cloud.price_book import PriceBook
     from zerfoo_cloud.sso import SAMLProvider
+    from zerfoo_cloud.sso.oidc import OIDCProvider
     from zerfoo_cloud.tenants import TenantManager
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_MAX_BODY", "AdminAPI"]
@@ -169,7 +176,13 @@ class AdminAPI:
       based on: 412 if it changed since, 409 if prices come from a file)
       and ``POST /admin/prices`` (one price for one model), on *prices*;
     - ``GET /sso/saml/{tenant}/login``, ``POST /sso/saml/{tenant}/acs`` and
-      ``GET /sso/saml/{tenant}/metadata``.
+      ``GET /sso/saml/{tenant}/metadata``;
+    - ``GET /sso/oidc/{name}/login`` and ``GET /sso/oidc/{name}/callback``
+      (*name*: a tenant id, or ``_operators``).
+
+    Both SAML's ACS and OpenID Connect's callback end by mapping the
+    user's groups to a role (none: 403) and redirecting to the console
+    with a session cookie.
 
     ``Authorization: Bearer <admin key>`` may do everything. A tenant-admin
     session (the ``zc_session`` cookie, or its token as the bearer) may only
@@ -195,6 +208,8 @@ class AdminAPI:
         sso: tenant id -> that tenant's `zerfoo_cloud.SAMLProvider` (with
             ``sp_entity_id`` and ``acs_url`` set, the ACS URL ending in
             ``/sso/saml/<tenant>/acs``).
+        oidc: OpenID providers (`zerfoo_cloud.sso.oidc.OIDCProvider`), at
+            most one per tenant and one for the operators.
         clock: the time source, Unix seconds (default times of queries).
         max_body: the largest request body, in bytes (413 past it).
         prices: the service's price table (a `zerfoo_cloud.price_book.PriceBook`);
@@ -221,6 +236,7 @@ class AdminAPI:
         admin_key_hashes: Iterable[str] = (),
         sessions: SessionSigner | None = None,
         sso: Mapping[str, SAMLProvider] | None = None,
+        oidc: Iterable[OIDCProvider] | None = None,
         clock: Clock = time.time,
         max_body: int = DEFAULT_MAX_BODY,
         prices: PriceBook | None = None,
@@ -247,9 +263,14 @@ class AdminAPI:
                 providers,
                 sessions,
                 audit=self._trail.log,
-                incarnation=self._incarnation_of,
             )
             if providers and sessions is not None
+            else None
+        )
+        openid = check_oidc_providers(oidc or (), sessions)
+        self._oidc = (
+            OIDCLogin(openid, sessions, audit=self._trail.log)
+            if openid and sessions is not None
             else None
         )
         crud = TenantOperations(tenants)
@@ -276,7 +297,7 @@ class AdminAPI:
             "add_price": price_ops.add,
         }
         self._router = Router(
-            [*self._admin_routes(), *self._sso_routes()],
+            [*self._admin_routes(), *self._sso_routes(), *self._oidc_routes()],
             redirect_slashes=False,
             default=_Endpoint(self._unrouted),
         )
@@ -285,7 +306,8 @@ class AdminAPI:
         return (
             f"<AdminAPI admin_keys={len(self._access.admin_hashes)} "
             f"sessions={self.sessions is not None} "
-            f"sso={sorted(self._sso.providers) if self._sso else []}>"
+            f"sso={sorted(self._sso.providers) if self._sso else []} "
+            f"oidc={sorted(self._oidc.providers) if self._oidc else []}>"
         )
 
     @staticmethod
@@ -305,6 +327,16 @@ class AdminAPI:
         The tenants whose people sign in through SAML here.
         """
         return frozenset(self._sso.providers) if self._sso is not None else frozenset()
+
+    @property
+    def oidc_names(self) -> frozenset[str]:
+        """
+        The names (tenant ids, and ``_operators``) of the OpenID providers
+        people sign in through here.
+        """
+        return (
+            frozenset(self._oidc.providers) if self._oidc is not None else frozenset()
+        )
 
     def is_admin_key(self, key: str) -> bool:
         """
@@ -342,6 +374,8 @@ class AdminAPI:
             await send({"type": "websocket.close", "code": 1008})
             return
         routed = routing_scope(scope)
+        # start_console_session finds the sessions and tenants through it.
+        routed["app"] = self
         try:
             await self._router(routed, receive, send)
         except ClientDisconnect:
@@ -416,12 +450,40 @@ class AdminAPI:
             for endpoint in ENDPOINTS
         ]
 
+    def _oidc_routes(self) -> list[Route]:
+        oidc = self._oidc
+        if oidc is None:
+            return []
+
+        def serve(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
+            async def respond(request: Request) -> Response:
+                refused = await self._refuse_repeated(request)
+                if refused is not None:
+                    return refused
+                name = segments_of(request)[2]
+                try:
+                    provider = oidc.provider_for(name, endpoint, request.method.upper())
+                except HTTPProblem as problem:
+                    return problem.response()
+                if endpoint == "login":
+                    return await oidc.login(request, provider)
+                return await oidc.callback(request, provider)
+
+            return respond
+
+        return [
+            Route(f"/sso/oidc/{{tenant}}/{endpoint}", _Endpoint(serve(endpoint)))
+            for endpoint in OIDC_ENDPOINTS
+        ]
+
     async def _refuse_repeated(self, request: Request) -> Response | None:
         """
         The 400 answer (audited) to a request that sends a credential more
         than once, if it does.
         """
-        what = repeated_credential(request, (SESSION_COOKIE, REQUEST_COOKIE))
+        what = repeated_credential(
+            request, (SESSION_COOKIE, REQUEST_COOKIE, OIDC_REQUEST_COOKIE)
+        )
         if what is None:
             return None
         return await asyncio.to_thread(self._trail.refuse_repeated, request, what)
@@ -438,12 +500,23 @@ class AdminAPI:
             refused = await self._refuse_repeated(request)
             if refused is not None:
                 return refused
-            if segments[1:2] == ("saml",) and self._sso is not None:
-                if len(segments) == 4 and segments[3] in ENDPOINTS:  # noqa: PLR2004
-                    # /sso/saml//login: an empty tenant has no SSO.
-                    msg = "single sign-on is not set up for this tenant"
-                    return error_response(404, "sso_not_configured", msg)
-                return error_response(404, "not_found", "no such SSO endpoint")
+            return self._unrouted_sso(segments)
+        return error_response(404, "not_found", "no such route")
+
+    def _unrouted_sso(self, segments: tuple[str, ...]) -> Response:
+        """
+        The 404 of an SSO path no route matched.
+        """
+        endpoints = {
+            "saml": ENDPOINTS if self._sso is not None else None,
+            "oidc": OIDC_ENDPOINTS if self._oidc is not None else None,
+        }.get(segments[1] if len(segments) > 1 else "")
+        if endpoints is not None and len(segments) == 4 and segments[3] in endpoints:  # noqa: PLR2004
+            # /sso/saml//login: an empty tenant has no SSO.
+            msg = "single sign-on is not set up for this tenant"
+            return error_response(404, "sso_not_configured", msg)
+        if endpoints is not None:
+            return error_response(404, "not_found", "no such SSO endpoint")
         return error_response(404, "not_found", "no such route")
 
     async def _admin(
@@ -482,7 +555,7 @@ class AdminAPI:
         self._trail.record(request, record, response)
         return response
 
-    def _incarnation_of(self, tenant_id: str) -> str | None:
+    def incarnation_of(self, tenant_id: str) -> str | None:
         """
         The current incarnation of *tenant_id*, ``None`` if there is no such
         tenant.

@@ -177,7 +177,8 @@ class Session:
             is deleted, even if one with the same id is created again
             (empty for operators, and for tokens issued without one, which
             no tenant route accepts).
-        role: what the session may do (`Role`).
+        role: what the session may do: a `Role` value (``"admin"``,
+            ``"viewer"`` or ``"operator"``).
         via: how the person signed in, one of `SIGN_IN_METHODS`.
         email: the person's e-mail address, ``""`` when unknown.
         absolute_expires_at: when the session ends however busy it is.
@@ -189,7 +190,7 @@ class Session:
     subject: str
     expires_at: float
     incarnation: str = ""
-    role: Role = Role.ADMIN
+    role: str = Role.ADMIN.value
     via: str = "saml"
     email: str = ""
     absolute_expires_at: float = attrs.field()
@@ -307,7 +308,7 @@ class SessionSigner:
         *,
         incarnation: str,
         expires_at: float | None = None,
-        role: Role = Role.ADMIN,
+        role: Role | str = Role.ADMIN,
         via: str = "saml",
         email: str = "",
     ) -> str:
@@ -326,7 +327,7 @@ class SessionSigner:
                 for an operator.
             expires_at: end the session at this Unix time instead, if that
                 is sooner (the IdP's ``SessionNotOnOrAfter``).
-            role: what the session may do.
+            role: what the session may do (a `Role` or its value).
             via: how the person signed in, one of `SIGN_IN_METHODS`.
             email: the person's e-mail address, if known (at most
                 `MAX_SUBJECT_LENGTH` characters).
@@ -338,9 +339,12 @@ class SessionSigner:
                 incarnation, an unknown *role* or *via*, or an overlong
                 *email*.
         """
-        if not isinstance(role, Role):
-            msg = f"role must be a Role, not {role!r}"
-            raise InvalidConfigError(msg, field="role")
+        try:
+            role = Role(role)
+        except ValueError as exc:
+            names = ", ".join(r.value for r in Role)
+            msg = f"role must be one of {names}, not {role!r}"
+            raise InvalidConfigError(msg, field="role") from exc
         _check_identity(tenant_id, subject, incarnation, role)
         if via not in SIGN_IN_METHODS:
             msg = f"via must be one of {', '.join(SIGN_IN_METHODS)}, not {via!r}"
@@ -357,7 +361,7 @@ class SessionSigner:
                 subject,
                 end,
                 incarnation,
-                role,
+                role.value,
                 via,
                 email,
                 absolute_expires_at=end,
@@ -379,8 +383,8 @@ class SessionSigner:
         }
         if idle_end != end:
             payload["x"] = end
-        if session.role is not Role.ADMIN:
-            payload["r"] = session.role.value
+        if session.role != Role.ADMIN.value:
+            payload["r"] = session.role
         if session.via != "saml":
             payload["v"] = session.via
         if session.email:
@@ -410,7 +414,7 @@ class SessionSigner:
         via, email = payload.get("v", "saml"), payload.get("m", "")
         end = payload.get("x", payload["e"])
         try:
-            role = Role(payload.get("r", Role.ADMIN.value))
+            role = Role(payload.get("r", Role.ADMIN.value)).value
         except ValueError as exc:  # pragma: no cover - signed
             raise _malformed() from exc
         if (
@@ -463,7 +467,7 @@ def _csrf_subject(session: Session) -> bytes:
             session.tenant_id,
             session.subject,
             session.incarnation,
-            session.role.value,
+            session.role,
             session.via,
             repr(session.absolute_expires_at),
         ],

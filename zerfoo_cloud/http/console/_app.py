@@ -190,7 +190,7 @@ class Console:
         Whether *session*'s tenant still exists as it did at sign-in
         (operators have no tenant); a worker thread.
         """
-        if session.role is Role.OPERATOR:
+        if session.role == Role.OPERATOR.value:
             return True
         record = self.services.tenants.store.get(session.tenant_id)
         return record is not None and hmac.compare_digest(
@@ -217,7 +217,7 @@ class Console:
             else self.services.sessions.csrf_token(session),
             "status": status,
             "message": message,
-            "is_operator": session is not None and session.role is Role.OPERATOR,
+            "is_operator": session is not None and session.role == Role.OPERATOR.value,
         }
         return HTMLResponse(self.templates.render("error.html", context), status)
 
@@ -263,7 +263,7 @@ class Console:
         session, _ = self._session(request)
         if session is None:
             target = "/console/login"
-        elif session.role is Role.OPERATOR:
+        elif session.role == Role.OPERATOR.value:
             target = "/console/operator/"
         else:
             target = f"/console/t/{session.tenant_id}/"
@@ -307,7 +307,7 @@ class Console:
             if not other.nav or other.get is None:
                 continue
             if other.area == "operator":
-                if session.role is not Role.OPERATOR:
+                if session.role != Role.OPERATOR.value:
                     continue
                 url = AREAS["operator"] + other.path
             elif tenant is None:
@@ -339,12 +339,12 @@ class Console:
         """
         Why *session* may not *method* *page* of *tenant*, if it may not.
         """
-        operator = session.role is Role.OPERATOR
+        operator = session.role == Role.OPERATOR.value
         if page.area == "operator" and not operator:
             return "Only operators see this page."
         if tenant is not None and not operator and tenant != session.tenant_id:
             return "This session may only see its own tenant."
-        if method == "POST" and session.role is Role.VIEWER:
+        if method == "POST" and session.role == Role.VIEWER.value:
             return "Viewers may not change anything."
         return None
 

@@ -99,6 +99,7 @@ class Login:
             "error": error,
             "tenant": tenant,
             "links": links,
+            "operator_links": self.services.sign_in(""),
             "ended": ended,
             "insecure": insecure_refused(self.services, request),
         }

@@ -10,29 +10,40 @@ from typing import TYPE_CHECKING
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http.console._app import Console
 from zerfoo_cloud.http.console._services import ConsoleServices, SignInLink
+from zerfoo_cloud.sso.oidc.config import OPERATORS
 
 if TYPE_CHECKING:
     from zerfoo_cloud.http.admin import AdminAPI
 
-__all__ = ["mount_console", "saml_links"]
+__all__ = ["mount_console", "sso_links"]
 
 
-def saml_links(api: AdminAPI) -> Callable[[str], list[SignInLink]]:
+def sso_links(api: AdminAPI) -> Callable[[str], list[SignInLink]]:
     """
-    The SAML sign-in link of each tenant *api* has a SAML provider for,
-    landing in the tenant's console pages.
+    The single sign-on links of each tenant: SAML where *api* has a SAML
+    provider for it, OpenID Connect where it has an OpenID provider, each
+    landing in the tenant's console pages. ``""`` asks for the operators'
+    (OpenID Connect only).
     """
 
     def links(tenant_id: str) -> list[SignInLink]:
-        if tenant_id not in api.saml_tenants:
-            return []
-        return [
-            SignInLink(
-                "saml",
-                "Sign in with SAML",
-                f"/sso/saml/{tenant_id}/login?next=/console/t/{tenant_id}/",
+        found: list[SignInLink] = []
+        name = tenant_id or OPERATORS
+        if tenant_id and tenant_id in api.saml_tenants:
+            found.append(
+                SignInLink(
+                    "saml",
+                    "Sign in with SAML",
+                    f"/sso/saml/{tenant_id}/login?next=/console/t/{tenant_id}/",
+                )
             )
-        ]
+        if name in api.oidc_names:
+            found.append(
+                SignInLink(
+                    "oidc", "Sign in with OpenID Connect", f"/sso/oidc/{name}/login"
+                )
+            )
+        return found
 
     return links
 
@@ -52,8 +63,8 @@ def mount_console(
         secure_cookies: mark cookies ``Secure`` (the default). ``False`` is
             for plain-HTTP development and tests on ``http://127.0.0.1``
             only: the console then signs nobody in on any other host.
-        sign_in: tenant id -> its single sign-on links (default: SAML, for
-            the tenants *api* has a provider for).
+        sign_in: tenant id (``""``: the operators) -> its single sign-on
+            links (default: `sso_links`).
 
     Raises:
         InvalidConfigError: *api* has no session signer.
@@ -74,8 +85,12 @@ def mount_console(
             clock=api.clock,
             max_body=api.max_body,
             secure_cookies=secure_cookies,
+<<<<<<< HEAD
             sign_in=sign_in or saml_links(api),
             prices=api.prices,
+=======
+            sign_in=sign_in or sso_links(api),
+>>>>>>> console
         )
     )
     api.mount(console.routes())

@@ -131,7 +131,7 @@ class PageRequest:
         """
         Whether the person may change anything (not a viewer).
         """
-        return self.session.role is not Role.VIEWER
+        return self.session.role != Role.VIEWER.value
 
     def url(self, path: str = "/") -> str:
         """
@@ -161,7 +161,7 @@ class PageRequest:
             "title": self.page.title,
             "can_change": self.can_change,
             "url": self.url,
-            "is_operator": self.session.role is Role.OPERATOR,
+            "is_operator": self.session.role == Role.OPERATOR.value,
         }
         context.update(values)
         return HTMLResponse(self.templates.render(template, context), status)
