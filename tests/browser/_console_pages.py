@@ -1,6 +1,7 @@
 """
 What the browser tests do on the console again and again: sign in (SAML
-through the test IdP, or an operator's admin key) and open a page.
+through the test IdP, OpenID Connect through the test provider, or an
+operator's admin key) and read a number.
 """
 
 from __future__ import annotations
@@ -41,16 +42,26 @@ TENANT_PAGES = {
 }
 
 
-def sign_in_with_saml(page: Page, server: ConsoleServer, tenant_id: str) -> None:
+def sign_in(
+    page: Page, server: ConsoleServer, tenant_id: str, method: str = "saml"
+) -> None:
     """
-    Sign in to *tenant_id*'s console as the test IdP's next user: the
-    login page, the tenant, its SAML button, the IdP's page posting back.
+    Sign in to *tenant_id*'s console as the test IdP's (``saml``) or the
+    test OpenID provider's (``oidc``) current user: the login page, the
+    tenant, its button, the provider sending the browser back.
     """
+    start_sign_in(page, server, tenant_id, method)
+    page.wait_for_url(server.console(f"t/{tenant_id}/"))
+
+
+def start_sign_in(
+    page: Page, server: ConsoleServer, tenant_id: str, method: str
+) -> None:
+    """Choose *tenant_id* on the login page and press its *method* button."""
     page.goto(server.console("login"))
     page.get_by_test_id("login-tenant").fill(tenant_id)
     page.get_by_test_id("login-tenant-submit").click()
-    page.get_by_test_id("login-saml").click()
-    page.wait_for_url(server.console(f"t/{tenant_id}/"))
+    page.get_by_test_id(f"login-{method}").click()
 
 
 def sign_in_as_operator(page: Page, server: ConsoleServer) -> None:

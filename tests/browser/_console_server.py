@@ -6,6 +6,7 @@ and tenants with usage, invoices and audit entries made by real requests.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -147,17 +148,58 @@ def _wait_until_up(url: str, proc: subprocess.Popen[str], log: Path) -> None:
         time.sleep(0.05)
 
 
-@contextmanager
-def console_server(folder: Path, saml_metadata: Path) -> Iterator[ConsoleServer]:
+#: The tenants that sign in through SAML; globex signs in through OpenID Connect.
+SAML_TENANTS = ("acme", "tiny")
+#: The environment variable holding the OpenID client secret for the server.
+OIDC_SECRET_ENV = "ZC_BROWSER_OIDC_SECRET"
+
+
+@attrs.frozen
+class OpenIDClient:
+    """What the server is told of the test OpenID provider."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+
+
+def oidc_file(folder: Path, client: OpenIDClient) -> Path:
     """
-    Serve the console from a fresh store in *folder*, every tenant signing
-    in through the IdP of *saml_metadata*; stop the server after.
+    The ``--oidc`` file: globex's people and the operators sign in through
+    *client*'s provider, their groups mapped to roles.
+    """
+    common = {
+        "issuer": client.issuer,
+        "client_id": client.client_id,
+        "client_secret_env": OIDC_SECRET_ENV,
+    }
+    providers = [
+        {
+            "tenant": "globex",
+            **common,
+            "roles": {"zc-admins": "admin", "zc-viewers": "viewer"},
+        },
+        {"operators": True, **common, "roles": {"zc-operators": "operator"}},
+    ]
+    path = folder / "oidc.json"
+    path.write_text(json.dumps({"providers": providers}))
+    return path
+
+
+@contextmanager
+def console_server(
+    folder: Path, saml_metadata: Path, oidc: OpenIDClient
+) -> Iterator[ConsoleServer]:
+    """
+    Serve the console from a fresh store in *folder*: acme and tiny sign
+    in through the SAML IdP of *saml_metadata*, globex and the operators
+    through the OpenID provider of *oidc*; stop the server after.
     """
     db = folder / "db"
     seed_store(db)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    saml = [f"--saml-metadata={tenant}={saml_metadata}" for tenant in KEYS]
+    saml = [f"--saml-metadata={tenant}={saml_metadata}" for tenant in SAML_TENANTS]
     args = serve_command(
         db,
         "toy_openai_app:app",
@@ -167,11 +209,14 @@ def console_server(folder: Path, saml_metadata: Path) -> Iterator[ConsoleServer]
         url,
         "--prices",
         str(PRICES),
+        "--oidc",
+        str(oidc_file(folder, oidc)),
         *saml,
     )
     env = {
         "ZERFOO_CLOUD_ADMIN_KEY": ADMIN_KEY,
         "ZERFOO_CLOUD_SESSION_SECRET": SESSION_SECRET,
+        OIDC_SECRET_ENV: oidc.client_secret,
     }
     log_path = folder / "serve.log"
     with log_path.open("w") as log:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests._oidc_provider import OIDCTestProvider
 from tests._serving import ROOT, served_in_thread
-from tests.browser._console_server import ConsoleServer, console_server
+from tests.browser._console_server import ConsoleServer, OpenIDClient, console_server
 from tests.browser._saml_idp import SignedInUser, idp_app, metadata_xml
 from tests.sso._idp import KeyPair, make_keypair
 
@@ -100,21 +101,34 @@ def idp_url(idp_keys: KeyPair, idp_user: SignedInUser) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OIDCTestProvider]:
+    """The test OpenID provider, served in a thread for the whole session."""
+    with OIDCTestProvider() as provider:
+        yield provider
+
+
 @pytest.fixture(scope="module")
 def server(
     browser: Browser,
     idp_url: str,
     idp_keys: KeyPair,
+    oidc_provider: OIDCTestProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ConsoleServer]:
     """
     A running ``zerfoo-cloud serve`` with the console, its tenants signing
-    in through the test IdP, and some traffic already served.
+    in through the test SAML IdP or the test OpenID provider, and some
+    traffic already served.
     """
     folder = tmp_path_factory.mktemp("console")
     metadata = folder / "idp.xml"
     metadata.write_text(metadata_xml(idp_keys, idp_url + "/sso"))
-    with console_server(folder, metadata) as running:
+    assert oidc_provider.client_secret is not None
+    client = OpenIDClient(
+        oidc_provider.issuer, oidc_provider.client_id, oidc_provider.client_secret
+    )
+    with console_server(folder, metadata, client) as running:
         yield running
 
 

@@ -17,18 +17,21 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
+from tests._oidc_provider import OIDCTestProvider, TestUser
 from tests.browser._console_pages import (
     TENANT_PAGES,
     count_of,
+    sign_in,
     sign_in_as_operator,
-    sign_in_with_saml,
+    start_sign_in,
 )
 from tests.browser._console_server import PROMPTS, say_hello
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-    from tests.browser._console_server import ConsoleServer
+    from tests._oidc_provider import OIDCTestProvider, TestUser
+from tests.browser._console_server import ConsoleServer
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +44,7 @@ def acme_cookies(browser: Browser, server: ConsoleServer) -> list[Any]:
     """The cookies of one SAML sign-in to acme, shared by the module's tests."""
     context = browser.new_context()
     try:
-        sign_in_with_saml(context.new_page(), server, "acme")
+        sign_in(context.new_page(), server, "acme")
         return list(context.cookies())
     finally:
         context.close()
@@ -61,12 +64,73 @@ def test_saml_sign_in_lands_on_the_tenants_overview(
     page: Page, server: ConsoleServer
 ) -> None:
     """The IdP's signed answer opens acme's overview, with acme's traffic."""
-    sign_in_with_saml(page, server, "acme")
+    sign_in(page, server, "acme")
     assert page.get_by_test_id("tenant-id").inner_text() == "acme"
     assert (
         page.get_by_test_id("signed-in-as").inner_text().startswith("alice@example.com")
     )
     assert count_of(page, "overview-requests-today") >= len(PROMPTS)
+
+
+def test_oidc_sign_in_lands_on_the_tenants_overview(
+    page: Page, server: ConsoleServer
+) -> None:
+    """globex's OpenID provider signs its admin in: globex's overview."""
+    sign_in(page, server, "globex", "oidc")
+    assert page.get_by_test_id("tenant-id").inner_text() == "globex"
+    who = page.get_by_test_id("signed-in-as").inner_text()
+    assert who == "alice@example.com · admin"
+
+
+def test_oidc_viewer_reads_keys_but_cannot_change_them(
+    page: Page, server: ConsoleServer, oidc_provider: OIDCTestProvider
+) -> None:
+    """A user of the viewers' group sees globex's keys without a button to change them."""
+    oidc_provider.user = TestUser("bob", "bob@example.com", groups=("zc-viewers",))
+    try:
+        sign_in(page, server, "globex", "oidc")
+    finally:
+        oidc_provider.reset()
+    assert (
+        page.get_by_test_id("signed-in-as").inner_text() == "bob@example.com · viewer"
+    )
+    page.get_by_test_id("nav-keys").click()
+    assert page.get_by_test_id("key-table").is_visible()
+    assert page.get_by_test_id("create-key").count() == 0
+    assert page.get_by_test_id("revoke-key").count() == 0
+
+
+def test_oidc_user_without_a_role_is_refused(
+    page: Page, server: ConsoleServer, oidc_provider: OIDCTestProvider
+) -> None:
+    """A user none of whose groups is mapped gets a page saying so, and no session."""
+    oidc_provider.user = TestUser("eve", "eve@example.com", groups=("everyone",))
+    try:
+        start_sign_in(page, server, "globex", "oidc")
+        expect(page.get_by_test_id("login-error")).to_be_visible()
+    finally:
+        oidc_provider.reset()
+    assert not [c for c in page.context.cookies() if c["name"] == "zc_session"]
+    response = page.goto(server.console("t/globex/"))
+    assert response is not None
+    assert "/console/login" in page.url
+
+
+def test_operator_signs_in_with_oidc(
+    page: Page, server: ConsoleServer, oidc_provider: OIDCTestProvider
+) -> None:
+    """The operators' OpenID provider opens the operators' page."""
+    oidc_provider.user = TestUser("olga", "olga@example.com", groups=("zc-operators",))
+    try:
+        page.goto(server.console("login"))
+        page.get_by_test_id("operator-oidc").click()
+        page.wait_for_url(server.console("operator/"))
+    finally:
+        oidc_provider.reset()
+    assert (
+        page.get_by_test_id("signed-in-as").inner_text()
+        == "olga@example.com · operator"
+    )
 
 
 @pytest.mark.parametrize("name", TENANT_PAGES)
@@ -137,7 +201,7 @@ def test_usage_csv_downloads_what_the_page_shows(
 
 def test_a_429_is_counted_on_the_overview(page: Page, server: ConsoleServer) -> None:
     """tiny allows one request a minute: its second gets 429, and the overview counts it."""
-    sign_in_with_saml(page, server, "tiny")
+    sign_in(page, server, "tiny")
     before = count_of(page, "overview-429-today")
     client = server.client("tiny")
     say_hello(client)
