@@ -100,12 +100,9 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
-<<<<<<< HEAD
+    "OIDCError",
     "PriceTableChangedError",
     "PricesReadOnlyError",
-=======
-    "OIDCError",
->>>>>>> console
     "RateLimitedError",
     "RequestOverBudgetError",
     "RequestRejectedError",

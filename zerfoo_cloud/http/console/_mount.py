@@ -85,12 +85,8 @@ def mount_console(
             clock=api.clock,
             max_body=api.max_body,
             secure_cookies=secure_cookies,
-<<<<<<< HEAD
-            sign_in=sign_in or saml_links(api),
-            prices=api.prices,
-=======
             sign_in=sign_in or sso_links(api),
->>>>>>> console
+            prices=api.prices,
         )
     )
     api.mount(console.routes())
