@@ -510,15 +510,30 @@ def test_revocation_delay_is_stated_one_way(page: Path) -> None:
 #: Pages that name a variable the code does not read.
 UNKNOWN_VARIABLES: dict[str, str] = {}
 
+#: Variables the tests read (the docs tell how to run them), each with the
+#: file that reads it.
+TEST_VARIABLES = {
+    "ZERFOO_CLOUD_CHROMIUM": "tests/browser/conftest.py",
+    "ZERFOO_CLOUD_SCREENSHOTS": "tests/browser/conftest.py",
+}
+
 
 @pytest.mark.parametrize("page", _page_params(UNKNOWN_VARIABLES))
 def test_environment_variables_exist(page: Path) -> None:
-    """Every ``ZERFOO_...`` variable a page names is read by the package or an example."""
+    """
+    Every ``ZERFOO_...`` variable a page names is read by the package or an
+    example (or, for running the tests, by the test that `TEST_VARIABLES` names).
+    """
     code = "".join(
         path.read_text()
         for folder in ("zerfoo_cloud", "examples")
         for path in (ROOT / folder).rglob("*.py")
     )
     read = set(re.findall(r"ZERFOO_[A-Z0-9_]*[A-Z0-9]", code))
+    read |= {
+        name
+        for name, reader in TEST_VARIABLES.items()
+        if f'"{name}"' in (ROOT / reader).read_text()
+    }
     named = set(re.findall(r"ZERFOO_[A-Z0-9_]*[A-Z0-9]", page.read_text()))
     assert named <= read, named - read
