@@ -26,9 +26,10 @@ from tests.browser._console_pages import (
     start_sign_in,
 )
 from tests.browser._console_server import PROMPTS, say_hello
+from tests.browser.conftest import PageProblems
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
     from tests._oidc_provider import OIDCTestProvider, TestUser
 from tests.browser._console_server import ConsoleServer
@@ -48,6 +49,41 @@ def acme_cookies(browser: Browser, server: ConsoleServer) -> list[Any]:
         return list(context.cookies())
     finally:
         context.close()
+
+
+def test_csp_violations_and_script_errors_fail_a_test(
+    context: BrowserContext, server: ConsoleServer, acme_cookies: list[Any]
+) -> None:
+    """
+    What the ``page`` fixture fails a test on is seen: an inline script and
+    an outside image the console's CSP blocks, and an uncaught error.
+    """
+    problems = PageProblems()
+    page = context.new_page()
+    problems.watch(page)
+    context.add_cookies(acme_cookies)
+    page.goto(server.console("t/acme/"))
+    assert problems.lines == []
+    blocked = page.expect_console_message(lambda m: "tracker.png" in m.text)
+    with blocked, page.expect_event("pageerror"):
+        page.evaluate(
+            """() => {
+                const script = document.createElement("script");
+                script.textContent = "document.title = 'injected'";
+                document.body.append(script);
+                const image = document.createElement("img");
+                image.src = "https://example.com/tracker.png";
+                document.body.append(image);
+                setTimeout(() => { throw new Error("boom"); });
+            }"""
+        )
+    assert page.title() != "injected"
+    found = "\n".join(problems.lines)
+    assert "Executing inline script violates" in found, found
+    assert "Loading the image 'https://example.com/tracker.png' violates" in found, (
+        found
+    )
+    assert "uncaught: boom" in found, found
 
 
 def test_login_page_offers_sso_and_operator_sign_in(
