@@ -1,7 +1,9 @@
 """
 A real ``zerfoo-cloud serve`` for the browser tests: the toy OpenAI app behind
-the gateway, the admin API and the console, SAML login through the test IdP,
-and tenants with usage, invoices and audit entries made by real requests.
+the gateway, the admin API and the console, SAML login through the test IdP
+and OpenID Connect login through the test provider, and tenants with usage,
+invoices and audit entries: a month of records written before the server
+starts, and real requests through the gateway.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def seed_store(db: Path) -> None:
             stores.billing, clock=clock, prices=PriceTable.from_file(PRICES)
         )
         for day in range(HISTORY_DAYS, 0, -1):
-            clock.now = (today - timedelta(days=day, hours=-9)).timestamp()
+            clock.now = (today - timedelta(days=day) + timedelta(hours=9)).timestamp()
             for model, scale in HISTORY_MODELS.items():
                 for n in range(2 + (day * 5 + scale) % 4):
                     clock.advance(600)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         ConsoleMessage,
         Page,
         Response,
+        ViewportSize,
     )
 
 #: An environment variable naming the Chromium (or Chrome) to drive.
@@ -41,7 +42,7 @@ SCREENSHOTS_ENV = "ZERFOO_CLOUD_SCREENSHOTS"
 #: Where the screenshots go.
 SCREENSHOTS = ROOT / "docs" / "console"
 #: The size of every page (and screenshot).
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 #: How to get a browser, said by every skipped test.
 INSTALL = "Chromium is not installed: apt-get install chromium (or run .ci/run)"
 
@@ -119,7 +120,8 @@ def server(
     """
     A running ``zerfoo-cloud serve`` with the console, its tenants signing
     in through the test SAML IdP or the test OpenID provider, and some
-    traffic already served.
+    traffic already served (after `browser`, so that a missing Chromium
+    skips before a server starts).
     """
     folder = tmp_path_factory.mktemp("console")
     metadata = folder / "idp.xml"
@@ -180,7 +182,7 @@ class PageProblems:
 def context(browser: Browser) -> Iterator[BrowserContext]:
     """A fresh browser profile (no cookies) of 1280x800 that may read the clipboard."""
     made = browser.new_context(
-        viewport=VIEWPORT,  # type: ignore[arg-type]
+        viewport=VIEWPORT,
         accept_downloads=True,
         permissions=["clipboard-read", "clipboard-write"],
         timezone_id="UTC",
