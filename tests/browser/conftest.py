@@ -91,7 +91,7 @@ def idp_keys() -> KeyPair:
 
 @pytest.fixture(scope="session")
 def idp_user() -> SignedInUser:
-    """Who the test IdP signs in next (tests change it, then put it back)."""
+    """Who the test IdP signs in (a test may change it, and puts it back)."""
     return SignedInUser()
 
 
