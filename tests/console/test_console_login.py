@@ -14,7 +14,10 @@ from tests.conftest import FakeClock
 from tests.console._browser import Browser, csrf_of
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.http.admin import AdminAPI
+from zerfoo_cloud.http.console import mount_console
 from zerfoo_cloud.http.console._login_limiter import LOGIN_ATTEMPTS, LOGIN_WINDOW
+from zerfoo_cloud.sso import RoleMap
+from zerfoo_cloud.sso.oidc import ClientSecret, OIDCConfig, OIDCProvider
 from zerfoo_cloud.sso.roles import Role
 
 
@@ -146,3 +149,35 @@ def test_the_console_root_sends_each_role_home(browse: Callable[..., Browser]) -
     assert browse(Role.ADMIN).get("/console").headers["location"] == "/console/t/acme/"
     operator = browse(Role.OPERATOR).get("/console/")
     assert operator.headers["location"] == "/console/operator/"
+
+
+def _oidc(name: str) -> OIDCProvider:
+    operators = name == "_operators"
+    roles = {"zc-ops": "operator"} if operators else {"zc-admins": "admin"}
+    return OIDCProvider(
+        OIDCConfig(
+            "https://idp.example.test",
+            "console",
+            f"https://admin.test/sso/oidc/{name}/callback",
+            RoleMap(roles),
+            tenant_id=None if operators else name,
+            operators=operators,
+            client_secret=ClientSecret("x"),
+        )
+    )
+
+
+def test_the_login_page_links_openid_logins(
+    make_api: Callable[..., AdminAPI],
+) -> None:
+    """A tenant's OpenID provider and the operators' get their links."""
+    api = make_api(oidc=[_oidc("globex"), _oidc("_operators")])
+    mount_console(api)
+    browser = Browser(api)
+    page = browser.get("/console/login?tenant=globex").text
+    assert 'href="/sso/oidc/globex/login" data-testid="login-oidc"' in page
+    assert "login-saml" not in page
+    assert 'href="/sso/oidc/_operators/login" data-testid="operator-oidc"' in page
+    both = browser.get("/console/login?tenant=acme").text
+    assert 'data-testid="login-saml"' in both
+    assert 'data-testid="login-oidc"' not in both
