@@ -8,10 +8,10 @@ operators reach operator pages, and refusals are audited.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 import pytest
 
+from tests.console._audit import audit_entries
 from tests.console._browser import Browser, csrf_of
 from tests.console._routes import concrete, operator_routes, tenant_routes
 from zerfoo_cloud.audit import AuditResult
@@ -141,13 +141,6 @@ def test_an_operator_sees_every_tenant(
     assert response.status_code != 403
 
 
-def _entries(api: AdminAPI, tenant: str) -> list[tuple[AuditResult, str]]:
-    assert api.audit is not None
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    end = datetime(2100, 1, 1, tzinfo=timezone.utc)
-    return [(e.result, e.resource) for e in api.audit.query(tenant, start, end)]
-
-
 @pytest.mark.parametrize(
     ("role", "method", "route", "why"),
     [
@@ -174,7 +167,9 @@ def test_refusals_are_audited_with_the_person(
         browser.post(route, {"csrf": _csrf(browser), "name": "x"})
     else:
         browser.post(route, {"name": "x"})
-    denied = [r for result, r in _entries(api, "acme") if result is AuditResult.DENIED]
-    assert denied, _entries(api, "acme")
+    denied = [
+        r for result, r in audit_entries(api, "acme") if result is AuditResult.DENIED
+    ]
+    assert denied, audit_entries(api, "acme")
     assert why in denied[-1]
     assert denied[-1].endswith("by saml:alice@example.com")

@@ -7,10 +7,10 @@ audited) and signing out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from tests.admin.conftest import ADMIN_KEY
 from tests.conftest import FakeClock
+from tests.console._audit import audit_entries
 from tests.console._browser import Browser, csrf_of
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.http.admin import AdminAPI
@@ -22,14 +22,7 @@ from zerfoo_cloud.sso.roles import Role
 
 
 def _auth_entries(api: AdminAPI) -> list[tuple[AuditResult, str]]:
-    assert api.audit is not None
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    end = datetime(2100, 1, 1, tzinfo=timezone.utc)
-    return [
-        (e.result, e.resource)
-        for e in api.audit.query("", start, end)
-        if e.action is AuditAction.AUTH
-    ]
+    return audit_entries(api, "", AuditAction.AUTH)
 
 
 def _sign_in(browser: Browser, key: str) -> object:
