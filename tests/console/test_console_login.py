@@ -118,13 +118,17 @@ def test_sign_in_tries_are_limited_per_address(
     assert _sign_in(browser, ADMIN_KEY).status_code == 303  # type: ignore[attr-defined]
 
 
-def test_sign_out_clears_the_cookie(browse: Callable[..., Browser]) -> None:
-    """POST /console/logout with the session's token ends it in the browser."""
+def test_sign_out_clears_the_cookie(
+    browse: Callable[..., Browser], api: AdminAPI
+) -> None:
+    """POST /console/logout with the session's token ends it, audited in its tenant."""
     browser = browse(Role.ADMIN)
     response = browser.submit("/console/t/acme/", "/console/logout", {})
     assert response.status_code == 303
     assert response.headers["location"] == "/console/login"
     assert "zc_session" not in browser.cookies
+    ended = (AuditResult.SUCCESS, "session ended by saml:alice@example.com")
+    assert ended in audit_entries(api, "acme", AuditAction.AUTH)
 
 
 def test_sign_out_needs_the_csrf_token(browse: Callable[..., Browser]) -> None:
