@@ -38,6 +38,7 @@ from zerfoo_cloud.http.admin._access import (
     op_for,
 )
 from zerfoo_cloud.http.admin._audit_trail import AuditTrail, CallRecord
+from zerfoo_cloud.http.admin._endpoint import Endpoint
 from zerfoo_cloud.http.admin._inputs import (
     read_body,
     repeated_credential,
@@ -135,20 +136,6 @@ def _admin_hashes(admin_key_hashes: Iterable[str]) -> tuple[bytes, ...]:
             raise InvalidConfigError(msg, field="admin_key_hashes")
         hashes.append(bytes.fromhex(digest))
     return tuple(hashes)
-
-
-class _Endpoint:
-    """
-    A Starlette endpoint (an ASGI app, so that it sees every method) that
-    answers with ``respond(request)``.
-    """
-
-    def __init__(self, respond: Callable[[Request], Awaitable[Response]]) -> None:
-        self._respond = respond
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(Request(scope, receive))
-        await response(scope, receive, send)
 
 
 class AdminAPI:
@@ -299,7 +286,7 @@ class AdminAPI:
         self._router = Router(
             [*self._admin_routes(), *self._sso_routes(), *self._oidc_routes()],
             redirect_slashes=False,
-            default=_Endpoint(self._unrouted),
+            default=Endpoint(self._unrouted),
         )
 
     def __repr__(self) -> str:
@@ -413,11 +400,11 @@ class AdminAPI:
         }
         return [
             *(
-                Route(path, _Endpoint(serve(suffix)))
+                Route(path, Endpoint(serve(suffix)))
                 for suffix in ROUTES
                 for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
             ),
-            *(Route(path, _Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
+            *(Route(path, Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
         ]
 
     def _sso_routes(self) -> list[Route]:
@@ -446,7 +433,7 @@ class AdminAPI:
             return respond
 
         return [
-            Route(f"/sso/saml/{{tenant}}/{endpoint}", _Endpoint(serve(endpoint)))
+            Route(f"/sso/saml/{{tenant}}/{endpoint}", Endpoint(serve(endpoint)))
             for endpoint in ENDPOINTS
         ]
 
@@ -472,7 +459,7 @@ class AdminAPI:
             return respond
 
         return [
-            Route(f"/sso/oidc/{{tenant}}/{endpoint}", _Endpoint(serve(endpoint)))
+            Route(f"/sso/oidc/{{tenant}}/{endpoint}", Endpoint(serve(endpoint)))
             for endpoint in OIDC_ENDPOINTS
         ]
 
