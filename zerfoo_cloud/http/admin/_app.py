@@ -38,6 +38,7 @@ from zerfoo_cloud.http.admin._access import (
     op_for,
 )
 from zerfoo_cloud.http.admin._audit_trail import AuditTrail, CallRecord
+from zerfoo_cloud.http.admin._budget_routes import BudgetOperations
 from zerfoo_cloud.http.admin._endpoint import Endpoint
 from zerfoo_cloud.http.admin._inputs import (
     read_body,
@@ -158,6 +159,11 @@ class AdminAPI:
     - ``GET /admin/tenants/{id}/invoices/{YYYY-MM}?format=json|csv``: the
       tenant's invoice for one UTC calendar month
       (`zerfoo_cloud.invoices.build_invoice`, with the meter's price table);
+    - ``GET|PUT /admin/tenants/{id}/budgets`` and ``GET|PUT
+      /admin/tenants/{id}/keys/{key_id}/budgets``: spend budgets
+      (``{"budgets": [...]}``, amounts as decimal text), and ``GET
+      /admin/tenants/{id}/spend``: each budget's current period (spent,
+      held, remaining; `BudgetOperations`);
     - ``GET /admin/prices`` (the price table, its version as ``ETag``),
       ``PUT /admin/prices`` (a whole table, ``If-Match`` the version it is
       based on: 412 if it changed since, 409 if prices come from a file)
@@ -265,6 +271,7 @@ class AdminAPI:
         reports = ReportOperations(tenants, meter, audit, clock)
         self.prices = prices
         price_ops = PriceOperations(prices)
+        budgets = BudgetOperations(tenants)
         self._ops: dict[str, _Operation] = {
             "list": crud.list,
             "create": crud.create,
@@ -279,6 +286,11 @@ class AdminAPI:
             "usage": reports.usage,
             "audit": reports.audit_log,
             "invoice": reports.invoice,
+            "budgets": budgets.show,
+            "set_budgets": budgets.replace,
+            "key_budgets": budgets.show,
+            "set_key_budgets": budgets.replace,
+            "spend": budgets.spend,
             "prices": price_ops.show,
             "set_prices": price_ops.replace,
             "add_price": price_ops.add,
