@@ -293,3 +293,11 @@ def test_every_price_call_is_audited_with_its_actor_and_version(
         (f"prices by {actor}", 412, ""),
     ]
     assert [e.path for e in audit_store.all()] == ["/admin/prices"] * 3
+
+
+def test_the_documented_currencies_are_the_known_ones() -> None:
+    """docs/openapi.yaml's Currency enum is exactly CURRENCIES."""
+    from tests.admin.test_openapi import load
+    from zerfoo_cloud.pricing import CURRENCIES
+
+    assert set(load()["components"]["schemas"]["Currency"]["enum"]) == CURRENCIES

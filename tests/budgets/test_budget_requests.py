@@ -358,3 +358,40 @@ def test_at_once_on_redis(redis_url: str, redis_prefix: str) -> None:
 
 def test_at_once_on_lmdb(lmdb_stores: LMDBStores) -> None:
     _concurrent_on(lmdb_stores.limits)
+
+
+def test_a_failing_event_callback_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: BudgetEvent) -> None:
+        raise RuntimeError(event.period)
+
+    gateway = Gateway(UsageApp(), [_monthly(2 * ONE)])
+    gateway.server.policy.budget_events = broken
+    assert [_run(gateway.post()).status_code for _ in range(3)] == [200, 200, 429]
+    assert gateway.spent() == gateway.billed() == 2 * ONE
+    assert "the budget event callback failed" in caplog.text
+
+
+def test_wsgi_apps_are_held_to_budgets() -> None:
+    calls: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        calls.append(1)
+        environ["wsgi.input"].read()
+        body = (
+            b'{"usage": {"prompt_tokens": 11, "completion_tokens": 10, '
+            b'"total_tokens": 21}}'
+        )
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    gateway = Gateway(app, [_monthly(2 * ONE)])
+    with httpx.Client(
+        transport=httpx.WSGITransport(gateway.server.handler()), base_url="http://t"
+    ) as client:
+        statuses = [client.post(CHAT, json=chat(), headers=AUTH) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert statuses[2].json()["error"]["code"] == "insufficient_quota"
+    assert len(calls) == 2
+    assert gateway.spent() == gateway.billed() == 2 * ONE

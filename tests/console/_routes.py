@@ -18,25 +18,28 @@ def concrete(route: str, tenant: str) -> str:
     return route.format(tenant=tenant, **SAMPLE_PARAMS)
 
 
-def tenant_routes(method: str) -> list[str]:
+def routes(area: str, method: str) -> list[str]:
     """
-    The routes of every tenant page that answers *method*.
+    The routes of every page of *area* (``"tenant"``, ``"operator"``) that
+    answers *method*.
     """
     return [
         page.route()
         for page in PAGES
-        if page.area == "tenant"
+        if page.area == area
         and (page.get if method == "GET" else page.post) is not None
     ]
+
+
+def tenant_routes(method: str) -> list[str]:
+    """
+    The routes of every tenant page that answers *method*.
+    """
+    return routes("tenant", method)
 
 
 def operator_routes(method: str) -> list[str]:
     """
     The routes of every operator page that answers *method*.
     """
-    return [
-        page.route()
-        for page in PAGES
-        if page.area == "operator"
-        and (page.get if method == "GET" else page.post) is not None
-    ]
+    return routes("operator", method)

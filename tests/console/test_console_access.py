@@ -11,24 +11,17 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.console._audit import audit_entries
 from tests.console._browser import Browser, csrf_of
 from tests.console._routes import concrete, operator_routes, tenant_routes
 from zerfoo_cloud.audit import AuditResult
+from zerfoo_cloud.http.admin import AdminAPI
 from zerfoo_cloud.sso.roles import Role
-from zerfoo_cloud.stores.memory import MemoryAuditStore
 
 TENANT_GETS = tenant_routes("GET")
 TENANT_POSTS = tenant_routes("POST")
 OPERATOR_GETS = operator_routes("GET")
 OPERATOR_POSTS = operator_routes("POST")
-
-
-def _denied_entries(audit_store: MemoryAuditStore) -> list[str]:
-    return [
-        e.resource
-        for e in audit_store.query("", 0, 2**40)  # type: ignore[arg-type]
-        if e.result is AuditResult.DENIED
-    ]
 
 
 def _csrf(browser: Browser) -> str:
@@ -58,8 +51,6 @@ def test_no_page_of_another_tenant_is_shown(
 def test_no_form_of_another_tenant_is_accepted(
     browse: Callable[..., Browser],
     route: str,
-    tenants: object,
-    audit_store: MemoryAuditStore,
 ) -> None:
     """Even with its own valid CSRF token, an acme admin cannot post to globex (audited)."""
     browser = browse(Role.ADMIN)
@@ -148,3 +139,37 @@ def test_an_operator_sees_every_tenant(
     response = browse(Role.OPERATOR).get(concrete(route, "globex"))
     assert response.status_code in {200, 404}, response.text
     assert response.status_code != 403
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "route", "why"),
+    [
+        (Role.ADMIN, "GET", "/console/t/globex/keys", "its own tenant"),
+        (Role.ADMIN, "POST", "/console/t/globex/keys", "its own tenant"),
+        (Role.VIEWER, "POST", "/console/t/acme/keys", "Viewers"),
+        (Role.ADMIN, "POST-NO-CSRF", "/console/t/acme/keys", "CSRF"),
+        (Role.ADMIN, "GET", "/console/operator/", "operators"),
+    ],
+)
+def test_refusals_are_audited_with_the_person(
+    browse: Callable[..., Browser],
+    api: AdminAPI,
+    role: Role,
+    method: str,
+    route: str,
+    why: str,
+) -> None:
+    """Each refusal leaves a denied entry naming who tried, in the acme log."""
+    browser = browse(role)
+    if method == "GET":
+        browser.get(route)
+    elif method == "POST":
+        browser.post(route, {"csrf": _csrf(browser), "name": "x"})
+    else:
+        browser.post(route, {"name": "x"})
+    denied = [
+        r for result, r in audit_entries(api, "acme") if result is AuditResult.DENIED
+    ]
+    assert denied, audit_entries(api, "acme")
+    assert why in denied[-1]
+    assert denied[-1].endswith("by saml:alice@example.com")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 import pytest
 
 from tests.conftest import FakeClock
+from tests.console._audit import audit_entries
 from tests.console._browser import Browser
 from zerfoo_cloud import TenantManager
 from zerfoo_cloud.audit import AuditAction, AuditResult
@@ -24,15 +24,12 @@ KEYS = "/console/t/acme/keys"
 _SECRET = re.compile(r'data-testid="new-key-secret">([^<]+)<')
 
 
-def _entries(api: AdminAPI, action: AuditAction) -> list[tuple[AuditResult, str]]:
-    assert api.audit is not None
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    end = datetime(2100, 1, 1, tzinfo=timezone.utc)
-    return [
-        (e.result, e.resource)
-        for e in api.audit.query("acme", start, end)
-        if e.action is action
-    ]
+def _new_key(browser: Browser, tenants: TenantManager) -> tuple[str, str]:
+    """A new key of acme made through the page: its secret and id."""
+    _, html = _create(browser)
+    found = _SECRET.search(html)
+    assert found is not None
+    return found[1], tenants.list_keys("acme")[-1].id
 
 
 def _create(browser: Browser, **fields: str) -> tuple[int, str]:
@@ -63,7 +60,7 @@ def test_an_admin_creates_a_key_and_sees_its_secret_once(
     assert (
         AuditResult.SUCCESS,
         f"tenant/acme/keys/{made.id} by saml:alice@example.com",
-    ) in _entries(api, AuditAction.CREATE)
+    ) in audit_entries(api, "acme", AuditAction.CREATE)
 
 
 @pytest.mark.parametrize(
@@ -106,9 +103,7 @@ def test_revoke_stops_the_key(
 ) -> None:
     """Revoked at once; audited as a delete by the person."""
     browser = browse(Role.ADMIN)
-    _, html = _create(browser)
-    secret = _SECRET.search(html)[1]  # type: ignore[index]
-    key_id = tenants.list_keys("acme")[-1].id
+    secret, key_id = _new_key(browser, tenants)
     response = browser.submit(KEYS, f"{KEYS}/{key_id}/revoke", {})
     assert response.status_code == 303
     assert response.headers["location"] == KEYS
@@ -117,7 +112,7 @@ def test_revoke_stops_the_key(
     assert (
         AuditResult.SUCCESS,
         f"tenant/acme/keys/{key_id} by saml:alice@example.com",
-    ) in _entries(api, AuditAction.DELETE)
+    ) in audit_entries(api, "acme", AuditAction.DELETE)
 
 
 def test_revoking_an_unknown_key_is_404(browse: Callable[..., Browser]) -> None:
@@ -131,9 +126,7 @@ def test_rotate_with_grace_keeps_the_old_key_for_a_while(
 ) -> None:
     """Both work during the grace period; then only the new one."""
     browser = browse(Role.ADMIN)
-    _, html = _create(browser)
-    old_secret = _SECRET.search(html)[1]  # type: ignore[index]
-    key_id = tenants.list_keys("acme")[-1].id
+    old_secret, key_id = _new_key(browser, tenants)
     response = browser.submit(KEYS, f"{KEYS}/{key_id}/rotate", {"grace": "3600"})
     assert response.status_code == 200
     new_secret = _SECRET.search(response.text)[1]  # type: ignore[index]

@@ -7,26 +7,22 @@ audited) and signing out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from tests.admin.conftest import ADMIN_KEY
 from tests.conftest import FakeClock
+from tests.console._audit import audit_entries
 from tests.console._browser import Browser, csrf_of
 from zerfoo_cloud.audit import AuditAction, AuditResult
 from zerfoo_cloud.http.admin import AdminAPI
+from zerfoo_cloud.http.console import mount_console
 from zerfoo_cloud.http.console._login_limiter import LOGIN_ATTEMPTS, LOGIN_WINDOW
+from zerfoo_cloud.sso import RoleMap
+from zerfoo_cloud.sso.oidc import ClientSecret, OIDCConfig, OIDCProvider
 from zerfoo_cloud.sso.roles import Role
 
 
 def _auth_entries(api: AdminAPI) -> list[tuple[AuditResult, str]]:
-    assert api.audit is not None
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    end = datetime(2100, 1, 1, tzinfo=timezone.utc)
-    return [
-        (e.result, e.resource)
-        for e in api.audit.query("", start, end)
-        if e.action is AuditAction.AUTH
-    ]
+    return audit_entries(api, "", AuditAction.AUTH)
 
 
 def _sign_in(browser: Browser, key: str) -> object:
@@ -122,13 +118,17 @@ def test_sign_in_tries_are_limited_per_address(
     assert _sign_in(browser, ADMIN_KEY).status_code == 303  # type: ignore[attr-defined]
 
 
-def test_sign_out_clears_the_cookie(browse: Callable[..., Browser]) -> None:
-    """POST /console/logout with the session's token ends it in the browser."""
+def test_sign_out_clears_the_cookie(
+    browse: Callable[..., Browser], api: AdminAPI
+) -> None:
+    """POST /console/logout with the session's token ends it, audited in its tenant."""
     browser = browse(Role.ADMIN)
     response = browser.submit("/console/t/acme/", "/console/logout", {})
     assert response.status_code == 303
     assert response.headers["location"] == "/console/login"
     assert "zc_session" not in browser.cookies
+    ended = (AuditResult.SUCCESS, "session ended by saml:alice@example.com")
+    assert ended in audit_entries(api, "acme", AuditAction.AUTH)
 
 
 def test_sign_out_needs_the_csrf_token(browse: Callable[..., Browser]) -> None:
@@ -146,3 +146,35 @@ def test_the_console_root_sends_each_role_home(browse: Callable[..., Browser]) -
     assert browse(Role.ADMIN).get("/console").headers["location"] == "/console/t/acme/"
     operator = browse(Role.OPERATOR).get("/console/")
     assert operator.headers["location"] == "/console/operator/"
+
+
+def _oidc(name: str) -> OIDCProvider:
+    operators = name == "_operators"
+    roles = {"zc-ops": "operator"} if operators else {"zc-admins": "admin"}
+    return OIDCProvider(
+        OIDCConfig(
+            "https://idp.example.test",
+            "console",
+            f"https://admin.test/sso/oidc/{name}/callback",
+            RoleMap(roles),
+            tenant_id=None if operators else name,
+            operators=operators,
+            client_secret=ClientSecret("x"),
+        )
+    )
+
+
+def test_the_login_page_links_openid_logins(
+    make_api: Callable[..., AdminAPI],
+) -> None:
+    """A tenant's OpenID provider and the operators' get their links."""
+    api = make_api(oidc=[_oidc("globex"), _oidc("_operators")])
+    mount_console(api)
+    browser = Browser(api)
+    page = browser.get("/console/login?tenant=globex").text
+    assert 'href="/sso/oidc/globex/login" data-testid="login-oidc"' in page
+    assert "login-saml" not in page
+    assert 'href="/sso/oidc/_operators/login" data-testid="operator-oidc"' in page
+    both = browser.get("/console/login?tenant=acme").text
+    assert 'data-testid="login-saml"' in both
+    assert 'data-testid="login-oidc"' not in both

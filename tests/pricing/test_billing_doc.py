@@ -29,7 +29,7 @@ def _blocks(lang: str) -> list[str]:
 
 
 def test_the_python_block_prints_what_it_says() -> None:
-    (code,) = _blocks("python")
+    code = _blocks("python")[0]
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

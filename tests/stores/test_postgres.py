@@ -17,8 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -170,22 +172,30 @@ def test_a_version_1_database_with_rows_is_refused_then_upgraded(
         assert stores.billing.summary("acme", T0, T0 + US, ()) == summarize(found, ())
 
 
-def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
-    fresh_url: str,
-) -> None:
-    """Tenants stored by schema 2 keep their key after the upgrade to 3 (it becomes their first key); keys added since are unique across tenants."""
-    with psycopg.connect(fresh_url) as conn:
+@contextmanager
+def _migrated_to(url: str, last: int) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to *url* (committed when the block ends) whose database
+    holds the schema as migrations 1 to *last* left it."""
+    with psycopg.connect(url) as conn:
         conn.execute(
             "CREATE TABLE zerfoo_cloud_schema (version integer PRIMARY KEY,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         for version, statements in MIGRATIONS:
-            if version <= 2:
+            if version <= last:
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO zerfoo_cloud_schema (version) VALUES (%s)", (version,)
                 )
+        yield conn
+
+
+def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
+    fresh_url: str,
+) -> None:
+    """Tenants stored by schema 2 keep their key after the upgrade to 3 (it becomes their first key); keys added since are unique across tenants."""
+    with _migrated_to(fresh_url, 2) as conn:
         for tenant, key in (("acme", "acme-key"), ("beta", "beta-key")):
             old = TenantRecord(
                 id=tenant, key_hash=hash_api_key(key), rate_limit=1, token_budget=1
@@ -217,18 +227,8 @@ def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
 
 def test_a_version_3_database_is_upgraded_to_stored_prices(fresh_url: str) -> None:
     """A database at schema 3 (its tenants kept) gets the price table at 4, empty; upgrading again changes nothing; the table holds one row, of a positive version."""
-    with psycopg.connect(fresh_url) as conn:
-        conn.execute(
-            "CREATE TABLE zerfoo_cloud_schema (version integer PRIMARY KEY,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, statements in MIGRATIONS:
-            if version <= 3:
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO zerfoo_cloud_schema (version) VALUES (%s)", (version,)
-                )
+    with _migrated_to(fresh_url, 3):
+        pass
     with pytest.raises(SchemaMismatchError, match="version 3"):
         PostgresStores.open(fresh_url)
     assert upgrade_schema(fresh_url) == (3, SCHEMA_VERSION)

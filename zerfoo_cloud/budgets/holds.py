@@ -13,25 +13,19 @@ from zerfoo_cloud.budgets.accounts import Bucket, BudgetAccount
 from zerfoo_cloud.errors import UnpricedModelError
 
 if TYPE_CHECKING:
-    from zerfoo_cloud.pricing import PriceTable
+    from zerfoo_cloud.pricing import ModelPrice, PriceTable
 
 __all__ = ["BudgetHold", "actual_cost", "worst_cost"]
 
 
-def worst_cost(
-    prices: PriceTable, model: str, prompt_tokens: int, reserve: int, now: float
-) -> int:
+def worst_cost(price: ModelPrice, prompt_tokens: int, reserve: int) -> int:
     """
-    The most a request may cost: its prompt estimate as input and the rest
-    of its token reservation (the completion allowance) as output, at the
-    price of *model* in force at *now*.
-
-    Raises:
-        UnpricedModelError: no price is in force for *model*.
+    The most a request may cost at *price* (the model's price in force at
+    its admission): its prompt estimate as input and the rest of its token
+    reservation (the completion allowance) as output.
     """
     prompt = min(prompt_tokens, reserve)
-    when = datetime.fromtimestamp(now, timezone.utc)
-    return prices.price_at(model, when).cost(prompt, reserve - prompt)
+    return price.cost(prompt, reserve - prompt)
 
 
 def actual_cost(

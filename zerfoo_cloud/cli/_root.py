@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.cli._audit_commands import audit
+from zerfoo_cloud.cli._budget_commands import budget
 from zerfoo_cloud.cli._context import DB_ENV, _Context
 from zerfoo_cloud.cli._db_commands import db
 from zerfoo_cloud.cli._invoice_command import invoice
@@ -47,5 +48,5 @@ def cli(ctx: click.Context, db: str | None, counters: str | None) -> None:
     ctx.obj = _Context(db, counters)
 
 
-for _command in (tenant, key, usage, invoice, audit, serve, db, prices):
+for _command in (tenant, key, usage, invoice, audit, serve, db, prices, budget):
     cli.add_command(_command)

@@ -93,9 +93,10 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.budgets.accounts import BudgetAccount
     from zerfoo_cloud.http._response_meter import ResponseMeter
     from zerfoo_cloud.http._usage import Usage, UsageSlot
-    from zerfoo_cloud.pricing import PriceTable
+    from zerfoo_cloud.pricing import ModelPrice, PriceTable
     from zerfoo_cloud.tenants import Admission, Tenant, TenantManager
 
 __all__ = [
@@ -303,31 +304,35 @@ class Policy:
         if model and (not tenant.model_allowed(model) or (info.mangled and limited)):
             raise ModelNotAllowedError(tenant.id, model)
         prices = self.prices
+        price = None
+        now = self.clock()
         if prices is not None and (model or info.default_model):
             # Raises UnpricedModelError; a price in force now stays in force
             # when the request finishes (prices are never taken away). A
             # request that uses no model (listing models, an upload) passes;
             # one whose model the app picks needs the default price.
-            prices.price_at(model, datetime.fromtimestamp(self.clock(), timezone.utc))
+            price = prices.price_at(model, datetime.fromtimestamp(now, timezone.utc))
         budget = record.token_budget
         reserve = info.reserve
         if budget and reserve > budget:
             raise RequestOverBudgetError(tenant.id, model, budget, reserve)
-        return reserve, self._hold(tenant, info, reserve, prices)
+        accounts = tenant.budget_accounts(now)
+        if not accounts:
+            return reserve, None
+        return reserve, self._hold(tenant, info, reserve, (prices, price), accounts)
 
+    @staticmethod
     def _hold(
-        self,
         tenant: Tenant,
         info: RequestInfo,
         reserve: int,
-        prices: PriceTable | None,
+        priced: tuple[PriceTable | None, ModelPrice | None],
+        accounts: tuple[BudgetAccount, ...],
     ) -> BudgetHold | None:
-        # What the request holds of its spend budgets: its worst-case cost
-        # in each, at the price in force now (None: no budget applies).
-        now = self.clock()
-        accounts = tenant.budget_accounts(now)
-        if not accounts:
-            return None
+        # What the request holds of its spend budgets *accounts*: its
+        # worst-case cost in each, at *priced* (the table and the model's
+        # price in force now); None when it uses no model.
+        prices, price = priced
         if prices is None:
             raise BudgetUnenforceableError(tenant.id, "the server has no prices")
         for account in accounts:
@@ -337,9 +342,9 @@ class Policy:
                     f"{account.budget.currency}, prices are in {prices.currency}"
                 )
                 raise BudgetUnenforceableError(tenant.id, why)
-        if not (info.model or info.default_model):
+        if price is None:
             return None  # no model (listing models, an upload): no cost
-        worst = worst_cost(prices, info.model, info.prompt_tokens, reserve, now)
+        worst = worst_cost(price, info.prompt_tokens, reserve)
         for account in accounts:
             if worst > account.budget.amount:
                 raise BudgetExceededError(
@@ -555,7 +560,8 @@ class Policy:
             )
         finally:
             _unpin(ticket)
-        self._budget_settled(ticket, spent)
+        if spent:
+            self._budget_settled(ticket, spent)
         return billed
 
     async def settle_async(
@@ -575,7 +581,8 @@ class Policy:
             )
         finally:
             _unpin(ticket)
-        self._budget_settled(ticket, spent)
+        if spent:
+            self._budget_settled(ticket, spent)
         return billed
 
     def _cost(self, ticket: Ticket, billed: Usage) -> int:
@@ -584,22 +591,42 @@ class Policy:
         hold = ticket.hold
         if hold is None:
             return 0
-        ticket.cost = cost = actual_cost(
-            hold.prices,
-            hold.model,
-            billed.prompt_tokens,
-            billed.completion_tokens,
-            self.clock(),
-        )
+        try:
+            cost = actual_cost(
+                hold.prices,
+                hold.model,
+                billed.prompt_tokens,
+                billed.completion_tokens,
+                self.clock(),
+            )
+        except Exception as exc:  # noqa: BLE001 - the hold is charged instead
+            _log.error(
+                "request %s: %s; its budgets are charged its worst case",
+                ticket.request_id,
+                describe_failure("budget cost", exc),
+            )
+            cost = hold.worst
+        ticket.cost = cost
         return cost
 
     def _budget_settled(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
         # Report the thresholds each budget's spending reached, and an
         # overrun (a cost beyond the hold that left a budget over its
         # amount). Each charge is settled atomically, so each threshold is
-        # reached by one request on one host.
+        # reached by one request on one host. Never raises: the request is
+        # settled already.
+        try:
+            self._report_spending(ticket, spent)
+        except Exception as exc:  # noqa: BLE001 - settled; only the report is lost
+            _log.error(
+                "request %s: %s",
+                ticket.request_id,
+                describe_failure("budget events", exc),
+            )
+
+    def _report_spending(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
         hold = ticket.hold
-        if hold is None or not spent:
+        if hold is None:
             return
         cost = ticket.cost
         beyond = max(0, cost - hold.worst)

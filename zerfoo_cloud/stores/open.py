@@ -289,7 +289,8 @@ def open_stores(
         its ``billing`` and ``audit`` are an
         `zerfoo_cloud.stores.outbox.OutboxBillingStore` and
         `zerfoo_cloud.stores.outbox.OutboxAuditStore`, and its ``outbox``
-        the `zerfoo_cloud.stores.outbox.Outbox` they share.
+        the `zerfoo_cloud.stores.outbox.Outbox` they share. Its ``prices``
+        is the records backend's `zerfoo_cloud.stores.protocols.PriceStore`.
 
     Raises:
         InvalidConfigError: a URL is malformed, or PostgreSQL records come

@@ -9,6 +9,7 @@ quotas.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import attrs
@@ -47,6 +48,7 @@ class Tenant:
     """
 
     __slots__ = (
+        "_accounts",
         "_con_key",
         "_key",
         "_limiter",
@@ -67,6 +69,9 @@ class Tenant:
         self._record = record
         self._key = key
         self._limiter = limiter
+        # The budget accounts of the periods last asked for, and the span
+        # of Unix seconds they hold for: (accounts, from, until).
+        self._accounts: tuple[tuple[BudgetAccount, ...], float, float] | None = None
         self._req_key = record.id + "\x00req"
         self._tok_key = record.id + "\x00tok"
         self._con_key = record.id + "\x00con"
@@ -333,15 +338,27 @@ class Tenant:
         """
         record = self._record
         key = self._key
-        if key is None:
-            if not record.spend_budgets:
-                return ()
-            return accounts_at(record.id, record.spend_budgets, None, (), now)
-        if not record.spend_budgets and not key.spend_budgets:
+        if not record.spend_budgets and (key is None or not key.spend_budgets):
             return ()
-        return accounts_at(
-            record.id, record.spend_budgets, key.id, key.spend_budgets, now
+        kept = self._accounts
+        if kept is not None and kept[1] <= now < kept[2]:
+            return kept[0]
+        if key is None:
+            accounts = accounts_at(record.id, record.spend_budgets, None, (), now)
+        else:
+            accounts = accounts_at(
+                record.id, record.spend_budgets, key.id, key.spend_budgets, now
+            )
+        # Kept while every period stays the same (handles live a short time
+        # in the manager's cache; periods last a day at least).
+        starts = [a.period.start_ts for a in accounts]
+        ends = [a.period.end_ts for a in accounts]
+        self._accounts = (
+            accounts,
+            max((t for t in starts if t is not None), default=-math.inf),
+            min((t for t in ends if t is not None), default=math.inf),
         )
+        return accounts
 
     def _budget_outcome(self, answer: Admitted, hold: BudgetHold) -> Admission:
         # The admission for what `RateLimiter.admit_with` answered.

@@ -65,6 +65,15 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
     "/usage": {"GET": ("usage", AuditAction.LIST, True, False)},
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},
     "/invoices/{month}": {"GET": ("invoice", AuditAction.LIST, True, False)},
+    "/budgets": {
+        "GET": ("budgets", AuditAction.LIST, True, False),
+        "PUT": ("set_budgets", AuditAction.UPDATE, False, True),
+    },
+    "/keys/{key_id}/budgets": {
+        "GET": ("key_budgets", AuditAction.LIST, True, False),
+        "PUT": ("set_key_budgets", AuditAction.UPDATE, False, True),
+    },
+    "/spend": {"GET": ("spend", AuditAction.LIST, True, False)},
 }
 #: The path of the price table.
 PRICES_PATH = "/admin/prices"

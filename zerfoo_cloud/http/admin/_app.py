@@ -38,6 +38,8 @@ from zerfoo_cloud.http.admin._access import (
     op_for,
 )
 from zerfoo_cloud.http.admin._audit_trail import AuditTrail, CallRecord
+from zerfoo_cloud.http.admin._budget_routes import BudgetOperations
+from zerfoo_cloud.http.admin._endpoint import Endpoint
 from zerfoo_cloud.http.admin._inputs import (
     read_body,
     repeated_credential,
@@ -137,20 +139,6 @@ def _admin_hashes(admin_key_hashes: Iterable[str]) -> tuple[bytes, ...]:
     return tuple(hashes)
 
 
-class _Endpoint:
-    """
-    A Starlette endpoint (an ASGI app, so that it sees every method) that
-    answers with ``respond(request)``.
-    """
-
-    def __init__(self, respond: Callable[[Request], Awaitable[Response]]) -> None:
-        self._respond = respond
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(Request(scope, receive))
-        await response(scope, receive, send)
-
-
 class AdminAPI:
     """
     The admin API and SAML login, as an ASGI app routed by Starlette.
@@ -171,6 +159,11 @@ class AdminAPI:
     - ``GET /admin/tenants/{id}/invoices/{YYYY-MM}?format=json|csv``: the
       tenant's invoice for one UTC calendar month
       (`zerfoo_cloud.invoices.build_invoice`, with the meter's price table);
+    - ``GET|PUT /admin/tenants/{id}/budgets`` and ``GET|PUT
+      /admin/tenants/{id}/keys/{key_id}/budgets``: spend budgets
+      (``{"budgets": [...]}``, amounts as decimal text), and ``GET
+      /admin/tenants/{id}/spend``: each budget's current period (spent,
+      held, remaining; `BudgetOperations`);
     - ``GET /admin/prices`` (the price table, its version as ``ETag``),
       ``PUT /admin/prices`` (a whole table, ``If-Match`` the version it is
       based on: 412 if it changed since, 409 if prices come from a file)
@@ -278,6 +271,7 @@ class AdminAPI:
         reports = ReportOperations(tenants, meter, audit, clock)
         self.prices = prices
         price_ops = PriceOperations(prices)
+        budgets = BudgetOperations(tenants)
         self._ops: dict[str, _Operation] = {
             "list": crud.list,
             "create": crud.create,
@@ -292,6 +286,11 @@ class AdminAPI:
             "usage": reports.usage,
             "audit": reports.audit_log,
             "invoice": reports.invoice,
+            "budgets": budgets.show,
+            "set_budgets": budgets.replace,
+            "key_budgets": budgets.show,
+            "set_key_budgets": budgets.replace,
+            "spend": budgets.spend,
             "prices": price_ops.show,
             "set_prices": price_ops.replace,
             "add_price": price_ops.add,
@@ -299,7 +298,7 @@ class AdminAPI:
         self._router = Router(
             [*self._admin_routes(), *self._sso_routes(), *self._oidc_routes()],
             redirect_slashes=False,
-            default=_Endpoint(self._unrouted),
+            default=Endpoint(self._unrouted),
         )
 
     def __repr__(self) -> str:
@@ -413,11 +412,11 @@ class AdminAPI:
         }
         return [
             *(
-                Route(path, _Endpoint(serve(suffix)))
+                Route(path, Endpoint(serve(suffix)))
                 for suffix in ROUTES
                 for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
             ),
-            *(Route(path, _Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
+            *(Route(path, Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
         ]
 
     def _sso_routes(self) -> list[Route]:
@@ -446,7 +445,7 @@ class AdminAPI:
             return respond
 
         return [
-            Route(f"/sso/saml/{{tenant}}/{endpoint}", _Endpoint(serve(endpoint)))
+            Route(f"/sso/saml/{{tenant}}/{endpoint}", Endpoint(serve(endpoint)))
             for endpoint in ENDPOINTS
         ]
 
@@ -472,7 +471,7 @@ class AdminAPI:
             return respond
 
         return [
-            Route(f"/sso/oidc/{{tenant}}/{endpoint}", _Endpoint(serve(endpoint)))
+            Route(f"/sso/oidc/{{tenant}}/{endpoint}", Endpoint(serve(endpoint)))
             for endpoint in OIDC_ENDPOINTS
         ]
 

@@ -33,7 +33,17 @@ _log = logging.getLogger("zerfoo_cloud.http.admin")
 
 _MAX_AUDIT_SEGMENTS = 8
 _ROUTE_WORDS = frozenset(
-    {"", "admin", "tenants", "rotate-key", "usage", "audit", "prices"}
+    {
+        "",
+        "admin",
+        "tenants",
+        "rotate-key",
+        "usage",
+        "audit",
+        "prices",
+        "budgets",
+        "spend",
+    }
 )
 _RESOURCE_SUFFIX = {
     "rotate": "/key",
@@ -44,6 +54,11 @@ _RESOURCE_SUFFIX = {
     "create_key": "/keys",
     "revoke_key": "/keys",
     "rotate_key": "/keys",
+    "budgets": "/budgets",
+    "set_budgets": "/budgets",
+    "key_budgets": "/keys",
+    "set_key_budgets": "/keys",
+    "spend": "/spend",
 }
 #: The resource of the service-wide operations (not of one tenant).
 _SERVICE_RESOURCE = {"prices": "prices", "set_prices": "prices", "add_price": "prices"}

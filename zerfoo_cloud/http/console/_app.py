@@ -15,7 +15,7 @@ import hmac
 import logging
 import mimetypes
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
 )
 from zerfoo_cloud.http._audit_result import audit_result
+from zerfoo_cloud.http.admin._endpoint import Endpoint
 from zerfoo_cloud.http.admin._inputs import (
     client_of,
     cookie,
@@ -58,8 +59,6 @@ from zerfoo_cloud.http.console._templates import Templates
 from zerfoo_cloud.sso.roles import Role
 
 if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
-
     from zerfoo_cloud.http.admin._sessions import Session
     from zerfoo_cloud.http.console._services import ConsoleServices
 
@@ -119,20 +118,6 @@ def _params(page: Page, segments: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-class _Endpoint:
-    """
-    A Starlette endpoint (an ASGI app, so that it sees every method) that
-    answers with ``respond(request)``.
-    """
-
-    def __init__(self, respond: Callable[[Request], Awaitable[Response]]) -> None:
-        self._respond = respond
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(Request(scope, receive))
-        await response(scope, receive, send)
-
-
 class Console:
     """
     The web console: its pages (`zerfoo_cloud.http.console._registry`),
@@ -153,20 +138,20 @@ class Console:
         Every console route.
         """
 
-        def page_endpoint(page: Page) -> _Endpoint:
+        def page_endpoint(page: Page) -> Endpoint:
             async def respond(request: Request) -> Response:
                 return await self._page(request, page)
 
-            return _Endpoint(respond)
+            return Endpoint(respond)
 
         return [
-            Route("/console", _Endpoint(self._home)),
-            Route("/console/", _Endpoint(self._home)),
-            Route("/console/login", _Endpoint(self._login)),
-            Route("/console/logout", _Endpoint(self._logout)),
-            Route("/console/static/{name}", _Endpoint(self._static_file)),
+            Route("/console", Endpoint(self._home)),
+            Route("/console/", Endpoint(self._home)),
+            Route("/console/login", Endpoint(self._login)),
+            Route("/console/logout", Endpoint(self._logout)),
+            Route("/console/static/{name}", Endpoint(self._static_file)),
             *(Route(page.route(), page_endpoint(page)) for page in self.pages),
-            Route("/console/{rest:path}", _Endpoint(self._no_page)),
+            Route("/console/{rest:path}", Endpoint(self._no_page)),
         ]
 
     # -- sessions ----------------------------------------------------------

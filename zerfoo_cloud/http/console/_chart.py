@@ -56,6 +56,10 @@ _DATE_LABELS = 8
 #: carriage return; surrogates; U+FFFE and U+FFFF).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _UNITS = ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k"))
+#: From here on, ticks are written as ``1.2e15``.
+_SCIENTIFIC = 10**15
+#: The widest bar, in the view box's units (one day alone is not a wall).
+_MAX_BAR = 48.0
 
 # Layout, in the view box's units.
 _WIDTH = 960
@@ -96,17 +100,24 @@ def series_label(name: str, split: str) -> str:
 def short_number(value: int) -> str:
     """
     *value* (an integer, 0 or more) in the short form of axis ticks:
-    ``999``, ``1.2k``, ``3M``, ``1.5B``, ``12.3T``; the digit after the point
-    is cut, never rounded up, and left out when it is 0.
+    ``999``, ``1.2k``, ``3M``, ``1.5B``, ``12.3T``, and from a thousand
+    trillion on ``1.2e15``; the digit after the point is cut, never rounded
+    up, and left out when it is 0.
 
     .. versionadded:: 0.1.0
     """
+    if value >= _SCIENTIFIC:
+        exponent = len(str(value)) - 1
+        return _tenths(value, 10**exponent, f"e{exponent}")
     for unit, suffix in _UNITS:
         if value >= unit:
-            tenths = value * 10 // unit
-            whole, tenth = divmod(tenths, 10)
-            return f"{whole:,}{suffix}" if tenth == 0 else f"{whole:,}.{tenth}{suffix}"
+            return _tenths(value, unit, suffix)
     return str(value)
+
+
+def _tenths(value: int, unit: int, suffix: str) -> str:
+    whole, tenth = divmod(value * 10 // unit, 10)
+    return f"{whole}{suffix}" if tenth == 0 else f"{whole}.{tenth}{suffix}"
 
 
 def nice_ticks(maximum: int, count: int = _TICKS) -> list[int]:
@@ -160,7 +171,7 @@ class _Plot:
     def __init__(self, top: int, days: int) -> None:
         self.top = top
         self.slot = (_PLOT_RIGHT - _PLOT_LEFT) / max(days, 1)
-        self.width = max(self.slot * 0.8, 1.0)
+        self.width = min(max(self.slot * 0.8, 1.0), _MAX_BAR)
 
     def y(self, value: int) -> float:
         # Integer division first, so huge counts place exactly.

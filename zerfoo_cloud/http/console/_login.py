@@ -143,10 +143,12 @@ class Login:
             str(state.get("n", "")).encode(), nonce.encode()
         )
 
-    def _audit(self, request: Request, status: int, resource: str) -> None:
+    def _audit(
+        self, request: Request, status: int, resource: str, tenant: str = ""
+    ) -> None:
         self.services.log(
             AuditEntry(
-                tenant_id="",
+                tenant_id=tenant,
                 action=AuditAction.AUTH,
                 result=audit_result(status),
                 resource=resource,
@@ -158,9 +160,14 @@ class Login:
         )
 
     async def _refused(
-        self, request: Request, status: int, error: str, resource: str
+        self,
+        request: Request,
+        status: int,
+        error: str,
+        resource: str,
+        tenant: str = "",
     ) -> Response:
-        await asyncio.to_thread(self._audit, request, status, resource)
+        await asyncio.to_thread(self._audit, request, status, resource, tenant)
         return self._page(request, status=status, error=error)
 
     async def sign_in(self, request: Request) -> Response:
@@ -231,9 +238,14 @@ class Login:
                     403,
                     "The sign-out form was not sent by this console.",
                     f"session csrf by {session.actor}",
+                    session.tenant_id,
                 )
             await asyncio.to_thread(
-                self._audit, request, 303, f"session ended by {session.actor}"
+                self._audit,
+                request,
+                303,
+                f"session ended by {session.actor}",
+                session.tenant_id,
             )
         clear_session(self.services, response)
         return response

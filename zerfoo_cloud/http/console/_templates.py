@@ -32,7 +32,8 @@ def _timestamp(value: float | datetime) -> float:
 
 class Templates:
     """
-    Renders the console's templates, with the formatting helpers as
+    Renders the console's templates (all read when it is made), with the
+    formatting helpers as
     filters: ``thousands``, ``money(currency)``, ``utc`` and ``ago`` (a
     ``<time>`` element saying how long ago, with the exact UTC time in its
     ``title``; it needs ``now`` in the context).
@@ -45,12 +46,18 @@ class Templates:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # Read once, here: rendering never touches the disk (it may run
+            # on the event loop).
+            auto_reload=False,
+            cache_size=-1,
         )
         filters = self.environment.filters
         filters["thousands"] = thousands
         filters["money"] = money
         filters["utc"] = lambda value: utc_text(_timestamp(value))
         self.environment.globals["ago"] = self._ago
+        for name in self.environment.list_templates():
+            self.environment.get_template(name)
 
     @staticmethod
     @jinja2.pass_context
