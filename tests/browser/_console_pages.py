@@ -7,6 +7,8 @@ operator's admin key) and read a number.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import attrs
@@ -16,6 +18,7 @@ from tests.browser._console_server import ADMIN_KEY
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+    from tests._oidc_provider import OIDCTestProvider, TestUser
     from tests.browser._console_server import ConsoleServer
 
 
@@ -70,6 +73,16 @@ def sign_in_as_operator(page: Page, server: ConsoleServer) -> None:
     page.get_by_test_id("operator-key").fill(ADMIN_KEY)
     page.get_by_test_id("operator-submit").click()
     page.wait_for_url(server.console("operator/"))
+
+
+@contextmanager
+def provider_user(provider: OIDCTestProvider, user: TestUser) -> Iterator[None]:
+    """The test OpenID provider signs *user* in until the block ends."""
+    provider.user = user
+    try:
+        yield
+    finally:
+        provider.reset()
 
 
 def count_of(page: Page, test_id: str) -> int:

@@ -21,6 +21,7 @@ from tests._oidc_provider import OIDCTestProvider, TestUser
 from tests.browser._console_pages import (
     TENANT_PAGES,
     count_of,
+    provider_user,
     sign_in,
     sign_in_as_operator,
     start_sign_in,
@@ -122,11 +123,9 @@ def test_oidc_viewer_reads_keys_but_cannot_change_them(
     page: Page, server: ConsoleServer, oidc_provider: OIDCTestProvider
 ) -> None:
     """A user of the viewers' group sees globex's keys without a button to change them."""
-    oidc_provider.user = TestUser("bob", "bob@example.com", groups=("zc-viewers",))
-    try:
+    bob = TestUser("bob", "bob@example.com", groups=("zc-viewers",))
+    with provider_user(oidc_provider, bob):
         sign_in(page, server, "globex", "oidc")
-    finally:
-        oidc_provider.reset()
     assert (
         page.get_by_test_id("signed-in-as").inner_text() == "bob@example.com · viewer"
     )
@@ -140,12 +139,10 @@ def test_oidc_user_without_a_role_is_refused(
     page: Page, server: ConsoleServer, oidc_provider: OIDCTestProvider
 ) -> None:
     """A user none of whose groups is mapped gets a page saying so, and no session."""
-    oidc_provider.user = TestUser("eve", "eve@example.com", groups=("everyone",))
-    try:
+    eve = TestUser("eve", "eve@example.com", groups=("everyone",))
+    with provider_user(oidc_provider, eve):
         start_sign_in(page, server, "globex", "oidc")
         expect(page.get_by_test_id("login-error")).to_be_visible()
-    finally:
-        oidc_provider.reset()
     assert not [c for c in page.context.cookies() if c["name"] == "zc_session"]
     response = page.goto(server.console("t/globex/"))
     assert response is not None
@@ -156,13 +153,11 @@ def test_operator_signs_in_with_oidc(
     page: Page, server: ConsoleServer, oidc_provider: OIDCTestProvider
 ) -> None:
     """The operators' OpenID provider opens the operators' page."""
-    oidc_provider.user = TestUser("olga", "olga@example.com", groups=("zc-operators",))
-    try:
+    olga = TestUser("olga", "olga@example.com", groups=("zc-operators",))
+    with provider_user(oidc_provider, olga):
         page.goto(server.console("login"))
         page.get_by_test_id("operator-oidc").click()
         page.wait_for_url(server.console("operator/"))
-    finally:
-        oidc_provider.reset()
     assert (
         page.get_by_test_id("signed-in-as").inner_text()
         == "olga@example.com · operator"
