@@ -198,14 +198,12 @@ def test_login_lands_a_session_for_the_tenant_and_role(
         "jwks": 1,
     }
     entry = last_entry(audit_store)
-    assert (entry.tenant_id, entry.action, entry.result, entry.status_code) == (
-        "acme",
-        AuditAction.AUTH,
-        AuditResult.SUCCESS,
-        303,
+    assert entry.action is AuditAction.AUTH
+    assert entry.result is AuditResult.SUCCESS
+    assert f"{entry.tenant_id} {entry.status_code} {entry.path}" == (
+        "acme 303 /sso/oidc/acme/callback"
     )
     assert entry.resource == "session/acme by sso:alice"
-    assert entry.path == "/sso/oidc/acme/callback"
     assert token not in repr(audit_store.all())
     # The session works on the admin API, for acme only.
     cookie = {"Cookie": f"zc_session={token}"}
