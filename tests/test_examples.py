@@ -55,7 +55,9 @@ def test_demo_shows_every_outcome() -> None:
         "GET /admin/tenants -> 200: ['acme', 'globex']",
         "GET /metrics without the token -> 401",
         "/metrics: 5 successful requests counted",
-        "audit log intact: 9 entries",
+        # The console's operator sign-in is the tenth entry.
+        "signed in as an operator (200): 2 tenants listed",
+        "audit log intact: 10 entries",
     ):
         assert expected in out
     report = out.split("== zerfoo-cloud usage report")[1]

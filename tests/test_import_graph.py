@@ -53,6 +53,7 @@ DEFERRED = {
     # web (starlette): every server mounts the admin API, but the other
     # commands (``tenant``, ``usage``, ``audit``) import ``serve`` without it.
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http.console"),
     # postgres (psycopg): ``db upgrade`` alone talks to PostgreSQL (the
     # second pair is the ``stores`` package that import runs).
     ("zerfoo_cloud.cli._db_commands", "zerfoo_cloud.stores.postgres"),

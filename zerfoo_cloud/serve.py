@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN_KEY_ENV",
     "CONFIG_ENV",
+    "CONSOLE_SESSION_IDLE",
+    "CONSOLE_SESSION_TTL",
     "SESSION_SECRET_ENV",
     "UPSTREAM_KEY_ENV",
     "ServeConfig",
@@ -66,6 +68,10 @@ ADMIN_KEY_HASH_ENV = "ZERFOO_CLOUD_ADMIN_KEY_HASH"
 UPSTREAM_KEY_ENV = "ZERFOO_CLOUD_UPSTREAM_KEY"
 #: The secret that signs tenant-admin sessions (at least 32 bytes).
 SESSION_SECRET_ENV = "ZERFOO_CLOUD_SESSION_SECRET"  # noqa: S105 - a variable name
+#: Console and SAML sessions end this many seconds after sign-in (12 hours)...
+CONSOLE_SESSION_TTL = 12 * 3600
+#: ...or after this many seconds without a request (30 minutes).
+CONSOLE_SESSION_IDLE = 30 * 60
 #: The audit chain's HMAC secret, if any.
 AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
 
@@ -119,7 +125,9 @@ class ServeConfig:
             tenant and one for the operators
             (`zerfoo_cloud.sso.oidc.read_oidc_file`).
         public_url: this service's external base URL (the SAML SP entity id
-            and ACS URLs are derived from it).
+            and ACS URLs are derived from it; the console's cookies are
+            ``Secure`` unless it is plain ``http://`` on 127.0.0.1 or
+            localhost).
         max_header_bytes: a longer request head (request line and headers)
             gets 431.
         header_timeout: seconds a client has to send a whole request head
@@ -482,8 +490,9 @@ def _admin_api(
     audit: AuditLogger,
 ) -> Any:
     """
-    The admin API, with SAML login for the tenants of ``--saml`` and
-    OpenID Connect login for the providers of ``--oidc``.
+    The admin API, with SAML login for the tenants of ``--saml``, OpenID
+    Connect login for the providers of ``--oidc``, and the web console
+    when a session secret is set.
     """
     # The admin API needs the web extra (Starlette); `serve` checks it first.
     from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
@@ -491,12 +500,15 @@ def _admin_api(
     sso: dict[str, Any] = {}
     oidc: list[Any] = []
     sessions = None
-    if config.saml or config.oidc:
-        secret = env.get(SESSION_SECRET_ENV, "")
+    secret = env.get(SESSION_SECRET_ENV, "")
+    if config.saml or config.oidc or secret:
         if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            msg = f"SSO login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            what = "SSO login" if config.saml or config.oidc else "the console"
+            msg = f"{what} needs {SESSION_SECRET_ENV} set to at least 32 bytes"
             raise InvalidConfigError(msg, field="session_secret")
-        sessions = SessionSigner(secret.encode())
+        sessions = SessionSigner(
+            secret.encode(), ttl=CONSOLE_SESSION_TTL, idle=CONSOLE_SESSION_IDLE
+        )
     base = (config.public_url or "").rstrip("/")
     if config.saml:
         from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
@@ -517,7 +529,7 @@ def _admin_api(
             OIDCProvider(provider)
             for provider in read_oidc_file(config.oidc, public_url=base, env=env)
         ]
-    return AdminAPI(
+    api = AdminAPI(
         tenants,
         meter=meter,
         audit=audit,
@@ -525,6 +537,26 @@ def _admin_api(
         sessions=sessions,
         sso=sso or None,
         oidc=oidc,
+    )
+    if sessions is not None:
+        from zerfoo_cloud.http.console import mount_console
+
+        mount_console(api, secure_cookies=not _loopback_http(config.public_url))
+    return api
+
+
+def _loopback_http(url: str | None) -> bool:
+    """
+    Whether *url* is plain HTTP on this machine: the only place the
+    console's cookies go without ``Secure``.
+    """
+    return bool(url) and str(url).startswith(
+        (
+            "http://127.0.0.1:",
+            "http://127.0.0.1/",
+            "http://localhost:",
+            "http://localhost/",
+        )
     )
 
 

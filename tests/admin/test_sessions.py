@@ -198,24 +198,3 @@ def test_repr_shows_no_secret() -> None:
     text = repr(SessionSigner(SECRET, previous_secrets=[b"p" * 32]))
     assert text == "<SessionSigner ttl=3600s keys=2>"
     assert "sss" not in text
-
-
-def test_sessions_carry_a_role_and_how_the_user_signed_in(
-    sessions: SessionSigner,
-) -> None:
-    """role and via round-trip; operators have no tenant; unknown roles are refused."""
-    token = sessions.issue("acme", "bob", incarnation="i1", role="viewer", via="oidc")
-    session = sessions.verify(token)
-    assert (session.role, session.via) == ("viewer", "oidc")
-    plain = sessions.verify(sessions.issue("acme", "bob", incarnation="i1"))
-    assert (plain.role, plain.via) == ("admin", "")
-    operator = sessions.verify(
-        sessions.issue("", "ops@example.com", incarnation="", role="operator")
-    )
-    assert (operator.tenant_id, operator.role) == ("", "operator")
-    with pytest.raises(InvalidConfigError, match="no tenant"):
-        sessions.issue("acme", "ops", incarnation="i1", role="operator")
-    with pytest.raises(InvalidConfigError, match="role must be one of"):
-        sessions.issue("acme", "bob", incarnation="i1", role="root")
-    with pytest.raises(InvalidConfigError):
-        sessions.issue("", "bob", incarnation="", role="admin")

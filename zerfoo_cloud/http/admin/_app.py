@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Route, Router
 
 from zerfoo_cloud._asgi import acknowledge_lifespan
 from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE
@@ -54,13 +54,14 @@ from zerfoo_cloud.http.admin._sso import (
     check_providers,
 )
 from zerfoo_cloud.http.admin._tenant_routes import TenantOperations
+from zerfoo_cloud.tenants import hash_api_key
 
 if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import Receive, Scope, Send
 
     from zerfoo_cloud._clock import Clock
-    from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.audit import AuditEntry, AuditLogger
     from zerfoo_cloud.http.admin._sessions import SessionSigner
     from zerfoo_cloud.sso import SAMLProvider
     from zerfoo_cloud.sso.oidc import OIDCProvider
@@ -196,6 +197,9 @@ class AdminAPI:
         clock: the time source, Unix seconds (default times of queries).
         max_body: the largest request body, in bytes (413 past it).
 
+    `zerfoo_cloud.http.console.mount_console` adds the web console's
+    routes (``/console/...``) to this app.
+
     Raises:
         InvalidConfigError: an admin key hash that is not a SHA-256 hex
             digest, *max_body* out of range, *sso* without *sessions*, or a
@@ -286,9 +290,51 @@ class AdminAPI:
     @staticmethod
     def handles(path: str) -> bool:
         """
-        Whether *path* belongs to this app (``/admin/...`` or ``/sso/...``).
+        Whether *path* belongs to this app (``/admin/...``, ``/sso/...`` or
+        ``/console/...``).
         """
-        return path.startswith(("/admin/", "/sso/")) or path == "/admin"
+        return path.startswith(("/admin/", "/sso/", "/console/")) or path in {
+            "/admin",
+            "/console",
+        }
+
+    @property
+    def saml_tenants(self) -> frozenset[str]:
+        """
+        The tenants whose people sign in through SAML here.
+        """
+        return frozenset(self._sso.providers) if self._sso is not None else frozenset()
+
+    @property
+    def oidc_names(self) -> frozenset[str]:
+        """
+        The names (tenant ids, and ``_operators``) of the OpenID providers
+        people sign in through here.
+        """
+        return (
+            frozenset(self._oidc.providers) if self._oidc is not None else frozenset()
+        )
+
+    def is_admin_key(self, key: str) -> bool:
+        """
+        Whether *key* is one of the admin keys (its SHA-256 compared with
+        every configured hash in constant time).
+        """
+        return self._access.is_admin_hash(bytes.fromhex(hash_api_key(key)))
+
+    def log_audit(self, entry: AuditEntry) -> None:
+        """
+        Write *entry* to the audit log, if there is one; a failure is
+        logged, never raised (call it from a worker thread).
+        """
+        self._trail.log(entry)
+
+    def mount(self, routes: Iterable[BaseRoute]) -> None:
+        """
+        Serve *routes* too, after the admin and SSO routes (the web
+        console's: `zerfoo_cloud.http.console.mount_console`).
+        """
+        self._router.routes.extend(routes)
 
     # -- ASGI -------------------------------------------------------------
 

@@ -123,11 +123,14 @@ def start_console_session(
             expires_at=identity.session_expires_at,
             role=role.value,
             via=via,
+            email=identity.email,
         )
     except InvalidConfigError as exc:
         raise HTTPProblem(403, "invalid_subject", str(exc)) from exc
     session = sessions.verify(token)
-    max_age = max(1, math.ceil(session.expires_at - sessions.clock()))
+    # The cookie lasts to the absolute end; the token's idle end is
+    # renewed by each console page.
+    max_age = max(1, math.ceil(session.absolute_expires_at - sessions.clock()))
     body = {
         "object": "session",
         "token": token,
