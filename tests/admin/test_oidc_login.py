@@ -634,3 +634,13 @@ def test_a_hanging_provider_does_not_hold_the_event_loop(
 
     asyncio.run(run())
     assert finished == ["other", "callback"]
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", ["soon", True, float("nan"), float("inf")])
+def test_time_claims_must_be_numbers(
+    browser: Browser, idp: OIDCTestProvider, claim: str, value: object
+) -> None:
+    """A time claim that is not a finite number is refused, even when signed."""
+    idp.user.claims = {claim: value}
+    refused(browser.sign_in(), 401, "oidc_claims")
