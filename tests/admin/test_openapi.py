@@ -24,6 +24,8 @@ from zerfoo_cloud import (
 )
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 from zerfoo_cloud.http.admin._access import ROUTES
+from zerfoo_cloud.sso import RoleMap
+from zerfoo_cloud.sso.oidc import OIDCConfig, OIDCProvider
 from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -75,6 +77,8 @@ def test_document_covers_the_whole_http_surface() -> None:
         ("/sso/saml/{tenant_id}/login", "get"),
         ("/sso/saml/{tenant_id}/acs", "post"),
         ("/sso/saml/{tenant_id}/metadata", "get"),
+        ("/sso/oidc/{name}/login", "get"),
+        ("/sso/oidc/{name}/callback", "get"),
     }
     for suffix, methods in ROUTES.items():
         path = "/admin/tenants" + (
@@ -137,6 +141,20 @@ def _fuzzed_app() -> AdminAPI:
         admin_key_hashes=[hash_api_key(ADMIN_KEY)],
         sessions=SessionSigner(SECRET),
         sso={"acme": provider},
+        # A provider nothing answers for: logins end in a 502, quickly.
+        oidc=[
+            OIDCProvider(
+                OIDCConfig(
+                    "http://127.0.0.1:9",
+                    "zc",
+                    "https://api.example.test/sso/oidc/acme/callback",
+                    RoleMap({"zc-admins": "admin"}),
+                    tenant_id="acme",
+                    token_auth="none",
+                    timeout=2,
+                )
+            )
+        ],
     )
 
 
