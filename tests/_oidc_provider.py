@@ -34,7 +34,11 @@ Endpoints (all JSON but authorize):
 For a browser test (Chromium): point the service's ``--oidc`` file at
 `issuer` with `client_id` and a secret file holding `client_secret`; the
 provider redirects the browser straight back to the service's callback.
-`requests` counts the calls each endpoint answered.
+`requests` counts the calls each endpoint answered. As a process::
+
+    python -m tests._oidc_provider --groups zc-admins,zc-viewers --sub alice
+    # prints one JSON line {"issuer", "client_id", "client_secret"} and
+    # serves until it is terminated
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import attrs
@@ -383,3 +387,34 @@ def oidc_test_provider(**options: Any) -> Iterator[OIDCTestProvider]:
     """
     with OIDCTestProvider(**options) as provider:
         yield provider
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Serve a provider until terminated; print its issuer and client as one
+    JSON line first.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="A test OpenID provider.")
+    parser.add_argument("--client-id", default="zerfoo-console")
+    parser.add_argument("--client-secret", default="s3cret")
+    parser.add_argument("--sub", default="alice")
+    parser.add_argument("--email", default="alice@example.com")
+    parser.add_argument("--groups", default="zc-admins")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with OIDCTestProvider(args.client_id, args.client_secret) as provider:
+        groups = tuple(g for g in args.groups.split(",") if g)
+        provider.user = TestUser(args.sub, args.email, groups)
+        info = {"issuer": provider.issuer, "client_id": provider.client_id}
+        info["client_secret"] = provider.client_secret or ""
+        print(json.dumps(info), flush=True)
+        with suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -76,6 +76,12 @@ NOT_RUN: dict[str, str] = {
         "needs the PostgreSQL server of the example (db.internal); "
         "tests/stores/test_postgres.py runs the command against a local one"
     ),
+    "zerfoo-cloud serve --upstream http://127.0.0.1:8000/v1 --oidc "
+    "/etc/zerfoo-cloud/oidc.toml --public-url https://api.example.com": (
+        "needs the operator's --oidc file and client secrets; its options are "
+        "checked, and tests/test_serve.py serves an --oidc file against a "
+        "test provider"
+    ),
     "zerfoo-cloud serve --workers 4 ...": (
         "'...' stands for the app and options of the serve command in "
         "deployment.md; its options are checked"

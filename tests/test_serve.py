@@ -426,17 +426,11 @@ def test_built_service_has_oidc_login(tmp_path: Path) -> None:
             build_app(config, {"ZERFOO_CLOUD_SESSION_SECRET": "s" * 32})
         app = build_app(config, env)
 
-        async def logins() -> list[httpx.Response]:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="https://api.example.com"
-            ) as client:
-                return [
-                    await client.get("/sso/oidc/acme/login"),
-                    await client.get("/sso/oidc/_operators/login"),
-                ]
-
-        for login in asyncio.run(logins()):
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://api.example.com"
+        )
+        for name in ("acme", "_operators"):
+            login = asyncio.run(client.get(f"/sso/oidc/{name}/login"))
             assert login.status_code == 302, login.text
             location = login.headers["location"]
             assert location.startswith(f"{idp.issuer}/authorize?")
@@ -462,19 +456,12 @@ def test_serve_refuses_a_bad_oidc_file(tmp_path: Path) -> None:
         'client_secret_env = "ACME_OIDC_SECRET"\n'
         '[providers.roles]\n"zc" = "admin"\n'
     )
-    done = cli(db, "serve", "--upstream", "http://127.0.0.1:9", "--oidc", str(bad))
+    serve = ["serve", "--upstream", "http://127.0.0.1:9", "--oidc", str(bad)]
+    done = cli(db, *serve)
     assert done.returncode != 0
     assert "--oidc needs --public-url" in done.stderr
-    done = cli(
-        db,
-        "serve",
-        "--upstream",
-        "http://127.0.0.1:9",
-        "--oidc",
-        str(bad),
-        "--public-url",
-        "https://api.example.com",
-    )
+    serve += ["--public-url", "https://api.example.com"]
+    done = cli(db, *serve)
     assert done.returncode != 0
     assert "client_secret_env: 'ACME_OIDC_SECRET' is not set" in done.stderr
     secret = tmp_path / "secret"
@@ -485,16 +472,7 @@ def test_serve_refuses_a_bad_oidc_file(tmp_path: Path) -> None:
             f'client_secret_file = "{secret}"',
         )
     )
-    done = cli(
-        db,
-        "serve",
-        "--upstream",
-        "http://127.0.0.1:9",
-        "--oidc",
-        str(bad),
-        "--public-url",
-        "https://api.example.com",
-    )
+    done = cli(db, *serve)
     assert done.returncode != 0
     assert "algorithms: must be some of" in done.stderr
     assert "a-client-secret" not in done.stderr

@@ -48,20 +48,6 @@ def chat(max_tokens: int = 10) -> dict[str, Any]:
     }
 
 
-class Clock:
-    """A settable clock (Unix seconds)."""
-
-    def __init__(self, when: datetime) -> None:
-        self.now = when.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, when: datetime) -> None:
-        """Move to *when*."""
-        self.now = when.timestamp()
-
-
 class UsageApp:
     """
     A real ASGI app answering every request with a chat completion whose

@@ -9,28 +9,21 @@ refused request never reaches the app.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
 from tests.budgets._support import KEY, PRICES, UsageApp, worst
-from tests.http._support import free_port, serve_asgi
+from tests.http._support import serve_asgi, uvicorn_workers
 from zerfoo_cloud import CloudServer, TenantConfig, TenantManager, TokenMeter
 from zerfoo_cloud.budget_records import SpendBudget
 from zerfoo_cloud.budgets import BudgetEvent
 from zerfoo_cloud.stores.lmdb import LMDBStores
 from zerfoo_cloud.stores.memory import MemoryBillingStore
 
-ROOT = Path(__file__).resolve().parents[2]
 ONE = worst(10)
 #: A little more than three requests' worst case.
 BUDGET = SpendBudget("month", 3 * ONE + ONE // 2, "USD")
@@ -96,53 +89,9 @@ def workers(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         tenants = TenantManager(stores.tenants, limits=stores.limits)
         tenants.create(TenantConfig("acme", KEY, rate_limit=0, token_budget=0))
         tenants.set_budgets("acme", [BUDGET])
-    port = free_port()
-    env = {**os.environ, "ZC_TEST_DB": str(db), "ZC_TEST_CALLS": str(calls)}
-    env.pop("COVERAGE_PROCESS_START", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.budgets._workers_app:app",
-            "--app-dir",
-            str(ROOT),
-            "--workers",
-            "3",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    env = {"ZC_TEST_DB": str(db), "ZC_TEST_CALLS": str(calls)}
+    with uvicorn_workers("tests.budgets._workers_app:app", 3, env) as base:
         yield base, db, calls
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @pytest.mark.slow

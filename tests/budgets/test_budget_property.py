@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.budgets._support import KEY, PRICES, PROMPT, Clock, chat
+from tests.budgets._support import KEY, PRICES, PROMPT, chat
+from tests.pricing._support import Clock
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.budget_records import SpendBudget
 from zerfoo_cloud.budgets import BudgetEvent

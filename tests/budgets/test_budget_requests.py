@@ -19,11 +19,11 @@ from tests.budgets._support import (
     KEY,
     PRICES,
     PROMPT,
-    Clock,
     UsageApp,
     chat,
     worst,
 )
+from tests.pricing._support import Clock
 from zerfoo_cloud import (
     AuditLogger,
     CloudServer,

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.pricing._support import printed_and_promised
 from zerfoo_cloud.errors import BudgetExceededError
 from zerfoo_cloud.http._errors import error_response
 
@@ -25,20 +24,8 @@ SECTION = (
 
 def test_the_python_block_prints_what_it_says() -> None:
     (code,) = re.findall(r"```python\n(.*?)```", SECTION, flags=re.DOTALL)
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    promised = [
-        line.split("# ", 1)[1].split(" (")[0]
-        for line in code.splitlines()
-        if line.lstrip().startswith("print(")
-    ]
-    assert done.stdout.splitlines() == promised
+    printed, promised = printed_and_promised(code, ROOT)
+    assert printed == promised
 
 
 def test_the_refusal_shown_is_the_one_sent() -> None:

@@ -302,3 +302,29 @@ def test_the_key_set_is_refetched_at_most_once_per_interval(
     with pytest.raises(OIDCError):
         keys.key_for("ec-1", "RS256")
     assert keys.key_for("ec-1", "ES256").kid == "ec-1"
+
+
+def test_the_test_provider_runs_as_a_process() -> None:
+    """python -m tests._oidc_provider prints its issuer and serves discovery until terminated."""
+    import subprocess
+    import sys
+
+    from tests._serving import ROOT, stop
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests._oidc_provider", "--groups", "a,b"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        document = httpx.get(info["issuer"] + "/.well-known/openid-configuration")
+        assert document.json()["issuer"] == info["issuer"]
+        assert info["client_id"] == "zerfoo-console"
+    finally:
+        stop(proc)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert proc.returncode == 0

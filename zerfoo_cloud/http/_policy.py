@@ -259,7 +259,7 @@ class Policy:
         try:
             pin = self._pin_for(info.model)
         except BaseException:
-            tenant.end_request(reserve, reserve, hold, 0)
+            tenant.end_request(reserve, reserve, None if hold is None else (hold, 0))
             raise
         return Ticket(
             tenant, info, reserve, admission.requests, admission.tokens, pin, hold
@@ -282,7 +282,9 @@ class Policy:
         try:
             pin = self._pin_for(info.model)
         except BaseException:
-            await tenant.end_request_async(reserve, reserve, hold, 0)
+            await tenant.end_request_async(
+                reserve, reserve, None if hold is None else (hold, 0)
+            )
             raise
         return Ticket(
             tenant, info, reserve, admission.requests, admission.tokens, pin, hold
@@ -556,7 +558,7 @@ class Policy:
         cost = self._cost(ticket, billed)
         try:
             spent = ticket.tenant.end_request(
-                ticket.reserved, billed.total_tokens, ticket.hold, cost
+                ticket.reserved, billed.total_tokens, _charge(ticket, cost)
             )
         finally:
             _unpin(ticket)
@@ -577,7 +579,7 @@ class Policy:
         cost = self._cost(ticket, billed)
         try:
             spent = await ticket.tenant.end_request_async(
-                ticket.reserved, billed.total_tokens, ticket.hold, cost
+                ticket.reserved, billed.total_tokens, _charge(ticket, cost)
             )
         finally:
             _unpin(ticket)
@@ -665,6 +667,11 @@ class Policy:
                 "the budget event callback failed: %s",
                 describe_failure("budget event", exc),
             )
+
+
+def _charge(ticket: Ticket, cost: int) -> tuple[BudgetHold, int] | None:
+    # What `Tenant.end_request` settles of the ticket's spend budgets.
+    return None if ticket.hold is None else (ticket.hold, cost)
 
 
 def _finished(  # noqa: PLR0917 - the whole record of one request

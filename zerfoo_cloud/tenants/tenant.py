@@ -282,52 +282,44 @@ class Tenant:
         return self._outcome(*await self._limiter.admit_async(slot, asks))
 
     def end_request(
-        self,
-        reserved: int,
-        used: int,
-        hold: BudgetHold | None = None,
-        cost: int = 0,
+        self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
     ) -> tuple[int, ...]:
         """
         Finish a request admitted by `begin_request`: refund the part of its
         *reserved* tokens it did not use (or charge what it used beyond
-        them), settle its *hold* on its spend budgets with its actual *cost*
-        (micro-units), and give its concurrency slot back, even if the rest
-        fails. One atomic store step.
+        them), settle its spend budget hold with its actual cost (*charge*:
+        the hold and the cost in micro-units), and give its concurrency slot
+        back, even if the rest fails. One atomic store step.
 
         Returns:
             Each budget account's spending once settled, in micro-units
-            (empty without *hold*).
+            (empty without *charge*).
         """
         settlement = self._settlement(reserved, used)
-        if hold is not None and hold.accounts:
+        if charge is not None and charge[0].accounts:
             slot_key, bucket = settlement or (None, None)
-            levels = self._limiter.settle_with(slot_key, bucket, hold.settlement(cost))
-            return _spent_after(levels)
+            extra = charge[0].settlement(charge[1])
+            return _spent_after(self._limiter.settle_with(slot_key, bucket, extra))
         if settlement is not None:
             self._limiter.settle(*settlement)
         return ()
 
     async def end_request_async(
-        self,
-        reserved: int,
-        used: int,
-        hold: BudgetHold | None = None,
-        cost: int = 0,
+        self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
     ) -> tuple[int, ...]:
         """
         `end_request`, awaited, as `begin_request_async`.
         """
         settlement = self._settlement(reserved, used)
-        if hold is not None and hold.accounts:
-            slot_key, bucket = settlement or (None, None)
-            levels = await self._limiter.settle_with_async(
-                slot_key, bucket, hold.settlement(cost)
-            )
-            return _spent_after(levels)
-        if settlement is not None:
-            await self._limiter.settle_async(*settlement)
-        return ()
+        if charge is None or not charge[0].accounts:
+            if settlement is not None:
+                await self._limiter.settle_async(*settlement)
+            return ()
+        slot_key, bucket = settlement or (None, None)
+        extra = charge[0].settlement(charge[1])
+        return _spent_after(
+            await self._limiter.settle_with_async(slot_key, bucket, extra)
+        )
 
     # -- spend budgets ----------------------------------------------------
 

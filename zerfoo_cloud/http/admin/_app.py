@@ -256,6 +256,7 @@ class AdminAPI:
                 providers,
                 sessions,
                 audit=self._trail.log,
+                max_body=max_body,
             )
             if providers and sessions is not None
             else None
@@ -296,7 +297,7 @@ class AdminAPI:
             "add_price": price_ops.add,
         }
         self._router = Router(
-            [*self._admin_routes(), *self._sso_routes(), *self._oidc_routes()],
+            [*self._admin_routes(), *self._sso_routes()],
             redirect_slashes=False,
             default=Endpoint(self._unrouted),
         )
@@ -420,60 +421,33 @@ class AdminAPI:
         ]
 
     def _sso_routes(self) -> list[Route]:
-        sso = self._sso
-        if sso is None:
-            return []
+        routes: list[Route] = []
+        logins: tuple[tuple[str, SAMLLogin | OIDCLogin | None, Iterable[str]], ...] = (
+            ("saml", self._sso, ENDPOINTS),
+            ("oidc", self._oidc, OIDC_ENDPOINTS),
+        )
+        for protocol, login, endpoints in logins:
+            if login is None:
+                continue
+            routes += [
+                Route(
+                    f"/sso/{protocol}/{{tenant}}/{endpoint}",
+                    Endpoint(self._login_endpoint(login, endpoint)),
+                )
+                for endpoint in endpoints
+            ]
+        return routes
 
-        def serve(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
-            async def respond(request: Request) -> Response:
-                refused = await self._refuse_repeated(request)
-                if refused is not None:
-                    return refused
-                tenant = segments_of(request)[2]
-                try:
-                    provider = sso.provider_for(
-                        tenant, endpoint, request.method.upper()
-                    )
-                    if endpoint == "metadata":
-                        return sso.metadata(provider)
-                    if endpoint == "login":
-                        return sso.login(request, provider)
-                except HTTPProblem as problem:
-                    return problem.response()
-                return await sso.acs(request, provider, self.max_body)
+    def _login_endpoint(
+        self, login: SAMLLogin | OIDCLogin, endpoint: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def respond(request: Request) -> Response:
+            refused = await self._refuse_repeated(request)
+            if refused is not None:
+                return refused
+            return await login.answer(request, segments_of(request)[2], endpoint)
 
-            return respond
-
-        return [
-            Route(f"/sso/saml/{{tenant}}/{endpoint}", Endpoint(serve(endpoint)))
-            for endpoint in ENDPOINTS
-        ]
-
-    def _oidc_routes(self) -> list[Route]:
-        oidc = self._oidc
-        if oidc is None:
-            return []
-
-        def serve(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
-            async def respond(request: Request) -> Response:
-                refused = await self._refuse_repeated(request)
-                if refused is not None:
-                    return refused
-                name = segments_of(request)[2]
-                try:
-                    provider = oidc.provider_for(name, endpoint, request.method.upper())
-                except HTTPProblem as problem:
-                    return problem.response()
-                if endpoint == "login":
-                    return await oidc.login(request, provider)
-                return await oidc.callback(request, provider)
-
-            return respond
-
-        return [
-            Route(f"/sso/oidc/{{tenant}}/{endpoint}", Endpoint(serve(endpoint)))
-            for endpoint in OIDC_ENDPOINTS
-        ]
+        return respond
 
     async def _refuse_repeated(self, request: Request) -> Response | None:
         """

@@ -9,7 +9,8 @@ process can finish a login another one started and no other browser can.
 The provider redirects back with a top-level GET, so the cookie is
 ``SameSite=Lax``. The cookie is cleared by the callback whatever its
 outcome: a state is used once. Every call to the provider (discovery, the
-JWK set, the token endpoint) runs in a worker thread.
+JWK set, the token endpoint) runs in a worker thread. The module needs no
+``oidc`` extra: only the providers given to it do.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from zerfoo_cloud.http.admin._login_success import (
 )
 from zerfoo_cloud.http.admin._responses import HTTPProblem, empty_response
 from zerfoo_cloud.http.admin._sessions import SessionSigner, state_codec
-from zerfoo_cloud.http.admin._sso import next_target, no_role, read_pending
-from zerfoo_cloud.sso.oidc.provider import new_code_verifier
+from zerfoo_cloud.http.admin._sso import (
+    find_provider,
+    next_target,
+    no_role,
+    read_pending,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -122,25 +127,20 @@ class OIDCLogin:
         self._audit = audit
         self._state = state_codec(sessions, "oidc-request")
 
-    def provider_for(self, name: str, endpoint: str, method: str) -> OIDCProvider:
+    async def answer(self, request: Request, name: str, endpoint: str) -> Response:
         """
-        The provider called *name*, for a *method* request to *endpoint*.
-
-        Raises:
-            HTTPProblem: 404 for a name without OpenID Connect, 405 for a
-                wrong method.
+        Answer a request to *endpoint* of the provider called *name*: 404
+        for a name without one, 405 for a wrong method.
         """
-        provider = self.providers.get(name)
-        if provider is None:
-            msg = "OpenID Connect sign-in is not set up for this tenant"
-            raise HTTPProblem(404, "sso_not_configured", msg)
-        allowed = OIDC_ENDPOINTS[endpoint]
-        if method != allowed:
-            msg = f"use {allowed} for this endpoint"
-            raise HTTPProblem(
-                405, "method_not_allowed", msg, headers=[("allow", allowed)]
+        try:
+            provider = find_provider(
+                self.providers, name, OIDC_ENDPOINTS, endpoint, request.method.upper()
             )
-        return provider
+        except HTTPProblem as problem:
+            return problem.response()
+        if endpoint == "login":
+            return await self.login(request, provider)
+        return await self.callback(request, provider)
 
     async def login(self, request: Request, provider: OIDCProvider) -> Response:
         """
@@ -164,22 +164,18 @@ class OIDCLogin:
         response: Response,
         *,
         endpoint: str,
-        subject: str = "",
-        reason: str = "",
+        **who: str,
     ) -> Response:
+        tenant_id = provider.config.tenant_id or ""
+        path = f"/sso/oidc/{provider.name}/{endpoint}"
         return audit_login(
-            self._audit,
-            request,
-            response,
-            tenant_id=provider.config.tenant_id or "",
-            path=f"/sso/oidc/{provider.name}/{endpoint}",
-            subject=subject,
-            reason=reason,
+            self._audit, request, response, tenant_id=tenant_id, path=path, **who
         )
 
     def _login(self, request: Request, provider: OIDCProvider) -> Response:
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        verifier = new_code_verifier()
+        # A PKCE verifier of 43 URL-safe characters (RFC 7636, 4.1).
+        verifier = secrets.token_urlsafe(32)
         try:
             target = next_target(request)
             url = provider.authorization_url(

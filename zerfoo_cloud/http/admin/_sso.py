@@ -16,7 +16,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from zerfoo_cloud.audit import AuditEntry
 from zerfoo_cloud.errors import InvalidConfigError, SAMLError, SessionError
@@ -55,6 +55,7 @@ __all__ = [
     "SSO_REQUEST_TTL",
     "SAMLLogin",
     "check_providers",
+    "find_provider",
     "next_target",
     "no_role",
     "read_pending",
@@ -127,31 +128,34 @@ class SAMLLogin:
         sessions: SessionSigner,
         *,
         audit: Callable[[AuditEntry], None],
+        max_body: int,
     ) -> None:
         self.providers = providers
         self.sessions = sessions
+        self.max_body = max_body
         self._audit = audit
         self._state = state_codec(sessions, "saml-request")
 
-    def provider_for(self, tenant_id: str, endpoint: str, method: str) -> SAMLProvider:
+    async def answer(self, request: Request, tenant_id: str, endpoint: str) -> Response:
         """
-        The provider of *tenant_id*, for a *method* request to *endpoint*.
-
-        Raises:
-            HTTPProblem: 404 for a tenant without SSO, 405 for a wrong
-                method.
+        Answer a request to *endpoint* of *tenant_id*'s provider: 404 for a
+        tenant without SSO, 405 for a wrong method.
         """
-        provider = self.providers.get(tenant_id)
-        if provider is None:
-            msg = "single sign-on is not set up for this tenant"
-            raise HTTPProblem(404, "sso_not_configured", msg)
-        allowed = ENDPOINTS[endpoint]
-        if method != allowed:
-            msg = f"use {allowed} for this endpoint"
-            raise HTTPProblem(
-                405, "method_not_allowed", msg, headers=[("allow", allowed)]
+        try:
+            provider = find_provider(
+                self.providers,
+                tenant_id,
+                ENDPOINTS,
+                endpoint,
+                request.method.upper(),
             )
-        return provider
+            if endpoint == "metadata":
+                return self.metadata(provider)
+            if endpoint == "login":
+                return self.login(request, provider)
+        except HTTPProblem as problem:
+            return problem.response()
+        return await self.acs(request, provider, self.max_body)
 
     def metadata(self, provider: SAMLProvider) -> Response:
         """
@@ -217,29 +221,23 @@ class SAMLLogin:
             response = login_refused(request, problem)
             reason = problem.code
         subject = seen[0] if seen else ""
-        return self.audited(request, provider, response, subject, reason=reason)
+        return self.audited(request, provider, response, subject=subject, reason=reason)
 
     def audited(
-        self,
-        request: Request,
-        provider: SAMLProvider,
-        response: Response,
-        subject: str = "",
-        *,
-        reason: str = "",
+        self, request: Request, provider: SAMLProvider, response: Response, **who: str
     ) -> Response:
         """
-        Audit an ACS *response* as an ``auth`` event of the tenant; return it.
+        Audit an ACS *response* as an ``auth`` event of the tenant (*who*:
+        the ``subject`` and the ``reason`` of a refusal); return it.
         """
-        tenant_id = provider.tenant_id
+        path = f"/sso/saml/{provider.tenant_id}/acs"
         return audit_login(
             self._audit,
             request,
             response,
-            tenant_id=tenant_id,
-            path=f"/sso/saml/{tenant_id}/acs",
-            subject=subject,
-            reason=reason,
+            tenant_id=provider.tenant_id,
+            path=path,
+            **who,
         )
 
     def _pending(self, request: Request, tenant_id: str) -> dict[str, object]:
@@ -296,6 +294,35 @@ class SAMLLogin:
             same_site="none",
         )
         return response
+
+
+_Provider = TypeVar("_Provider")
+
+
+def find_provider(
+    providers: Mapping[str, _Provider],
+    name: str,
+    endpoints: Mapping[str, str],
+    endpoint: str,
+    method: str,
+) -> _Provider:
+    """
+    The provider called *name* (a tenant id), for a *method* request to
+    *endpoint* (one of *endpoints*, each with the one method it answers).
+
+    Raises:
+        HTTPProblem: 404 for a name without a provider, 405 for a wrong
+            method.
+    """
+    provider = providers.get(name)
+    if provider is None:
+        msg = "single sign-on is not set up for this tenant"
+        raise HTTPProblem(404, "sso_not_configured", msg)
+    allowed = endpoints[endpoint]
+    if method != allowed:
+        msg = f"use {allowed} for this endpoint"
+        raise HTTPProblem(405, "method_not_allowed", msg, headers=[("allow", allowed)])
+    return provider
 
 
 def next_target(request: Request) -> str:

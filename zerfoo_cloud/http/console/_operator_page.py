@@ -330,6 +330,7 @@ PAGES = (
         "New tenant",
         get=new_tenant,
         post=create_tenant,
+        nav="New tenant",
         area="operator",
     ),
     Page(
@@ -346,5 +347,7 @@ PAGES = (
         post=delete_tenant,
         area="operator",
     ),
-    Page("/prices", "Prices", get=prices, post=add_price, area="operator"),
+    Page(
+        "/prices", "Prices", get=prices, post=add_price, nav="Prices", area="operator"
+    ),
 )

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,11 @@ def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | Non
     value = claims.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+    ):
         raise _fail("oidc_claims", f"the ID token's {name!r} is not a number")
     return float(value)
 
