@@ -7,16 +7,13 @@ with the admin key, creates a key for a tenant on LMDB and signs out.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
+from tests._serving import served_in_thread
 from tests.admin.conftest import ADMIN_KEY, SECRET
 from tests.console._browser import csrf_of
 from zerfoo_cloud import AuditLogger, TenantConfig, TenantManager, hash_api_key
@@ -41,26 +38,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, TenantManager]]:
         sessions=SessionSigner(SECRET, ttl=3600, idle=600),
     )
     mount_console(api, secure_cookies=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(api, lifespan="on", log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped"
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", tenants
+        with served_in_thread(api) as url:
+            yield url, tenants
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
         stores.close()
 
 
