@@ -41,6 +41,8 @@ handles it sensibly::
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
     ├── WebhookVerificationError (ValueError)  a webhook's signature or time was refused
+    ├── OIDCError                            an OpenID Connect login failed
+    │   (*code* says which check or call, e.g. ``oidc_issuer``)
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -99,6 +101,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "OIDCError",
     "PriceTableChangedError",
     "PricesReadOnlyError",
     "RateLimitedError",
@@ -481,6 +484,27 @@ class WebhookVerificationError(CloudError, ValueError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class OIDCError(CloudError):
+    """
+    An OpenID Connect login failed: the provider could not be reached or
+    answered badly, or its ID token failed a check.
+
+    *code* names what failed (``oidc_discovery``, ``oidc_network``,
+    ``oidc_timeout``, ``oidc_too_large``, ``oidc_token_endpoint``,
+    ``oidc_signature``, ``oidc_algorithm``, ``oidc_unknown_key``,
+    ``oidc_issuer``, ``oidc_audience``, ``oidc_expired``,
+    ``oidc_not_yet_valid``, ``oidc_nonce``, ``oidc_at_hash``,
+    ``oidc_claims``, ``oidc_provider_error``). The message never holds a
+    token, a code or a secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SAMLError(CloudError):
