@@ -1,6 +1,6 @@
 """
-Fixtures of the browser tests: Debian's Chromium driven by Playwright (one
-browser per session), a real server with the console (one per module), a
+Fixtures of the browser tests: Debian's Chromium driven by Playwright and a
+real server with the console (one of each per module), a
 test SAML IdP, and pages that fail their test on any CSP violation or
 JavaScript error.
 
@@ -67,11 +67,13 @@ def missing(what: str) -> NoReturn:
     pytest.skip(what)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """
-    One headless Chromium for the whole session (skipped, or failed under
-    CI, without Chromium).
+    One headless Chromium for the module (skipped, or failed under CI,
+    without Chromium). Not for the session: while Playwright's sync API is
+    open, this thread counts as running an event loop, so the tests that
+    call ``asyncio.run`` after the browser tests could not.
     """
     chromium = find_chromium()
     if chromium is None:
