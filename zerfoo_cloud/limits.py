@@ -23,7 +23,7 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 
@@ -38,6 +38,7 @@ from zerfoo_cloud.buckets import (
     take_from,
 )
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.slots import SlotKeys, Slots
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -58,13 +59,16 @@ __all__ = [
 
 #: `AsyncLimiterStore.admit_async` and `settle_async`, bound.
 _AdmitAsync = Callable[
-    [tuple[str, int] | None, Sequence[tuple[str, float, float, int]], float],
+    [Slots, Sequence[tuple[str, float, float, int]], float],
     Awaitable[tuple[bool, bool, list[float]]],
 ]
 _SettleAsync = Callable[
-    [str | None, Sequence[tuple[str, float, float, int]], float],
+    [SlotKeys, Sequence[tuple[str, float, float, int]], float],
     Awaitable[list[float]],
 ]
+#: What `RateLimiter.settle` gives back: ``(key, rate, delta)``, several of
+#: them, or ``None``.
+Settled = tuple[str, "Rate", int] | Sequence[tuple[str, "Rate", int]] | None
 
 #: Limits are kept in doubles: integers up to this are exact.
 MAX_LIMIT = 2**53
@@ -138,6 +142,23 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
     )
 
 
+def _settled(bucket: Settled) -> list[tuple[str, float, float, int]]:
+    # The buckets of `LimiterStore.settle` for `RateLimiter.settle`'s
+    # *bucket*: none, one ``(key, rate, delta)`` or several; zero deltas
+    # dropped.
+    if not bucket:
+        return []
+    several = cast(
+        "Sequence[tuple[str, Rate, int]]",
+        (bucket,) if isinstance(bucket[0], str) else bucket,
+    )
+    return [
+        (key, rate.capacity, rate.per_second, delta)
+        for key, rate, delta in several
+        if delta
+    ]
+
+
 def _store_buckets(
     requests: Sequence[tuple[str, Rate, int]],
 ) -> list[tuple[str, float, float, int]]:
@@ -170,6 +191,18 @@ def _admission(
             for level, (_, rate, cost) in zip(levels, requests, strict=True)
         ]
     )
+
+
+def _counted(
+    free: bool,
+    allowed: bool,
+    levels: list[float],
+    requests: Sequence[tuple[str, Rate, int]],
+) -> tuple[bool, tuple[Decision, ...], tuple[int, ...]]:
+    # `RateLimiter.admit_slots`'s answer: the decisions, then the counts.
+    n = len(requests)
+    free, decisions = _admission(free, allowed, levels[:n], requests)
+    return free, decisions, tuple(int(count) for count in levels[n:])
 
 
 class RateLimiter:
@@ -217,28 +250,60 @@ class RateLimiter:
         return self.admit(None, requests)[1]
 
     def admit(
-        self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
+        self, slot: Slots, requests: Sequence[tuple[str, Rate, int]]
     ) -> tuple[bool, tuple[Decision, ...]]:
         """
-        Take a concurrency slot and units from several buckets: all, or nothing.
+        Take concurrency slots and units from several buckets: all, or nothing.
 
-        *slot* is ``(key, limit)``, or ``None`` for no concurrency limit;
+        *slot* is ``(key, limit)``, a sequence of them (one slot of each),
+        or ``None`` for no concurrency limit;
         *requests* as for `acquire_many`. One atomic store step
         (`LimiterStore.admit`).
 
         Returns:
             ``(slot_free, decisions)``: *slot_free* is ``False`` when every
-            slot was taken (then nothing was taken, and the decisions report
-            the buckets as `peek` does); otherwise one decision per bucket,
-            as `acquire_many` returns them.
+            slot (of one key) was taken (then nothing was taken, and the
+            decisions report the buckets as `peek` does); otherwise one
+            decision per bucket, as `acquire_many` returns them.
         """
         free, allowed, levels = self._admit(
             slot, _store_buckets(requests), self.clock()
         )
-        return _admission(free, allowed, levels, requests)
+        return _admission(free, allowed, levels[: len(requests)], requests)
+
+    def admit_slots(
+        self,
+        slots: Sequence[tuple[str, int]],
+        requests: Sequence[tuple[str, Rate, int]],
+    ) -> tuple[bool, tuple[Decision, ...], tuple[int, ...]]:
+        """
+        `admit` with several slots ``(key, limit)`` (distinct keys), one of
+        each taken or none, also returning how many slots of each key are
+        taken after the call (which says which limit refused).
+        """
+        free, allowed, levels = self._admit(
+            list(slots), _store_buckets(requests), self.clock()
+        )
+        return _counted(free, allowed, levels, requests)
+
+    async def admit_slots_async(
+        self,
+        slots: Sequence[tuple[str, int]],
+        requests: Sequence[tuple[str, Rate, int]],
+    ) -> tuple[bool, tuple[Decision, ...], tuple[int, ...]]:
+        """
+        `admit_slots`, awaited, as `admit_async`.
+        """
+        buckets = _store_buckets(requests)
+        admit = self._admit_async
+        if admit is None:
+            free, allowed, levels = self._admit(list(slots), buckets, self.clock())
+        else:
+            free, allowed, levels = await admit(list(slots), buckets, self.clock())
+        return _counted(free, allowed, levels, requests)
 
     async def admit_async(
-        self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
+        self, slot: Slots, requests: Sequence[tuple[str, Rate, int]]
     ) -> tuple[bool, tuple[Decision, ...]]:
         """
         `admit`, awaited: on a store with ``admit_async``
@@ -252,37 +317,36 @@ class RateLimiter:
             free, allowed, levels = self._admit(slot, buckets, self.clock())
         else:
             free, allowed, levels = await admit(slot, buckets, self.clock())
-        return _admission(free, allowed, levels, requests)
+        return _admission(free, allowed, levels[: len(requests)], requests)
 
-    def settle(
-        self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
-    ) -> None:
+    def settle(self, slot_key: SlotKeys, bucket: Settled) -> None:
         """
         Finish what `admit` took: give ``(key, rate, delta)`` units back to
         a bucket (*delta* positive: a refund, never above capacity) or charge
-        them (negative: possibly into debt), and give slot *slot_key* back.
+        them (negative: possibly into debt), or to each of a sequence of
+        them, and give slot *slot_key* (or each of a sequence of slot keys)
+        back.
 
         One atomic store step (`LimiterStore.settle`). When it fails, the
-        slot is still given back in a step of its own, and the error raised.
+        slots are still given back in a step of their own, and the error
+        raised.
         """
-        if bucket is None or not bucket[2]:
+        buckets = _settled(bucket)
+        if not buckets:
             if slot_key is not None:
                 self._settle(slot_key, (), self.clock())
             return
-        key, rate, delta = bucket
         now = self.clock()
         try:
-            self._settle(slot_key, ((key, rate.capacity, rate.per_second, delta),), now)
+            self._settle(slot_key, buckets, now)
         except BaseException:
-            # Nothing changed: still try to give the slot back.
+            # Nothing changed: still try to give the slots back.
             if slot_key is not None:
                 with contextlib.suppress(Exception):
                     self._settle(slot_key, (), now)
             raise
 
-    async def settle_async(
-        self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
-    ) -> None:
+    async def settle_async(self, slot_key: SlotKeys, bucket: Settled) -> None:
         """
         `settle`, awaited, as `admit_async`.
         """
@@ -290,16 +354,16 @@ class RateLimiter:
         if settle is None:
             self.settle(slot_key, bucket)
             return
-        if bucket is None or not bucket[2]:
+        buckets = _settled(bucket)
+        if not buckets:
             if slot_key is not None:
                 await settle(slot_key, (), self.clock())
             return
-        key, rate, delta = bucket
         now = self.clock()
         try:
-            await settle(slot_key, ((key, rate.capacity, rate.per_second, delta),), now)
+            await settle(slot_key, buckets, now)
         except BaseException:
-            # Nothing changed: still try to give the slot back.
+            # Nothing changed: still try to give the slots back.
             if slot_key is not None:
                 with contextlib.suppress(Exception):
                     await settle(slot_key, (), now)

@@ -22,6 +22,7 @@ from tests.http._support import free_port
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
+from zerfoo_cloud.slots import SlotKeys, Slots
 from zerfoo_cloud.stores.failover import FailoverLimiterStore, failover_limits
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore
@@ -50,7 +51,7 @@ class Unplugged(MemoryLimiterStore):
 
     def admit(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
@@ -59,7 +60,7 @@ class Unplugged(MemoryLimiterStore):
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
