@@ -43,7 +43,7 @@ class DictLimiterStore:
         keys = [bucket[0] for bucket in buckets]
         asks = [bucket[1:] for bucket in buckets]
         slots = slot_list(slot)
-        several = slot is not None and not isinstance(slot[0], str)
+        several = slot is not None and (not slot or not isinstance(slot[0], str))
         with self.lock:
             states = [self.states.get(key) for key in keys]
             counts = [self.slots[key] for key, _ in slots]

@@ -288,8 +288,8 @@ class FailoverLimiterStore:
     def _on_primary(self, slot: Slots) -> Slots:
         # The slots asked of the primary: each limit less the slots still
         # held on the fallback, which the primary does not see.
-        if slot is None:
-            return None
+        if not slot:
+            return slot
         with self._lock:
             held = self._fallback_slots
             if not held:

@@ -174,7 +174,7 @@ class MemoryLimiterStore:
         Take slots and units from *buckets* at once: all, or nothing.
         """
         table = self._buckets
-        if slot is not None and not isinstance(slot[0], str):
+        if slot is not None and (not slot or not isinstance(slot[0], str)):
             return self._admit_several(slot_list(slot), buckets, now)
         if slot is None and len(buckets) == 1:
             # One bucket and no slot: every `RateLimiter.acquire`.

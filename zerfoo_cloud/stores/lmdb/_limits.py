@@ -143,7 +143,7 @@ class LMDBLimiterStore:
             if len(buckets) == 1:
                 ((key, capacity, rate, cost),) = buckets
                 return self._take_one(key, capacity, rate, cost, now)
-        elif not isinstance(slot[0], str):
+        elif not slot or not isinstance(slot[0], str):
             return self._admit_several(slot_list(slot), buckets, now)
         return self._admit_one(slot, buckets, now)  # type: ignore[arg-type]
 
