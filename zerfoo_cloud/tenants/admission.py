@@ -30,6 +30,7 @@ class Admission:
     requests: Decision | None
     tokens: Decision | None
     concurrency_refused: bool = False
+    refused_by_key: bool = False
 
     @property
     def retry_after(self) -> float:
