@@ -485,6 +485,9 @@ def test_key_records_round_trip() -> None:
         expires_at=2.5,
         revoked_at=3.5,
         model_scope=("m1", "m2"),
+        rate_limit=60,
+        token_budget=2**53,
+        max_concurrent_requests=1,
     )
     assert key_from_dict(json.loads(json.dumps(key.to_dict()))) == key
 
@@ -564,6 +567,9 @@ _keys = st.builds(
     expires_at=st.none() | _times,
     revoked_at=st.none() | _times,
     model_scope=st.lists(st.text(min_size=1, max_size=20), max_size=3).map(tuple),
+    rate_limit=st.integers(0, 2**53),
+    token_budget=st.integers(0, 2**53),
+    max_concurrent_requests=st.integers(0, 2**53),
 )
 
 
@@ -587,7 +593,7 @@ def test_tenant_records_with_keys_round_trip(extra: list[KeyRecord]) -> None:
 
 
 def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
-    """A key revoked, or rotated without grace, by one manager is refused by another at once, its cache notwithstanding."""
+    """A key updated, revoked, or rotated without grace, by one manager is seen so by another at once, its cache notwithstanding."""
     store, limits, revocations = (
         MemoryTenantStore(),
         MemoryLimiterStore(),
@@ -602,6 +608,8 @@ def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
     admin.create(TenantConfig("acme", ORIGINAL, rate_limit=0, token_budget=0))
     secret, key = admin.create_key("acme", name="ci")
     assert serving.get_by_api_key(secret).key_id == key.id  # cached now
+    admin.update_key("acme", key.id, name="ci-2")
+    assert serving.get_by_api_key(secret).key == admin.list_keys("acme")[-1]
     admin.revoke_key("acme", key.id)
     with pytest.raises(TenantNotFoundError):
         serving.get_by_api_key(secret)
@@ -611,4 +619,5 @@ def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
     with pytest.raises(TenantNotFoundError):
         serving.get_by_api_key(ORIGINAL)
     assert serving.get_by_api_key(new_secret).key_id == new.id
-    assert heard.count("acme") == 4  # create, create_key, revoke_key, rotate_api_key
+    # create, create_key, update_key, revoke_key, rotate_api_key
+    assert heard.count("acme") == 5
