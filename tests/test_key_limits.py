@@ -49,7 +49,7 @@ def manager(clock: FakeClock) -> TenantManager:
     return m
 
 
-def _limited(manager: TenantManager, **limits: int) -> Tenant:
+def _limited(manager: TenantManager, **limits: Any) -> Tenant:
     # A handle of acme found by a new key with *limits* of its own.
     secret, _ = manager.create_key("acme", name="limited", **limits)
     return manager.get_by_api_key(secret)
@@ -81,6 +81,11 @@ def test_bad_stored_limits_are_refused(name: str, value: Any) -> None:
 # -- within the tenant's ----------------------------------------------------
 
 
+def _limit(name: str, value: int) -> dict[str, Any]:
+    # Keyword arguments setting one limit.
+    return {name: value}
+
+
 @pytest.mark.parametrize(
     ("name", "ceiling"),
     [("rate_limit", 10), ("token_budget", 1000), ("max_concurrent_requests", 4)],
@@ -91,14 +96,14 @@ def test_a_key_limit_above_the_tenants_is_refused(
     """A key's limit equal to the tenant's is accepted; one above it is refused naming the field, nothing made or changed."""
     before = manager.list_keys("acme")
     with pytest.raises(InvalidConfigError) as info:
-        manager.create_key("acme", name="over", **{name: ceiling + 1})
+        manager.create_key("acme", name="over", **_limit(name, ceiling + 1))
     assert info.value.field == name
     assert str(ceiling) in str(info.value)
     assert manager.list_keys("acme") == before
-    _, key = manager.create_key("acme", name="at", **{name: ceiling})
+    _, key = manager.create_key("acme", name="at", **_limit(name, ceiling))
     assert getattr(key, name) == ceiling
     with pytest.raises(InvalidConfigError) as info:
-        manager.update_key("acme", key.id, name="renamed", **{name: ceiling + 1})
+        manager.update_key("acme", key.id, name="renamed", **_limit(name, ceiling + 1))
     assert info.value.field == name
     assert manager.list_keys("acme")[-1] == key
 
@@ -172,12 +177,13 @@ def test_update_key_refuses_bad_values_and_changes_nothing(
 ) -> None:
     """A bad name, expiry or scope is refused naming the field; the key is as it was."""
     _, key = manager.create_key("acme", name="ci")
-    for changes, field in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"name": " x"}, "name"),
         ({"expires_at": T0}, "expires_at"),
         ({"model_scope": ("m3",)}, "model_scope"),
         ({"rate_limit": 11}, "rate_limit"),
-    ]:
+    ]
+    for changes, field in cases:
         with pytest.raises(InvalidConfigError) as info:
             manager.update_key("acme", key.id, token_budget=5, **changes)
         assert info.value.field == field
