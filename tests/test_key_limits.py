@@ -22,14 +22,9 @@ from zerfoo_cloud import (
 from zerfoo_cloud.key_records import KEY_LIMITS, KeyRecord, key_from_dict
 from zerfoo_cloud.tenants import Tenant
 
-T0 = 1_800_000_000.0
+#: The time of the ``clock`` fixture (tests/conftest.py) when a test starts.
+T0 = FakeClock().now
 ORIGINAL = "zc-original-key-0123456789"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A clock that only moves when a test moves it."""
-    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -327,6 +327,17 @@ class FailoverLimiterStore:
                 return back, ahead, self._latest.get(_group(buckets[0][0]), False)
             return back, ahead, False
 
+    def _settle_route(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> tuple[LimiterStore, SlotKeys, LimiterStore, list[str]]:
+        # ``(store, its slot keys, other store, its slot keys)`` of a
+        # settle: the buckets go to the first with its slots, the second
+        # gets only the slots held there.
+        back, ahead, buckets_back = self._settle_plan(slot_key, buckets)
+        if buckets_back:
+            return self.fallback, _keys_of(slot_key, back), self.primary, ahead
+        return self.primary, _keys_of(slot_key, ahead), self.fallback, back
+
     def admit(
         self,
         slot: Slots,
@@ -355,14 +366,8 @@ class FailoverLimiterStore:
         request it admitted), else the primary. Of several slots, those
         held on the fallback go back there and the others to the primary.
         """
-        back, ahead, buckets_back = self._settle_plan(slot_key, buckets)
-        main, other = (
-            (self.fallback, self.primary)
-            if buckets_back
-            else (self.primary, self.fallback)
-        )
-        mine, others = (back, ahead) if buckets_back else (ahead, back)
-        levels = main.settle(_keys_of(slot_key, mine), buckets, now)
+        main, mine, other, others = self._settle_route(slot_key, buckets)
+        levels = main.settle(mine, buckets, now)
         if others:
             other.settle(others, (), now)
         return levels
@@ -396,16 +401,8 @@ class FailoverLimiterStore:
         """
         `settle`, awaited, as `admit_async`.
         """
-        back, ahead, buckets_back = self._settle_plan(slot_key, buckets)
-        main, other = (
-            (self.fallback, self.primary)
-            if buckets_back
-            else (self.primary, self.fallback)
-        )
-        mine, others = (back, ahead) if buckets_back else (ahead, back)
-        result: list[float] = await _awaited(
-            main, "settle", _keys_of(slot_key, mine), buckets, now
-        )
+        main, mine, other, others = self._settle_route(slot_key, buckets)
+        result: list[float] = await _awaited(main, "settle", mine, buckets, now)
         if others:
             await _awaited(other, "settle", others, (), now)
         return result

@@ -130,6 +130,16 @@ class LMDBLimiterStore:
             raw = self._raw_keys[key] = key.encode("utf-8", "surrogatepass")
         return raw
 
+    def _asks(
+        self, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> tuple[list[bytes], list[tuple[float, float, int]]]:
+        # The encoded keys of *buckets*, and what is asked of each.
+        raw = self._raw
+        return (
+            [raw(key) for key, _, _, _ in buckets],
+            [(capacity, rate, cost) for _, capacity, rate, cost in buckets],
+        )
+
     def admit(
         self,
         slot: Slots,
@@ -155,8 +165,7 @@ class LMDBLimiterStore:
     ) -> tuple[bool, bool, list[float]]:
         # `admit` with one slot, or none.
         raw = self._raw
-        raw_keys = [raw(key) for key, _, _, _ in buckets]
-        asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+        raw_keys, asks = self._asks(buckets)
         prefix = own = b""
         limit = 0
         if slot is not None:
@@ -195,8 +204,7 @@ class LMDBLimiterStore:
     ) -> tuple[bool, bool, list[float]]:
         # `admit` with a sequence of slots: each count reported after levels.
         raw = self._raw
-        raw_keys = [raw(key) for key, _, _, _ in buckets]
-        asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+        raw_keys, asks = self._asks(buckets)
         prefixes = [(raw(key) + b"\x00", limit) for key, limit in slots]
         pack = _BUCKET.pack
         dbs = self._env.handles()
