@@ -256,11 +256,12 @@ def main() -> None:
     print("   single thread (baseline: the memory store)")
     print(row("memory store", requests_memory, requests_memory))
     print(row("LMDB store", requests_lmdb, requests_memory))
-    print("   whole requests with a key's own limits (two slots, four buckets)")
-    print(row("memory store, key limits", key_requests_memory, requests_memory))
-    print(row("LMDB store, key limits", key_requests_lmdb, requests_memory))
     for line in _redis_rows(requests_memory):
         print(line)
+    print("   whole requests with a key's own limits (two slots, four buckets),")
+    print("   single thread (baseline: the memory store without them)")
+    print(row("memory store, key limits", key_requests_memory, requests_memory))
+    print(row("LMDB store, key limits", key_requests_lmdb, requests_memory))
 
 
 if __name__ == "__main__":

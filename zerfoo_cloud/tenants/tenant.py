@@ -43,11 +43,13 @@ class Tenant:
     """
 
     __slots__ = (
+        "_all_slots",
         "_con_key",
         "_key",
         "_key_limits",
         "_limiter",
         "_record",
+        "_release_keys",
         "_req_key",
         "_req_rate",
         "_tok_key",
@@ -71,6 +73,9 @@ class Tenant:
         self._req_rate = Rate(limit, PERIOD_SECONDS) if limit else None
         self._tok_rate = Rate(budget, PERIOD_SECONDS) if budget else None
         self._key_limits = KeyLimits.of(record.id, key)
+        # Constant for the handle: the slots a request takes and gives back.
+        self._all_slots = self._slots()
+        self._release_keys = self._slot_keys()
 
     def __repr__(self) -> str:
         r = self._record
@@ -180,7 +185,7 @@ class Tenant:
         # One request, *tokens* tokens and *slot* (when given): all or none.
         asks = self._asks(tokens)
         if self._key_limits is not None:
-            slots = self._slots()
+            slots = self._all_slots
             if len(slots) > 1:
                 return self._key_outcome(*self._limiter.admit_slots(slots, asks))
             return self._key_outcome(*self._limiter.admit(slot, asks), ())
@@ -195,7 +200,7 @@ class Tenant:
         asks = self._asks(tokens)
         limiter = self._limiter
         if self._key_limits is not None:
-            slots = self._slots()
+            slots = self._all_slots
             if len(slots) > 1:
                 return self._key_outcome(*await limiter.admit_slots_async(slots, asks))
             return self._key_outcome(*await limiter.admit_async(slot, asks), ())
@@ -391,7 +396,7 @@ class Tenant:
             check_units(used)
         if self._key_limits is not None:
             buckets = self._token_buckets(reserved - used)
-            keys = self._slot_keys()
+            keys = self._release_keys
             if not buckets and keys is None:
                 return None
             return keys, buckets
@@ -412,7 +417,7 @@ class Tenant:
 
         Every ``True`` must be paired with one `release_concurrent`.
         """
-        slots = self._slots()
+        slots = self._all_slots
         if not slots:
             return True
         if len(slots) == 1:
@@ -423,7 +428,7 @@ class Tenant:
         """
         Give back a slot taken by `allow_concurrent` (or `begin_request`).
         """
-        keys = self._slot_keys()
+        keys = self._release_keys
         if keys is not None:
             self._limiter.settle(keys, None)
 
@@ -431,7 +436,7 @@ class Tenant:
         """
         `release_concurrent`, awaited, as `begin_request_async`.
         """
-        keys = self._slot_keys()
+        keys = self._release_keys
         if keys is not None:
             await self._limiter.settle_async(keys, None)
 
