@@ -330,3 +330,16 @@ def test_a_tenant_limit_lowered_below_a_keys_is_the_one_that_refuses(
     assert (refused.refused_by, refused.refused_by_key) == ("requests", False)
     assert refused.requests is not None
     assert refused.requests.limit == 2
+
+
+def test_admit_takes_the_keys_buckets_but_no_slot(manager: TenantManager) -> None:
+    """Tenant.admit (no slot) takes from the key's buckets too, and leaves every slot free."""
+    tenant = _limited(manager, rate_limit=1, max_concurrent_requests=1)
+    assert tenant.admit(0).allowed
+    assert tenant.in_flight() == 0
+    refused = tenant.admit(0)
+    assert (refused.refused_by, refused.refused_by_key) == ("requests", True)
+    assert tenant.allow_concurrent()
+    assert not tenant.allow_concurrent()
+    tenant.release_concurrent()
+    assert tenant.in_flight() == 0

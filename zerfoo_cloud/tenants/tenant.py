@@ -185,7 +185,7 @@ class Tenant:
         # One request, *tokens* tokens and *slot* (when given): all or none.
         asks = self._asks(tokens)
         if self._key_limits is not None:
-            slots = self._all_slots
+            slots = self._all_slots if slot is not None else ()
             if len(slots) > 1:
                 return self._key_outcome(*self._limiter.admit_slots(slots, asks))
             return self._key_outcome(*self._limiter.admit(slot, asks), ())
@@ -200,7 +200,7 @@ class Tenant:
         asks = self._asks(tokens)
         limiter = self._limiter
         if self._key_limits is not None:
-            slots = self._all_slots
+            slots = self._all_slots if slot is not None else ()
             if len(slots) > 1:
                 return self._key_outcome(*await limiter.admit_slots_async(slots, asks))
             return self._key_outcome(*await limiter.admit_async(slot, asks), ())
