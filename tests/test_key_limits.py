@@ -20,6 +20,7 @@ from zerfoo_cloud import (
     TenantManager,
 )
 from zerfoo_cloud.key_records import KEY_LIMITS, KeyRecord, key_from_dict
+from zerfoo_cloud.limits import MAX_LIMIT
 from zerfoo_cloud.tenants import Tenant
 
 #: The time of the ``clock`` fixture (tests/conftest.py) when a test starts.
@@ -343,3 +344,10 @@ def test_admit_takes_the_keys_buckets_but_no_slot(manager: TenantManager) -> Non
     assert not tenant.allow_concurrent()
     tenant.release_concurrent()
     assert tenant.in_flight() == 0
+
+
+def test_the_largest_stored_limit_is_the_limiters() -> None:
+    """A stored key holds at most the limiter's largest limit, and that one."""
+    data = KeyRecord(id="k-0123456789abcdef", key_hash="a" * 64).to_dict()
+    data["rate_limit"] = MAX_LIMIT
+    assert key_from_dict(data).rate_limit == MAX_LIMIT

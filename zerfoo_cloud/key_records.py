@@ -26,8 +26,6 @@ from typing import Any
 
 import attrs
 
-from zerfoo_cloud.limits import MAX_LIMIT
-
 __all__ = [
     "KEY_LIMITS",
     "MAX_KEYS_PER_TENANT",
@@ -54,6 +52,11 @@ MIN_HIDDEN_LENGTH = 16
 #: `zerfoo_cloud.TenantRecord` name them: requests per minute, tokens per
 #: minute and requests in flight (0: none of its own).
 KEY_LIMITS = ("rate_limit", "token_budget", "max_concurrent_requests")
+
+#: The largest limit a stored key may hold: `zerfoo_cloud.limits.MAX_LIMIT`
+#: (integers up to it are exact in a double), written out because key
+#: records import nothing of the package.
+_LARGEST_LIMIT = 1 << 53
 
 _KEY_ID = re.compile(r"k-[0-9a-f]{16}|[0-9a-f]{8}")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -246,7 +249,7 @@ def _limit(data: dict[str, Any], name: str) -> int:
     if name not in data:
         return 0
     value: int = _field(data, name, int)
-    if not 0 <= value <= MAX_LIMIT:
+    if not 0 <= value <= _LARGEST_LIMIT:
         msg = f"key field {name!r} is out of range"
         raise ValueError(msg)
     return value
