@@ -142,12 +142,17 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
     )
 
 
-def _settled(bucket: Settled) -> list[tuple[str, float, float, int]]:
+def _settled(bucket: Settled) -> Sequence[tuple[str, float, float, int]]:
     # The buckets of `LimiterStore.settle` for `RateLimiter.settle`'s
     # *bucket*: none, one ``(key, rate, delta)`` or several; zero deltas
     # dropped.
     if not bucket:
-        return []
+        return ()
+    first = bucket[0]
+    if type(first) is str:
+        # One bucket (every request's settlement): no list to build.
+        _, rate, delta = cast("tuple[str, Rate, int]", bucket)
+        return ((first, rate.capacity, rate.per_second, delta),) if delta else ()
     several = cast(
         "Sequence[tuple[str, Rate, int]]",
         (bucket,) if isinstance(bucket[0], str) else bucket,
@@ -269,7 +274,9 @@ class RateLimiter:
         free, allowed, levels = self._admit(
             slot, _store_buckets(requests), self.clock()
         )
-        return _admission(free, allowed, levels[: len(requests)], requests)
+        if len(levels) > len(requests):  # several slots: their counts follow
+            del levels[len(requests) :]
+        return _admission(free, allowed, levels, requests)
 
     def admit_slots(
         self,
@@ -317,7 +324,9 @@ class RateLimiter:
             free, allowed, levels = self._admit(slot, buckets, self.clock())
         else:
             free, allowed, levels = await admit(slot, buckets, self.clock())
-        return _admission(free, allowed, levels[: len(requests)], requests)
+        if len(levels) > len(requests):  # several slots: their counts follow
+            del levels[len(requests) :]
+        return _admission(free, allowed, levels, requests)
 
     def settle(self, slot_key: SlotKeys, bucket: Settled) -> None:
         """

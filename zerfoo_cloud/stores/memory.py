@@ -28,7 +28,7 @@ from zerfoo_cloud.errors import (
     TenantExistsError,
     TenantNotFoundError,
 )
-from zerfoo_cloud.slots import SlotKeys, Slots, slot_key_list, slot_list
+from zerfoo_cloud.slots import SlotKeys, Slots, slot_list
 from zerfoo_cloud.stores._subscribers import Subscribers, call
 
 if TYPE_CHECKING:
@@ -246,7 +246,8 @@ class MemoryLimiterStore:
                     levels.append(refill(table.get(key), capacity, rate, now)[0])
             if slot_key is not None:
                 slots = self._slots
-                for key in slot_key_list(slot_key):
+                keys = (slot_key,) if type(slot_key) is str else slot_key
+                for key in keys:
                     taken = slots.get(key, 0)
                     if taken <= 1:
                         slots.pop(key, None)

@@ -266,7 +266,10 @@ class LMDBLimiterStore:
         changes = [
             (raw(key), capacity, rate, delta) for key, capacity, rate, delta in buckets
         ]
-        owns = [raw(key) + b"\x00" + _OWN.packed for key in slot_key_list(slot_key)]
+        if type(slot_key) is str:  # one slot: every request's settlement
+            owns = [raw(slot_key) + b"\x00" + _OWN.packed]
+        else:
+            owns = [raw(key) + b"\x00" + _OWN.packed for key in slot_key_list(slot_key)]
         if not changes and not owns:
             return []
         dbs = self._env.handles()
