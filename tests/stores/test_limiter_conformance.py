@@ -206,22 +206,32 @@ def _in_threads(work: Callable[[], None], count: int = 8) -> None:
         t.join(30)
 
 
-def test_admit_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
-    """Threads admitting at once get exactly the slots and the units there are."""
-    store = limiter_store
+def _granted_in_threads(attempts: Callable[[], list[bool]]) -> list[bool]:
+    # What *attempts* got in each of 8 threads started together.
     granted: list[bool] = []
     lock = threading.Lock()
     barrier = threading.Barrier(8)
 
     def work() -> None:
         barrier.wait()
-        mine = [
-            store.admit(("c", 250), [("r", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)
-        ]
+        mine = attempts()
         with lock:
             granted.extend(mine)
 
     _in_threads(work)
+    return granted
+
+
+def test_admit_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
+    """Threads admitting at once get exactly the slots and the units there are."""
+    store = limiter_store
+
+    def attempts() -> list[bool]:
+        return [
+            store.admit(("c", 250), [("r", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)
+        ]
+
+    granted = _granted_in_threads(attempts)
     assert granted.count(True) == 250
     assert store.slots_in_use("c") == 250
     assert store.get("r") == BucketState(50.0, 1.0)
@@ -462,23 +472,14 @@ def test_one_key_twice_in_an_admission_is_refused(limiter_store: LimiterStore) -
 def test_several_slots_are_atomic_under_threads(limiter_store: LimiterStore) -> None:
     """Threads admitting with a tenant's and a key's slot never pass either limit."""
     store = limiter_store
-    granted: list[bool] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(8)
 
-    def work() -> None:
-        barrier.wait()
-        mine = [
-            store.admit([("t", 60), ("k", 40)], [("r", 300.0, 0.0, 1)], 1.0)[1]
-            for _ in range(10)
-        ] + [
-            store.admit([("t", 60), ("k2", 40)], [("r", 300.0, 0.0, 1)], 1.0)[1]
-            for _ in range(10)
+    def attempts() -> list[bool]:
+        return [
+            store.admit([("t", 60), (key, 40)], [("r", 300.0, 0.0, 1)], 1.0)[1]
+            for key in ["k"] * 10 + ["k2"] * 10
         ]
-        with lock:
-            granted.extend(mine)
 
-    _in_threads(work)
+    granted = _granted_in_threads(attempts)
     assert granted.count(True) == 60
     assert store.slots_in_use("t") == 60
     assert store.slots_in_use("k") + store.slots_in_use("k2") == 60
