@@ -7,8 +7,10 @@ creates two tenants with the ``zerfoo-cloud`` command, starts
 ``examples/toy_openai_app.py``, and talks to it with the official ``openai``
 client: a plain and a streamed chat completion, one request over the
 tenant's rate limit, one for a model it may not use and one with a wrong
-key. Then it stops the server, prints the usage report and verifies the
-audit chain.
+key; then a third tenant with a small monthly spend budget, served until
+the budget cannot hold the next request (429 ``insufficient_quota``). Then
+it stops the server, prints the usage report and the budgeted tenant's
+invoice, and verifies the audit chain.
 """
 
 from __future__ import annotations
@@ -22,15 +24,33 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
+from zerfoo_cloud import TenantManager
+from zerfoo_cloud.budget_records import SpendBudget
+from zerfoo_cloud.invoices import build_invoice, parse_month
+from zerfoo_cloud.pricing import PriceTable, format_cost
+from zerfoo_cloud.stores.lmdb import LMDBStores
+
 HERE = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).parent / "zerfoo-cloud")
 ADMIN_KEY = "demo-admin-key-" + os.urandom(8).hex()
+#: Every model costs 100 USD per million prompt tokens and 200 per million
+#: completion tokens (dear, so that a small budget runs out at once).
+PRICES = {
+    "currency": "USD",
+    "models": {},
+    "default": [
+        {"effective_from": "2026-01-01T00:00:00Z", "input": "100", "output": "200"}
+    ],
+}
+#: initech's monthly spend budget: one US cent.
+BUDGET = SpendBudget("month", 10_000, "USD", "Europe/Paris")
 METRICS_TOKEN = "demo-metrics-token-" + os.urandom(8).hex()
 
 
@@ -81,6 +101,47 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.1)
     msg = "the server did not start within 30 s"
     raise SystemExit(msg)
+
+
+def budgeted(url: str, initech: str) -> None:
+    """
+    Spend initech's budget, then show the refusal that follows.
+    """
+    client = openai.OpenAI(base_url=url + "/v1", api_key=initech, max_retries=0)
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Count my money."}
+    ]
+    step(f"initech: a monthly spend budget of {format_cost(BUDGET.amount, 'USD')}")
+    for attempt in range(1, 10):
+        try:
+            client.chat.completions.create(
+                model="toy-1", messages=messages, max_tokens=8
+            )
+        except openai.RateLimitError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            print(f"request {attempt}: 429 {body.get('code')}: {body.get('message')}")
+            return
+        print(f"request {attempt}: ok")
+
+
+def invoice(db: Path, prices: PriceTable) -> None:
+    """
+    Print initech's invoice for this month, from its billing records.
+    """
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    step(f"initech's invoice for {month}")
+    with LMDBStores.open(db) as stores:
+        records = stores.billing.query("initech", *parse_month(month))
+    bill = build_invoice("initech", month, records, prices=prices)
+    for line in bill.lines:
+        print(
+            f"{line.model}: {line.requests} requests, {line.input_tokens} + "
+            f"{line.output_tokens} tokens, {format_cost(line.cost, line.currency)}"
+        )
+    total = bill.total or 0
+    print(
+        f"total: {format_cost(total, 'USD')} of a {format_cost(BUDGET.amount, 'USD')} budget"
+    )
 
 
 def requests(url: str, acme: str, globex: str) -> None:
@@ -204,6 +265,13 @@ def main() -> None:
         globex = json.loads(
             zc(db, "tenant", "create", "globex", "--rate-limit", "100", "--json")
         )["api_key"]
+        initech = json.loads(zc(db, "tenant", "create", "initech", "--json"))["api_key"]
+        with LMDBStores.open(db) as stores:
+            TenantManager(stores.tenants, limits=stores.limits).set_budgets(
+                "initech", [BUDGET]
+            )
+        price_file = folder / "prices.json"
+        price_file.write_text(json.dumps(PRICES), encoding="utf-8")
         print(zc(db, "tenant", "list"), end="")
 
         port = free_port()
@@ -225,6 +293,8 @@ def main() -> None:
                 str(port),
                 "--log-level",
                 "warning",
+                "--prices",
+                str(price_file),
             ],
             cwd=HERE,
             env=env,
@@ -232,6 +302,7 @@ def main() -> None:
         try:
             wait_ready(url, server)
             requests(url, acme, globex)
+            budgeted(url, initech)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
@@ -239,6 +310,7 @@ def main() -> None:
 
         step("zerfoo-cloud usage report")
         print(zc(db, "usage", "report"), end="")
+        invoice(db, PriceTable.from_file(price_file))
         step("zerfoo-cloud audit verify")
         print(zc(db, "audit", "verify"), end="")
         print(f"\ndemo finished in {time.monotonic() - started:.1f} s")

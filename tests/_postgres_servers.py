@@ -79,6 +79,7 @@ def reset_database(url: str) -> None:
         for (name,) in parts:
             conn.execute(f'DROP TABLE "{name}"')
         conn.execute(
-            "TRUNCATE tenants, tenant_keys, billing_request_ids, audit, audit_batches, audit_head;"
+            "TRUNCATE tenants, tenant_keys, billing_request_ids, audit, audit_batches, audit_head,"
+            " prices;"
             "INSERT INTO audit_head VALUES (1, 0, repeat('0', 64), 0, repeat('0', 64))"
         )

@@ -89,6 +89,10 @@ RUNS: dict[str, str] = {
     "python": "this interpreter, for the one-liners the pages show",
     "rm": "removes folders the rewrites put inside the test's folder",
     "mkdir": "makes folders inside the test's folder",
+    "printf": "prints the text a webhook signature covers",
+    "openssl": "computes a webhook signature by hand (docs/alerts.md)",
+    "base64": "decodes a webhook secret",
+    "xxd": "turns a webhook secret's bytes into hex for openssl",
 }
 
 #: Commands a page assumes were run before it, as the reader would have.

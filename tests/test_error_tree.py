@@ -25,6 +25,8 @@ from zerfoo_cloud import (
     StoreError,
 )
 from zerfoo_cloud.errors import (
+    BudgetExceededError,
+    BudgetUnenforceableError,
     DuplicateHeaderError,
     GPUUnavailableError,
     InvalidRequestError,
@@ -122,6 +124,13 @@ def test_the_tree_is_found() -> None:
         (RequestTooLargeError, 413, "invalid_request_error", "request_too_large"),
         (RateLimitedError, 429, "requests", "rate_limit_exceeded"),
         (RequestOverBudgetError, 429, "tokens", "rate_limit_exceeded"),
+        (BudgetExceededError, 429, "insufficient_quota", "insufficient_quota"),
+        (
+            BudgetUnenforceableError,
+            403,
+            "invalid_request_error",
+            "budget_not_enforceable",
+        ),
         (TenantNotFoundError, 401, "invalid_request_error", "invalid_api_key"),
         (StoreError, 503, "server_error", "service_unavailable"),
         (ModelListError, 502, "server_error", "internal_error"),

@@ -52,15 +52,18 @@ def test_demo_shows_every_outcome() -> None:
         "429 RateLimitError, Retry-After:",
         "403 PermissionDeniedError",
         "401 AuthenticationError",
-        "GET /admin/tenants -> 200: ['acme', 'globex']",
+        "GET /admin/tenants -> 200: ['acme', 'globex', 'initech']",
         "GET /metrics without the token -> 401",
         "/metrics: 5 successful requests counted",
-        "audit log intact: 9 entries",
+        "request 5: 429 insufficient_quota: You exceeded your current quota",
+        "total: 0.0076 USD of a 0.01 USD budget",
+        "audit log intact: 14 entries",
     ):
         assert expected in out
     report = out.split("== zerfoo-cloud usage report")[1]
-    assert "acme    toy-1" in report
-    assert "globex  toy-2" in report
+    assert "acme     toy-1" in report
+    assert "globex   toy-2" in report
+    assert "initech  toy-1" in report
 
 
 def test_tenants_and_limits_example() -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.budgets._support import PRICES
 from tests.conftest import FakeClock
 from zerfoo_cloud import (
     InvalidConfigError,
@@ -19,9 +22,15 @@ from zerfoo_cloud import (
     TenantConfig,
     TenantManager,
 )
+from zerfoo_cloud.budget_records import SpendBudget
+from zerfoo_cloud.budgets.holds import BudgetHold
 from zerfoo_cloud.key_records import KEY_LIMITS, KeyRecord, key_from_dict
 from zerfoo_cloud.limits import MAX_LIMIT
-from zerfoo_cloud.tenants import Tenant
+from zerfoo_cloud.stores.lmdb import LMDBStores
+from zerfoo_cloud.stores.memory import MemoryLimiterStore
+from zerfoo_cloud.stores.protocols import LimiterStore
+from zerfoo_cloud.stores.redis import RedisLimiterStore
+from zerfoo_cloud.tenants import KeyLimits, Tenant
 
 #: The time of the ``clock`` fixture (tests/conftest.py) when a test starts.
 T0 = FakeClock().now
@@ -351,3 +360,139 @@ def test_the_largest_stored_limit_is_the_limiters() -> None:
     data = KeyRecord(id="k-0123456789abcdef", key_hash="a" * 64).to_dict()
     data["rate_limit"] = MAX_LIMIT
     assert key_from_dict(data).rate_limit == MAX_LIMIT
+
+
+# -- with spend budgets -----------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "lmdb", "redis"])
+def limiter_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[LimiterStore]:
+    """Each limiter store: memory, an LMDB folder, the Redis on 127.0.0.1."""
+    if request.param == "memory":
+        yield MemoryLimiterStore()
+    elif request.param == "lmdb":
+        stores = LMDBStores.open(tmp_path / "db")
+        yield stores.limits
+        stores.close()
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        store = RedisLimiterStore.from_url(url, prefix=prefix)
+        yield store
+        store.close()
+
+
+def _budgeted(clock: FakeClock, limits: LimiterStore) -> tuple[TenantManager, Tenant]:
+    # acme (4 in flight, 1000 tokens a minute, a lifetime budget of 1000
+    # micro-units) and a handle by a key of 1 in flight and 100 tokens a
+    # minute with a lifetime budget of 900 of its own.
+    m = TenantManager(clock=clock, limits=limits, cache_ttl=0)
+    m.create(
+        TenantConfig(
+            "acme",
+            ORIGINAL,
+            rate_limit=0,
+            token_budget=1000,
+            max_concurrent_requests=4,
+        )
+    )
+    m.set_budgets("acme", [SpendBudget("lifetime", 1000, "USD")])
+    secret, key = m.create_key(
+        "acme", name="k", token_budget=100, max_concurrent_requests=1
+    )
+    m.set_budgets("acme", [SpendBudget("lifetime", 900, "USD")], key_id=key.id)
+    return m, m.get_by_api_key(secret)
+
+
+def _hold(tenant: Tenant, clock: FakeClock, worst: int) -> BudgetHold:
+    return BudgetHold(tenant.budget_accounts(clock.now), worst, PRICES, "toy-1")
+
+
+def _state(m: TenantManager, tenant: Tenant) -> tuple[int, int, int, int, int]:
+    # (tenant's slots, key's slots, tenant's tokens, key's tokens, key
+    # budget's remaining).
+    limits = KeyLimits.of("acme", tenant.key)
+    assert limits is not None
+    assert limits.tok_rate is not None
+    (key_budget,) = m.spend("acme", key_id=tenant.key_id)
+    return (
+        tenant.in_flight(),
+        m.limits.slots_in_use(limits.con_key),
+        tenant.token_quota().remaining,
+        m.limiter.peek(limits.tok_key, limits.tok_rate).remaining,
+        key_budget.remaining,
+    )
+
+
+def test_one_admission_takes_both_slots_both_buckets_and_the_holds(
+    clock: FakeClock, limiter_store: LimiterStore
+) -> None:
+    """A limited key with spend budgets: one admission takes the tenant's and the key's slot and tokens and holds both budgets, all or nothing; one settlement gives all of it back."""
+    m, tenant = _budgeted(clock, limiter_store)
+    hold = _hold(tenant, clock, 600)
+    assert tenant.begin_request(30, hold).allowed
+    assert _state(m, tenant) == (1, 1, 970, 70, 300)
+    # The key's slot is full: refused for concurrency, by the key; nothing taken.
+    refused = tenant.begin_request(30, _hold(tenant, clock, 100))
+    assert (refused.refused_by, refused.refused_by_key) == ("concurrency", True)
+    assert _state(m, tenant) == (1, 1, 970, 70, 300)
+    assert tenant.end_request(30, 10, charge=(hold, 250)) == (250, 250)
+    assert _state(m, tenant) == (0, 0, 990, 90, 650)
+    # At the key budget's remaining (650) it passes; one past it, refused
+    # by the budget, with no slot and no token taken.
+    refused = tenant.begin_request(10, _hold(tenant, clock, 651))
+    assert (refused.allowed, refused.refused_by, refused.refused_by_key) == (
+        False,
+        "budget",
+        False,
+    )
+    assert refused.budget is not None
+    assert refused.budget.key_id == tenant.key_id
+    assert _state(m, tenant) == (0, 0, 990, 90, 650)
+    at_limit = _hold(tenant, clock, 650)
+    assert tenant.begin_request(10, at_limit).allowed
+    assert _state(m, tenant) == (1, 1, 980, 80, 0)
+    assert tenant.end_request(10, 10, charge=(at_limit, 650)) == (900, 900)
+    assert _state(m, tenant) == (0, 0, 980, 80, 0)
+
+
+def test_the_key_token_bucket_refuses_before_the_budgets_are_held(
+    clock: FakeClock, limiter_store: LimiterStore
+) -> None:
+    """A request past the key's tokens (the tenant's and the budgets have room) is refused by the key and holds nothing."""
+    m, tenant = _budgeted(clock, limiter_store)
+    refused = tenant.begin_request(101, _hold(tenant, clock, 10))
+    assert (refused.refused_by, refused.refused_by_key) == ("tokens", True)
+    assert _state(m, tenant) == (0, 0, 1000, 100, 900)
+
+
+def test_key_limits_and_budgets_on_the_asyncio_path(
+    clock: FakeClock, limiter_store: LimiterStore
+) -> None:
+    """begin_request_async and end_request_async take and settle the slots, tokens and holds together."""
+    m, tenant = _budgeted(clock, limiter_store)
+
+    async def run() -> None:
+        hold = _hold(tenant, clock, 600)
+        assert (await tenant.begin_request_async(30, hold)).allowed
+        assert _state(m, tenant) == (1, 1, 970, 70, 300)
+        refused = await tenant.begin_request_async(0, _hold(tenant, clock, 1))
+        assert (refused.refused_by, refused.refused_by_key) == ("concurrency", True)
+        spent = await tenant.end_request_async(30, 40, charge=(hold, 700))
+        assert spent == (700, 700)
+        assert _state(m, tenant) == (0, 0, 960, 60, 200)
+        refused = await tenant.begin_request_async(0, _hold(tenant, clock, 201))
+        assert refused.refused_by == "budget"
+        assert _state(m, tenant) == (0, 0, 960, 60, 200)
+
+    async def run_and_close() -> None:
+        try:
+            await run()
+        finally:
+            connection = getattr(limiter_store, "async_connection", None)
+            if connection is not None:
+                await connection.aclose()
+
+    asyncio.run(run_and_close())

@@ -29,12 +29,27 @@ def test_stores_do_not_import_the_tenants_service(backend: str) -> None:
 
 def test_records_import_no_service() -> None:
     targets = {e.target for e in EDGES if e.source == "zerfoo_cloud.tenant_records"}
-    assert targets <= {"zerfoo_cloud._redacted", "zerfoo_cloud.key_records"}
+    assert targets <= {
+        "zerfoo_cloud._redacted",
+        "zerfoo_cloud.key_records",
+        "zerfoo_cloud.budget_records",
+    }
 
 
-def test_key_records_import_nothing_of_the_package() -> None:
+def test_key_records_import_only_budget_records() -> None:
     targets = {e.target for e in EDGES if e.source == "zerfoo_cloud.key_records"}
-    assert not targets
+    assert targets <= {"zerfoo_cloud.budget_records"}
+
+
+def test_budget_records_import_only_errors_and_money() -> None:
+    targets = {e.target for e in EDGES if e.source == "zerfoo_cloud.budget_records"}
+    assert targets <= {
+        "zerfoo_cloud.errors",
+        "zerfoo_cloud.pricing",
+        "zerfoo_cloud.pricing._short",
+        "zerfoo_cloud.pricing.currencies",
+        "zerfoo_cloud.pricing.money",
+    }
 
 
 @pytest.mark.parametrize("name", tenant_records.__all__)

@@ -23,6 +23,8 @@ from zerfoo_cloud.audit import (
 )
 from zerfoo_cloud.errors import (
     AuditChainError,
+    BudgetExceededError,
+    BudgetUnenforceableError,
     CloudError,
     CorruptRecordError,
     GPUUnavailableError,
@@ -107,6 +109,8 @@ __all__ = [
     "AuditVerification",
     "BillingRecord",
     "BucketState",
+    "BudgetExceededError",
+    "BudgetUnenforceableError",
     "CloudError",
     "CloudServer",
     "CorruptRecordError",

@@ -11,6 +11,8 @@ handles it sensibly::
     ├── TenantNotFoundError (LookupError)    no tenant with that id or key
     ├── TenantExistsError                    duplicate tenant id or API key
     ├── KeyNotFoundError (LookupError)       no API key with that id for the tenant
+    ├── PriceTableChangedError               the stored price table is not at the version read
+    ├── PricesReadOnlyError                  prices come from a price file, not the store
     ├── StoreError                           a store failed; the message says what to do
     │   ├── CorruptRecordError               a stored record cannot be decoded
     │   ├── SchemaMismatchError              the store was written by another schema version
@@ -32,10 +34,13 @@ handles it sensibly::
     │   ├── RequestTooLargeError             413: request body over the limit
     │   ├── RateLimitedError                 429: request, token or concurrency limit
     │   ├── RequestOverBudgetError           429: reservation above the whole token budget
+    │   ├── BudgetExceededError              429: a spend budget cannot hold the request
+    │   ├── BudgetUnenforceableError         403: a spend budget the server cannot price
     │   └── UnpricedModelError (PermissionError)  403: no price in force for the model
     ├── MissingExtraError (ImportError)      a feature's optional extra is not installed
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
+    ├── WebhookVerificationError (ValueError)  a webhook's signature or time was refused
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -79,6 +84,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditChainError",
+    "BudgetExceededError",
+    "BudgetUnenforceableError",
     "CloudError",
     "CorruptRecordError",
     "DuplicateHeaderError",
@@ -92,6 +99,8 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "PriceTableChangedError",
+    "PricesReadOnlyError",
     "RateLimitedError",
     "RequestOverBudgetError",
     "RequestRejectedError",
@@ -109,6 +118,7 @@ __all__ = [
     "UnauthorizedError",
     "UnpricedModelError",
     "UpstreamError",
+    "WebhookVerificationError",
 ]
 
 
@@ -198,6 +208,32 @@ class TenantExistsError(CloudError):
         else:
             msg = f"tenant {tenant_id!r} already exists"
         super().__init__(msg)
+
+
+class PriceTableChangedError(CloudError):
+    """
+    The stored price table is no longer at the version the change was based
+    on: someone else changed it since it was read. Nothing was written; read
+    it again and redo the change.
+
+    *expected* is the version the change was based on, *found* the one
+    stored.
+    """
+
+    def __init__(self, expected: int, found: int) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"the price table changed since it was read (version {expected}, now "
+            f"{found}): read it again and redo the change"
+        )
+
+
+class PricesReadOnlyError(CloudError):
+    """
+    The service prices with a price file (``serve --prices FILE``): the
+    table cannot be changed through the store while the file rules.
+    """
 
 
 class StoreError(CloudError):
@@ -428,6 +464,23 @@ class UpstreamError(CloudError):
             f"the upstream server failed ({code}) after {bytes_sent} bytes of "
             "the response were sent; the response was cut short"
         )
+
+
+class WebhookVerificationError(CloudError, ValueError):
+    """
+    A signed webhook was refused by `zerfoo_cloud.alerts.verify`.
+
+    *reason* is ``"headers"`` (a header is missing or malformed),
+    ``"timestamp"`` (outside the tolerance) or ``"signature"`` (no
+    signature matches any secret). Neither the secret nor the body is kept
+    on the exception.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SAMLError(CloudError):
@@ -671,6 +724,94 @@ class RateLimitedError(RequestRejectedError):
                 f"{retry_after:.3g}s."
             )
         super().__init__(msg)
+
+
+class BudgetExceededError(RequestRejectedError):
+    """
+    A spend budget of the tenant, or of the key, cannot hold the request's
+    worst-case cost (HTTP 429, type and code ``insufficient_quota``, as
+    OpenAI answers an account out of credit). The app never sees the
+    request.
+
+    Attributes:
+        tenant_id: the tenant refused.
+        key_id: the key whose budget refused, ``None`` for the tenant's.
+        period: the budget's period (``"day"``, ``"week"``, ``"month"``,
+            ``"lifetime"``).
+        resets_at: when the period ends (ISO 8601 text), ``None`` for a
+            lifetime budget.
+        too_large: the request's worst case exceeds the whole amount, so
+            it is refused in every period.
+        retry_after: seconds until the period ends (``Retry-After``), or
+            ``None`` when waiting would not help.
+
+    .. versionadded:: 0.1.0
+    """
+
+    http_status = 429
+    error_type = "insufficient_quota"
+    error_code = "insufficient_quota"
+
+    def __init__(
+        self,
+        tenant_id: str,
+        key_id: str | None,
+        period: str,
+        resets_at: str | None,
+        retry_after: float | None,
+        *,
+        too_large: bool = False,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.key_id = key_id
+        self.period = period
+        self.resets_at = resets_at
+        self.too_large = too_large
+        self.retry_after = None if too_large else retry_after
+        owner = "this API key's" if key_id is not None else "your"
+        name = (
+            f"{owner} {period} spend budget"
+            if period != "lifetime"
+            else (f"{owner} lifetime spend budget")
+        )
+        if too_large:
+            msg = (
+                f"You exceeded your current quota: this request could cost more "
+                f"than {name} holds. Reduce max_tokens or the prompt."
+            )
+        elif resets_at is None:
+            msg = (
+                f"You exceeded your current quota: {name} is spent and does not "
+                "reset. Ask the operator to raise it."
+            )
+        else:
+            msg = (
+                f"You exceeded your current quota: {name} is spent; it resets "
+                f"at {resets_at}."
+            )
+        super().__init__(msg)
+
+
+class BudgetUnenforceableError(RequestRejectedError):
+    """
+    The tenant (or key) has a spend budget the server cannot enforce: no
+    price table, or a budget in another currency than the prices. The
+    request is refused rather than served unchecked (HTTP 403, code
+    ``budget_not_enforceable``) until the operator fixes the budget or the
+    prices.
+
+    .. versionadded:: 0.1.0
+    """
+
+    http_status = 403
+    error_code = "budget_not_enforceable"
+
+    def __init__(self, tenant_id: str, why: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(
+            f"A spend budget of this account cannot be enforced ({why}); "
+            "the request is refused. Ask the operator to fix it."
+        )
 
 
 class UnpricedModelError(RequestRejectedError, PermissionError):

@@ -26,6 +26,8 @@ from typing import Any
 
 import attrs
 
+from zerfoo_cloud.budget_records import SpendBudget, budgets_from_list
+
 __all__ = [
     "KEY_LIMITS",
     "MAX_KEYS_PER_TENANT",
@@ -97,6 +99,10 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _budgets(values: Iterable[SpendBudget]) -> tuple[SpendBudget, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class KeyRecord:
     """
@@ -121,6 +127,8 @@ class KeyRecord:
             tenant's; 0: no limit of its own.
         max_concurrent_requests: requests the key may have in flight,
             within the tenant's; 0: no limit of its own.
+        spend_budgets: the key's own spend budgets (at most one per
+            period), on top of the tenant's.
 
     A request made with the key takes from the key's limits and the
     tenant's together: the tighter one refuses.
@@ -141,6 +149,7 @@ class KeyRecord:
     rate_limit: int = 0
     token_budget: int = 0
     max_concurrent_requests: int = 0
+    spend_budgets: tuple[SpendBudget, ...] = attrs.field(default=(), converter=_budgets)
 
     def limits(self) -> dict[str, int]:
         """
@@ -210,6 +219,8 @@ class KeyRecord:
         if self.model_scope:
             data["model_scope"] = list(self.model_scope)
         data.update((name, n) for name, n in self.limits().items() if n)
+        if self.spend_budgets:
+            data["spend_budgets"] = [b.to_dict() for b in self.spend_budgets]
         return data
 
 
@@ -278,6 +289,7 @@ def key_from_dict(data: object) -> KeyRecord:
                 _field({"m": m}, "m", str) for m in data.get("model_scope", [])
             ),
             **{name: _limit(data, name) for name in KEY_LIMITS},
+            spend_budgets=budgets_from_list(data.get("spend_budgets", [])),
         )
     except KeyError as exc:
         msg = f"key missing field {exc}"

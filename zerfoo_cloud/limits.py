@@ -23,7 +23,7 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import attrs
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.stores.protocols import LimiterStore
 
 __all__ = [
+    "Admitted",
     "BucketState",
     "Decision",
     "Rate",
@@ -198,16 +199,48 @@ def _admission(
     )
 
 
-def _counted(
-    free: bool,
-    allowed: bool,
-    levels: list[float],
+class Admitted(NamedTuple):
+    """
+    The answer of `RateLimiter.admit_with`.
+
+    Attributes:
+        free: a concurrency slot of every key was free (always, without a
+            slot).
+        allowed: everything was taken (the slots, every bucket, every
+            extra).
+        decisions: one per rate-limited bucket, as `RateLimiter.admit`
+            gives them (when refused, each says whether its own bucket had
+            enough).
+        extra_levels: the level of each extra bucket after the step (before
+            it, when refused).
+        counts: with a sequence of slots, how many slots of each key are
+            taken after the step, in order (which says which limit
+            refused); empty with one slot or none.
+
+    .. versionadded:: 0.1.0
+    """
+
+    free: bool
+    allowed: bool
+    decisions: tuple[Decision, ...]
+    extra_levels: list[float]
+    counts: tuple[int, ...] = ()
+
+
+def _admitted(
+    answer: tuple[bool, bool, list[float]],
     requests: Sequence[tuple[str, Rate, int]],
-) -> tuple[bool, tuple[Decision, ...], tuple[int, ...]]:
-    # `RateLimiter.admit_slots`'s answer: the decisions, then the counts.
+    extras: int,
+) -> Admitted:
+    # `RateLimiter.admit_with`'s answer for what the store's admit returned:
+    # the levels of the rate-limited buckets, of the *extras* raw ones, then
+    # the slots' counts.
+    free, allowed, levels = answer
     n = len(requests)
-    free, decisions = _admission(free, allowed, levels[:n], requests)
-    return free, decisions, tuple(int(count) for count in levels[n:])
+    m = n + extras
+    _, decisions = _admission(free, allowed, levels[:n], requests)
+    counts = tuple(int(count) for count in levels[m:])
+    return Admitted(free, allowed, decisions, levels[n:m], counts)
 
 
 class RateLimiter:
@@ -278,37 +311,6 @@ class RateLimiter:
             del levels[len(requests) :]
         return _admission(free, allowed, levels, requests)
 
-    def admit_slots(
-        self,
-        slots: Sequence[tuple[str, int]],
-        requests: Sequence[tuple[str, Rate, int]],
-    ) -> tuple[bool, tuple[Decision, ...], tuple[int, ...]]:
-        """
-        `admit` with several slots ``(key, limit)`` (distinct keys), one of
-        each taken or none, also returning how many slots of each key are
-        taken after the call (which says which limit refused).
-        """
-        free, allowed, levels = self._admit(
-            list(slots), _store_buckets(requests), self.clock()
-        )
-        return _counted(free, allowed, levels, requests)
-
-    async def admit_slots_async(
-        self,
-        slots: Sequence[tuple[str, int]],
-        requests: Sequence[tuple[str, Rate, int]],
-    ) -> tuple[bool, tuple[Decision, ...], tuple[int, ...]]:
-        """
-        `admit_slots`, awaited, as `admit_async`.
-        """
-        buckets = _store_buckets(requests)
-        admit = self._admit_async
-        if admit is None:
-            free, allowed, levels = self._admit(list(slots), buckets, self.clock())
-        else:
-            free, allowed, levels = await admit(list(slots), buckets, self.clock())
-        return _counted(free, allowed, levels, requests)
-
     async def admit_async(
         self, slot: Slots, requests: Sequence[tuple[str, Rate, int]]
     ) -> tuple[bool, tuple[Decision, ...]]:
@@ -328,6 +330,39 @@ class RateLimiter:
             del levels[len(requests) :]
         return _admission(free, allowed, levels, requests)
 
+    def admit_with(
+        self,
+        slot: Slots,
+        requests: Sequence[tuple[str, Rate, int]],
+        extra: Sequence[tuple[str, float, float, int]] = (),
+    ) -> Admitted:
+        """
+        `admit`, with *extra* buckets taken in the same atomic step and the
+        whole answer of the store: raw ``(key, capacity, per_second, cost)``
+        buckets, which may never refill (``per_second = 0``: spend budgets),
+        and, with a sequence of slots (a tenant's and its key's), how many
+        of each are taken (`Admitted.counts`).
+        """
+        buckets = [*_store_buckets(requests), *extra]
+        return _admitted(self._admit(slot, buckets, self.clock()), requests, len(extra))
+
+    async def admit_with_async(
+        self,
+        slot: Slots,
+        requests: Sequence[tuple[str, Rate, int]],
+        extra: Sequence[tuple[str, float, float, int]] = (),
+    ) -> Admitted:
+        """
+        `admit_with`, awaited, as `admit_async`.
+        """
+        buckets = [*_store_buckets(requests), *extra]
+        admit = self._admit_async
+        if admit is None:
+            answer = self._admit(slot, buckets, self.clock())
+        else:
+            answer = await admit(slot, buckets, self.clock())
+        return _admitted(answer, requests, len(extra))
+
     def settle(self, slot_key: SlotKeys, bucket: Settled) -> None:
         """
         Finish what `admit` took: give ``(key, rate, delta)`` units back to
@@ -340,14 +375,34 @@ class RateLimiter:
         slots are still given back in a step of their own, and the error
         raised.
         """
-        buckets = _settled(bucket)
+        self._finish(slot_key, _settled(bucket))
+
+    def settle_with(
+        self,
+        slot_key: SlotKeys,
+        bucket: Settled,
+        extra: Sequence[tuple[str, float, float, int]],
+    ) -> list[float]:
+        """
+        `settle` with *extra* raw buckets (as `admit_with`) moved in the
+        same atomic step; returns their levels after it.
+        """
+        buckets = [*_settled(bucket), *extra]
+        levels = self._finish(slot_key, buckets)
+        return levels[len(levels) - len(extra) :] if extra else []
+
+    def _finish(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> list[float]:
+        # `settle`'s store step, the slots given back on their own if it
+        # fails; the levels of *buckets* after it.
         if not buckets:
             if slot_key is not None:
                 self._settle(slot_key, (), self.clock())
-            return
+            return []
         now = self.clock()
         try:
-            self._settle(slot_key, buckets, now)
+            return self._settle(slot_key, buckets, now)
         except BaseException:
             # Nothing changed: still try to give the slots back.
             if slot_key is not None:
@@ -359,18 +414,35 @@ class RateLimiter:
         """
         `settle`, awaited, as `admit_async`.
         """
+        await self._finish_async(slot_key, _settled(bucket))
+
+    async def settle_with_async(
+        self,
+        slot_key: SlotKeys,
+        bucket: Settled,
+        extra: Sequence[tuple[str, float, float, int]],
+    ) -> list[float]:
+        """
+        `settle_with`, awaited, as `admit_async`.
+        """
+        buckets = [*_settled(bucket), *extra]
+        levels = await self._finish_async(slot_key, buckets)
+        return levels[len(levels) - len(extra) :] if extra else []
+
+    async def _finish_async(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> list[float]:
+        # `_finish`, awaited.
         settle = self._settle_async
         if settle is None:
-            self.settle(slot_key, bucket)
-            return
-        buckets = _settled(bucket)
+            return self._finish(slot_key, buckets)
         if not buckets:
             if slot_key is not None:
                 await settle(slot_key, (), self.clock())
-            return
+            return []
         now = self.clock()
         try:
-            await settle(slot_key, buckets, now)
+            return await settle(slot_key, buckets, now)
         except BaseException:
             # Nothing changed: still try to give the slots back.
             if slot_key is not None:

@@ -28,15 +28,24 @@ from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud._http_limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from zerfoo_cloud._metrics_endpoint import metrics_endpoint, metrics_token
 from zerfoo_cloud._pool_options import PoolOptions
+from zerfoo_cloud._serve_alerts import ServedAlerts, webhook_endpoints
 from zerfoo_cloud._serve_runtime import PARSER_CHOICES, tune_gc
 from zerfoo_cloud._upstream_options import UpstreamOptions
+from zerfoo_cloud.alerts import (
+    DEFAULT_EXPIRY_WINDOW,
+    DEFAULT_SCAN_INTERVAL,
+    display_url,
+)
 from zerfoo_cloud.audit import AuditLogger
 from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
 from zerfoo_cloud.audit_records.entry import AuditEntry
+from zerfoo_cloud.budgets.event_log import log_budget_event
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.http._model_routes import parse_upstreams
 from zerfoo_cloud.http._server import CloudServer, detect_interface
 from zerfoo_cloud.metering import TokenMeter
+from zerfoo_cloud.price_book import PriceBook
+from zerfoo_cloud.price_reloader import PriceReloader
 from zerfoo_cloud.pricing import PriceTable
 from zerfoo_cloud.stores.failover import failover_limits
 from zerfoo_cloud.stores.open import COUNTERS_ENV, OUTBOX_ENV, open_stores, redact_url
@@ -98,8 +107,11 @@ class ServeConfig:
         db: the records store: an LMDB folder or a URL (see
             `zerfoo_cloud.stores.open.open_stores`).
         prices: a price file (JSON or TOML): every billing record is priced
-            with it, and a model it cannot price is refused (``None``: no
-            costs).
+            with it, and a model it cannot price is refused; the stored
+            price table is then neither used nor changeable (the admin API
+            answers 409). ``None``: the table stored in the records store
+            (``zerfoo-cloud prices set``, ``PUT /admin/prices``), reloaded
+            within a second of each change; no costs while none is stored.
         counters: the counters store URL, or ``None``: `COUNTERS_ENV`
             (``ZERFOO_CLOUD_COUNTERS``) of the serving process, else the
             records store.
@@ -139,6 +151,17 @@ class ServeConfig:
         upstream_eject_after, upstream_eject_cooldown,
         upstream_probe_interval, upstream_probe_timeout,
         upstream_discovery_interval: the `PoolOptions` of *upstreams*.
+        webhook_urls: where alerts are POSTed, ``URL`` or ``PATTERNS=URL``
+            (see `zerfoo_cloud._serve_alerts.webhook_endpoints`); none: no
+            alerts. The signing secret comes from ``ZERFOO_CLOUD_WEBHOOK_SECRET``
+            or *webhook_secret_file*.
+        webhook_events: the event types of the URLs without their own
+            patterns (``budget.*,key.*``; empty: all).
+        webhook_secret_file: a file of webhook secrets (instead of the
+            environment).
+        key_expiry_window: keys expiring within this many seconds are
+            announced (``key.expiring``).
+        key_expiry_interval: seconds between key expiry scans.
 
     .. versionadded:: 0.1.0
     """
@@ -174,6 +197,15 @@ class ServeConfig:
     )
     prices: str | None = None
     counters_fail_open: bool = False
+    webhook_urls: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=_str_tuple,
+        repr=lambda urls: repr(tuple(display_url(u.rpartition("=")[2]) for u in urls)),
+    )
+    webhook_events: str = ""
+    webhook_secret_file: str | None = None
+    key_expiry_window: float = DEFAULT_EXPIRY_WINDOW
+    key_expiry_interval: float = DEFAULT_SCAN_INTERVAL
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -197,6 +229,7 @@ class ServeConfig:
         if self.upstreams:
             parse_upstreams(self.upstreams)
         self.price_table()
+        webhook_endpoints(self.webhook_urls, self.webhook_events)
 
     def price_table(self) -> PriceTable | None:
         """
@@ -361,13 +394,7 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         app: Any = proxy
         closers.append(proxy.aclose)
     else:
-        assert config.app is not None
-        app = load_app(config.app)
-        if detect_interface(app) == "wsgi":
-            with needs_extra("server", "serving a WSGI app"):
-                from a2wsgi import WSGIMiddleware
-
-            app = WSGIMiddleware(app)
+        app = _served_app(config)
     # Billing and audit committed from one writer process, off the serving
     # threads (with LMDB records).
     stores = open_stores(
@@ -376,19 +403,23 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         writer_process=True,
         outbox=env.get(OUTBOX_ENV) or None,
     )
-    meter = TokenMeter(stores.billing, prices=config.price_table())
+    fixed = config.price_table()
+    stored = stores.prices.read() if fixed is None else None
+    meter = TokenMeter(stores.billing, prices=fixed if stored is None else stored.table)
     audit = AuditLogger(stores.audit, secret=env.get(AUDIT_SECRET_ENV) or None)
     limits = stores.limits
     if config.counters_fail_open:
         limits = failover_limits(limits, on_failover=_audit_failover(audit))
     tenants = TenantManager(
-        stores.tenants, limits=limits, revocations=stores.revocations
+        stores.tenants, limits=limits, revocations=stores.revocations, audit=audit
     )
-    if metrics is not None and stores.outbox is not None:
-        from zerfoo_cloud.metrics import OutboxMetrics
-
-        OutboxMetrics(metrics.registry).track(stores.outbox)
-    admin = _admin_api(config, env, stores, tenants=tenants, meter=meter, audit=audit)
+    alerts = _alerts(config, env, audit, tenants)
+    if metrics is not None:
+        _track_queues(metrics, stores, alerts)
+    prices = PriceBook(stores.prices, fixed=fixed)
+    admin = _admin_api(
+        config, env, stores, tenants=tenants, meter=meter, audit=audit, prices=prices
+    )
     server = CloudServer(
         app,
         tenants,
@@ -399,10 +430,23 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         max_body_bytes=config.max_body_bytes,
         admin=admin,
         metrics=metrics,
+        budget_events=_budget_events(alerts),
     )
+    reloader = None
+    if stored is not None:
+        # Prices from the store: every change, made on any host, reaches
+        # this one's meter and policy within a second.
+        reloader = PriceReloader(
+            stores.prices, [meter, server.policy], version=stored.version
+        )
+        reloader.start()
 
     def close_all() -> None:
+        if reloader is not None:
+            reloader.close()
         server.close()
+        if alerts is not None:
+            alerts.close()
         tenants.close()
         meter.close()
         audit.close()
@@ -414,6 +458,74 @@ def build_app(config: ServeConfig, environ: Mapping[str, str] | None = None) -> 
         closers,
         _routes(config, env, stores, proxy, metrics),
     )
+
+
+def _served_app(config: ServeConfig) -> Any:
+    # The app named by --app, as ASGI (a WSGI app wrapped by a2wsgi).
+    assert config.app is not None
+    app = load_app(config.app)
+    if detect_interface(app) == "wsgi":
+        with needs_extra("server", "serving a WSGI app"):
+            from a2wsgi import WSGIMiddleware
+
+        app = WSGIMiddleware(app)
+    return app
+
+
+def _track_queues(metrics: Any, stores: Any, alerts: ServedAlerts | None) -> None:
+    # /metrics gauges of the local outbox (PostgreSQL records) and the alerts.
+    if stores.outbox is not None:
+        from zerfoo_cloud.metrics import OutboxMetrics
+
+        OutboxMetrics(metrics.registry).track(stores.outbox)
+    if alerts is not None:
+        from zerfoo_cloud.metrics import AlertMetrics
+
+        alerts.alerts.watch(AlertMetrics(metrics.registry))
+
+
+def _alerts(
+    config: ServeConfig,
+    env: Mapping[str, str],
+    audit: AuditLogger,
+    tenants: TenantManager,
+) -> ServedAlerts | None:
+    """
+    The running alerts of *config* (``None`` without ``--webhook-url``);
+    *tenants* tells them of key changes.
+    """
+    if not config.webhook_urls:
+        return None
+    served = ServedAlerts(
+        webhook_endpoints(config.webhook_urls, config.webhook_events),
+        records=config.db,
+        env=env,
+        secret_file=config.webhook_secret_file,
+        audit=audit,
+        tenant_records=tenants.records,
+        window=config.key_expiry_window,
+        interval=config.key_expiry_interval,
+    )
+    tenants.key_events = served.alerts.key_event
+    served.start()
+    return served
+
+
+def _budget_events(alerts: ServedAlerts | None) -> Any:
+    """
+    What ``serve`` does with budget events: log each, and with webhooks,
+    emit its alert (`zerfoo_cloud.alerts.Alerts.budget_event`, which never
+    blocks the event loop).
+    """
+    if alerts is None:
+        return log_budget_event
+    emit = alerts.alerts.budget_event
+
+    def both(event: Any) -> None:
+        log_budget_event(event)
+        emit(event)
+
+    return both
 
 
 def _audit_failover(audit: AuditLogger) -> Any:
@@ -473,6 +585,7 @@ def _admin_api(
     tenants: TenantManager,
     meter: TokenMeter,
     audit: AuditLogger,
+    prices: PriceBook,
 ) -> Any:
     """The admin API, with SAML login for the tenants of ``--saml``."""
     # The admin API needs the web extra (Starlette); `serve` checks it first.
@@ -505,6 +618,7 @@ def _admin_api(
         admin_key_hashes=_admin_hashes(env),
         sessions=sessions,
         sso=sso or None,
+        prices=prices,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from zerfoo_cloud._redacted import REDACTED
+from zerfoo_cloud.budget_records import SpendBudget, budgets_from_list
 from zerfoo_cloud.key_records import (
     MAX_KEYS_PER_TENANT,
     KeyRecord,
@@ -88,6 +89,10 @@ def _key_tuple(keys: Iterable[KeyRecord]) -> tuple[KeyRecord, ...]:
     return tuple(keys)
 
 
+def _budget_tuple(budgets: Iterable[SpendBudget]) -> tuple[SpendBudget, ...]:
+    return tuple(budgets)
+
+
 @attrs.frozen
 class TenantConfig:
     """
@@ -141,6 +146,9 @@ class TenantRecord:
         default=attrs.Factory(lambda self: (_first_key(self),), takes_self=True),
         converter=_key_tuple,
         repr=False,
+    )
+    spend_budgets: tuple[SpendBudget, ...] = attrs.field(
+        default=(), converter=_budget_tuple
     )
 
     def __attrs_post_init__(self) -> None:
@@ -222,6 +230,8 @@ class TenantRecord:
         }
         if self.keys != (_first_key(self),):
             data["keys"] = [k.to_dict() for k in self.keys]
+        if self.spend_budgets:
+            data["spend_budgets"] = [b.to_dict() for b in self.spend_budgets]
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -258,6 +268,7 @@ class TenantRecord:
                 created_at=float(_typed(data, "created_at", (int, float))),
                 updated_at=float(_typed(data, "updated_at", (int, float))),
                 incarnation=_stored_incarnation(data),
+                spend_budgets=budgets_from_list(data.get("spend_budgets", [])),
                 **keys,
             )
         except KeyError as exc:

@@ -11,6 +11,8 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from schemathesis.checks import CheckFunction
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.admin.conftest import ACME_KEY, ADMIN_KEY, SECRET
 from tests.sso._idp import make_keypair, metadata_for
@@ -23,8 +25,13 @@ from zerfoo_cloud import (
     hash_api_key,
 )
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
-from zerfoo_cloud.http.admin._access import ROUTES
-from zerfoo_cloud.stores.memory import MemoryAuditStore, MemoryBillingStore
+from zerfoo_cloud.http.admin._access import ROUTES, SERVICE_ROUTES
+from zerfoo_cloud.price_book import PriceBook
+from zerfoo_cloud.stores.memory import (
+    MemoryAuditStore,
+    MemoryBillingStore,
+    MemoryPriceStore,
+)
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 RATE_LIMIT_HEADERS = {
@@ -80,6 +87,8 @@ def test_document_covers_the_whole_http_surface() -> None:
         path = "/admin/tenants" + (
             "/{tenant_id}" + suffix.rstrip("/") if suffix else ""
         )
+        expected |= {(path, method.lower()) for method in methods}
+    for path, methods in SERVICE_ROUTES.items():
         expected |= {(path, method.lower()) for method in methods}
     documented = {
         (path, method)
@@ -137,6 +146,7 @@ def _fuzzed_app() -> AdminAPI:
         admin_key_hashes=[hash_api_key(ADMIN_KEY)],
         sessions=SessionSigner(SECRET),
         sso={"acme": provider},
+        prices=PriceBook(MemoryPriceStore()),
     )
 
 
@@ -153,4 +163,14 @@ schema.app = _fuzzed_app()
 )
 def test_admin_api_conforms_to_the_document(case: schemathesis.Case[Any]) -> None:
     """Schemathesis finds no server error and no response outside the document, with valid and invalid requests."""
-    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    # Some bodies valid by the schema are refused by rules a schema cannot
+    # state: a price table's version (412) and the prices already in force
+    # (400); a budget set's one budget per period, increasing alert_at and
+    # existing time zones (400). Every other check still runs on them.
+    stateful = case.path == "/admin/prices" or (
+        case.method == "PUT" and case.path.endswith("/budgets")
+    )
+    excluded: list[CheckFunction] = [positive_data_acceptance] if stateful else []
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"}, excluded_checks=excluded
+    )

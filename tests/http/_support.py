@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import uvicorn
 import waitress
 from waitress import wasyncore
 
+from tests._serving import stop, uvicorn_command
 from zerfoo_cloud import (
     AuditEntry,
     AuditLogger,
@@ -177,6 +181,43 @@ def serve_asgi(app: Any, *, lifespan: bool = False) -> Iterator[str]:
         thread.join(10)
         sock.close()
         assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def uvicorn_workers(target: str, workers: int, env: dict[str, str]) -> Iterator[str]:
+    """
+    Serve *target* (``module:app``, from the checkout) with ``uvicorn
+    --workers`` *workers* processes, *env* over this environment; yield the
+    base URL once ``/healthz`` answers, and stop them after.
+    """
+    port = free_port()
+    environ = {**os.environ, **env}
+    environ.pop("COVERAGE_PROCESS_START", None)
+    options = ["--app-dir", str(Path(__file__).resolve().parents[2])]
+    options += ["--workers", str(workers), "--host", "127.0.0.1"]
+    options += ["--lifespan", "off", "--log-level", "warning"]
+    proc = subprocess.Popen(
+        uvicorn_command(target, port, *options),
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        stop(proc)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 @contextlib.contextmanager

@@ -5,76 +5,27 @@ Two uvicorn worker processes sharing one LMDB folder enforce one request limit.
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.http._support import free_port
+from tests.http._support import uvicorn_workers
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.stores.lmdb import LMDBStores
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """uvicorn with two workers on one LMDB folder; yields (base URL, folder)."""
     db = tmp_path / "db"
-    port = free_port()
-    env = {**os.environ, "ZC_TEST_DB": str(db)}
-    env.pop("COVERAGE_PROCESS_START", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.http._workers_app:app",
-            "--app-dir",
-            str(ROOT),
-            "--workers",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with uvicorn_workers(
+        "tests.http._workers_app:app", 2, {"ZC_TEST_DB": str(db)}
+    ) as base:
         yield base, db
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def test_request_limit_holds_across_two_worker_processes(

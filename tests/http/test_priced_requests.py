@@ -18,6 +18,7 @@ import pytest
 from toy_openai_app import make_app
 
 from tests.http._support import AUTH, CHAT, KEY, chat
+from tests.pricing._support import Clock
 from tests.pricing._support import price_from as _price
 from zerfoo_cloud import (
     AuditAction,
@@ -51,20 +52,6 @@ PRICES = PriceTable(
         ]
     },
 )
-
-
-class Clock:
-    """A settable clock (Unix seconds)."""
-
-    def __init__(self, when: datetime) -> None:
-        self.now = when.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, when: datetime) -> None:
-        """Move to *when*."""
-        self.now = when.timestamp()
 
 
 class CountingApp:

@@ -4,6 +4,8 @@ Helpers of the pricing tests: one-line refusals and price files on disk.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -43,3 +45,38 @@ def price_from(when: datetime, input_rate: str, output_rate: str) -> ModelPrice:
     return ModelPrice.from_mapping(
         {"effective_from": when.isoformat(), "input": input_rate, "output": output_rate}
     )
+
+
+class Clock:
+    """A settable clock (Unix seconds)."""
+
+    def __init__(self, when: datetime) -> None:
+        self.now = when.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def set(self, when: datetime) -> None:
+        """Move to *when*."""
+        self.now = when.timestamp()
+
+
+def printed_and_promised(code: str, cwd: Path) -> tuple[list[str], list[str]]:
+    """
+    Run the Python block *code* of a docs page in *cwd*; return the lines it
+    printed and those its ``print(...)  # ...`` comments promise.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    promised = [
+        line.split("# ", 1)[1].split(" (")[0]
+        for line in code.splitlines()
+        if line.lstrip().startswith("print(")
+    ]
+    return done.stdout.splitlines(), promised

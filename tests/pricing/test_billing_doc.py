@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import tomllib
 
-from tests.pricing._support import toml_file
+from tests.pricing._support import printed_and_promised, toml_file
 from zerfoo_cloud.errors import InvalidConfigError
 from zerfoo_cloud.pricing import PriceTable
 
@@ -29,22 +27,10 @@ def _blocks(lang: str) -> list[str]:
 
 
 def test_the_python_block_prints_what_it_says() -> None:
-    (code,) = _blocks("python")
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    promised = [
-        line.split("# ", 1)[1].split(" (")[0]
-        for line in code.splitlines()
-        if line.lstrip().startswith("print(")
-    ]
+    code = _blocks("python")[0]
+    printed, promised = printed_and_promised(code, ROOT)
     assert (
-        done.stdout.splitlines()
+        printed
         == promised
         == [
             "435",

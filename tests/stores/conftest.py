@@ -8,7 +8,7 @@ parametrized fixture below.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,33 +17,58 @@ from tests.stores._async_driven import AsyncDriven
 from tests.stores._dict_limiter import DictLimiterStore
 from zerfoo_cloud.stores.failover import FailoverLimiterStore
 from zerfoo_cloud.stores.lmdb import LMDBStores
-from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
-from zerfoo_cloud.stores.protocols import LimiterStore, TenantStore
+from zerfoo_cloud.stores.memory import (
+    MemoryLimiterStore,
+    MemoryPriceStore,
+    MemoryTenantStore,
+)
+from zerfoo_cloud.stores.protocols import LimiterStore, PriceStore, TenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores.postgres import PostgresStores
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory", marks=pytest.mark.memory, id="memory"),
-        pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
-        pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
-    ]
-)
+#: The records backends: each records store role runs on all three.
+RECORDS_PARAMS = [
+    pytest.param("memory", marks=pytest.mark.memory, id="memory"),
+    pytest.param("lmdb", marks=pytest.mark.lmdb, id="lmdb"),
+    pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+]
+
+
+def _records_role(
+    request: pytest.FixtureRequest, lmdb_stores: LMDBStores, role: str, memory: Any
+) -> Any:
+    # The store of *role* of the records backend named by the parameter.
+    if request.param == "memory":
+        return memory()
+    if request.param == "postgres":
+        stores: PostgresStores = request.getfixturevalue("postgres_stores")
+        return getattr(stores, role)
+    return getattr(lmdb_stores, role)
+
+
+@pytest.fixture(params=RECORDS_PARAMS)
 def tenant_store(
     request: pytest.FixtureRequest, lmdb_stores: LMDBStores
 ) -> TenantStore:
     """
     Each implementation of `TenantStore`.
     """
-    if request.param == "memory":
-        return MemoryTenantStore()
-    if request.param == "postgres":
-        stores: PostgresStores = request.getfixturevalue("postgres_stores")
-        return stores.tenants
-    return lmdb_stores.tenants
+    store: TenantStore = _records_role(
+        request, lmdb_stores, "tenants", MemoryTenantStore
+    )
+    return store
+
+
+@pytest.fixture(params=RECORDS_PARAMS)
+def price_store(request: pytest.FixtureRequest, lmdb_stores: LMDBStores) -> PriceStore:
+    """
+    Each implementation of `PriceStore`.
+    """
+    store: PriceStore = _records_role(request, lmdb_stores, "prices", MemoryPriceStore)
+    return store
 
 
 @pytest.fixture(

@@ -197,6 +197,51 @@ def test_settle_several_buckets_and_zero_deltas(limiter_store: LimiterStore) -> 
     assert store.get("new") is None
 
 
+# -- buckets that never refill (per_second = 0: spend budgets) ---------------
+
+
+def test_a_bucket_that_never_refills(limiter_store: LimiterStore) -> None:
+    """A per_second=0 bucket grants to its capacity exactly, refuses past it, and never refills however long it waits."""
+    store = limiter_store
+    assert store.admit(None, [("m", 1000.0, 0.0, 600)], 100.0) == (True, True, [400.0])
+    assert store.admit(None, [("m", 1000.0, 0.0, 400)], 101.0) == (True, True, [0.0])
+    assert store.admit(None, [("m", 1000.0, 0.0, 1)], 10.0**9) == (True, False, [0.0])
+    assert store.get("m") == BucketState(0.0, 101.0)
+    # A cost of 0 passes an empty bucket, not one in debt.
+    assert store.admit(None, [("m", 1000.0, 0.0, 0)], 10.0**9)[1]
+    assert store.settle(None, [("m", 1000.0, 0.0, -5)], 10.0**9) == [-5.0]
+    assert not store.admit(None, [("m", 1000.0, 0.0, 0)], 10.0**9)[1]
+
+
+def test_a_never_refilling_bucket_settles_exactly(limiter_store: LimiterStore) -> None:
+    """Refunds of a per_second=0 bucket stop at its capacity, charges go into debt, and large integer levels stay exact."""
+    store = limiter_store
+    big = float(2**53)
+    assert store.admit(None, [("h", 500.0, 0.0, 300)], 1.0)[1]
+    assert store.settle(None, [("h", 500.0, 0.0, 100), ("s", big, 0.0, -200)], 2.0) == [
+        300.0,
+        big - 200,
+    ]
+    assert store.settle(None, [("h", 500.0, 0.0, 1000)], 3.0) == [500.0]
+    assert store.settle(None, [("h", 500.0, 0.0, -501)], 4.0) == [-1.0]
+    assert store.settle(None, [("s", big, 0.0, -(2**52) - 1)], 5.0) == [
+        big - 200 - 2**52 - 1
+    ]
+    assert store.get("s") == BucketState(float(2**53 - 200 - 2**52 - 1), 5.0)
+
+
+def test_never_refilling_buckets_with_a_slot_all_or_nothing(
+    limiter_store: LimiterStore,
+) -> None:
+    """A per_second=0 bucket short of its cost refuses the slot and the other buckets too."""
+    store = limiter_store
+    asks = [("r", 10.0, 1.0, 1), ("m", 100.0, 0.0, 60)]
+    assert store.admit(("c", 5), asks, 1.0) == (True, True, [9.0, 40.0])
+    assert store.admit(("c", 5), asks, 1.0) == (True, False, [9.0, 40.0])
+    assert store.slots_in_use("c") == 1
+    assert store.get("r") == BucketState(9.0, 1.0)
+
+
 def _in_threads(work: Callable[[], None], count: int = 8) -> None:
     # Run *work* in *count* threads at once and wait for them.
     threads = [threading.Thread(target=work) for _ in range(count)]

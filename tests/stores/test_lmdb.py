@@ -508,3 +508,17 @@ def test_read_only_folder_is_a_clear_error(tmp_path: Path) -> None:
             LMDBStores.open(folder)
     finally:
         folder.chmod(0o700)
+
+
+def test_a_corrupt_stored_price_table_is_named(lmdb_stores: LMDBStores) -> None:
+    """A price entry that is not a table, or a version that is not a number, raises CorruptRecordError naming the store."""
+    from zerfoo_cloud.pricing import PriceTable
+
+    lmdb_stores.prices.replace(PriceTable("USD"), 0)
+    db = lmdb_stores.durable.handles()["prices"]
+    lmdb_stores.durable.write(lambda txn: txn.put(b"table", b"{", db=db))
+    with pytest.raises(CorruptRecordError, match="lmdb:prices"):
+        lmdb_stores.prices.read()
+    lmdb_stores.durable.write(lambda txn: txn.put(b"version", b"x", db=db))
+    with pytest.raises(CorruptRecordError, match="not a number"):
+        lmdb_stores.prices.version()

@@ -17,8 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -44,6 +46,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
 )
 from zerfoo_cloud.metering import BillingRecord, summarize
+from zerfoo_cloud.pricing import NO_PRICES, ModelPrice, PriceTable
 from zerfoo_cloud.stores.memory import MemoryLimiterStore
 from zerfoo_cloud.stores.postgres import (
     SCHEMA_VERSION,
@@ -169,22 +172,30 @@ def test_a_version_1_database_with_rows_is_refused_then_upgraded(
         assert stores.billing.summary("acme", T0, T0 + US, ()) == summarize(found, ())
 
 
-def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
-    fresh_url: str,
-) -> None:
-    """Tenants stored by schema 2 keep their key after the upgrade to 3 (it becomes their first key); keys added since are unique across tenants."""
-    with psycopg.connect(fresh_url) as conn:
+@contextmanager
+def _migrated_to(url: str, last: int) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to *url* (committed when the block ends) whose database
+    holds the schema as migrations 1 to *last* left it."""
+    with psycopg.connect(url) as conn:
         conn.execute(
             "CREATE TABLE zerfoo_cloud_schema (version integer PRIMARY KEY,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         for version, statements in MIGRATIONS:
-            if version <= 2:
+            if version <= last:
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO zerfoo_cloud_schema (version) VALUES (%s)", (version,)
                 )
+        yield conn
+
+
+def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
+    fresh_url: str,
+) -> None:
+    """Tenants stored by schema 2 keep their key after the upgrade to 3 (it becomes their first key); keys added since are unique across tenants."""
+    with _migrated_to(fresh_url, 2) as conn:
         for tenant, key in (("acme", "acme-key"), ("beta", "beta-key")):
             old = TenantRecord(
                 id=tenant, key_hash=hash_api_key(key), rate_limit=1, token_budget=1
@@ -212,6 +223,34 @@ def test_a_version_2_database_with_tenants_is_upgraded_to_several_keys(
     with psycopg.connect(fresh_url) as conn:
         rows = conn.execute("SELECT tenant_id FROM tenant_keys").fetchall()
     assert rows == [(b"beta",)]
+
+
+def test_a_version_3_database_is_upgraded_to_stored_prices(fresh_url: str) -> None:
+    """A database at schema 3 (its tenants kept) gets the price table at 4, empty; upgrading again changes nothing; the table holds one row, of a positive version."""
+    with _migrated_to(fresh_url, 3):
+        pass
+    with pytest.raises(SchemaMismatchError, match="version 3"):
+        PostgresStores.open(fresh_url)
+    assert upgrade_schema(fresh_url) == (3, SCHEMA_VERSION)
+    assert upgrade_schema(fresh_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    table = PriceTable("USD", {"m": [ModelPrice(T0, 1, 2, 1)]})
+    with PostgresStores.open(fresh_url) as stores:
+        assert stores.prices.read() == NO_PRICES
+        assert stores.prices.replace(table, 0) == 1
+    with pytest.raises(psycopg.errors.CheckViolation):
+        _sql(fresh_url, "INSERT INTO prices (id, version, body) VALUES (2, 1, '')")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        _sql(fresh_url, "UPDATE prices SET version = 0")
+
+
+def test_a_corrupt_stored_table_is_named(
+    postgres_stores: PostgresStores, postgres_url: str
+) -> None:
+    """A price row that is not a table raises CorruptRecordError naming the store."""
+    postgres_stores.prices.replace(PriceTable("USD"), 0)
+    _sql(postgres_url, "UPDATE prices SET body = 'not json'")
+    with pytest.raises(CorruptRecordError, match="postgresql:prices"):
+        postgres_stores.prices.read()
 
 
 def test_a_negative_cost_is_refused_by_the_database(fresh_url: str) -> None:

@@ -473,3 +473,19 @@ def test_a_forked_child_holds_none_of_its_parents_leases(
     child.join(30)
     assert child.exitcode == 0
     assert store.slots_in_use("t\x00c") == 1  # the parent's lease, renewed throughout
+
+
+def test_buckets_that_never_refill_never_expire(
+    open_store: Callable[..., RedisLimiterStore],
+) -> None:
+    """With Redis's clock (expiry on), a per_second=0 bucket is kept without a TTL: no division by zero, no early expiry."""
+    store = open_store()
+    assert store.admit(None, [("t\x00m", 100.0, 0.0, 40)], time.time())[1]
+    assert store.admit(None, [("t\x00r", 100.0, 1.0, 40)], time.time())[1]
+    assert store.settle(None, [("t\x00m", 100.0, 0.0, -70)], time.time()) == [-10.0]
+    client = store.connection.client
+    assert client.pttl(store._keys.key("b", "t\x00m")) == -1
+    assert 0 < client.pttl(store._keys.key("b", "t\x00r")) <= 41_000
+    state = store.get("t\x00m")
+    assert state is not None
+    assert state.level == -10.0

@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from zerfoo_cloud import InvalidConfigError, TenantExistsError, TenantNotFoundError
+from zerfoo_cloud.budget_records import SpendBudget
 from zerfoo_cloud.stores.protocols import TenantStore
 from zerfoo_cloud.tenants import KeyRecord, TenantRecord, hash_api_key
 
@@ -39,6 +40,30 @@ def test_create_then_get_by_id_and_hash(tenant_store: TenantStore) -> None:
     tenant_store.create(r)
     assert tenant_store.get("acme") == r
     assert tenant_store.get_by_key_hash(r.key_hash) == r
+
+
+def test_spend_budgets_are_kept(tenant_store: TenantStore) -> None:
+    """Budgets of the tenant and of its keys come back as they were stored, through an update too."""
+    monthly = SpendBudget("month", 12_500_000, "EUR", "Europe/Paris", (80,))
+    daily = SpendBudget("day", 1, "USD")
+    plain = rec("acme")
+    key = KeyRecord(
+        id="k-0123456789abcdef",
+        key_hash=hash_api_key("second"),
+        name="ci",
+        spend_budgets=(daily,),
+    )
+    r = attrs.evolve(plain, keys=(*plain.keys, key), spend_budgets=(monthly,))
+    tenant_store.create(r)
+    assert tenant_store.get("acme") == r
+    assert tenant_store.get_by_key_hash(key.key_hash) == r
+    lifetime = SpendBudget("lifetime", 2**53 - 1, "EUR")
+    changed = tenant_store.update(
+        "acme", lambda old: attrs.evolve(old, spend_budgets=(lifetime,))
+    )
+    assert tenant_store.get("acme") == changed
+    assert changed.spend_budgets == (lifetime,)
+    assert changed.keys[1].spend_budgets == (daily,)
 
 
 def test_missing_is_none(tenant_store: TenantStore) -> None:

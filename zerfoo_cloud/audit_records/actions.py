@@ -22,6 +22,8 @@ class AuditAction(str, enum.Enum):
     DELETE = "delete"
     LIST = "list"
     AUTH = "auth"
+    #: An alert event was queued for its webhooks (resource ``alert:TYPE:ID``).
+    ALERT = "alert"
 
 
 class AuditResult(str, enum.Enum):
@@ -39,3 +41,7 @@ class AuditResult(str, enum.Enum):
     #: The request was served, but the usage the app reported was more than
     #: a billing record holds; it was billed the most a record holds.
     USAGE_CLAMPED = "usage_clamped"
+    #: The request was served, but the app reported more tokens than were
+    #: reserved and its cost left a spend budget over its amount; the whole
+    #: cost was charged.
+    BUDGET_OVERRUN = "budget_overrun"

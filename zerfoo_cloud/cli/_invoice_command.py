@@ -35,7 +35,8 @@ with needs_extra("cli", "the zerfoo-cloud command"):
     "--prices",
     metavar="FILE",
     help="The price file the records were priced with: each line then lists "
-    "the prices in force for it (amounts always come from the records).",
+    "the prices in force for it (amounts always come from the records). "
+    "Default: the price table stored with the records, if any.",
 )
 @click.option(
     "--generated-at",
@@ -76,6 +77,10 @@ def invoice(
     )
     with obj.stores() as stores:
         records = stores.billing.query(tenant_id, start, end)
+        if table is None:
+            # Prices in force never change, so a past month's lines list
+            # the same prices whenever the invoice is made.
+            table = stores.prices.read().table
     result = build_invoice(tenant_id, month, records, prices=table, generated_at=when)
     text = result.to_csv() if fmt == "csv" else result.to_json()
     with _export_target(output) as out:

@@ -19,6 +19,7 @@ from zerfoo_cloud.audit import AuditAction, AuditEntry, AuditResult
 from zerfoo_cloud.cli._audit_commands import _audit_logger
 from zerfoo_cloud.cli._context import _Context, _handle_errors
 from zerfoo_cloud.cli._durations import parse_duration, parse_expiry
+from zerfoo_cloud.cli._key_alerts import queue_key_alerts
 from zerfoo_cloud.cli._output import _emit, _json_option, render_table
 from zerfoo_cloud.tenants import TenantManager
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from zerfoo_cloud.key_records import KeyRecord
+    from zerfoo_cloud.tenants.key_events import KeyEvent
 
 with needs_extra("cli", "the zerfoo-cloud command"):
     import click
@@ -97,14 +99,20 @@ def _key_limit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @contextmanager
 def _keys(obj: _Context) -> Iterator[tuple[TenantManager, Any]]:
     # The manager and an audit logger on the same stores.
-    # With Redis counters, each change is announced to every host.
+    # With Redis counters, each change is announced to every host; key
+    # alerts go to this host's alert outbox.
     with obj.stores() as stores:
         audit = _audit_logger(stores)
+        events: list[KeyEvent] = []
         manager = TenantManager(
-            stores.tenants, limits=stores.limits, revocations=stores.revocations
+            stores.tenants,
+            limits=stores.limits,
+            revocations=stores.revocations,
+            key_events=events.append,
         )
         try:
             yield manager, audit
+            queue_key_alerts(str(obj.db), events, audit)
         finally:
             manager.close()
             audit.close()

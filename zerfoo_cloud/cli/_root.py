@@ -6,11 +6,14 @@ and its command groups.
 from __future__ import annotations
 
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.cli._alerts_commands import alerts
 from zerfoo_cloud.cli._audit_commands import audit
+from zerfoo_cloud.cli._budget_commands import budget
 from zerfoo_cloud.cli._context import DB_ENV, _Context
 from zerfoo_cloud.cli._db_commands import db
 from zerfoo_cloud.cli._invoice_command import invoice
 from zerfoo_cloud.cli._key_commands import key
+from zerfoo_cloud.cli._price_commands import prices
 from zerfoo_cloud.cli._serve_command import serve
 from zerfoo_cloud.cli._tenant_commands import tenant
 from zerfoo_cloud.cli._usage_commands import usage
@@ -46,5 +49,5 @@ def cli(ctx: click.Context, db: str | None, counters: str | None) -> None:
     ctx.obj = _Context(db, counters)
 
 
-for _command in (tenant, key, usage, invoice, audit, serve, db):
+for _command in (tenant, key, usage, invoice, audit, alerts, serve, db, prices, budget):
     cli.add_command(_command)

@@ -23,7 +23,9 @@ from zerfoo_cloud._serve_runtime import (
     resolve_parser,
 )
 from zerfoo_cloud._upstream_options import UpstreamOptions
+from zerfoo_cloud.alerts import load_secrets
 from zerfoo_cloud.cli._context import DB_ENV, _Context, _handle_errors
+from zerfoo_cloud.cli._durations import parse_duration
 from zerfoo_cloud.serve import CONFIG_ENV, ServeConfig, load_app
 from zerfoo_cloud.stores.open import lmdb_folder, open_stores
 
@@ -58,6 +60,14 @@ def _absolute_counters(counters: str | None) -> str | None:
         return None
     folder = lmdb_folder(counters, counters=True)
     return counters if folder is None else str(folder.resolve())
+
+
+def _positive_duration(text: str, option: str) -> float:
+    seconds = parse_duration(text, option)
+    if not seconds:
+        msg = f"{option} must be longer than 0"
+        raise click.BadParameter(msg, param_hint=option)
+    return seconds
 
 
 def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
@@ -204,6 +214,36 @@ def _upstream_options(command: Any) -> Any:
     "models it cannot price are refused with 403.",
 )
 @click.option(
+    "--webhook-url",
+    "webhook_urls",
+    multiple=True,
+    metavar="URL|TYPES=URL",
+    help="POST signed alerts (budget thresholds, key changes and expiry) to "
+    "this URL; repeat for several. TYPES=URL sends only those event types "
+    "(budget.*,key.revoked). The secret comes from ZERFOO_CLOUD_WEBHOOK_SECRET "
+    "or --webhook-secret-file.",
+)
+@click.option(
+    "--webhook-events",
+    default="",
+    metavar="TYPES",
+    help="The event types sent to each --webhook-url without its own, "
+    "comma-separated patterns such as budget.*,key.* (default: all).",
+)
+@click.option(
+    "--webhook-secret-file",
+    metavar="FILE",
+    help="Read the webhook signing secret(s) from this file, not from "
+    "ZERFOO_CLOUD_WEBHOOK_SECRET.",
+)
+@click.option(
+    "--key-expiry-window",
+    default="7d",
+    show_default=True,
+    metavar="DURATION",
+    help="Announce keys that expire within this time (key.expiring alerts).",
+)
+@click.option(
     "--loop",
     type=click.Choice(LOOP_CHOICES),
     default="auto",
@@ -246,6 +286,10 @@ def serve(
     saml: tuple[str, ...],
     public_url: str | None,
     prices: str | None,
+    webhook_urls: tuple[str, ...],
+    webhook_events: str,
+    webhook_secret_file: str | None,
+    key_expiry_window: str,
     loop: str,
     http_parser: str,
     log_level: str,
@@ -258,7 +302,7 @@ def serve(
     (or ZERFOO_CLOUD_ADMIN_KEY_HASH) for /admin, ZERFOO_CLOUD_UPSTREAM_KEY for
     the upstream, ZERFOO_CLOUD_SESSION_SECRET for SAML sessions and
     ZERFOO_CLOUD_AUDIT_SECRET for the audit chain, ZERFOO_CLOUD_METRICS_TOKEN
-    for /metrics.
+    for /metrics, ZERFOO_CLOUD_WEBHOOK_SECRET for --webhook-url.
 
     /healthz answers while the process lives; /readyz answers 200 only while
     the store (and the upstream) can serve. No log line carries a key: query
@@ -301,8 +345,17 @@ def serve(
         metrics_tenant_labels=metrics_tenant_labels,
         http_parser=http_parser,
         prices=None if prices is None else str(Path(prices).resolve()),
+        webhook_urls=webhook_urls,
+        webhook_events=webhook_events,
+        webhook_secret_file=None
+        if webhook_secret_file is None
+        else str(Path(webhook_secret_file).resolve()),
+        key_expiry_window=_positive_duration(key_expiry_window, "--key-expiry-window"),
         **upstream_options,
     )
+    if webhook_urls:
+        # Fail here, in one line, without a secret (never shown).
+        load_secrets(os.environ, config.webhook_secret_file)
     if app is not None:
         sys.path.insert(0, str(Path.cwd()))
         load_app(app)  # fail here, with a clear message, not in every worker

@@ -153,7 +153,8 @@ class Accounting:
         one line and counted in `failures`.
 
         A request whose usage was clamped (`Finished.clamped`) is audited
-        with `AuditResult.USAGE_CLAMPED`; a client's own request id
+        with `AuditResult.USAGE_CLAMPED`, one that overran a spend budget
+        (`Finished.overrun`) with `AuditResult.BUDGET_OVERRUN`; a client's own request id
         (`Finished.correlation_id`) is logged with the request's id.
         """
         for failure in finished.failures:
@@ -199,9 +200,7 @@ class Accounting:
                     AuditAction.INFERENCE
                     if finished.authenticated
                     else AuditAction.AUTH,
-                    AuditResult.USAGE_CLAMPED
-                    if finished.clamped
-                    else audit_result(finished.status),
+                    _result_of(finished),
                     resource=finished.model or finished.path,
                     status_code=finished.status,
                     method=finished.method,
@@ -310,3 +309,12 @@ class Accounting:
         """
         events = self._events
         return True if events is None else events.flush(timeout)
+
+
+def _result_of(finished: Finished) -> AuditResult:
+    # The audit result of a finished request.
+    if finished.clamped:
+        return AuditResult.USAGE_CLAMPED
+    if finished.overrun:
+        return AuditResult.BUDGET_OVERRUN
+    return audit_result(finished.status)

@@ -22,6 +22,11 @@ A reservation larger than the tenant's whole token budget is refused at once
 with `RequestOverBudgetError` (429, no ``Retry-After``: waiting never helps).
 With a price table, a model it cannot price is refused with
 `UnpricedModelError` (403 ``model_not_priced``) before anything is taken.
+A tenant or key with spend budgets holds each request's worst-case cost in
+the same atomic step as its other limits, and is refused with
+`BudgetExceededError` (429 ``insufficient_quota``) when a budget cannot
+hold it; settlement charges the actual cost and reports every threshold
+reached as a `BudgetEvent` (see ``docs/billing.md``).
 
 Every name above is importable from this module.
 """
@@ -29,11 +34,16 @@ Every name above is importable from this module.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
+from zerfoo_cloud.budgets.events import BudgetEvent, crossed_thresholds
+from zerfoo_cloud.budgets.holds import BudgetHold, actual_cost, worst_cost
 from zerfoo_cloud.errors import (
+    BudgetExceededError,
+    BudgetUnenforceableError,
     InvalidRequestError,
     ModelNotAllowedError,
     RateLimitedError,
@@ -83,10 +93,11 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.budgets.accounts import BudgetAccount
     from zerfoo_cloud.http._response_meter import ResponseMeter
     from zerfoo_cloud.http._usage import Usage, UsageSlot
     from zerfoo_cloud.key_records import KeyRecord
-    from zerfoo_cloud.pricing import PriceTable
+    from zerfoo_cloud.pricing import ModelPrice, PriceTable
     from zerfoo_cloud.tenant_records import TenantRecord
     from zerfoo_cloud.tenants import Admission, Tenant, TenantManager
 
@@ -117,6 +128,8 @@ __all__ = [
     "rate_limit_headers",
     "status_for",
 ]
+
+_log = logging.getLogger("zerfoo_cloud.http")
 
 #: Seconds a client refused for concurrency is told to wait: a slot usually
 #: frees within one (there is no refill time to compute).
@@ -161,6 +174,7 @@ class Policy:
         resources: ResourcePinner | None = None,
         prices: PriceTable | None = None,
         clock: Clock = time.time,
+        budget_events: Callable[[BudgetEvent], None] | None = None,
     ) -> None:
         self.tenants = tenants
         self.options = options
@@ -168,6 +182,9 @@ class Policy:
         #: The price table models must be priced in (``None``: no check).
         self.prices = prices
         self.clock = clock
+        #: Called (on the event loop: it must not block) with every
+        #: `BudgetEvent`; ``None``: events are dropped.
+        self.budget_events = budget_events
         self.healthy = True
         #: Whether the limiter store waits on the network (it has
         #: ``admit_async``: Redis): the ASGI adapter then awaits
@@ -238,15 +255,17 @@ class Policy:
                 whole token budget (no wait would let it pass).
             RateLimitedError: a limit refused it.
         """
-        reserve = self._reserve(tenant, info)
-        admission = tenant.begin_request(reserve)
+        reserve, hold = self._reserve(tenant, info)
+        admission = tenant.begin_request(reserve, hold)
         self._check_admission(tenant, admission, reserve)
         try:
             pin = self._pin_for(info.model)
         except BaseException:
-            tenant.release_concurrent()
+            tenant.end_request(reserve, reserve, None if hold is None else (hold, 0))
             raise
-        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+        return Ticket(
+            tenant, info, reserve, admission.requests, admission.tokens, pin, hold
+        )
 
     async def admit_async(self, tenant: Tenant, info: RequestInfo) -> Ticket:
         """
@@ -259,18 +278,25 @@ class Policy:
             InvalidRequestError, ModelNotAllowedError, UnpricedModelError,
             RequestOverBudgetError, RateLimitedError: as `admit`.
         """
-        reserve = self._reserve(tenant, info)
-        admission = await tenant.begin_request_async(reserve)
+        reserve, hold = self._reserve(tenant, info)
+        admission = await tenant.begin_request_async(reserve, hold)
         self._check_admission(tenant, admission, reserve)
         try:
             pin = self._pin_for(info.model)
         except BaseException:
-            await tenant.release_concurrent_async()
+            await tenant.end_request_async(
+                reserve, reserve, None if hold is None else (hold, 0)
+            )
             raise
-        return Ticket(tenant, info, reserve, admission.requests, admission.tokens, pin)
+        return Ticket(
+            tenant, info, reserve, admission.requests, admission.tokens, pin, hold
+        )
 
-    def _reserve(self, tenant: Tenant, info: RequestInfo) -> int:
-        # The checks before taking anything; returns the token reservation.
+    def _reserve(
+        self, tenant: Tenant, info: RequestInfo
+    ) -> tuple[int, BudgetHold | None]:
+        # The checks before taking anything; returns the token reservation
+        # and what the request holds of its spend budgets.
         model = info.model
         record = tenant.record
         limited = tenant.model_limited()
@@ -282,12 +308,14 @@ class Policy:
         if model and (not tenant.model_allowed(model) or (info.mangled and limited)):
             raise ModelNotAllowedError(tenant.id, model)
         prices = self.prices
+        price = None
+        now = self.clock()
         if prices is not None and (model or info.default_model):
             # Raises UnpricedModelError; a price in force now stays in force
             # when the request finishes (prices are never taken away). A
             # request that uses no model (listing models, an upload) passes;
             # one whose model the app picks needs the default price.
-            prices.price_at(model, datetime.fromtimestamp(self.clock(), timezone.utc))
+            price = prices.price_at(model, datetime.fromtimestamp(now, timezone.utc))
         budget = record.token_budget
         reserve = info.reserve
         if budget and reserve > budget:
@@ -297,12 +325,53 @@ class Policy:
             raise RequestOverBudgetError(
                 tenant.id, model, key.token_budget, reserve, key_id=key.id
             )
-        return reserve
+        accounts = tenant.budget_accounts(now)
+        if not accounts:
+            return reserve, None
+        return reserve, self._hold(tenant, info, reserve, (prices, price), accounts)
 
     @staticmethod
-    def _check_admission(tenant: Tenant, admission: Admission, reserve: int) -> None:
+    def _hold(
+        tenant: Tenant,
+        info: RequestInfo,
+        reserve: int,
+        priced: tuple[PriceTable | None, ModelPrice | None],
+        accounts: tuple[BudgetAccount, ...],
+    ) -> BudgetHold | None:
+        # What the request holds of its spend budgets *accounts*: its
+        # worst-case cost in each, at *priced* (the table and the model's
+        # price in force now); None when it uses no model.
+        prices, price = priced
+        if prices is None:
+            raise BudgetUnenforceableError(tenant.id, "the server has no prices")
+        for account in accounts:
+            if account.budget.currency != prices.currency:
+                why = (
+                    f"a {account.budget.period} budget is in "
+                    f"{account.budget.currency}, prices are in {prices.currency}"
+                )
+                raise BudgetUnenforceableError(tenant.id, why)
+        if price is None:
+            return None  # no model (listing models, an upload): no cost
+        worst = worst_cost(price, info.prompt_tokens, reserve)
+        for account in accounts:
+            if worst > account.budget.amount:
+                raise BudgetExceededError(
+                    tenant.id,
+                    account.key_id,
+                    account.budget.period,
+                    None,
+                    None,
+                    too_large=True,
+                )
+        return BudgetHold(accounts, worst, prices, info.model)
+
+    def _check_admission(
+        self, tenant: Tenant, admission: Admission, reserve: int
+    ) -> None:
         # Raise `RateLimitedError` for a refused admission, naming whose
-        # limit refused: the tenant's, or its key's own.
+        # limit refused: the tenant's, or its key's own (or
+        # `BudgetExceededError` for a spend budget).
         if admission.allowed:
             return
         limits: TenantRecord | KeyRecord = tenant.record
@@ -319,6 +388,16 @@ class Policy:
                 tokens=admission.tokens,
                 capacity=limits.max_concurrent_requests,
                 key_id=key_id,
+            )
+        account = admission.budget
+        if account is not None and admission.refused_by == "budget":
+            end = account.period.end
+            raise BudgetExceededError(
+                tenant.id,
+                account.key_id,
+                account.budget.period,
+                None if end is None else end.isoformat(),
+                None if end is None else max(1.0, end.timestamp() - self.clock()),
             )
         refused = admission.refused_by or "requests"
         by_requests = refused == "requests"
@@ -491,10 +570,15 @@ class Policy:
         if ticket.settled:
             return billed
         ticket.settled = True
+        cost = self._cost(ticket, billed)
         try:
-            ticket.tenant.end_request(ticket.reserved, billed.total_tokens)
+            spent = ticket.tenant.end_request(
+                ticket.reserved, billed.total_tokens, _charge(ticket, cost)
+            )
         finally:
             _unpin(ticket)
+        if spent:
+            self._budget_settled(ticket, spent)
         return billed
 
     async def settle_async(
@@ -507,11 +591,102 @@ class Policy:
         if ticket.settled:
             return billed
         ticket.settled = True
+        cost = self._cost(ticket, billed)
         try:
-            await ticket.tenant.end_request_async(ticket.reserved, billed.total_tokens)
+            spent = await ticket.tenant.end_request_async(
+                ticket.reserved, billed.total_tokens, _charge(ticket, cost)
+            )
         finally:
             _unpin(ticket)
+        if spent:
+            self._budget_settled(ticket, spent)
         return billed
+
+    def _cost(self, ticket: Ticket, billed: Usage) -> int:
+        # The actual cost charged to the ticket's budgets (0 without), kept
+        # on the ticket for a settlement made step by step.
+        hold = ticket.hold
+        if hold is None:
+            return 0
+        try:
+            cost = actual_cost(
+                hold.prices,
+                hold.model,
+                billed.prompt_tokens,
+                billed.completion_tokens,
+                self.clock(),
+            )
+        except Exception as exc:  # noqa: BLE001 - the hold is charged instead
+            _log.error(
+                "request %s: %s; its budgets are charged its worst case",
+                ticket.request_id,
+                describe_failure("budget cost", exc),
+            )
+            cost = hold.worst
+        ticket.cost = cost
+        return cost
+
+    def _budget_settled(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
+        # Report the thresholds each budget's spending reached, and an
+        # overrun (a cost beyond the hold that left a budget over its
+        # amount). Each charge is settled atomically, so each threshold is
+        # reached by one request on one host. Never raises: the request is
+        # settled already.
+        try:
+            self._report_spending(ticket, spent)
+        except Exception as exc:  # noqa: BLE001 - settled; only the report is lost
+            _log.error(
+                "request %s: %s",
+                ticket.request_id,
+                describe_failure("budget events", exc),
+            )
+
+    def _report_spending(self, ticket: Ticket, spent: tuple[int, ...]) -> None:
+        hold = ticket.hold
+        if hold is None:
+            return
+        cost = ticket.cost
+        beyond = max(0, cost - hold.worst)
+        for account, after in zip(hold.accounts, spent, strict=True):
+            budget = account.budget
+            over = max(0, after - budget.amount)
+            if over and beyond:
+                ticket.overrun = max(ticket.overrun, min(over, beyond))
+            reached = crossed_thresholds(budget, after - cost, after)
+            if not reached and over and beyond:
+                reached = [budget.alert_at[-1] if budget.alert_at else 100]
+            for threshold in reached:
+                self._emit(
+                    BudgetEvent(
+                        tenant_id=account.tenant_id,
+                        key_id=account.key_id,
+                        period=budget.period,
+                        period_start=account.period.start_ts,
+                        threshold=threshold,
+                        spent=after,
+                        amount=budget.amount,
+                        currency=budget.currency,
+                        exhausted=after >= budget.amount,
+                        overrun=over,
+                    )
+                )
+
+    def _emit(self, event: BudgetEvent) -> None:
+        callback = self.budget_events
+        if callback is None:
+            return
+        try:
+            callback(event)
+        except Exception as exc:  # noqa: BLE001 - the request is not the callee's concern
+            _log.error(
+                "the budget event callback failed: %s",
+                describe_failure("budget event", exc),
+            )
+
+
+def _charge(ticket: Ticket, cost: int) -> tuple[BudgetHold, int] | None:
+    # What `Tenant.end_request` settles of the ticket's spend budgets.
+    return None if ticket.hold is None else (ticket.hold, cost)
 
 
 def _finished(  # noqa: PLR0917 - the whole record of one request
@@ -538,4 +713,5 @@ def _finished(  # noqa: PLR0917 - the whole record of one request
         clamped=clamped,
         failures=tuple(failures),
         key_id=ticket.tenant.key_id,
+        overrun=ticket.overrun,
     )

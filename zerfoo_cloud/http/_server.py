@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from zerfoo_cloud.errors import (
+    BudgetExceededError,
+    BudgetUnenforceableError,
     InvalidConfigError,
     ModelNotAllowedError,
     RateLimitedError,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.budgets.events import BudgetEvent
     from zerfoo_cloud.http._policy import RequestInfo, ResourcePinner, Ticket
     from zerfoo_cloud.http._types import Receive, Scope, Send
     from zerfoo_cloud.http.admin import AdminAPI
@@ -89,6 +92,8 @@ _STARTED: contextvars.ContextVar[float] = contextvars.ContextVar(
 def _limit_of(exc: BaseException) -> str | None:
     if isinstance(exc, RateLimitedError):
         return exc.limit
+    if isinstance(exc, (BudgetExceededError, BudgetUnenforceableError)):
+        return "budget"
     if isinstance(exc, (ModelNotAllowedError, UnpricedModelError)):
         return "model"
     if isinstance(exc, RequestTooLargeError):
@@ -111,9 +116,15 @@ class _MeteredPolicy(Policy):
         report: Callable[[str, str | None], None],
         prices: PriceTable | None = None,
         clock: Clock = time.time,
+        budget_events: Callable[[BudgetEvent], None] | None = None,
     ) -> None:
         super().__init__(
-            tenants, options, resources=resources, prices=prices, clock=clock
+            tenants,
+            options,
+            resources=resources,
+            prices=prices,
+            clock=clock,
+            budget_events=budget_events,
         )
         self.metrics = metrics
         # Logs and counts a failed step: `Accounting.note_failure`.
@@ -188,6 +199,8 @@ class _MeteredAccounting(Accounting):
             self.note_failure(describe_failure("metrics", exc), finished.request_id)
 
     def _count(self, finished: Finished) -> None:
+        if finished.overrun:
+            self.metrics.budget_overrun(finished.tenant_id or None)
         result = audit_result(finished.status).value
         usage = finished.usage
         prompt, completion = (
@@ -316,6 +329,9 @@ class CloudServer:
             only to your Prometheus).
         metrics_path: where *metrics* is served.
         clock: the time source of usage events.
+        budget_events: called with every `zerfoo_cloud.budgets.BudgetEvent`
+            (a spend budget's threshold reached, or overrun), on the event
+            loop: it must not block (hand the event to a thread or queue).
 
     Raises:
         InvalidConfigError: an option is out of range, or *app* is not callable.
@@ -343,6 +359,7 @@ class CloudServer:
         metrics: Metrics | None = None,
         metrics_path: str = "/metrics",
         clock: Clock = time.time,
+        budget_events: Callable[[BudgetEvent], None] | None = None,
     ) -> None:
         self.app = app
         self.interface: Interface = _interface(app, interface)
@@ -370,6 +387,7 @@ class CloudServer:
                 resources=resources,
                 prices=meter.prices,
                 clock=meter.clock,
+                budget_events=budget_events,
             )
             self.accounting = Accounting(
                 meter, audit=audit, recorder=recorder, clock=clock
@@ -386,6 +404,7 @@ class CloudServer:
                 report=self.accounting.note_failure,
                 prices=meter.prices,
                 clock=meter.clock,
+                budget_events=budget_events,
             )
             if resources is not None and hasattr(resources, "stats"):
                 metrics.track_resources(resources)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
+    from zerfoo_cloud.budgets.holds import BudgetHold
     from zerfoo_cloud.http._request_info import RequestInfo
     from zerfoo_cloud.http._response_meter import ResponseMeter
     from zerfoo_cloud.http._usage import UsageSlot
@@ -72,7 +73,10 @@ class Ticket:
     """
 
     __slots__ = (
+        "cost",
+        "hold",
         "info",
+        "overrun",
         "pin",
         "request_id",
         "requests",
@@ -90,6 +94,7 @@ class Ticket:
         requests: Decision | None,
         tokens: Decision | None,
         pin: AbstractContextManager[object] | None,
+        hold: BudgetHold | None = None,
     ) -> None:
         self.tenant = tenant
         self.info = info
@@ -97,6 +102,13 @@ class Ticket:
         self.requests = requests
         self.tokens = tokens
         self.pin = pin
+        #: What it holds of its spend budgets (``None``: none apply).
+        self.hold = hold
+        #: Its actual cost in micro-units, once settled (0 without *hold*).
+        self.cost = 0
+        #: Micro-units it cost beyond its hold that left a budget over its
+        #: amount (an app that used more tokens than reserved).
+        self.overrun = 0
         self.request_id = new_request_id()
         self.settled = False
 
@@ -176,6 +188,11 @@ def _settle_apart(ticket: Ticket, used: int) -> list[str]:
             tenant.deduct_tokens(used - ticket.reserved)
     except Exception as exc:  # noqa: BLE001 - reported by the caller
         failed.append(describe_failure("token reconciliation", exc))
+    if ticket.hold is not None:
+        try:
+            tenant.settle_budgets(ticket.hold, ticket.cost)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            failed.append(describe_failure("budget settlement", exc))
     return _unpin_apart(ticket, failed)
 
 
@@ -195,6 +212,11 @@ async def _settle_apart_async(ticket: Ticket, used: int) -> list[str]:
         await tenant.reconcile_tokens_async(ticket.reserved, used)
     except Exception as exc:  # noqa: BLE001 - reported by the caller
         failed.append(describe_failure("token reconciliation", exc))
+    if ticket.hold is not None:
+        try:
+            await tenant.settle_budgets_async(ticket.hold, ticket.cost)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            failed.append(describe_failure("budget settlement", exc))
     return _unpin_apart(ticket, failed)
 
 
@@ -236,7 +258,10 @@ class Finished(NamedTuple):
     used as the id). *clamped* says the usage was cut to what a billing
     record holds (`clamp_usage`); *failures* names the steps of accounting
     that raised (each is logged and counted once); *key_id* is the id of
-    the API key the request was admitted with (``""``: none known).
+    the API key the request was admitted with (``""``: none known);
+    *overrun* is the micro-units it cost beyond its spend budget hold that
+    left a budget over its amount (`Ticket.overrun`; audited as
+    ``budget_overrun``).
 
     .. versionadded:: 0.1.0
     """
@@ -254,6 +279,7 @@ class Finished(NamedTuple):
     clamped: bool = False
     failures: tuple[str, ...] = ()
     key_id: str = ""
+    overrun: int = 0
 
 
 def refusal_record(

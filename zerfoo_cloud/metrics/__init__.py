@@ -32,6 +32,7 @@ them; see ``docs/metrics.md``.
 
 from __future__ import annotations
 
+from zerfoo_cloud.metrics._alerts import AlertMetrics
 from zerfoo_cloud.metrics._app import metrics_app
 from zerfoo_cloud.metrics._exposition import (
     CONTENT_TYPE,
@@ -61,6 +62,7 @@ __all__ = [
     "RESULTS",
     "TENANTS_HIDDEN",
     "UNKNOWN",
+    "AlertMetrics",
     "InFlight",
     "Metrics",
     "OutboxMetrics",

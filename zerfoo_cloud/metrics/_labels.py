@@ -29,7 +29,7 @@ RESULTS: frozenset[str] = frozenset(
 
 #: The ``limit`` label values of ``limiter_rejections_total``.
 LIMITS: frozenset[str] = frozenset(
-    {"requests", "tokens", "concurrency", "model", "body_size"}
+    {"requests", "tokens", "concurrency", "model", "body_size", "budget"}
 )
 
 #: The label value of a missing or empty tenant or model.

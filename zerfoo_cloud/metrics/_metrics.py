@@ -85,6 +85,8 @@ class Metrics:
     - ``tokens_total{tenant,model,direction}`` counter; *direction* is
       ``prompt`` or ``completion``;
     - ``limiter_rejections_total{tenant,limit}`` counter; *limit* is one of `LIMITS`;
+    - ``budget_overruns_total{tenant}`` counter: requests that cost more
+      than their spend budget hold and left a budget over its amount;
     - ``in_flight_requests{tenant}`` gauge (multi-process mode: ``livesum``);
     - ``request_duration_seconds{result}`` histogram with *buckets*;
     - ``gpu_memory_budget_bytes``, ``gpu_memory_used_bytes`` and
@@ -184,6 +186,13 @@ class Metrics:
             namespace=namespace,
             registry=None,
         )
+        self._overruns = Counter(
+            "budget_overruns_total",
+            "Requests that overran a spend budget, by tenant.",
+            ("tenant",),
+            namespace=namespace,
+            registry=None,
+        )
         self._gauge = Gauge(
             "in_flight_requests",
             "Requests being served now, by tenant.",
@@ -205,6 +214,7 @@ class Metrics:
             self._requests,
             self._tokens,
             self._limiter,
+            self._overruns,
             self._gauge,
             self._duration,
         ]
@@ -304,6 +314,18 @@ class Metrics:
         if (tenant_label, model_label) == (tenant, model):
             self._finished[tenant, model, result] = children
         return children
+
+    def budget_overrun(self, tenant: str | None) -> None:
+        """
+        Count a request that overran a spend budget in
+        ``budget_overruns_total``.
+
+        Args:
+            tenant: the tenant's id (``None`` or empty: ``unknown``).
+        """
+        if not self.tenant_labels:
+            tenant = TENANTS_HIDDEN
+        self._overruns.labels(self._tenants(tenant)).inc()
 
     def rejected(self, tenant: str | None, limit: str) -> None:
         """

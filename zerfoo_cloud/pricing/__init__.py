@@ -14,13 +14,16 @@ table has a default price. See ``docs/billing.md``.
 **Modules.** `money` (`Money`, `parse_micros`, `format_micros`,
 `format_cost`),
 `currencies` (`CURRENCIES`), `model_price` (`ModelPrice`), `table`
-(`PriceTable`) and `price_file` (`read_price_file`); every name is
-importable from this package.
+(`PriceTable`), `price_file` (`read_price_file`), `stored`
+(`StoredPrices`, the stored form of a table) and `changes`
+(`check_change`: a new table keeps the past); every name is importable
+from this package.
 """
 
 from __future__ import annotations
 
 from zerfoo_cloud.errors import UnpricedModelError
+from zerfoo_cloud.pricing.changes import check_change
 from zerfoo_cloud.pricing.currencies import CURRENCIES, check_currency
 from zerfoo_cloud.pricing.model_price import (
     MAX_PRICE_MICROS,
@@ -42,6 +45,12 @@ from zerfoo_cloud.pricing.price_file import (
     NumberText,
     read_price_file,
 )
+from zerfoo_cloud.pricing.stored import (
+    NO_PRICES,
+    StoredPrices,
+    decode_table,
+    encode_table,
+)
 from zerfoo_cloud.pricing.table import PriceTable
 
 __all__ = [
@@ -50,14 +59,19 @@ __all__ = [
     "MAX_PRICE_FILE_BYTES",
     "MAX_PRICE_MICROS",
     "MICROS_PER_UNIT",
+    "NO_PRICES",
     "TOKENS_PER_PRICE",
     "UNPRICED",
     "ModelPrice",
     "Money",
     "NumberText",
     "PriceTable",
+    "StoredPrices",
     "UnpricedModelError",
+    "check_change",
     "check_currency",
+    "decode_table",
+    "encode_table",
     "format_cost",
     "format_micros",
     "parse_instant",

@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._closing import ClosedOnExit
+from zerfoo_cloud.stores.memory import MemoryPriceStore
 from zerfoo_cloud.stores.protocols import (
     AuditStore,
     BillingStore,
     LimiterStore,
+    PriceStore,
     ReplayCache,
     TenantStore,
 )
@@ -43,6 +45,9 @@ class Stores(ClosedOnExit):
         billing: billing records (`BillingStore`).
         audit: the audit chain (`AuditStore`).
         replay: SAML assertion ids seen (`ReplayCache`).
+        prices: the price table every host prices with (`PriceStore`),
+            from the records backend (a `MemoryPriceStore` of its own when
+            none is given).
         revocations: the channel that tells every host of a fleet of a
             revoked key, or ``None`` (hosts then rely on the tenant cache's
             TTL).
@@ -69,12 +74,14 @@ class Stores(ClosedOnExit):
         closers: Sequence[Callable[[], Any]] = (),
         revocations: Any = None,
         outbox: Any = None,
+        prices: PriceStore | None = None,
     ) -> None:
         self.tenants = tenants
         self.limits = limits
         self.billing = billing
         self.audit = audit
         self.replay = replay
+        self.prices: PriceStore = MemoryPriceStore() if prices is None else prices
         self.revocations = revocations
         self.outbox = outbox
         self.records_url = records_url

@@ -24,10 +24,12 @@ from zerfoo_cloud.buckets import (
 )
 from zerfoo_cloud.errors import (
     InvalidConfigError,
+    PriceTableChangedError,
     StoreError,
     TenantExistsError,
     TenantNotFoundError,
 )
+from zerfoo_cloud.pricing.stored import NO_PRICES, StoredPrices
 from zerfoo_cloud.slots import SlotKeys, Slots, slot_list
 from zerfoo_cloud.stores._subscribers import Subscribers, call
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
     from zerfoo_cloud.audit_records.entry import AuditEntry
     from zerfoo_cloud.billing_records import BillingRecord
+    from zerfoo_cloud.pricing.table import PriceTable
     from zerfoo_cloud.stores.protocols import Subscription
     from zerfoo_cloud.tenant_records import TenantRecord
 
@@ -44,6 +47,7 @@ __all__ = [
     "MemoryBillingStore",
     "MemoryKeyRevocations",
     "MemoryLimiterStore",
+    "MemoryPriceStore",
     "MemoryReplayCache",
     "MemoryTenantStore",
 ]
@@ -553,3 +557,45 @@ class MemoryKeyRevocations:
         """
         self._closed = True
         self._subscribers.clear()
+
+
+class MemoryPriceStore:
+    """
+    A `zerfoo_cloud.stores.protocols.PriceStore` in memory: one table and
+    its version, under a lock.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stored = NO_PRICES
+
+    def read(self) -> StoredPrices:
+        """
+        Return the table and its version (see the protocol).
+        """
+        return self._stored
+
+    def version(self) -> int:
+        """
+        Return the version (see the protocol).
+        """
+        return self._stored.version
+
+    def replace(self, table: PriceTable, expected_version: int) -> int:
+        """
+        Store *table* if the version is still *expected_version* (see the
+        protocol).
+        """
+        with self._lock:
+            found = self._stored.version
+            if found != expected_version:
+                raise PriceTableChangedError(expected_version, found)
+            self._stored = StoredPrices(table, found + 1)
+            return found + 1
+
+    def close(self) -> None:
+        """
+        Nothing to release.
+        """

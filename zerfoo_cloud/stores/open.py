@@ -49,6 +49,7 @@ from zerfoo_cloud.stores.memory import (
     MemoryAuditStore,
     MemoryBillingStore,
     MemoryLimiterStore,
+    MemoryPriceStore,
     MemoryReplayCache,
     MemoryTenantStore,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "open_stores",
     "outbox_folder",
     "redact_url",
+    "state_folder",
     "stores_from_env",
 ]
 
@@ -113,17 +115,28 @@ def outbox_folder(records: str, env: Mapping[str, str] | None = None) -> Path:
     given = environ.get(OUTBOX_ENV)
     if given:
         return Path(given)
-    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     parts = urlsplit(records)
     # libpq reads host, port and dbname from the query too, over the URL's.
     query = dict(parse_qsl(parts.query))
     database = query.get("dbname") or unquote(parts.path.lstrip("/")) or "postgres"
     host = query.get("host") or parts.hostname or ""
     port = query.get("port") or parts.port or 5432
-    where = f"{host}:{port}/{database}"
+    return state_folder("outbox", database, f"{host}:{port}/{database}", environ)
+
+
+def state_folder(kind: str, name: str, where: str, env: Mapping[str, str]) -> Path:
+    """
+    The folder of this host's *kind* state (``outbox``, ``alerts``) for the
+    store at *where*: ``$XDG_STATE_HOME/zerfoo-cloud/KIND/NAME-HASH`` of
+    *env* (``~/.local/state`` when ``XDG_STATE_HOME`` is unset), *NAME*
+    made safe for a file name and *HASH* taken from *where*.
+
+    .. versionadded:: 0.1.0
+    """
+    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     digest = hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", database)[:64].lstrip(".") or "db"
-    return Path(state) / "zerfoo-cloud" / "outbox" / f"{name}-{digest}"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64].lstrip(".") or "db"
+    return Path(state) / "zerfoo-cloud" / kind / f"{safe}-{digest}"
 
 
 class _Opening:
@@ -221,10 +234,11 @@ def _records(target: StoreTarget, opening: _Opening, *, writer_process: bool) ->
 
 
 class _Records:
-    def __init__(self, tenants: Any, billing: Any, audit: Any) -> None:
+    def __init__(self, tenants: Any, billing: Any, audit: Any, prices: Any) -> None:
         self.tenants = tenants
         self.billing = billing
         self.audit = audit
+        self.prices = prices
 
 
 class _MemoryRecords:
@@ -232,6 +246,7 @@ class _MemoryRecords:
         self.tenants = MemoryTenantStore()
         self.billing = MemoryBillingStore()
         self.audit = MemoryAuditStore()
+        self.prices = MemoryPriceStore()
 
 
 def _counters(target: StoreTarget, opening: _Opening) -> tuple[Any, Any]:
@@ -286,7 +301,8 @@ def open_stores(
         its ``billing`` and ``audit`` are an
         `zerfoo_cloud.stores.outbox.OutboxBillingStore` and
         `zerfoo_cloud.stores.outbox.OutboxAuditStore`, and its ``outbox``
-        the `zerfoo_cloud.stores.outbox.Outbox` they share.
+        the `zerfoo_cloud.stores.outbox.Outbox` they share. Its ``prices``
+        is the records backend's `zerfoo_cloud.stores.protocols.PriceStore`.
 
     Raises:
         InvalidConfigError: a URL is malformed, or PostgreSQL records come
@@ -313,7 +329,7 @@ def open_stores(
         if record_target.kind == "postgresql":
             folder = outbox_folder(records) if outbox is None else Path(outbox)
             billing, audit = _with_outbox(opened, folder, opening)
-            opened = _Records(opened.tenants, billing, audit)
+            opened = _Records(opened.tenants, billing, audit, opened.prices)
     except BaseException:
         opening.close()
         raise
@@ -323,6 +339,7 @@ def open_stores(
         billing=opened.billing,
         audit=opened.audit,
         replay=replay,
+        prices=opened.prices,
         records_url=record_target.shown,
         counters_url=counter_target.shown,
         closers=opening.closers,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.billing_records import BillingRecord, UsageSummary
     from zerfoo_cloud.buckets import BucketState
     from zerfoo_cloud.errors import StoreError
+    from zerfoo_cloud.pricing import PriceTable, StoredPrices
     from zerfoo_cloud.slots import SlotKeys, Slots
     from zerfoo_cloud.tenant_records import TenantRecord
 
@@ -37,6 +38,7 @@ __all__ = [
     "LimiterStore",
     "LinkAdoptingAuditStore",
     "LoopCommitter",
+    "PriceStore",
     "ReplayCache",
     "Subscription",
     "SummarizingBillingStore",
@@ -114,6 +116,57 @@ class TenantStore(Protocol):
     def list(self) -> list[TenantRecord]:
         """
         Return every record, ordered by id.
+        """
+
+    def close(self) -> None:
+        """
+        Release resources. Calling it twice is harmless.
+        """
+
+
+@runtime_checkable
+class PriceStore(Protocol):
+    """
+    **Protocol**: Where the service's price table lives, shared by every
+    host using the store.
+
+    The store holds one `zerfoo_cloud.pricing.PriceTable` (or none yet) and
+    a version number: 0 before the first table, one more after each
+    change. A change names the version it was based on and is made only if
+    that is still the stored one (compare-and-set), so two admins changing
+    prices at once never silently overwrite each other: the second is
+    refused and reads again. Checking that a change keeps the past
+    (`zerfoo_cloud.pricing.check_change`) is the caller's job; the store
+    only keeps tables and versions.
+
+    Like `TenantStore`, a store that waits on the network says so with
+    ``blocking_io = True``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def read(self) -> StoredPrices:
+        """
+        Return the stored table and its version
+        (`zerfoo_cloud.pricing.NO_PRICES` before the first).
+
+        Raises:
+            CorruptRecordError: the stored table cannot be decoded.
+        """
+
+    def version(self) -> int:
+        """
+        Return the stored version alone (cheap: hosts poll it).
+        """
+
+    def replace(self, table: PriceTable, expected_version: int) -> int:
+        """
+        Store *table* if the stored version is *expected_version*, in one
+        atomic step; return the new version (*expected_version* + 1).
+
+        Raises:
+            PriceTableChangedError: the stored version is another one;
+                nothing was written.
         """
 
     def close(self) -> None:

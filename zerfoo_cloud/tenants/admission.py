@@ -4,9 +4,14 @@ Admission: the outcome of asking for one request and its token reservation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from zerfoo_cloud.limits import Decision
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.budgets.accounts import BudgetAccount
 
 __all__ = ["Admission"]
 
@@ -21,7 +26,10 @@ class Admission:
     ``requests`` and ``tokens`` are ``None`` for unlimited quotas.
     ``concurrency_refused`` is true when `Tenant.begin_request` found every
     concurrency slot taken (the decisions then report the quotas as they
-    are).
+    are). ``refused_by_key`` is true when the limit that refused is the
+    API key's own rather than the tenant's (each decision is then the
+    tighter of the two). ``budget`` is the spend budget account that
+    refused (``refused_by`` ``"budget"``), or ``None``.
 
     .. versionadded:: 0.1.0
     """
@@ -31,6 +39,7 @@ class Admission:
     tokens: Decision | None
     concurrency_refused: bool = False
     refused_by_key: bool = False
+    budget: BudgetAccount | None = None
 
     @property
     def retry_after(self) -> float:
@@ -47,8 +56,8 @@ class Admission:
     @property
     def refused_by(self) -> str | None:
         """
-        ``"concurrency"``, ``"requests"`` or ``"tokens"``: the limit that
-        refused, or ``None``.
+        ``"concurrency"``, ``"requests"``, ``"tokens"`` or ``"budget"``: the
+        limit that refused, or ``None``.
         """
         if self.concurrency_refused:
             return "concurrency"
@@ -56,4 +65,6 @@ class Admission:
             return "requests"
         if self.tokens is not None and not self.tokens.allowed:
             return "tokens"
+        if self.budget is not None:
+            return "budget"
         return None

@@ -22,12 +22,22 @@ import builtins
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from zerfoo_cloud.audit_records.actions import AuditAction, AuditResult
+from zerfoo_cloud.audit_records.entry import AuditEntry
+from zerfoo_cloud.budget_records import SpendBudget, check_budget_set
+from zerfoo_cloud.budgets.accounts import (
+    BudgetAccount,
+    accounts_at,
+    hold_level,
+    spent_from_level,
+)
+from zerfoo_cloud.budgets.status import BudgetStatus
 from zerfoo_cloud.errors import (
     InvalidConfigError,
     KeyNotFoundError,
@@ -62,6 +72,7 @@ from zerfoo_cloud.tenants.key_checks import (
     check_key_name,
     check_within_tenant,
 )
+from zerfoo_cloud.tenants.key_events import KeyEvent, KeyEventSink, tell_key_event
 from zerfoo_cloud.tenants.tenant import Tenant
 from zerfoo_cloud.tenants.validation import (
     check_id,
@@ -72,6 +83,7 @@ from zerfoo_cloud.tenants.validation import (
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
+    from zerfoo_cloud.audit import AuditLogger
     from zerfoo_cloud.stores.protocols import (
         KeyRevocations,
         LimiterStore,
@@ -160,6 +172,11 @@ class TenantManager:
             used go first).
         revocations: where changes are announced to, and heard from, every
             manager sharing the store (see below); ``None``: none.
+        key_events: told of each key created, updated, revoked or rotated
+            through this manager (`zerfoo_cloud.tenants.key_events.KeyEvent`), after
+            the store has it; it must not block. ``None``: nobody.
+        audit: where `set_budgets` records its changes (``None``: not
+            recorded).
 
     Every method but `get_by_api_key` reads the store, so changes made by
     another process sharing it are seen at once. `get_by_api_key` reads it
@@ -194,6 +211,8 @@ class TenantManager:
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = DEFAULT_CACHE_SIZE,
         revocations: KeyRevocations | None = None,
+        key_events: KeyEventSink | None = None,
+        audit: AuditLogger | None = None,
     ) -> None:
         if store is None or limits is None:
             store = MemoryTenantStore() if store is None else store
@@ -207,6 +226,8 @@ class TenantManager:
         self.cache_size = check_cache_size(cache_size)
         self._cache: KeyCache[Tenant] = KeyCache()
         self.revocations = revocations
+        self.key_events = key_events
+        self.audit = audit
         self._subscription: Subscription | None = None
         if revocations is not None:
             self._subscription = revocations.subscribe(self._revoked)
@@ -441,8 +462,20 @@ class TenantManager:
                 *incarnation*).
         """
         key = generate_api_key(self.key_prefix)
-        self.update(tenant_id, api_key=key, incarnation=incarnation)
+        record = self.update(tenant_id, api_key=key, incarnation=incarnation).record
+        self._key_event("rotated", tenant_id, record.first_key())
         return key
+
+    def _key_event(
+        self,
+        kind: str,
+        tenant_id: str,
+        key: KeyRecord,
+        previous: KeyRecord | None = None,
+    ) -> None:
+        tell_key_event(
+            self.key_events, KeyEvent(kind, tenant_id, key, self.clock(), previous)
+        )
 
     # -- several keys per tenant -----------------------------------------
 
@@ -520,12 +553,15 @@ class TenantManager:
                 created_at=now,
                 expires_at=check_expiry(expires_at, now),
                 model_scope=scope,
-                **limits,
+                rate_limit=limits["rate_limit"],
+                token_budget=limits["token_budget"],
+                max_concurrent_requests=limits["max_concurrent_requests"],
             )
             made.append(key)
             return (*_room(old, now), key)
 
         self._change_keys(tenant_id, change, incarnation)
+        self._key_event("created", tenant_id, made[-1])
         return api_key, made[-1]
 
     def list_keys(self, tenant_id: str) -> builtins.list[KeyRecord]:
@@ -550,18 +586,21 @@ class TenantManager:
             TenantNotFoundError: no tenant has id *tenant_id*.
             KeyNotFoundError: the tenant has no key *key_id*.
         """
-        done: list[KeyRecord] = []
+        done: list[tuple[KeyRecord, bool]] = []
 
         def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
             key = _key(old, key_id)
             revoked = (
                 key if key.revoked_at is not None else attrs.evolve(key, revoked_at=now)
             )
-            done.append(revoked)
+            done.append((revoked, revoked is not key))
             return tuple(revoked if k is key else k for k in old.keys)
 
         self._change_keys(tenant_id, change, incarnation)
-        return done[-1]
+        revoked, changed = done[-1]
+        if changed:
+            self._key_event("revoked", tenant_id, revoked)
+        return revoked
 
     def update_key(
         self,
@@ -585,7 +624,8 @@ class TenantManager:
         limits must lie within the tenant's (0: none of its own). New
         limits apply to the key's next request; what it already spent
         stays spent. The change reaches other processes as every key
-        change does (`revoke_key`).
+        change does (`revoke_key`), and a change that alters the key is told
+        to *key_events* (``updated``, with the key's record before it).
 
         Raises:
             TenantNotFoundError: no tenant has id *tenant_id* (and
@@ -608,7 +648,7 @@ class TenantManager:
         scope = None if model_scope is None else check_models(model_scope)
         if scope is not None:
             changes["model_scope"] = scope
-        done: list[KeyRecord] = []
+        done: list[tuple[KeyRecord, KeyRecord]] = []
 
         def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
             key = _key(old, key_id)
@@ -620,11 +660,14 @@ class TenantManager:
             if expires_at is not ...:
                 changes["expires_at"] = check_expiry(expires_at, now)
             updated = attrs.evolve(key, **changes)
-            done.append(updated)
+            done.append((updated, key))
             return tuple(updated if k is key else k for k in old.keys)
 
         self._change_keys(tenant_id, change, incarnation)
-        return done[-1]
+        updated, previous = done[-1]
+        if updated != previous:
+            self._key_event("updated", tenant_id, updated, previous)
+        return updated
 
     def rotate_api_key(
         self,
@@ -672,7 +715,9 @@ class TenantManager:
                 created_at=now,
                 expires_at=key.expires_at,
                 model_scope=key.model_scope,
-                **key.limits(),
+                rate_limit=key.rate_limit,
+                token_budget=key.token_budget,
+                max_concurrent_requests=key.max_concurrent_requests,
             )
             done.append((new, retired))
             kept = tuple(retired if k is key else k for k in _room(old, now))
@@ -680,7 +725,136 @@ class TenantManager:
 
         self._change_keys(tenant_id, change, incarnation)
         new, retired = done[-1]
+        self._key_event("rotated", tenant_id, new, retired)
         return api_key, new, retired
+
+    # -- spend budgets ---------------------------------------------------
+
+    def set_budgets(
+        self,
+        tenant_id: str,
+        budgets: Sequence[SpendBudget],
+        *,
+        key_id: str | None = None,
+        actor: str = "operator",
+    ) -> TenantRecord:
+        """
+        Replace the spend budgets of the tenant, or of its key *key_id*, by
+        *budgets* (at most one per period; empty: none) and return the new
+        record.
+
+        A budget whose amount changes keeps what its current period has
+        spent: the period's hold bucket is moved by the difference (a lower
+        amount may leave it in debt: requests are refused until the next
+        period). A budget whose time zone or currency changes starts a new
+        period. The change is audited (with *actor*) when the manager has
+        an *audit* logger, and other hosts drop their copy of the tenant as
+        for `update`.
+
+        Raises:
+            InvalidConfigError: a budget is not a `SpendBudget`, or two share
+                a period; nothing changed.
+            TenantNotFoundError: no tenant has id *tenant_id*.
+            KeyNotFoundError: the tenant has no key *key_id*.
+        """
+        new = check_budget_set(budgets)
+        old: list[tuple[SpendBudget, ...]] = []
+
+        def change(record: TenantRecord) -> TenantRecord:
+            if key_id is None:
+                old.append(record.spend_budgets)
+                return attrs.evolve(record, spend_budgets=new, updated_at=now)
+            key = _key(record, key_id)
+            old.append(key.spend_budgets)
+            keys = tuple(
+                attrs.evolve(k, spend_budgets=new) if k is key else k
+                for k in record.keys
+            )
+            return attrs.evolve(record, keys=keys, updated_at=now)
+
+        now = self.clock()
+        try:
+            record = self.store.update(tenant_id, change)
+        finally:
+            self._changed(tenant_id)
+        self._move_holds(tenant_id, key_id, old[-1], new, now)
+        if self.audit is not None:
+            where = "" if key_id is None else f"/keys/{key_id}"
+            self.audit.log(
+                AuditEntry(
+                    tenant_id=tenant_id,
+                    action=AuditAction.UPDATE,
+                    result=AuditResult.SUCCESS,
+                    resource=f"spend_budgets{where} by {actor}"[:200],
+                )
+            )
+        return record
+
+    def _move_holds(
+        self,
+        tenant_id: str,
+        key_id: str | None,
+        old: Sequence[SpendBudget],
+        new: Sequence[SpendBudget],
+        now: float,
+    ) -> None:
+        # Move the current period's hold bucket of every budget whose amount
+        # changed by the difference, so what was spent stays spent.
+        before = {(b.period, b.timezone, b.currency): b for b in old}
+        for budget in new:
+            was = before.get((budget.period, budget.timezone, budget.currency))
+            if was is None or was.amount == budget.amount:
+                continue
+            account = BudgetAccount.at(tenant_id, key_id, was, now)
+            # Write the bucket as the old amount left it (a bucket never used
+            # reads as full at whatever capacity is given), then move it;
+            # the larger capacity keeps the move from being capped.
+            self.limits.admit(None, (account.hold(0),), now)
+            delta = budget.amount - was.amount
+            capacity = float(max(budget.amount, was.amount))
+            self.limits.settle(None, ((account.hold_key, capacity, 0.0, delta),), now)
+
+    def spend(
+        self, tenant_id: str, *, key_id: str | None = None
+    ) -> tuple[BudgetStatus, ...]:
+        """
+        The current period of each spend budget of the tenant (with
+        *key_id*: of that key): spent, held by requests in flight and
+        remaining, in micro-units.
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id*.
+            KeyNotFoundError: the tenant has no key *key_id*.
+        """
+        record = self.get(tenant_id).record
+        if key_id is None:
+            accounts = accounts_at(
+                record.id, record.spend_budgets, None, (), self.clock()
+            )
+        else:
+            key = _key(record, key_id)
+            accounts = accounts_at(
+                record.id, (), key.id, key.spend_budgets, self.clock()
+            )
+        return tuple(self._status(account) for account in accounts)
+
+    def _status(self, account: BudgetAccount) -> BudgetStatus:
+        # One account's status, read from its two buckets.
+        amount = account.budget.amount
+        spent_state = self.limits.get(account.spent_key)
+        hold_state = self.limits.get(account.hold_key)
+        spent = 0 if spent_state is None else spent_from_level(spent_state.level)
+        remaining = amount if hold_state is None else hold_level(hold_state.level)
+        period = account.period
+        return BudgetStatus(
+            budget=account.budget,
+            key_id=account.key_id,
+            period_start=period.start,
+            period_end=period.end,
+            spent=spent,
+            held=amount - remaining - spent,
+            remaining=remaining,
+        )
 
     def delete(self, tenant_id: str) -> None:
         """

@@ -9,16 +9,23 @@ quotas.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+import attrs
+
+from zerfoo_cloud.buckets import EPSILON
+from zerfoo_cloud.budgets.accounts import BudgetAccount, accounts_at, spent_from_level
 from zerfoo_cloud.limits import Decision, Rate
 from zerfoo_cloud.tenants.admission import Admission
 from zerfoo_cloud.tenants.key_limits import KeyLimits, tighter
 from zerfoo_cloud.tenants.validation import check_units
 
 if TYPE_CHECKING:
+    from zerfoo_cloud.budgets.holds import BudgetHold
     from zerfoo_cloud.key_records import KeyRecord
-    from zerfoo_cloud.limits import RateLimiter
+    from zerfoo_cloud.limits import Admitted, RateLimiter
+    from zerfoo_cloud.slots import Slots
     from zerfoo_cloud.tenant_records import TenantConfig, TenantRecord
 
 __all__ = ["PERIOD_SECONDS", "Tenant"]
@@ -43,6 +50,7 @@ class Tenant:
     """
 
     __slots__ = (
+        "_accounts",
         "_all_slots",
         "_con_key",
         "_key",
@@ -66,6 +74,9 @@ class Tenant:
         self._record = record
         self._key = key
         self._limiter = limiter
+        # The budget accounts of the periods last asked for, and the span
+        # of Unix seconds they hold for: (accounts, from, until).
+        self._accounts: tuple[tuple[BudgetAccount, ...], float, float] | None = None
         self._req_key = record.id + "\x00req"
         self._tok_key = record.id + "\x00tok"
         self._con_key = record.id + "\x00con"
@@ -181,32 +192,59 @@ class Tenant:
             return True
         return counts[-1] >= limits.max_concurrent
 
-    def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
-        # One request, *tokens* tokens and *slot* (when given): all or none.
+    def _admission(
+        self,
+        tokens: int,
+        slot: tuple[str, int] | None,
+        hold: BudgetHold | None = None,
+    ) -> Admission:
+        # One request, *tokens* tokens, *slot* (when given: with the key's
+        # slot, if it has one) and *hold* (when given): all or none.
         asks = self._asks(tokens)
-        if self._key_limits is not None:
-            slots = self._all_slots if slot is not None else ()
-            if len(slots) > 1:
-                return self._key_outcome(*self._limiter.admit_slots(slots, asks))
-            return self._key_outcome(*self._limiter.admit(slot, asks), ())
-        if slot is None and not asks:
-            return _ADMITTED
-        return self._outcome(*self._limiter.admit(slot, asks))
+        if self._key_limits is None and (hold is None or not hold.accounts):
+            if slot is None and not asks:
+                return _ADMITTED
+            return self._outcome(*self._limiter.admit(slot, asks))
+        extra = () if hold is None else hold.asks()
+        answer = self._limiter.admit_with(self._slots_for(slot), asks, extra)
+        return self._admitted(answer, hold)
 
     async def _admission_async(
-        self, tokens: int, slot: tuple[str, int] | None
+        self,
+        tokens: int,
+        slot: tuple[str, int] | None,
+        hold: BudgetHold | None = None,
     ) -> Admission:
         # `_admission`, awaited.
         asks = self._asks(tokens)
         limiter = self._limiter
-        if self._key_limits is not None:
-            slots = self._all_slots if slot is not None else ()
-            if len(slots) > 1:
-                return self._key_outcome(*await limiter.admit_slots_async(slots, asks))
-            return self._key_outcome(*await limiter.admit_async(slot, asks), ())
-        if slot is None and not asks:
-            return _ADMITTED
-        return self._outcome(*await limiter.admit_async(slot, asks))
+        if self._key_limits is None and (hold is None or not hold.accounts):
+            if slot is None and not asks:
+                return _ADMITTED
+            return self._outcome(*await limiter.admit_async(slot, asks))
+        extra = () if hold is None else hold.asks()
+        answer = await limiter.admit_with_async(self._slots_for(slot), asks, extra)
+        return self._admitted(answer, hold)
+
+    def _slots_for(self, slot: tuple[str, int] | None) -> Slots:
+        # The slots of `RateLimiter.admit_with` for *slot*: none, the one
+        # slot, or the tenant's and its key's.
+        slots = self._all_slots
+        return slots if slot is not None and len(slots) > 1 else slot
+
+    def _admitted(self, answer: Admitted, hold: BudgetHold | None) -> Admission:
+        # The admission for what `RateLimiter.admit_with` answered.
+        if self._key_limits is None:
+            outcome = self._outcome(answer.free, answer.decisions)
+        else:
+            outcome = self._key_outcome(answer.free, answer.decisions, answer.counts)
+        if answer.allowed or not outcome.allowed or hold is None or not hold.accounts:
+            return outcome
+        # Refused, not by a rate limit: by the first budget short of it.
+        for account, level in zip(hold.accounts, answer.extra_levels, strict=True):
+            if level + EPSILON < hold.worst:
+                return attrs.evolve(outcome, allowed=False, budget=account)
+        return attrs.evolve(outcome, allowed=False, budget=hold.accounts[0])
 
     def _slot(self) -> tuple[str, int] | None:
         # The concurrency slot a whole request takes when it takes at most
@@ -334,20 +372,24 @@ class Tenant:
 
     # -- whole requests ---------------------------------------------------
 
-    def begin_request(self, tokens: int) -> Admission:
+    def begin_request(self, tokens: int, hold: BudgetHold | None = None) -> Admission:
         """
-        Take a concurrency slot, one request and *tokens* tokens: all or none.
+        Take a concurrency slot, one request and *tokens* tokens, and with
+        *hold* its worst-case cost from each of its spend budgets: all or
+        none.
 
         A request refused for concurrency keeps its request and token quota;
-        one refused by a quota holds no slot: one atomic store call
-        (`zerfoo_cloud.stores.protocols.LimiterStore.admit`). An allowed
+        one refused by a quota or a budget holds no slot: one atomic store
+        call (`zerfoo_cloud.stores.protocols.LimiterStore.admit`). An allowed
         request must be finished with one `end_request`.
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises
-        return self._admission(tokens, self._slot())
+        return self._admission(tokens, self._slot(), hold)
 
-    async def begin_request_async(self, tokens: int) -> Admission:
+    async def begin_request_async(
+        self, tokens: int, hold: BudgetHold | None = None
+    ) -> Admission:
         """
         `begin_request`, awaited: on a store with ``admit_async`` (Redis)
         the event loop runs other work while the store answers; on any
@@ -355,26 +397,97 @@ class Tenant:
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises
-        return await self._admission_async(tokens, self._slot())
+        return await self._admission_async(tokens, self._slot(), hold)
 
-    def end_request(self, reserved: int, used: int) -> None:
+    def end_request(
+        self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
+    ) -> tuple[int, ...]:
         """
         Finish a request admitted by `begin_request`: refund the part of its
         *reserved* tokens it did not use (or charge what it used beyond
-        them), and give its concurrency slot back, even if the token update
-        fails.
+        them), settle its spend budget hold with its actual cost (*charge*:
+        the hold and the cost in micro-units), and give its concurrency slot
+        back, even if the rest fails. One atomic store step.
+
+        Returns:
+            Each budget account's spending once settled, in micro-units
+            (empty without *charge*).
         """
         settlement = self._settlement(reserved, used)
+        if charge is not None and charge[0].accounts:
+            slot_key, bucket = settlement or (None, None)
+            extra = charge[0].settlement(charge[1])
+            return _spent_after(self._limiter.settle_with(slot_key, bucket, extra))
         if settlement is not None:
             self._limiter.settle(*settlement)
+        return ()
 
-    async def end_request_async(self, reserved: int, used: int) -> None:
+    async def end_request_async(
+        self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
+    ) -> tuple[int, ...]:
         """
         `end_request`, awaited, as `begin_request_async`.
         """
         settlement = self._settlement(reserved, used)
-        if settlement is not None:
-            await self._limiter.settle_async(*settlement)
+        if charge is None or not charge[0].accounts:
+            if settlement is not None:
+                await self._limiter.settle_async(*settlement)
+            return ()
+        slot_key, bucket = settlement or (None, None)
+        extra = charge[0].settlement(charge[1])
+        return _spent_after(
+            await self._limiter.settle_with_async(slot_key, bucket, extra)
+        )
+
+    # -- spend budgets ----------------------------------------------------
+
+    def budget_accounts(self, now: float) -> tuple[BudgetAccount, ...]:
+        """
+        The spend budget accounts a request of this handle takes from at
+        *now*: the tenant's budgets, then those of `key`.
+        """
+        record = self._record
+        key = self._key
+        if not record.spend_budgets and (key is None or not key.spend_budgets):
+            return ()
+        kept = self._accounts
+        if kept is not None and kept[1] <= now < kept[2]:
+            return kept[0]
+        if key is None:
+            accounts = accounts_at(record.id, record.spend_budgets, None, (), now)
+        else:
+            accounts = accounts_at(
+                record.id, record.spend_budgets, key.id, key.spend_budgets, now
+            )
+        # Kept while every period stays the same (handles live a short time
+        # in the manager's cache; periods last a day at least).
+        starts = [a.period.start_ts for a in accounts]
+        ends = [a.period.end_ts for a in accounts]
+        self._accounts = (
+            accounts,
+            max((t for t in starts if t is not None), default=-math.inf),
+            min((t for t in ends if t is not None), default=math.inf),
+        )
+        return accounts
+
+    async def settle_budgets_async(
+        self, hold: BudgetHold, cost: int
+    ) -> tuple[int, ...]:
+        """
+        Settle *hold* with its actual *cost* on its own, without the slot or
+        the tokens (after `end_request_async` failed).
+        """
+        return _spent_after(
+            await self._limiter.settle_with_async(None, None, hold.settlement(cost))
+        )
+
+    def settle_budgets(self, hold: BudgetHold, cost: int) -> tuple[int, ...]:
+        """
+        `settle_budgets_async`, for the sync path (`end_request` failed).
+        """
+        return _spent_after(
+            self._limiter.settle_with(None, None, hold.settlement(cost))
+        )
 
     def _settlement(
         self, reserved: int, used: int
@@ -420,9 +533,7 @@ class Tenant:
         slots = self._all_slots
         if not slots:
             return True
-        if len(slots) == 1:
-            return self._limiter.admit(slots[0], ())[0]
-        return self._limiter.admit_slots(slots, ())[0]
+        return self._limiter.admit(slots[0] if len(slots) == 1 else slots, ())[0]
 
     def release_concurrent(self) -> None:
         """
@@ -481,6 +592,12 @@ class Tenant:
         return bool(self._record.model_allow_list) or (
             key is not None and bool(key.model_scope)
         )
+
+
+def _spent_after(levels: list[float]) -> tuple[int, ...]:
+    # The spent counters' readings among the levels of a settled hold (hold,
+    # spent, hold, spent, ...).
+    return tuple(spent_from_level(level) for level in levels[1::2])
 
 
 _UNLIMITED = Decision(True, 0, 0, 0.0, 0.0)

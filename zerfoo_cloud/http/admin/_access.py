@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from zerfoo_cloud.http.admin._sessions import SessionSigner
     from zerfoo_cloud.stores.protocols import TenantStore
 
-__all__ = ["CHALLENGE", "ROUTES", "Access", "Op", "Principal", "op_for"]
+__all__ = [
+    "CHALLENGE",
+    "PRICES_PATH",
+    "ROUTES",
+    "SERVICE_ROUTES",
+    "Access",
+    "Op",
+    "Principal",
+    "op_for",
+]
 
 
 #: The challenge of every 401.
@@ -58,6 +67,26 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
     "/usage": {"GET": ("usage", AuditAction.LIST, True, False)},
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},
     "/invoices/{month}": {"GET": ("invoice", AuditAction.LIST, True, False)},
+    "/budgets": {
+        "GET": ("budgets", AuditAction.LIST, True, False),
+        "PUT": ("set_budgets", AuditAction.UPDATE, False, True),
+    },
+    "/keys/{key_id}/budgets": {
+        "GET": ("key_budgets", AuditAction.LIST, True, False),
+        "PUT": ("set_key_budgets", AuditAction.UPDATE, False, True),
+    },
+    "/spend": {"GET": ("spend", AuditAction.LIST, True, False)},
+}
+#: The path of the price table.
+PRICES_PATH = "/admin/prices"
+#: Routes of the whole service, outside ``/admin/tenants``: path -> method
+#: -> as `ROUTES` (never allowed to a tenant's session).
+SERVICE_ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
+    PRICES_PATH: {
+        "GET": ("prices", AuditAction.LIST, False, False),
+        "PUT": ("set_prices", AuditAction.UPDATE, False, True),
+        "POST": ("add_price", AuditAction.CREATE, False, True),
+    },
 }
 _METHOD_ACTIONS = {
     "POST": AuditAction.CREATE,
@@ -96,10 +125,11 @@ class Op:
 
 def op_for(suffix: str | None, method: str, tenant: str | None) -> Op:
     """
-    The operation of *method* on the route *suffix* (``None``: no route).
+    The operation of *method* on the route *suffix* (a key of `ROUTES` or
+    of `SERVICE_ROUTES`; ``None``: no route).
     """
     fallback = _METHOD_ACTIONS.get(method, AuditAction.LIST)
-    methods = None if suffix is None else ROUTES[suffix]
+    methods = None if suffix is None else ROUTES.get(suffix) or SERVICE_ROUTES[suffix]
     if methods is None:
         return Op(None, fallback)
     found = methods.get(method)

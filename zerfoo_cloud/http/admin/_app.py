@@ -24,12 +24,21 @@ from zerfoo_cloud.errors import (
     CloudError,
     InvalidConfigError,
     KeyNotFoundError,
+    PricesReadOnlyError,
+    PriceTableChangedError,
     StoreError,
     TenantExistsError,
     TenantNotFoundError,
 )
-from zerfoo_cloud.http.admin._access import ROUTES, Access, Op, op_for
+from zerfoo_cloud.http.admin._access import (
+    ROUTES,
+    SERVICE_ROUTES,
+    Access,
+    Op,
+    op_for,
+)
 from zerfoo_cloud.http.admin._audit_trail import AuditTrail, CallRecord
+from zerfoo_cloud.http.admin._budget_routes import BudgetOperations
 from zerfoo_cloud.http.admin._inputs import (
     read_body,
     repeated_credential,
@@ -38,6 +47,7 @@ from zerfoo_cloud.http.admin._inputs import (
 )
 from zerfoo_cloud.http.admin._key_routes import KeyOperations
 from zerfoo_cloud.http.admin._params import clip
+from zerfoo_cloud.http.admin._price_routes import PriceOperations
 from zerfoo_cloud.http.admin._report_routes import ReportOperations, UsageMeter
 from zerfoo_cloud.http.admin._responses import HTTPProblem, error_response
 from zerfoo_cloud.http.admin._sso import (
@@ -56,6 +66,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
     from zerfoo_cloud.audit import AuditLogger
     from zerfoo_cloud.http.admin._sessions import SessionSigner
+    from zerfoo_cloud.price_book import PriceBook
     from zerfoo_cloud.sso import SAMLProvider
     from zerfoo_cloud.tenants import TenantManager
 
@@ -78,6 +89,8 @@ _ERROR_STATUS: dict[type[CloudError], tuple[int, str]] = {
     TenantNotFoundError: (404, "tenant_not_found"),
     KeyNotFoundError: (404, "key_not_found"),
     TenantExistsError: (409, "tenant_exists"),
+    PriceTableChangedError: (412, "price_table_changed"),
+    PricesReadOnlyError: (409, "prices_read_only"),
     StoreError: (503, "store_unavailable"),
 }
 
@@ -151,6 +164,15 @@ class AdminAPI:
     - ``GET /admin/tenants/{id}/invoices/{YYYY-MM}?format=json|csv``: the
       tenant's invoice for one UTC calendar month
       (`zerfoo_cloud.invoices.build_invoice`, with the meter's price table);
+    - ``GET|PUT /admin/tenants/{id}/budgets`` and ``GET|PUT
+      /admin/tenants/{id}/keys/{key_id}/budgets``: spend budgets
+      (``{"budgets": [...]}``, amounts as decimal text), and ``GET
+      /admin/tenants/{id}/spend``: each budget's current period (spent,
+      held, remaining; `BudgetOperations`);
+    - ``GET /admin/prices`` (the price table, its version as ``ETag``),
+      ``PUT /admin/prices`` (a whole table, ``If-Match`` the version it is
+      based on: 412 if it changed since, 409 if prices come from a file)
+      and ``POST /admin/prices`` (one price for one model), on *prices*;
     - ``GET /sso/saml/{tenant}/login``, ``POST /sso/saml/{tenant}/acs`` and
       ``GET /sso/saml/{tenant}/metadata``.
 
@@ -180,6 +202,8 @@ class AdminAPI:
             ``/sso/saml/<tenant>/acs``).
         clock: the time source, Unix seconds (default times of queries).
         max_body: the largest request body, in bytes (413 past it).
+        prices: the service's price table (a `zerfoo_cloud.price_book.PriceBook`);
+            without it the price routes answer 404.
 
     Raises:
         InvalidConfigError: an admin key hash that is not a SHA-256 hex
@@ -201,6 +225,7 @@ class AdminAPI:
         sso: Mapping[str, SAMLProvider] | None = None,
         clock: Clock = time.time,
         max_body: int = DEFAULT_MAX_BODY,
+        prices: PriceBook | None = None,
     ) -> None:
         hashes = _admin_hashes(admin_key_hashes)
         if (
@@ -232,6 +257,9 @@ class AdminAPI:
         crud = TenantOperations(tenants)
         keys = KeyOperations(tenants)
         reports = ReportOperations(tenants, meter, audit, clock)
+        self.prices = prices
+        price_ops = PriceOperations(prices)
+        budgets = BudgetOperations(tenants)
         self._ops: dict[str, _Operation] = {
             "list": crud.list,
             "create": crud.create,
@@ -247,6 +275,14 @@ class AdminAPI:
             "usage": reports.usage,
             "audit": reports.audit_log,
             "invoice": reports.invoice,
+            "budgets": budgets.show,
+            "set_budgets": budgets.replace,
+            "key_budgets": budgets.show,
+            "set_key_budgets": budgets.replace,
+            "spend": budgets.spend,
+            "prices": price_ops.show,
+            "set_prices": price_ops.replace,
+            "add_price": price_ops.add,
         }
         self._router = Router(
             [*self._admin_routes(), *self._sso_routes()],
@@ -307,15 +343,24 @@ class AdminAPI:
 
             return respond
 
+        def serve_service(path: str) -> Callable[[Request], Awaitable[Response]]:
+            async def respond(request: Request) -> Response:
+                return await self._admin(request, path, None)
+
+            return respond
+
         paths = {
             "": ["/admin/tenants"],
             # /admin/tenants/{tenant}/ is the tenant too.
             "/": ["/admin/tenants/{tenant}", "/admin/tenants/{tenant}/"],
         }
         return [
-            Route(path, _Endpoint(serve(suffix)))
-            for suffix in ROUTES
-            for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
+            *(
+                Route(path, _Endpoint(serve(suffix)))
+                for suffix in ROUTES
+                for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
+            ),
+            *(Route(path, _Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
         ]
 
     def _sso_routes(self) -> list[Route]:

@@ -32,7 +32,19 @@ __all__ = ["AuditTrail", "CallRecord", "valid_tenant"]
 _log = logging.getLogger("zerfoo_cloud.http.admin")
 
 _MAX_AUDIT_SEGMENTS = 8
-_ROUTE_WORDS = frozenset({"", "admin", "tenants", "rotate-key", "usage", "audit"})
+_ROUTE_WORDS = frozenset(
+    {
+        "",
+        "admin",
+        "tenants",
+        "rotate-key",
+        "usage",
+        "audit",
+        "prices",
+        "budgets",
+        "spend",
+    }
+)
 _RESOURCE_SUFFIX = {
     "rotate": "/key",
     "usage": "/usage",
@@ -42,7 +54,14 @@ _RESOURCE_SUFFIX = {
     "create_key": "/keys",
     "revoke_key": "/keys",
     "rotate_key": "/keys",
+    "budgets": "/budgets",
+    "set_budgets": "/budgets",
+    "key_budgets": "/keys",
+    "set_key_budgets": "/keys",
+    "spend": "/spend",
 }
+#: The resource of the service-wide operations (not of one tenant).
+_SERVICE_RESOURCE = {"prices": "prices", "set_prices": "prices", "add_price": "prices"}
 _SAFE_PATH = re.compile(r"[A-Za-z0-9/._:@~-]{1,512}")
 # API keys of this library and OpenAI-style services, as the audit module
 # recognises them: never written to an audit entry.
@@ -69,6 +88,8 @@ class CallRecord:
     op: Op
     principal: Principal | None = None
     tenant: str | None = None
+    #: What the call changed, when not a tenant (``prices/v3``).
+    resource: str | None = None
 
 
 class AuditTrail:
@@ -104,7 +125,11 @@ class AuditTrail:
         tenant = valid_tenant(record.tenant or record.op.tenant)
         if tenant is not None and self.secret(tenant):
             tenant = None
-        if tenant is None:
+        if record.resource is not None:
+            resource = record.resource
+        elif record.op.name in _SERVICE_RESOURCE:
+            resource = _SERVICE_RESOURCE[record.op.name]
+        elif tenant is None:
             resource = "tenants"
         else:
             resource = f"tenant/{tenant}" + _RESOURCE_SUFFIX.get(

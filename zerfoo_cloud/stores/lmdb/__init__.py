@@ -9,7 +9,7 @@ store per role::
 
 The folder holds two LMDB environments:
 
-- ``data.mdb`` (durable): tenants, billing, audit, replay cache. Every commit
+- ``data.mdb`` (durable): tenants, billing, audit, replay cache, prices. Every commit
   is on disk when it returns; file mode 0600; a schema-version record is
   checked at open.
 - ``limits/`` (volatile): rate-limit buckets and concurrency slots. Commits
@@ -33,6 +33,7 @@ from zerfoo_cloud.stores.lmdb._audit import LMDBAuditStore
 from zerfoo_cloud.stores.lmdb._billing import LMDBBillingStore
 from zerfoo_cloud.stores.lmdb._commits import WRITER_PROCESS_LINGER
 from zerfoo_cloud.stores.lmdb._limits import LMDBLimiterStore
+from zerfoo_cloud.stores.lmdb._prices import LMDBPriceStore
 from zerfoo_cloud.stores.lmdb._replay import LMDBReplayCache
 from zerfoo_cloud.stores.lmdb._stores import SCHEMA_VERSION, LMDBStores
 from zerfoo_cloud.stores.lmdb._tenants import LMDBTenantStore
@@ -43,6 +44,7 @@ __all__ = [
     "LMDBAuditStore",
     "LMDBBillingStore",
     "LMDBLimiterStore",
+    "LMDBPriceStore",
     "LMDBReplayCache",
     "LMDBStores",
     "LMDBTenantStore",

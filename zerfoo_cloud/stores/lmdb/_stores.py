@@ -23,6 +23,7 @@ from zerfoo_cloud.stores.lmdb._env import (
 )
 from zerfoo_cloud.stores.lmdb._folders import FolderRegistry
 from zerfoo_cloud.stores.lmdb._limits import LMDBLimiterStore
+from zerfoo_cloud.stores.lmdb._prices import LMDBPriceStore
 from zerfoo_cloud.stores.lmdb._replay import LMDBReplayCache
 from zerfoo_cloud.stores.lmdb._tenants import LMDBTenantStore
 
@@ -45,6 +46,7 @@ _DURABLE_DBS = (
     "audit",
     "audit_time",
     "audit_meta",
+    "prices",
 )
 _VOLATILE_DBS = ("buckets", "slots", "meta")
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -93,6 +95,7 @@ class LMDBStores(ClosedOnExit):
         self.replay = LMDBReplayCache(self.durable)
         self.billing = LMDBBillingStore(self.durable)
         self.audit = LMDBAuditStore(self.durable)
+        self.prices = LMDBPriceStore(self.durable)
 
     @property
     def writer_process(self) -> WriterProcess | None:

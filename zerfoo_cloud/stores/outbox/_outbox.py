@@ -6,9 +6,6 @@ drain rounds that hand them to it.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
 import struct
@@ -32,6 +29,7 @@ from zerfoo_cloud.stores.lmdb._env import (
     Environment,
 )
 from zerfoo_cloud.stores.lmdb._folders import FolderRegistry
+from zerfoo_cloud.stores.lmdb._host_lock import HostLock
 from zerfoo_cloud.stores.outbox._codec import item_count
 from zerfoo_cloud.stores.outbox._drainer import (
     FIRST_RETRY,
@@ -217,20 +215,18 @@ class Outbox(ClosedOnExit):
             self._has_work,
             Backoff(first_retry, max_retry),
         )
+        self._host_lock = HostLock(path / "drain.lock")
         self._reset()
         reset_in_child(self)
 
     def _reset(self) -> None:
         self._round_lock = threading.Lock()
-        self._lock_fd: int | None = None
         self._changed = threading.Condition(threading.Lock())
 
     def _forked(self) -> None:  # pragma: no cover - runs in forked children
         # The inherited descriptor shares the parent's lock: close it (which
         # leaves the parent's lock alone) and take a descriptor of our own.
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
+        self._host_lock.forked()
         self._reset()
 
     @classmethod
@@ -522,7 +518,7 @@ class Outbox(ClosedOnExit):
         # One pass over every attached kind, under the process's and the
         # host's drain locks; raises the first failure, having tried each.
         with self._round_lock:
-            if not self._lock_host(wait=wait):
+            if not self._host_lock.acquire(wait=wait):
                 return 0
             try:
                 delivered = 0
@@ -539,21 +535,7 @@ class Outbox(ClosedOnExit):
                     raise failure
                 return delivered
             finally:
-                assert self._lock_fd is not None
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
-    def _lock_host(self, *, wait: bool) -> bool:
-        if self._lock_fd is None:
-            self._lock_fd = os.open(
-                self.path / "drain.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as exc:
-            if exc.errno in {errno.EWOULDBLOCK, errno.EAGAIN}:
-                return False
-            raise
-        return True
+                self._host_lock.release()
 
     def _drain_failed(self, kind: str, exc: BaseException) -> None:
         self._failures[kind] += 1
@@ -620,9 +602,7 @@ class Outbox(ClosedOnExit):
             return
         self._drainer.stop(timeout)
         with self._round_lock:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._host_lock.close()
         self._env.close()
 
     @property

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from zerfoo_cloud.stores.postgres._audit import PostgresAuditStore
 from zerfoo_cloud.stores.postgres._billing import PostgresBillingStore
+from zerfoo_cloud.stores.postgres._prices import PostgresPriceStore
 from zerfoo_cloud.stores.postgres._schema import SCHEMA_VERSION, upgrade_schema
 from zerfoo_cloud.stores.postgres._stores import PostgresStores
 from zerfoo_cloud.stores.postgres._tenants import PostgresTenantStore
@@ -28,6 +29,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "PostgresAuditStore",
     "PostgresBillingStore",
+    "PostgresPriceStore",
     "PostgresStores",
     "PostgresTenantStore",
     "upgrade_schema",

@@ -113,11 +113,28 @@ _V3 = (
     "INSERT INTO tenant_keys (key_hash, tenant_id) SELECT key_hash, id FROM tenants",
 )
 
+_V4 = (
+    # The price table every host prices with: one row (id 1), its version
+    # (one more per change; a change names the version it was based on)
+    # and its stored form (zerfoo_cloud.pricing.encode_table). No row: no
+    # table yet (version 0). IF NOT EXISTS: a table made by hand before the
+    # upgrade is kept, not an error.
+    """
+    CREATE TABLE IF NOT EXISTS prices (
+        id integer PRIMARY KEY CHECK (id = 1),
+        version bigint NOT NULL CHECK (version > 0),
+        body bytea NOT NULL,
+        changed_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+)
+
 #: The migrations, oldest first: ``(version, statements)``.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _V1),
     (2, _V2),
     (3, _V3),
+    (4, _V4),
 )
 
 #: The schema version this library reads and writes.

@@ -16,6 +16,7 @@ from zerfoo_cloud.stores.postgres._connection import (
     connect_once,
     parse_url,
 )
+from zerfoo_cloud.stores.postgres._prices import PostgresPriceStore
 from zerfoo_cloud.stores.postgres._schema import check_schema
 from zerfoo_cloud.stores.postgres._tenants import PostgresTenantStore
 
@@ -27,7 +28,8 @@ __all__ = ["PostgresStores"]
 
 class PostgresStores(ClosedOnExit):
     """
-    The PostgreSQL stores of one database: `tenants`, `billing` and `audit`,
+    The PostgreSQL stores of one database: `tenants`, `billing`, `audit`
+    and `prices`,
     shared by every host that opens it.
 
     Use `open`, not the constructor. Close it with `close` or a ``with``
@@ -42,6 +44,7 @@ class PostgresStores(ClosedOnExit):
         self.tenants = PostgresTenantStore(db)
         self.billing = PostgresBillingStore(db)
         self.audit = PostgresAuditStore(db)
+        self.prices = PostgresPriceStore(db)
 
     @classmethod
     def open(
