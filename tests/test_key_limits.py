@@ -369,7 +369,7 @@ def test_the_largest_stored_limit_is_the_limiters() -> None:
 def limiter_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[LimiterStore]:
-    """Each limiter store: memory, an LMDB folder, the Redis on 127.0.0.1."""
+    """Each limiter store: memory, an LMDB folder, the Redis on 127.0.0.1 (on the caller's clock)."""
     if request.param == "memory":
         yield MemoryLimiterStore()
     elif request.param == "lmdb":
@@ -379,7 +379,8 @@ def limiter_store(
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
-        store = RedisLimiterStore.from_url(url, prefix=prefix)
+        # The tests' clock, not Redis's: no refill between two steps.
+        store = RedisLimiterStore.from_url(url, prefix=prefix, trust_caller_clock=True)
         yield store
         store.close()
 
