@@ -60,7 +60,10 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
         "GET": ("keys", AuditAction.LIST, True, False),
         "POST": ("create_key", AuditAction.CREATE, False, True),
     },
-    "/keys/{key_id}": {"DELETE": ("revoke_key", AuditAction.DELETE, False, False)},
+    "/keys/{key_id}": {
+        "PATCH": ("update_key", AuditAction.UPDATE, False, True),
+        "DELETE": ("revoke_key", AuditAction.DELETE, False, False),
+    },
     "/keys/{key_id}/rotate": {"POST": ("rotate_key", AuditAction.UPDATE, False, True)},
     "/usage": {"GET": ("usage", AuditAction.LIST, True, False)},
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},

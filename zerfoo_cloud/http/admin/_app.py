@@ -150,7 +150,7 @@ class AdminAPI:
       ``api_key``, shown only this once);
     - ``GET|PATCH|DELETE /admin/tenants/{id}``;
     - ``POST /admin/tenants/{id}/rotate-key`` (the new ``api_key``, once);
-    - ``GET|POST /admin/tenants/{id}/keys``, ``DELETE
+    - ``GET|POST /admin/tenants/{id}/keys``, ``PATCH|DELETE
       /admin/tenants/{id}/keys/{key_id}`` and ``POST
       /admin/tenants/{id}/keys/{key_id}/rotate``: the tenant's API keys
       (a new key shown once; `KeyOperations`);
@@ -282,6 +282,7 @@ class AdminAPI:
             "rotate": crud.rotate,
             "keys": keys.list,
             "create_key": keys.create,
+            "update_key": keys.update,
             "revoke_key": keys.revoke,
             "rotate_key": keys.rotate,
             "usage": reports.usage,
