@@ -8,7 +8,8 @@ strategies on its memory storage, measured in the same run.
 
 Then whole requests (`Tenant.begin_request` + `Tenant.end_request`: one
 admit and one settle, a slot and two buckets) on the memory, LMDB and Redis
-stores side by side, and decisions on Redis against `limits`' Redis storage
+stores side by side (and, on memory and LMDB, with a key that has limits of
+its own: two slots and four buckets), and decisions on Redis against `limits`' Redis storage
 (both over one connection to the Redis on 127.0.0.1:6379; skipped with a
 line when it is not running).
 
@@ -62,6 +63,27 @@ def _requests_per_second(limits: LimiterStore) -> float:
     manager = TenantManager(limits=limits)
     manager.create(TenantConfig("acme", generate_api_key(), LIMIT, LIMIT, 1000))
     tenant = manager.get("acme")
+
+    def request() -> None:
+        tenant.begin_request(100)
+        tenant.end_request(100, 60)
+
+    return rate(request, batch=200)
+
+
+def _key_requests_per_second(limits: LimiterStore) -> float:
+    # begin_request + end_request with a key that has limits of its own:
+    # two slots and four buckets in one admit, one settle.
+    manager = TenantManager(limits=limits)
+    manager.create(TenantConfig("acme", generate_api_key(), LIMIT, LIMIT, 1000))
+    secret, _ = manager.create_key(
+        "acme",
+        name="bench",
+        rate_limit=LIMIT,
+        token_budget=LIMIT,
+        max_concurrent_requests=1000,
+    )
+    tenant = manager.get_by_api_key(secret)
 
     def request() -> None:
         tenant.begin_request(100)
@@ -211,6 +233,7 @@ def main() -> None:
                 manager.create(TenantConfig(f"t{i}", generate_api_key(), 0, 0))
             lookups_lmdb = rate(lambda: manager.get_by_api_key(key), batch=200)
             requests_lmdb = _requests_per_second(stores.limits)
+            key_requests_lmdb = _key_requests_per_second(stores.limits)
         finally:
             stores.close()
 
@@ -218,6 +241,7 @@ def main() -> None:
     memory_manager.create(TenantConfig("acme", key, 0, 0))
     lookups_memory = rate(lambda: memory_manager.get_by_api_key(key))
     requests_memory = _requests_per_second(MemoryLimiterStore())
+    key_requests_memory = _key_requests_per_second(MemoryLimiterStore())
 
     print("   limiter decisions, single thread (baseline: limits' fastest of")
     print("   moving-window and sliding-window on memory storage)")
@@ -234,6 +258,10 @@ def main() -> None:
     print(row("LMDB store", requests_lmdb, requests_memory))
     for line in _redis_rows(requests_memory):
         print(line)
+    print("   whole requests with a key's own limits (two slots, four buckets),")
+    print("   single thread (baseline: the memory store without them)")
+    print(row("memory store, key limits", key_requests_memory, requests_memory))
+    print(row("LMDB store, key limits", key_requests_lmdb, requests_memory))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ PRICES = {
 #: initech's monthly spend budget: one US cent.
 BUDGET = SpendBudget("month", 10_000, "USD", "Europe/Paris")
 METRICS_TOKEN = "demo-metrics-token-" + os.urandom(8).hex()
+SESSION_SECRET = "demo-session-secret-" + os.urandom(16).hex()
 
 
 def zc(db: Path, *args: str) -> str:
@@ -281,6 +282,7 @@ def main() -> None:
             os.environ,
             ZERFOO_CLOUD_ADMIN_KEY=ADMIN_KEY,
             ZERFOO_CLOUD_METRICS_TOKEN=METRICS_TOKEN,
+            ZERFOO_CLOUD_SESSION_SECRET=SESSION_SECRET,
         )
         server = subprocess.Popen(
             [
@@ -293,6 +295,8 @@ def main() -> None:
                 str(port),
                 "--log-level",
                 "warning",
+                "--public-url",
+                url,
                 "--prices",
                 str(price_file),
             ],
@@ -303,6 +307,7 @@ def main() -> None:
             wait_ready(url, server)
             requests(url, acme, globex)
             budgeted(url, initech)
+            console(url)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
@@ -316,6 +321,29 @@ def main() -> None:
         print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def console(url: str) -> None:
+    """
+    Sign in to the web console as an operator, as a browser would, and say
+    how to do it by hand.
+    """
+    step(f"the web console: {url}/console/login")
+    with httpx.Client(base_url=url, timeout=10) as http:
+        page = http.get("/console/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed_in = http.post(
+            "/console/login",
+            data={"csrf": csrf, "admin_key": ADMIN_KEY},
+            follow_redirects=True,
+        )
+        tenants = signed_in.text.count('data-testid="tenant-row"')
+    print(
+        f"signed in as an operator ({signed_in.status_code}): {tenants} tenants listed\n"
+        f"to look around, open {url}/console/login while a server runs and paste\n"
+        f"the admin key ({ADMIN_KEY}) into the Operators form; tenant admins\n"
+        "sign in there through their SAML or OpenID Connect provider (docs/console.md)"
+    )
 
 
 if __name__ == "__main__":

@@ -122,3 +122,27 @@ def admit_on_command(
         store.close()
         if stores is not None:
             stores.close()
+
+
+def race_key_slots(
+    path: str,
+    key_slot: str,
+    attempts: int,
+    events: tuple[multiprocessing.synchronize.Event, multiprocessing.synchronize.Event],
+    results: multiprocessing.Queue[int],
+) -> None:
+    """
+    Try *attempts* admissions of a tenant's slot (limit 30) and the slot
+    *key_slot* (limit 20) together, through the primitive of an LMDB
+    folder opened with its writer process; report how many passed, then
+    keep the slots until the second of *events* is set.
+    """
+    start, done = events
+    stores = LMDBStores.open(Path(path), writer_process=True)
+    store = stores.limits
+    start.wait(30)
+    slots = [("acme\x00con", 30), (key_slot, 20)]
+    allowed = sum(store.admit(slots, [], 1.0)[1] for _ in range(attempts))
+    results.put(allowed)
+    done.wait(60)
+    stores.close()

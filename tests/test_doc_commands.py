@@ -76,6 +76,12 @@ NOT_RUN: dict[str, str] = {
         "needs the PostgreSQL server of the example (db.internal); "
         "tests/stores/test_postgres.py runs the command against a local one"
     ),
+    "zerfoo-cloud serve --upstream http://127.0.0.1:8000/v1 --oidc "
+    "/etc/zerfoo-cloud/oidc.toml --public-url https://api.example.com": (
+        "needs the operator's --oidc file and client secrets; its options are "
+        "checked, and tests/test_serve.py serves an --oidc file against a "
+        "test provider"
+    ),
     "zerfoo-cloud serve --workers 4 ...": (
         "'...' stands for the app and options of the serve command in "
         "deployment.md; its options are checked"
@@ -514,15 +520,30 @@ def test_revocation_delay_is_stated_one_way(page: Path) -> None:
 #: Pages that name a variable the code does not read.
 UNKNOWN_VARIABLES: dict[str, str] = {}
 
+#: Variables the tests read (the docs tell how to run them), each with the
+#: file that reads it.
+TEST_VARIABLES = {
+    "ZERFOO_CLOUD_CHROMIUM": "tests/browser/conftest.py",
+    "ZERFOO_CLOUD_SCREENSHOTS": "tests/browser/conftest.py",
+}
+
 
 @pytest.mark.parametrize("page", _page_params(UNKNOWN_VARIABLES))
 def test_environment_variables_exist(page: Path) -> None:
-    """Every ``ZERFOO_...`` variable a page names is read by the package or an example."""
+    """
+    Every ``ZERFOO_...`` variable a page names is read by the package or an
+    example (or, for running the tests, by the test that `TEST_VARIABLES` names).
+    """
     code = "".join(
         path.read_text()
         for folder in ("zerfoo_cloud", "examples")
         for path in (ROOT / folder).rglob("*.py")
     )
     read = set(re.findall(r"ZERFOO_[A-Z0-9_]*[A-Z0-9]", code))
+    read |= {
+        name
+        for name, reader in TEST_VARIABLES.items()
+        if f'"{name}"' in (ROOT / reader).read_text()
+    }
     named = set(re.findall(r"ZERFOO_[A-Z0-9_]*[A-Z0-9]", page.read_text()))
     assert named <= read, named - read

@@ -57,7 +57,9 @@ def test_demo_shows_every_outcome() -> None:
         "/metrics: 5 successful requests counted",
         "request 5: 429 insufficient_quota: You exceeded your current quota",
         "total: 0.0076 USD of a 0.01 USD budget",
-        "audit log intact: 14 entries",
+        # The console's operator sign-in is the last entry.
+        "signed in as an operator (200): 3 tenants listed",
+        "audit log intact: 15 entries",
     ):
         assert expected in out
     report = out.split("== zerfoo-cloud usage report")[1]

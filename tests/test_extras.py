@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The modules each extra brings, as ``import`` names.
 EXTRA_MODULES = {
     "saml": ("lxml", "xmlsec"),
+    "oidc": ("joserfc",),
     "gpu": ("pynvml",),
     "proxy": ("aiohttp",),
     "metrics": ("prometheus_client",),
@@ -78,6 +79,7 @@ def test_core_dependencies_are_exactly_the_four() -> None:
     extras = project["optional-dependencies"]
     assert {
         "saml",
+        "oidc",
         "gpu",
         "proxy",
         "metrics",
@@ -146,6 +148,7 @@ FEATURES = [
     ("saml", "import zerfoo_cloud; zerfoo_cloud.parse_saml_metadata(b'')"),
     ("saml", "from zerfoo_cloud.sso import SAMLProvider"),
     ("saml", "import zerfoo_cloud.sso.provider"),
+    ("oidc", "from zerfoo_cloud.sso.oidc import OIDCProvider"),
     ("gpu", "from zerfoo_cloud import ResourceManager; ResourceManager.from_gpu()"),
     ("proxy", "from zerfoo_cloud.http.proxy import UpstreamProxy"),
     ("metrics", "from zerfoo_cloud.metrics import Metrics"),
@@ -287,3 +290,16 @@ def test_the_command_runs_without_the_server_extra(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"acme"' in result.stdout
+
+
+def test_the_admin_api_and_roles_need_no_oidc_extra() -> None:
+    """Without joserfc the admin API (with SAML and sessions) and role maps still import."""
+    result = _run(
+        "import sys\n"
+        + _blocking("oidc")
+        + "from zerfoo_cloud.http.admin import AdminAPI\n"
+        "from zerfoo_cloud.sso import Role, RoleMap\n"
+        "print(RoleMap({'a': 'admin'}).role_for(['a']) is Role.ADMIN)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

@@ -41,6 +41,11 @@ DEFERRED = {
     ("zerfoo_cloud.serve", "zerfoo_cloud._upstream_metrics"),
     # saml (lxml, xmlsec): ``serve`` reads IdP metadata only with --saml.
     ("zerfoo_cloud.serve", "zerfoo_cloud.sso"),
+    # oidc (joserfc, httpx): ``serve`` reads OpenID providers only with --oidc,
+    # and the command checks the --oidc file only when one is given.
+    ("zerfoo_cloud.serve", "zerfoo_cloud.sso.oidc"),
+    ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud.sso"),
+    ("zerfoo_cloud.cli._serve_command", "zerfoo_cloud.sso.oidc"),
     # metrics (prometheus-client): loaded only when metrics are asked for.
     ("zerfoo_cloud.serve", "zerfoo_cloud.metrics"),
     ("zerfoo_cloud.http._server", "zerfoo_cloud.metrics"),
@@ -48,6 +53,7 @@ DEFERRED = {
     # web (starlette): every server mounts the admin API, but the other
     # commands (``tenant``, ``usage``, ``audit``) import ``serve`` without it.
     ("zerfoo_cloud.serve", "zerfoo_cloud.http.admin"),
+    ("zerfoo_cloud.serve", "zerfoo_cloud.http.console"),
     # postgres (psycopg): ``db upgrade`` alone talks to PostgreSQL (the
     # second pair is the ``stores`` package that import runs).
     ("zerfoo_cloud.cli._db_commands", "zerfoo_cloud.stores.postgres"),

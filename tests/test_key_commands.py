@@ -125,6 +125,18 @@ def test_rotation_without_grace_and_the_tenant_command(db: Path) -> None:
         (("rotate", "acme", "k-0000000000000000", "--grace", "1y"), "--grace"),
         (("rotate", "acme", "k-0000000000000000", "--grace", "31d"), "grace"),
         (("revoke", "acme", "k-0000000000000000"), "has no key"),
+        (("create", "acme", "--name", "x", "--rate-limit", "61"), "rate_limit"),
+        (("create", "acme", "--name", "x", "--token-budget", "-1"), "--token-budget"),
+        (("update", "acme", "k-0000000000000000", "--name", "y"), "has no key"),
+        (("update", "acme", "k-0000000000000000"), "nothing to change"),
+        (
+            ("update", "acme", "k-0000000000000000", "--model", "m1", "--all-models"),
+            "either",
+        ),
+        (
+            ("update", "acme", "k-0000000000000000", "--expires", "1d", "--no-expiry"),
+            "either",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(
@@ -142,3 +154,42 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert "Traceback" not in out
     _, after = run(db, "key", "list", "acme", "--json")
     assert after == before
+
+
+def test_keys_with_their_own_limits(db: Path) -> None:
+    """key create takes limits within the tenant's, key update changes them (audited), list shows them, rotate keeps them."""
+    code, out = run(
+        db, "key", "create", "acme", "--name", "ci", "--rate-limit", "60",
+        "--max-concurrent", "2", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    made = json.loads(out)
+    assert (made["rate_limit"], made["token_budget"]) == (60, 0)
+    assert made["max_concurrent_requests"] == 2
+    code, out = run(db, "key", "list", "acme")
+    assert code == 0, out
+    assert "60 req/min, 2 at once" in out
+    assert "tenant's" in out  # the first key has no limits of its own
+    code, out = run(
+        db, "key", "update", "acme", made["id"], "--token-budget", "100000",
+        "--rate-limit", "0", "--name", "deploy", "--expires", "1d", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    updated = json.loads(out)
+    assert (updated["name"], updated["rate_limit"]) == ("deploy", 0)
+    assert updated["token_budget"] == 100_000
+    assert updated["state"] == "expiring"
+    code, out = run(db, "key", "update", "acme", made["id"], "--no-expiry")
+    assert code == 0, out
+    assert "never" in out
+    code, out = run(db, "key", "update", "acme", made["id"], "--token-budget", "100001")
+    assert code != 0
+    assert "token_budget" in out
+    code, out = run(db, "key", "rotate", "acme", made["id"], "--json")
+    assert code == 0, out
+    assert json.loads(out)["token_budget"] == 100_000
+    assert (
+        "update",
+        f"key {made['id']} updated: expires_at, name, rate_limit, token_budget",
+    ) in _actions(db)
+    assert ("update", f"key {made['id']} updated: expires_at") in _actions(db)

@@ -40,6 +40,7 @@ from zerfoo_cloud.stores.memory import (
     MemoryLimiterStore,
     MemoryTenantStore,
 )
+from zerfoo_cloud.stores.open import open_stores
 from zerfoo_cloud.tenant_records import TenantRecord, hash_api_key
 from zerfoo_cloud.tenants.key_checks import MAX_GRACE, MAX_KEY_LIFETIME
 
@@ -485,6 +486,9 @@ def test_key_records_round_trip() -> None:
         expires_at=2.5,
         revoked_at=3.5,
         model_scope=("m1", "m2"),
+        rate_limit=60,
+        token_budget=2**53,
+        max_concurrent_requests=1,
     )
     assert key_from_dict(json.loads(json.dumps(key.to_dict()))) == key
 
@@ -495,9 +499,15 @@ def test_key_records_round_trip() -> None:
 class _Child:
     """A process looking keys up in the same LMDB store."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, counters: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests._key_child", str(path)],
+            [
+                sys.executable,
+                "-m",
+                "tests._key_child",
+                str(path),
+                *([counters] if counters else []),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -509,10 +519,10 @@ class _Child:
         assert self.proc.stdout is not None
         return self.proc.stdout.readline().strip()
 
-    def ask(self, key: str) -> str:
-        """The child's answer for *key*: ``ok KEY_ID`` or ``refused``."""
+    def ask(self, key: str, command: str = "") -> str:
+        """The child's answer for *key*: ``ok KEY_ID`` or ``refused`` (see tests._key_child for *command*)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(key + "\n")
+        self.proc.stdin.write(f"{command} {key}".strip() + "\n")
         self.proc.stdin.flush()
         return self.ask_line()
 
@@ -553,6 +563,91 @@ def test_rotation_grace_and_revocation_in_another_process(tmp_path: Path) -> Non
             child.close()
 
 
+@pytest.mark.redis
+def test_rotation_grace_and_revocation_in_another_process_with_redis_counters(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Counters and revocations in Redis, keys cached a second in the other process: the grace ends there on time, and a revocation's message refuses the key well within the cache time."""
+    path = tmp_path / "db"
+    counters = f"{redis_url}?prefix={redis_prefix}"
+    with open_stores(str(path), counters) as stores:
+        m = TenantManager(
+            stores.tenants, limits=stores.limits, revocations=stores.revocations
+        )
+        m.create(TenantConfig("acme", ORIGINAL, rate_limit=0, token_budget=0))
+        old_secret, old = m.create_key("acme", name="ci")
+        child = _Child(path, counters)
+        try:
+            assert child.ask(old_secret) == f"ok {old.id}"  # cached there
+            new_secret, new, retired = m.rotate_api_key("acme", old.id, grace=1.0)
+            assert retired.expires_at is not None
+            assert child.ask(new_secret) == f"ok {new.id}"
+            assert child.ask(old_secret) == f"ok {old.id}"
+            while time.time() < retired.expires_at + 0.05:
+                time.sleep(0.05)
+            assert child.ask(old_secret) == "refused"
+            assert child.ask(new_secret) == f"ok {new.id}"
+            assert child.ask(new_secret) == f"ok {new.id}"  # cached for 1 s
+            m.revoke_key("acme", new.id)
+            deadline = time.monotonic() + 0.5
+            while child.ask(new_secret) != "refused":
+                assert time.monotonic() < deadline, "the revocation never arrived"
+                time.sleep(0.01)
+            assert child.ask(ORIGINAL).startswith("ok ")
+        finally:
+            child.close()
+            stores.limits.clear("acme\x00")
+        m.close()
+
+
+@pytest.mark.parametrize(
+    "counters", [None, pytest.param("redis", marks=pytest.mark.redis)]
+)
+def test_key_limits_hold_across_processes(
+    tmp_path: Path, counters: str | None, request: pytest.FixtureRequest
+) -> None:
+    """A key's own slot and request quota are shared with another process (LMDB folder, or Redis counters): each side sees what the other took."""
+    path = tmp_path / "db"
+    if counters is not None:
+        url = request.getfixturevalue("redis_url")
+        counters = f"{url}?prefix={request.getfixturevalue('redis_prefix')}"
+    with open_stores(str(path), counters) as stores:
+        m = TenantManager(stores.tenants, limits=stores.limits, cache_ttl=0)
+        m.create(
+            TenantConfig(
+                "acme",
+                ORIGINAL,
+                rate_limit=0,
+                token_budget=0,
+                max_concurrent_requests=2,
+            )
+        )
+        secret, _ = m.create_key(
+            "acme", name="ci", rate_limit=3, max_concurrent_requests=1
+        )
+        child = _Child(path, counters)
+        try:
+            tenant = m.get_by_api_key(secret)
+            assert tenant.begin_request(0).allowed  # the key's one slot
+            assert child.ask(secret, "admit") == "refused by key"
+            assert child.ask(ORIGINAL, "admit") == "allowed"  # the tenant's 2nd
+            tenant.end_request(0, 0)
+            first = m.get_by_api_key(ORIGINAL)
+            assert first.begin_request(0).allowed  # the tenant's 2 are taken
+            assert child.ask(secret, "admit") == "refused by tenant"
+            assert child.ask(ORIGINAL, "end") == "ended"
+            first.end_request(0, 0)
+            assert child.ask(secret, "admit") == "allowed"  # 2nd of 3 requests
+            assert child.ask(secret, "end") == "ended"
+            assert tenant.begin_request(0).allowed  # the 3rd
+            tenant.end_request(0, 0)
+            assert child.ask(secret, "admit") == "refused by key"  # a 4th
+            assert tenant.in_flight() == 0
+        finally:
+            child.close()
+            stores.limits.clear("acme\x00")
+
+
 _times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
 _keys = st.builds(
     KeyRecord,
@@ -564,6 +659,9 @@ _keys = st.builds(
     expires_at=st.none() | _times,
     revoked_at=st.none() | _times,
     model_scope=st.lists(st.text(min_size=1, max_size=20), max_size=3).map(tuple),
+    rate_limit=st.integers(0, 2**53),
+    token_budget=st.integers(0, 2**53),
+    max_concurrent_requests=st.integers(0, 2**53),
 )
 
 
@@ -587,7 +685,7 @@ def test_tenant_records_with_keys_round_trip(extra: list[KeyRecord]) -> None:
 
 
 def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
-    """A key revoked, or rotated without grace, by one manager is refused by another at once, its cache notwithstanding."""
+    """A key updated, revoked, or rotated without grace, by one manager is seen so by another at once, its cache notwithstanding."""
     store, limits, revocations = (
         MemoryTenantStore(),
         MemoryLimiterStore(),
@@ -602,6 +700,8 @@ def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
     admin.create(TenantConfig("acme", ORIGINAL, rate_limit=0, token_budget=0))
     secret, key = admin.create_key("acme", name="ci")
     assert serving.get_by_api_key(secret).key_id == key.id  # cached now
+    admin.update_key("acme", key.id, name="ci-2")
+    assert serving.get_by_api_key(secret).key == admin.list_keys("acme")[-1]
     admin.revoke_key("acme", key.id)
     with pytest.raises(TenantNotFoundError):
         serving.get_by_api_key(secret)
@@ -611,4 +711,5 @@ def test_key_changes_are_announced_to_every_host(clock: FakeClock) -> None:
     with pytest.raises(TenantNotFoundError):
         serving.get_by_api_key(ORIGINAL)
     assert serving.get_by_api_key(new_secret).key_id == new.id
-    assert heard.count("acme") == 4  # create, create_key, revoke_key, rotate_api_key
+    # create, create_key, update_key, revoke_key, rotate_api_key
+    assert heard.count("acme") == 5

@@ -375,3 +375,105 @@ def test_serve_refuses_a_bad_price_file(tmp_path: Path) -> None:
         assert says in done.stderr
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_built_service_has_oidc_login(tmp_path: Path) -> None:
+    """build_app reads the --oidc file: each tenant's and the operators' login redirect to the provider."""
+    import asyncio
+
+    from tests._oidc_provider import OIDCTestProvider
+    from zerfoo_cloud.serve import build_app
+
+    db = tmp_path / "db"
+    cli(db, "tenant", "create", "acme")
+    with OIDCTestProvider() as idp:
+        providers = [
+            {
+                "tenant": "acme",
+                "issuer": idp.issuer,
+                "client_id": idp.client_id,
+                "client_secret_env": "ACME_OIDC_SECRET",
+                "roles": {"zc-admins": "admin"},
+            },
+            {
+                "operators": True,
+                "issuer": idp.issuer,
+                "client_id": idp.client_id,
+                "client_secret_env": "ACME_OIDC_SECRET",
+                "roles": {"zc-ops": "operator"},
+            },
+        ]
+        oidc = tmp_path / "oidc.json"
+        oidc.write_text(json.dumps({"providers": providers}))
+        config = ServeConfig(
+            db=str(db),
+            upstream="http://127.0.0.1:9",
+            oidc=str(oidc),
+            public_url="https://api.example.com",
+            metrics=False,
+        )
+        assert (
+            ServeConfig.from_env({"ZERFOO_CLOUD_SERVE_CONFIG": config.to_env()})
+            == config
+        )
+        env = {
+            "ZERFOO_CLOUD_SESSION_SECRET": "s" * 32,
+            "ACME_OIDC_SECRET": idp.client_secret or "",
+        }
+        with pytest.raises(InvalidConfigError, match="SESSION_SECRET"):
+            build_app(config, {"ACME_OIDC_SECRET": "x"})
+        with pytest.raises(InvalidConfigError, match="ACME_OIDC_SECRET"):
+            build_app(config, {"ZERFOO_CLOUD_SESSION_SECRET": "s" * 32})
+        app = build_app(config, env)
+
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://api.example.com"
+        )
+        for name in ("acme", "_operators"):
+            login = asyncio.run(client.get(f"/sso/oidc/{name}/login"))
+            assert login.status_code == 302, login.text
+            location = login.headers["location"]
+            assert location.startswith(f"{idp.issuer}/authorize?")
+            assert (
+                "redirect_uri=https%3A%2F%2Fapi.example.com%2Fsso%2Foidc%2F" in location
+            )
+        asyncio.run(app.close())
+    with pytest.raises(InvalidConfigError, match="public-url"):
+        ServeConfig(db="x", app="a:b", oidc=str(oidc))
+
+
+def test_serve_refuses_a_bad_oidc_file(tmp_path: Path) -> None:
+    """serve --oidc checks the file first: one line, no traceback, no secret shown."""
+    db = tmp_path / "db"
+    cli(db, "tenant", "create", "acme")
+    bad = tmp_path / "oidc.toml"
+    bad.write_text(
+        "[[providers]]\n"
+        'tenant = "acme"\n'
+        'issuer = "https://idp.example.com"\n'
+        'client_id = "zc"\n'
+        'algorithms = ["HS256"]\n'
+        'client_secret_env = "ACME_OIDC_SECRET"\n'
+        '[providers.roles]\n"zc" = "admin"\n'
+    )
+    serve = ["serve", "--upstream", "http://127.0.0.1:9", "--oidc", str(bad)]
+    done = cli(db, *serve)
+    assert done.returncode != 0
+    assert "--oidc needs --public-url" in done.stderr
+    serve += ["--public-url", "https://api.example.com"]
+    done = cli(db, *serve)
+    assert done.returncode != 0
+    assert "client_secret_env: 'ACME_OIDC_SECRET' is not set" in done.stderr
+    secret = tmp_path / "secret"
+    secret.write_text("a-client-secret")
+    bad.write_text(
+        bad.read_text().replace(
+            'client_secret_env = "ACME_OIDC_SECRET"',
+            f'client_secret_file = "{secret}"',
+        )
+    )
+    done = cli(db, *serve)
+    assert done.returncode != 0
+    assert "algorithms: must be some of" in done.stderr
+    assert "a-client-secret" not in done.stderr
+    assert "Traceback" not in done.stderr

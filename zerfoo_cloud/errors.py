@@ -41,6 +41,8 @@ handles it sensibly::
     ├── SessionError                         a session token is malformed, forged or expired
     ├── UpstreamError                        a proxied upstream failed mid-response
     ├── WebhookVerificationError (ValueError)  a webhook's signature or time was refused
+    ├── OIDCError                            an OpenID Connect login failed
+    │   (*code* says which check or call, e.g. ``oidc_issuer``)
     └── SAMLError                            a SAML document or assertion was rejected
         │   (defined in `zerfoo_cloud.sso.errors`, one per check)
         ├── SAMLParseError                   not XML or base64, too large or deep
@@ -99,6 +101,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "ModelTooLargeError",
+    "OIDCError",
     "PriceTableChangedError",
     "PricesReadOnlyError",
     "RateLimitedError",
@@ -483,6 +486,27 @@ class WebhookVerificationError(CloudError, ValueError):
         self.reason = reason
 
 
+class OIDCError(CloudError):
+    """
+    An OpenID Connect login failed: the provider could not be reached or
+    answered badly, or its ID token failed a check.
+
+    *code* names what failed (``oidc_discovery``, ``oidc_network``,
+    ``oidc_timeout``, ``oidc_too_large``, ``oidc_token_endpoint``,
+    ``oidc_signature``, ``oidc_algorithm``, ``oidc_unknown_key``,
+    ``oidc_issuer``, ``oidc_audience``, ``oidc_expired``,
+    ``oidc_not_yet_valid``, ``oidc_nonce``, ``oidc_at_hash``,
+    ``oidc_claims``, ``oidc_provider_error``). The message never holds a
+    token, a code or a secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class SAMLError(CloudError):
     """
     A SAML document was rejected. Subclasses in `zerfoo_cloud.sso` say why.
@@ -590,6 +614,11 @@ class InvalidRequestError(RequestRejectedError, ValueError):
         super().__init__(message)
 
 
+def _owner(key_id: str | None) -> str:
+    # Whose limit refused, as a 429 message says it.
+    return "the tenant's limit" if key_id is None else f"the limit of API key {key_id}"
+
+
 class RequestOverBudgetError(RequestRejectedError):
     """
     The request's token reservation exceeds the tenant's whole per-minute
@@ -603,16 +632,25 @@ class RequestOverBudgetError(RequestRejectedError):
     error_type = "tokens"
     error_code = "rate_limit_exceeded"
 
-    def __init__(self, tenant_id: str, model: str, limit: int, requested: int) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        model: str,
+        limit: int,
+        requested: int,
+        *,
+        key_id: str | None = None,
+    ) -> None:
         self.tenant_id = tenant_id
         self.model = model
         self.limit = limit
         self.requested = requested
+        self.key_id = key_id
         target = f"{model} " if model else ""
         super().__init__(
-            f"Request too large for {target}on tokens per min: Limit {limit}, "
-            f"Requested {requested}. The input or output tokens must be reduced "
-            "in order to run successfully."
+            f"Request too large for {target}on tokens per min ({_owner(key_id)}): "
+            f"Limit {limit}, Requested {requested}. The input or output tokens "
+            "must be reduced in order to run successfully."
         )
 
 
@@ -667,6 +705,8 @@ class RateLimitedError(RequestRejectedError):
         retry_after: seconds until the same request would pass.
         requests: the request-quota decision, when known.
         tokens: the token-budget decision, when known.
+        key_id: the API key whose own limit refused (`KeyRecord`), or
+            ``None`` when the tenant's refused; the message says which.
 
     .. versionadded:: 0.1.0
     """
@@ -686,22 +726,26 @@ class RateLimitedError(RequestRejectedError):
         tokens: Decision | None = None,
         requested: int = 1,
         capacity: int = 0,
+        key_id: str | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.limit = self.error_type = limit
         self.retry_after = retry_after
         self.requests = requests
         self.tokens = tokens
+        self.key_id = key_id
+        owner = _owner(key_id)
         if limit == "concurrency":
             msg = (
-                f"Too many requests in flight: the limit is {capacity} at once. "
-                "Retry when one has finished."
+                f"Too many requests in flight ({owner}): the limit is {capacity} "
+                "at once. Retry when one has finished."
             )
         else:
             unit = "requests" if limit == "requests" else "tokens"
             msg = (
-                f"Rate limit reached for {unit} per minute: limit {capacity}, "
-                f"requested {requested}. Please try again in {retry_after:.3g}s."
+                f"Rate limit reached for {unit} per minute ({owner}): limit "
+                f"{capacity}, requested {requested}. Please try again in "
+                f"{retry_after:.3g}s."
             )
         super().__init__(msg)
 

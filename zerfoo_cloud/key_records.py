@@ -5,7 +5,9 @@ A tenant has any number of keys. Each `KeyRecord` holds the key's SHA-256
 hash (never the key), a public id, a name, the visible prefix of the key
 (its first characters, enough to recognise it, never enough to use it), its
 creation time, and optionally an expiry, a revocation time and a model
-scope narrower than the tenant's allow list.
+scope narrower than the tenant's allow list, and limits of its own
+(`KEY_LIMITS`: requests and tokens per minute, requests in flight) within
+the tenant's.
 
 A key works at a time *now* when it is neither revoked nor expired
 (`KeyRecord.usable`): a key expires at its ``expires_at`` exactly (a key
@@ -27,6 +29,7 @@ import attrs
 from zerfoo_cloud.budget_records import SpendBudget, budgets_from_list
 
 __all__ = [
+    "KEY_LIMITS",
     "MAX_KEYS_PER_TENANT",
     "MAX_KEY_NAME_LENGTH",
     "MIN_HIDDEN_LENGTH",
@@ -46,6 +49,16 @@ MAX_KEYS_PER_TENANT = 100
 VISIBLE_PREFIX_LENGTH = 4
 #: How many characters of a key `visible_prefix` always leaves hidden.
 MIN_HIDDEN_LENGTH = 16
+
+#: The limits a key may have of its own, as `KeyRecord` and
+#: `zerfoo_cloud.TenantRecord` name them: requests per minute, tokens per
+#: minute and requests in flight (0: none of its own).
+KEY_LIMITS = ("rate_limit", "token_budget", "max_concurrent_requests")
+
+#: The largest limit a stored key may hold: `zerfoo_cloud.limits.MAX_LIMIT`
+#: (integers up to it are exact in a double), written out because key
+#: records import nothing of the package.
+_LARGEST_LIMIT = 1 << 53
 
 _KEY_ID = re.compile(r"k-[0-9a-f]{16}|[0-9a-f]{8}")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -108,8 +121,17 @@ class KeyRecord:
         revoked_at: Unix seconds when it was revoked, or ``None``.
         model_scope: the models the key may use (within the tenant's allow
             list); empty means every model the tenant may use.
+        rate_limit: requests per minute the key may make, within the
+            tenant's; 0: no limit of its own.
+        token_budget: tokens per minute the key may use, within the
+            tenant's; 0: no limit of its own.
+        max_concurrent_requests: requests the key may have in flight,
+            within the tenant's; 0: no limit of its own.
         spend_budgets: the key's own spend budgets (at most one per
             period), on top of the tenant's.
+
+    A request made with the key takes from the key's limits and the
+    tenant's together: the tighter one refuses.
 
     The repr shows no hash.
 
@@ -124,7 +146,16 @@ class KeyRecord:
     expires_at: float | None = None
     revoked_at: float | None = None
     model_scope: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    rate_limit: int = 0
+    token_budget: int = 0
+    max_concurrent_requests: int = 0
     spend_budgets: tuple[SpendBudget, ...] = attrs.field(default=(), converter=_budgets)
+
+    def limits(self) -> dict[str, int]:
+        """
+        The key's own limits by name (`KEY_LIMITS`), 0 for none.
+        """
+        return {name: getattr(self, name) for name in KEY_LIMITS}
 
     def usable(self, now: float) -> bool:
         """
@@ -167,6 +198,7 @@ class KeyRecord:
             "expires_at": _iso(self.expires_at),
             "revoked_at": _iso(self.revoked_at),
             "model_scope": list(self.model_scope),
+            **self.limits(),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +218,7 @@ class KeyRecord:
             data["revoked_at"] = self.revoked_at
         if self.model_scope:
             data["model_scope"] = list(self.model_scope)
+        data.update((name, n) for name, n in self.limits().items() if n)
         if self.spend_budgets:
             data["spend_budgets"] = [b.to_dict() for b in self.spend_budgets]
         return data
@@ -222,6 +255,17 @@ def _time(data: dict[str, Any], name: str) -> float | None:
     return value
 
 
+def _limit(data: dict[str, Any], name: str) -> int:
+    # A key's own limit; absent (a record from before keys had limits): 0.
+    if name not in data:
+        return 0
+    value: int = _field(data, name, int)
+    if not 0 <= value <= _LARGEST_LIMIT:
+        msg = f"key field {name!r} is out of range"
+        raise ValueError(msg)
+    return value
+
+
 def key_from_dict(data: object) -> KeyRecord:
     """
     Decode one key's stored form (`KeyRecord.to_dict`).
@@ -244,6 +288,7 @@ def key_from_dict(data: object) -> KeyRecord:
             model_scope=tuple(
                 _field({"m": m}, "m", str) for m in data.get("model_scope", [])
             ),
+            **{name: _limit(data, name) for name in KEY_LIMITS},
             spend_budgets=budgets_from_list(data.get("spend_budgets", [])),
         )
     except KeyError as exc:

@@ -23,7 +23,7 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import attrs
 
@@ -38,6 +38,7 @@ from zerfoo_cloud.buckets import (
     take_from,
 )
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.slots import SlotKeys, Slots
 
 if TYPE_CHECKING:
     from zerfoo_cloud._clock import Clock
@@ -59,13 +60,16 @@ __all__ = [
 
 #: `AsyncLimiterStore.admit_async` and `settle_async`, bound.
 _AdmitAsync = Callable[
-    [tuple[str, int] | None, Sequence[tuple[str, float, float, int]], float],
+    [Slots, Sequence[tuple[str, float, float, int]], float],
     Awaitable[tuple[bool, bool, list[float]]],
 ]
 _SettleAsync = Callable[
-    [str | None, Sequence[tuple[str, float, float, int]], float],
+    [SlotKeys, Sequence[tuple[str, float, float, int]], float],
     Awaitable[list[float]],
 ]
+#: What `RateLimiter.settle` gives back: ``(key, rate, delta)``, several of
+#: them, or ``None``.
+Settled = tuple[str, "Rate", int] | Sequence[tuple[str, "Rate", int]] | None
 
 #: Limits are kept in doubles: integers up to this are exact.
 MAX_LIMIT = 2**53
@@ -139,6 +143,28 @@ def _decision(allowed: bool, level: float, rate: Rate, cost: int) -> Decision:
     )
 
 
+def _settled(bucket: Settled) -> Sequence[tuple[str, float, float, int]]:
+    # The buckets of `LimiterStore.settle` for `RateLimiter.settle`'s
+    # *bucket*: none, one ``(key, rate, delta)`` or several; zero deltas
+    # dropped.
+    if not bucket:
+        return ()
+    first = bucket[0]
+    if type(first) is str:
+        # One bucket (every request's settlement): no list to build.
+        _, rate, delta = cast("tuple[str, Rate, int]", bucket)
+        return ((first, rate.capacity, rate.per_second, delta),) if delta else ()
+    several = cast(
+        "Sequence[tuple[str, Rate, int]]",
+        (bucket,) if isinstance(bucket[0], str) else bucket,
+    )
+    return [
+        (key, rate.capacity, rate.per_second, delta)
+        for key, rate, delta in several
+        if delta
+    ]
+
+
 def _store_buckets(
     requests: Sequence[tuple[str, Rate, int]],
 ) -> list[tuple[str, float, float, int]]:
@@ -178,13 +204,18 @@ class Admitted(NamedTuple):
     The answer of `RateLimiter.admit_with`.
 
     Attributes:
-        free: a concurrency slot was free (always, without a slot).
-        allowed: everything was taken (slot, every bucket, every extra).
+        free: a concurrency slot of every key was free (always, without a
+            slot).
+        allowed: everything was taken (the slots, every bucket, every
+            extra).
         decisions: one per rate-limited bucket, as `RateLimiter.admit`
             gives them (when refused, each says whether its own bucket had
             enough).
         extra_levels: the level of each extra bucket after the step (before
             it, when refused).
+        counts: with a sequence of slots, how many slots of each key are
+            taken after the step, in order (which says which limit
+            refused); empty with one slot or none.
 
     .. versionadded:: 0.1.0
     """
@@ -193,29 +224,23 @@ class Admitted(NamedTuple):
     allowed: bool
     decisions: tuple[Decision, ...]
     extra_levels: list[float]
+    counts: tuple[int, ...] = ()
 
 
 def _admitted(
-    free: bool,
-    allowed: bool,
-    levels: list[float],
+    answer: tuple[bool, bool, list[float]],
     requests: Sequence[tuple[str, Rate, int]],
+    extras: int,
 ) -> Admitted:
-    count = len(requests)
-    _, decisions = _admission(free, allowed, levels[:count], requests)
-    return Admitted(free, allowed, decisions, levels[count:])
-
-
-def _settle_buckets(
-    bucket: tuple[str, Rate, int] | None,
-    extra: Sequence[tuple[str, float, float, int]],
-) -> list[tuple[str, float, float, int]]:
-    # The buckets of `LimiterStore.settle` for a rate-limited bucket (when
-    # it moves) and raw ones.
-    if bucket is None or not bucket[2]:
-        return list(extra)
-    key, rate, delta = bucket
-    return [(key, rate.capacity, rate.per_second, delta), *extra]
+    # `RateLimiter.admit_with`'s answer for what the store's admit returned:
+    # the levels of the rate-limited buckets, of the *extras* raw ones, then
+    # the slots' counts.
+    free, allowed, levels = answer
+    n = len(requests)
+    m = n + extras
+    _, decisions = _admission(free, allowed, levels[:n], requests)
+    counts = tuple(int(count) for count in levels[m:])
+    return Admitted(free, allowed, decisions, levels[n:m], counts)
 
 
 class RateLimiter:
@@ -263,28 +288,31 @@ class RateLimiter:
         return self.admit(None, requests)[1]
 
     def admit(
-        self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
+        self, slot: Slots, requests: Sequence[tuple[str, Rate, int]]
     ) -> tuple[bool, tuple[Decision, ...]]:
         """
-        Take a concurrency slot and units from several buckets: all, or nothing.
+        Take concurrency slots and units from several buckets: all, or nothing.
 
-        *slot* is ``(key, limit)``, or ``None`` for no concurrency limit;
+        *slot* is ``(key, limit)``, a sequence of them (one slot of each),
+        or ``None`` for no concurrency limit;
         *requests* as for `acquire_many`. One atomic store step
         (`LimiterStore.admit`).
 
         Returns:
             ``(slot_free, decisions)``: *slot_free* is ``False`` when every
-            slot was taken (then nothing was taken, and the decisions report
-            the buckets as `peek` does); otherwise one decision per bucket,
-            as `acquire_many` returns them.
+            slot (of one key) was taken (then nothing was taken, and the
+            decisions report the buckets as `peek` does); otherwise one
+            decision per bucket, as `acquire_many` returns them.
         """
         free, allowed, levels = self._admit(
             slot, _store_buckets(requests), self.clock()
         )
+        if len(levels) > len(requests):  # several slots: their counts follow
+            del levels[len(requests) :]
         return _admission(free, allowed, levels, requests)
 
     async def admit_async(
-        self, slot: tuple[str, int] | None, requests: Sequence[tuple[str, Rate, int]]
+        self, slot: Slots, requests: Sequence[tuple[str, Rate, int]]
     ) -> tuple[bool, tuple[Decision, ...]]:
         """
         `admit`, awaited: on a store with ``admit_async``
@@ -298,27 +326,31 @@ class RateLimiter:
             free, allowed, levels = self._admit(slot, buckets, self.clock())
         else:
             free, allowed, levels = await admit(slot, buckets, self.clock())
+        if len(levels) > len(requests):  # several slots: their counts follow
+            del levels[len(requests) :]
         return _admission(free, allowed, levels, requests)
 
     def admit_with(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         requests: Sequence[tuple[str, Rate, int]],
-        extra: Sequence[tuple[str, float, float, int]],
+        extra: Sequence[tuple[str, float, float, int]] = (),
     ) -> Admitted:
         """
-        `admit` with *extra* buckets taken in the same atomic step: raw
-        ``(key, capacity, per_second, cost)`` buckets, which may never
-        refill (``per_second = 0``: spend budgets).
+        `admit`, with *extra* buckets taken in the same atomic step and the
+        whole answer of the store: raw ``(key, capacity, per_second, cost)``
+        buckets, which may never refill (``per_second = 0``: spend budgets),
+        and, with a sequence of slots (a tenant's and its key's), how many
+        of each are taken (`Admitted.counts`).
         """
         buckets = [*_store_buckets(requests), *extra]
-        return _admitted(*self._admit(slot, buckets, self.clock()), requests)
+        return _admitted(self._admit(slot, buckets, self.clock()), requests, len(extra))
 
     async def admit_with_async(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         requests: Sequence[tuple[str, Rate, int]],
-        extra: Sequence[tuple[str, float, float, int]],
+        extra: Sequence[tuple[str, float, float, int]] = (),
     ) -> Admitted:
         """
         `admit_with`, awaited, as `admit_async`.
@@ -329,99 +361,90 @@ class RateLimiter:
             answer = self._admit(slot, buckets, self.clock())
         else:
             answer = await admit(slot, buckets, self.clock())
-        return _admitted(*answer, requests)
+        return _admitted(answer, requests, len(extra))
+
+    def settle(self, slot_key: SlotKeys, bucket: Settled) -> None:
+        """
+        Finish what `admit` took: give ``(key, rate, delta)`` units back to
+        a bucket (*delta* positive: a refund, never above capacity) or charge
+        them (negative: possibly into debt), or to each of a sequence of
+        them, and give slot *slot_key* (or each of a sequence of slot keys)
+        back.
+
+        One atomic store step (`LimiterStore.settle`). When it fails, the
+        slots are still given back in a step of their own, and the error
+        raised.
+        """
+        self._finish(slot_key, _settled(bucket))
 
     def settle_with(
         self,
-        slot_key: str | None,
-        bucket: tuple[str, Rate, int] | None,
+        slot_key: SlotKeys,
+        bucket: Settled,
         extra: Sequence[tuple[str, float, float, int]],
     ) -> list[float]:
         """
         `settle` with *extra* raw buckets (as `admit_with`) moved in the
-        same atomic step; returns their levels after it. When it fails, the
-        slot is still given back in a step of its own, and the error raised.
+        same atomic step; returns their levels after it.
         """
-        buckets = _settle_buckets(bucket, extra)
+        buckets = [*_settled(bucket), *extra]
+        levels = self._finish(slot_key, buckets)
+        return levels[len(levels) - len(extra) :] if extra else []
+
+    def _finish(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> list[float]:
+        # `settle`'s store step, the slots given back on their own if it
+        # fails; the levels of *buckets* after it.
+        if not buckets:
+            if slot_key is not None:
+                self._settle(slot_key, (), self.clock())
+            return []
         now = self.clock()
         try:
-            levels = self._settle(slot_key, buckets, now)
+            return self._settle(slot_key, buckets, now)
         except BaseException:
-            if slot_key is not None and buckets:
+            # Nothing changed: still try to give the slots back.
+            if slot_key is not None:
                 with contextlib.suppress(Exception):
                     self._settle(slot_key, (), now)
             raise
-        return levels[len(buckets) - len(extra) :]
+
+    async def settle_async(self, slot_key: SlotKeys, bucket: Settled) -> None:
+        """
+        `settle`, awaited, as `admit_async`.
+        """
+        await self._finish_async(slot_key, _settled(bucket))
 
     async def settle_with_async(
         self,
-        slot_key: str | None,
-        bucket: tuple[str, Rate, int] | None,
+        slot_key: SlotKeys,
+        bucket: Settled,
         extra: Sequence[tuple[str, float, float, int]],
     ) -> list[float]:
         """
         `settle_with`, awaited, as `admit_async`.
         """
+        buckets = [*_settled(bucket), *extra]
+        levels = await self._finish_async(slot_key, buckets)
+        return levels[len(levels) - len(extra) :] if extra else []
+
+    async def _finish_async(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> list[float]:
+        # `_finish`, awaited.
         settle = self._settle_async
         if settle is None:
-            return self.settle_with(slot_key, bucket, extra)
-        buckets = _settle_buckets(bucket, extra)
-        now = self.clock()
-        try:
-            levels = await settle(slot_key, buckets, now)
-        except BaseException:
-            if slot_key is not None and buckets:
-                with contextlib.suppress(Exception):
-                    await settle(slot_key, (), now)
-            raise
-        return levels[len(buckets) - len(extra) :]
-
-    def settle(
-        self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
-    ) -> None:
-        """
-        Finish what `admit` took: give ``(key, rate, delta)`` units back to
-        a bucket (*delta* positive: a refund, never above capacity) or charge
-        them (negative: possibly into debt), and give slot *slot_key* back.
-
-        One atomic store step (`LimiterStore.settle`). When it fails, the
-        slot is still given back in a step of its own, and the error raised.
-        """
-        if bucket is None or not bucket[2]:
-            if slot_key is not None:
-                self._settle(slot_key, (), self.clock())
-            return
-        key, rate, delta = bucket
-        now = self.clock()
-        try:
-            self._settle(slot_key, ((key, rate.capacity, rate.per_second, delta),), now)
-        except BaseException:
-            # Nothing changed: still try to give the slot back.
-            if slot_key is not None:
-                with contextlib.suppress(Exception):
-                    self._settle(slot_key, (), now)
-            raise
-
-    async def settle_async(
-        self, slot_key: str | None, bucket: tuple[str, Rate, int] | None
-    ) -> None:
-        """
-        `settle`, awaited, as `admit_async`.
-        """
-        settle = self._settle_async
-        if settle is None:
-            self.settle(slot_key, bucket)
-            return
-        if bucket is None or not bucket[2]:
+            return self._finish(slot_key, buckets)
+        if not buckets:
             if slot_key is not None:
                 await settle(slot_key, (), self.clock())
-            return
-        key, rate, delta = bucket
+            return []
         now = self.clock()
         try:
-            await settle(slot_key, ((key, rate.capacity, rate.per_second, delta),), now)
+            return await settle(slot_key, buckets, now)
         except BaseException:
-            # Nothing changed: still try to give the slot back.
+            # Nothing changed: still try to give the slots back.
             if slot_key is not None:
                 with contextlib.suppress(Exception):
                     await settle(slot_key, (), now)

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN_KEY_ENV",
     "CONFIG_ENV",
+    "CONSOLE_SESSION_IDLE",
+    "CONSOLE_SESSION_TTL",
     "SESSION_SECRET_ENV",
     "UPSTREAM_KEY_ENV",
     "ServeConfig",
@@ -75,6 +77,10 @@ ADMIN_KEY_HASH_ENV = "ZERFOO_CLOUD_ADMIN_KEY_HASH"
 UPSTREAM_KEY_ENV = "ZERFOO_CLOUD_UPSTREAM_KEY"
 #: The secret that signs tenant-admin sessions (at least 32 bytes).
 SESSION_SECRET_ENV = "ZERFOO_CLOUD_SESSION_SECRET"  # noqa: S105 - a variable name
+#: Console and SAML sessions end this many seconds after sign-in (12 hours)...
+CONSOLE_SESSION_TTL = 12 * 3600
+#: ...or after this many seconds without a request (30 minutes).
+CONSOLE_SESSION_IDLE = 30 * 60
 #: The audit chain's HMAC secret, if any.
 AUDIT_SECRET_ENV = "ZERFOO_CLOUD_AUDIT_SECRET"  # noqa: S105 - a variable name
 
@@ -127,8 +133,13 @@ class ServeConfig:
         max_body_bytes: larger request bodies get 413.
         metrics: serve ``/metrics``.
         saml: tenant id to IdP metadata file, for tenant-admin SAML login.
+        oidc: an ``--oidc`` file (JSON or TOML) of OpenID providers, one per
+            tenant and one for the operators
+            (`zerfoo_cloud.sso.oidc.read_oidc_file`).
         public_url: this service's external base URL (the SAML SP entity id
-            and ACS URLs are derived from it).
+            and ACS URLs are derived from it; the console's cookies are
+            ``Secure`` unless it is plain ``http://`` on 127.0.0.1 or
+            localhost).
         max_header_bytes: a longer request head (request line and headers)
             gets 431.
         header_timeout: seconds a client has to send a whole request head
@@ -206,6 +217,7 @@ class ServeConfig:
     webhook_secret_file: str | None = None
     key_expiry_window: float = DEFAULT_EXPIRY_WINDOW
     key_expiry_interval: float = DEFAULT_SCAN_INTERVAL
+    oidc: str | None = None
 
     def __attrs_post_init__(self) -> None:
         served = (self.app, self.upstream, self.upstreams or None)
@@ -214,6 +226,9 @@ class ServeConfig:
             raise InvalidConfigError(msg, field="app")
         if self.saml and not self.public_url:
             msg = "SAML login needs --public-url (the address IdPs post back to)"
+            raise InvalidConfigError(msg, field="public_url")
+        if self.oidc and not self.public_url:
+            msg = "OpenID Connect login needs --public-url (the address providers redirect back to)"
             raise InvalidConfigError(msg, field="public_url")
         if self.max_header_bytes < 1:
             msg = f"max_header_bytes must be at least 1, not {self.max_header_bytes}"
@@ -587,21 +602,30 @@ def _admin_api(
     audit: AuditLogger,
     prices: PriceBook,
 ) -> Any:
-    """The admin API, with SAML login for the tenants of ``--saml``."""
+    """
+    The admin API, with SAML login for the tenants of ``--saml``, OpenID
+    Connect login for the providers of ``--oidc``, and the web console
+    when a session secret is set.
+    """
     # The admin API needs the web extra (Starlette); `serve` checks it first.
     from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 
     sso: dict[str, Any] = {}
+    oidc: list[Any] = []
     sessions = None
+    secret = env.get(SESSION_SECRET_ENV, "")
+    if config.saml or config.oidc or secret:
+        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
+            what = "SSO login" if config.saml or config.oidc else "the console"
+            msg = f"{what} needs {SESSION_SECRET_ENV} set to at least 32 bytes"
+            raise InvalidConfigError(msg, field="session_secret")
+        sessions = SessionSigner(
+            secret.encode(), ttl=CONSOLE_SESSION_TTL, idle=CONSOLE_SESSION_IDLE
+        )
+    base = (config.public_url or "").rstrip("/")
     if config.saml:
         from zerfoo_cloud.sso import SAMLProvider, parse_saml_metadata
 
-        secret = env.get(SESSION_SECRET_ENV, "")
-        if len(secret.encode()) < 32:  # noqa: PLR2004 - SessionSigner's minimum
-            msg = f"SAML login needs {SESSION_SECRET_ENV} set to at least 32 bytes"
-            raise InvalidConfigError(msg, field="session_secret")
-        sessions = SessionSigner(secret.encode())
-        base = (config.public_url or "").rstrip("/")
         for tenant_id, path in config.saml.items():
             metadata = parse_saml_metadata(Path(path).read_bytes())
             sso[tenant_id] = SAMLProvider(
@@ -611,7 +635,14 @@ def _admin_api(
                 acs_url=f"{base}/sso/saml/{tenant_id}/acs",
                 replay_cache=stores.replay,
             )
-    return AdminAPI(
+    if config.oidc:
+        from zerfoo_cloud.sso.oidc import OIDCProvider, read_oidc_file
+
+        oidc = [
+            OIDCProvider(provider)
+            for provider in read_oidc_file(config.oidc, public_url=base, env=env)
+        ]
+    api = AdminAPI(
         tenants,
         meter=meter,
         audit=audit,
@@ -619,6 +650,27 @@ def _admin_api(
         sessions=sessions,
         sso=sso or None,
         prices=prices,
+        oidc=oidc,
+    )
+    if sessions is not None:
+        from zerfoo_cloud.http.console import mount_console
+
+        mount_console(api, secure_cookies=not _loopback_http(config.public_url))
+    return api
+
+
+def _loopback_http(url: str | None) -> bool:
+    """
+    Whether *url* is plain HTTP on this machine: the only place the
+    console's cookies go without ``Secure``.
+    """
+    return bool(url) and str(url).startswith(
+        (
+            "http://127.0.0.1:",
+            "http://127.0.0.1/",
+            "http://localhost:",
+            "http://localhost/",
+        )
     )
 
 

@@ -1120,5 +1120,5 @@ def test_an_unexpected_error_is_500_and_reraised(
 def test_repr_shows_no_secret(api: AdminAPI) -> None:
     """The repr counts admin keys and names SSO tenants, never a hash or secret."""
     text = repr(api)
-    assert text == "<AdminAPI admin_keys=1 sessions=True sso=['acme']>"
+    assert text == "<AdminAPI admin_keys=1 sessions=True sso=['acme'] oidc=[]>"
     assert SECRET.decode() not in text

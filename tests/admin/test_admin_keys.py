@@ -106,6 +106,10 @@ def test_rotation_without_a_body_revokes_at_once(
         ("POST", KEYS, {"name": "x", "model_scope": "m1"}, 400, "invalid_field"),
         ("POST", KEYS, {"name": "x", "secret": "y"}, 400, "unknown_field"),
         ("POST", KEYS, {}, 400, "missing_field"),
+        ("POST", KEYS, {"name": "x", "rate_limit": 61}, 400, "invalid_field"),
+        ("POST", KEYS, {"name": "x", "token_budget": -1}, 400, "invalid_field"),
+        ("POST", KEYS, {"name": "x", "token_budget": 1.5}, 400, "invalid_field"),
+        ("PATCH", f"{KEYS}/k-0000000000000000", {"name": "y"}, 404, "key_not_found"),
         ("POST", "/admin/tenants/nobody/keys", {"name": "x"}, 404, "tenant_not_found"),
         ("DELETE", f"{KEYS}/k-0000000000000000", None, 404, "key_not_found"),
         ("POST", f"{KEYS}/k-0000000000000000/rotate", None, 404, "key_not_found"),
@@ -153,6 +157,7 @@ def test_a_session_lists_its_keys_but_changes_none(
     first = tenants.list_keys("acme")[0].id
     for method, path, body in (
         ("POST", KEYS, {"name": "x"}),
+        ("PATCH", f"{KEYS}/{first}", {"name": "x"}),
         ("DELETE", f"{KEYS}/{first}", None),
         ("POST", f"{KEYS}/{first}/rotate", None),
     ):
@@ -182,3 +187,68 @@ def test_a_session_cannot_touch_another_tenants_keys(
         assert response.status_code == 403, (method, path)
         assert first not in response.text
     assert len(tenants.list_keys("globex")) == 1
+
+
+def test_keys_with_their_own_limits(
+    client: Client, tenants: TenantManager, audit_store: MemoryAuditStore
+) -> None:
+    """A key is created with limits within the tenant's, changed by PATCH, and every view shows them; a limit above the tenant's is a 400 naming it, changing nothing."""
+    made = client.post(
+        KEYS,
+        json={"name": "ci", "rate_limit": 60, "max_concurrent_requests": 2},
+        headers=ADMIN,
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()
+    assert (key["rate_limit"], key["token_budget"], key["max_concurrent_requests"]) == (
+        60,
+        0,
+        2,
+    )
+    path = f"{KEYS}/{key['id']}"
+    over = client.request("PATCH", path, json={"token_budget": 10_001}, headers=ADMIN)
+    assert over.status_code == 400
+    assert over.json()["error"]["param"] == "token_budget"
+    assert "10000" in over.json()["error"]["message"]
+    assert tenants.list_keys("acme")[-1].token_budget == 0
+    changed = client.request(
+        "PATCH",
+        path,
+        json={
+            "token_budget": 10_000,
+            "rate_limit": 0,
+            "name": "deploy",
+            "expires_in": 60,
+        },
+        headers=ADMIN,
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["name"], body["rate_limit"], body["token_budget"]) == (
+        "deploy",
+        0,
+        10_000,
+    )
+    assert body["state"] == "expiring"
+    assert (
+        client.request("PATCH", path, json={"expires_in": None}, headers=ADMIN).json()[
+            "state"
+        ]
+        == "active"
+    )
+    listed = client.get(KEYS, headers=ADMIN).json()["data"][-1]
+    assert listed["token_budget"] == 10_000
+    assert listed["max_concurrent_requests"] == 2
+    assert client.request("PATCH", path, json={}, headers=ADMIN).status_code == 400
+    rotated = client.post(f"{path}/rotate", headers=ADMIN).json()
+    assert rotated["token_budget"] == 10_000
+    gone = client.request("PATCH", path, json={"name": "x"}, headers=ADMIN)
+    assert gone.status_code == 404
+    updates = [e for e in audit_store.all() if e.path == path]
+    assert [(e.action, e.status_code) for e in updates] == [
+        (AuditAction.UPDATE, 400),
+        (AuditAction.UPDATE, 200),
+        (AuditAction.UPDATE, 200),
+        (AuditAction.UPDATE, 400),
+        (AuditAction.UPDATE, 404),
+    ]

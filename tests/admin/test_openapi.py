@@ -27,6 +27,8 @@ from zerfoo_cloud import (
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 from zerfoo_cloud.http.admin._access import ROUTES, SERVICE_ROUTES
 from zerfoo_cloud.price_book import PriceBook
+from zerfoo_cloud.sso import RoleMap
+from zerfoo_cloud.sso.oidc import OIDCConfig, OIDCProvider
 from zerfoo_cloud.stores.memory import (
     MemoryAuditStore,
     MemoryBillingStore,
@@ -82,6 +84,8 @@ def test_document_covers_the_whole_http_surface() -> None:
         ("/sso/saml/{tenant_id}/login", "get"),
         ("/sso/saml/{tenant_id}/acs", "post"),
         ("/sso/saml/{tenant_id}/metadata", "get"),
+        ("/sso/oidc/{name}/login", "get"),
+        ("/sso/oidc/{name}/callback", "get"),
     }
     for suffix, methods in ROUTES.items():
         path = "/admin/tenants" + (
@@ -147,6 +151,20 @@ def _fuzzed_app() -> AdminAPI:
         sessions=SessionSigner(SECRET),
         sso={"acme": provider},
         prices=PriceBook(MemoryPriceStore()),
+        # A provider nothing answers for: logins end in a 502, quickly.
+        oidc=[
+            OIDCProvider(
+                OIDCConfig(
+                    "http://127.0.0.1:9",
+                    "zc",
+                    "https://api.example.test/sso/oidc/acme/callback",
+                    RoleMap({"zc-admins": "admin"}),
+                    tenant_id="acme",
+                    token_auth="none",
+                    timeout=2,
+                )
+            )
+        ],
     )
 
 

@@ -170,9 +170,11 @@ def test_login_end_to_end_issues_a_session_for_that_tenant_only(
     """The IdP's signed answer to the issued request yields a session cookie and token for acme only."""
     pending = start(client)
     response = answer(client, idp_keys, pending)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/console/t/acme/"
     body = response.json()
     assert body["object"] == "session"
+    assert (body["role"], body["via"]) == ("admin", "saml")
     assert body["tenant_id"] == "acme"
     assert body["subject"] == "alice@example.com"
     assert body["email"] == "alice@example.com"
@@ -201,7 +203,7 @@ def test_login_end_to_end_issues_a_session_for_that_tenant_only(
         "acme",
         AuditAction.AUTH,
         AuditResult.SUCCESS,
-        200,
+        303,
     )
     assert entry.resource == "session/acme by sso:alice@example.com"
     assert body["token"] not in repr(audit_store.all())
@@ -221,7 +223,7 @@ def test_replayed_response_is_refused(
     pending = start(client)
     answer = idp_answer(idp_keys, pending.request_id)
     first = post_acs(client, answer, pending.relay_state, pending.cookie)
-    assert first.status_code == 200
+    assert first.status_code == 303
     replay = post_acs(client, answer, pending.relay_state, pending.cookie)
     assert replay.status_code == 403
     error = replay.json()["error"]
@@ -249,7 +251,7 @@ def test_relay_state_must_match_the_pending_login(
         assert response.json()["error"]["code"] == "relay_state_mismatch"
     # The answer was not spent by the refusals.
     assert (
-        post_acs(client, answer, pending.relay_state, pending.cookie).status_code == 200
+        post_acs(client, answer, pending.relay_state, pending.cookie).status_code == 303
     )
 
 

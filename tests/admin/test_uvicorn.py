@@ -4,16 +4,13 @@ The admin API behind a real uvicorn server on 127.0.0.1, over TCP.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
+from tests._serving import served_in_thread
 from tests.admin.conftest import ADMIN_KEY, SECRET, admin_headers
 from zerfoo_cloud import AuditLogger, TenantManager, TokenMeter, hash_api_key
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
@@ -38,28 +35,11 @@ def served(tmp_path: Path) -> Iterator[tuple[str, AdminAPI, MemoryAuditStore]]:
         sessions=SessionSigner(SECRET),
         max_body=4096,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(api, lifespan="on", log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped"
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", api, audit_store
+        with served_in_thread(api) as url:
+            yield url, api, audit_store
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
         stores.close()
-    assert not thread.is_alive()
 
 
 def test_admin_api_over_a_real_server(

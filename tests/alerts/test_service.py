@@ -193,6 +193,34 @@ def test_key_changes_through_the_manager_make_key_alerts(secret: WebhookSecret) 
         assert made.key_hash not in text
 
 
+def test_a_key_update_makes_one_key_updated_alert(secret: WebhookSecret) -> None:
+    """update_key emits key.updated with the key's limits before and after; an update that changes nothing emits none."""
+    outbox = MemoryAlertOutbox()
+    alerts = Alerts(outbox, [WebhookEndpoint("http://127.0.0.1:9/x")], [secret])
+    manager = TenantManager(key_events=alerts.key_event)
+    manager.create(TenantConfig("acme", "zc-" + "k" * 40, 10, 1000))
+    api_key, made = manager.create_key("acme", name="ci", rate_limit=5)
+    manager.update_key("acme", made.id, rate_limit=7, model_scope=["m1"])
+    manager.update_key("acme", made.id, rate_limit=7)  # the same: no event
+    alerts.start()
+    alerts.flush()
+    alerts.close()
+    events = [d.event for d in outbox.pending()]
+    assert [e.type for e in events] == ["key.created", "key.updated"]
+    updated = events[1].data
+    assert (updated["key_id"], updated["rate_limit"], updated["model_scope"]) == (
+        made.id,
+        7,
+        ["m1"],
+    )
+    assert (updated["previous"]["rate_limit"], updated["previous"]["model_scope"]) == (
+        5,
+        [],
+    )
+    assert api_key not in events[1].body().decode()
+    assert made.key_hash not in events[1].body().decode()
+
+
 def test_a_failing_key_event_sink_never_fails_the_change(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -488,8 +488,8 @@ def test_a_reservation_at_the_whole_budget_passes_and_one_more_is_refused() -> N
     assert response.status == 429
     assert "retry-after" not in dict(response.headers)
     assert json.loads(response.body)["error"] == {
-        "message": "Request too large for m on tokens per min: Limit 1000, "
-        "Requested 50000. The input or output tokens must be reduced in order "
+        "message": "Request too large for m on tokens per min (the tenant's "
+        "limit): Limit 1000, Requested 50000. The input or output tokens must be reduced in order "
         "to run successfully.",
         "type": "tokens",
         "param": None,

@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from zerfoo_cloud.buckets import BucketState
+from zerfoo_cloud.slots import SlotKeys, Slots
 from zerfoo_cloud.stores.protocols import AsyncLimiterStore
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ class AsyncDriven:
 
     def admit(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
@@ -45,7 +46,7 @@ class AsyncDriven:
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:

@@ -22,8 +22,8 @@ from zerfoo_cloud.buckets import (
     refill_all,
     take_all,
 )
+from zerfoo_cloud.slots import SlotKeys, Slots, slot_key_list, slot_list
 
-_Slot = tuple[str, int] | None
 _Buckets = Sequence[tuple[str, float, float, int]]
 _Admitted = tuple[bool, bool, list[float]]
 
@@ -39,23 +39,27 @@ class DictLimiterStore:
         self.slots: Counter[str] = Counter()
         self.lock = threading.Lock()
 
-    def admit(self, slot: _Slot, buckets: _Buckets, now: float) -> _Admitted:
+    def admit(self, slot: Slots, buckets: _Buckets, now: float) -> _Admitted:
         keys = [bucket[0] for bucket in buckets]
         asks = [bucket[1:] for bucket in buckets]
+        slots = slot_list(slot)
+        several = slot is not None and (not slot or not isinstance(slot[0], str))
         with self.lock:
             states = [self.states.get(key) for key in keys]
-            if slot is not None and self.slots[slot[0]] >= slot[1]:
-                return False, False, refill_all(states, asks, now)
+            counts = [self.slots[key] for key, _ in slots]
+            if any(n >= limit for n, (_, limit) in zip(counts, slots, strict=True)):
+                levels = refill_all(states, asks, now)
+                return False, False, levels + counts if several else levels
             new, levels = take_all(states, asks, now)
             if new is not None:
                 self.states.update(zip(keys, map(BucketState._make, new), strict=True))
-                if slot is not None:
-                    self.slots[slot[0]] += 1
+                for key, _ in slots:
+                    self.slots[key] += 1
+            if several:
+                levels += [self.slots[key] for key, _ in slots]
             return True, new is not None, levels
 
-    def settle(
-        self, slot_key: str | None, buckets: _Buckets, now: float
-    ) -> list[float]:
+    def settle(self, slot_key: SlotKeys, buckets: _Buckets, now: float) -> list[float]:
         levels = []
         with self.lock:
             for key, capacity, rate, delta in buckets:
@@ -64,8 +68,9 @@ class DictLimiterStore:
                     state = adjust_bucket(state, capacity, rate, delta, now)
                     self.states[key] = state
                 levels.append(refill(state, capacity, rate, now)[0])
-            if slot_key is not None and self.slots[slot_key] > 0:
-                self.slots[slot_key] -= 1
+            for key in slot_key_list(slot_key):
+                if self.slots[key] > 0:
+                    self.slots[key] -= 1
             return levels
 
     def get(self, key: str) -> BucketState | None:

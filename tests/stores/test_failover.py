@@ -22,6 +22,7 @@ from tests.http._support import free_port
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError, StoreError, StoreUnavailableError
+from zerfoo_cloud.slots import SlotKeys, Slots
 from zerfoo_cloud.stores.failover import FailoverLimiterStore, failover_limits
 from zerfoo_cloud.stores.memory import MemoryLimiterStore, MemoryTenantStore
 from zerfoo_cloud.stores.redis import RedisLimiterStore
@@ -50,7 +51,7 @@ class Unplugged(MemoryLimiterStore):
 
     def admit(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
@@ -59,7 +60,7 @@ class Unplugged(MemoryLimiterStore):
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
@@ -349,3 +350,58 @@ def test_slots_held_on_the_fallback_count_against_the_limit_after_the_switch_bac
     assert store.admit(SLOT, [], 0.0)[1]
     assert not store.admit(SLOT, [], 0.0)[1]
     assert primary.slots_in_use(SLOT[0]) == 1
+
+
+TWO_SLOTS = [("t\x00con", 2), ("t\x00k\x00con", 1)]
+
+
+def test_several_slots_taken_on_the_fallback_are_given_back_there(
+    clock: FakeClock,
+) -> None:
+    """A tenant's and a key's slot taken on the fallback count on the primary until settled there."""
+    store, primary, fallback, _ = _store(clock)
+    primary.down = True
+    assert store.admit(TWO_SLOTS, [], 0.0) == (True, True, [1, 1])
+    primary.down = False
+    clock.advance(1.0)
+    assert store.slots_in_use("t\x00con") == 1  # switches back; 0 + 1 held
+    # The key's one slot is held on the fallback: the primary refuses, and
+    # reports the counts the fallback holds too.
+    assert store.admit(TWO_SLOTS, [], 0.0) == (False, False, [1, 1])
+    # Another key of the tenant has room: the tenant's second slot.
+    other = [("t\x00con", 2), ("t\x00j\x00con", 1)]
+    assert store.admit(other, [], 0.0) == (True, True, [2, 1])
+    assert primary.slots_in_use("t\x00con") == 1
+    store.settle([key for key, _ in TWO_SLOTS], [], 0.0)  # on the fallback
+    assert fallback.slots_in_use("t\x00con") == 0
+    assert fallback.slots_in_use("t\x00k\x00con") == 0
+    assert primary.slots_in_use("t\x00con") == 1
+    store.settle([key for key, _ in other], [], 0.0)
+    assert primary.slots_in_use("t\x00con") == 0
+    assert primary.slots_in_use("t\x00j\x00con") == 0
+
+
+def test_a_settle_of_slots_held_in_both_places_frees_each_where_it_is(
+    clock: FakeClock,
+) -> None:
+    """The tenant's slot held on the fallback, the key's on the primary: each is given back where it is held."""
+    store, primary, fallback, _ = _store(clock)
+    primary.down = True
+    assert store.admit(("t\x00con", 2), [], 0.0)[1]  # a key without a limit
+    primary.down = False
+    clock.advance(1.0)
+    assert store.slots_in_use("t\x00con") == 1  # switches back
+    assert store.admit(TWO_SLOTS, [("t\x00tok", 100.0, 0.0, 10)], 0.0)[1]
+    assert primary.slots_in_use("t\x00k\x00con") == 1
+
+    async def run() -> None:
+        await store.settle_async(
+            ["t\x00con", "t\x00k\x00con"], [("t\x00tok", 100.0, 0.0, 10)], 0.0
+        )
+
+    asyncio.run(run())
+    assert fallback.slots_in_use("t\x00con") == 0
+    assert primary.slots_in_use("t\x00k\x00con") == 0
+    assert primary.slots_in_use("t\x00con") == 1
+    store.settle("t\x00con", [], 0.0)
+    assert primary.slots_in_use("t\x00con") == 0

@@ -251,22 +251,32 @@ def _in_threads(work: Callable[[], None], count: int = 8) -> None:
         t.join(30)
 
 
-def test_admit_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
-    """Threads admitting at once get exactly the slots and the units there are."""
-    store = limiter_store
+def _granted_in_threads(attempts: Callable[[], list[bool]]) -> list[bool]:
+    # What *attempts* got in each of 8 threads started together.
     granted: list[bool] = []
     lock = threading.Lock()
     barrier = threading.Barrier(8)
 
     def work() -> None:
         barrier.wait()
-        mine = [
-            store.admit(("c", 250), [("r", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)
-        ]
+        mine = attempts()
         with lock:
             granted.extend(mine)
 
     _in_threads(work)
+    return granted
+
+
+def test_admit_is_atomic_under_threads(limiter_store: LimiterStore) -> None:
+    """Threads admitting at once get exactly the slots and the units there are."""
+    store = limiter_store
+
+    def attempts() -> list[bool]:
+        return [
+            store.admit(("c", 250), [("r", 300.0, 0.0, 1)], 1.0)[1] for _ in range(100)
+        ]
+
+    granted = _granted_in_threads(attempts)
     assert granted.count(True) == 250
     assert store.slots_in_use("c") == 250
     assert store.get("r") == BucketState(50.0, 1.0)
@@ -422,3 +432,101 @@ def test_primitive_matches_an_exact_reference(
             assert refill(state, capacity, rate, now)[0] == pytest.approx(
                 float(expected), abs=1e-6
             )
+
+
+# -- several slots in one admission (a tenant's and its key's) -------------
+
+TWO = [("t", 3), ("k", 1)]
+
+
+def test_several_slots_are_taken_together(limiter_store: LimiterStore) -> None:
+    """One slot of each key and every cost are taken; the counts follow the levels."""
+    store = limiter_store
+    assert store.admit(TWO, [("r", 10.0, 1.0, 1)], 100.0) == (True, True, [9.0, 1, 1])
+    assert store.slots_in_use("t") == 1
+    assert store.slots_in_use("k") == 1
+    assert store.get("r") == BucketState(9.0, 100.0)
+
+
+def test_several_slots_at_and_past_each_limit(limiter_store: LimiterStore) -> None:
+    """The key's last slot is granted; past it, or past the tenant's, nothing is taken."""
+    store = limiter_store
+    bucket = [("r", 10.0, 0.0, 1)]
+    assert store.admit(TWO, bucket, 1.0)[:2] == (True, True)
+    # The key's one slot is taken: refused, its count says so; nothing changed.
+    assert store.admit(TWO, bucket, 1.0) == (False, False, [9.0, 1, 1])
+    assert store.slots_in_use("t") == 1
+    assert store.get("r") == BucketState(9.0, 1.0)
+    # Other keys of the tenant fill the tenant's three slots.
+    assert store.admit([("t", 3), ("k2", 5)], bucket, 1.0) == (True, True, [8.0, 2, 1])
+    assert store.admit([("t", 3), ("k3", 5)], bucket, 1.0) == (True, True, [7.0, 3, 1])
+    # The tenant's slots are all taken: refused, though the key has room.
+    assert store.admit([("t", 3), ("k4", 5)], bucket, 1.0) == (
+        False,
+        False,
+        [7.0, 3, 0],
+    )
+    assert store.slots_in_use("k4") == 0
+    # A key's slot given back with the tenant's makes room for both.
+    assert store.settle(["t", "k"], [], 1.0) == []
+    assert (store.slots_in_use("t"), store.slots_in_use("k")) == (2, 0)
+    assert store.admit(TWO, bucket, 1.0) == (True, True, [6.0, 3, 1])
+
+
+def test_several_slots_refused_by_a_bucket_take_no_slot(
+    limiter_store: LimiterStore,
+) -> None:
+    """A bucket short of its cost refuses: no slot of any key is taken."""
+    store = limiter_store
+    free, allowed, levels = store.admit(TWO, [("r", 10.0, 1.0, 11)], 100.0)
+    assert (free, allowed, levels) == (True, False, [10.0, 0, 0])
+    assert (store.slots_in_use("t"), store.slots_in_use("k")) == (0, 0)
+
+
+def test_one_slot_in_a_sequence_reports_its_count(limiter_store: LimiterStore) -> None:
+    """A sequence of one slot is the one-slot admission, its count reported."""
+    store = limiter_store
+    assert store.admit([("c", 2)], [], 1.0) == (True, True, [1])
+    assert store.admit([("c", 2)], [], 1.0) == (True, True, [2])
+    assert store.admit([("c", 2)], [], 1.0) == (False, False, [2])
+    assert store.admit([], [], 1.0)[:2] == (True, True)
+
+
+def test_settle_several_slots_and_buckets(limiter_store: LimiterStore) -> None:
+    """Settle gives back one slot of each key with its buckets; never below zero."""
+    store = limiter_store
+    store.admit(TWO, [("tok", 100.0, 0.0, 40), ("ktok", 50.0, 0.0, 40)], 1.0)
+    levels = store.settle(
+        ("t", "k"), [("tok", 100.0, 0.0, 30), ("ktok", 50.0, 0.0, 30)], 1.0
+    )
+    assert levels == [90.0, 40.0]
+    assert (store.slots_in_use("t"), store.slots_in_use("k")) == (0, 0)
+    store.settle(["t", "k"], [], 1.0)
+    assert (store.slots_in_use("t"), store.slots_in_use("k")) == (0, 0)
+    assert store.admit(TWO, [], 1.0)[:2] == (True, True)
+
+
+def test_one_key_twice_in_an_admission_is_refused(limiter_store: LimiterStore) -> None:
+    """Several slots must name distinct keys: ValueError, nothing taken."""
+    with pytest.raises(ValueError, match="distinct keys"):
+        limiter_store.admit([("t", 3), ("t", 3)], [("r", 10.0, 1.0, 1)], 1.0)
+    assert limiter_store.slots_in_use("t") == 0
+    assert limiter_store.get("r") is None
+
+
+def test_several_slots_are_atomic_under_threads(limiter_store: LimiterStore) -> None:
+    """Threads admitting with a tenant's and a key's slot never pass either limit."""
+    store = limiter_store
+
+    def attempts() -> list[bool]:
+        return [
+            store.admit([("t", 60), (key, 40)], [("r", 300.0, 0.0, 1)], 1.0)[1]
+            for key in ["k"] * 10 + ["k2"] * 10
+        ]
+
+    granted = _granted_in_threads(attempts)
+    assert granted.count(True) == 60
+    assert store.slots_in_use("t") == 60
+    assert store.slots_in_use("k") + store.slots_in_use("k2") == 60
+    assert store.slots_in_use("k") <= 40
+    assert store.get("r") == BucketState(240.0, 1.0)

@@ -36,6 +36,7 @@ EVENT_TYPES = (
     "budget.overrun",
     "key.expiring",
     "key.created",
+    "key.updated",
     "key.revoked",
     "key.rotated",
     "test",

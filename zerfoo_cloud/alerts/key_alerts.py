@@ -1,6 +1,7 @@
 """
 Alerts about API keys: `key_alert` turns a `TenantManager` key event into
-an `AlertEvent` (``key.created``, ``key.revoked``, ``key.rotated``).
+an `AlertEvent` (``key.created``, ``key.updated``, ``key.revoked``,
+``key.rotated``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ def _iso(ts: float | None) -> str | None:
 
 def key_data(key: KeyRecord) -> dict[str, Any]:
     """
-    What an alert tells of *key*: its id, name, visible prefix, and when it
-    was made, expires and was revoked (ISO 8601, UTC, or ``null``). Never
-    the key or its hash.
+    What an alert tells of *key*: its id, name, visible prefix, when it
+    was made, expires and was revoked (ISO 8601, UTC, or ``null``), its
+    model scope and its own limits (0: none). Never the key or its hash.
     """
     return {
         "key_id": key.id,
@@ -36,6 +37,8 @@ def key_data(key: KeyRecord) -> dict[str, Any]:
         "created_at": _iso(key.created_at),
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),
+        "model_scope": list(key.model_scope),
+        **key.limits(),
     }
 
 
@@ -43,7 +46,8 @@ def key_alert(event: KeyEvent) -> AlertEvent:
     """
     The alert of *event*: type ``key.`` and its kind, a new random id (a
     key event happens once), *data* `key_data` of the key and, for
-    ``key.rotated``, ``previous`` (the rotated key's `key_data`).
+    ``key.rotated``, ``previous`` (the rotated key's `key_data`; for
+    ``key.updated``, the key's before the change).
     """
     data = key_data(event.key)
     if event.previous is not None:

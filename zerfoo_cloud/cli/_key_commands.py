@@ -1,5 +1,6 @@
 """
-``zerfoo-cloud key``: create, list, revoke and rotate a tenant's API keys.
+``zerfoo-cloud key``: create, list, update, revoke and rotate a tenant's API
+keys.
 
 Every change is written to the audit log (a keyed log needs
 ``ZERFOO_CLOUD_AUDIT_SECRET``), naming the key by its id, never by itself.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from zerfoo_cloud._extras import needs_extra
@@ -22,6 +24,8 @@ from zerfoo_cloud.cli._output import _emit, _json_option, render_table
 from zerfoo_cloud.tenants import TenantManager
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from zerfoo_cloud.key_records import KeyRecord
     from zerfoo_cloud.tenants.key_events import KeyEvent
 
@@ -32,14 +36,28 @@ with needs_extra("cli", "the zerfoo-cloud command"):
 @click.group()
 def key() -> None:
     """
-    Create, list, revoke and rotate a tenant's API keys.
+    Create, list, update, revoke and rotate a tenant's API keys.
     """
+
+
+def _limits(view: dict[str, Any]) -> str:
+    # A key's own limits, as the LIMITS column shows them.
+    shown = [
+        f"{view[name]} {unit}"
+        for name, unit in (
+            ("rate_limit", "req/min"),
+            ("token_budget", "tok/min"),
+            ("max_concurrent_requests", "at once"),
+        )
+        if view[name]
+    ]
+    return ", ".join(shown) or "tenant's"
 
 
 def _rows(keys: Sequence[KeyRecord], now: float) -> str:
     views = [k.view(now) for k in keys]
     return render_table(
-        ["ID", "NAME", "PREFIX", "STATE", "CREATED", "EXPIRES", "MODELS"],
+        ["ID", "NAME", "PREFIX", "STATE", "CREATED", "EXPIRES", "MODELS", "LIMITS"],
         [
             [
                 v["id"],
@@ -49,10 +67,33 @@ def _rows(keys: Sequence[KeyRecord], now: float) -> str:
                 v["created_at"],
                 v["expires_at"] or "never",
                 ", ".join(v["model_scope"]) or "all",
+                _limits(v),
             ]
             for v in views
         ],
     )
+
+
+def _key_limit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    The key's own limits, within the tenant's (absent: 0 on create,
+    unchanged on update).
+    """
+    fn = click.option(
+        "--max-concurrent",
+        type=click.IntRange(min=0),
+        help="Requests of this key in flight at once (0: only the tenant's limit).",
+    )(fn)
+    fn = click.option(
+        "--token-budget",
+        type=click.IntRange(min=0),
+        help="Tokens per minute of this key (0: only the tenant's limit).",
+    )(fn)
+    return click.option(
+        "--rate-limit",
+        type=click.IntRange(min=0),
+        help="Requests per minute of this key (0: only the tenant's limit).",
+    )(fn)
 
 
 @contextmanager
@@ -107,6 +148,7 @@ def _audited(audit: Any, tenant_id: str, action: AuditAction, what: str) -> None
     metavar="NAME",
     help="A model the key may use, within the tenant's (repeat; none: all of them).",
 )
+@_key_limit_options
 @_json_option
 @click.pass_obj
 @_handle_errors
@@ -116,6 +158,9 @@ def key_create(
     name: str,
     expires: str | None,
     models: tuple[str, ...],
+    rate_limit: int | None,
+    token_budget: int | None,
+    max_concurrent: int | None,
     as_json: bool,
 ) -> None:
     """
@@ -125,7 +170,13 @@ def key_create(
     expires_at = None if expires is None else parse_expiry(expires, now)
     with _keys(obj) as (manager, audit):
         secret, made = manager.create_key(
-            tenant_id, name=name, expires_at=expires_at, model_scope=models
+            tenant_id,
+            name=name,
+            expires_at=expires_at,
+            model_scope=models,
+            rate_limit=rate_limit or 0,
+            token_budget=token_budget or 0,
+            max_concurrent_requests=max_concurrent or 0,
         )
         _audited(audit, tenant_id, AuditAction.CREATE, f"key {made.id}")
     _emit(
@@ -149,6 +200,96 @@ def key_list(obj: _Context, tenant_id: str, as_json: bool) -> None:
     with obj.manager() as manager:
         keys = manager.list_keys(tenant_id)
     _emit(as_json, [k.view(now) for k in keys], _rows(keys, now))
+
+
+@key.command("update")
+@click.argument("tenant_id")
+@click.argument("key_id")
+@click.option("--name", help="A new label for the key (1 to 100 characters).")
+@click.option(
+    "--expires",
+    metavar="DURATION|TIME",
+    help="When the key stops working: a duration (30d, 12h) or an ISO 8601 time.",
+)
+@click.option("--no-expiry", is_flag=True, help="The key never expires.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="A model the key may use, within the tenant's (repeat; replaces the scope).",
+)
+@click.option(
+    "--all-models", is_flag=True, help="The key may use every model the tenant may."
+)
+@_key_limit_options
+@_json_option
+@click.pass_obj
+@_handle_errors
+def key_update(
+    obj: _Context,
+    tenant_id: str,
+    key_id: str,
+    name: str | None,
+    expires: str | None,
+    no_expiry: bool,
+    models: tuple[str, ...],
+    all_models: bool,
+    rate_limit: int | None,
+    token_budget: int | None,
+    max_concurrent: int | None,
+    as_json: bool,
+) -> None:
+    """
+    Change key KEY_ID of TENANT_ID: its name, expiry, models or own limits;
+    other settings stay.
+    """
+    if models and all_models:
+        msg = "give either --model or --all-models, not both"
+        raise click.UsageError(msg)
+    if expires is not None and no_expiry:
+        msg = "give either --expires or --no-expiry, not both"
+        raise click.UsageError(msg)
+    now = time.time()
+    expires_at: float | EllipsisType | None = ...
+    if no_expiry:
+        expires_at = None
+    elif expires is not None:
+        expires_at = parse_expiry(expires, now)
+    scope: tuple[str, ...] | None = () if all_models else (models or None)
+    limits = {
+        "rate_limit": rate_limit,
+        "token_budget": token_budget,
+        "max_concurrent_requests": max_concurrent,
+    }
+    changed = [n for n, v in (("name", name), ("model_scope", scope)) if v is not None]
+    changed += [n for n, v in limits.items() if v is not None]
+    if expires_at is not ...:
+        changed.append("expires_at")
+    if not changed:
+        msg = (
+            "nothing to change: give --name, --expires, --no-expiry, --model, "
+            "--all-models, --rate-limit, --token-budget or --max-concurrent"
+        )
+        raise click.UsageError(msg)
+    with _keys(obj) as (manager, audit):
+        updated = manager.update_key(
+            tenant_id,
+            key_id,
+            name=name,
+            expires_at=expires_at,
+            model_scope=scope,
+            rate_limit=rate_limit,
+            token_budget=token_budget,
+            max_concurrent_requests=max_concurrent,
+        )
+        _audited(
+            audit,
+            tenant_id,
+            AuditAction.UPDATE,
+            f"key {updated.id} updated: {', '.join(sorted(changed))}",
+        )
+    _emit(as_json, updated.view(now), _rows([updated], now))
 
 
 @key.command("revoke")

@@ -33,7 +33,9 @@ with needs_extra("cli", "the zerfoo-cloud command"):
     import click
 
 
-def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
+def _import_features(
+    *, upstream: bool, saml: bool, metrics: bool, oidc: bool = False
+) -> None:
     """
     Import the modules of the features asked for, so a missing extra stops
     ``serve`` here, in one line, not in every worker process.
@@ -41,6 +43,7 @@ def _import_features(*, upstream: bool, saml: bool, metrics: bool) -> None:
     modules = {
         "zerfoo_cloud.http.proxy": upstream,
         "zerfoo_cloud.sso.provider": saml,
+        "zerfoo_cloud.sso.oidc": oidc,
         "zerfoo_cloud.metrics": metrics,
         # Every server mounts the admin API (the web extra, which needs
         # anyio too: a missing proxy extra is named first).
@@ -82,6 +85,22 @@ def _saml_pairs(values: tuple[str, ...]) -> dict[str, str]:
             raise click.UsageError(msg)
         pairs[tenant_id] = path
     return pairs
+
+
+def _oidc_file(path: str | None, public_url: str | None) -> str | None:
+    """
+    The ``--oidc`` file, checked here (in one line, not in every worker
+    process) and made absolute.
+    """
+    if path is None:
+        return None
+    from zerfoo_cloud.sso.oidc import read_oidc_file
+
+    if not public_url:
+        msg = "--oidc needs --public-url (the address providers redirect back to)"
+        raise click.UsageError(msg)
+    read_oidc_file(path, public_url=public_url, env=os.environ)
+    return str(Path(path).resolve())
 
 
 #: The ``--upstream-*`` options: the `UpstreamOptions` field each sets, and its help.
@@ -205,7 +224,15 @@ def _upstream_options(command: Any) -> Any:
     help="IdP metadata for a tenant's admin login (repeat).",
 )
 @click.option(
-    "--public-url", metavar="URL", help="This service's external URL (needed for SAML)."
+    "--oidc",
+    metavar="FILE",
+    help="OpenID providers for console login (JSON or TOML: one per tenant, "
+    "and one for the operators); see docs/sso.md.",
+)
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="This service's external URL (needed for SAML and OpenID Connect).",
 )
 @click.option(
     "--prices",
@@ -284,6 +311,7 @@ def serve(
     max_header_bytes: int,
     header_timeout: float,
     saml: tuple[str, ...],
+    oidc: str | None,
     public_url: str | None,
     prices: str | None,
     webhook_urls: tuple[str, ...],
@@ -300,7 +328,8 @@ def serve(
 
     Secrets come from the environment, never from flags: ZERFOO_CLOUD_ADMIN_KEY
     (or ZERFOO_CLOUD_ADMIN_KEY_HASH) for /admin, ZERFOO_CLOUD_UPSTREAM_KEY for
-    the upstream, ZERFOO_CLOUD_SESSION_SECRET for SAML sessions and
+    the upstream, ZERFOO_CLOUD_SESSION_SECRET for SSO sessions (SAML and
+    OpenID Connect), the variables an --oidc file names for client secrets,
     ZERFOO_CLOUD_AUDIT_SECRET for the audit chain, ZERFOO_CLOUD_METRICS_TOKEN
     for /metrics, ZERFOO_CLOUD_WEBHOOK_SECRET for --webhook-url.
 
@@ -323,7 +352,10 @@ def serve(
     parser = resolve_parser(http_parser)
     token = metrics_token()
     exposed = metrics and (metrics_port is not None or token is not None)
-    _import_features(upstream=bool(upstream), saml=bool(saml), metrics=exposed)
+    _import_features(
+        upstream=bool(upstream), saml=bool(saml), metrics=exposed, oidc=bool(oidc)
+    )
+    oidc = _oidc_file(oidc, public_url)
     # One bare URL is proxied as it is; several, or a model map, make a pool.
     single = len(upstream) == 1 and upstream[0].startswith(("http://", "https://"))
     config = ServeConfig(
@@ -337,6 +369,7 @@ def serve(
         max_body_bytes=max_body_bytes,
         metrics=exposed,
         saml=_saml_pairs(saml),
+        oidc=oidc,
         public_url=public_url,
         max_header_bytes=max_header_bytes,
         header_timeout=header_timeout,

@@ -96,7 +96,9 @@ if TYPE_CHECKING:
     from zerfoo_cloud.budgets.accounts import BudgetAccount
     from zerfoo_cloud.http._response_meter import ResponseMeter
     from zerfoo_cloud.http._usage import Usage, UsageSlot
+    from zerfoo_cloud.key_records import KeyRecord
     from zerfoo_cloud.pricing import ModelPrice, PriceTable
+    from zerfoo_cloud.tenant_records import TenantRecord
     from zerfoo_cloud.tenants import Admission, Tenant, TenantManager
 
 __all__ = [
@@ -318,6 +320,11 @@ class Policy:
         reserve = info.reserve
         if budget and reserve > budget:
             raise RequestOverBudgetError(tenant.id, model, budget, reserve)
+        key = tenant.key
+        if key is not None and key.token_budget and reserve > key.token_budget:
+            raise RequestOverBudgetError(
+                tenant.id, model, key.token_budget, reserve, key_id=key.id
+            )
         accounts = tenant.budget_accounts(now)
         if not accounts:
             return reserve, None
@@ -362,9 +369,16 @@ class Policy:
     def _check_admission(
         self, tenant: Tenant, admission: Admission, reserve: int
     ) -> None:
-        # Raise `RateLimitedError` (or `BudgetExceededError`) for a refused
-        # admission.
-        record = tenant.record
+        # Raise `RateLimitedError` for a refused admission, naming whose
+        # limit refused: the tenant's, or its key's own (or
+        # `BudgetExceededError` for a spend budget).
+        if admission.allowed:
+            return
+        limits: TenantRecord | KeyRecord = tenant.record
+        key_id = None
+        if admission.refused_by_key and tenant.key is not None:
+            limits = tenant.key
+            key_id = limits.id
         if admission.concurrency_refused:
             raise RateLimitedError(
                 tenant.id,
@@ -372,7 +386,8 @@ class Policy:
                 _CONCURRENCY_RETRY_AFTER,
                 requests=admission.requests,
                 tokens=admission.tokens,
-                capacity=record.max_concurrent_requests,
+                capacity=limits.max_concurrent_requests,
+                key_id=key_id,
             )
         account = admission.budget
         if account is not None and admission.refused_by == "budget":
@@ -384,18 +399,18 @@ class Policy:
                 None if end is None else end.isoformat(),
                 None if end is None else max(1.0, end.timestamp() - self.clock()),
             )
-        if not admission.allowed:
-            refused = admission.refused_by or "requests"
-            by_requests = refused == "requests"
-            raise RateLimitedError(
-                tenant.id,
-                refused,
-                admission.retry_after,
-                requests=admission.requests,
-                tokens=admission.tokens,
-                requested=1 if by_requests else reserve,
-                capacity=record.rate_limit if by_requests else record.token_budget,
-            )
+        refused = admission.refused_by or "requests"
+        by_requests = refused == "requests"
+        raise RateLimitedError(
+            tenant.id,
+            refused,
+            admission.retry_after,
+            requests=admission.requests,
+            tokens=admission.tokens,
+            requested=1 if by_requests else reserve,
+            capacity=limits.rate_limit if by_requests else limits.token_budget,
+            key_id=key_id,
+        )
 
     def _pin_for(self, model: str) -> AbstractContextManager[object] | None:
         # The pin keeping *model* loaded while the request runs, if any.

@@ -41,6 +41,7 @@ from zerfoo_cloud.sso.errors import (
     SAMLTimeError,
     SAMLUnsafeXMLError,
 )
+from zerfoo_cloud.sso.roles import Role, RoleMap
 
 if TYPE_CHECKING:
     from zerfoo_cloud.sso.metadata import SAMLMetadata, parse_saml_metadata
@@ -72,6 +73,8 @@ _NEEDS_SAML = {
 __all__ = [
     "EMAIL_ATTRIBUTES",
     "AuthnRedirect",
+    "Role",
+    "RoleMap",
     "SAMLAlgorithmError",
     "SAMLAudienceError",
     "SAMLDecryptionError",

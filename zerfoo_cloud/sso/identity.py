@@ -5,7 +5,7 @@ The user an identity provider vouched for: `SSOIdentity`.
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -20,6 +20,14 @@ def _freeze(attributes: Mapping[str, object]) -> Mapping[str, tuple[str, ...]]:
         else:
             frozen[str(name)] = tuple(str(v) for v in values)  # type: ignore[attr-defined]
     return types.MappingProxyType(frozen)
+
+
+def _groups(values: Iterable[str]) -> tuple[str, ...]:
+    unique: list[str] = []
+    for value in values:
+        if value not in unique:
+            unique.append(str(value))
+    return tuple(unique)
 
 
 @attrs.frozen
@@ -49,6 +57,10 @@ class SSOIdentity:
             Unix seconds (the IdP's limit on the login session), or ``None``.
         issuer: the IdP's entity id.
         assertion_id: the assertion's ID (what the replay cache records).
+        groups: the user's groups or roles as the IdP sent them (SAML: the
+            provider's group attributes; OpenID Connect: its group claims),
+            in order, without repeats; a `zerfoo_cloud.sso.RoleMap` turns
+            them into a console role.
 
     .. versionadded:: 0.1.0
     """
@@ -65,3 +77,4 @@ class SSOIdentity:
     session_expires_at: float | None = attrs.field(default=None, kw_only=True)
     issuer: str = attrs.field(default="", kw_only=True)
     assertion_id: str = attrs.field(default="", kw_only=True)
+    groups: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_groups)

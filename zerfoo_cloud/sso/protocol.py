@@ -17,8 +17,10 @@ class SSOProvider(Protocol):
     """
     **Protocol**: an identity provider a tenant's users sign in with.
 
-    `SAMLProvider` is the SAML 2.0 implementation; others (OIDC) provide the
-    same two members.
+    `SAMLProvider` is the SAML 2.0 implementation. OpenID Connect's
+    `zerfoo_cloud.sso.oidc.OIDCProvider` has a flow of its own (a code
+    traded at the token endpoint, then the ID token checked); both end in
+    an `SSOIdentity`.
 
     .. versionadded:: 0.1.0
     """

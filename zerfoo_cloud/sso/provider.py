@@ -12,7 +12,10 @@ check (`_replay`).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import attrs
 
 from zerfoo_cloud._extras import needs_extra
 from zerfoo_cloud.errors import InvalidConfigError, SAMLError
@@ -43,6 +46,7 @@ from zerfoo_cloud.sso.errors import (
 )
 from zerfoo_cloud.sso.identity import SSOIdentity
 from zerfoo_cloud.sso.protocol import SSOProvider
+from zerfoo_cloud.sso.roles import DEFAULT_GROUP_ATTRIBUTES, RoleMap, pick_groups
 from zerfoo_cloud.sso.sp import AuthnRedirect, build_authn_redirect, build_sp_metadata
 from zerfoo_cloud.stores.memory import MemoryReplayCache
 
@@ -97,6 +101,12 @@ class SAMLProvider:
         max_size: the largest Response accepted, in bytes of XML.
         sign_authn_requests: sign AuthnRequests; ``None`` follows the IdP's
             ``WantAuthnRequestsSigned``.
+        group_attributes: the attribute Names (compared
+            case-insensitively) whose values are the user's
+            `SSOIdentity.groups`.
+        role_map: which group gives which console role
+            (`zerfoo_cloud.sso.RoleMap`); ``None`` gives every user this
+            IdP vouches for the ``admin`` role of the tenant.
 
     Raises:
         InvalidConfigError: a setting is out of range.
@@ -123,6 +133,8 @@ class SAMLProvider:
         enforce_cert_validity: bool = False,
         max_size: int = DEFAULT_MAX_SIZE,
         sign_authn_requests: bool | None = None,
+        group_attributes: Sequence[str] = DEFAULT_GROUP_ATTRIBUTES,
+        role_map: RoleMap | None = None,
     ) -> None:
         if not 0 <= clock_skew <= 3600:  # noqa: PLR2004 - an hour is plenty
             msg = f"clock_skew must be between 0 and 3600 seconds, not {clock_skew}"
@@ -143,6 +155,8 @@ class SAMLProvider:
         self.clock_skew = float(clock_skew)
         self.max_size = max_size
         self.sp_certificate = sp_certificate
+        self.group_attributes = tuple(group_attributes)
+        self.role_map = role_map
         self.sign_authn_requests = (
             metadata.want_authn_signed
             if sign_authn_requests is None
@@ -305,7 +319,9 @@ class SAMLProvider:
             msg = f"the SAML response cannot be processed: {exc}"
             raise SAMLParseError(msg) from exc
         record_assertion(self._replay, self.entity_id, assertion, expires_at, now)
-        return identity
+        return attrs.evolve(
+            identity, groups=pick_groups(identity.attributes, self.group_attributes)
+        )
 
     def _validate(
         self, root: etree._Element, now: float, request_id: str | None

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zerfoo_cloud.errors import InvalidConfigError, StoreUnavailableError
+from zerfoo_cloud.slots import SlotKeys, Slots, slot_key_list, slot_list
 from zerfoo_cloud.stores._seconds import check_seconds
 from zerfoo_cloud.stores.memory import MemoryLimiterStore
 
@@ -50,6 +51,13 @@ async def _awaited(store: LimiterStore, name: str, *args: Any) -> Any:
     return getattr(store, name)(*args)
 
 
+def _keys_of(slot_key: SlotKeys, keys: list[str]) -> SlotKeys:
+    # *keys* in the form *slot_key* had: one key as a string, else a list.
+    if not keys:
+        return None
+    return keys[0] if isinstance(slot_key, str) else keys
+
+
 def _group(key: str) -> str:
     cut = key.find("\x00")
     return "" if cut < 0 else key[:cut]
@@ -74,7 +82,8 @@ class FailoverLimiterStore:
 
     **Settling where it was admitted.** A concurrency slot taken on the
     fallback is given back on the fallback, even after the switch back (the
-    store counts, per slot key, the slots it holds there). A settle without
+    store counts, per slot key, the slots it holds there); of several slots
+    settled together, each goes back where its key's slots are held. A settle without
     a slot goes where the tenant's (the key group's) latest request was
     admitted; for requests in flight across a switch a refund or a charge
     may then land on the other store. A settle due on the primary while it
@@ -250,54 +259,88 @@ class FailoverLimiterStore:
 
     def _admitted(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         result: tuple[bool, bool, list[float]],
         on_fallback: bool,
     ) -> tuple[bool, bool, list[float]]:
-        # Remember where an allowed admission was taken.
+        # Remember where an allowed admission was taken; a primary's slot
+        # counts (several slots) include the slots held on the fallback.
+        slots = slot_list(slot)
+        if not on_fallback and slots and not isinstance(slot[0], str):  # type: ignore[index]
+            levels = result[2]
+            first = len(levels) - len(slots)
+            with self._lock:
+                for i, (key, _) in enumerate(slots):
+                    levels[first + i] += self._fallback_slots.get(key, 0)
         if result[1]:
             keys = [key for key, _, _, _ in buckets]
-            if slot is not None:
-                keys.append(slot[0])
-                if on_fallback:
-                    with self._lock:
-                        held = self._fallback_slots
-                        held[slot[0]] = held.get(slot[0], 0) + 1
+            keys += [key for key, _ in slots]
+            if on_fallback and slots:
+                with self._lock:
+                    held = self._fallback_slots
+                    for key, _ in slots:
+                        held[key] = held.get(key, 0) + 1
             if keys:
                 self._remember(_group(keys[0]), on_fallback)
         return result
 
-    def _on_primary(self, slot: tuple[str, int] | None) -> tuple[str, int] | None:
-        # The slot asked of the primary: its limit less the slots still held
-        # on the fallback, which the primary does not see.
-        if slot is None:
-            return None
+    def _on_primary(self, slot: Slots) -> Slots:
+        # The slots asked of the primary: each limit less the slots still
+        # held on the fallback, which the primary does not see.
+        if not slot:
+            return slot
         with self._lock:
-            held = self._fallback_slots.get(slot[0], 0)
-        return slot if not held else (slot[0], max(0, slot[1] - held))
+            held = self._fallback_slots
+            if not held:
+                return slot
+            slots = [
+                (key, max(0, limit - held.get(key, 0)))
+                for key, limit in slot_list(slot)
+            ]
+        return slots[0] if isinstance(slot[0], str) else slots
 
-    def _settles_on_fallback(
-        self, slot_key: str | None, buckets: Sequence[tuple[str, float, float, int]]
-    ) -> bool:
-        # Where a settle goes (taking the slot off the fallback's count).
+    def _settle_plan(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> tuple[list[str], list[str], bool]:
+        # Where a settle goes: ``(slot keys given back on the fallback, on
+        # the primary, whether the buckets go to the fallback)``, taking the
+        # slots off the fallback's count. Slots held on the fallback go back
+        # there; the buckets follow them, or (no slot) the group's latest
+        # admission.
+        back: list[str] = []
+        ahead: list[str] = []
         with self._lock:
-            if slot_key is not None:
-                held = self._fallback_slots.get(slot_key, 0)
+            for key in slot_key_list(slot_key):
+                held = self._fallback_slots.get(key, 0)
                 if not held:
-                    return False
+                    ahead.append(key)
+                    continue
+                back.append(key)
                 if held == 1:
-                    del self._fallback_slots[slot_key]
+                    del self._fallback_slots[key]
                 else:
-                    self._fallback_slots[slot_key] = held - 1
-                return True
+                    self._fallback_slots[key] = held - 1
+            if back or ahead:
+                return back, ahead, bool(back)
             if buckets:
-                return self._latest.get(_group(buckets[0][0]), False)
-            return False
+                return back, ahead, self._latest.get(_group(buckets[0][0]), False)
+            return back, ahead, False
+
+    def _settle_route(
+        self, slot_key: SlotKeys, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> tuple[LimiterStore, SlotKeys, LimiterStore, list[str]]:
+        # ``(store, its slot keys, other store, its slot keys)`` of a
+        # settle: the buckets go to the first with its slots, the second
+        # gets only the slots held there.
+        back, ahead, buckets_back = self._settle_plan(slot_key, buckets)
+        if buckets_back:
+            return self.fallback, _keys_of(slot_key, back), self.primary, ahead
+        return self.primary, _keys_of(slot_key, ahead), self.fallback, back
 
     def admit(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
@@ -313,22 +356,25 @@ class FailoverLimiterStore:
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
         """
-        `LimiterStore.settle` on the store that admitted: the fallback for a
-        slot held there (or, without a slot, for a tenant whose latest
-        request it admitted), else the primary.
+        `LimiterStore.settle` on the store that admitted: the fallback for
+        slots held there (or, without a slot, for a tenant whose latest
+        request it admitted), else the primary. Of several slots, those
+        held on the fallback go back there and the others to the primary.
         """
-        if self._settles_on_fallback(slot_key, buckets):
-            return self.fallback.settle(slot_key, buckets, now)
-        return self.primary.settle(slot_key, buckets, now)
+        main, mine, other, others = self._settle_route(slot_key, buckets)
+        levels = main.settle(mine, buckets, now)
+        if others:
+            other.settle(others, (), now)
+        return levels
 
     async def admit_async(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
@@ -348,19 +394,17 @@ class FailoverLimiterStore:
 
     async def settle_async(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
         """
         `settle`, awaited, as `admit_async`.
         """
-        store = (
-            self.fallback
-            if self._settles_on_fallback(slot_key, buckets)
-            else self.primary
-        )
-        result: list[float] = await _awaited(store, "settle", slot_key, buckets, now)
+        main, mine, other, others = self._settle_route(slot_key, buckets)
+        result: list[float] = await _awaited(main, "settle", mine, buckets, now)
+        if others:
+            await _awaited(other, "settle", others, (), now)
         return result
 
     def get(self, key: str) -> BucketState | None:

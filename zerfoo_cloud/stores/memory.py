@@ -30,6 +30,7 @@ from zerfoo_cloud.errors import (
     TenantNotFoundError,
 )
 from zerfoo_cloud.pricing.stored import NO_PRICES, StoredPrices
+from zerfoo_cloud.slots import SlotKeys, Slots, slot_list
 from zerfoo_cloud.stores._subscribers import Subscribers, call
 
 if TYPE_CHECKING:
@@ -169,14 +170,16 @@ class MemoryLimiterStore:
 
     def admit(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
         """
-        Take a slot and units from *buckets* at once: all, or nothing.
+        Take slots and units from *buckets* at once: all, or nothing.
         """
         table = self._buckets
+        if slot is not None and (not slot or not isinstance(slot[0], str)):
+            return self._admit_several(slot_list(slot), buckets, now)
         if slot is None and len(buckets) == 1:
             # One bucket and no slot: every `RateLimiter.acquire`.
             ((key, capacity, rate, cost),) = buckets
@@ -190,7 +193,7 @@ class MemoryLimiterStore:
         with self._lock:
             states = [table.get(key) for key, _, _, _ in buckets]
             asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
-            if slot is not None and self._slots.get(slot[0], 0) >= slot[1]:
+            if slot is not None and self._slots.get(slot[0], 0) >= slot[1]:  # type: ignore[arg-type,operator]
                 return False, False, refill_all(states, asks, now)
             new, levels = take_all(states, asks, now)
             if new is None:
@@ -198,12 +201,36 @@ class MemoryLimiterStore:
             for (key, _, _, _), (level, stamp) in zip(buckets, new, strict=True):
                 table[key] = BucketState(level, stamp)
             if slot is not None:
-                self._slots[slot[0]] = self._slots.get(slot[0], 0) + 1
+                self._slots[slot[0]] = self._slots.get(slot[0], 0) + 1  # type: ignore[arg-type,index]
             return True, True, levels
+
+    def _admit_several(
+        self,
+        slots: list[tuple[str, int]],
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        # `admit` with a sequence of slots: each count reported after levels.
+        table = self._buckets
+        taken = self._slots
+        with self._lock:
+            states = [table.get(key) for key, _, _, _ in buckets]
+            asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+            counts = [taken.get(key, 0) for key, _ in slots]
+            if any(n >= limit for n, (_, limit) in zip(counts, slots, strict=True)):
+                return False, False, refill_all(states, asks, now) + counts
+            new, levels = take_all(states, asks, now)
+            if new is None:
+                return True, False, levels + counts
+            for (key, _, _, _), (level, stamp) in zip(buckets, new, strict=True):
+                table[key] = BucketState(level, stamp)
+            for key, _ in slots:
+                taken[key] = taken.get(key, 0) + 1
+            return True, True, levels + [n + 1 for n in counts]
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
@@ -222,11 +249,14 @@ class MemoryLimiterStore:
                 else:
                     levels.append(refill(table.get(key), capacity, rate, now)[0])
             if slot_key is not None:
-                taken = self._slots.get(slot_key, 0)
-                if taken <= 1:
-                    self._slots.pop(slot_key, None)
-                else:
-                    self._slots[slot_key] = taken - 1
+                slots = self._slots
+                keys = (slot_key,) if type(slot_key) is str else slot_key
+                for key in keys:
+                    taken = slots.get(key, 0)
+                    if taken <= 1:
+                        slots.pop(key, None)
+                    else:
+                        slots[key] = taken - 1
         return levels
 
     def slots_in_use(self, key: str) -> int:

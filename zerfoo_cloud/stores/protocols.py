@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from zerfoo_cloud.buckets import BucketState
     from zerfoo_cloud.errors import StoreError
     from zerfoo_cloud.pricing import PriceTable, StoredPrices
+    from zerfoo_cloud.slots import SlotKeys, Slots
     from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
@@ -215,42 +216,47 @@ class LimiterStore(Protocol):
 
     def admit(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
         """
-        Atomically take a concurrency slot and units from *buckets*: all or nothing.
+        Atomically take concurrency slots and units from *buckets*: all or nothing.
 
-        *slot* is ``(key, limit)``: one of *limit* slots of *key*, or
-        ``None`` for no slot; *buckets* holds ``(key, capacity, per_second,
-        cost)``, *now* is the caller's Unix time. A bucket never written is
-        full. Slots held by a process that died are given back by stores
-        shared between processes.
+        *slot* is ``(key, limit)``: one of *limit* slots of *key*; a
+        sequence of such pairs (distinct keys): one slot of each, all or
+        none (a tenant's and its API key's); or ``None`` for no slot.
+        *buckets* holds ``(key, capacity, per_second, cost)``, *now* is the
+        caller's Unix time. A bucket never written is full. Slots held by a
+        process that died are given back by stores shared between
+        processes.
 
         Returns:
             ``(slot_free, allowed, levels)``, *levels* one per bucket. When
-            all *limit* slots are taken: ``(False, False, levels)`` with the
-            units each bucket holds; nothing changed. When a bucket lacks
-            its cost: ``(True, False, levels)`` with the units available;
-            nothing changed, no slot taken. Otherwise ``(True, True,
-            levels)``: the slot and every cost were taken, *levels* are what
-            is left.
+            all *limit* slots of a key are taken: ``(False, False, levels)``
+            with the units each bucket holds; nothing changed. When a
+            bucket lacks its cost: ``(True, False, levels)`` with the units
+            available; nothing changed, no slot taken. Otherwise ``(True,
+            True, levels)``: the slots and every cost were taken, *levels*
+            are what is left. When *slot* is a sequence, *levels* go on
+            with one count per slot, in order: the slots of that key taken
+            (after this call), which says which limit refused.
         """
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
         """
-        Atomically give units to *buckets* and give a slot of *slot_key* back.
+        Atomically give units to *buckets* and a slot of each *slot_key* back.
 
         *buckets* holds ``(key, capacity, per_second, delta)``: a positive
         delta is a refund (never above *capacity*), a negative one a charge
         (into debt if need be), zero changes nothing. *slot_key*, when
-        given, loses one taken slot; never below zero.
+        given (a key, or a sequence of keys: those of one `admit`), loses
+        one taken slot of each key; never below zero.
 
         Returns:
             the level of each bucket after the change.
@@ -297,7 +303,7 @@ class AsyncLimiterStore(LimiterStore, Protocol):
 
     async def admit_async(
         self,
-        slot: tuple[str, int] | None,
+        slot: Slots,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
@@ -307,7 +313,7 @@ class AsyncLimiterStore(LimiterStore, Protocol):
 
     async def settle_async(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:

@@ -11,7 +11,10 @@ in `zerfoo_cloud.key_records`, below the stores; this package re-exports
 them. Its modules:
 
 - `zerfoo_cloud.tenants.validation`: checks of ids, keys, limits and allow lists;
-- `zerfoo_cloud.tenants.key_checks`: checks of key names, expiries and graces;
+- `zerfoo_cloud.tenants.key_checks`: checks of key names, expiries, graces
+  and a key's own limits;
+- `zerfoo_cloud.tenants.key_limits`: `KeyLimits`, the counters of a key's
+  own limits at admission;
 - `zerfoo_cloud.tenants.admission`: `Admission`, the outcome of an admission;
 - `zerfoo_cloud.tenants.tenant`: `Tenant`, the handle that enforces limits;
 - `zerfoo_cloud.tenants.key_cache`: the lookup cache of keys;
@@ -36,6 +39,7 @@ from zerfoo_cloud.tenants.key_cache import (
     DEFAULT_CACHE_TTL,
     MAX_CACHE_TTL,
 )
+from zerfoo_cloud.tenants.key_limits import KeyLimits
 from zerfoo_cloud.tenants.manager import TenantManager
 from zerfoo_cloud.tenants.tenant import PERIOD_SECONDS, Tenant
 from zerfoo_cloud.tenants.validation import (
@@ -55,6 +59,7 @@ __all__ = [
     "REDACTED",
     "TENANT_ID_PATTERN",
     "Admission",
+    "KeyLimits",
     "KeyRecord",
     "Tenant",
     "TenantConfig",

@@ -26,7 +26,10 @@ class Admission:
     ``requests`` and ``tokens`` are ``None`` for unlimited quotas.
     ``concurrency_refused`` is true when `Tenant.begin_request` found every
     concurrency slot taken (the decisions then report the quotas as they
-    are).
+    are). ``refused_by_key`` is true when the limit that refused is the
+    API key's own rather than the tenant's (each decision is then the
+    tighter of the two). ``budget`` is the spend budget account that
+    refused (``refused_by`` ``"budget"``), or ``None``.
 
     .. versionadded:: 0.1.0
     """
@@ -35,6 +38,7 @@ class Admission:
     requests: Decision | None
     tokens: Decision | None
     concurrency_refused: bool = False
+    refused_by_key: bool = False
     budget: BudgetAccount | None = None
 
     @property

@@ -1,5 +1,6 @@
 """
-Checks of an API key's settings: its name, its expiry, a rotation's grace.
+Checks of an API key's settings: its name, its expiry, a rotation's grace,
+its own limits.
 
 Each check returns the value it accepted (or raises `InvalidConfigError`
 naming the field), so the manager builds key records from checked values.
@@ -9,9 +10,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from zerfoo_cloud.errors import InvalidConfigError
-from zerfoo_cloud.key_records import MAX_KEY_NAME_LENGTH
+from zerfoo_cloud.key_records import KEY_LIMITS, MAX_KEY_NAME_LENGTH
+from zerfoo_cloud.tenants.validation import check_limit
+
+if TYPE_CHECKING:
+    from zerfoo_cloud.tenant_records import TenantRecord
 
 __all__ = [
     "KEY_NAME_PATTERN",
@@ -19,7 +26,9 @@ __all__ = [
     "MAX_KEY_LIFETIME",
     "check_expiry",
     "check_grace",
+    "check_key_limits",
     "check_key_name",
+    "check_within_tenant",
 ]
 
 #: What a key name is: visible ASCII and spaces, no space at its ends.
@@ -92,3 +101,41 @@ def check_grace(grace: object) -> float:
         msg = f"grace must be 0 to {int(MAX_GRACE)} seconds (30 days), not {grace!r}"
         raise InvalidConfigError(msg, field="grace")
     return float(grace)
+
+
+def check_key_limits(limits: Mapping[str, object]) -> dict[str, int]:
+    """
+    Return *limits* (some of `KEY_LIMITS` by name, ``None`` for those left
+    as they are, which are dropped) if each is an integer from 0 (no limit
+    of the key's own) to `zerfoo_cloud.limits.MAX_LIMIT`.
+
+    Raises:
+        InvalidConfigError: a value is not, or a name is not one of
+            `KEY_LIMITS` (field: the name).
+    """
+    checked = {}
+    for name, value in limits.items():
+        if name not in KEY_LIMITS:
+            msg = f"a key has no limit {name[:40]!r}"
+            raise InvalidConfigError(msg, field=name)
+        if value is not None:
+            checked[name] = check_limit(name, value)
+    return checked
+
+
+def check_within_tenant(record: TenantRecord, limits: Mapping[str, int]) -> None:
+    """
+    Accept a key's own *limits* (`check_key_limits`) if each lies within
+    the tenant's: not above it where the tenant has a limit (a tenant limit
+    of 0 is none, and any key limit lies within it).
+
+    Raises:
+        InvalidConfigError: one is above the tenant's (field: its name).
+    """
+    for name, value in limits.items():
+        ceiling = getattr(record, name)
+        if ceiling and value > ceiling:
+            msg = (
+                f"{name} of a key must lie within the tenant's ({ceiling}), not {value}"
+            )
+            raise InvalidConfigError(msg, field=name)

@@ -1,6 +1,7 @@
 """
 `KeyEvent`: what `TenantManager` tells its *key_events* sink when a key is
-created, revoked or rotated (`zerfoo_cloud.alerts` turns them into alerts).
+created, updated, revoked or rotated
+(`zerfoo_cloud.alerts` turns them into alerts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from zerfoo_cloud.key_records import KeyRecord
 __all__ = ["KEY_EVENT_KINDS", "KeyEvent", "KeyEventSink", "tell_key_event"]
 
 #: What happened to the key.
-KEY_EVENT_KINDS = ("created", "revoked", "rotated")
+KEY_EVENT_KINDS = ("created", "updated", "revoked", "rotated")
 
 _log = logging.getLogger("zerfoo_cloud.tenants")
 
@@ -25,8 +26,8 @@ class KeyEvent:
     """
     A key of tenant *tenant_id* was *kind* (one of `KEY_EVENT_KINDS`) at
     *at* (Unix seconds): *key* is its record (for ``rotated``, the new
-    key's), *previous* the rotated key's record as it is now (``None``
-    otherwise). Records hold hashes and visible prefixes, never a key.
+    key's), *previous* the rotated key's record as it is now, or for
+    ``updated`` the key's record before the change (``None`` otherwise). Records hold hashes and visible prefixes, never a key.
 
     .. versionadded:: 0.1.0
     """

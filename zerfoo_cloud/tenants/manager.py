@@ -23,6 +23,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -64,7 +65,13 @@ from zerfoo_cloud.tenants.key_cache import (
     check_cache_size,
     check_ttl,
 )
-from zerfoo_cloud.tenants.key_checks import check_expiry, check_grace, check_key_name
+from zerfoo_cloud.tenants.key_checks import (
+    check_expiry,
+    check_grace,
+    check_key_limits,
+    check_key_name,
+    check_within_tenant,
+)
 from zerfoo_cloud.tenants.key_events import KeyEvent, KeyEventSink, tell_key_event
 from zerfoo_cloud.tenants.tenant import Tenant
 from zerfoo_cloud.tenants.validation import (
@@ -165,8 +172,8 @@ class TenantManager:
             used go first).
         revocations: where changes are announced to, and heard from, every
             manager sharing the store (see below); ``None``: none.
-        key_events: told of each key created, revoked or rotated through
-            this manager (`zerfoo_cloud.tenants.key_events.KeyEvent`), after
+        key_events: told of each key created, updated, revoked or rotated
+            through this manager (`zerfoo_cloud.tenants.key_events.KeyEvent`), after
             the store has it; it must not block. ``None``: nobody.
         audit: where `set_budgets` records its changes (``None``: not
             recorded).
@@ -180,7 +187,7 @@ class TenantManager:
     apply at once. Methods are safe to call from many threads.
 
     With *revocations*, every change (`create`, `update`, `rotate_key`,
-    `create_key`, `revoke_key`, `rotate_api_key`, `delete`) is published once the store has it, and the manager drops the
+    `create_key`, `update_key`, `revoke_key`, `rotate_api_key`, `delete`) is published once the store has it, and the manager drops the
     keys of any tenant named in a message, whichever manager sent it: a
     key re-keyed or deleted on one host is refused on every host as soon
     as the message arrives. When a message is lost the time to live still
@@ -498,6 +505,9 @@ class TenantManager:
         name: str,
         expires_at: float | None = None,
         model_scope: Iterable[str] = (),
+        rate_limit: int = 0,
+        token_budget: int = 0,
+        max_concurrent_requests: int = 0,
         incarnation: str | None = None,
     ) -> tuple[str, KeyRecord]:
         """
@@ -506,23 +516,35 @@ class TenantManager:
 
         *expires_at* (Unix seconds) must lie in the future, at most
         `MAX_KEY_LIFETIME` away; *model_scope* must lie within the
-        tenant's allow list (empty: every model the tenant may use). A
-        tenant keeps at most `MAX_KEYS_PER_TENANT` keys: revoked and
-        expired ones are dropped to make room.
+        tenant's allow list (empty: every model the tenant may use). The
+        key's own limits (*rate_limit* requests and *token_budget* tokens
+        per minute, *max_concurrent_requests* in flight; 0: none of its
+        own) must lie within the tenant's. A tenant keeps at most
+        `MAX_KEYS_PER_TENANT` keys: revoked and expired ones are dropped to
+        make room.
 
         Raises:
             TenantNotFoundError: no tenant has id *tenant_id* (and
                 *incarnation*).
-            InvalidConfigError: a bad name, expiry or scope, or the tenant
-                has `MAX_KEYS_PER_TENANT` keys that still work.
+            InvalidConfigError: a bad name, expiry, scope or limit, a limit
+                above the tenant's, or the tenant has
+                `MAX_KEYS_PER_TENANT` keys that still work.
         """
         key_name = check_key_name(name)
         scope = check_models(model_scope)
+        limits = check_key_limits(
+            {
+                "rate_limit": rate_limit,
+                "token_budget": token_budget,
+                "max_concurrent_requests": max_concurrent_requests,
+            }
+        )
         api_key = generate_api_key(self.key_prefix)
         made: list[KeyRecord] = []
 
         def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
             _check_scope(old, scope)
+            check_within_tenant(old, limits)
             key = KeyRecord(
                 id=new_key_id(),
                 key_hash=hash_api_key(api_key),
@@ -531,6 +553,9 @@ class TenantManager:
                 created_at=now,
                 expires_at=check_expiry(expires_at, now),
                 model_scope=scope,
+                rate_limit=limits["rate_limit"],
+                token_budget=limits["token_budget"],
+                max_concurrent_requests=limits["max_concurrent_requests"],
             )
             made.append(key)
             return (*_room(old, now), key)
@@ -577,6 +602,73 @@ class TenantManager:
             self._key_event("revoked", tenant_id, revoked)
         return revoked
 
+    def update_key(
+        self,
+        tenant_id: str,
+        key_id: str,
+        *,
+        name: str | None = None,
+        expires_at: float | EllipsisType | None = ...,
+        model_scope: Iterable[str] | None = None,
+        rate_limit: int | None = None,
+        token_budget: int | None = None,
+        max_concurrent_requests: int | None = None,
+        incarnation: str | None = None,
+    ) -> KeyRecord:
+        """
+        Change settings of one key that still works; ``None`` (``...`` for
+        *expires_at*, where ``None`` means "never expires") keeps a setting
+        as it is. Returns the key's new record.
+
+        Values are checked as `create_key` checks them: the key's own
+        limits must lie within the tenant's (0: none of its own). New
+        limits apply to the key's next request; what it already spent
+        stays spent. The change reaches other processes as every key
+        change does (`revoke_key`), and a change that alters the key is told
+        to *key_events* (``updated``, with the key's record before it).
+
+        Raises:
+            TenantNotFoundError: no tenant has id *tenant_id* (and
+                *incarnation*).
+            KeyNotFoundError: the tenant has no key *key_id*, or it no
+                longer works (revoked or expired).
+            InvalidConfigError: a bad value (field: its name); nothing is
+                changed.
+        """
+        changes: dict[str, Any] = check_key_limits(
+            {
+                "rate_limit": rate_limit,
+                "token_budget": token_budget,
+                "max_concurrent_requests": max_concurrent_requests,
+            }
+        )
+        limits = dict(changes)
+        if name is not None:
+            changes["name"] = check_key_name(name)
+        scope = None if model_scope is None else check_models(model_scope)
+        if scope is not None:
+            changes["model_scope"] = scope
+        done: list[tuple[KeyRecord, KeyRecord]] = []
+
+        def change(old: TenantRecord, now: float) -> tuple[KeyRecord, ...]:
+            key = _key(old, key_id)
+            if not key.usable(now):
+                raise KeyNotFoundError(tenant_id, key_id)
+            if scope is not None:
+                _check_scope(old, scope)
+            check_within_tenant(old, limits)
+            if expires_at is not ...:
+                changes["expires_at"] = check_expiry(expires_at, now)
+            updated = attrs.evolve(key, **changes)
+            done.append((updated, key))
+            return tuple(updated if k is key else k for k in old.keys)
+
+        self._change_keys(tenant_id, change, incarnation)
+        updated, previous = done[-1]
+        if updated != previous:
+            self._key_event("updated", tenant_id, updated, previous)
+        return updated
+
     def rotate_api_key(
         self,
         tenant_id: str,
@@ -586,7 +678,7 @@ class TenantManager:
         incarnation: str | None = None,
     ) -> tuple[str, KeyRecord, KeyRecord]:
         """
-        Replace one key by a new one with the same name and scope; return
+        Replace one key by a new one with the same name, scope and limits; return
         the new key (shown this once), its record and the old key's record.
 
         The new key works at once. The old one keeps working for *grace*
@@ -623,6 +715,9 @@ class TenantManager:
                 created_at=now,
                 expires_at=key.expires_at,
                 model_scope=key.model_scope,
+                rate_limit=key.rate_limit,
+                token_budget=key.token_budget,
+                max_concurrent_requests=key.max_concurrent_requests,
             )
             done.append((new, retired))
             kept = tuple(retired if k is key else k for k in _room(old, now))

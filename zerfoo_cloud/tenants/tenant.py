@@ -18,12 +18,14 @@ from zerfoo_cloud.buckets import EPSILON
 from zerfoo_cloud.budgets.accounts import BudgetAccount, accounts_at, spent_from_level
 from zerfoo_cloud.limits import Decision, Rate
 from zerfoo_cloud.tenants.admission import Admission
+from zerfoo_cloud.tenants.key_limits import KeyLimits, tighter
 from zerfoo_cloud.tenants.validation import check_units
 
 if TYPE_CHECKING:
     from zerfoo_cloud.budgets.holds import BudgetHold
     from zerfoo_cloud.key_records import KeyRecord
     from zerfoo_cloud.limits import Admitted, RateLimiter
+    from zerfoo_cloud.slots import Slots
     from zerfoo_cloud.tenant_records import TenantConfig, TenantRecord
 
 __all__ = ["PERIOD_SECONDS", "Tenant"]
@@ -49,10 +51,13 @@ class Tenant:
 
     __slots__ = (
         "_accounts",
+        "_all_slots",
         "_con_key",
         "_key",
+        "_key_limits",
         "_limiter",
         "_record",
+        "_release_keys",
         "_req_key",
         "_req_rate",
         "_tok_key",
@@ -78,6 +83,10 @@ class Tenant:
         limit, budget = record.rate_limit, record.token_budget
         self._req_rate = Rate(limit, PERIOD_SECONDS) if limit else None
         self._tok_rate = Rate(budget, PERIOD_SECONDS) if budget else None
+        self._key_limits = KeyLimits.of(record.id, key)
+        # Constant for the handle: the slots a request takes and gives back.
+        self._all_slots = self._slots()
+        self._release_keys = self._slot_keys()
 
     def __repr__(self) -> str:
         r = self._record
@@ -127,12 +136,15 @@ class Tenant:
     # -- the admission primitive ----------------------------------------
 
     def _asks(self, tokens: int) -> list[tuple[str, Rate, int]]:
-        # The buckets one request with *tokens* tokens takes from.
+        # The buckets one request with *tokens* tokens takes from: the
+        # tenant's, then its key's own.
         asks: list[tuple[str, Rate, int]] = []
         if self._req_rate is not None:
             asks.append((self._req_key, self._req_rate, 1))
         if self._tok_rate is not None:
             asks.append((self._tok_key, self._tok_rate, tokens))
+        if self._key_limits is not None:
+            asks += self._key_limits.asks(tokens)
         return asks
 
     def _outcome(self, free: bool, decisions: tuple[Decision, ...]) -> Admission:
@@ -144,17 +156,135 @@ class Tenant:
         allowed = (req is None or req.allowed) and (tok is None or tok.allowed)
         return Admission(allowed, req, tok)
 
-    def _admission(self, tokens: int, slot: tuple[str, int] | None) -> Admission:
-        # One request, *tokens* tokens and *slot* (when given): all or none.
+    def _key_outcome(
+        self, free: bool, decisions: tuple[Decision, ...], counts: tuple[int, ...]
+    ) -> Admission:
+        # The admission for a handle whose key has limits of its own: each
+        # decision the tighter of the tenant's and the key's.
+        limits = self._key_limits
+        assert limits is not None
+        at = 0
+        found: list[Decision | None] = []
+        for rate in (self._req_rate, self._tok_rate, limits.req_rate, limits.tok_rate):
+            found.append(None if rate is None else decisions[at])
+            at += rate is not None
+        t_req, t_tok, k_req, k_tok = found
+        req, tok = tighter(t_req, k_req), tighter(t_tok, k_tok)
+        if not free:
+            by_key = self._key_slot_full(counts)
+            return Admission(
+                False, req, tok, concurrency_refused=True, refused_by_key=by_key
+            )
+        allowed = all(d is None or d.allowed for d in found)
+        by_key = not allowed and (
+            (req is not None and not req.allowed and req is k_req)
+            or ((req is None or req.allowed) and tok is not None and tok is k_tok)
+        )
+        return Admission(allowed, req, tok, refused_by_key=by_key)
+
+    def _key_slot_full(self, counts: tuple[int, ...]) -> bool:
+        # Whether the key's slot (rather than the tenant's) refused.
+        limits = self._key_limits
+        assert limits is not None
+        if not limits.max_concurrent:
+            return False
+        if not counts:  # the key's slot alone was asked
+            return True
+        return counts[-1] >= limits.max_concurrent
+
+    def _admission(
+        self,
+        tokens: int,
+        slot: tuple[str, int] | None,
+        hold: BudgetHold | None = None,
+    ) -> Admission:
+        # One request, *tokens* tokens, *slot* (when given: with the key's
+        # slot, if it has one) and *hold* (when given): all or none.
         asks = self._asks(tokens)
-        if slot is None and not asks:
-            return _ADMITTED
-        return self._outcome(*self._limiter.admit(slot, asks))
+        if self._key_limits is None and (hold is None or not hold.accounts):
+            if slot is None and not asks:
+                return _ADMITTED
+            return self._outcome(*self._limiter.admit(slot, asks))
+        extra = () if hold is None else hold.asks()
+        answer = self._limiter.admit_with(self._slots_for(slot), asks, extra)
+        return self._admitted(answer, hold)
+
+    async def _admission_async(
+        self,
+        tokens: int,
+        slot: tuple[str, int] | None,
+        hold: BudgetHold | None = None,
+    ) -> Admission:
+        # `_admission`, awaited.
+        asks = self._asks(tokens)
+        limiter = self._limiter
+        if self._key_limits is None and (hold is None or not hold.accounts):
+            if slot is None and not asks:
+                return _ADMITTED
+            return self._outcome(*await limiter.admit_async(slot, asks))
+        extra = () if hold is None else hold.asks()
+        answer = await limiter.admit_with_async(self._slots_for(slot), asks, extra)
+        return self._admitted(answer, hold)
+
+    def _slots_for(self, slot: tuple[str, int] | None) -> Slots:
+        # The slots of `RateLimiter.admit_with` for *slot*: none, the one
+        # slot, or the tenant's and its key's.
+        slots = self._all_slots
+        return slots if slot is not None and len(slots) > 1 else slot
+
+    def _admitted(self, answer: Admitted, hold: BudgetHold | None) -> Admission:
+        # The admission for what `RateLimiter.admit_with` answered.
+        if self._key_limits is None:
+            outcome = self._outcome(answer.free, answer.decisions)
+        else:
+            outcome = self._key_outcome(answer.free, answer.decisions, answer.counts)
+        if answer.allowed or not outcome.allowed or hold is None or not hold.accounts:
+            return outcome
+        # Refused, not by a rate limit: by the first budget short of it.
+        for account, level in zip(hold.accounts, answer.extra_levels, strict=True):
+            if level + EPSILON < hold.worst:
+                return attrs.evolve(outcome, allowed=False, budget=account)
+        return attrs.evolve(outcome, allowed=False, budget=hold.accounts[0])
 
     def _slot(self) -> tuple[str, int] | None:
-        # The concurrency slot a whole request takes, if it is limited.
+        # The concurrency slot a whole request takes when it takes at most
+        # one (the tenant's, or its key's alone).
         limit = self._record.max_concurrent_requests
-        return (self._con_key, limit) if limit else None
+        if limit:
+            return (self._con_key, limit)
+        limits = self._key_limits
+        return None if limits is None else limits.slot()
+
+    def _slots(self) -> list[tuple[str, int]]:
+        # Every concurrency slot a whole request takes: the tenant's, then
+        # its key's.
+        slots = []
+        limit = self._record.max_concurrent_requests
+        if limit:
+            slots.append((self._con_key, limit))
+        limits = self._key_limits
+        key_slot = None if limits is None else limits.slot()
+        if key_slot is not None:
+            slots.append(key_slot)
+        return slots
+
+    def _slot_keys(self) -> str | list[str] | None:
+        # The slot keys a finished request gives back.
+        limits = self._key_limits
+        if limits is None or not limits.max_concurrent:
+            return self._con_key if self._record.max_concurrent_requests else None
+        return [key for key, _ in self._slots()]
+
+    def _token_buckets(self, delta: int) -> list[tuple[str, Rate, int]]:
+        # The token buckets given *delta* tokens (a refund, or a charge
+        # when negative): the tenant's and its key's.
+        buckets = []
+        rate = self._tok_rate
+        if rate is not None and delta:
+            buckets.append((self._tok_key, rate, delta))
+        if self._key_limits is not None:
+            buckets += self._key_limits.tokens(delta)
+        return buckets
 
     # -- requests ---------------------------------------------------------
 
@@ -204,9 +334,9 @@ class Tenant:
         budget never rises above its capacity.
         """
         check_units(n)
-        rate = self._tok_rate
-        if rate is not None and n:
-            self._limiter.settle(None, (self._tok_key, rate, n))
+        buckets = self._token_buckets(n)
+        if buckets:
+            self._limiter.settle(None, buckets)
 
     def deduct_tokens(self, n: int) -> None:
         """
@@ -215,9 +345,9 @@ class Tenant:
         The budget may go into debt; later requests wait until it is repaid.
         """
         check_units(n)
-        rate = self._tok_rate
-        if rate is not None and n:
-            self._limiter.settle(None, (self._tok_key, rate, -n))
+        buckets = self._token_buckets(-n)
+        if buckets:
+            self._limiter.settle(None, buckets)
 
     def token_quota(self) -> Decision:
         """
@@ -255,12 +385,7 @@ class Tenant:
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises
-        if hold is not None and hold.accounts:
-            answer = self._limiter.admit_with(
-                self._slot(), self._asks(tokens), hold.asks()
-            )
-            return self._budget_outcome(answer, hold)
-        return self._admission(tokens, self._slot())
+        return self._admission(tokens, self._slot(), hold)
 
     async def begin_request_async(
         self, tokens: int, hold: BudgetHold | None = None
@@ -272,14 +397,7 @@ class Tenant:
         """
         if type(tokens) is not int or tokens < 0:
             check_units(tokens)  # raises
-        slot = self._slot()
-        asks = self._asks(tokens)
-        if hold is not None and hold.accounts:
-            answer = await self._limiter.admit_with_async(slot, asks, hold.asks())
-            return self._budget_outcome(answer, hold)
-        if slot is None and not asks:
-            return _ADMITTED
-        return self._outcome(*await self._limiter.admit_async(slot, asks))
+        return await self._admission_async(tokens, self._slot(), hold)
 
     def end_request(
         self, reserved: int, used: int, charge: tuple[BudgetHold, int] | None = None
@@ -352,17 +470,6 @@ class Tenant:
         )
         return accounts
 
-    def _budget_outcome(self, answer: Admitted, hold: BudgetHold) -> Admission:
-        # The admission for what `RateLimiter.admit_with` answered.
-        outcome = self._outcome(answer.free, answer.decisions)
-        if answer.allowed or not outcome.allowed or outcome.refused_by is not None:
-            return outcome
-        # Refused, not by a rate limit: by the first budget short of it.
-        for account, level in zip(hold.accounts, answer.extra_levels, strict=True):
-            if level + EPSILON < hold.worst:
-                return attrs.evolve(outcome, allowed=False, budget=account)
-        return attrs.evolve(outcome, allowed=False, budget=hold.accounts[0])
-
     async def settle_budgets_async(
         self, hold: BudgetHold, cost: int
     ) -> tuple[int, ...]:
@@ -384,7 +491,13 @@ class Tenant:
 
     def _settlement(
         self, reserved: int, used: int
-    ) -> tuple[str | None, tuple[str, Rate, int] | None] | None:
+    ) -> (
+        tuple[
+            str | list[str] | None,
+            tuple[str, Rate, int] | list[tuple[str, Rate, int]] | None,
+        ]
+        | None
+    ):
         # What `RateLimiter.settle` gives back for a finished request
         # (None: nothing to give back).
         if (
@@ -394,6 +507,12 @@ class Tenant:
         ):
             check_units(reserved)  # one of them raises
             check_units(used)
+        if self._key_limits is not None:
+            buckets = self._token_buckets(reserved - used)
+            keys = self._release_keys
+            if not buckets and keys is None:
+                return None
+            return keys, buckets
         tok_rate = self._tok_rate
         bucket = None
         if tok_rate is not None and used != reserved:
@@ -411,24 +530,26 @@ class Tenant:
 
         Every ``True`` must be paired with one `release_concurrent`.
         """
-        limit = self._record.max_concurrent_requests
-        if limit == 0:
+        slots = self._all_slots
+        if not slots:
             return True
-        return self._limiter.admit((self._con_key, limit), ())[0]
+        return self._limiter.admit(slots[0] if len(slots) == 1 else slots, ())[0]
 
     def release_concurrent(self) -> None:
         """
-        Give back a slot taken by `allow_concurrent`.
+        Give back a slot taken by `allow_concurrent` (or `begin_request`).
         """
-        if self._record.max_concurrent_requests:
-            self._limiter.settle(self._con_key, None)
+        keys = self._release_keys
+        if keys is not None:
+            self._limiter.settle(keys, None)
 
     async def release_concurrent_async(self) -> None:
         """
         `release_concurrent`, awaited, as `begin_request_async`.
         """
-        if self._record.max_concurrent_requests:
-            await self._limiter.settle_async(self._con_key, None)
+        keys = self._release_keys
+        if keys is not None:
+            await self._limiter.settle_async(keys, None)
 
     async def reconcile_tokens_async(self, reserved: int, used: int) -> None:
         """
@@ -438,11 +559,9 @@ class Tenant:
         """
         check_units(reserved)
         check_units(used)
-        rate = self._tok_rate
-        if rate is not None and used != reserved:
-            await self._limiter.settle_async(
-                None, (self._tok_key, rate, reserved - used)
-            )
+        buckets = self._token_buckets(reserved - used)
+        if buckets:
+            await self._limiter.settle_async(None, buckets)
 
     def in_flight(self) -> int:
         """

@@ -3,7 +3,7 @@ Who may call the admin API, and what each route lets them do.
 
 An admin key (only its SHA-256 hash is configured) may do everything; a
 tenant-admin session may read only its own tenant, its usage and its audit
-log, and rotate its own key, and only while the tenant it signed in to still
+log, and rotate its own key (a viewer's session only reads them), and only while the tenant it signed in to still
 exists (the same *incarnation*, not merely the same id).
 """
 
@@ -19,6 +19,7 @@ from zerfoo_cloud.errors import SessionError
 from zerfoo_cloud.http.admin._inputs import cookie
 from zerfoo_cloud.http.admin._responses import HTTPProblem
 from zerfoo_cloud.http.admin._sso import SESSION_COOKIE
+from zerfoo_cloud.sso.roles import Role
 from zerfoo_cloud.tenants import hash_api_key
 
 if TYPE_CHECKING:
@@ -59,7 +60,10 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
         "GET": ("keys", AuditAction.LIST, True, False),
         "POST": ("create_key", AuditAction.CREATE, False, True),
     },
-    "/keys/{key_id}": {"DELETE": ("revoke_key", AuditAction.DELETE, False, False)},
+    "/keys/{key_id}": {
+        "PATCH": ("update_key", AuditAction.UPDATE, False, True),
+        "DELETE": ("revoke_key", AuditAction.DELETE, False, False),
+    },
     "/keys/{key_id}/rotate": {"POST": ("rotate_key", AuditAction.UPDATE, False, True)},
     "/usage": {"GET": ("usage", AuditAction.LIST, True, False)},
     "/audit": {"GET": ("audit", AuditAction.LIST, True, False)},
@@ -103,6 +107,7 @@ class Principal:
     tenant_id: str | None
     actor: str
     incarnation: str = ""
+    role: str = "admin"
 
 
 @attrs.frozen
@@ -213,8 +218,19 @@ class Access:
                     401, "session_expired", str(exc), headers=[CHALLENGE]
                 ) from exc
             raise invalid_credentials() from exc
+        if session.role == Role.OPERATOR.value:
+            # An operator's console session is no API credential: the API
+            # takes the admin key itself.
+            msg = (
+                "an operator's console session does not call the admin API; "
+                "send the admin key"
+            )
+            raise HTTPProblem(403, "forbidden", msg)
         return Principal(
-            session.tenant_id, "sso:" + session.subject, session.incarnation
+            session.tenant_id,
+            "sso:" + session.subject,
+            session.incarnation,
+            session.role,
         )
 
     @staticmethod
@@ -236,6 +252,9 @@ class Access:
         if principal.tenant_id is None:
             return
         if op.own and op.tenant == principal.tenant_id:
+            if principal.role == "viewer" and op.action is not AuditAction.LIST:
+                msg = "a viewer's session may read its tenant but change nothing"
+                raise HTTPProblem(403, "forbidden", msg)
             return
         msg = (
             f"a session for tenant {principal.tenant_id!r} may only read that "

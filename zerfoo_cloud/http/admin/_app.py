@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Route, Router
 
 from zerfoo_cloud._asgi import acknowledge_lifespan
 from zerfoo_cloud._openai_error import SERVER_ERROR_MESSAGE
@@ -39,6 +39,7 @@ from zerfoo_cloud.http.admin._access import (
 )
 from zerfoo_cloud.http.admin._audit_trail import AuditTrail, CallRecord
 from zerfoo_cloud.http.admin._budget_routes import BudgetOperations
+from zerfoo_cloud.http.admin._endpoint import Endpoint
 from zerfoo_cloud.http.admin._inputs import (
     read_body,
     repeated_credential,
@@ -46,6 +47,12 @@ from zerfoo_cloud.http.admin._inputs import (
     segments_of,
 )
 from zerfoo_cloud.http.admin._key_routes import KeyOperations
+from zerfoo_cloud.http.admin._oidc import (
+    OIDC_ENDPOINTS,
+    OIDC_REQUEST_COOKIE,
+    OIDCLogin,
+    check_oidc_providers,
+)
 from zerfoo_cloud.http.admin._params import clip
 from zerfoo_cloud.http.admin._price_routes import PriceOperations
 from zerfoo_cloud.http.admin._report_routes import ReportOperations, UsageMeter
@@ -58,16 +65,18 @@ from zerfoo_cloud.http.admin._sso import (
     check_providers,
 )
 from zerfoo_cloud.http.admin._tenant_routes import TenantOperations
+from zerfoo_cloud.tenants import hash_api_key
 
 if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import Receive, Scope, Send
 
     from zerfoo_cloud._clock import Clock
-    from zerfoo_cloud.audit import AuditLogger
+    from zerfoo_cloud.audit import AuditEntry, AuditLogger
     from zerfoo_cloud.http.admin._sessions import SessionSigner
     from zerfoo_cloud.price_book import PriceBook
     from zerfoo_cloud.sso import SAMLProvider
+    from zerfoo_cloud.sso.oidc import OIDCProvider
     from zerfoo_cloud.tenants import TenantManager
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_MAX_BODY", "AdminAPI"]
@@ -130,20 +139,6 @@ def _admin_hashes(admin_key_hashes: Iterable[str]) -> tuple[bytes, ...]:
     return tuple(hashes)
 
 
-class _Endpoint:
-    """
-    A Starlette endpoint (an ASGI app, so that it sees every method) that
-    answers with ``respond(request)``.
-    """
-
-    def __init__(self, respond: Callable[[Request], Awaitable[Response]]) -> None:
-        self._respond = respond
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(Request(scope, receive))
-        await response(scope, receive, send)
-
-
 class AdminAPI:
     """
     The admin API and SAML login, as an ASGI app routed by Starlette.
@@ -155,7 +150,7 @@ class AdminAPI:
       ``api_key``, shown only this once);
     - ``GET|PATCH|DELETE /admin/tenants/{id}``;
     - ``POST /admin/tenants/{id}/rotate-key`` (the new ``api_key``, once);
-    - ``GET|POST /admin/tenants/{id}/keys``, ``DELETE
+    - ``GET|POST /admin/tenants/{id}/keys``, ``PATCH|DELETE
       /admin/tenants/{id}/keys/{key_id}`` and ``POST
       /admin/tenants/{id}/keys/{key_id}/rotate``: the tenant's API keys
       (a new key shown once; `KeyOperations`);
@@ -174,7 +169,13 @@ class AdminAPI:
       based on: 412 if it changed since, 409 if prices come from a file)
       and ``POST /admin/prices`` (one price for one model), on *prices*;
     - ``GET /sso/saml/{tenant}/login``, ``POST /sso/saml/{tenant}/acs`` and
-      ``GET /sso/saml/{tenant}/metadata``.
+      ``GET /sso/saml/{tenant}/metadata``;
+    - ``GET /sso/oidc/{name}/login`` and ``GET /sso/oidc/{name}/callback``
+      (*name*: a tenant id, or ``_operators``).
+
+    Both SAML's ACS and OpenID Connect's callback end by mapping the
+    user's groups to a role (none: 403) and redirecting to the console
+    with a session cookie.
 
     ``Authorization: Bearer <admin key>`` may do everything. A tenant-admin
     session (the ``zc_session`` cookie, or its token as the bearer) may only
@@ -200,10 +201,15 @@ class AdminAPI:
         sso: tenant id -> that tenant's `zerfoo_cloud.SAMLProvider` (with
             ``sp_entity_id`` and ``acs_url`` set, the ACS URL ending in
             ``/sso/saml/<tenant>/acs``).
+        oidc: OpenID providers (`zerfoo_cloud.sso.oidc.OIDCProvider`), at
+            most one per tenant and one for the operators.
         clock: the time source, Unix seconds (default times of queries).
         max_body: the largest request body, in bytes (413 past it).
         prices: the service's price table (a `zerfoo_cloud.price_book.PriceBook`);
             without it the price routes answer 404.
+
+    `zerfoo_cloud.http.console.mount_console` adds the web console's
+    routes (``/console/...``) to this app.
 
     Raises:
         InvalidConfigError: an admin key hash that is not a SHA-256 hex
@@ -223,6 +229,7 @@ class AdminAPI:
         admin_key_hashes: Iterable[str] = (),
         sessions: SessionSigner | None = None,
         sso: Mapping[str, SAMLProvider] | None = None,
+        oidc: Iterable[OIDCProvider] | None = None,
         clock: Clock = time.time,
         max_body: int = DEFAULT_MAX_BODY,
         prices: PriceBook | None = None,
@@ -249,9 +256,15 @@ class AdminAPI:
                 providers,
                 sessions,
                 audit=self._trail.log,
-                incarnation=self._incarnation_of,
+                max_body=max_body,
             )
             if providers and sessions is not None
+            else None
+        )
+        openid = check_oidc_providers(oidc or (), sessions)
+        self._oidc = (
+            OIDCLogin(openid, sessions, audit=self._trail.log)
+            if openid and sessions is not None
             else None
         )
         crud = TenantOperations(tenants)
@@ -269,6 +282,7 @@ class AdminAPI:
             "rotate": crud.rotate,
             "keys": keys.list,
             "create_key": keys.create,
+            "update_key": keys.update,
             "revoke_key": keys.revoke,
             "rotate_key": keys.rotate,
             "usage": reports.usage,
@@ -286,22 +300,65 @@ class AdminAPI:
         self._router = Router(
             [*self._admin_routes(), *self._sso_routes()],
             redirect_slashes=False,
-            default=_Endpoint(self._unrouted),
+            default=Endpoint(self._unrouted),
         )
 
     def __repr__(self) -> str:
         return (
             f"<AdminAPI admin_keys={len(self._access.admin_hashes)} "
             f"sessions={self.sessions is not None} "
-            f"sso={sorted(self._sso.providers) if self._sso else []}>"
+            f"sso={sorted(self._sso.providers) if self._sso else []} "
+            f"oidc={sorted(self._oidc.providers) if self._oidc else []}>"
         )
 
     @staticmethod
     def handles(path: str) -> bool:
         """
-        Whether *path* belongs to this app (``/admin/...`` or ``/sso/...``).
+        Whether *path* belongs to this app (``/admin/...``, ``/sso/...`` or
+        ``/console/...``).
         """
-        return path.startswith(("/admin/", "/sso/")) or path == "/admin"
+        return path.startswith(("/admin/", "/sso/", "/console/")) or path in {
+            "/admin",
+            "/console",
+        }
+
+    @property
+    def saml_tenants(self) -> frozenset[str]:
+        """
+        The tenants whose people sign in through SAML here.
+        """
+        return frozenset(self._sso.providers) if self._sso is not None else frozenset()
+
+    @property
+    def oidc_names(self) -> frozenset[str]:
+        """
+        The names (tenant ids, and ``_operators``) of the OpenID providers
+        people sign in through here.
+        """
+        return (
+            frozenset(self._oidc.providers) if self._oidc is not None else frozenset()
+        )
+
+    def is_admin_key(self, key: str) -> bool:
+        """
+        Whether *key* is one of the admin keys (its SHA-256 compared with
+        every configured hash in constant time).
+        """
+        return self._access.is_admin_hash(bytes.fromhex(hash_api_key(key)))
+
+    def log_audit(self, entry: AuditEntry) -> None:
+        """
+        Write *entry* to the audit log, if there is one; a failure is
+        logged, never raised (call it from a worker thread).
+        """
+        self._trail.log(entry)
+
+    def mount(self, routes: Iterable[BaseRoute]) -> None:
+        """
+        Serve *routes* too, after the admin and SSO routes (the web
+        console's: `zerfoo_cloud.http.console.mount_console`).
+        """
+        self._router.routes.extend(routes)
 
     # -- ASGI -------------------------------------------------------------
 
@@ -318,6 +375,8 @@ class AdminAPI:
             await send({"type": "websocket.close", "code": 1008})
             return
         routed = routing_scope(scope)
+        # start_console_session finds the sessions and tenants through it.
+        routed["app"] = self
         try:
             await self._router(routed, receive, send)
         except ClientDisconnect:
@@ -355,49 +414,50 @@ class AdminAPI:
         }
         return [
             *(
-                Route(path, _Endpoint(serve(suffix)))
+                Route(path, Endpoint(serve(suffix)))
                 for suffix in ROUTES
                 for path in paths.get(suffix, ["/admin/tenants/{tenant}" + suffix])
             ),
-            *(Route(path, _Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
+            *(Route(path, Endpoint(serve_service(path))) for path in SERVICE_ROUTES),
         ]
 
     def _sso_routes(self) -> list[Route]:
-        sso = self._sso
-        if sso is None:
-            return []
+        routes: list[Route] = []
+        logins: tuple[tuple[str, SAMLLogin | OIDCLogin | None, Iterable[str]], ...] = (
+            ("saml", self._sso, ENDPOINTS),
+            ("oidc", self._oidc, OIDC_ENDPOINTS),
+        )
+        for protocol, login, endpoints in logins:
+            if login is None:
+                continue
+            routes += [
+                Route(
+                    f"/sso/{protocol}/{{tenant}}/{endpoint}",
+                    Endpoint(self._login_endpoint(login, endpoint)),
+                )
+                for endpoint in endpoints
+            ]
+        return routes
 
-        def serve(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
-            async def respond(request: Request) -> Response:
-                refused = await self._refuse_repeated(request)
-                if refused is not None:
-                    return refused
-                tenant = segments_of(request)[2]
-                try:
-                    provider = sso.provider_for(
-                        tenant, endpoint, request.method.upper()
-                    )
-                    if endpoint == "metadata":
-                        return sso.metadata(provider)
-                    if endpoint == "login":
-                        return sso.login(request, provider)
-                except HTTPProblem as problem:
-                    return problem.response()
-                return await sso.acs(request, provider, self.max_body)
+    def _login_endpoint(
+        self, login: SAMLLogin | OIDCLogin, endpoint: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def respond(request: Request) -> Response:
+            refused = await self._refuse_repeated(request)
+            if refused is not None:
+                return refused
+            return await login.answer(request, segments_of(request)[2], endpoint)
 
-            return respond
-
-        return [
-            Route(f"/sso/saml/{{tenant}}/{endpoint}", _Endpoint(serve(endpoint)))
-            for endpoint in ENDPOINTS
-        ]
+        return respond
 
     async def _refuse_repeated(self, request: Request) -> Response | None:
         """
         The 400 answer (audited) to a request that sends a credential more
         than once, if it does.
         """
-        what = repeated_credential(request, (SESSION_COOKIE, REQUEST_COOKIE))
+        what = repeated_credential(
+            request, (SESSION_COOKIE, REQUEST_COOKIE, OIDC_REQUEST_COOKIE)
+        )
         if what is None:
             return None
         return await asyncio.to_thread(self._trail.refuse_repeated, request, what)
@@ -414,12 +474,23 @@ class AdminAPI:
             refused = await self._refuse_repeated(request)
             if refused is not None:
                 return refused
-            if segments[1:2] == ("saml",) and self._sso is not None:
-                if len(segments) == 4 and segments[3] in ENDPOINTS:  # noqa: PLR2004
-                    # /sso/saml//login: an empty tenant has no SSO.
-                    msg = "single sign-on is not set up for this tenant"
-                    return error_response(404, "sso_not_configured", msg)
-                return error_response(404, "not_found", "no such SSO endpoint")
+            return self._unrouted_sso(segments)
+        return error_response(404, "not_found", "no such route")
+
+    def _unrouted_sso(self, segments: tuple[str, ...]) -> Response:
+        """
+        The 404 of an SSO path no route matched.
+        """
+        endpoints = {
+            "saml": ENDPOINTS if self._sso is not None else None,
+            "oidc": OIDC_ENDPOINTS if self._oidc is not None else None,
+        }.get(segments[1] if len(segments) > 1 else "")
+        if endpoints is not None and len(segments) == 4 and segments[3] in endpoints:  # noqa: PLR2004
+            # /sso/saml//login: an empty tenant has no SSO.
+            msg = "single sign-on is not set up for this tenant"
+            return error_response(404, "sso_not_configured", msg)
+        if endpoints is not None:
+            return error_response(404, "not_found", "no such SSO endpoint")
         return error_response(404, "not_found", "no such route")
 
     async def _admin(
@@ -458,7 +529,7 @@ class AdminAPI:
         self._trail.record(request, record, response)
         return response
 
-    def _incarnation_of(self, tenant_id: str) -> str | None:
+    def incarnation_of(self, tenant_id: str) -> str | None:
         """
         The current incarnation of *tenant_id*, ``None`` if there is no such
         tenant.

@@ -8,6 +8,14 @@ salt) over ``v1.<payload>``, so a token made for one purpose (a session) is
 never accepted for another (the state of a pending SAML login). Tokens carry
 their expiry; nothing is stored on the server, so every worker process that
 shares the secret accepts them.
+
+A session has an absolute end (``x``: the signer's ``ttl`` after sign-in,
+or sooner) and, with ``idle`` set, an idle end (``e``): each use may
+`SessionSigner.refresh` the token, moving ``e`` to ``idle`` seconds ahead
+but never past ``x``. The payload also names the person's `Role` (``r``),
+how they signed in (``v``: ``saml``, ``oidc`` or ``admin-key``) and their
+e-mail (``m``); fields at their defaults are left out, so a tenant-admin
+token of a signer without ``idle`` is what earlier versions made.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import attrs
 from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
 from zerfoo_cloud.errors import InvalidConfigError, SessionError
+from zerfoo_cloud.sso.roles import Role
 from zerfoo_cloud.tenants import TENANT_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -34,6 +43,7 @@ __all__ = [
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKEN_LENGTH",
     "MIN_SECRET_BYTES",
+    "SIGN_IN_METHODS",
     "Session",
     "SessionSigner",
     "state_codec",
@@ -49,6 +59,8 @@ MAX_SUBJECT_LENGTH = 512
 MAX_INCARNATION_LENGTH = 64
 #: Longer tokens are refused unread; every token this module makes is shorter.
 MAX_TOKEN_LENGTH = 4096
+#: How a person may have signed in: the ``via`` of a `Session`.
+SIGN_IN_METHODS = ("saml", "oidc", "admin-key")
 
 _VERSION = "v1"
 _TOKEN = re.compile(r"v1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
@@ -151,17 +163,25 @@ class TokenCodec:
 @attrs.frozen
 class Session:
     """
-    A verified tenant-admin session.
+    A verified session: a tenant admin or viewer, or an operator.
 
     Attributes:
-        tenant_id: the only tenant this session may see.
-        subject: who signed in (the SAML NameID).
-        expires_at: when the session ends, Unix seconds.
+        tenant_id: the only tenant this session may see (``""`` for an
+            operator, who may see every tenant).
+        subject: who signed in (the SAML NameID, the OIDC ``sub``, or the
+            admin key's short fingerprint).
+        expires_at: when the session ends unless used again, Unix seconds
+            (the idle end; at most `absolute_expires_at`).
         incarnation: the ``TenantRecord.incarnation`` of the tenant when the
             session was issued; the session is worth nothing once the tenant
             is deleted, even if one with the same id is created again
-            (empty for tokens issued without one, which no admin API
-            accepts).
+            (empty for operators, and for tokens issued without one, which
+            no tenant route accepts).
+        role: what the session may do: a `Role` value (``"admin"``,
+            ``"viewer"`` or ``"operator"``).
+        via: how the person signed in, one of `SIGN_IN_METHODS`.
+        email: the person's e-mail address, ``""`` when unknown.
+        absolute_expires_at: when the session ends however busy it is.
 
     .. versionadded:: 0.1.0
     """
@@ -170,22 +190,76 @@ class Session:
     subject: str
     expires_at: float
     incarnation: str = ""
+    role: str = Role.ADMIN.value
+    via: str = "saml"
+    email: str = ""
+    absolute_expires_at: float = attrs.field()
+
+    @absolute_expires_at.default
+    def _absolute(self) -> float:
+        return self.expires_at
+
+    @property
+    def actor(self) -> str:
+        """
+        Who this is, as audit entries name them: ``<via>:<email or subject>``.
+        """
+        return f"{self.via}:{self.email or self.subject}"
+
+
+def _check_identity(
+    tenant_id: object, subject: object, incarnation: object, role: Role
+) -> None:
+    if role is Role.OPERATOR:
+        if tenant_id != "" or incarnation != "":
+            msg = "an operator session has no tenant and no incarnation"
+            raise InvalidConfigError(msg, field="tenant_id")
+    else:
+        if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
+            msg = f"tenant id {tenant_id!r} is invalid"
+            raise InvalidConfigError(msg, field="tenant_id")
+        if (
+            not isinstance(incarnation, str)
+            or not 0 < len(incarnation) <= MAX_INCARNATION_LENGTH
+        ):
+            msg = f"the incarnation must be 1 to {MAX_INCARNATION_LENGTH} characters"
+            raise InvalidConfigError(msg, field="incarnation")
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
+        msg = f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
+        raise InvalidConfigError(msg, field="subject")
+
+
+def _check_seconds(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= MAX_SESSION_TTL
+    ):
+        msg = (
+            f"{name} must be more than 0 and at most {MAX_SESSION_TTL} seconds, "
+            f"not {value!r}"
+        )
+        raise InvalidConfigError(msg, field=name)
+    return float(value)
 
 
 class SessionSigner:
     """
-    Issues and verifies signed, short-lived tenant-admin sessions.
+    Issues and verifies signed, short-lived sessions.
 
-    Tokens are HMAC-SHA256 signed and carry their tenant, subject and
-    expiry; the server keeps no session state, so every process given the
-    same *secret* accepts the same tokens. Verification compares in
-    constant time and refuses expired, altered and foreign tokens.
+    Tokens are HMAC-SHA256 signed and carry their tenant, subject, role,
+    sign-in method and expiry; the server keeps no session state, so every
+    process given the same *secret* accepts the same tokens. Verification
+    compares in constant time and refuses expired, altered and foreign
+    tokens.
 
     Args:
         secret: at least `MIN_SECRET_BYTES` random bytes
             (``secrets.token_bytes(32)``). Never shown in a repr.
-        ttl: seconds a session lasts, more than 0 and at most
-            `MAX_SESSION_TTL`.
+        ttl: seconds a session lasts at most (its absolute expiry), more
+            than 0 and at most `MAX_SESSION_TTL`.
+        idle: seconds a session lasts without being used (`refresh`), more
+            than 0 and at most *ttl*; ``None``: no idle expiry.
         clock: the time source, Unix seconds.
         previous_secrets: older secrets still accepted (never used to
             sign), so the secret can be rotated without ending every
@@ -193,7 +267,7 @@ class SessionSigner:
 
     Raises:
         InvalidConfigError: a secret that is not bytes or is too short, or a
-            *ttl* out of range.
+            *ttl* or *idle* out of range.
 
     .. versionadded:: 0.1.0
     """
@@ -203,24 +277,29 @@ class SessionSigner:
         secret: bytes,
         *,
         ttl: float = 3600,
+        idle: float | None = None,
         clock: Clock = time.time,
         previous_secrets: Iterable[bytes] = (),
     ) -> None:
         secrets = [_check_secret(secret), *map(_check_secret, previous_secrets)]
-        if (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, (int, float))
-            or not 0 < ttl <= MAX_SESSION_TTL
-        ):
-            msg = f"ttl must be more than 0 and at most {MAX_SESSION_TTL} seconds, not {ttl!r}"
-            raise InvalidConfigError(msg, field="ttl")
-        self.ttl = float(ttl)
+        self.ttl = _check_seconds(ttl, "ttl")
+        self.idle = None if idle is None else _check_seconds(idle, "idle")
+        if self.idle is not None and self.idle > self.ttl:
+            msg = f"idle ({idle!r} seconds) must not be longer than ttl ({ttl!r})"
+            raise InvalidConfigError(msg, field="idle")
         self.clock = clock
         self._secrets = tuple(secrets)
         self._codec = TokenCodec(secrets, _SESSION_PURPOSE, clock)
+        self._csrf = Signer(
+            list(secrets)[::-1],
+            salt=b"zerfoo-cloud/csrf",
+            key_derivation="hmac",
+            digest_method=hashlib.sha256,
+        )
 
     def __repr__(self) -> str:
-        return f"<SessionSigner ttl={self.ttl:g}s keys={len(self._secrets)}>"
+        idle = "" if self.idle is None else f" idle={self.idle:g}s"
+        return f"<SessionSigner ttl={self.ttl:g}s{idle} keys={len(self._secrets)}>"
 
     def issue(
         self,
@@ -229,43 +308,95 @@ class SessionSigner:
         *,
         incarnation: str,
         expires_at: float | None = None,
+        role: Role | str = Role.ADMIN,
+        via: str = "saml",
+        email: str = "",
     ) -> str:
         """
-        Return a new session token for *subject*, valid for `ttl` seconds,
-        that may see only tenant *tenant_id* as it is now.
+        Return a new session token for *subject*, valid for `ttl` seconds
+        (`idle` without use), that may see only tenant *tenant_id* as it is
+        now (every tenant for an operator).
 
         Args:
-            tenant_id: the only tenant the session may see.
+            tenant_id: the only tenant the session may see; ``""`` for an
+                operator.
             subject: who signed in.
             incarnation: the tenant's ``TenantRecord.incarnation``; the
-                admin API refuses the session once the tenant's differs
-                (it was deleted, and perhaps created again).
+                admin API and console refuse the session once the tenant's
+                differs (it was deleted, and perhaps created again). ``""``
+                for an operator.
             expires_at: end the session at this Unix time instead, if that
                 is sooner (the IdP's ``SessionNotOnOrAfter``).
+            role: what the session may do (a `Role` or its value).
+            via: how the person signed in, one of `SIGN_IN_METHODS`.
+            email: the person's e-mail address, if known (at most
+                `MAX_SUBJECT_LENGTH` characters).
 
         Raises:
-            InvalidConfigError: a malformed tenant id, an empty subject or
-                one over `MAX_SUBJECT_LENGTH` characters, or an empty or
-                overlong incarnation.
+            InvalidConfigError: a malformed tenant id (or one given to an
+                operator), an empty subject or one over
+                `MAX_SUBJECT_LENGTH` characters, an empty or overlong
+                incarnation, an unknown *role* or *via*, or an overlong
+                *email*.
         """
-        if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
-            msg = f"tenant id {tenant_id!r} is invalid"
-            raise InvalidConfigError(msg, field="tenant_id")
-        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
-            msg = f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
-            raise InvalidConfigError(msg, field="subject")
-        if (
-            not isinstance(incarnation, str)
-            or not 0 < len(incarnation) <= MAX_INCARNATION_LENGTH
-        ):
-            msg = f"the incarnation must be 1 to {MAX_INCARNATION_LENGTH} characters"
-            raise InvalidConfigError(msg, field="incarnation")
+        try:
+            role = Role(role)
+        except ValueError as exc:
+            names = ", ".join(r.value for r in Role)
+            msg = f"role must be one of {names}, not {role!r}"
+            raise InvalidConfigError(msg, field="role") from exc
+        _check_identity(tenant_id, subject, incarnation, role)
+        if via not in SIGN_IN_METHODS:
+            msg = f"via must be one of {', '.join(SIGN_IN_METHODS)}, not {via!r}"
+            raise InvalidConfigError(msg, field="via")
+        if not isinstance(email, str) or len(email) > MAX_SUBJECT_LENGTH:
+            msg = f"the e-mail address must be at most {MAX_SUBJECT_LENGTH} characters"
+            raise InvalidConfigError(msg, field="email")
         end = self.clock() + self.ttl
         if expires_at is not None:
             end = min(end, expires_at)
-        return self._codec.dumps(
-            {"t": tenant_id, "s": subject, "i": incarnation, "e": end}
+        return self._dumps(
+            Session(
+                tenant_id,
+                subject,
+                end,
+                incarnation,
+                role.value,
+                via,
+                email,
+                absolute_expires_at=end,
+            )
         )
+
+    def _dumps(self, session: Session) -> str:
+        """
+        The token of *session*, its idle end moved to `idle` seconds from
+        now (never past its absolute end).
+        """
+        end = session.absolute_expires_at
+        idle_end = end if self.idle is None else min(end, self.clock() + self.idle)
+        payload: dict[str, Any] = {
+            "t": session.tenant_id,
+            "s": session.subject,
+            "i": session.incarnation,
+            "e": idle_end,
+        }
+        if idle_end != end:
+            payload["x"] = end
+        if session.role != Role.ADMIN.value:
+            payload["r"] = session.role
+        if session.via != "saml":
+            payload["v"] = session.via
+        if session.email:
+            payload["m"] = session.email
+        return self._codec.dumps(payload)
+
+    def refresh(self, session: Session) -> str:
+        """
+        A new token for *session*, its idle expiry starting again now (its
+        absolute expiry unchanged).
+        """
+        return self._dumps(session)
 
     def verify(self, token: str) -> Session:
         """
@@ -274,19 +405,74 @@ class SessionSigner:
         Raises:
             SessionError: the token is malformed (``reason="malformed"``),
                 not signed by this signer's secrets (``"signature"``), or
-                expired (``"expired"``: at or after its ``expires_at``).
+                expired (``"expired"``: at or after its idle or absolute
+                end).
         """
         payload = self._codec.loads(token)
         tenant_id, subject = payload.get("t"), payload.get("s")
         incarnation = payload.get("i", "")
+        via, email = payload.get("v", "saml"), payload.get("m", "")
+        end = payload.get("x", payload["e"])
+        try:
+            role = Role(payload.get("r", Role.ADMIN.value)).value
+        except ValueError as exc:  # pragma: no cover - signed
+            raise _malformed() from exc
         if (
             not isinstance(tenant_id, str)
             or not isinstance(subject, str)
             or not isinstance(incarnation, str)
+            or not isinstance(via, str)
+            or not isinstance(email, str)
+            or isinstance(end, bool)
+            or not isinstance(end, (int, float))
         ):
-            msg = "the session token is malformed"  # pragma: no cover - signed
-            raise SessionError(msg, reason="malformed")  # pragma: no cover
-        return Session(tenant_id, subject, float(payload["e"]), incarnation)
+            raise _malformed()  # pragma: no cover - signed
+        if self.clock() >= end:  # pragma: no cover - e <= x when signed
+            msg = "the session has expired; sign in again"
+            raise SessionError(msg, reason="expired")
+        return Session(
+            tenant_id,
+            subject,
+            float(payload["e"]),
+            incarnation,
+            role,
+            via,
+            email,
+            absolute_expires_at=float(end),
+        )
+
+    def csrf_token(self, session: Session) -> str:
+        """
+        The token every form of *session* carries: an HMAC of the session's
+        identity and absolute expiry, so it is the same for the whole
+        session (refreshes included) and worthless for any other.
+        """
+        return self._csrf.get_signature(_csrf_subject(session)).decode("ascii")
+
+    def check_csrf(self, session: Session, token: object) -> bool:
+        """
+        Whether *token* is *session*'s `csrf_token` (compared in constant
+        time, under any of the signer's secrets).
+        """
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+            return False
+        if not token.isascii():
+            return False
+        return bool(self._csrf.verify_signature(_csrf_subject(session), token))
+
+
+def _csrf_subject(session: Session) -> bytes:
+    return json.dumps(
+        [
+            session.tenant_id,
+            session.subject,
+            session.incarnation,
+            session.role,
+            session.via,
+            repr(session.absolute_expires_at),
+        ],
+        separators=(",", ":"),
+    ).encode("utf-8")
 
 
 def state_codec(signer: SessionSigner, purpose: str) -> TokenCodec:

@@ -13,31 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, TypeVar
 
-from zerfoo_cloud.audit import AuditAction, AuditEntry
+from zerfoo_cloud.audit import AuditEntry
 from zerfoo_cloud.errors import InvalidConfigError, SAMLError, SessionError
-from zerfoo_cloud.http._audit_result import audit_result
 from zerfoo_cloud.http.admin._inputs import (
-    client_of,
     cookie,
     form_fields,
     query_fields,
     read_body,
 )
+from zerfoo_cloud.http.admin._login_success import (
+    SESSION_COOKIE,
+    audit_login,
+    login_refused,
+    set_cookie,
+    start_console_session,
+)
 from zerfoo_cloud.http.admin._responses import (
     HTTPProblem,
     bytes_response,
     empty_response,
-    json_response,
 )
-from zerfoo_cloud.http.admin._sessions import SessionSigner, state_codec
+from zerfoo_cloud.http.admin._sessions import SessionSigner, TokenCodec, state_codec
 from zerfoo_cloud.sso import SAMLInResponseToError, SAMLReplayError
+from zerfoo_cloud.sso.roles import Role
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -52,11 +55,13 @@ __all__ = [
     "SSO_REQUEST_TTL",
     "SAMLLogin",
     "check_providers",
+    "find_provider",
+    "next_target",
+    "no_role",
+    "read_pending",
     "set_cookie",
 ]
 
-#: The cookie holding a tenant admin's session token.
-SESSION_COOKIE = "zc_session"
 #: The cookie holding a pending SAML login.
 REQUEST_COOKIE = "zc_saml_request"
 #: Seconds a user has to sign in at the IdP.
@@ -92,6 +97,14 @@ def check_providers(
                 f"{provider.tenant_id!r}"
             )
             raise InvalidConfigError(msg, field="sso")
+        if provider.role_map is not None and Role.OPERATOR in set(
+            provider.role_map.roles.values()
+        ):
+            msg = (
+                f"the SSO provider of tenant {tenant_id!r} may not give the "
+                "operator role; operators sign in through their own provider"
+            )
+            raise InvalidConfigError(msg, field="sso")
         # Raises InvalidConfigError for a missing SP entity id or ACS URL,
         # or for an IdP that wants signed requests without an SP key.
         provider.authn_request()
@@ -115,33 +128,34 @@ class SAMLLogin:
         sessions: SessionSigner,
         *,
         audit: Callable[[AuditEntry], None],
-        incarnation: Callable[[str], str | None],
+        max_body: int,
     ) -> None:
         self.providers = providers
         self.sessions = sessions
+        self.max_body = max_body
         self._audit = audit
-        self._incarnation = incarnation
         self._state = state_codec(sessions, "saml-request")
 
-    def provider_for(self, tenant_id: str, endpoint: str, method: str) -> SAMLProvider:
+    async def answer(self, request: Request, tenant_id: str, endpoint: str) -> Response:
         """
-        The provider of *tenant_id*, for a *method* request to *endpoint*.
-
-        Raises:
-            HTTPProblem: 404 for a tenant without SSO, 405 for a wrong
-                method.
+        Answer a request to *endpoint* of *tenant_id*'s provider: 404 for a
+        tenant without SSO, 405 for a wrong method.
         """
-        provider = self.providers.get(tenant_id)
-        if provider is None:
-            msg = "single sign-on is not set up for this tenant"
-            raise HTTPProblem(404, "sso_not_configured", msg)
-        allowed = ENDPOINTS[endpoint]
-        if method != allowed:
-            msg = f"use {allowed} for this endpoint"
-            raise HTTPProblem(
-                405, "method_not_allowed", msg, headers=[("allow", allowed)]
+        try:
+            provider = find_provider(
+                self.providers,
+                tenant_id,
+                ENDPOINTS,
+                endpoint,
+                request.method.upper(),
             )
-        return provider
+            if endpoint == "metadata":
+                return self.metadata(provider)
+            if endpoint == "login":
+                return self.login(request, provider)
+        except HTTPProblem as problem:
+            return problem.response()
+        return await self.acs(request, provider, self.max_body)
 
     def metadata(self, provider: SAMLProvider) -> Response:
         """
@@ -158,14 +172,7 @@ class SAMLLogin:
         Raises:
             HTTPProblem: 400 for a bad ``next``.
         """
-        params = query_fields(request, ("next",))
-        target = params.get("next", "")
-        if target and (len(target) > MAX_NEXT_LENGTH or not _NEXT.fullmatch(target)):
-            msg = (
-                f"next must be a path on this server (starting with one '/', "
-                f"at most {MAX_NEXT_LENGTH} characters)"
-            )
-            raise HTTPProblem(400, "invalid_parameter", msg, param="next")
+        target = next_target(request)
         nonce = secrets.token_urlsafe(16)
         redirect = provider.authn_request(relay_state=nonce)
         state = self._state.dumps(
@@ -206,61 +213,49 @@ class SAMLLogin:
     def _answer(
         self, request: Request, provider: SAMLProvider, form: Mapping[str, str]
     ) -> Response:
-        subject = ""
+        seen: list[str] = []
+        reason = ""
         try:
-            response, subject = self._accept(request, provider, form)
+            response = self._accept(request, provider, form, seen)
         except HTTPProblem as problem:
-            response = problem.response()
-        return self.audited(request, provider, response, subject)
+            response = login_refused(request, problem)
+            reason = problem.code
+        subject = seen[0] if seen else ""
+        return self.audited(request, provider, response, subject=subject, reason=reason)
 
     def audited(
+        self, request: Request, provider: SAMLProvider, response: Response, **who: str
+    ) -> Response:
+        """
+        Audit an ACS *response* as an ``auth`` event of the tenant (*who*:
+        the ``subject`` and the ``reason`` of a refusal); return it.
+        """
+        path = f"/sso/saml/{provider.tenant_id}/acs"
+        return audit_login(
+            self._audit,
+            request,
+            response,
+            tenant_id=provider.tenant_id,
+            path=path,
+            **who,
+        )
+
+    def _pending(self, request: Request, tenant_id: str) -> dict[str, object]:
+        return read_pending(
+            request,
+            self._state,
+            REQUEST_COOKIE,
+            tenant_id,
+            f"/sso/saml/{tenant_id}/login",
+        )
+
+    def _accept(
         self,
         request: Request,
         provider: SAMLProvider,
-        response: Response,
-        subject: str = "",
+        form: Mapping[str, str],
+        seen: list[str],
     ) -> Response:
-        """
-        Audit an ACS *response* as an ``auth`` event of the tenant; return it.
-        """
-        tenant_id = provider.tenant_id
-        who = f" by sso:{subject}" if subject else ""
-        self._audit(
-            AuditEntry(
-                tenant_id=tenant_id,
-                action=AuditAction.AUTH,
-                result=audit_result(response.status_code),
-                resource=f"session/{tenant_id}{who}",
-                status_code=response.status_code,
-                method=request.method.upper(),
-                path=f"/sso/saml/{tenant_id}/acs",
-                remote_addr=client_of(request),
-            )
-        )
-        return response
-
-    def _pending(self, request: Request, tenant_id: str) -> dict[str, object]:
-        start = f"start again at /sso/saml/{tenant_id}/login"
-        pending = cookie(request, REQUEST_COOKIE)
-        if not pending:
-            msg = f"no sign-in is pending in this browser; {start}"
-            raise HTTPProblem(401, "no_pending_login", msg)
-        try:
-            state = self._state.loads(pending)
-        except SessionError as exc:
-            if exc.reason == "expired":
-                msg = f"the sign-in took too long; {start}"
-            else:
-                msg = f"the pending sign-in is not valid; {start}"
-            raise HTTPProblem(401, "no_pending_login", msg) from exc
-        if state.get("t") != tenant_id:
-            msg = f"the pending sign-in is for another tenant; {start}"
-            raise HTTPProblem(403, "wrong_tenant", msg)
-        return state
-
-    def _accept(
-        self, request: Request, provider: SAMLProvider, form: Mapping[str, str]
-    ) -> tuple[Response, str]:
         tenant_id = provider.tenant_id
         saml_response = form.get("SAMLResponse", "")
         if not saml_response:
@@ -280,37 +275,15 @@ class SAMLLogin:
         except SAMLError as exc:
             status = 403 if isinstance(exc, _REFUSED) else 401
             raise HTTPProblem(status, _error_code(exc), str(exc)) from exc
-        current = self._incarnation(tenant_id)
-        if current is None:
-            msg = f"tenant {tenant_id!r} does not exist; no session is issued"
-            raise HTTPProblem(404, "tenant_not_found", msg)
-        try:
-            token = self.sessions.issue(
-                tenant_id,
-                identity.subject,
-                incarnation=current,
-                expires_at=identity.session_expires_at,
-            )
-        except InvalidConfigError as exc:
-            raise HTTPProblem(403, "invalid_subject", str(exc)) from exc
-        session = self.sessions.verify(token)
-        now = self.sessions.clock()
-        max_age = max(1, math.ceil(session.expires_at - now))
-        target = str(state.get("n", ""))
-        headers = [("location", target)] if target else []
-        body_json = {
-            "object": "session",
-            "token": token,
-            "token_type": "bearer",
-            "tenant_id": tenant_id,
-            "subject": identity.subject,
-            "email": identity.email,
-            "expires_at": datetime.fromtimestamp(session.expires_at, timezone.utc),
-            "expires_in": max_age,
-        }
-        response = json_response(303 if target else 200, body_json, headers=headers)
-        set_cookie(
-            response, SESSION_COOKIE, token, max_age=max_age, path="/", same_site="lax"
+        seen.append(identity.subject)
+        role = Role.ADMIN
+        if provider.role_map is not None:
+            found = provider.role_map.role_for(identity.groups)
+            if found is None:
+                raise no_role()
+            role = found
+        response = start_console_session(
+            request, identity, role, "saml", next_path=str(state.get("n", ""))
         )
         set_cookie(
             response,
@@ -320,31 +293,98 @@ class SAMLLogin:
             path=_cookie_path(tenant_id),
             same_site="none",
         )
-        return response, identity.subject
+        return response
+
+
+_Provider = TypeVar("_Provider")
+
+
+def find_provider(
+    providers: Mapping[str, _Provider],
+    name: str,
+    endpoints: Mapping[str, str],
+    endpoint: str,
+    method: str,
+) -> _Provider:
+    """
+    The provider called *name* (a tenant id), for a *method* request to
+    *endpoint* (one of *endpoints*, each with the one method it answers).
+
+    Raises:
+        HTTPProblem: 404 for a name without a provider, 405 for a wrong
+            method.
+    """
+    provider = providers.get(name)
+    if provider is None:
+        msg = "single sign-on is not set up for this tenant"
+        raise HTTPProblem(404, "sso_not_configured", msg)
+    allowed = endpoints[endpoint]
+    if method != allowed:
+        msg = f"use {allowed} for this endpoint"
+        raise HTTPProblem(405, "method_not_allowed", msg, headers=[("allow", allowed)])
+    return provider
+
+
+def next_target(request: Request) -> str:
+    """
+    The ``next`` query parameter of a login (where to go once signed in),
+    or ``""``; the only parameter a login takes.
+
+    Raises:
+        HTTPProblem: 400 for another parameter, or a ``next`` that is not a
+            path on this server of at most `MAX_NEXT_LENGTH` characters.
+    """
+    target = query_fields(request, ("next",)).get("next", "")
+    if target and (len(target) > MAX_NEXT_LENGTH or not _NEXT.fullmatch(target)):
+        msg = (
+            f"next must be a path on this server (starting with one '/', "
+            f"at most {MAX_NEXT_LENGTH} characters)"
+        )
+        raise HTTPProblem(400, "invalid_parameter", msg, param="next")
+    return target
+
+
+def read_pending(
+    request: Request, codec: TokenCodec, name: str, tenant_id: str, start_path: str
+) -> dict[str, object]:
+    """
+    The pending login held in cookie *name*, signed by *codec*, for
+    *tenant_id* (the provider's name).
+
+    Raises:
+        HTTPProblem: 401 when there is none, it is not valid or it expired;
+            403 when it is another tenant's. Each message says to start
+            again at *start_path*.
+    """
+    start = f"start again at {start_path}"
+    pending = cookie(request, name)
+    if not pending:
+        msg = f"no sign-in is pending in this browser; {start}"
+        raise HTTPProblem(401, "no_pending_login", msg)
+    try:
+        state = codec.loads(pending)
+    except SessionError as exc:
+        if exc.reason == "expired":
+            msg = f"the sign-in took too long; {start}"
+        else:
+            msg = f"the pending sign-in is not valid; {start}"
+        raise HTTPProblem(401, "no_pending_login", msg) from exc
+    if state.get("t") != tenant_id:
+        msg = f"the pending sign-in is for another tenant; {start}"
+        raise HTTPProblem(403, "wrong_tenant", msg)
+    return state
+
+
+def no_role() -> HTTPProblem:
+    """
+    The 403 of a user whose groups give no console role.
+    """
+    msg = (
+        "you signed in, but none of your groups gives access to this console; "
+        "ask your administrator to add you to one"
+    )
+    return HTTPProblem(403, "no_role", msg)
 
 
 def _cookie_path(tenant_id: str) -> str:
     return f"/sso/saml/{tenant_id}/"
-
-
-def set_cookie(
-    response: Response,
-    name: str,
-    value: str,
-    *,
-    max_age: int,
-    path: str,
-    same_site: Literal["lax", "none"],
-) -> None:
-    """
-    Add a cookie to *response*: always ``HttpOnly`` and ``Secure``.
-    """
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path=path,
-        secure=True,
-        httponly=True,
-        samesite=same_site,
-    )

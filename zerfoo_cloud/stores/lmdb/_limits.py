@@ -19,6 +19,7 @@ from zerfoo_cloud.buckets import (
     take_from,
 )
 from zerfoo_cloud.errors import CorruptRecordError
+from zerfoo_cloud.slots import SlotKeys, Slots, slot_key_list, slot_list
 
 if TYPE_CHECKING:
     from zerfoo_cloud.stores.lmdb._env import Environment
@@ -129,21 +130,42 @@ class LMDBLimiterStore:
             raw = self._raw_keys[key] = key.encode("utf-8", "surrogatepass")
         return raw
 
+    def _asks(
+        self, buckets: Sequence[tuple[str, float, float, int]]
+    ) -> tuple[list[bytes], list[tuple[float, float, int]]]:
+        # The encoded keys of *buckets*, and what is asked of each.
+        raw = self._raw
+        return (
+            [raw(key) for key, _, _, _ in buckets],
+            [(capacity, rate, cost) for _, capacity, rate, cost in buckets],
+        )
+
     def admit(
+        self,
+        slot: Slots,
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        """
+        Take slots and units from *buckets* in one transaction: all, or nothing.
+        """
+        if slot is None:
+            if len(buckets) == 1:
+                ((key, capacity, rate, cost),) = buckets
+                return self._take_one(key, capacity, rate, cost, now)
+        elif not slot or not isinstance(slot[0], str):
+            return self._admit_several(slot_list(slot), buckets, now)
+        return self._admit_one(slot, buckets, now)  # type: ignore[arg-type]
+
+    def _admit_one(
         self,
         slot: tuple[str, int] | None,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> tuple[bool, bool, list[float]]:
-        """
-        Take a slot and units from *buckets* in one transaction: all, or nothing.
-        """
-        if slot is None and len(buckets) == 1:
-            ((key, capacity, rate, cost),) = buckets
-            return self._take_one(key, capacity, rate, cost, now)
+        # `admit` with one slot, or none.
         raw = self._raw
-        raw_keys = [raw(key) for key, _, _, _ in buckets]
-        asks = [(capacity, rate, cost) for _, capacity, rate, cost in buckets]
+        raw_keys, asks = self._asks(buckets)
         prefix = own = b""
         limit = 0
         if slot is not None:
@@ -174,6 +196,41 @@ class LMDBLimiterStore:
 
         return self._env.write(write)
 
+    def _admit_several(
+        self,
+        slots: list[tuple[str, int]],
+        buckets: Sequence[tuple[str, float, float, int]],
+        now: float,
+    ) -> tuple[bool, bool, list[float]]:
+        # `admit` with a sequence of slots: each count reported after levels.
+        raw = self._raw
+        raw_keys, asks = self._asks(buckets)
+        prefixes = [(raw(key) + b"\x00", limit) for key, limit in slots]
+        pack = _BUCKET.pack
+        dbs = self._env.handles()
+
+        def write(txn: Any) -> tuple[bool, bool, list[float]]:
+            db = dbs["buckets"]
+            states = _states(txn.get, db, raw_keys)
+            held = [self._held(txn, prefix, limit) for prefix, limit in prefixes]
+            counts: list[float] = [total for total, _ in held]
+            if any(
+                total >= limit
+                for total, (_, limit) in zip(counts, prefixes, strict=True)
+            ):
+                return False, False, refill_all(states, asks, now) + counts
+            new, levels = take_all(states, asks, now)
+            if new is None:
+                return True, False, levels + counts
+            put = txn.put
+            for key, state in zip(raw_keys, new, strict=True):
+                put(key, pack(*state), db=db)
+            for (prefix, _), (_, mine) in zip(prefixes, held, strict=True):
+                put(prefix + _OWN.packed, _COUNT.pack(mine + 1), db=dbs["slots"])
+            return True, True, levels + [n + 1 for n in counts]
+
+        return self._env.write(write)
+
     def _take_one(
         self, key: str, capacity: float, per_second: float, cost: int, now: float
     ) -> tuple[bool, bool, list[float]]:
@@ -198,7 +255,7 @@ class LMDBLimiterStore:
 
     def settle(
         self,
-        slot_key: str | None,
+        slot_key: SlotKeys,
         buckets: Sequence[tuple[str, float, float, int]],
         now: float,
     ) -> list[float]:
@@ -209,10 +266,11 @@ class LMDBLimiterStore:
         changes = [
             (raw(key), capacity, rate, delta) for key, capacity, rate, delta in buckets
         ]
-        own = None
-        if slot_key is not None:
-            own = raw(slot_key) + b"\x00" + _OWN.packed
-        if not changes and own is None:
+        if type(slot_key) is str:  # one slot: every request's settlement
+            owns = [raw(slot_key) + b"\x00" + _OWN.packed]
+        else:
+            owns = [raw(key) + b"\x00" + _OWN.packed for key in slot_key_list(slot_key)]
+        if not changes and not owns:
             return []
         dbs = self._env.handles()
 
@@ -227,7 +285,7 @@ class LMDBLimiterStore:
                     levels.append(new.level)
                 else:
                     levels.append(refill(state, capacity, rate, now)[0])
-            if own is not None:
+            for own in owns:
                 self._give_back(txn, own)
             return levels
 
@@ -247,14 +305,20 @@ class LMDBLimiterStore:
         Return how many slots of *prefix* this process holds, or ``None``
         when live processes hold *limit* or more.
         """
+        total, mine = self._held(txn, prefix, limit)
+        return None if total >= limit else mine
+
+    def _held(self, txn: Any, prefix: bytes, limit: int) -> tuple[int, int]:
+        """
+        Return ``(total, mine)``: the slots of *prefix* live processes hold
+        (exact when they fill *limit*) and those this process holds.
+        """
         # Slots of dead processes only matter when they fill the limit: only
         # then are the holders checked (one signal 0 per other process).
         total, mine = self._count(txn, prefix, prune=False)
         if total >= limit:
             total, mine = self._count(txn, prefix, prune=True)
-            if total >= limit:
-                return None
-        return mine
+        return total, mine
 
     def _count(self, txn: Any, prefix: bytes, *, prune: bool) -> tuple[int, int]:
         # (slots held by every process, slots held by this one)

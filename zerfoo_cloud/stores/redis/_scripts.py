@@ -62,19 +62,21 @@ local function store(key, level, stamp, capacity, rate)
 end
 """
 
-#: KEYS: the n buckets, then the lease set when a slot is asked.
-#: ARGV: clock, expire, n, slot limit (-1: no slot), lease seconds, lease id,
-#: then capacity, rate and cost of each bucket.
-#: Returns {slot_free, allowed, level...}, levels as strings.
+#: KEYS: the n buckets, then the m lease sets of the slots asked.
+#: ARGV: clock, expire, n, m, lease seconds, lease id, then each slot's
+#: limit, then capacity, rate and cost of each bucket.
+#: Returns {slot_free, allowed, level..., count...}: levels as strings,
+#: then each lease set's leases after the call.
 ADMIT = (
     _COMMON
     + """
 local n = tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
+local m = tonumber(ARGV[4])
+local base = 6 + m
 local levels, stamps = {}, {}
 local enough = true
 for i = 1, n do
-  local at = 6 + 3 * (i - 1)
+  local at = base + 3 * (i - 1)
   local capacity, rate, cost = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   local level, stamp = refill(redis.call('GET', KEYS[i]), capacity, rate)
   if level + 1e-6 < cost then
@@ -83,10 +85,12 @@ for i = 1, n do
   levels[i], stamps[i] = level, stamp
 end
 local out = {1, 0}
-if limit >= 0 then
-  local leases = KEYS[n + 1]
+local counts = {}
+for j = 1, m do
+  local leases = KEYS[n + j]
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', string.format('%.17g', now))
-  if redis.call('ZCARD', leases) >= limit then
+  counts[j] = redis.call('ZCARD', leases)
+  if counts[j] >= tonumber(ARGV[6 + j]) then
     out[1] = 0
     enough = false
   end
@@ -94,15 +98,16 @@ end
 if enough then
   out[2] = 1
   for i = 1, n do
-    local at = 6 + 3 * (i - 1)
+    local at = base + 3 * (i - 1)
     local capacity, rate, cost = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
     levels[i] = levels[i] - cost
     store(KEYS[i], levels[i], stamps[i], capacity, rate)
   end
-  if limit >= 0 then
-    local lease = tonumber(ARGV[5])
-    local leases = KEYS[n + 1]
+  local lease = tonumber(ARGV[5])
+  for j = 1, m do
+    local leases = KEYS[n + j]
     redis.call('ZADD', leases, string.format('%.17g', now + lease), ARGV[6])
+    counts[j] = counts[j] + 1
     if expire then
       redis.call('PEXPIRE', leases, math.ceil(lease * 1000) + 1000)
     end
@@ -111,20 +116,25 @@ end
 for i = 1, n do
   out[i + 2] = string.format('%.17g', levels[i])
 end
+for j = 1, m do
+  out[n + 2 + j] = counts[j]
+end
 return out
 """
 )
 
-#: KEYS: the n buckets, then the lease set when a lease is given back.
-#: ARGV: clock, expire, n, lease id ('' for none), then capacity, rate and
+#: KEYS: the n buckets, then the m lease sets leases are given back to.
+#: ARGV: clock, expire, n, m, then the m lease ids, then capacity, rate and
 #: delta of each bucket. Returns the levels, as strings.
 SETTLE = (
     _COMMON
     + """
 local n = tonumber(ARGV[3])
+local m = tonumber(ARGV[4])
+local base = 4 + m
 local out = {}
 for i = 1, n do
-  local at = 4 + 3 * (i - 1)
+  local at = base + 3 * (i - 1)
   local capacity, rate, delta = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   local level, stamp = refill(redis.call('GET', KEYS[i]), capacity, rate)
   if delta ~= 0 then
@@ -136,8 +146,8 @@ for i = 1, n do
   end
   out[i] = string.format('%.17g', level)
 end
-if ARGV[4] ~= '' then
-  redis.call('ZREM', KEYS[n + 1], ARGV[4])
+for j = 1, m do
+  redis.call('ZREM', KEYS[n + j], ARGV[4 + j])
 end
 return out
 """

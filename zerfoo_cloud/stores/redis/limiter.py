@@ -11,6 +11,7 @@ from typing import Any
 
 from zerfoo_cloud.buckets import BucketState
 from zerfoo_cloud.errors import InvalidConfigError
+from zerfoo_cloud.slots import SlotKeys, Slots, slot_key_list, slot_list
 from zerfoo_cloud.stores.redis._async_connection import (
     AsyncRedisConnection,
     AsyncScript,
@@ -23,7 +24,6 @@ from zerfoo_cloud.stores.redis._scripts import ADMIT, RENEW, SETTLE, SLOTS_IN_US
 __all__ = ["RedisLimiterStore"]
 
 #: The shapes of `admit` and `settle` (see `LimiterStore`).
-_Slot = tuple[str, int] | None
 _Buckets = Sequence[tuple[str, float, float, int]]
 _Admitted = tuple[bool, bool, list[float]]
 
@@ -60,8 +60,9 @@ class RedisLimiterStore:
     **Slots are leases.** A taken slot is a member of the slot key's sorted
     set, scored by its expiry (*lease_seconds* ahead); `admit` purges
     expired members before counting. The store remembers the lease ids it
-    took; `settle` gives back one of them (so the store that admitted must
-    settle: the protocol's signature is unchanged); a settle that fails
+    took; `settle` gives back one of them per slot key (so the store that
+    admitted must settle: the protocol's signature is unchanged). Several
+    slots of one admission share one lease id, each in its own key's set; a settle that fails
     keeps it, so its retry gives back that lease. A lease whose admission
     failed after Redis ran it (a timeout) is not known here and is never
     renewed: it expires. While the process
@@ -157,51 +158,59 @@ class RedisLimiterStore:
         return _number(now)
 
     def _admit_call(
-        self, slot: _Slot, buckets: _Buckets, now: float
-    ) -> tuple[list[bytes], list[str], str] | None:
-        # The keys, arguments and lease id of one admission (None: nothing to do).
+        self, slot: Slots, buckets: _Buckets, now: float
+    ) -> tuple[list[bytes], list[str], str, list[tuple[str, int]]] | None:
+        # The keys, arguments, lease id and slots of one admission (None:
+        # nothing to do).
+        slots = slot_list(slot)
         names = [key for key, _, _, _ in buckets]
-        if slot is not None:
-            names.append(slot[0])
+        names += [name for name, _ in slots]
         self._keys.one_group(names)
         if not names:
             return None
         key = self._keys.key
         keys = [key(BUCKET, name) for name, _, _, _ in buckets]
-        lease_id = ""
-        limit = "-1"
-        if slot is not None:
-            keys.append(key(SLOTS, slot[0]))
-            lease_id = self._held.new_id()
-            limit = str(int(slot[1]))
-        args = [self._clock(now), self._expire, str(len(buckets)), limit]
+        keys += [key(SLOTS, name) for name, _ in slots]
+        lease_id = self._held.new_id() if slots else ""
+        args = [self._clock(now), self._expire, str(len(buckets)), str(len(slots))]
         args += [self._lease, lease_id]
+        args += [str(int(limit)) for _, limit in slots]
         for _, capacity, rate, cost in buckets:
             args += [_number(capacity), _number(rate), str(int(cost))]
-        return keys, args, lease_id
+        return keys, args, lease_id, slots
 
-    def _admitted(self, slot: _Slot, lease_id: str, result: list[Any]) -> _Admitted:
-        # What the admission script answered, its lease remembered if taken.
+    def _admitted(
+        self,
+        slot: Slots,
+        call: tuple[list[bytes], list[str], str, list[tuple[str, int]]],
+        result: list[Any],
+    ) -> _Admitted:
+        # What the admission script answered, its leases remembered if taken;
+        # the slot counts after the levels only for a sequence of slots.
+        _, _, lease_id, slots = call
         free, allowed, *levels = result
-        if allowed and slot is not None:
-            self._held.add(slot[0], lease_id)
+        if allowed and slots:
+            for name, _ in slots:
+                self._held.add(name, lease_id)
             self._renewer.start()
+        if slots and isinstance(slot[0], str):  # type: ignore[index]
+            del levels[-1]
         return bool(free), bool(allowed), [float(level) for level in levels]
 
-    def admit(self, slot: _Slot, buckets: _Buckets, now: float) -> _Admitted:
+    def admit(self, slot: Slots, buckets: _Buckets, now: float) -> _Admitted:
         """
-        Take a slot lease and units from *buckets* in one script: all, or nothing.
+        Take slot leases and units from *buckets* in one script: all, or nothing.
         """
         call = self._admit_call(slot, buckets, now)
         if call is None:
             return True, True, []
-        keys, args, lease_id = call
+        keys, args, _, _ = call
         with self.connection.guard("admitting a request"):
             result = self._admit(keys=keys, args=args)
-        return self._admitted(slot, lease_id, result)
+        return self._admitted(slot, call, result)
 
     async def admit_async(
-        self, slot: _Slot, buckets: _Buckets, now: float
+        self, slot: Slots, buckets: _Buckets, now: float
     ) -> _Admitted:
         """
         `admit` on the running event loop: one ``EVALSHA`` of the same script
@@ -212,66 +221,68 @@ class RedisLimiterStore:
         call = self._admit_call(slot, buckets, now)
         if call is None:
             return True, True, []
-        keys, args, lease_id = call
+        keys, args, _, _ = call
         run = self._async_run
         if run is None:
             return await asyncio.to_thread(self.admit, slot, buckets, now)
         result = await run("admitting a request", _ADMIT_ASYNC, keys, args)
-        return self._admitted(slot, lease_id, result)
+        return self._admitted(slot, call, result)
 
     def _settle_call(
-        self, slot_key: str | None, buckets: _Buckets, now: float
-    ) -> tuple[list[bytes], list[str], str | None] | None:
-        # The keys, arguments and lease of one settlement (None: nothing to
-        # do); the lease is taken from those held, `_unsettled` puts it back.
+        self, slot_key: SlotKeys, buckets: _Buckets, now: float
+    ) -> tuple[list[bytes], list[str], list[tuple[str, str]]] | None:
+        # The keys, arguments and leases of one settlement (None: nothing to
+        # do); the leases are taken from those held, `_unsettled` puts them
+        # back.
         names = [key for key, _, _, _ in buckets]
-        lease_id = None if slot_key is None else self._held.pop(slot_key)
-        if lease_id is not None and slot_key is not None:
-            names.append(slot_key)
+        leases = []
+        for name in slot_key_list(slot_key):
+            lease_id = self._held.pop(name)
+            if lease_id is not None:
+                leases.append((name, lease_id))
+                names.append(name)
         if not names:
             return None
         try:
             self._keys.one_group(names)
         except BaseException:
-            self._unsettled(slot_key, lease_id)
+            self._unsettled(leases)
             raise
         key = self._keys.key
         keys = [key(BUCKET, name) for name, _, _, _ in buckets]
-        if lease_id is not None and slot_key is not None:
-            keys.append(key(SLOTS, slot_key))
-        args = [self._clock(now), self._expire, str(len(buckets)), lease_id or ""]
+        keys += [key(SLOTS, name) for name, _ in leases]
+        args = [self._clock(now), self._expire, str(len(buckets)), str(len(leases))]
+        args += [lease_id for _, lease_id in leases]
         for _, capacity, rate, delta in buckets:
             args += [_number(capacity), _number(rate), str(int(delta))]
-        return keys, args, lease_id
+        return keys, args, leases
 
-    def _unsettled(self, slot_key: str | None, lease_id: str | None) -> None:
-        # A settlement failed: its lease is still held, so a retry gives
-        # back this lease, not another request's (and renewal forgets it
-        # if it was in fact freed).
-        if lease_id is not None and slot_key is not None:
-            self._held.add(slot_key, lease_id)
+    def _unsettled(self, leases: list[tuple[str, str]]) -> None:
+        # A settlement failed: its leases are still held, so a retry gives
+        # back these leases, not another request's (and renewal forgets
+        # them if they were in fact freed).
+        for name, lease_id in leases:
+            self._held.add(name, lease_id)
 
-    def settle(
-        self, slot_key: str | None, buckets: _Buckets, now: float
-    ) -> list[float]:
+    def settle(self, slot_key: SlotKeys, buckets: _Buckets, now: float) -> list[float]:
         """
-        Give units to *buckets* and one held lease of *slot_key* back, in
-        one script.
+        Give units to *buckets* and one held lease of each *slot_key* back,
+        in one script.
         """
         call = self._settle_call(slot_key, buckets, now)
         if call is None:
             return []
-        keys, args, lease_id = call
+        keys, args, leases = call
         try:
             with self.connection.guard("settling a request"):
                 levels = self._settle(keys=keys, args=args)
         except BaseException:
-            self._unsettled(slot_key, lease_id)
+            self._unsettled(leases)
             raise
         return [float(level) for level in levels]
 
     async def settle_async(
-        self, slot_key: str | None, buckets: _Buckets, now: float
+        self, slot_key: SlotKeys, buckets: _Buckets, now: float
     ) -> list[float]:
         """
         `settle` on the running event loop: one ``EVALSHA``, as `admit_async`.
@@ -279,7 +290,7 @@ class RedisLimiterStore:
         call = self._settle_call(slot_key, buckets, now)
         if call is None:
             return []
-        keys, args, lease_id = call
+        keys, args, leases = call
         try:
             run = self._async_run
             if run is None:
@@ -287,7 +298,7 @@ class RedisLimiterStore:
             else:
                 levels = await run("settling a request", _SETTLE_ASYNC, keys, args)
         except BaseException:
-            self._unsettled(slot_key, lease_id)
+            self._unsettled(leases)
             raise
         return [float(level) for level in levels]
 
