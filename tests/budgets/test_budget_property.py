@@ -18,7 +18,7 @@ from tests.budgets._support import KEY, PRICES, PROMPT, chat
 from tests.pricing._support import Clock
 from zerfoo_cloud import TenantConfig, TenantManager
 from zerfoo_cloud.budget_records import SpendBudget
-from zerfoo_cloud.budgets import BudgetEvent
+from zerfoo_cloud.budgets import BudgetEvent, crossed_thresholds
 from zerfoo_cloud.errors import BudgetExceededError
 from zerfoo_cloud.http._policy import Policy, PolicyOptions, Ticket
 from zerfoo_cloud.http._usage import Usage
@@ -83,3 +83,19 @@ def test_spent_stays_within_the_amount_but_for_overruns(
 
 def _body(max_tokens: int) -> bytes:
     return json.dumps(chat(max_tokens)).encode()
+
+
+@given(
+    amount=st.integers(1, 10**9),
+    percents=st.lists(st.integers(1, 100), unique=True, max_size=5).map(sorted),
+    spent_before=st.integers(-10, 10**9 + 10),
+    cost=st.integers(0, 10**9),
+)
+def test_crossed_thresholds_are_those_whose_amount_the_charge_passed(
+    amount: int, percents: list[int], spent_before: int, cost: int
+) -> None:
+    budget = SpendBudget("day", amount, "USD", alert_at=tuple(percents))
+    spent_after = spent_before + cost
+    assert crossed_thresholds(budget, spent_before, spent_after) == [
+        p for p in percents if spent_before < budget.threshold_amount(p) <= spent_after
+    ]

@@ -57,8 +57,17 @@ def crossed_thresholds(
     spent_after]``. Each charge is settled atomically on a counter, so every
     threshold is reached by exactly one charge.
     """
+    percents = budget.alert_at
+    # Threshold amounts rise with the percents: most charges reach none,
+    # being below the first or past the last (two amounts, not each).
+    if (
+        not percents
+        or spent_after < budget.threshold_amount(percents[0])
+        or spent_before >= budget.threshold_amount(percents[-1])
+    ):
+        return []
     return [
         percent
-        for percent in budget.alert_at
+        for percent in percents
         if spent_before < budget.threshold_amount(percent) <= spent_after
     ]
