@@ -66,6 +66,7 @@ from zerfoo_cloud.tenants.key_cache import (
 )
 from zerfoo_cloud.tenants.key_checks import check_expiry, check_grace, check_key_name
 from zerfoo_cloud.tenants.key_events import KeyEvent, KeyEventSink, tell_key_event
+from zerfoo_cloud.tenants.sign_out import check_subject, signed_out
 from zerfoo_cloud.tenants.tenant import Tenant
 from zerfoo_cloud.tenants.validation import (
     check_id,
@@ -760,6 +761,39 @@ class TenantManager:
             held=amount - remaining - spent,
             remaining=remaining,
         )
+
+    def sign_out(
+        self, tenant_id: str, *, subject: str | None = None, actor: str = "operator"
+    ) -> TenantRecord:
+        """
+        End the tenant's console and admin-API sessions issued until now:
+        everyone's, or only *subject*'s; they are refused on their next
+        request on every host (sessions are checked against the stored
+        record). Audited (with *actor*) when the manager has an *audit*
+        logger; returns the new record.
+
+        Raises:
+            InvalidConfigError: *subject* is empty or too long; nothing changed.
+            TenantNotFoundError: no tenant has id *tenant_id*.
+        """
+        if subject is not None:
+            check_subject(subject)
+        now = self.clock()
+        try:
+            record = self.store.update(tenant_id, lambda r: signed_out(r, subject, now))
+        finally:
+            self._changed(tenant_id)
+        if self.audit is not None:
+            whom = "" if subject is None else f" of {subject}"
+            self.audit.log(
+                AuditEntry(
+                    tenant_id=tenant_id,
+                    action=AuditAction.UPDATE,
+                    result=AuditResult.SUCCESS,
+                    resource=f"sessions{whom} signed out by {actor}"[:200],
+                )
+            )
+        return record
 
     def delete(self, tenant_id: str) -> None:
         """
