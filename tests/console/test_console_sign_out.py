@@ -12,9 +12,11 @@ import pytest
 
 from tests.admin.conftest import ADMIN_KEY
 from tests.conftest import FakeClock
+from tests.console._audit import audit_entries
 from tests.console._browser import Browser
 from tests.console._routes import concrete, tenant_routes
 from tests.console.conftest import sign_in
+from zerfoo_cloud.audit import AuditAction
 from zerfoo_cloud.errors import InvalidConfigError, TenantNotFoundError
 from zerfoo_cloud.http.admin import AdminAPI, SessionSigner
 from zerfoo_cloud.http.console import mount_console
@@ -196,3 +198,46 @@ def test_the_subject_limit(tenants: TenantManager, clock: FakeClock) -> None:
         tenants.sign_out("acme", subject="x" * (MAX_SUBJECT_LENGTH + 1))
     with pytest.raises(TenantNotFoundError):
         tenants.sign_out("nobody")
+
+
+def test_the_operator_page_signs_people_out(
+    api: AdminAPI, sessions: SessionSigner, tenants: TenantManager, clock: FakeClock
+) -> None:
+    """The operator's Sign out form ends one person's or everyone's sessions, audited."""
+    operator = sign_in(Browser(api), sessions, tenants, Role.OPERATOR)
+    alice = _signed_in(api, sessions, tenants, "alice@example.com")
+    bob = _signed_in(api, sessions, tenants, "bob@example.com")
+    page = "/console/operator/tenants/acme"
+    assert 'data-testid="sign-out-form"' in operator.get(page).text
+    clock.advance(1)
+    one = operator.submit(
+        page, page, {"form": "sessions", "subject": "alice@example.com"}
+    )
+    assert one.status_code == 200
+    assert 'data-testid="operator-done"' in one.text
+    assert alice.get("/console/t/acme/").status_code == 303
+    assert bob.get("/console/t/acme/").status_code == 200
+    clock.advance(1)
+    assert operator.submit(page, page, {"form": "sessions"}).status_code == 200
+    assert bob.get("/console/t/acme/").status_code == 303
+    assert operator.get(page).status_code == 200
+    resources = [r for _, r in audit_entries(api, "acme", AuditAction.UPDATE)]
+    actor = "admin-key:admin:0123abcd"
+    assert f"tenant/acme/sessions by {actor}" in resources
+
+
+def test_the_operator_sign_out_form_refuses_bad_input(
+    api: AdminAPI, sessions: SessionSigner, tenants: TenantManager
+) -> None:
+    """A subject too long gets a one-line error; a form without CSRF is refused."""
+    operator = sign_in(Browser(api), sessions, tenants, Role.OPERATOR)
+    page = "/console/operator/tenants/acme"
+    before = tenants.get("acme").record
+    refused = operator.submit(
+        page, page, {"form": "sessions", "subject": "x" * (MAX_SUBJECT_LENGTH + 1)}
+    )
+    assert refused.status_code == 400
+    assert f"1 to {MAX_SUBJECT_LENGTH} characters" in refused.text
+    forged = operator.post(page, {"form": "sessions"})
+    assert forged.status_code == 403
+    assert tenants.get("acme").record == before
