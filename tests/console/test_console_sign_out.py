@@ -96,18 +96,31 @@ def test_the_admin_api_refuses_a_signed_out_session(
     tenants: TenantManager,
     clock: FakeClock,
 ) -> None:
-    """The JSON API answers 401 session_revoked to a signed-out session."""
-    api = make_api()
+    """The JSON API answers 401 session_revoked to a signed-out session,
+    and to a token without an issue time once its tenant is signed out."""
+    browser = Browser(make_api())
     incarnation = tenants.get("acme").record.incarnation
     token = sessions.issue("acme", "alice", incarnation=incarnation)
-    browser = Browser(api)
-    headers = {"Authorization": f"Bearer {token}"}
-    assert browser.get("/admin/tenants/acme", headers=headers).status_code == 200
+    # A token of an earlier version: no issue time.
+    legacy = sessions._codec.dumps(
+        {"t": "acme", "s": "bob", "i": incarnation, "e": clock.now + 600}
+    )
+    for bearer in (token, legacy):
+        headers = {"Authorization": f"Bearer {bearer}"}
+        assert browser.get("/admin/tenants/acme", headers=headers).status_code == 200
     clock.advance(1)
     tenants.sign_out("acme", subject="alice")
-    refused = browser.get("/admin/tenants/acme", headers=headers)
+    statuses = [
+        browser.get("/admin/tenants/acme", headers={"Authorization": f"Bearer {b}"})
+        for b in (token, legacy)
+    ]
+    assert [r.status_code for r in statuses] == [401, 200]
+    assert statuses[0].json()["error"]["code"] == "session_revoked"
+    tenants.sign_out("acme")
+    refused = browser.get(
+        "/admin/tenants/acme", headers={"Authorization": f"Bearer {legacy}"}
+    )
     assert refused.status_code == 401
-    assert refused.json()["error"]["code"] == "session_revoked"
 
 
 def test_the_admin_api_signs_people_out(

@@ -684,17 +684,21 @@ class TenantManager:
         finally:
             self._changed(tenant_id)
         self._move_holds(tenant_id, key_id, old[-1], new, now)
+        where = "" if key_id is None else f"/keys/{key_id}"
+        self._audit_update(tenant_id, f"spend_budgets{where} by {actor}")
+        return record
+
+    def _audit_update(self, tenant_id: str, resource: str) -> None:
+        # A change made through the manager, when it has an audit logger.
         if self.audit is not None:
-            where = "" if key_id is None else f"/keys/{key_id}"
             self.audit.log(
                 AuditEntry(
                     tenant_id=tenant_id,
                     action=AuditAction.UPDATE,
                     result=AuditResult.SUCCESS,
-                    resource=f"spend_budgets{where} by {actor}"[:200],
+                    resource=resource[:200],
                 )
             )
-        return record
 
     def _move_holds(
         self,
@@ -783,16 +787,8 @@ class TenantManager:
             record = self.store.update(tenant_id, lambda r: signed_out(r, subject, now))
         finally:
             self._changed(tenant_id)
-        if self.audit is not None:
-            whom = "" if subject is None else f" of {subject}"
-            self.audit.log(
-                AuditEntry(
-                    tenant_id=tenant_id,
-                    action=AuditAction.UPDATE,
-                    result=AuditResult.SUCCESS,
-                    resource=f"sessions{whom} signed out by {actor}"[:200],
-                )
-            )
+        whom = "" if subject is None else f" of {subject}"
+        self._audit_update(tenant_id, f"sessions{whom} signed out by {actor}")
         return record
 
     def delete(self, tenant_id: str) -> None:
