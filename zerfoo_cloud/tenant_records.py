@@ -35,6 +35,7 @@ from zerfoo_cloud.key_records import (
 
 __all__ = [
     "API_KEY_PREFIX",
+    "MAX_SIGNED_OUT_SUBJECTS",
     "TenantConfig",
     "TenantRecord",
     "generate_api_key",
@@ -45,6 +46,9 @@ __all__ = [
 #: Every key made by `generate_api_key` starts with this, so leaked keys are
 #: easy to recognise (secret scanners, logs).
 API_KEY_PREFIX = "zc-"
+#: A tenant record names at most this many people signed out one by one
+#: (`TenantRecord.subjects_not_before`).
+MAX_SIGNED_OUT_SUBJECTS = 256
 
 
 def generate_api_key(prefix: str = API_KEY_PREFIX) -> str:
@@ -93,6 +97,10 @@ def _budget_tuple(budgets: Iterable[SpendBudget]) -> tuple[SpendBudget, ...]:
     return tuple(budgets)
 
 
+def _stamp_tuple(stamps: Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((str(s), float(t)) for s, t in stamps))
+
+
 @attrs.frozen
 class TenantConfig:
     """
@@ -130,6 +138,12 @@ class TenantRecord:
     created again under the same id has another one, so whatever was bound
     to the earlier tenant (an admin session) is not taken for the new one.
 
+    *sessions_not_before* (Unix seconds, 0: never) refuses every console
+    and admin-API session of the tenant issued before it;
+    *subjects_not_before* (pairs of subject and Unix seconds, at most
+    `MAX_SIGNED_OUT_SUBJECTS`, sorted) does so for one person's sessions
+    (see `TenantManager.sign_out`).
+
     .. versionadded:: 0.1.0
     """
 
@@ -150,6 +164,20 @@ class TenantRecord:
     spend_budgets: tuple[SpendBudget, ...] = attrs.field(
         default=(), converter=_budget_tuple
     )
+    sessions_not_before: float = 0.0
+    subjects_not_before: tuple[tuple[str, float], ...] = attrs.field(
+        default=(), converter=_stamp_tuple
+    )
+
+    def sessions_valid_from(self, subject: str) -> float:
+        """
+        The Unix time before which a session of *subject* for this tenant
+        was issued too early to be accepted (0: any).
+        """
+        return max(
+            [self.sessions_not_before]
+            + [t for s, t in self.subjects_not_before if s == subject]
+        )
 
     def __attrs_post_init__(self) -> None:
         # The first key is the one ``key_hash`` names. A record made from
@@ -232,6 +260,10 @@ class TenantRecord:
             data["keys"] = [k.to_dict() for k in self.keys]
         if self.spend_budgets:
             data["spend_budgets"] = [b.to_dict() for b in self.spend_budgets]
+        if self.sessions_not_before:
+            data["sessions_not_before"] = self.sessions_not_before
+        if self.subjects_not_before:
+            data["subjects_not_before"] = dict(self.subjects_not_before)
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -269,6 +301,12 @@ class TenantRecord:
                 updated_at=float(_typed(data, "updated_at", (int, float))),
                 incarnation=_stored_incarnation(data),
                 spend_budgets=budgets_from_list(data.get("spend_budgets", [])),
+                sessions_not_before=float(
+                    _typed(data, "sessions_not_before", (int, float))
+                    if "sessions_not_before" in data
+                    else 0.0
+                ),
+                subjects_not_before=_stored_stamps(data),
                 **keys,
             )
         except KeyError as exc:
@@ -318,6 +356,19 @@ def _stored_keys(data: dict[str, Any]) -> dict[str, tuple[KeyRecord, ...]]:
         msg = "the first key is not the one key_hash names"
         raise ValueError(msg)
     return {"keys": keys}
+
+
+def _stored_stamps(data: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    # The people signed out one by one: none for records stored before.
+    if "subjects_not_before" not in data:
+        return ()
+    raw = _typed(data, "subjects_not_before", dict)
+    if len(raw) > MAX_SIGNED_OUT_SUBJECTS:
+        msg = f"more than {MAX_SIGNED_OUT_SUBJECTS} subjects_not_before"
+        raise ValueError(msg)
+    return tuple(
+        (subject, float(_typed(raw, subject, (int, float)))) for subject in raw
+    )
 
 
 def _stored_incarnation(data: dict[str, Any]) -> str:

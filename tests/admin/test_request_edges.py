@@ -125,12 +125,16 @@ def _old_token(payload: dict[str, object], secret: bytes, purpose: str) -> str:
 def test_tokens_signed_before_stay_valid_and_are_made_the_same(
     clock: FakeClock,
 ) -> None:
-    """itsdangerous signs byte for byte as the earlier signer did: live sessions survive an upgrade."""
+    """itsdangerous signs byte for byte as the earlier signer did (plus the
+    issue time): live sessions survive an upgrade, as issued at time 0."""
     signer = SessionSigner(SECRET, ttl=600, clock=clock)
     payload = {"t": "acme", "s": "alice", "i": "i1", "e": clock.now + 600}
     old = _old_token(payload, SECRET, "session")
     assert signer.verify(old).subject == "alice"
-    assert signer.issue("acme", "alice", incarnation="i1") == old
+    assert signer.verify(old).issued_at == 0.0
+    assert signer.issue("acme", "alice", incarnation="i1") == _old_token(
+        {**payload, "a": clock.now}, SECRET, "session"
+    )
     with pytest.raises(SessionError) as info:
         signer.verify(_old_token(payload, SECRET, "saml-request"))
     assert info.value.reason == "signature"

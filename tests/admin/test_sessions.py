@@ -50,11 +50,11 @@ def test_ttl_out_of_bounds_is_refused(ttl: object) -> None:
 
 
 def test_issue_and_verify_round_trip(clock: FakeClock) -> None:
-    """A token verifies to its tenant, subject and expiry."""
+    """A token verifies to its tenant, subject, expiry and issue time."""
     signer = SessionSigner(SECRET, ttl=600, clock=clock)
     token = signer.issue("acme", "alice@example.com", incarnation="i1")
     assert signer.verify(token) == Session(
-        "acme", "alice@example.com", clock.now + 600, "i1"
+        "acme", "alice@example.com", clock.now + 600, "i1", issued_at=clock.now
     )
 
 

@@ -66,6 +66,23 @@ def test_spend_budgets_are_kept(tenant_store: TenantStore) -> None:
     assert changed.keys[1].spend_budgets == (daily,)
 
 
+def test_sign_out_stamps_are_kept(tenant_store: TenantStore) -> None:
+    """The tenant's and its people's sign-out stamps survive the store, through an update too."""
+    tenant_store.create(rec("acme"))
+    changed = tenant_store.update(
+        "acme",
+        lambda old: attrs.evolve(
+            old,
+            sessions_not_before=1_700_000_000.25,
+            subjects_not_before=(("bob", 1_700_000_001.5), ("alice", 1_700_000_002.0)),
+        ),
+    )
+    assert tenant_store.get("acme") == changed
+    assert tenant_store.get_by_key_hash(changed.key_hash) == changed
+    assert changed.sessions_valid_from("alice") == 1_700_000_002.0
+    assert changed.sessions_valid_from("carol") == 1_700_000_000.25
+
+
 def test_missing_is_none(tenant_store: TenantStore) -> None:
     """Lookups of absent ids and hashes return None."""
     assert tenant_store.get("nobody") is None

@@ -1,5 +1,6 @@
 """
-``zerfoo-cloud tenant``: create, list, show, update, delete and re-key tenants.
+``zerfoo-cloud tenant``: create, list, show, update, delete and re-key
+tenants, and sign their people out of the console.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from zerfoo_cloud._extras import needs_extra
+from zerfoo_cloud.cli._budget_commands import _audited_manager
 from zerfoo_cloud.cli._context import F, _Context, _handle_errors
 from zerfoo_cloud.cli._output import (
     _emit,
@@ -265,4 +267,35 @@ def tenant_rotate_key(obj: _Context, tenant_id: str, as_json: bool) -> None:
         {"id": tenant_id, "api_key": key, "key_id": record.key_id},
         f"new API key for {tenant_id!r} (shown once; store it now): {key}\n"
         "the old key no longer works",
+    )
+
+
+@tenant.command("sign-out")
+@click.argument("tenant_id")
+@click.option(
+    "--user",
+    "subject",
+    metavar="SUBJECT",
+    help="Sign out only this person (the SAML NameID or OIDC sub).",
+)
+@_json_option
+@click.pass_obj
+@_handle_errors
+def tenant_sign_out(
+    obj: _Context, tenant_id: str, subject: str | None, as_json: bool
+) -> None:
+    """
+    End the tenant's console and admin-API sessions issued until now (or one person's); they sign in again.
+    """
+    with _audited_manager(obj) as manager:
+        record = manager.sign_out(tenant_id, subject=subject, actor="cli")
+    whom = "everyone" if subject is None else repr(subject)
+    _emit(
+        as_json,
+        {
+            "id": tenant_id,
+            "subject": subject,
+            "not_before": record.sessions_valid_from(subject or ""),
+        },
+        f"signed {whom} out of tenant {tenant_id!r}",
     )

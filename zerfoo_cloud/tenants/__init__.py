@@ -18,6 +18,7 @@ them. Its modules:
 - `zerfoo_cloud.tenants.admission`: `Admission`, the outcome of an admission;
 - `zerfoo_cloud.tenants.tenant`: `Tenant`, the handle that enforces limits;
 - `zerfoo_cloud.tenants.key_cache`: the lookup cache of keys;
+- `zerfoo_cloud.tenants.sign_out`: the stamps that sign a tenant's people out;
 - `zerfoo_cloud.tenants.manager`: `TenantManager`.
 """
 
@@ -27,6 +28,7 @@ from zerfoo_cloud._redacted import REDACTED
 from zerfoo_cloud.key_records import KeyRecord
 from zerfoo_cloud.tenant_records import (
     API_KEY_PREFIX,
+    MAX_SIGNED_OUT_SUBJECTS,
     TenantConfig,
     TenantRecord,
     generate_api_key,
@@ -55,6 +57,7 @@ __all__ = [
     "MAX_ALLOW_LIST",
     "MAX_CACHE_TTL",
     "MAX_MODEL_NAME",
+    "MAX_SIGNED_OUT_SUBJECTS",
     "PERIOD_SECONDS",
     "REDACTED",
     "TENANT_ID_PATTERN",

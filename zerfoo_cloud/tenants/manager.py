@@ -73,6 +73,7 @@ from zerfoo_cloud.tenants.key_checks import (
     check_within_tenant,
 )
 from zerfoo_cloud.tenants.key_events import KeyEvent, KeyEventSink, tell_key_event
+from zerfoo_cloud.tenants.sign_out import check_subject, signed_out
 from zerfoo_cloud.tenants.tenant import Tenant
 from zerfoo_cloud.tenants.validation import (
     check_id,
@@ -778,17 +779,21 @@ class TenantManager:
         finally:
             self._changed(tenant_id)
         self._move_holds(tenant_id, key_id, old[-1], new, now)
+        where = "" if key_id is None else f"/keys/{key_id}"
+        self._audit_update(tenant_id, f"spend_budgets{where} by {actor}")
+        return record
+
+    def _audit_update(self, tenant_id: str, resource: str) -> None:
+        # A change made through the manager, when it has an audit logger.
         if self.audit is not None:
-            where = "" if key_id is None else f"/keys/{key_id}"
             self.audit.log(
                 AuditEntry(
                     tenant_id=tenant_id,
                     action=AuditAction.UPDATE,
                     result=AuditResult.SUCCESS,
-                    resource=f"spend_budgets{where} by {actor}"[:200],
+                    resource=resource[:200],
                 )
             )
-        return record
 
     def _move_holds(
         self,
@@ -855,6 +860,31 @@ class TenantManager:
             held=amount - remaining - spent,
             remaining=remaining,
         )
+
+    def sign_out(
+        self, tenant_id: str, *, subject: str | None = None, actor: str = "operator"
+    ) -> TenantRecord:
+        """
+        End the tenant's console and admin-API sessions issued until now:
+        everyone's, or only *subject*'s; they are refused on their next
+        request on every host (sessions are checked against the stored
+        record). Audited (with *actor*) when the manager has an *audit*
+        logger; returns the new record.
+
+        Raises:
+            InvalidConfigError: *subject* is empty or too long; nothing changed.
+            TenantNotFoundError: no tenant has id *tenant_id*.
+        """
+        if subject is not None:
+            check_subject(subject)
+        now = self.clock()
+        try:
+            record = self.store.update(tenant_id, lambda r: signed_out(r, subject, now))
+        finally:
+            self._changed(tenant_id)
+        whom = "" if subject is None else f" of {subject}"
+        self._audit_update(tenant_id, f"sessions{whom} signed out by {actor}")
+        return record
 
     def delete(self, tenant_id: str) -> None:
         """

@@ -56,6 +56,7 @@ ROUTES: dict[str, dict[str, tuple[str, AuditAction, bool, bool]]] = {
         "DELETE": ("delete", AuditAction.DELETE, False, False),
     },
     "/rotate-key": {"POST": ("rotate", AuditAction.UPDATE, True, False)},
+    "/sessions/revoke": {"POST": ("sign_out", AuditAction.UPDATE, False, True)},
     "/keys": {
         "GET": ("keys", AuditAction.LIST, True, False),
         "POST": ("create_key", AuditAction.CREATE, False, True),
@@ -108,6 +109,8 @@ class Principal:
     actor: str
     incarnation: str = ""
     role: str = "admin"
+    subject: str = ""
+    issued_at: float = 0.0
 
 
 @attrs.frozen
@@ -231,6 +234,8 @@ class Access:
             "sso:" + session.subject,
             session.incarnation,
             session.role,
+            session.subject,
+            session.issued_at,
         )
 
     @staticmethod
@@ -265,7 +270,8 @@ class Access:
     def check_incarnation(self, principal: Principal | None) -> None:
         """
         Refuse (401) a session whose tenant was deleted since it was issued,
-        whether or not a tenant of the same id was created again (runs in a
+        whether or not a tenant of the same id was created again, or whose
+        tenant's people (or whose subject) were signed out since (runs in a
         worker thread).
         """
         if principal is None or principal.tenant_id is None:
@@ -279,4 +285,7 @@ class Access:
             )
         ):
             msg = "the session's tenant was deleted since it signed in; sign in again"
+            raise HTTPProblem(401, "session_revoked", msg, headers=[CHALLENGE])
+        if principal.issued_at < current.sessions_valid_from(principal.subject):
+            msg = "the session was signed out by an operator; sign in again"
             raise HTTPProblem(401, "session_revoked", msg, headers=[CHALLENGE])

@@ -280,6 +280,7 @@ class AdminAPI:
             "update": crud.update,
             "delete": crud.delete,
             "rotate": crud.rotate,
+            "sign_out": crud.sign_out,
             "keys": keys.list,
             "create_key": keys.create,
             "update_key": keys.update,

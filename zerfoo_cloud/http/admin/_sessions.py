@@ -13,8 +13,9 @@ A session has an absolute end (``x``: the signer's ``ttl`` after sign-in,
 or sooner) and, with ``idle`` set, an idle end (``e``): each use may
 `SessionSigner.refresh` the token, moving ``e`` to ``idle`` seconds ahead
 but never past ``x``. The payload also names the person's `Role` (``r``),
-how they signed in (``v``: ``saml``, ``oidc`` or ``admin-key``) and their
-e-mail (``m``); fields at their defaults are left out, so a tenant-admin
+how they signed in (``v``: ``saml``, ``oidc`` or ``admin-key``), their
+e-mail (``m``) and when the session was issued (``a``: a tenant's people
+signed out later refuse it, see `TenantManager.sign_out`); fields at their defaults are left out, so a tenant-admin
 token of a signer without ``idle`` is what earlier versions made.
 """
 
@@ -182,6 +183,9 @@ class Session:
         via: how the person signed in, one of `SIGN_IN_METHODS`.
         email: the person's e-mail address, ``""`` when unknown.
         absolute_expires_at: when the session ends however busy it is.
+        issued_at: when the person signed in, Unix seconds (0: unknown, a
+            token of an earlier version; refused once its tenant signs
+            people out).
 
     .. versionadded:: 0.1.0
     """
@@ -194,6 +198,8 @@ class Session:
     via: str = "saml"
     email: str = ""
     absolute_expires_at: float = attrs.field()
+
+    issued_at: float = 0.0
 
     @absolute_expires_at.default
     def _absolute(self) -> float:
@@ -352,7 +358,8 @@ class SessionSigner:
         if not isinstance(email, str) or len(email) > MAX_SUBJECT_LENGTH:
             msg = f"the e-mail address must be at most {MAX_SUBJECT_LENGTH} characters"
             raise InvalidConfigError(msg, field="email")
-        end = self.clock() + self.ttl
+        now = self.clock()
+        end = now + self.ttl
         if expires_at is not None:
             end = min(end, expires_at)
         return self._dumps(
@@ -365,6 +372,7 @@ class SessionSigner:
                 via,
                 email,
                 absolute_expires_at=end,
+                issued_at=now,
             )
         )
 
@@ -389,6 +397,8 @@ class SessionSigner:
             payload["v"] = session.via
         if session.email:
             payload["m"] = session.email
+        if session.issued_at:
+            payload["a"] = session.issued_at
         return self._codec.dumps(payload)
 
     def refresh(self, session: Session) -> str:
@@ -413,6 +423,7 @@ class SessionSigner:
         incarnation = payload.get("i", "")
         via, email = payload.get("v", "saml"), payload.get("m", "")
         end = payload.get("x", payload["e"])
+        issued_at = payload.get("a", 0.0)
         try:
             role = Role(payload.get("r", Role.ADMIN.value)).value
         except ValueError as exc:  # pragma: no cover - signed
@@ -425,6 +436,8 @@ class SessionSigner:
             or not isinstance(email, str)
             or isinstance(end, bool)
             or not isinstance(end, (int, float))
+            or isinstance(issued_at, bool)
+            or not isinstance(issued_at, (int, float))
         ):
             raise _malformed()  # pragma: no cover - signed
         if self.clock() >= end:  # pragma: no cover - e <= x when signed
@@ -439,6 +452,7 @@ class SessionSigner:
             via,
             email,
             absolute_expires_at=float(end),
+            issued_at=float(issued_at),
         )
 
     def csrf_token(self, session: Session) -> str:

@@ -135,6 +135,34 @@ class TenantOperations:
         self.tenants.delete(op.tenant)
         return empty_response(204)
 
+    def sign_out(
+        self, op: Op, request: Request, body: bytes, record: CallRecord
+    ) -> Response:
+        """
+        ``POST /admin/tenants/{id}/sessions/revoke``: end the tenant's
+        sessions issued until now, or (body ``{"subject": ...}``) one
+        person's.
+        """
+        assert op.tenant is not None
+        data = json_object(body) if body.strip() else {}
+        check_fields(data, ("subject",))
+        subject = data.get("subject")
+        if subject is not None and not isinstance(subject, str):
+            raise HTTPProblem(
+                400, "invalid_field", "subject must be a string", param="subject"
+            )
+        actor = "admin" if record.principal is None else record.principal.actor
+        done = self.tenants.sign_out(op.tenant, subject=subject, actor=actor)
+        return json_response(
+            200,
+            {
+                "object": "tenant.sessions_revoked",
+                "id": op.tenant,
+                "subject": subject,
+                "not_before": done.sessions_valid_from(subject or ""),
+            },
+        )
+
     def rotate(
         self, op: Op, request: Request, body: bytes, record: CallRecord
     ) -> Response:

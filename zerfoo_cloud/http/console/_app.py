@@ -85,6 +85,8 @@ _TITLES = {
     503: "Unavailable",
 }
 _ACTIONS = {"GET": AuditAction.LIST, "HEAD": AuditAction.LIST}
+#: Why a session signed out by an operator (`TenantManager.sign_out`) ends.
+SIGNED_OUT = "An operator signed this session out; sign in again."
 
 
 def _status_of(exc: CloudError) -> int:
@@ -170,17 +172,23 @@ class Console:
             return None, True
         return session, False
 
-    def _current(self, session: Session) -> bool:
+    def _ended(self, session: Session) -> str | None:
         """
-        Whether *session*'s tenant still exists as it did at sign-in
-        (operators have no tenant); a worker thread.
+        Why *session* ended since sign-in, if it did: its tenant was deleted,
+        or its people signed out (operators have no tenant); a worker thread.
         """
         if session.role == Role.OPERATOR.value:
-            return True
+            return None
         record = self.services.tenants.store.get(session.tenant_id)
-        return record is not None and hmac.compare_digest(
+        if record is None or not hmac.compare_digest(
             record.incarnation.encode(), session.incarnation.encode()
-        )
+        ):
+            return (
+                "This session's tenant was deleted since you signed in; sign in again."
+            )
+        if session.issued_at < record.sessions_valid_from(session.subject):
+            return SIGNED_OUT
+        return None
 
     # -- answers -------------------------------------------------------------
 
@@ -393,11 +401,12 @@ class Console:
         """
         session = context.session
         try:
-            if not self._current(session):
-                response = self._error(
-                    401,
-                    "This session's tenant was deleted since you signed in; sign in again.",
-                )
+            ended = self._ended(session)
+            if ended is not None:
+                if ended == SIGNED_OUT and context.request.method.upper() != "POST":
+                    response: Response = RedirectResponse("/console/login?ended=1", 303)
+                else:
+                    response = self._error(401, ended)
                 clear_session(self.services, response)
                 return secure(response)
             response = handler(context)

@@ -200,18 +200,30 @@ def edit_tenant(request: PageRequest) -> Response:
     return _edit_page(request, _record(request))
 
 
+#: What each form of the tenant page says once done.
+_DONE_MESSAGES = {
+    "limits": "Limits saved.",
+    "budgets": "Budgets saved.",
+    "sessions": "Signed out: those sessions end on their next request.",
+}
+
+
 def save_tenant(request: PageRequest) -> Response:
     """
-    Apply the limits form or the budgets form (field ``form`` says which).
+    Apply the limits form, the budgets form or the sign-out form (field
+    ``form`` says which; the sign-out form's optional ``subject`` names the
+    one person to sign out).
     """
     record = _record(request)
     audited = _for_tenant(request, record.id)
     manager = request.services.tenants
     which = request.form.get("form", "")
-    if which not in {"limits", "budgets"}:
+    if which not in _DONE_MESSAGES:
         resource = f"tenant/{record.id}/settings"
         audited.audit(AuditAction.UPDATE, _BAD_FORM, resource)
-        msg = "The form must say which settings it changes: limits or budgets."
+        msg = (
+            "The form must say which settings it changes: limits, budgets or sessions."
+        )
         return _edit_page(request, record, status=_BAD_FORM, error=msg)
     resource = f"tenant/{record.id}/{which}"
     try:
@@ -225,10 +237,16 @@ def save_tenant(request: PageRequest) -> Response:
                 model_allow_list=limits.model_allow_list,
                 incarnation=record.incarnation,
             )
-        else:
+        elif which == "budgets":
             manager.set_budgets(
                 record.id,
                 parse_budgets_form(request.form),
+                actor=request.session.actor,
+            )
+        else:
+            manager.sign_out(
+                record.id,
+                subject=request.form.get("subject", "").strip() or None,
                 actor=request.session.actor,
             )
     except InvalidConfigError as exc:
@@ -238,8 +256,9 @@ def save_tenant(request: PageRequest) -> Response:
         audited.audit(AuditAction.UPDATE, _NOT_FOUND, resource)
         raise PageProblem(_NOT_FOUND, f"There is no tenant {record.id!r}.") from None
     audited.audit(AuditAction.UPDATE, _DONE, resource)
-    saved = "Limits" if which == "limits" else "Budgets"
-    return _edit_page(request, manager.get(record.id).record, done=f"{saved} saved.")
+    return _edit_page(
+        request, manager.get(record.id).record, done=_DONE_MESSAGES[which]
+    )
 
 
 def confirm_delete(request: PageRequest) -> Response:
