@@ -124,3 +124,39 @@ def test_changes_are_audited() -> None:
         datetime(2100, 1, 1, tzinfo=timezone.utc),
     )
     assert [e.resource for e in entries] == ["spend_budgets by alice"]
+
+
+def test_a_rotated_key_keeps_its_budgets_and_what_they_spent(
+    manager: TenantManager,
+) -> None:
+    key_id = manager.get("acme").record.keys[0].id
+    manager.set_budgets("acme", [MONTHLY], key_id=key_id)
+    account = BudgetAccount.at("acme", key_id, MONTHLY, manager.clock())
+    now = manager.clock()
+    manager.limits.admit(None, (account.hold(3_000_000),), now)
+    manager.limits.settle(None, account.settlement(3_000_000, 2_500_000), now)
+    manager.limits.admit(None, (account.hold(1_000_000),), now)  # in flight
+    _, new, _ = manager.rotate_api_key("acme", key_id)
+    assert new.spend_budgets == (MONTHLY,)
+    (status,) = manager.spend("acme", key_id=new.id)
+    # What the old key spent is spent; what it held counts as held.
+    assert (status.spent, status.remaining) == (2_500_000, 6_500_000)
+    assert status.spent + status.held + status.remaining == MONTHLY.amount
+
+
+def test_a_new_secret_for_the_first_key_keeps_its_limits_and_budgets(
+    manager: TenantManager,
+) -> None:
+    first = manager.get("acme").record.keys[0]
+    manager.update_key("acme", first.id, model_scope=["m1"], rate_limit=0)
+    manager.set_budgets("acme", [MONTHLY], key_id=first.id)
+    account = BudgetAccount.at("acme", first.id, MONTHLY, manager.clock())
+    now = manager.clock()
+    manager.limits.admit(None, (account.hold(2_000_000),), now)
+    manager.limits.settle(None, account.settlement(2_000_000, 2_000_000), now)
+    manager.rotate_key("acme")
+    new = manager.get("acme").record.keys[0]
+    assert new.id != first.id
+    assert (new.model_scope, new.spend_budgets) == (("m1",), (MONTHLY,))
+    (status,) = manager.spend("acme", key_id=new.id)
+    assert (status.spent, status.remaining) == (2_000_000, 8_000_000)

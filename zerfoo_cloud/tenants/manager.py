@@ -98,6 +98,17 @@ __all__ = ["TenantManager"]
 _log = logging.getLogger("zerfoo_cloud.tenants")
 
 
+#: What a tenant's first key keeps when `TenantManager.update` gives it a
+#: new secret.
+_KEPT_ON_REKEY = (
+    "model_scope",
+    "rate_limit",
+    "token_budget",
+    "max_concurrent_requests",
+    "spend_budgets",
+)
+
+
 def _original_key(key_hash: str, api_key: str, name: str, now: float) -> KeyRecord:
     # The record of a tenant's original key (created with it, or set by
     # `TenantManager.update`): named by the first 8 hex digits of its hash,
@@ -109,6 +120,24 @@ def _original_key(key_hash: str, api_key: str, name: str, now: float) -> KeyReco
         prefix=visible_prefix(api_key),
         created_at=now,
     )
+
+
+def _rekeyed(
+    record: TenantRecord, key_hash: str, api_key: str, now: float
+) -> tuple[KeyRecord, ...]:
+    # *record*'s keys with a new secret in the first key's place: its name,
+    # scope, limits and budgets are kept (a new secret never loosens what
+    # the key may do).
+    first = record.first_key()
+    new_first = attrs.evolve(
+        _original_key(key_hash, api_key, first.name, now),
+        **{name: getattr(first, name) for name in _KEPT_ON_REKEY},
+    )
+    others = record.keys[1:]
+    if any(k.id == new_first.id or k.key_hash == new_first.key_hash for k in others):
+        # Another key of this tenant: taken, as another tenant's is.
+        raise TenantExistsError(record.id, field="api_key")
+    return (new_first, *others)
 
 
 def _usable(tenant: Tenant, now: float) -> Tenant:
@@ -426,28 +455,23 @@ class TenantManager:
         if model_allow_list is not None:
             changes["model_allow_list"] = check_models(model_allow_list)
         changes["updated_at"] = now
+        rekeyed: list[tuple[KeyRecord, KeyRecord]] = []
 
         def change(old: TenantRecord) -> TenantRecord:
             if incarnation is not None and old.incarnation != incarnation:
                 raise TenantNotFoundError(tenant_id)
             if api_key is None:
                 return attrs.evolve(old, **changes)
-            # The new key takes the original key's place (and name).
-            first = old.first_key()
-            new_first = _original_key(changes["key_hash"], api_key, first.name, now)
-            others = old.keys[1:]
-            if any(
-                k.id == new_first.id or k.key_hash == new_first.key_hash for k in others
-            ):
-                # Another key of this tenant: taken, as another tenant's is.
-                raise TenantExistsError(tenant_id, field="api_key")
-            keys = (new_first, *others)
+            keys = _rekeyed(old, changes["key_hash"], api_key, now)
+            rekeyed.append((old.first_key(), keys[0]))
             return attrs.evolve(old, keys=keys, **changes)
 
         try:
             record = self.store.update(tenant_id, change)
         finally:
             self._changed(tenant_id)
+        if rekeyed and rekeyed[-1][0].id != rekeyed[-1][1].id:
+            self._carry_budgets(tenant_id, *rekeyed[-1], now)
         return self._tenant(record)
 
     def rotate_key(self, tenant_id: str, *, incarnation: str | None = None) -> str:
@@ -719,6 +743,7 @@ class TenantManager:
                 rate_limit=key.rate_limit,
                 token_budget=key.token_budget,
                 max_concurrent_requests=key.max_concurrent_requests,
+                spend_budgets=key.spend_budgets,
             )
             done.append((new, retired))
             kept = tuple(retired if k is key else k for k in _room(old, now))
@@ -726,8 +751,34 @@ class TenantManager:
 
         self._change_keys(tenant_id, change, incarnation)
         new, retired = done[-1]
+        self._carry_budgets(tenant_id, retired, new, self.clock())
         self._key_event("rotated", tenant_id, new, retired)
         return api_key, new, retired
+
+    def _carry_budgets(
+        self, tenant_id: str, old: KeyRecord, new: KeyRecord, now: float
+    ) -> None:
+        # A rotated key's budgets go on where the old key's stand in this
+        # period: what it spent is spent, what it holds for requests in
+        # flight is held, so a rotation never gives a key more room.
+        for budget in old.spend_budgets:
+            was = BudgetAccount.at(tenant_id, old.id, budget, now)
+            hold = self.limits.get(was.hold_key)
+            spent = self.limits.get(was.spent_key)
+            used = 0 if hold is None else budget.amount - hold_level(hold.level)
+            paid = 0 if spent is None else spent_from_level(spent.level)
+            if not (used or paid):
+                continue
+            account = BudgetAccount.at(tenant_id, new.id, budget, now)
+            hold_bucket, spent_bucket = account.settlement(0, 0)
+            self.limits.settle(
+                None,
+                (
+                    (*hold_bucket[:3], -used),
+                    (*spent_bucket[:3], -paid),
+                ),
+                now,
+            )
 
     # -- spend budgets ---------------------------------------------------
 
